@@ -1,0 +1,23 @@
+/* commands.h — the `dealer` subcommands. Each takes argc/argv with argv[0] the command's own name, prints its own
+ * --help, and returns a process exit code (0 ok, 1 runtime failure, 2 bad usage or input). */
+#ifndef DL_CLI_COMMANDS_H
+#define DL_CLI_COMMANDS_H
+
+int dl_cmd_train(int argc, char **argv);
+int dl_cmd_eval(int argc, char **argv);
+int dl_cmd_generate(int argc, char **argv);
+int dl_cmd_predict(int argc, char **argv);
+int dl_cmd_data(int argc, char **argv);
+int dl_cmd_ckpt(int argc, char **argv);
+int dl_cmd_config(int argc, char **argv);
+int dl_cmd_bench(int argc, char **argv);
+int dl_cmd_dpo(int argc, char **argv);
+
+/* Prints "dealer CMD: not implemented yet (arrives with the WORK work)" and returns 2. */
+int dl_cli_not_implemented(const char *command, const char *work);
+/* Prints the one-line error of the recorded failure as "dealer CMD: error: ..." and returns its exit code. */
+int dl_cli_report(const char *command, int status);
+/* True when argv[1..] holds -h or --help. */
+int dl_cli_wants_help(int argc, char **argv);
+
+#endif

@@ -1,0 +1,79 @@
+/* blas_runtime.c — see blas_runtime.h. */
+#include "ops/blas_runtime.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+/* From OpenBLAS's cblas.h; declared here so the header set does not matter. */
+char *openblas_get_corename(void);
+
+const char *dl_blas_corename(void) {
+    const char *name = openblas_get_corename();
+    return name ? name : "unknown";
+}
+
+static int cpu_has_avx512(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+}
+
+static int cpu_has_avx2(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+/* Kernels at least as good as SkylakeX for sgemm, and at least as good as Haswell. */
+static int name_in(const char *name, const char *const *list) {
+    for (; *list; list++)
+        if (strcasecmp(name, *list) == 0)
+            return 1;
+    return 0;
+}
+
+const char *dl_blas_wanted_coretype(void) {
+    static const char *const avx512_kernels[] = {"SkylakeX", "Cooperlake", "SapphireRapids", NULL};
+    static const char *const avx2_kernels[] = {"Haswell", "Zen", "SkylakeX", "Cooperlake", "SapphireRapids", NULL};
+    const char *current = dl_blas_corename();
+    if (cpu_has_avx512())
+        return name_in(current, avx512_kernels) ? NULL : "SkylakeX";
+    if (cpu_has_avx2())
+        return name_in(current, avx2_kernels) ? NULL : "Haswell";
+    return NULL;
+}
+
+void dl_blas_select_kernel(char **argv) {
+    const char *off = getenv("DEALER_BLAS_AUTOSELECT");
+    if (off && strcmp(off, "0") == 0)
+        return;
+    if (getenv("OPENBLAS_CORETYPE") || getenv("DEALER_BLAS_REEXEC"))
+        return; /* the user chose, or we already re-executed once */
+    const char *wanted = dl_blas_wanted_coretype();
+    if (!wanted)
+        return;
+    setenv("OPENBLAS_CORETYPE", wanted, 1);
+    setenv("DEALER_BLAS_REEXEC", wanted, 1);
+    execv("/proc/self/exe", argv);
+    /* exec failed: carry on with the slow kernel and say so in dl_blas_describe. */
+    unsetenv("OPENBLAS_CORETYPE");
+}
+
+const char *dl_blas_describe(void) {
+    static char text[160];
+    const char *reexec = getenv("DEALER_BLAS_REEXEC");
+    const char *user = getenv("OPENBLAS_CORETYPE");
+    const char *name = dl_blas_corename();
+    if (reexec)
+        snprintf(text, sizeof text, "%s kernel (selected by dealer: OpenBLAS did not recognise this CPU)", name);
+    else if (user)
+        snprintf(text, sizeof text, "%s kernel (OPENBLAS_CORETYPE=%s set by the user)", name, user);
+    else if (dl_blas_wanted_coretype())
+        snprintf(text, sizeof text, "%s kernel (slow: a %s kernel fits this CPU; DEALER_BLAS_AUTOSELECT=0?)", name,
+                 dl_blas_wanted_coretype());
+    else
+        snprintf(text, sizeof text, "%s kernel (chosen by OpenBLAS)", name);
+    return text;
+}

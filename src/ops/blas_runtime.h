@@ -1,0 +1,25 @@
+/* blas_runtime.h — running OpenBLAS's best kernel for this CPU without the user setting anything.
+ *
+ * Debian's OpenBLAS 0.3.21 is built with DYNAMIC_ARCH but does not recognise recent AMD and Intel models; it then
+ * falls back to a generic kernel 4–10× slower. OpenBLAS reads OPENBLAS_CORETYPE once, when the library loads, so
+ * the only reliable fix from inside the program is to set the variable and re-execute before any work starts.
+ * dl_blas_select_kernel does that when the CPU has AVX-512 (SkylakeX kernel) or AVX2+FMA (Haswell kernel) but
+ * OpenBLAS picked something weaker, and the user has not set OPENBLAS_CORETYPE themselves (their choice wins).
+ * DEALER_BLAS_AUTOSELECT=0 turns the whole thing off. */
+#ifndef DL_OPS_BLAS_RUNTIME_H
+#define DL_OPS_BLAS_RUNTIME_H
+
+/* The kernel the CPU supports best ("SkylakeX", "Haswell") or NULL when OpenBLAS's own choice is as good. */
+const char *dl_blas_wanted_coretype(void);
+
+/* Re-executes /proc/self/exe with OPENBLAS_CORETYPE set when that gives a faster kernel. Call first thing in
+ * main(), before MPI_Init and before any thread starts. Returns only when no re-exec was needed or it failed. */
+void dl_blas_select_kernel(char **argv);
+
+/* "SkylakeX kernel (selected by dealer)" etc.: what runs and why, for logs and --version. */
+const char *dl_blas_describe(void);
+
+/* The kernel name OpenBLAS reports. */
+const char *dl_blas_corename(void);
+
+#endif

@@ -1,0 +1,95 @@
+/* testutil.c — see testutil.h. */
+#include "testutil.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+static uint64_t test_seed;
+static int test_seed_ready;
+
+uint64_t dl_test_seed(void) {
+    if (!test_seed_ready) {
+        const char *env = getenv("DEALER_TEST_SEED");
+        if (env && *env) {
+            test_seed = strtoull(env, NULL, 10);
+        } else {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            test_seed = (uint64_t)ts.tv_sec * 1000003u ^ (uint64_t)ts.tv_nsec;
+        }
+        test_seed_ready = 1;
+    }
+    return test_seed;
+}
+
+void dl_test_rng(dl_rng *rng, uint64_t stream) { dl_rng_init(rng, dl_test_seed(), stream); }
+
+void dl_test_fill_uniform(dl_rng *rng, float *x, size_t n, float lo, float hi) {
+    for (size_t i = 0; i < n; i++)
+        x[i] = lo + (hi - lo) * dl_rng_uniform(rng);
+}
+
+void dl_test_poison(float *x, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        x[i] = NAN;
+}
+
+long dl_test_first_nonfinite(const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return (long)i;
+    return -1;
+}
+
+double dl_test_rel_error(const float *a, const double *b, size_t n) {
+    double diff = 0.0, ref = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)a[i] - b[i];
+        diff += d * d;
+        ref += b[i] * b[i];
+    }
+    return sqrt(diff) / fmax(sqrt(ref), 1e-30);
+}
+
+double dl_test_rel_error_f(const float *a, const float *b, size_t n) {
+    double diff = 0.0, ref = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)a[i] - (double)b[i];
+        diff += d * d;
+        ref += (double)b[i] * (double)b[i];
+    }
+    return sqrt(diff) / fmax(sqrt(ref), 1e-30);
+}
+
+void dl_test_fail(const char *file, int line, const char *fmt, ...) {
+    char message[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof message, fmt, ap);
+    va_end(ap);
+    fail_msg("%s:%d: %s (DEALER_TEST_SEED=%" PRIu64 ")", file, line, message, dl_test_seed());
+}
+
+void dl_test_assert_rel(const float *actual, const double *reference, size_t n, double tol, const char *what,
+                        const char *file, int line) {
+    long bad = dl_test_first_nonfinite(actual, n);
+    if (bad >= 0)
+        dl_test_fail(file, line, "%s[%ld] is %f (not written or not finite)", what, bad, (double)actual[bad]);
+    double err = dl_test_rel_error(actual, reference, n);
+    if (!(err <= tol)) {
+        size_t worst = 0;
+        double worst_d = -1;
+        for (size_t i = 0; i < n; i++) {
+            double d = fabs((double)actual[i] - reference[i]);
+            if (d > worst_d) {
+                worst_d = d;
+                worst = i;
+            }
+        }
+        dl_test_fail(file, line, "%s: relative error %.3g > %.3g (worst [%zu]: got %.9g, want %.9g)", what, err, tol,
+                     worst, (double)actual[worst], reference[worst]);
+    }
+}

@@ -1,0 +1,42 @@
+/* testutil.h — what every dealer test shares: CMocka, random inputs with a printed seed, NaN poisoning, and
+ * norm-relative comparisons that print both operands.
+ *
+ * Each test binary draws a fresh seed (time-based) unless DEALER_TEST_SEED is set, and prints it when a check fails,
+ * so a failure is reproducible with DEALER_TEST_SEED=<seed>. */
+#ifndef DL_TESTUTIL_H
+#define DL_TESTUTIL_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+/* cmocka.h needs the three headers above first. */
+#include <cmocka.h>
+
+#include "core/philox.h"
+
+/* The seed of this run (fixed on first call). */
+uint64_t dl_test_seed(void);
+/* A generator on its own stream of the test seed: pass a different stream per use. */
+void dl_test_rng(dl_rng *rng, uint64_t stream);
+/* Fills x[0..n) with uniform values in [lo, hi). */
+void dl_test_fill_uniform(dl_rng *rng, float *x, size_t n, float lo, float hi);
+/* Fills with NaN so a test can check that an op wrote every output. */
+void dl_test_poison(float *x, size_t n);
+/* Index of the first NaN or Inf, or -1 when all are finite. */
+long dl_test_first_nonfinite(const float *x, size_t n);
+/* ‖a − b‖₂ / max(‖b‖₂, tiny): b is the reference. */
+double dl_test_rel_error(const float *a, const double *b, size_t n);
+double dl_test_rel_error_f(const float *a, const float *b, size_t n);
+
+/* Fails the test (printing both sides, the seed and the location) when the relative error exceeds tol. */
+#define DL_ASSERT_REL(actual_f, reference_d, n, tol)                                                           \
+    dl_test_assert_rel((actual_f), (reference_d), (n), (tol), #actual_f, __FILE__, __LINE__)
+void dl_test_assert_rel(const float *actual, const double *reference, size_t n, double tol, const char *what,
+                        const char *file, int line);
+
+/* Fails the test with a formatted message that includes the seed. */
+void dl_test_fail(const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+#define DL_TEST_FAIL(...) dl_test_fail(__FILE__, __LINE__, __VA_ARGS__)
+
+#endif
