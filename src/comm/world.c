@@ -1,0 +1,349 @@
+/* world.c — MPI start-up, checked collectives and the collective watchdog (see world.h for the design). */
+#include "comm/world.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/log.h"
+#include "core/timer.h"
+
+enum { WATCH_TAG = 7001, SPIN_TESTS = 2000 };
+
+static dl_status mpi_failure(int code, const char *call, const char *what) {
+    char text[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    if (MPI_Error_string(code, text, &len) != MPI_SUCCESS)
+        snprintf(text, sizeof text, "MPI error %d", code);
+    return DL_FAIL(DL_ERR_COMM, "%s: %s failed: %s", what, call, text);
+}
+
+#define MPI_TRY(call, what)                               \
+    do {                                                  \
+        int mpi_try_code_ = (call);                       \
+        if (mpi_try_code_ != MPI_SUCCESS)                 \
+            return mpi_failure(mpi_try_code_, #call, what); \
+    } while (0)
+
+dl_status dl_world_init(dl_world *world, int *argc, char ***argv, double timeout_s) {
+    DL_REQUIRE(world != NULL, DL_ERR_INVALID, "dl_world_init: NULL world");
+    memset(world, 0, sizeof *world);
+    world->comm = world->node_comm = world->watch_comm = MPI_COMM_NULL;
+    int initialized = 0;
+    MPI_Initialized(&initialized);
+    if (!initialized) {
+        int provided = 0;
+        MPI_TRY(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided), "starting MPI");
+        world->owns_mpi = 1;
+        if (provided < MPI_THREAD_FUNNELED) {
+            dl_status s = DL_FAIL(DL_ERR_COMM, "MPI provides thread level %d, dealer needs FUNNELED", provided);
+            dl_error_hint("use an MPI built with thread support (Open MPI is)");
+            return s;
+        }
+    }
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    MPI_TRY(MPI_Comm_dup(MPI_COMM_WORLD, &world->comm), "creating the world communicator");
+    MPI_TRY(MPI_Comm_set_errhandler(world->comm, MPI_ERRORS_RETURN), "setting the error handler");
+    MPI_TRY(MPI_Comm_rank(world->comm, &world->rank), "querying the rank");
+    MPI_TRY(MPI_Comm_size(world->comm, &world->size), "querying the world size");
+    MPI_TRY(MPI_Comm_split_type(world->comm, MPI_COMM_TYPE_SHARED, world->rank, MPI_INFO_NULL, &world->node_comm),
+            "splitting the node communicator");
+    MPI_TRY(MPI_Comm_rank(world->node_comm, &world->local_rank), "querying the local rank");
+    MPI_TRY(MPI_Comm_size(world->node_comm, &world->local_size), "querying the local size");
+    MPI_TRY(MPI_Comm_dup(world->comm, &world->watch_comm), "creating the watchdog communicator");
+    world->waiting_at = calloc((size_t)world->size, sizeof *world->waiting_at);
+    if (!world->waiting_at)
+        return DL_FAIL(DL_ERR_NOMEM, "cannot allocate the watchdog table for %d ranks", world->size);
+    world->timeout_s = timeout_s;
+    world->step = -1;
+    dl_log_set_rank(world->rank, 0);
+    return DL_OK;
+}
+
+void dl_world_finalize(dl_world *world) {
+    if (!world)
+        return;
+    if (world->watch_comm != MPI_COMM_NULL)
+        MPI_Comm_free(&world->watch_comm);
+    if (world->node_comm != MPI_COMM_NULL)
+        MPI_Comm_free(&world->node_comm);
+    if (world->comm != MPI_COMM_NULL)
+        MPI_Comm_free(&world->comm);
+    free(world->waiting_at);
+    world->waiting_at = NULL;
+    if (world->owns_mpi) {
+        int finalized = 0;
+        MPI_Finalized(&finalized);
+        if (!finalized)
+            MPI_Finalize();
+    }
+    world->owns_mpi = 0;
+}
+
+void dl_world_abort(dl_world *world, int exit_code) {
+    fflush(stdout);
+    fflush(stderr);
+    MPI_Abort(world && world->comm != MPI_COMM_NULL ? world->comm : MPI_COMM_WORLD, exit_code ? exit_code : 1);
+}
+
+void dl_world_set_step(dl_world *world, int64_t step) {
+    if (world)
+        world->step = step;
+}
+
+/* Reads every "waiting in #k" report that has arrived. */
+static void drain_reports(dl_world *world) {
+    for (;;) {
+        int flag = 0;
+        MPI_Status status;
+        if (MPI_Iprobe(MPI_ANY_SOURCE, WATCH_TAG, world->watch_comm, &flag, &status) != MPI_SUCCESS || !flag)
+            return;
+        uint64_t sequence = 0;
+        if (MPI_Recv(&sequence, 1, MPI_UINT64_T, status.MPI_SOURCE, WATCH_TAG, world->watch_comm,
+                     MPI_STATUS_IGNORE) != MPI_SUCCESS)
+            return;
+        if (sequence > world->waiting_at[status.MPI_SOURCE])
+            world->waiting_at[status.MPI_SOURCE] = sequence;
+    }
+}
+
+static void report_waiting(dl_world *world, uint64_t sequence) {
+    world->waiting_at[world->rank] = sequence;
+    for (int r = 0; r < world->size; r++)
+        if (r != world->rank)
+            MPI_Send(&sequence, 1, MPI_UINT64_T, r, WATCH_TAG, world->watch_comm); /* 8 bytes: sent eagerly */
+}
+
+static dl_status timeout_failure(dl_world *world, uint64_t sequence, const char *what, double waited) {
+    char missing[512] = "", elsewhere[512] = "";
+    size_t used = 0, used_else = 0;
+    int n_missing = 0;
+    drain_reports(world);
+    for (int r = 0; r < world->size; r++) {
+        if (world->waiting_at[r] == sequence)
+            continue;
+        if (world->waiting_at[r] > sequence && used_else < sizeof elsewhere - 40)
+            used_else += (size_t)snprintf(elsewhere + used_else, sizeof elsewhere - used_else, "%s%d (in #%llu)",
+                                          used_else ? ", " : "", r, (unsigned long long)world->waiting_at[r]);
+        else if (used < sizeof missing - 16)
+            used += (size_t)snprintf(missing + used, sizeof missing - used, "%s%d", n_missing ? ", " : "", r);
+        n_missing++;
+    }
+    char step[48] = "";
+    if (world->step >= 0)
+        snprintf(step, sizeof step, ", step %lld", (long long)world->step);
+    dl_status s;
+    if (used_else)
+        s = DL_FAIL(DL_ERR_COMM,
+                    "collective '%s' (#%llu%s) timed out after %.0f s on rank %d: ranks out of step, waiting "
+                    "elsewhere: %s%s%s",
+                    what, (unsigned long long)sequence, step, waited, world->rank, elsewhere,
+                    used ? "; not arrived: " : "", missing);
+    else if (n_missing)
+        s = DL_FAIL(DL_ERR_COMM, "collective '%s' (#%llu%s) timed out after %.0f s on rank %d: rank%s %s had not arrived",
+                    what, (unsigned long long)sequence, step, waited, world->rank, n_missing == 1 ? "" : "s",
+                    missing);
+    else
+        s = DL_FAIL(DL_ERR_COMM,
+                    "collective '%s' (#%llu%s) timed out after %.0f s on rank %d although every rank arrived", what,
+                    (unsigned long long)sequence, step, waited, world->rank);
+    dl_error_hint("a rank is stuck, slow or dead: read its log; raise comm.timeout_s if steps are legitimately slow");
+    return s;
+}
+
+/* Waits for `request` under the watchdog, driving MPI progress. */
+static dl_status watched_wait(dl_world *world, MPI_Request *request, uint64_t sequence, const char *what,
+                              double started) {
+    double report_after = world->timeout_s > 0 ? world->timeout_s / 4 : 2.0;
+    if (report_after > 2.0)
+        report_after = 2.0;
+    int reported = 0;
+    for (long tests = 0;; tests++) {
+        int done = 0;
+        MPI_TRY(MPI_Test(request, &done, MPI_STATUS_IGNORE), what);
+        if (done)
+            return DL_OK;
+        if (tests < SPIN_TESTS)
+            continue;
+        double waited = dl_time_seconds() - started;
+        drain_reports(world);
+        if (!reported && waited > report_after) {
+            report_waiting(world, sequence);
+            reported = 1;
+        }
+        if (world->timeout_s > 0 && waited > world->timeout_s)
+            return timeout_failure(world, sequence, what, waited);
+        struct timespec nap = {0, 20000}; /* 20 µs: leave the core to ranks sharing it */
+        nanosleep(&nap, NULL);
+    }
+}
+
+#define REQUIRE_WORLD(world, what)                                                                          \
+    DL_REQUIRE((world) != NULL && (world)->comm != MPI_COMM_NULL, DL_ERR_INVALID, "%s: MPI world not started", \
+               (what) ? (what) : "collective")
+
+/* Runs one non-blocking collective started by `start` to completion under the watchdog. */
+#define RUN_COLLECTIVE(world, what, start_call)                                   \
+    do {                                                                          \
+        MPI_Request request_;                                                     \
+        uint64_t sequence_ = ++(world)->sequence;                                 \
+        double started_ = dl_time_seconds();                                      \
+        MPI_TRY(start_call, what);                                                \
+        return watched_wait((world), &request_, sequence_, (what), started_);     \
+    } while (0)
+
+dl_status dl_comm_barrier(dl_world *world, const char *what) {
+    REQUIRE_WORLD(world, what);
+    RUN_COLLECTIVE(world, what, MPI_Ibarrier(world->comm, &request_));
+}
+
+static dl_status require_int_count(size_t count, const char *what) {
+    if (count > (size_t)INT_MAX)
+        return DL_FAIL(DL_ERR_INVALID, "%s: %zu elements exceed MPI's int count limit", what, count);
+    return DL_OK;
+}
+
+dl_status dl_comm_broadcast(dl_world *world, void *buffer, size_t bytes, int root, const char *what) {
+    REQUIRE_WORLD(world, what);
+    DL_REQUIRE(root >= 0 && root < world->size, DL_ERR_INVALID, "%s: root %d outside 0..%d", what, root,
+               world->size - 1);
+    DL_REQUIRE(buffer != NULL || bytes == 0, DL_ERR_INVALID, "%s: NULL buffer", what);
+    /* Large buffers go in 1 GiB pieces so counts stay within int. */
+    const size_t piece = (size_t)1 << 30;
+    for (size_t off = 0; off < bytes; off += piece) {
+        size_t n = bytes - off < piece ? bytes - off : piece;
+        MPI_Request request;
+        uint64_t sequence = ++world->sequence;
+        double started = dl_time_seconds();
+        MPI_TRY(MPI_Ibcast((char *)buffer + off, (int)n, MPI_BYTE, root, world->comm, &request), what);
+        DL_CHECK(watched_wait(world, &request, sequence, what, started));
+    }
+    return DL_OK;
+}
+
+static dl_status allreduce(dl_world *world, void *buffer, size_t count, MPI_Datatype type, size_t elem_size,
+                           MPI_Op op, const char *what) {
+    REQUIRE_WORLD(world, what);
+    DL_REQUIRE(buffer != NULL || count == 0, DL_ERR_INVALID, "%s: NULL buffer", what);
+    const size_t piece = (size_t)1 << 28;
+    for (size_t off = 0; off < count; off += piece) {
+        size_t n = count - off < piece ? count - off : piece;
+        MPI_Request request;
+        uint64_t sequence = ++world->sequence;
+        double started = dl_time_seconds();
+        MPI_TRY(MPI_Iallreduce(MPI_IN_PLACE, (char *)buffer + off * elem_size, (int)n, type, op, world->comm,
+                               &request),
+                what);
+        DL_CHECK(watched_wait(world, &request, sequence, what, started));
+    }
+    return DL_OK;
+}
+
+dl_status dl_comm_allreduce_sum_f32(dl_world *world, float *buffer, size_t count, const char *what) {
+    return allreduce(world, buffer, count, MPI_FLOAT, sizeof(float), MPI_SUM, what);
+}
+
+dl_status dl_comm_allreduce_sum_f64(dl_world *world, double *buffer, size_t count, const char *what) {
+    return allreduce(world, buffer, count, MPI_DOUBLE, sizeof(double), MPI_SUM, what);
+}
+
+dl_status dl_comm_allreduce_sum_i64(dl_world *world, int64_t *buffer, size_t count, const char *what) {
+    return allreduce(world, buffer, count, MPI_INT64_T, sizeof(int64_t), MPI_SUM, what);
+}
+
+dl_status dl_comm_allreduce_max_i64(dl_world *world, int64_t *buffer, size_t count, const char *what) {
+    return allreduce(world, buffer, count, MPI_INT64_T, sizeof(int64_t), MPI_MAX, what);
+}
+
+dl_status dl_comm_allreduce_min_i64(dl_world *world, int64_t *buffer, size_t count, const char *what) {
+    return allreduce(world, buffer, count, MPI_INT64_T, sizeof(int64_t), MPI_MIN, what);
+}
+
+static dl_status check_slices(dl_world *world, const int *counts, const char *what) {
+    DL_REQUIRE(counts != NULL, DL_ERR_INVALID, "%s: NULL slice counts", what);
+    long long total = 0;
+    for (int r = 0; r < world->size; r++) {
+        DL_REQUIRE(counts[r] >= 0, DL_ERR_INVALID, "%s: negative slice count %d for rank %d", what, counts[r], r);
+        total += counts[r];
+    }
+    DL_REQUIRE(total <= INT_MAX, DL_ERR_INVALID, "%s: %lld elements exceed MPI's int count limit", what, total);
+    return DL_OK;
+}
+
+dl_status dl_comm_reduce_scatter_f32(dl_world *world, const float *send, float *recv, const int *counts,
+                                     const char *what) {
+    REQUIRE_WORLD(world, what);
+    DL_CHECK(check_slices(world, counts, what));
+    DL_REQUIRE(send != NULL && (recv != NULL || counts[world->rank] == 0), DL_ERR_INVALID, "%s: NULL buffer", what);
+    RUN_COLLECTIVE(world, what, MPI_Ireduce_scatter(send, recv, counts, MPI_FLOAT, MPI_SUM, world->comm, &request_));
+}
+
+dl_status dl_comm_allgather_f32(dl_world *world, float *buffer, const int *counts, const char *what) {
+    REQUIRE_WORLD(world, what);
+    DL_CHECK(check_slices(world, counts, what));
+    DL_REQUIRE(buffer != NULL, DL_ERR_INVALID, "%s: NULL buffer", what);
+    int displs[world->size];
+    int offset = 0;
+    for (int r = 0; r < world->size; r++) {
+        displs[r] = offset;
+        offset += counts[r];
+    }
+    RUN_COLLECTIVE(world, what,
+                   MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buffer, counts, displs, MPI_FLOAT, world->comm,
+                                   &request_));
+}
+
+dl_status dl_comm_alltoallv(dl_world *world, const void *send, const int *send_counts, const int *send_displs,
+                            void *recv, const int *recv_counts, const int *recv_displs, const char *what) {
+    REQUIRE_WORLD(world, what);
+    DL_REQUIRE(send_counts && send_displs && recv_counts && recv_displs, DL_ERR_INVALID, "%s: NULL counts", what);
+    RUN_COLLECTIVE(world, what,
+                   MPI_Ialltoallv(send, send_counts, send_displs, MPI_BYTE, recv, recv_counts, recv_displs, MPI_BYTE,
+                                  world->comm, &request_));
+}
+
+dl_status dl_comm_alltoall_int(dl_world *world, const int *send, int *recv, const char *what) {
+    REQUIRE_WORLD(world, what);
+    DL_REQUIRE(send != NULL && recv != NULL, DL_ERR_INVALID, "%s: NULL buffer", what);
+    RUN_COLLECTIVE(world, what, MPI_Ialltoall(send, 1, MPI_INT, recv, 1, MPI_INT, world->comm, &request_));
+}
+
+dl_status dl_comm_iallreduce_sum_f32(dl_world *world, float *buffer, size_t count, const char *what,
+                                     dl_comm_request *request) {
+    REQUIRE_WORLD(world, what);
+    DL_REQUIRE(request != NULL, DL_ERR_INVALID, "%s: NULL request", what);
+    DL_REQUIRE(!request->active, DL_ERR_INVALID, "%s: request is still in flight", what);
+    DL_REQUIRE(buffer != NULL || count == 0, DL_ERR_INVALID, "%s: NULL buffer", what);
+    DL_CHECK(require_int_count(count, what));
+    request->sequence = ++world->sequence;
+    request->what = what;
+    request->started = dl_time_seconds();
+    MPI_TRY(MPI_Iallreduce(MPI_IN_PLACE, buffer, (int)count, MPI_FLOAT, MPI_SUM, world->comm, &request->request),
+            what);
+    request->active = 1;
+    return DL_OK;
+}
+
+dl_status dl_comm_test(dl_world *world, dl_comm_request *request, int *done) {
+    REQUIRE_WORLD(world, "test");
+    DL_REQUIRE(request != NULL && done != NULL, DL_ERR_INVALID, "dl_comm_test: NULL argument");
+    *done = !request->active;
+    if (!request->active)
+        return DL_OK;
+    MPI_TRY(MPI_Test(&request->request, done, MPI_STATUS_IGNORE), request->what);
+    if (*done)
+        request->active = 0;
+    return DL_OK;
+}
+
+dl_status dl_comm_wait(dl_world *world, dl_comm_request *request) {
+    REQUIRE_WORLD(world, "wait");
+    DL_REQUIRE(request != NULL, DL_ERR_INVALID, "dl_comm_wait: NULL request");
+    if (!request->active)
+        return DL_OK;
+    DL_CHECK(watched_wait(world, &request->request, request->sequence, request->what, request->started));
+    request->active = 0;
+    return DL_OK;
+}
