@@ -11,7 +11,16 @@ static dl_log_level current_level = DL_LOG_INFO;
 static int current_rank = -1;
 static int print_all_ranks = 0;
 
-void dl_log_set_level(dl_log_level level) { current_level = level; }
+/* Levels outside the enum would index past the tag table: clamp them to the nearest real level. */
+static dl_log_level clamp_level(dl_log_level level) {
+    if ((int)level < (int)DL_LOG_DEBUG)
+        return DL_LOG_DEBUG;
+    if ((int)level > (int)DL_LOG_ERROR)
+        return DL_LOG_ERROR;
+    return level;
+}
+
+void dl_log_set_level(dl_log_level level) { current_level = clamp_level(level); }
 
 dl_log_level dl_log_get_level(void) { return current_level; }
 
@@ -46,20 +55,26 @@ int dl_log_init_from_env(void) {
 
 void dl_log(dl_log_level level, const char *fmt, ...) {
     static const char *tags[] = {"DEBUG", "INFO", "WARN", "ERROR"};
+    level = clamp_level(level);
     if (level < current_level)
         return;
     if (current_rank > 0 && !print_all_ranks && level < DL_LOG_WARN)
         return;
     char line[4096];
-    int used;
+    int used; /* the prefix is short: snprintf cannot fill the line */
     if (current_rank >= 0)
         used = snprintf(line, sizeof line, "[dealer r%d %s] ", current_rank, tags[level]);
     else
         used = snprintf(line, sizeof line, "[dealer %s] ", tags[level]);
+    size_t room = sizeof line - (size_t)used - 1; /* one byte kept for the newline */
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(line + used, sizeof line - (size_t)used - 1, fmt, ap);
+    int written = vsnprintf(line + used, room, fmt, ap);
     va_end(ap);
+    if (written < 0)
+        line[used] = '\0';
+    else if ((size_t)written >= room)
+        memcpy(line + sizeof line - 5, "...", 4); /* a cut line says so */
     size_t n = strlen(line);
     line[n] = '\n';
     line[n + 1] = '\0';

@@ -51,15 +51,13 @@ int dl_status_exit_code(dl_status status) {
     }
 }
 
-/* Copies src into dst (capacity cap), marking a cut with "...". */
-static void copy_truncated(char *dst, size_t cap, const char *src) {
-    size_t n = strlen(src);
-    if (n < cap) {
-        memcpy(dst, src, n + 1);
-        return;
-    }
-    memcpy(dst, src, cap - 4);
-    memcpy(dst + cap - 4, "...", 4);
+/* Formats into dst (capacity cap >= 4); a result that does not fit is cut and ends in "..." so the reader knows. */
+static void format_truncated(char *dst, size_t cap, const char *fmt, va_list ap) {
+    int n = vsnprintf(dst, cap, fmt, ap);
+    if (n < 0)
+        dst[0] = '\0';
+    else if ((size_t)n >= cap)
+        memcpy(dst + cap - 4, "...", 4);
 }
 
 /* dst = a + sep + b (+ tail), cut to cap with "..." when too long. */
@@ -81,12 +79,13 @@ static void join(char *dst, size_t cap, const char *a, const char *sep, const ch
 
 dl_status dl_error_set(dl_status status, const char *file, int line, const char *fmt, ...) {
     dl_error_record *rec = &error_record;
+    /* Format before touching the record: an argument may point into it (a previous message). */
     char buffer[DL_ERROR_CAPACITY];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(buffer, sizeof buffer, fmt, ap);
+    format_truncated(buffer, sizeof buffer, fmt, ap);
     va_end(ap);
-    copy_truncated(rec->message, sizeof rec->message, buffer);
+    memcpy(rec->message, buffer, sizeof buffer);
     rec->hint[0] = '\0';
     rec->status = status;
     snprintf(rec->location, sizeof rec->location, "%s:%d", file ? file : "?", line);
@@ -98,19 +97,22 @@ void dl_error_context(const char *fmt, ...) {
     char context[DL_ERROR_CAPACITY];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(context, sizeof context, fmt, ap);
+    format_truncated(context, sizeof context, fmt, ap);
     va_end(ap);
     char previous[DL_ERROR_CAPACITY];
     memcpy(previous, rec->message, sizeof previous);
-    join(rec->message, sizeof rec->message, context, ": ", previous, "");
+    /* A callee that returned a status without DL_FAIL leaves no message: the context alone, no dangling ": ". */
+    join(rec->message, sizeof rec->message, context, previous[0] ? ": " : "", previous, "");
 }
 
 void dl_error_hint(const char *fmt, ...) {
     dl_error_record *rec = &error_record;
+    char hint[DL_HINT_CAPACITY];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(rec->hint, sizeof rec->hint, fmt, ap);
+    format_truncated(hint, sizeof hint, fmt, ap);
     va_end(ap);
+    memcpy(rec->hint, hint, sizeof hint);
 }
 
 const char *dl_error_message(void) {
