@@ -1,0 +1,566 @@
+/* gpt.c — the transformer's forward and backward passes over the ops interface (see gpt.h for the design). */
+#include "train/gpt.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/arena.h"
+#include "core/philox.h"
+
+/* Parameter pointers of one block, in the parameter buffer or the gradient buffer. */
+typedef struct block_weights {
+    float *ln1_w, *ln1_b, *qkv_w, *qkv_b, *proj_w, *proj_b;
+    float *ln2_w, *ln2_b, *fc_w, *fc_b, *fcproj_w, *fcproj_b;
+} block_weights;
+
+typedef struct model_weights {
+    float *wte, *wpe, *lnf_w, *lnf_b;
+    block_weights *blocks; /* [n_layer] */
+} model_weights;
+
+/* Activations of one block (one "set"); a segment of K blocks uses sets 0..K-1. */
+typedef struct block_acts {
+    float *ln1, *ln1_mean, *ln1_rstd;
+    float *qkv;                 /* after rotary embedding when rope is on */
+    float *atty, *lse;
+    float *x2;                  /* residual stream after attention */
+    float *ln2, *ln2_mean, *ln2_rstd;
+    float *fch, *fch_gelu;
+    float *out;                 /* block output, when not a segment boundary */
+} block_acts;
+
+struct dl_gpt {
+    dl_gpt_config config;
+    const dl_backend *be;
+    int max_tokens, max_seqs;
+    int segment;                /* K: blocks per checkpoint segment */
+    int num_segments;
+    dl_tensor_table params;
+    size_t *layer_first, *layer_last; /* tensor indices spanning each block; [n_layer] */
+    size_t embed_first, embed_last, lnf_first, lnf_last;
+    float *param_data, *grad_data;
+    model_weights w, g;
+    dl_arena arena;
+    dl_allocator allocator;
+    block_acts *sets;           /* [segment] */
+    float **segment_inputs;     /* [num_segments + 1]: input of each segment; the last is the final stream */
+    float *lnf, *lnf_mean, *lnf_rstd, *logits, *losses, *lse_vocab, *ones;
+    float *dresid, *dln, *dqkv, *datty, *dfch, *dfch_gelu;
+    int32_t *tokens, *targets, *positions, *cu_seqlens;
+    int num_tokens, num_seqs;   /* of the last forward */
+    int have_forward;
+};
+
+dl_status dl_gpt_config_check(const dl_gpt_config *c) {
+    DL_REQUIRE(c != NULL, DL_ERR_INVALID, "GPT config is NULL");
+    DL_REQUIRE(c->vocab_size >= 2, DL_ERR_CONFIG, "model.vocab_size must be at least 2, got %d", c->vocab_size);
+    DL_REQUIRE(c->n_layer >= 1, DL_ERR_CONFIG, "model.n_layer must be at least 1, got %d", c->n_layer);
+    DL_REQUIRE(c->n_head >= 1, DL_ERR_CONFIG, "model.n_head must be at least 1, got %d", c->n_head);
+    DL_REQUIRE(c->n_embd >= 1 && c->n_embd % c->n_head == 0, DL_ERR_CONFIG,
+               "model.n_embd (%d) must be a positive multiple of model.n_head (%d)", c->n_embd, c->n_head);
+    DL_REQUIRE(c->n_embd / c->n_head <= 128, DL_ERR_CONFIG,
+               "head size n_embd/n_head = %d exceeds 128 (the attention kernels' limit)", c->n_embd / c->n_head);
+    DL_REQUIRE(!c->rope || (c->n_embd / c->n_head) % 2 == 0, DL_ERR_CONFIG,
+               "rotary positions need an even head size, got %d", c->n_embd / c->n_head);
+    DL_REQUIRE(c->max_seq_len >= 1, DL_ERR_CONFIG, "model.max_seq_len must be at least 1, got %d", c->max_seq_len);
+    DL_REQUIRE(c->checkpoint_every >= 0, DL_ERR_CONFIG, "model.checkpoint every:K needs K >= 1");
+    return DL_OK;
+}
+
+/* ---- parameters ------------------------------------------------------------------------------------------------ */
+
+static dl_status add_param(dl_tensor_table *t, size_t *index, int ndim, const size_t *shape, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static dl_status add_param(dl_tensor_table *t, size_t *index, int ndim, const size_t *shape, const char *fmt, ...) {
+    char name[DL_TENSOR_NAME_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    return dl_tensor_table_add(t, name, ndim, shape, index);
+}
+
+/* Lays the parameters out in reverse backward order (gpt.h). */
+static dl_status build_param_table(dl_gpt *m) {
+    const dl_gpt_config *c = &m->config;
+    size_t C = (size_t)c->n_embd, V = (size_t)c->vocab_size;
+    dl_tensor_table *t = &m->params;
+    DL_CHECK(dl_tensor_table_init(t, DL_F32, 16));
+    DL_CHECK(add_param(t, &m->lnf_first, 1, DL_SHAPE(C), "lnf.weight"));
+    DL_CHECK(add_param(t, &m->lnf_last, 1, DL_SHAPE(C), "lnf.bias"));
+    for (int l = c->n_layer - 1; l >= 0; l--) {
+        DL_CHECK(add_param(t, &m->layer_first[l], 2, DL_SHAPE(C, 4 * C), "h.%d.mlp.proj.weight", l));
+        DL_CHECK(add_param(t, NULL, 1, DL_SHAPE(C), "h.%d.mlp.proj.bias", l));
+        DL_CHECK(add_param(t, NULL, 2, DL_SHAPE(4 * C, C), "h.%d.mlp.fc.weight", l));
+        DL_CHECK(add_param(t, NULL, 1, DL_SHAPE(4 * C), "h.%d.mlp.fc.bias", l));
+        DL_CHECK(add_param(t, NULL, 1, DL_SHAPE(C), "h.%d.ln2.weight", l));
+        DL_CHECK(add_param(t, NULL, 1, DL_SHAPE(C), "h.%d.ln2.bias", l));
+        DL_CHECK(add_param(t, NULL, 2, DL_SHAPE(C, C), "h.%d.attn.proj.weight", l));
+        DL_CHECK(add_param(t, NULL, 1, DL_SHAPE(C), "h.%d.attn.proj.bias", l));
+        DL_CHECK(add_param(t, NULL, 2, DL_SHAPE(3 * C, C), "h.%d.attn.qkv.weight", l));
+        DL_CHECK(add_param(t, NULL, 1, DL_SHAPE(3 * C), "h.%d.attn.qkv.bias", l));
+        DL_CHECK(add_param(t, NULL, 1, DL_SHAPE(C), "h.%d.ln1.weight", l));
+        DL_CHECK(add_param(t, &m->layer_last[l], 1, DL_SHAPE(C), "h.%d.ln1.bias", l));
+    }
+    if (!c->rope)
+        DL_CHECK(add_param(t, &m->embed_first, 2, DL_SHAPE((size_t)c->max_seq_len, C), "wpe"));
+    DL_CHECK(add_param(t, &m->embed_last, 2, DL_SHAPE(V, C), "wte"));
+    if (c->rope)
+        m->embed_first = m->embed_last;
+    return DL_OK;
+}
+
+static float *view(float *base, const dl_tensor_table *t, const char *name) {
+    const dl_tensor *v = dl_tensor_table_find(t, name);
+    return v ? base + v->offset : NULL;
+}
+
+/* Points w at the views of `base` (the parameter or the gradient buffer). */
+static void bind_weights(dl_gpt *m, float *base, model_weights *w) {
+    char name[DL_TENSOR_NAME_MAX];
+    const dl_tensor_table *t = &m->params;
+    w->wte = view(base, t, "wte");
+    w->wpe = m->config.rope ? NULL : view(base, t, "wpe");
+    w->lnf_w = view(base, t, "lnf.weight");
+    w->lnf_b = view(base, t, "lnf.bias");
+    for (int l = 0; l < m->config.n_layer; l++) {
+        block_weights *b = &w->blocks[l];
+#define BIND(field, suffix)                                              \
+    snprintf(name, sizeof name, "h.%d.%s", l, suffix);                  \
+    b->field = view(base, t, name);
+        BIND(ln1_w, "ln1.weight") BIND(ln1_b, "ln1.bias") BIND(qkv_w, "attn.qkv.weight")
+        BIND(qkv_b, "attn.qkv.bias") BIND(proj_w, "attn.proj.weight") BIND(proj_b, "attn.proj.bias")
+        BIND(ln2_w, "ln2.weight") BIND(ln2_b, "ln2.bias") BIND(fc_w, "mlp.fc.weight") BIND(fc_b, "mlp.fc.bias")
+        BIND(fcproj_w, "mlp.proj.weight") BIND(fcproj_b, "mlp.proj.bias")
+#undef BIND
+    }
+}
+
+/* ---- activations ----------------------------------------------------------------------------------------------- */
+
+/* Region ids of the activations outside the block sets, in plan order. */
+typedef struct plan_ids {
+    size_t lnf, lnf_mean, lnf_rstd, logits, losses, lse_vocab, ones;
+    size_t dresid, dln, dqkv, datty, dfch, dfch_gelu;
+    size_t tokens, targets, positions, cu_seqlens;
+} plan_ids;
+
+static int segment_size(const dl_gpt_config *c) {
+    if (c->checkpoint_every <= 0 || c->checkpoint_every >= c->n_layer)
+        return c->n_layer;
+    return c->checkpoint_every;
+}
+
+/* Reserves every activation region: K block sets, the segment inputs, the head, the gradient scratch and the
+ * integer inputs. Ids go to set_ids, segment_input_ids and ids when they are not NULL (NULL: size only). */
+static dl_status plan_activations(dl_arena *a, const dl_gpt_config *c, int N, int S_max, size_t (*set_ids)[13],
+                                  size_t *segment_input_ids, plan_ids *ids) {
+    size_t C = (size_t)c->n_embd, H = (size_t)c->n_head, V = (size_t)c->vocab_size, n = (size_t)N;
+    size_t f = sizeof(float);
+    int K = segment_size(c);
+    int S = (c->n_layer + K - 1) / K;
+    char name[64];
+    for (int j = 0; j < K; j++) {
+        static const char *fields[13] = {"ln1", "ln1_mean", "ln1_rstd", "qkv", "atty", "lse", "x2",
+                                         "ln2", "ln2_mean", "ln2_rstd", "fch", "fch_gelu", "out"};
+        size_t sizes[13] = {n * C * f, n * f, n * f, 3 * n * C * f, n * C * f, n * H * f, n * C * f,
+                            n * C * f, n * f, n * f, 4 * n * C * f, 4 * n * C * f, j < K - 1 ? n * C * f : 0};
+        for (int k = 0; k < 13; k++) {
+            snprintf(name, sizeof name, "set%d.%s", j, fields[k]);
+            DL_CHECK(dl_arena_reserve(a, name, sizes[k], set_ids ? &set_ids[j][k] : NULL));
+        }
+    }
+    for (int s = 0; s <= S; s++) {
+        snprintf(name, sizeof name, "segment%d.input", s);
+        DL_CHECK(dl_arena_reserve(a, name, n * C * f, segment_input_ids ? &segment_input_ids[s] : NULL));
+    }
+    size_t *dst = ids ? &ids->lnf : NULL;
+    struct { const char *name; size_t bytes; } rest[] = {
+        {"lnf", n * C * f}, {"lnf_mean", n * f}, {"lnf_rstd", n * f}, {"logits", n * V * f}, {"losses", n * f},
+        {"lse_vocab", n * f}, {"ones", n * f}, {"dresid", n * C * f}, {"dln", n * C * f}, {"dqkv", 3 * n * C * f},
+        {"datty", n * C * f}, {"dfch", 4 * n * C * f}, {"dfch_gelu", 4 * n * C * f}, {"tokens", n * 4},
+        {"targets", n * 4}, {"positions", n * 4}, {"cu_seqlens", ((size_t)S_max + 1) * 4},
+    };
+    for (size_t i = 0; i < sizeof rest / sizeof rest[0]; i++)
+        DL_CHECK(dl_arena_reserve(a, rest[i].name, rest[i].bytes, dst ? dst + i : NULL));
+    return DL_OK;
+}
+
+size_t dl_gpt_activation_bytes(const dl_gpt_config *config, int max_tokens, int max_seqs) {
+    if (dl_gpt_config_check(config) != DL_OK || max_tokens <= 0 || max_seqs <= 0)
+        return 0;
+    dl_arena a;
+    if (dl_arena_init(&a, "gpt activations (plan)", 0) != DL_OK)
+        return 0;
+    size_t total = 0;
+    if (plan_activations(&a, config, max_tokens, max_seqs, NULL, NULL, NULL) == DL_OK)
+        total = dl_arena_total_bytes(&a);
+    dl_arena_destroy(&a);
+    return total;
+}
+
+static void *backend_alloc(void *ctx, size_t bytes) {
+    void *p = NULL;
+    return dl_mem_alloc((const dl_backend *)ctx, &p, bytes) == DL_OK ? p : NULL;
+}
+
+static void backend_free(void *ctx, void *p) { dl_mem_free((const dl_backend *)ctx, p); }
+
+dl_status dl_gpt_create(dl_gpt **out, const dl_gpt_config *config, const dl_backend *be, int max_tokens,
+                        int max_seqs) {
+    DL_REQUIRE(out != NULL && be != NULL, DL_ERR_INVALID, "dl_gpt_create: NULL argument");
+    *out = NULL;
+    DL_CHECK(dl_gpt_config_check(config));
+    DL_REQUIRE(max_tokens >= 1 && max_seqs >= 1 && max_seqs <= max_tokens, DL_ERR_INVALID,
+               "dl_gpt_create: need 1 <= max_seqs (%d) <= max_tokens (%d)", max_seqs, max_tokens);
+    dl_gpt *m = calloc(1, sizeof *m);
+    DL_REQUIRE(m != NULL, DL_ERR_NOMEM, "cannot allocate the GPT model");
+    m->config = *config;
+    m->be = be;
+    m->max_tokens = max_tokens;
+    m->max_seqs = max_seqs;
+    m->segment = segment_size(config);
+    m->num_segments = (config->n_layer + m->segment - 1) / m->segment;
+    int L = config->n_layer;
+    m->layer_first = calloc((size_t)L, sizeof(size_t));
+    m->layer_last = calloc((size_t)L, sizeof(size_t));
+    m->w.blocks = calloc((size_t)L, sizeof(block_weights));
+    m->g.blocks = calloc((size_t)L, sizeof(block_weights));
+    m->sets = calloc((size_t)m->segment, sizeof(block_acts));
+    m->segment_inputs = calloc((size_t)m->num_segments + 1, sizeof(float *));
+    size_t (*set_ids)[13] = calloc((size_t)m->segment, sizeof *set_ids);
+    size_t *segment_ids = calloc((size_t)m->num_segments + 1, sizeof(size_t));
+    plan_ids ids;
+    dl_status s = DL_OK;
+    if (!m->layer_first || !m->layer_last || !m->w.blocks || !m->g.blocks || !m->sets || !m->segment_inputs ||
+        !set_ids || !segment_ids) {
+        s = DL_FAIL(DL_ERR_NOMEM, "cannot allocate the GPT model's tables");
+        goto done;
+    }
+    if ((s = build_param_table(m)) != DL_OK)
+        goto done;
+    size_t pbytes = dl_tensor_table_bytes(&m->params);
+    if ((s = dl_mem_alloc(be, (void **)&m->param_data, pbytes)) != DL_OK ||
+        (s = dl_mem_alloc(be, (void **)&m->grad_data, pbytes)) != DL_OK ||
+        (s = dl_mem_zero(be, m->param_data, pbytes)) != DL_OK || (s = dl_mem_zero(be, m->grad_data, pbytes)) != DL_OK)
+        goto done;
+    bind_weights(m, m->param_data, &m->w);
+    bind_weights(m, m->grad_data, &m->g);
+
+    m->allocator = (dl_allocator){backend_alloc, backend_free, (void *)be, be->name};
+    if ((s = dl_arena_init(&m->arena, "gpt activations", 0)) != DL_OK ||
+        (s = plan_activations(&m->arena, config, max_tokens, max_seqs, set_ids, segment_ids, &ids)) != DL_OK ||
+        (s = dl_arena_allocate(&m->arena, &m->allocator)) != DL_OK)
+        goto done;
+    for (int j = 0; j < m->segment; j++) {
+        float **fields[13] = {&m->sets[j].ln1, &m->sets[j].ln1_mean, &m->sets[j].ln1_rstd, &m->sets[j].qkv,
+                              &m->sets[j].atty, &m->sets[j].lse, &m->sets[j].x2, &m->sets[j].ln2,
+                              &m->sets[j].ln2_mean, &m->sets[j].ln2_rstd, &m->sets[j].fch, &m->sets[j].fch_gelu,
+                              &m->sets[j].out};
+        for (int k = 0; k < 13; k++)
+            *fields[k] = dl_arena_ptr(&m->arena, set_ids[j][k]);
+    }
+    for (int i = 0; i <= m->num_segments; i++)
+        m->segment_inputs[i] = dl_arena_ptr(&m->arena, segment_ids[i]);
+    float **rest[] = {&m->lnf, &m->lnf_mean, &m->lnf_rstd, &m->logits, &m->losses, &m->lse_vocab, &m->ones,
+                      &m->dresid, &m->dln, &m->dqkv, &m->datty, &m->dfch, &m->dfch_gelu};
+    size_t *rest_ids = &ids.lnf;
+    for (size_t i = 0; i < sizeof rest / sizeof rest[0]; i++)
+        *rest[i] = dl_arena_ptr(&m->arena, rest_ids[i]);
+    m->tokens = dl_arena_ptr(&m->arena, ids.tokens);
+    m->targets = dl_arena_ptr(&m->arena, ids.targets);
+    m->positions = dl_arena_ptr(&m->arena, ids.positions);
+    m->cu_seqlens = dl_arena_ptr(&m->arena, ids.cu_seqlens);
+    {
+        /* d(loss_sum)/d(loss_n) = 1 for every position; ignored ones get zero gradient from the op. */
+        float *ones = malloc((size_t)max_tokens * sizeof(float));
+        if (!ones) {
+            s = DL_FAIL(DL_ERR_NOMEM, "cannot allocate %d floats", max_tokens);
+            goto done;
+        }
+        for (int i = 0; i < max_tokens; i++)
+            ones[i] = 1.0f;
+        s = dl_mem_to_device(be, m->ones, ones, (size_t)max_tokens * sizeof(float));
+        free(ones);
+    }
+done:
+    free(set_ids);
+    free(segment_ids);
+    if (s != DL_OK) {
+        dl_gpt_destroy(m);
+        return s;
+    }
+    *out = m;
+    return DL_OK;
+}
+
+void dl_gpt_destroy(dl_gpt *m) {
+    if (!m)
+        return;
+    dl_arena_destroy(&m->arena);
+    dl_mem_free(m->be, m->param_data);
+    dl_mem_free(m->be, m->grad_data);
+    dl_tensor_table_free(&m->params);
+    free(m->layer_first);
+    free(m->layer_last);
+    free(m->w.blocks);
+    free(m->g.blocks);
+    free(m->sets);
+    free(m->segment_inputs);
+    free(m);
+}
+
+const dl_tensor_table *dl_gpt_params(const dl_gpt *m) { return m ? &m->params : NULL; }
+float *dl_gpt_param_data(dl_gpt *m) { return m ? m->param_data : NULL; }
+float *dl_gpt_grad_data(dl_gpt *m) { return m ? m->grad_data : NULL; }
+size_t dl_gpt_num_params(const dl_gpt *m) { return m ? dl_tensor_table_numel(&m->params) : 0; }
+const float *dl_gpt_token_losses(const dl_gpt *m) { return m ? m->losses : NULL; }
+const float *dl_gpt_logits(const dl_gpt *m) { return m ? m->logits : NULL; }
+
+dl_status dl_gpt_zero_grads(dl_gpt *m) {
+    DL_REQUIRE(m != NULL, DL_ERR_INVALID, "dl_gpt_zero_grads: NULL model");
+    return dl_mem_zero(m->be, m->grad_data, dl_tensor_table_bytes(&m->params));
+}
+
+dl_byte_range dl_gpt_layer_param_range(const dl_gpt *m, int layer) {
+    dl_byte_range r = {0, 0};
+    if (!m || layer < -1 || layer > m->config.n_layer)
+        return r;
+    size_t first, last;
+    if (layer == -1)
+        first = m->embed_first, last = m->embed_last;
+    else if (layer == m->config.n_layer)
+        first = m->lnf_first, last = m->lnf_last;
+    else
+        first = m->layer_first[layer], last = m->layer_last[layer];
+    r.begin = dl_tensor_byte_range(dl_tensor_table_at(&m->params, first)).begin;
+    r.end = dl_tensor_byte_range(dl_tensor_table_at(&m->params, last)).end;
+    return r;
+}
+
+dl_status dl_gpt_init_params(dl_gpt *m, uint64_t seed) {
+    DL_REQUIRE(m != NULL, DL_ERR_INVALID, "dl_gpt_init_params: NULL model");
+    size_t numel = dl_tensor_table_numel(&m->params);
+    float *host = calloc(numel, sizeof(float));
+    DL_REQUIRE(host != NULL, DL_ERR_NOMEM, "cannot allocate %zu floats to initialise the model", numel);
+    float residual_std = 0.02f / sqrtf(2.0f * (float)m->config.n_layer);
+    for (size_t i = 0; i < m->params.count; i++) {
+        const dl_tensor *t = dl_tensor_table_at(&m->params, i);
+        const char *name = t->name;
+        size_t len = strlen(name);
+        int is_bias = len > 5 && strcmp(name + len - 5, ".bias") == 0;
+        int is_norm = strstr(name, "ln") == name || strstr(name, ".ln") != NULL;
+        float *p = host + t->offset;
+        if (is_bias) {
+            continue; /* zero */
+        } else if (is_norm) {
+            for (size_t k = 0; k < t->numel; k++)
+                p[k] = 1.0f;
+        } else {
+            float std = strstr(name, ".proj.weight") ? residual_std : (strcmp(name, "wpe") == 0 ? 0.01f : 0.02f);
+            dl_rng rng;
+            dl_rng_init(&rng, seed, ((uint64_t)DL_STREAM_INIT << 32) | i);
+            for (size_t k = 0; k < t->numel; k++)
+                p[k] = std * dl_rng_normal(&rng);
+        }
+    }
+    dl_status s = dl_mem_to_device(m->be, m->param_data, host, numel * sizeof(float));
+    free(host);
+    return s;
+}
+
+/* ---- forward --------------------------------------------------------------------------------------------------- */
+
+static dl_status block_forward(dl_gpt *m, int layer, block_acts *a, const float *x, float *out) {
+    const dl_backend *be = m->be;
+    const dl_gpt_config *c = &m->config;
+    const block_weights *w = &m->w.blocks[layer];
+    int N = m->num_tokens, C = c->n_embd, H = c->n_head, D = C / H;
+    DL_CHECK(dl_op_layernorm_forward(be, a->ln1, a->ln1_mean, a->ln1_rstd, x, w->ln1_w, w->ln1_b, N, C, 1e-5f));
+    DL_CHECK(dl_op_matmul_forward(be, a->qkv, a->ln1, w->qkv_w, w->qkv_b, N, C, 3 * C));
+    if (c->rope) /* q and k are the first 2C floats of each token: one [N, 2H, D] view with stride 3C */
+        DL_CHECK(dl_op_rope_forward(be, a->qkv, a->qkv, m->positions, N, 2 * H, D, 3 * C, c->rope_theta));
+    DL_CHECK(dl_op_attention_forward(be, a->atty, a->lse, a->qkv, m->cu_seqlens, m->num_seqs, N, H, D));
+    /* x2 = x + atty·Wprojᵀ + b: the projection goes to `out` as scratch, then the residual add. */
+    DL_CHECK(dl_op_matmul_forward(be, out, a->atty, w->proj_w, w->proj_b, N, C, C));
+    DL_CHECK(dl_op_residual_forward(be, a->x2, x, out, (size_t)N * C));
+    DL_CHECK(dl_op_layernorm_forward(be, a->ln2, a->ln2_mean, a->ln2_rstd, a->x2, w->ln2_w, w->ln2_b, N, C, 1e-5f));
+    DL_CHECK(dl_op_matmul_forward(be, a->fch, a->ln2, w->fc_w, w->fc_b, N, C, 4 * C));
+    DL_CHECK(dl_op_gelu_forward(be, a->fch_gelu, a->fch, (size_t)N * 4 * C));
+    DL_CHECK(dl_op_matmul_forward(be, out, a->fch_gelu, w->fcproj_w, w->fcproj_b, N, 4 * C, C));
+    DL_CHECK(dl_op_residual_forward(be, out, a->x2, out, (size_t)N * C));
+    return DL_OK;
+}
+
+/* Input and output of the j-th block of segment s. */
+static const float *block_input(dl_gpt *m, int s, int j) {
+    return j == 0 ? m->segment_inputs[s] : m->sets[j - 1].out;
+}
+
+static float *block_output(dl_gpt *m, int s, int j) {
+    int layer = s * m->segment + j;
+    int last_in_segment = j == m->segment - 1 || layer == m->config.n_layer - 1;
+    return last_in_segment ? m->segment_inputs[s + 1] : m->sets[j].out;
+}
+
+static dl_status segment_forward(dl_gpt *m, int s) {
+    for (int j = 0; j < m->segment; j++) {
+        int layer = s * m->segment + j;
+        if (layer >= m->config.n_layer)
+            break;
+        DL_CHECK_CTX(block_forward(m, layer, &m->sets[j], block_input(m, s, j), block_output(m, s, j)),
+                     "block %d forward", layer);
+    }
+    return DL_OK;
+}
+
+static dl_status check_inputs(const dl_gpt *m, const dl_gpt_inputs *in) {
+    DL_REQUIRE(in != NULL && in->tokens && in->targets && in->positions && in->cu_seqlens, DL_ERR_INVALID,
+               "GPT forward: NULL input array");
+    DL_REQUIRE(in->num_tokens >= 1 && in->num_tokens <= m->max_tokens, DL_ERR_INVALID,
+               "GPT forward: %d tokens, the model was sized for 1..%d", in->num_tokens, m->max_tokens);
+    DL_REQUIRE(in->num_seqs >= 1 && in->num_seqs <= m->max_seqs, DL_ERR_INVALID,
+               "GPT forward: %d documents, the model was sized for 1..%d", in->num_seqs, m->max_seqs);
+    DL_REQUIRE(in->cu_seqlens[0] == 0 && in->cu_seqlens[in->num_seqs] == in->num_tokens, DL_ERR_INVALID,
+               "GPT forward: cu_seqlens must run from 0 to %d, got %d..%d", in->num_tokens, in->cu_seqlens[0],
+               in->cu_seqlens[in->num_seqs]);
+    for (int i = 0; i < in->num_tokens; i++) {
+        DL_REQUIRE(in->targets[i] < m->config.vocab_size, DL_ERR_INVALID,
+                   "GPT forward: target %d at position %d is outside the vocabulary (size %d)", in->targets[i], i,
+                   m->config.vocab_size);
+        DL_REQUIRE(in->positions[i] >= 0 && (m->config.rope || in->positions[i] < m->config.max_seq_len),
+                   DL_ERR_INVALID, "GPT forward: position %d at token %d outside 0..%d (model.max_seq_len)",
+                   in->positions[i], i, m->config.max_seq_len - 1);
+    }
+    return DL_OK;
+}
+
+dl_status dl_gpt_forward(dl_gpt *m, const dl_gpt_inputs *in, double *loss_sum, int64_t *num_targets) {
+    DL_REQUIRE(m != NULL && loss_sum != NULL && num_targets != NULL, DL_ERR_INVALID, "dl_gpt_forward: NULL argument");
+    m->have_forward = 0;
+    DL_CHECK(check_inputs(m, in));
+    const dl_backend *be = m->be;
+    const dl_gpt_config *c = &m->config;
+    int N = in->num_tokens, C = c->n_embd, V = c->vocab_size;
+    m->num_tokens = N;
+    m->num_seqs = in->num_seqs;
+    DL_CHECK(dl_mem_to_device(be, m->tokens, in->tokens, (size_t)N * sizeof(int32_t)));
+    DL_CHECK(dl_mem_to_device(be, m->targets, in->targets, (size_t)N * sizeof(int32_t)));
+    DL_CHECK(dl_mem_to_device(be, m->positions, in->positions, (size_t)N * sizeof(int32_t)));
+    DL_CHECK(dl_mem_to_device(be, m->cu_seqlens, in->cu_seqlens, ((size_t)in->num_seqs + 1) * sizeof(int32_t)));
+
+    DL_CHECK_CTX(dl_op_embedding_forward(be, m->segment_inputs[0], m->tokens, c->rope ? NULL : m->positions, m->w.wte,
+                                         m->w.wpe, N, C, V, c->max_seq_len),
+                 "embedding");
+    for (int s = 0; s < m->num_segments; s++)
+        DL_CHECK(segment_forward(m, s));
+    const float *x_final = m->segment_inputs[m->num_segments];
+    DL_CHECK(dl_op_layernorm_forward(be, m->lnf, m->lnf_mean, m->lnf_rstd, x_final, m->w.lnf_w, m->w.lnf_b, N, C,
+                                     1e-5f));
+    DL_CHECK(dl_op_matmul_forward(be, m->logits, m->lnf, m->w.wte, NULL, N, C, V));
+    DL_CHECK_CTX(dl_op_xent_forward(be, m->losses, m->lse_vocab, m->logits, m->targets, N, V), "loss");
+
+    double sum = 0.0;
+    int64_t count = 0;
+    float *host_losses = malloc((size_t)N * sizeof(float));
+    DL_REQUIRE(host_losses != NULL, DL_ERR_NOMEM, "cannot allocate %d floats", N);
+    dl_status s = dl_mem_to_host(be, host_losses, m->losses, (size_t)N * sizeof(float));
+    if (s == DL_OK)
+        for (int i = 0; i < N; i++)
+            if (in->targets[i] >= 0) {
+                sum += host_losses[i];
+                count++;
+            }
+    free(host_losses);
+    DL_CHECK(s);
+    *loss_sum = sum;
+    *num_targets = count;
+    m->have_forward = 1;
+    return DL_OK;
+}
+
+/* ---- backward -------------------------------------------------------------------------------------------------- */
+
+/* On entry m->dresid holds d(block output); on return d(block input). */
+static dl_status block_backward(dl_gpt *m, int layer, const block_acts *a, const float *x) {
+    const dl_backend *be = m->be;
+    const dl_gpt_config *c = &m->config;
+    const block_weights *w = &m->w.blocks[layer];
+    const block_weights *g = &m->g.blocks[layer];
+    int N = m->num_tokens, C = c->n_embd, H = c->n_head, D = C / H;
+    size_t nc = (size_t)N * C, f = sizeof(float);
+    /* MLP half: out = x2 + gelu(ln2(x2)·Wfcᵀ)·Wprojᵀ; the residual passes dresid straight to x2. */
+    DL_CHECK(dl_mem_zero(be, m->dfch_gelu, 4 * nc * f));
+    DL_CHECK(dl_op_matmul_backward(be, m->dfch_gelu, g->fcproj_w, g->fcproj_b, m->dresid, a->fch_gelu, w->fcproj_w,
+                                   N, 4 * C, C));
+    DL_CHECK(dl_mem_zero(be, m->dfch, 4 * nc * f));
+    DL_CHECK(dl_op_gelu_backward(be, m->dfch, a->fch, m->dfch_gelu, 4 * nc));
+    DL_CHECK(dl_mem_zero(be, m->dln, nc * f));
+    DL_CHECK(dl_op_matmul_backward(be, m->dln, g->fc_w, g->fc_b, m->dfch, a->ln2, w->fc_w, N, C, 4 * C));
+    DL_CHECK(dl_op_layernorm_backward(be, m->dresid, g->ln2_w, g->ln2_b, m->dln, a->x2, w->ln2_w, a->ln2_mean,
+                                      a->ln2_rstd, N, C));
+    /* Attention half: x2 = x + attn(ln1(x))·Wprojᵀ. */
+    DL_CHECK(dl_mem_zero(be, m->datty, nc * f));
+    DL_CHECK(dl_op_matmul_backward(be, m->datty, g->proj_w, g->proj_b, m->dresid, a->atty, w->proj_w, N, C, C));
+    DL_CHECK(dl_mem_zero(be, m->dqkv, 3 * nc * f));
+    DL_CHECK(dl_op_attention_backward(be, m->dqkv, m->datty, a->qkv, a->atty, a->lse, m->cu_seqlens, m->num_seqs, N,
+                                      H, D));
+    if (c->rope) /* in place: the gradient w.r.t. the un-rotated q and k */
+        DL_CHECK(dl_op_rope_backward(be, m->dqkv, m->dqkv, m->positions, N, 2 * H, D, 3 * C, c->rope_theta));
+    DL_CHECK(dl_mem_zero(be, m->dln, nc * f));
+    DL_CHECK(dl_op_matmul_backward(be, m->dln, g->qkv_w, g->qkv_b, m->dqkv, a->ln1, w->qkv_w, N, C, 3 * C));
+    DL_CHECK(dl_op_layernorm_backward(be, m->dresid, g->ln1_w, g->ln1_b, m->dln, x, w->ln1_w, a->ln1_mean,
+                                      a->ln1_rstd, N, C));
+    return DL_OK;
+}
+
+dl_status dl_gpt_backward(dl_gpt *m, dl_gpt_layer_hook hook, void *hook_ctx) {
+    DL_REQUIRE(m != NULL, DL_ERR_INVALID, "dl_gpt_backward: NULL model");
+    DL_REQUIRE(m->have_forward, DL_ERR_INVALID, "dl_gpt_backward: no forward pass to differentiate (or it was "
+                                                "already used)");
+    m->have_forward = 0;
+    const dl_backend *be = m->be;
+    const dl_gpt_config *c = &m->config;
+    int N = m->num_tokens, C = c->n_embd, V = c->vocab_size;
+    size_t nc = (size_t)N * C, f = sizeof(float);
+    /* Head: the fused classifier turns logits into dlogits in place. */
+    DL_CHECK(dl_op_xent_backward(be, m->logits, m->logits, m->lse_vocab, m->targets, m->ones, N, V));
+    DL_CHECK(dl_mem_zero(be, m->dln, nc * f));
+    DL_CHECK(dl_op_matmul_backward(be, m->dln, m->g.wte, NULL, m->logits, m->lnf, m->w.wte, N, C, V));
+    DL_CHECK(dl_mem_zero(be, m->dresid, nc * f));
+    DL_CHECK(dl_op_layernorm_backward(be, m->dresid, m->g.lnf_w, m->g.lnf_b, m->dln,
+                                      m->segment_inputs[m->num_segments], m->w.lnf_w, m->lnf_mean, m->lnf_rstd, N, C));
+    if (hook)
+        DL_CHECK(hook(hook_ctx, c->n_layer));
+    for (int s = m->num_segments - 1; s >= 0; s--) {
+        if (s != m->num_segments - 1) /* the last segment's activations are still there from forward */
+            DL_CHECK_CTX(segment_forward(m, s), "recomputing segment %d", s);
+        int first = s * m->segment;
+        int last = first + m->segment - 1 < c->n_layer - 1 ? first + m->segment - 1 : c->n_layer - 1;
+        for (int layer = last; layer >= first; layer--) {
+            int j = layer - first;
+            DL_CHECK_CTX(block_backward(m, layer, &m->sets[j], block_input(m, s, j)), "block %d backward", layer);
+            if (hook)
+                DL_CHECK(hook(hook_ctx, layer));
+        }
+    }
+    DL_CHECK_CTX(dl_op_embedding_backward(be, m->g.wte, c->rope ? NULL : m->g.wpe, m->dresid, m->tokens,
+                                          c->rope ? NULL : m->positions, N, C, V, c->max_seq_len),
+                 "embedding backward");
+    if (hook)
+        DL_CHECK(hook(hook_ctx, -1));
+    return DL_OK;
+}
+
+/* Model FLOPs per trained token (PaLM appendix B convention, as llm.c): every matmul weight costs 6 FLOPs per token
+ * forward+backward (2 forward, 4 backward), i.e. 6·(12·L·C² + V·C) with the tied head counted once; attention adds
+ * 12·L·C·context for QKᵀ and PV forward and backward, where `context` is the mean number of keys a query attends to
+ * (causal, within its document). Recomputation under gradient checkpointing is not counted: MFU measures useful
+ * work, so checkpointing lowers it. */
+double dl_gpt_flops_per_token(const dl_gpt_config *c, double context) {
+    double L = c->n_layer, C = c->n_embd, V = c->vocab_size;
+    return 6.0 * (12.0 * L * C * C + V * C) + 12.0 * L * C * context;
+}
