@@ -480,24 +480,33 @@ static int source_rank(const dl_config *cfg, int index) {
     return s->kind == DL_SRC_OVERRIDE ? 1000000 + s->override : s->kind == DL_SRC_FILE ? s->line : 0;
 }
 
-/* The place to blame for a conflict between keys a and b: the one set last (an override beats the file, a later
- * line an earlier one). */
-static void blame(const dl_config *cfg, const char *a, const char *b, char *buf, size_t cap) {
-    int ia = dl_cfg_find_dotted(a), ib = b ? dl_cfg_find_dotted(b) : -1;
-    int pick = ia;
-    if (ib >= 0 && source_rank(cfg, ib) > source_rank(cfg, ia))
-        pick = ib;
-    const dl_cfg_source *s = &cfg->origin->sources[pick];
-    if (s->kind == DL_SRC_DEFAULT)
+/* The place to blame for a conflict between keys (space-separated dotted names): the one set last, since an
+ * override beats the file and a later line an earlier one. */
+static void blame(const dl_config *cfg, const char *keys, char *buf, size_t cap) {
+    int pick = -1;
+    char name[64];
+    for (const char *p = keys; *p;) {
+        size_t n = strcspn(p, " ");
+        if (n < sizeof name) {
+            memcpy(name, p, n);
+            name[n] = '\0';
+            int index = dl_cfg_find_dotted(name);
+            if (index >= 0 && (pick < 0 || source_rank(cfg, index) > source_rank(cfg, pick)))
+                pick = index;
+        }
+        p += n;
+        p += *p == ' ';
+    }
+    if (pick < 0 || cfg->origin->sources[pick].kind == DL_SRC_DEFAULT)
         snprintf(buf, cap, "%s", cfg->origin->file ? cfg->origin->file : "config");
     else
         dl_cfg_format_source(cfg, pick, buf, cap);
 }
 
-#define CROSS_FAIL(a, b, ...)                                            \
+#define CROSS_FAIL(keys, ...)                                            \
     do {                                                                 \
         char where_[256];                                                \
-        blame(cfg, (a), (b), where_, sizeof where_);                     \
+        blame(cfg, (keys), where_, sizeof where_);                       \
         char what_[512];                                                 \
         snprintf(what_, sizeof what_, __VA_ARGS__);                      \
         return DL_FAIL(DL_ERR_CONFIG, "%s: %s", where_, what_);          \
@@ -508,47 +517,47 @@ static dl_status check_cross(const dl_config *cfg) {
     int is_gpt = cfg->model.kind == DL_MODEL_GPT || cfg->model.kind == DL_MODEL_DPO;
     if (is_gpt) {
         if (cfg->model.n_embd % cfg->model.n_head != 0)
-            CROSS_FAIL("model.n_embd", "model.n_head", "model.n_embd (%d) must be a multiple of model.n_head (%d)",
+            CROSS_FAIL("model.n_embd model.n_head", "model.n_embd (%d) must be a multiple of model.n_head (%d)",
                        cfg->model.n_embd, cfg->model.n_head);
         if (cfg->model.positions == DL_POSITIONS_ROPE && (cfg->model.n_embd / cfg->model.n_head) % 2 != 0)
-            CROSS_FAIL("model.positions", "model.n_embd",
+            CROSS_FAIL("model.positions model.n_embd model.n_head",
                        "model.positions rope needs an even head size (model.n_embd / model.n_head = %d)",
                        cfg->model.n_embd / cfg->model.n_head);
         if (cfg->data.seq_len > cfg->model.max_seq_len)
-            CROSS_FAIL("data.seq_len", "model.max_seq_len",
+            CROSS_FAIL("data.seq_len model.max_seq_len",
                        "data.seq_len (%d) must be <= model.max_seq_len (%d)", cfg->data.seq_len,
                        cfg->model.max_seq_len);
     }
     if (cfg->model.kind == DL_MODEL_DPO && !cfg->model.init_from[0])
-        CROSS_FAIL("model.kind", "model.init_from",
+        CROSS_FAIL("model.kind model.init_from",
                    "model.kind dpo needs model.init_from (the gpt checkpoint to tune)");
     if (cfg->dpo.label_smoothing > 0 && cfg->dpo.loss != DL_DPO_SIGMOID) {
         char ls[32];
         dl_cfg_format_double(cfg->dpo.label_smoothing, ls, sizeof ls);
-        CROSS_FAIL("dpo.label_smoothing", "dpo.loss", "dpo.label_smoothing (%s) applies only to dpo.loss sigmoid, not %s",
+        CROSS_FAIL("dpo.label_smoothing dpo.loss", "dpo.label_smoothing (%s) applies only to dpo.loss sigmoid, not %s",
                    ls, dl_config_enum_text("dpo.loss", cfg->dpo.loss));
     }
     if (cfg->dpo.reference == DL_DPO_REF_PRECOMPUTED && !cfg->dpo.reference_file[0])
-        CROSS_FAIL("dpo.reference", "dpo.reference_file",
+        CROSS_FAIL("dpo.reference dpo.reference_file",
                    "dpo.reference precomputed needs dpo.reference_file (made by dealer dpo precompute-ref)");
     if (cfg->comm.embeddings == DL_EMBEDDINGS_SHARDED && cfg->model.kind != DL_MODEL_FM &&
         cfg->model.kind != DL_MODEL_FFM)
-        CROSS_FAIL("comm.embeddings", "model.kind", "comm.embeddings sharded applies to model.kind fm or ffm, not %s",
+        CROSS_FAIL("comm.embeddings model.kind", "comm.embeddings sharded applies to model.kind fm or ffm, not %s",
                    kind);
     if (cfg->ckpt.keep_every > 0 && cfg->ckpt.every > 0 && cfg->ckpt.keep_every % cfg->ckpt.every != 0)
-        CROSS_FAIL("ckpt.keep_every", "ckpt.every", "ckpt.keep_every (%d) must be a multiple of ckpt.every (%d)",
+        CROSS_FAIL("ckpt.keep_every ckpt.every", "ckpt.keep_every (%d) must be a multiple of ckpt.every (%d)",
                    cfg->ckpt.keep_every, cfg->ckpt.every);
     if (cfg->data.format != DL_DATA_AUTO) {
         dl_data_format want = cfg->model.kind == DL_MODEL_GPT   ? DL_DATA_TOKENS
                               : cfg->model.kind == DL_MODEL_DPO ? DL_DATA_PAIRS
                                                                 : DL_DATA_CLICKS;
         if (cfg->data.format != want)
-            CROSS_FAIL("data.format", "model.kind", "data.format %s does not fit model.kind %s (it reads %s)",
+            CROSS_FAIL("data.format model.kind", "data.format %s does not fit model.kind %s (it reads %s)",
                        dl_config_enum_text("data.format", cfg->data.format), kind,
                        dl_config_enum_text("data.format", want));
     }
     if (cfg->train.early_stop && cfg->data.valid.count == 0)
-        CROSS_FAIL("train.early_stop", "data.valid", "train.early_stop needs validation data (data.valid)");
+        CROSS_FAIL("train.early_stop data.valid", "train.early_stop needs validation data (data.valid)");
     return DL_OK;
 }
 

@@ -264,6 +264,15 @@ static int close_enough(const char *name, const char *candidate, int distance) {
 
 void dl_cfg_suggest_key(const char *section, const char *name, char *buf, size_t cap) {
     buf[0] = '\0';
+    /* The right name in the wrong section first: optim.steps -> train.steps, run.device -> device. */
+    for (int i = 0; i < dl_cfg_num_keys; i++) {
+        if (strcmp(dl_cfg_keys[i].name, name) == 0 && strcmp(dl_cfg_keys[i].section, section) != 0) {
+            char full[96];
+            dl_cfg_key_name(&dl_cfg_keys[i], full, sizeof full);
+            snprintf(buf, cap, " (did you mean '%s'?)", full);
+            return;
+        }
+    }
     int best = -1, best_d = 1 << 30;
     for (int i = 0; i < dl_cfg_num_keys; i++) {
         if (strcmp(dl_cfg_keys[i].section, section) != 0)
@@ -274,19 +283,8 @@ void dl_cfg_suggest_key(const char *section, const char *name, char *buf, size_t
             best = i;
         }
     }
-    if (best >= 0 && close_enough(name, dl_cfg_keys[best].name, best_d)) {
+    if (best >= 0 && close_enough(name, dl_cfg_keys[best].name, best_d))
         snprintf(buf, cap, " (did you mean '%s'?)", dl_cfg_keys[best].name);
-        return;
-    }
-    /* The right name in the wrong section: optim.steps -> train.steps, run.device -> device. */
-    for (int i = 0; i < dl_cfg_num_keys; i++) {
-        if (strcmp(dl_cfg_keys[i].name, name) == 0 && strcmp(dl_cfg_keys[i].section, section) != 0) {
-            char full[96];
-            dl_cfg_key_name(&dl_cfg_keys[i], full, sizeof full);
-            snprintf(buf, cap, " (did you mean '%s'?)", full);
-            return;
-        }
-    }
 }
 
 void dl_cfg_suggest_section(const char *name, char *buf, size_t cap) {

@@ -57,7 +57,7 @@ static dl_status syntax_error(reader *r) {
         for (size_t i = 0; i < p->problem_offset && i < r->len; i++)
             line += r->text[i] == '\n';
         where_at(r, line, where, sizeof where);
-        return DL_FAIL(DL_ERR_CONFIG, "%s: YAML error: %s (byte %zu)", where, problem, p->problem_offset);
+        return DL_FAIL(DL_ERR_CONFIG, "%s: YAML error: %s (at byte offset %zu)", where, problem, p->problem_offset);
     }
     where_at(r, (int)p->problem_mark.line + 1, where, sizeof where);
     if (p->context && !r->override)
