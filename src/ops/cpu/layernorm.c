@@ -3,6 +3,9 @@
  * Forward is one row per iteration, rows split among threads. The variance is taken in two passes (mean first,
  * then the mean squared deviation), with double accumulators: the one-pass E[x²] − E[x]² loses every digit when
  * activations have a large common offset. rstd = 1/sqrt(var + eps) with the biased variance, as ops.h says.
+ * The mean is saved as a float, but rounding it costs up to half an ulp of the offset, which is a large error in
+ * x − mean when the offset dwarfs the spread; so the output subtracts the float mean (exact for x near it) and then
+ * the small remainder the rounding lost. Backward sees only the saved float mean, as a GPU kernel would.
  *
  * Backward has two shapes of work. The input gradient is per row:
  *     dinp += rstd · (dn − mean(dn) − x̂ · mean(dn · x̂)),  dn = weight · dout,  x̂ = (x − mean) · rstd,
@@ -27,17 +30,19 @@ dl_status dl_cpu_layernorm_forward(void *state, float *out, float *mean, float *
 #pragma omp simd reduction(+ : sum)
         for (int c = 0; c < C; c++)
             sum += (double)x[c];
-        float m = (float)(sum / C);
+        double md = sum / C;
+        float m = (float)md;
+        float delta = (float)(md - (double)m); /* what rounding the mean to float lost */
         double sq = 0.0;
 #pragma omp simd reduction(+ : sq)
         for (int c = 0; c < C; c++) {
-            double d = (double)x[c] - (double)m;
+            double d = (double)x[c] - md;
             sq += d * d;
         }
         float rs = (float)(1.0 / sqrt(sq / C + (double)eps));
 #pragma omp simd
         for (int c = 0; c < C; c++)
-            y[c] = (x[c] - m) * rs * weight[c] + bias[c];
+            y[c] = ((x[c] - m) - delta) * rs * weight[c] + bias[c];
         mean[n] = m;
         rstd[n] = rs;
     }
