@@ -178,7 +178,7 @@ static void backward_matches_finite_differences_and_accumulates(void **state) {
     (void)state;
     dl_rng rng;
     dl_test_rng(&rng, 2);
-    backward_case(&rng, 1, 2);
+    backward_case(&rng, 1, 5);
     backward_case(&rng, 4, 19);
     backward_case(&rng, 3, 70);
 }
