@@ -39,6 +39,18 @@ static double *alloc_d(size_t n) {
     return p;
 }
 
+/* Fills g with values on the scale of ref: accumulating into g then keeps the gradient's digits in float. */
+static void prefill_like(dl_rng *rng, float *g, const double *ref, size_t n) {
+    double ss = 0.0;
+    for (size_t i = 0; i < n; i++)
+        ss += ref[i] * ref[i];
+    double rms = sqrt(ss / (double)n);
+    if (!(rms > 0.0))
+        rms = 1.0;
+    for (size_t i = 0; i < n; i++)
+        g[i] = (float)(rms * (2.0 * dl_rng_uniform(rng) - 1.0));
+}
+
 static float *random_f(dl_rng *rng, size_t n) {
     float *p = alloc_f(n);
     dl_test_fill_uniform(rng, p, n, -1.0f, 1.0f);
@@ -145,15 +157,20 @@ static void backward_case(dl_rng *rng, int N, int C, int V, int max_pos, int lea
     int32_t *tokens = random_ids(rng, N, V), *positions = random_ids(rng, N, max_pos);
     if (N >= 3)
         tokens[2] = tokens[0]; /* a repeated id: its gradient is the sum of both rows */
-    float *dwte = random_f(rng, nte), *dwpe = random_f(rng, npe), *dwte0 = alloc_f(nte), *dwpe0 = alloc_f(npe);
-    memcpy(dwte0, dwte, nte * sizeof(float));
-    memcpy(dwpe0, dwpe, npe * sizeof(float));
+    float *dwte = alloc_f(nte), *dwpe = alloc_f(npe), *dwte0 = alloc_f(nte), *dwpe0 = alloc_f(npe);
     emb_ctx e = {to_double(wte, nte), to_double(wpe, npe), to_double(dout, no), alloc_d(no),
                  tokens, learned ? positions : NULL, N, C};
     double *gte = alloc_d(nte), *gpe = alloc_d(npe);
     fd_grad(emb_loss, &e, e.wte, nte, gte);
     if (learned)
         fd_grad(emb_loss, &e, e.wpe, npe, gpe);
+    prefill_like(rng, dwte, gte, nte);
+    if (learned)
+        prefill_like(rng, dwpe, gpe, npe);
+    else
+        dl_test_fill_uniform(rng, dwpe, npe, -1.0f, 1.0f); /* must stay untouched */
+    memcpy(dwte0, dwte, nte * sizeof(float));
+    memcpy(dwpe0, dwpe, npe * sizeof(float));
     for (int call = 1; call <= 2; call++) {
         EXPECT_OK(dl_op_embedding_backward(&be, dwte, learned ? dwpe : NULL, dout, tokens, learned ? positions : NULL,
                                            N, C, V, max_pos));

@@ -39,6 +39,18 @@ static double *alloc_d(size_t n) {
     return p;
 }
 
+/* Fills g with values on the scale of ref: accumulating into g then keeps the gradient's digits in float. */
+static void prefill_like(dl_rng *rng, float *g, const double *ref, size_t n) {
+    double ss = 0.0;
+    for (size_t i = 0; i < n; i++)
+        ss += ref[i] * ref[i];
+    double rms = sqrt(ss / (double)n);
+    if (!(rms > 0.0))
+        rms = 1.0;
+    for (size_t i = 0; i < n; i++)
+        g[i] = (float)(rms * (2.0 * dl_rng_uniform(rng) - 1.0));
+}
+
 static float *random_f(dl_rng *rng, size_t n) {
     float *p = alloc_f(n);
     dl_test_fill_uniform(rng, p, n, -1.0f, 1.0f);
@@ -137,11 +149,8 @@ static void forward_matches_double_reference(void **state) {
 static void backward_case(dl_rng *rng, int N, int C, int OC, int with_dinp, int with_dbias) {
     size_t ni = (size_t)N * C, nw = (size_t)OC * C, no = (size_t)N * OC;
     float *inp = random_f(rng, ni), *w = random_f(rng, nw), *b = random_f(rng, OC), *dout = random_f(rng, no);
-    float *dinp = random_f(rng, ni), *dw = random_f(rng, nw), *dbias = random_f(rng, OC);
+    float *dinp = alloc_f(ni), *dw = alloc_f(nw), *dbias = alloc_f(OC);
     float *dinp0 = alloc_f(ni), *dw0 = alloc_f(nw), *dbias0 = alloc_f(OC);
-    memcpy(dinp0, dinp, ni * sizeof(float));
-    memcpy(dw0, dw, nw * sizeof(float));
-    memcpy(dbias0, dbias, OC * sizeof(float));
 
     matmul_ctx m = {to_double(inp, ni), to_double(w, nw), to_double(b, OC), to_double(dout, no), alloc_d(no),
                     N, C, OC};
@@ -149,6 +158,12 @@ static void backward_case(dl_rng *rng, int N, int C, int OC, int with_dinp, int 
     fd_grad(matmul_loss, &m, m.inp, ni, gi);
     fd_grad(matmul_loss, &m, m.weight, nw, gw);
     fd_grad(matmul_loss, &m, m.bias, OC, gb);
+    prefill_like(rng, dinp, gi, ni);
+    prefill_like(rng, dw, gw, nw);
+    prefill_like(rng, dbias, gb, OC);
+    memcpy(dinp0, dinp, ni * sizeof(float));
+    memcpy(dw0, dw, nw * sizeof(float));
+    memcpy(dbias0, dbias, OC * sizeof(float));
 
     for (int call = 1; call <= 2; call++) {
         EXPECT_OK(dl_op_matmul_backward(&be, with_dinp ? dinp : NULL, dw, with_dbias ? dbias : NULL, dout, inp, w,

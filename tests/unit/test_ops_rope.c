@@ -40,6 +40,18 @@ static double *alloc_d(size_t n) {
     return p;
 }
 
+/* Fills g with values on the scale of ref: accumulating into g then keeps the gradient's digits in float. */
+static void prefill_like(dl_rng *rng, float *g, const double *ref, size_t n) {
+    double ss = 0.0;
+    for (size_t i = 0; i < n; i++)
+        ss += ref[i] * ref[i];
+    double rms = sqrt(ss / (double)n);
+    if (!(rms > 0.0))
+        rms = 1.0;
+    for (size_t i = 0; i < n; i++)
+        g[i] = (float)(rms * (2.0 * dl_rng_uniform(rng) - 1.0));
+}
+
 typedef struct rope_shape {
     int N, H, D, stride;
 } rope_shape;
@@ -170,8 +182,6 @@ static void backward_case(dl_rng *rng, rope_shape s, int packed) {
     size_t nb = buffer_len(s), nv = view_len(s);
     float *dout = alloc_f(nb), *dinp = alloc_f(nb), *dinp0 = alloc_f(nb);
     dl_test_fill_uniform(rng, dout, nb, -1.0f, 1.0f);
-    dl_test_fill_uniform(rng, dinp, nb, -1.0f, 1.0f);
-    memcpy(dinp0, dinp, nb * sizeof(float));
     int32_t *positions = make_positions(rng, s.N, packed);
     rope_ctx r = {alloc_d(nv), alloc_d(nv), alloc_d(nv), positions, s};
     for (size_t k = 0; k < nv; k++) {
@@ -188,6 +198,13 @@ static void backward_case(dl_rng *rng, rope_shape s, int packed) {
         r.x[k] = save;
         grad[k] = (lp - lm) / (2.0 * h);
     }
+    float *scaled = alloc_f(nv);
+    prefill_like(rng, scaled, grad, nv);
+    dl_test_fill_uniform(rng, dinp, nb, -1.0f, 1.0f); /* the gaps between tokens */
+    for (size_t k = 0; k < nv; k++)
+        dinp[view_offset(s, k)] = scaled[k];
+    free(scaled);
+    memcpy(dinp0, dinp, nb * sizeof(float));
     float *added = alloc_f(nv);
     double *want = alloc_d(nv);
     for (int call = 1; call <= 2; call++) {
