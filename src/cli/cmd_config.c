@@ -1,12 +1,105 @@
-/* cmd_config.c — `dealer config`. */
+/* cmd_config.c — `dealer config`: print a resolved config with the source of each value (show), or every key with
+ * its type, default and meaning (keys). Output is built whole before anything is printed, so a bad config prints
+ * its one error line and nothing on stdout. */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "cli/commands.h"
+#include "core/config.h"
 
-int dl_cmd_config(int argc, char **argv) {
+static void usage(FILE *out) {
+    fprintf(out,
+            "usage: dealer config show CONFIG [--no-sources] [section.key=value ...]\n"
+            "       dealer config keys [--markdown]\n"
+            "\n"
+            "  show   resolve CONFIG (a YAML file) and the overrides after it, check every value, and print the\n"
+            "         result as YAML; each value's source (default, FILE:LINE or override) is its trailing\n"
+            "         comment unless --no-sources is given\n"
+            "  keys   list every key: name, type and range, default, meaning (--markdown: as a markdown table)\n"
+            "\n"
+            "Overrides look like optim.lr=3e-4, device=cpu or data.train=[a.tfrecord,b.tfrecord]; they apply after the\n"
+            "file, in order. Exit codes: 0 ok, 2 bad config or usage.\n");
+}
+
+static int cmd_show(int argc, char **argv) {
     if (dl_cli_wants_help(argc, argv)) {
-        printf("usage: dealer config ...\n(not implemented yet: arrives with the foundation work)\n");
+        usage(stdout);
         return 0;
     }
-    return dl_cli_not_implemented("config", "foundation");
+    const char *path = NULL;
+    int with_sources = 1;
+    char **overrides = calloc((size_t)argc, sizeof *overrides);
+    if (!overrides) {
+        fprintf(stderr, "dealer config: error: out of memory\n");
+        return 1;
+    }
+    int n = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--no-sources") == 0) {
+            with_sources = 0;
+        } else if (argv[i][0] == '-' && argv[i][1] == '-') {
+            fprintf(stderr, "dealer config show: unknown option '%s' (see dealer config --help)\n", argv[i]);
+            free(overrides);
+            return 2;
+        } else if (!path && !strchr(argv[i], '=')) {
+            path = argv[i];
+        } else {
+            overrides[n++] = argv[i];
+        }
+    }
+    if (!path) {
+        fprintf(stderr, "dealer config show: missing CONFIG (usage: dealer config show CONFIG [key=value ...])\n");
+        free(overrides);
+        return 2;
+    }
+    dl_config cfg;
+    dl_status s = dl_config_load(&cfg, path, n, overrides);
+    free(overrides);
+    if (s != DL_OK)
+        return dl_cli_report("config", s);
+    char *text = NULL;
+    s = dl_config_to_yaml(&cfg, with_sources, &text);
+    dl_config_free(&cfg);
+    if (s != DL_OK)
+        return dl_cli_report("config", s);
+    fputs(text, stdout);
+    free(text);
+    return fflush(stdout) == 0 ? 0 : 1;
+}
+
+static int cmd_keys(int argc, char **argv) {
+    int markdown = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return 0;
+        }
+        if (strcmp(argv[i], "--markdown") == 0) {
+            markdown = 1;
+            continue;
+        }
+        fprintf(stderr, "dealer config keys: unexpected argument '%s' (see dealer config --help)\n", argv[i]);
+        return 2;
+    }
+    dl_config_print_keys(stdout, markdown);
+    return fflush(stdout) == 0 ? 0 : 1;
+}
+
+int dl_cmd_config(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *sub = argv[1];
+    if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0 || strcmp(sub, "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(sub, "show") == 0)
+        return cmd_show(argc - 1, argv + 1);
+    if (strcmp(sub, "keys") == 0)
+        return cmd_keys(argc - 1, argv + 1);
+    fprintf(stderr, "dealer config: unknown subcommand '%s' (show or keys; see dealer config --help)\n", sub);
+    return 2;
 }

@@ -33,13 +33,22 @@ typedef struct dl_f32_array {
 
 void dl_i32_array_free(dl_i32_array *a);
 void dl_f32_array_free(dl_f32_array *a);
+/* Makes room for at least n elements (len unchanged). */
+dl_status dl_i32_array_reserve(dl_i32_array *a, size_t n);
+dl_status dl_f32_array_reserve(dl_f32_array *a, size_t n);
+/* Appends one element, growing geometrically. */
+dl_status dl_i32_array_push(dl_i32_array *a, int32_t v);
+dl_status dl_f32_array_push(dl_f32_array *a, float v);
 
 typedef struct dl_click_row {
-    float label;          /* 0 or 1 */
-    dl_i32_array field;   /* per entry */
+    float label;          /* 0 or 1 (a stored label in [0,1] is kept as is; -1 reads as 0) */
+    dl_i32_array field;   /* per entry, >= 0 */
     dl_i32_array feature; /* per entry: raw feature id (hashed later by the model) — int64 ids are folded to 31 bits */
     dl_f32_array value;   /* per entry */
 } dl_click_row;
+
+/* The fold of an int64 feature id into [0, 2^31): identity on 0..2^31-1, a fixed mix of the bits otherwise. */
+int32_t dl_feature_id_fold(int64_t id);
 
 typedef struct dl_pref_pair {
     dl_i32_array prompt;
@@ -52,13 +61,30 @@ dl_status dl_example_encode_tokens(const int32_t *tokens, size_t n, uint8_t **ou
 dl_status dl_example_encode_click(const dl_click_row *row, uint8_t **out, size_t *cap, size_t *len);
 dl_status dl_example_encode_pair(const dl_pref_pair *pair, uint8_t **out, size_t *cap, size_t *len);
 
-/* Decoders fail with DL_ERR_FORMAT naming the missing or mistyped feature. */
+/* Decoders fail with DL_ERR_FORMAT naming the missing or mistyped feature. They accept map entries in any order
+ * (the last of duplicate keys wins, as in protobuf) and ignore features they do not need. Token ids must lie in
+ * [0, 2^31). Decoding allocates only to grow the output arrays: protobuf-c works in a per-call arena. Thread-safe. */
 dl_status dl_example_decode_tokens(const uint8_t *payload, size_t len, dl_i32_array *tokens);
 dl_status dl_example_decode_click(const uint8_t *payload, size_t len, dl_click_row *row);
 dl_status dl_example_decode_pair(const uint8_t *payload, size_t len, dl_pref_pair *pair);
 
 void dl_click_row_free(dl_click_row *row);
 void dl_pref_pair_free(dl_pref_pair *pair);
+
+/* What a record holds, judged by its feature names: "tokens" -> tokens; "chosen" and "rejected" -> pair; "label"
+ * and "feature" -> click; anything else unknown. Fails only when the payload is not an Example. */
+typedef enum dl_example_kind {
+    DL_EXAMPLE_UNKNOWN = 0,
+    DL_EXAMPLE_TOKENS = 1,
+    DL_EXAMPLE_CLICK = 2,
+    DL_EXAMPLE_PAIR = 3,
+} dl_example_kind;
+dl_status dl_example_detect(const uint8_t *payload, size_t len, dl_example_kind *kind);
+/* "tokens", "click", "pair" or "unknown". */
+const char *dl_example_kind_name(dl_example_kind kind);
+/* Writes "name: int64_list[12], ..." for every feature into buf (cut to cap, NUL-terminated), sorted by name: for
+ * messages and `dealer data stat` on files dealer did not write. */
+dl_status dl_example_describe(const uint8_t *payload, size_t len, char *buf, size_t cap);
 
 #ifdef __cplusplus
 }

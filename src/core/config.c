@@ -1,0 +1,740 @@
+/* config.c — resolving a config: defaults, then a YAML file, then command-line overrides, then the checks that
+ * involve several keys.
+ *
+ * Every value, whatever its origin (a default in the schema table, a YAML scalar or list, an override), goes
+ * through one function, dl_cfg_assign, which checks it against the key's type and range and stores it at the key's
+ * offset in dl_config. So a default, a file value and an override are held to exactly the same rules, and the
+ * error for each names where the value came from. The first error stops loading: a config is either fully valid
+ * or not loaded at all (the half-built struct is freed), so callers never see a partly applied file.
+ *
+ * Each key also records its source (default, file:line, override) in the private origin block, which
+ * `dealer config show` prints next to the value. */
+#include "core/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/config_internal.h"
+
+enum { MAX_CONFIG_BYTES = 16 << 20 };
+
+/* ---- small helpers ---------------------------------------------------------------------------------------------- */
+
+/* Copies user text for a message: at most 80 characters, control characters shown as '?'. */
+static void printable(const char *s, size_t len, char *buf, size_t cap) {
+    size_t limit = cap - 4 < 80 ? cap - 4 : 80, o = 0;
+    for (size_t i = 0; i < len && o < limit; i++)
+        buf[o++] = ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) ? '?' : s[i];
+    if (len > limit) {
+        memcpy(buf + o, "...", 3);
+        o += 3;
+    }
+    buf[o] = '\0';
+}
+
+static void *field(dl_config *cfg, size_t offset) { return (char *)cfg + offset; }
+static const void *cfield(const dl_config *cfg, size_t offset) { return (const char *)cfg + offset; }
+
+static char *dup_n(const char *s, size_t n) {
+    char *d = malloc(n + 1);
+    if (d) {
+        memcpy(d, s, n);
+        d[n] = '\0';
+    }
+    return d;
+}
+
+static void free_list(dl_str_list *list) {
+    for (int i = 0; i < list->count; i++)
+        free(list->items[i]);
+    free(list->items);
+    list->items = NULL;
+    list->count = 0;
+}
+
+/* ---- parsing scalars -------------------------------------------------------------------------------------------- */
+
+/* A finite decimal number: what strtod takes, minus hex, inf/nan and surrounding space. */
+static int parse_double(const char *s, double *out) {
+    if (!*s || isspace((unsigned char)*s))
+        return 0;
+    for (const char *p = s; *p; p++)
+        if (!(isdigit((unsigned char)*p) || *p == '.' || *p == 'e' || *p == 'E' || *p == '+' || *p == '-'))
+            return 0;
+    errno = 0;
+    char *end;
+    double v = strtod(s, &end);
+    if (*end || end == s || !isfinite(v))
+        return 0;
+    *out = v;
+    return 1;
+}
+
+/* A decimal integer, or a number in exponent form with an integral value ("1e6"). 1: ok, 0: not an integer,
+ * -1: an integer too large for int64. */
+static int parse_int64(const char *s, int64_t *out) {
+    if (!*s || isspace((unsigned char)*s))
+        return 0;
+    errno = 0;
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (end != s && *end == '\0') {
+        if (errno == ERANGE)
+            return -1;
+        *out = v;
+        return 1;
+    }
+    double d;
+    if (!parse_double(s, &d) || d != floor(d))
+        return 0;
+    if (d < -9.2e18 || d > 9.2e18)
+        return -1;
+    *out = (int64_t)d;
+    return 1;
+}
+
+static int parse_bool(const char *s, bool *out) {
+    static const char *const yes[] = {"true", "yes", "on"}, *const no[] = {"false", "no", "off"};
+    for (int i = 0; i < 3; i++) {
+        if (strcasecmp(s, yes[i]) == 0)
+            return *out = true, 1;
+        if (strcasecmp(s, no[i]) == 0)
+            return *out = false, 1;
+    }
+    return 0;
+}
+
+/* ---- ranges ------------------------------------------------------------------------------------------------------ */
+
+static int in_range(const dl_cfg_key *key, double v) {
+    if (key->range & DL_CFG_HAS_MIN) {
+        if ((key->range & DL_CFG_MIN_OPEN) ? !(v > key->min) : !(v >= key->min))
+            return 0;
+    }
+    if (key->range & DL_CFG_HAS_MAX) {
+        if ((key->range & DL_CFG_MAX_OPEN) ? !(v < key->max) : !(v <= key->max))
+            return 0;
+    }
+    return 1;
+}
+
+/* "must be >= 1", "must be > 0 and < 1", "must be between 0 and 1". */
+static void range_text(const dl_cfg_key *key, char *buf, size_t cap) {
+    char lo[32], hi[32];
+    dl_cfg_format_double(key->min, lo, sizeof lo);
+    dl_cfg_format_double(key->max, hi, sizeof hi);
+    int has_min = key->range & DL_CFG_HAS_MIN, has_max = key->range & DL_CFG_HAS_MAX;
+    const char *lo_op = (key->range & DL_CFG_MIN_OPEN) ? ">" : ">=";
+    const char *hi_op = (key->range & DL_CFG_MAX_OPEN) ? "<" : "<=";
+    if (has_min && has_max && !(key->range & (DL_CFG_MIN_OPEN | DL_CFG_MAX_OPEN)))
+        snprintf(buf, cap, "must be between %s and %s", lo, hi);
+    else if (has_min && has_max)
+        snprintf(buf, cap, "must be %s %s and %s %s", lo_op, lo, hi_op, hi);
+    else if (has_min)
+        snprintf(buf, cap, "must be %s %s", lo_op, lo);
+    else if (has_max)
+        snprintf(buf, cap, "must be %s %s", hi_op, hi);
+    else
+        snprintf(buf, cap, "must fit the type");
+}
+
+/* ---- assigning one value ------------------------------------------------------------------------------------------ */
+
+/* What a key expects, for "expected ..., got ..." messages. */
+static void expected_text(const dl_cfg_key *key, char *buf, size_t cap) {
+    switch (key->type) {
+    case DL_CFG_INT:
+    case DL_CFG_I64: snprintf(buf, cap, "an integer"); return;
+    case DL_CFG_FLOAT: snprintf(buf, cap, "a number"); return;
+    case DL_CFG_BOOL: snprintf(buf, cap, "true or false"); return;
+    case DL_CFG_STRING: snprintf(buf, cap, "a string"); return;
+    case DL_CFG_LIST: snprintf(buf, cap, "a path or a list of paths"); return;
+    case DL_CFG_GRAD_CKPT: snprintf(buf, cap, "none, blocks or every:K"); return;
+    case DL_CFG_RESUME: snprintf(buf, cap, "auto, never or a checkpoint path"); return;
+    case DL_CFG_ENUM: {
+        size_t used = (size_t)snprintf(buf, cap, "one of ");
+        for (int i = 0; key->choices[i] && used < cap; i++)
+            used += (size_t)snprintf(buf + used, cap - used, "%s%s", i ? ", " : "", key->choices[i]);
+        return;
+    }
+    }
+}
+
+/* "'fast'", "a list", "a mapping", "an empty value". */
+static void got_text(const dl_cfg_raw *raw, char *buf, size_t cap) {
+    char shown[96];
+    switch (raw->kind) {
+    case DL_RAW_SCALAR:
+        printable(raw->text, raw->len, shown, sizeof shown);
+        snprintf(buf, cap, "'%s'", shown);
+        return;
+    case DL_RAW_NULL: snprintf(buf, cap, "an empty value"); return;
+    case DL_RAW_LIST: snprintf(buf, cap, raw->nested ? "a nested list" : "a list"); return;
+    case DL_RAW_MAPPING: snprintf(buf, cap, "a mapping"); return;
+    }
+}
+
+static dl_status type_error(const dl_cfg_key *key, const dl_cfg_raw *raw, const char *where, const char *full) {
+    char expected[256], got[128];
+    expected_text(key, expected, sizeof expected);
+    got_text(raw, got, sizeof got);
+    return DL_FAIL(DL_ERR_CONFIG, "%s: %s: expected %s, got %s", where, full, expected, got);
+}
+
+static dl_status range_error(const dl_cfg_key *key, const dl_cfg_raw *raw, const char *where, const char *full,
+                             const char *bounds) {
+    char shown[96], text[128];
+    printable(raw->text, raw->len, shown, sizeof shown);
+    if (bounds)
+        snprintf(text, sizeof text, "%s", bounds);
+    else
+        range_text(key, text, sizeof text);
+    return DL_FAIL(DL_ERR_CONFIG, "%s: %s: %s is out of range (%s)", where, full, shown, text);
+}
+
+/* Checks a string value: no NUL inside (YAML's "\0" escape makes one), valid UTF-8. */
+static dl_status check_text(const char *s, size_t len, const char *where, const char *full) {
+    if (memchr(s, '\0', len))
+        return DL_FAIL(DL_ERR_CONFIG, "%s: %s: the value contains a NUL character", where, full);
+    if (!dl_cfg_utf8_valid(s, len))
+        return DL_FAIL(DL_ERR_CONFIG, "%s: %s: the value is not valid UTF-8", where, full);
+    return DL_OK;
+}
+
+static dl_status set_string(char **slot, const char *s, size_t len) {
+    char *copy = dup_n(s, len);
+    if (!copy)
+        return DL_FAIL(DL_ERR_NOMEM, "out of memory copying a config string");
+    free(*slot);
+    *slot = copy;
+    return DL_OK;
+}
+
+static dl_status assign_list(dl_str_list *list, const dl_cfg_key *key, const dl_cfg_raw *raw, const char *where,
+                             const char *full) {
+    if (raw->kind == DL_RAW_MAPPING || (raw->kind == DL_RAW_LIST && raw->nested))
+        return type_error(key, raw, where, full);
+    int count = raw->kind == DL_RAW_NULL ? 0 : raw->kind == DL_RAW_SCALAR ? 1 : raw->count;
+    for (int i = 0; i < count; i++) {
+        const char *s = raw->kind == DL_RAW_SCALAR ? raw->text : raw->items[i];
+        size_t n = raw->kind == DL_RAW_SCALAR ? raw->len : raw->item_lens[i];
+        if (n == 0)
+            return DL_FAIL(DL_ERR_CONFIG, "%s: %s: path %d of the list is empty", where, full, i + 1);
+        DL_CHECK(check_text(s, n, where, full));
+    }
+    dl_str_list fresh = {0, NULL};
+    if (count > 0) {
+        fresh.items = calloc((size_t)count, sizeof *fresh.items);
+        if (!fresh.items)
+            return DL_FAIL(DL_ERR_NOMEM, "out of memory for the list of %s", full);
+        for (int i = 0; i < count; i++) {
+            const char *s = raw->kind == DL_RAW_SCALAR ? raw->text : raw->items[i];
+            size_t n = raw->kind == DL_RAW_SCALAR ? raw->len : raw->item_lens[i];
+            fresh.items[i] = dup_n(s, n);
+            fresh.count = i + 1;
+            if (!fresh.items[i]) {
+                free_list(&fresh);
+                return DL_FAIL(DL_ERR_NOMEM, "out of memory for the list of %s", full);
+            }
+        }
+    }
+    free_list(list);
+    *list = fresh;
+    return DL_OK;
+}
+
+dl_status dl_cfg_assign(dl_config *cfg, int index, const dl_cfg_raw *raw, const char *where, dl_cfg_source source) {
+    DL_REQUIRE(cfg && cfg->origin && raw && where && index >= 0 && index < dl_cfg_num_keys, DL_ERR_INVALID,
+               "dl_cfg_assign: bad arguments");
+    const dl_cfg_key *key = &dl_cfg_keys[index];
+    char full[96];
+    dl_cfg_key_name(key, full, sizeof full);
+
+    if (key->type == DL_CFG_LIST) {
+        DL_CHECK(assign_list(field(cfg, key->offset), key, raw, where, full));
+        cfg->origin->sources[index] = source;
+        return DL_OK;
+    }
+    /* Every other type takes one scalar; strings and paths take an empty value as "". */
+    if (raw->kind == DL_RAW_LIST || raw->kind == DL_RAW_MAPPING)
+        return type_error(key, raw, where, full);
+    if (raw->kind == DL_RAW_NULL && key->type != DL_CFG_STRING)
+        return type_error(key, raw, where, full);
+    const char *text = raw->kind == DL_RAW_NULL ? "" : raw->text;
+    size_t len = raw->kind == DL_RAW_NULL ? 0 : raw->len;
+    DL_CHECK(check_text(text, len, where, full));
+
+    switch (key->type) {
+    case DL_CFG_INT:
+    case DL_CFG_I64: {
+        int64_t v;
+        int ok = parse_int64(text, &v);
+        if (ok == 0)
+            return type_error(key, raw, where, full);
+        if (ok < 0)
+            return range_error(key, raw, where, full,
+                               text[0] == '-' ? "must be >= -9223372036854775808" : "must be <= 9223372036854775807");
+        if (!in_range(key, (double)v))
+            return range_error(key, raw, where, full, NULL);
+        if (key->type == DL_CFG_INT) {
+            if (v > INT_MAX)
+                return range_error(key, raw, where, full, "must be <= 2147483647");
+            if (v < INT_MIN)
+                return range_error(key, raw, where, full, "must be >= -2147483648");
+            *(int *)field(cfg, key->offset) = (int)v;
+        } else {
+            *(int64_t *)field(cfg, key->offset) = v;
+        }
+        break;
+    }
+    case DL_CFG_FLOAT: {
+        double v;
+        if (!parse_double(text, &v))
+            return type_error(key, raw, where, full);
+        if (!in_range(key, v))
+            return range_error(key, raw, where, full, NULL);
+        *(double *)field(cfg, key->offset) = v;
+        break;
+    }
+    case DL_CFG_BOOL: {
+        bool v;
+        if (!parse_bool(text, &v))
+            return type_error(key, raw, where, full);
+        *(bool *)field(cfg, key->offset) = v;
+        break;
+    }
+    case DL_CFG_STRING: DL_CHECK(set_string(field(cfg, key->offset), text, len)); break;
+    case DL_CFG_ENUM: {
+        int found = -1;
+        for (int i = 0; key->choices[i]; i++)
+            if (strcmp(text, key->choices[i]) == 0)
+                found = i;
+        if (found < 0)
+            return type_error(key, raw, where, full);
+        *(int *)field(cfg, key->offset) = found;
+        break;
+    }
+    case DL_CFG_GRAD_CKPT: {
+        int mode, every = 0;
+        if (strcmp(text, "none") == 0) {
+            mode = DL_GRAD_CKPT_NONE;
+        } else if (strcmp(text, "blocks") == 0) {
+            mode = DL_GRAD_CKPT_BLOCKS;
+        } else if (strncmp(text, "every:", 6) == 0) {
+            int64_t k;
+            int ok = parse_int64(text + 6, &k);
+            if (ok == 0)
+                return type_error(key, raw, where, full);
+            if (ok < 0 || k < 1 || k > 1024)
+                return range_error(key, raw, where, full, "K must be between 1 and 1024");
+            mode = DL_GRAD_CKPT_EVERY;
+            every = (int)k;
+        } else {
+            return type_error(key, raw, where, full);
+        }
+        *(int *)field(cfg, key->offset) = mode;
+        *(int *)field(cfg, key->offset2) = every;
+        break;
+    }
+    case DL_CFG_RESUME: {
+        int mode;
+        if (len == 0)
+            return type_error(key, raw, where, full);
+        if (strcmp(text, "auto") == 0)
+            mode = DL_RESUME_AUTO;
+        else if (strcmp(text, "never") == 0)
+            mode = DL_RESUME_NEVER;
+        else
+            mode = DL_RESUME_PATH;
+        DL_CHECK(set_string(field(cfg, key->offset2), mode == DL_RESUME_PATH ? text : "",
+                            mode == DL_RESUME_PATH ? len : 0));
+        *(int *)field(cfg, key->offset) = mode;
+        break;
+    }
+    case DL_CFG_LIST: break; /* handled above */
+    }
+    cfg->origin->sources[index] = source;
+    return DL_OK;
+}
+
+/* ---- defaults, free ------------------------------------------------------------------------------------------------ */
+
+void dl_config_free(dl_config *cfg) {
+    if (!cfg)
+        return;
+    for (int i = 0; i < dl_cfg_num_keys; i++) {
+        const dl_cfg_key *key = &dl_cfg_keys[i];
+        if (key->type == DL_CFG_STRING)
+            free(*(char **)field(cfg, key->offset));
+        else if (key->type == DL_CFG_RESUME)
+            free(*(char **)field(cfg, key->offset2));
+        else if (key->type == DL_CFG_LIST)
+            free_list(field(cfg, key->offset));
+    }
+    if (cfg->origin) {
+        free(cfg->origin->file);
+        for (int i = 0; i < cfg->origin->n_overrides; i++)
+            free(cfg->origin->overrides[i]);
+        free(cfg->origin->overrides);
+        free(cfg->origin->sources);
+        free(cfg->origin);
+    }
+    memset(cfg, 0, sizeof *cfg);
+}
+
+dl_status dl_config_defaults(dl_config *cfg) {
+    DL_REQUIRE(cfg, DL_ERR_INVALID, "dl_config_defaults: cfg is NULL");
+    memset(cfg, 0, sizeof *cfg);
+    cfg->origin = calloc(1, sizeof *cfg->origin);
+    if (cfg->origin)
+        cfg->origin->sources = calloc((size_t)dl_cfg_num_keys, sizeof *cfg->origin->sources);
+    if (!cfg->origin || !cfg->origin->sources) {
+        dl_config_free(cfg);
+        return DL_FAIL(DL_ERR_NOMEM, "out of memory for a config");
+    }
+    for (int i = 0; i < dl_cfg_num_keys; i++) {
+        const char *def = dl_cfg_keys[i].def;
+        dl_cfg_raw raw = {.kind = def[0] ? DL_RAW_SCALAR : DL_RAW_NULL, .text = def, .len = strlen(def)};
+        dl_cfg_source source = {DL_SRC_DEFAULT, 0, 0};
+        dl_status s = dl_cfg_assign(cfg, i, &raw, "default", source);
+        if (s != DL_OK) {
+            dl_config_free(cfg);
+            return s;
+        }
+    }
+    return DL_OK;
+}
+
+/* ---- overrides ------------------------------------------------------------------------------------------------------ */
+
+static dl_status apply_override(dl_config *cfg, int number) {
+    const char *text = cfg->origin->overrides[number];
+    char shown[128], where[160];
+    printable(text, strlen(text), shown, sizeof shown);
+    snprintf(where, sizeof where, "override '%s'", shown);
+
+    const char *eq = strchr(text, '=');
+    if (!eq || eq == text)
+        return DL_FAIL(DL_ERR_CONFIG, "%s: expected section.key=value (e.g. optim.lr=3e-4)", where);
+    char name[128];
+    size_t name_len = (size_t)(eq - text);
+    if (name_len >= sizeof name)
+        name_len = sizeof name - 1;
+    memcpy(name, text, name_len);
+    name[name_len] = '\0';
+    char shown_name[128], suggestion[160];
+
+    int index;
+    char *dot = strchr(name, '.');
+    if (!dot) {
+        index = dl_cfg_find("", name);
+        if (index < 0) {
+            printable(name, strlen(name), shown_name, sizeof shown_name);
+            if (dl_cfg_find_section(name) >= 0)
+                return DL_FAIL(DL_ERR_CONFIG, "%s: '%s' is a section; name one of its keys (%s.KEY=VALUE)", where,
+                               shown_name, shown_name);
+            dl_cfg_suggest_section(name, suggestion, sizeof suggestion);
+            dl_status s = DL_FAIL(DL_ERR_CONFIG, "%s: unknown key '%s'%s", where, shown_name, suggestion);
+            if (!suggestion[0])
+                dl_error_hint("'dealer config keys' lists every key");
+            return s;
+        }
+    } else {
+        *dot = '\0';
+        const char *key_name = dot + 1;
+        if (dl_cfg_find_section(name) < 0) {
+            printable(name, strlen(name), shown_name, sizeof shown_name);
+            dl_cfg_suggest_section(name, suggestion, sizeof suggestion);
+            dl_status s = DL_FAIL(DL_ERR_CONFIG, "%s: unknown section '%s'%s", where, shown_name, suggestion);
+            if (!suggestion[0])
+                dl_error_hint("'dealer config keys' lists every key");
+            return s;
+        }
+        index = dl_cfg_find(name, key_name);
+        if (index < 0) {
+            printable(key_name, strlen(key_name), shown_name, sizeof shown_name);
+            dl_cfg_suggest_key(name, key_name, suggestion, sizeof suggestion);
+            dl_status s = DL_FAIL(DL_ERR_CONFIG, "%s: unknown key '%s' in section %s%s", where, shown_name, name,
+                                  suggestion);
+            if (!suggestion[0])
+                dl_error_hint("'dealer config keys' lists every key");
+            return s;
+        }
+    }
+    dl_cfg_raw raw;
+    DL_CHECK(dl_cfg_parse_override_value(eq + 1, &raw, where));
+    dl_cfg_source source = {DL_SRC_OVERRIDE, 0, number};
+    dl_status s = dl_cfg_assign(cfg, index, &raw, where, source);
+    dl_cfg_raw_free(&raw);
+    return s;
+}
+
+/* ---- checks across keys --------------------------------------------------------------------------------------------- */
+
+static int source_rank(const dl_config *cfg, int index) {
+    const dl_cfg_source *s = &cfg->origin->sources[index];
+    return s->kind == DL_SRC_OVERRIDE ? 1000000 + s->override : s->kind == DL_SRC_FILE ? s->line : 0;
+}
+
+/* The place to blame for a conflict between keys (space-separated dotted names): the one set last, since an
+ * override beats the file and a later line an earlier one. */
+static void blame(const dl_config *cfg, const char *keys, char *buf, size_t cap) {
+    int pick = -1;
+    char name[64];
+    for (const char *p = keys; *p;) {
+        size_t n = strcspn(p, " ");
+        if (n < sizeof name) {
+            memcpy(name, p, n);
+            name[n] = '\0';
+            int index = dl_cfg_find_dotted(name);
+            if (index >= 0 && (pick < 0 || source_rank(cfg, index) > source_rank(cfg, pick)))
+                pick = index;
+        }
+        p += n;
+        p += *p == ' ';
+    }
+    if (pick < 0 || cfg->origin->sources[pick].kind == DL_SRC_DEFAULT)
+        snprintf(buf, cap, "%s", cfg->origin->file ? cfg->origin->file : "config");
+    else
+        dl_cfg_format_source(cfg, pick, buf, cap);
+}
+
+#define CROSS_FAIL(keys, ...)                                            \
+    do {                                                                 \
+        char where_[256];                                                \
+        blame(cfg, (keys), where_, sizeof where_);                       \
+        char what_[512];                                                 \
+        snprintf(what_, sizeof what_, __VA_ARGS__);                      \
+        return DL_FAIL(DL_ERR_CONFIG, "%s: %s", where_, what_);          \
+    } while (0)
+
+static dl_status check_cross(const dl_config *cfg) {
+    const char *kind = dl_config_enum_text("model.kind", cfg->model.kind);
+    int is_gpt = cfg->model.kind == DL_MODEL_GPT || cfg->model.kind == DL_MODEL_DPO;
+    if (is_gpt) {
+        if (cfg->model.n_embd % cfg->model.n_head != 0)
+            CROSS_FAIL("model.n_embd model.n_head", "model.n_embd (%d) must be a multiple of model.n_head (%d)",
+                       cfg->model.n_embd, cfg->model.n_head);
+        if (cfg->model.positions == DL_POSITIONS_ROPE && (cfg->model.n_embd / cfg->model.n_head) % 2 != 0)
+            CROSS_FAIL("model.positions model.n_embd model.n_head",
+                       "model.positions rope needs an even head size (model.n_embd / model.n_head = %d)",
+                       cfg->model.n_embd / cfg->model.n_head);
+        if (cfg->data.seq_len > cfg->model.max_seq_len)
+            CROSS_FAIL("data.seq_len model.max_seq_len",
+                       "data.seq_len (%d) must be <= model.max_seq_len (%d)", cfg->data.seq_len,
+                       cfg->model.max_seq_len);
+    }
+    if (cfg->model.kind == DL_MODEL_DPO && !cfg->model.init_from[0])
+        CROSS_FAIL("model.kind model.init_from",
+                   "model.kind dpo needs model.init_from (the gpt checkpoint to tune)");
+    if (cfg->dpo.label_smoothing > 0 && cfg->dpo.loss != DL_DPO_SIGMOID) {
+        char ls[32];
+        dl_cfg_format_double(cfg->dpo.label_smoothing, ls, sizeof ls);
+        CROSS_FAIL("dpo.label_smoothing dpo.loss", "dpo.label_smoothing (%s) applies only to dpo.loss sigmoid, not %s",
+                   ls, dl_config_enum_text("dpo.loss", cfg->dpo.loss));
+    }
+    if (cfg->dpo.reference == DL_DPO_REF_PRECOMPUTED && !cfg->dpo.reference_file[0])
+        CROSS_FAIL("dpo.reference dpo.reference_file",
+                   "dpo.reference precomputed needs dpo.reference_file (made by dealer dpo precompute-ref)");
+    if (cfg->comm.embeddings == DL_EMBEDDINGS_SHARDED && cfg->model.kind != DL_MODEL_FM &&
+        cfg->model.kind != DL_MODEL_FFM)
+        CROSS_FAIL("comm.embeddings model.kind", "comm.embeddings sharded applies to model.kind fm or ffm, not %s",
+                   kind);
+    if (cfg->ckpt.keep_every > 0 && cfg->ckpt.every > 0 && cfg->ckpt.keep_every % cfg->ckpt.every != 0)
+        CROSS_FAIL("ckpt.keep_every ckpt.every", "ckpt.keep_every (%d) must be a multiple of ckpt.every (%d)",
+                   cfg->ckpt.keep_every, cfg->ckpt.every);
+    if (cfg->data.format != DL_DATA_AUTO) {
+        dl_data_format want = cfg->model.kind == DL_MODEL_GPT   ? DL_DATA_TOKENS
+                              : cfg->model.kind == DL_MODEL_DPO ? DL_DATA_PAIRS
+                                                                : DL_DATA_CLICKS;
+        if (cfg->data.format != want)
+            CROSS_FAIL("data.format model.kind", "data.format %s does not fit model.kind %s (it reads %s)",
+                       dl_config_enum_text("data.format", cfg->data.format), kind,
+                       dl_config_enum_text("data.format", want));
+    }
+    if (cfg->train.early_stop && cfg->data.valid.count == 0)
+        CROSS_FAIL("train.early_stop data.valid", "train.early_stop needs validation data (data.valid)");
+    return DL_OK;
+}
+
+/* ---- loading ----------------------------------------------------------------------------------------------------------- */
+
+static dl_status load_text(dl_config *cfg, const char *text, size_t len, const char *name, int n_overrides,
+                           char **overrides) {
+    DL_CHECK(dl_config_defaults(cfg));
+    dl_status s = DL_OK;
+    if (name) {
+        cfg->origin->file = dup_n(name, strlen(name));
+        if (!cfg->origin->file)
+            s = DL_FAIL(DL_ERR_NOMEM, "out of memory for a config");
+    }
+    if (s == DL_OK && text)
+        s = dl_cfg_parse_yaml(cfg, text, len, name);
+    if (s == DL_OK && n_overrides > 0) {
+        cfg->origin->overrides = calloc((size_t)n_overrides, sizeof *cfg->origin->overrides);
+        if (!cfg->origin->overrides)
+            s = DL_FAIL(DL_ERR_NOMEM, "out of memory for overrides");
+        for (int i = 0; s == DL_OK && i < n_overrides; i++) {
+            if (!overrides[i]) {
+                s = DL_FAIL(DL_ERR_INVALID, "override %d is NULL", i);
+                break;
+            }
+            cfg->origin->overrides[i] = dup_n(overrides[i], strlen(overrides[i]));
+            if (!cfg->origin->overrides[i]) {
+                s = DL_FAIL(DL_ERR_NOMEM, "out of memory for overrides");
+                break;
+            }
+            cfg->origin->n_overrides = i + 1;
+            s = apply_override(cfg, i);
+        }
+    }
+    if (s == DL_OK)
+        s = check_cross(cfg);
+    if (s != DL_OK)
+        dl_config_free(cfg);
+    return s;
+}
+
+dl_status dl_config_load_string(dl_config *cfg, const char *text, size_t len, const char *name) {
+    DL_REQUIRE(cfg, DL_ERR_INVALID, "dl_config_load_string: cfg is NULL");
+    memset(cfg, 0, sizeof *cfg);
+    DL_REQUIRE(text || len == 0, DL_ERR_INVALID, "dl_config_load_string: text is NULL");
+    return load_text(cfg, text ? text : "", len, name ? name : "<string>", 0, NULL);
+}
+
+dl_status dl_config_load(dl_config *cfg, const char *path, int n_overrides, char **overrides) {
+    DL_REQUIRE(cfg, DL_ERR_INVALID, "dl_config_load: cfg is NULL");
+    memset(cfg, 0, sizeof *cfg);
+    DL_REQUIRE(n_overrides >= 0 && (n_overrides == 0 || overrides), DL_ERR_INVALID,
+               "dl_config_load: %d overrides but no array", n_overrides);
+    if (!path)
+        return load_text(cfg, NULL, 0, NULL, n_overrides, overrides);
+
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return DL_FAIL(DL_ERR_CONFIG, "%s: cannot open config: %s", path, strerror(errno));
+    char *text = NULL;
+    size_t len = 0, cap = 0;
+    dl_status s = DL_OK;
+    for (;;) {
+        if (len == cap) {
+            if (cap >= MAX_CONFIG_BYTES) {
+                s = DL_FAIL(DL_ERR_CONFIG, "%s: config file is larger than %d MiB", path, MAX_CONFIG_BYTES >> 20);
+                break;
+            }
+            cap = cap ? 2 * cap : 4096;
+            char *grown = realloc(text, cap);
+            if (!grown) {
+                s = DL_FAIL(DL_ERR_NOMEM, "%s: out of memory reading config", path);
+                break;
+            }
+            text = grown;
+        }
+        size_t got = fread(text + len, 1, cap - len, f);
+        len += got;
+        if (got == 0) {
+            if (ferror(f))
+                s = DL_FAIL(DL_ERR_CONFIG, "%s: cannot read config: %s", path, strerror(errno));
+            break;
+        }
+    }
+    fclose(f);
+    if (s == DL_OK)
+        s = load_text(cfg, text, len, path, n_overrides, overrides);
+    free(text);
+    return s;
+}
+
+/* ---- queries --------------------------------------------------------------------------------------------------------- */
+
+bool dl_config_equal(const dl_config *a, const dl_config *b) {
+    if (!a || !b)
+        return false;
+    for (int i = 0; i < dl_cfg_num_keys; i++) {
+        const dl_cfg_key *key = &dl_cfg_keys[i];
+        const void *pa = cfield(a, key->offset), *pb = cfield(b, key->offset);
+        switch (key->type) {
+        case DL_CFG_INT:
+        case DL_CFG_ENUM:
+            if (*(const int *)pa != *(const int *)pb)
+                return false;
+            break;
+        case DL_CFG_I64:
+            if (*(const int64_t *)pa != *(const int64_t *)pb)
+                return false;
+            break;
+        case DL_CFG_FLOAT:
+            if (*(const double *)pa != *(const double *)pb)
+                return false;
+            break;
+        case DL_CFG_BOOL:
+            if (*(const bool *)pa != *(const bool *)pb)
+                return false;
+            break;
+        case DL_CFG_STRING:
+            if (strcmp(*(char *const *)pa, *(char *const *)pb) != 0)
+                return false;
+            break;
+        case DL_CFG_LIST: {
+            const dl_str_list *la = pa, *lb = pb;
+            if (la->count != lb->count)
+                return false;
+            for (int j = 0; j < la->count; j++)
+                if (strcmp(la->items[j], lb->items[j]) != 0)
+                    return false;
+            break;
+        }
+        case DL_CFG_GRAD_CKPT:
+            if (*(const int *)pa != *(const int *)pb ||
+                *(const int *)cfield(a, key->offset2) != *(const int *)cfield(b, key->offset2))
+                return false;
+            break;
+        case DL_CFG_RESUME:
+            if (*(const int *)pa != *(const int *)pb ||
+                strcmp(*(char *const *)cfield(a, key->offset2), *(char *const *)cfield(b, key->offset2)) != 0)
+                return false;
+            break;
+        }
+    }
+    return true;
+}
+
+dl_status dl_config_get_text(const dl_config *cfg, const char *key, char *buf, size_t cap) {
+    DL_REQUIRE(cfg && cfg->origin && key && buf && cap > 0, DL_ERR_INVALID, "dl_config_get_text: bad arguments");
+    int index = dl_cfg_find_dotted(key);
+    DL_REQUIRE(index >= 0, DL_ERR_INVALID, "dl_config_get_text: unknown key '%s'", key);
+    dl_cfg_buf b = {0};
+    dl_cfg_format_value(cfg, index, &b);
+    if (b.failed) {
+        free(b.data);
+        return DL_FAIL(DL_ERR_NOMEM, "out of memory formatting %s", key);
+    }
+    snprintf(buf, cap, "%s", b.data ? b.data : "");
+    free(b.data);
+    return DL_OK;
+}
+
+dl_status dl_config_source(const dl_config *cfg, const char *key, char *buf, size_t cap) {
+    DL_REQUIRE(cfg && cfg->origin && key && buf && cap > 0, DL_ERR_INVALID, "dl_config_source: bad arguments");
+    int index = dl_cfg_find_dotted(key);
+    DL_REQUIRE(index >= 0, DL_ERR_INVALID, "dl_config_source: unknown key '%s'", key);
+    dl_cfg_format_source(cfg, index, buf, cap);
+    return DL_OK;
+}
+
+const char *dl_config_enum_text(const char *key, int value) {
+    if (!key)
+        return NULL;
+    int index = dl_cfg_find_dotted(key);
+    if (index < 0 || !dl_cfg_keys[index].choices || value < 0)
+        return NULL;
+    const char *const *choices = dl_cfg_keys[index].choices;
+    for (int i = 0; choices[i]; i++)
+        if (i == value)
+            return choices[i];
+    return NULL;
+}

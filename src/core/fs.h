@@ -1,0 +1,79 @@
+/* fs.h — checked file operations and atomic (crash-safe) file writes.
+ *
+ * Every helper returns a dl_status whose message names the path and the OS error (strerror(errno)), so callers never
+ * format errno themselves. Files users keep (records, indexes, checkpoints) are written atomically:
+ *
+ *     dl_atomic_file f;
+ *     DL_CHECK(dl_atomic_open(&f, "out/train.tfrecord"));     // writes go to out/train.tfrecord.tmp
+ *     ... dl_atomic_write(&f, data, n) ...                     // on failure: dl_atomic_abort(&f) removes the .tmp
+ *     DL_CHECK(dl_atomic_commit(&f));                          // flush, fsync, rename, fsync the directory
+ *
+ * After commit returns, the file is on disk under its final name even if the machine loses power; before, the final
+ * name holds the previous version (or nothing). A crash may leave PATH.tmp behind; the next writer truncates it. */
+#ifndef DL_CORE_FS_H
+#define DL_CORE_FS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "core/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* An atomic write in progress. Plain data: lives on the caller's stack or inside another struct. */
+typedef struct dl_atomic_file {
+    FILE *fp;        /* the open PATH.tmp, NULL once committed or aborted */
+    char *path;      /* final name */
+    char *tmp_path;  /* PATH.tmp */
+    uint64_t written;
+} dl_atomic_file;
+
+/* Creates (truncating) PATH.tmp for writing. On failure nothing is left open and f needs no abort. */
+dl_status dl_atomic_open(dl_atomic_file *f, const char *path);
+/* Appends len bytes (buffered). */
+dl_status dl_atomic_write(dl_atomic_file *f, const void *data, size_t len);
+/* Flushes, fsyncs and closes PATH.tmp, renames it to PATH and fsyncs PATH's directory. On failure the .tmp is
+ * removed and the final name is untouched. Always releases f. */
+dl_status dl_atomic_commit(dl_atomic_file *f);
+/* Closes and removes PATH.tmp and releases f. Safe on a zeroed, committed or already aborted f. */
+void dl_atomic_abort(dl_atomic_file *f);
+
+/* Writes a whole buffer to PATH atomically (open + write + commit). */
+dl_status dl_write_file_atomic(const char *path, const void *data, size_t len);
+
+/* Reads a whole file into a fresh malloc'd buffer (*data, freed by the caller; NUL-terminated one byte past *len so
+ * text can be parsed in place). Fails with DL_ERR_IO naming the path. */
+dl_status dl_read_file(const char *path, uint8_t **data, size_t *len);
+
+/* fopen that fails with DL_ERR_IO naming the path and errno. */
+dl_status dl_fopen(FILE **fp, const char *path, const char *mode);
+/* Reads exactly n bytes; a short read is DL_ERR_FORMAT ("PATH: truncated: wanted N bytes at byte OFF, got M") and an
+ * OS error is DL_ERR_IO. `path` is only used in messages. */
+dl_status dl_fread_exact(FILE *fp, void *buf, size_t n, const char *path);
+/* Writes exactly n bytes or fails with DL_ERR_IO naming the path. */
+dl_status dl_fwrite_all(FILE *fp, const void *buf, size_t n, const char *path);
+/* pread of exactly n bytes at offset from fd; EINTR and short reads are retried. Reaching end of file first is
+ * DL_ERR_FORMAT, an OS error DL_ERR_IO. */
+dl_status dl_pread_exact(int fd, void *buf, size_t n, uint64_t offset, const char *path);
+
+/* fsyncs the directory holding PATH so a rename or create in it is durable. */
+dl_status dl_fsync_parent_dir(const char *path);
+/* fsyncs FROM, renames it to TO and fsyncs TO's directory: commits a file written by other means (e.g. HDF5). */
+dl_status dl_rename_durable(const char *from, const char *to);
+/* Removes PATH; a missing file is not an error. */
+dl_status dl_remove_if_exists(const char *path);
+
+/* Size of PATH in bytes. */
+dl_status dl_file_size(const char *path, uint64_t *size);
+
+/* A malloc'd "A" "B" concatenation (e.g. path + ".idx"); NULL when out of memory. */
+char *dl_path_join_suffix(const char *path, const char *suffix);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

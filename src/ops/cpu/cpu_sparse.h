@@ -1,0 +1,61 @@
+/* cpu_sparse.h — the CPU kernels behind dl_cpu_sparse_ops (the AdaGrad row update is in cpu_optim.h), and the
+ * helpers they share.
+ *
+ * The kernels trust their arguments: src/ops/sparse.c checks sizes, CSR offsets, row ids and fields first.
+ *
+ * Determinism of the scatter-adds. Backward passes add into table rows that several batch rows may share. Rather
+ * than float atomics (whose order changes from run to run), each thread owns a contiguous range of table rows,
+ * walks the whole batch in order and applies only the contributions to its own rows. Every table row therefore
+ * receives its contributions in batch order, whatever the number of threads: results are bit-identical across
+ * runs and across thread counts. The price is that each thread reads all the indices (4 bytes per entry), which
+ * is small next to the kpad-wide updates. Hashed feature ids spread evenly over the table, so the row ranges carry
+ * similar work.
+ *
+ * Latent vectors are kpad floats of which the first k are real; the padding is zero and stays zero (every update
+ * adds a product with a zero padding lane). Inner loops run over all kpad lanes, so they vectorise without tails,
+ * and dot products accumulate into eight fixed lanes folded in a fixed tree at the end: zero padding then adds
+ * exact zeros and a model gives the same results for any kpad ≥ k. */
+#ifndef DL_OPS_CPU_CPU_SPARSE_H
+#define DL_OPS_CPU_CPU_SPARSE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ops/ops.h"
+
+/* Below about this many flops a sparse kernel runs on the calling thread. */
+#define DL_CPU_SPARSE_PARALLEL_MIN ((size_t)1 << 14)
+
+/* The table rows [*lo, *hi) that thread t of nt owns in a backward pass. */
+static inline void dl_cpu_owned_rows(int64_t num_rows, int t, int nt, int64_t *lo, int64_t *hi) {
+    *lo = num_rows * t / nt;
+    *hi = num_rows * (t + 1) / nt;
+}
+
+/* ((l0+l1)+(l2+l3)) + ((l4+l5)+(l6+l7)): the one order in which the kernels fold their eight lanes. */
+static inline float dl_cpu_fold8(const float lane[8]) {
+    return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+}
+
+dl_status dl_cpu_embedding_bag_forward(void *state, float *out, const float *table, const int32_t *rows,
+                                       const float *weights, const int32_t *offsets, int num_bags, int dim,
+                                       int64_t num_rows);
+dl_status dl_cpu_embedding_bag_backward(void *state, float *dtable, const float *dout, const int32_t *rows,
+                                        const float *weights, const int32_t *offsets, int num_bags, int dim,
+                                        int64_t num_rows);
+dl_status dl_cpu_fm_forward(void *state, float *logits, float *sum_vx, const float *linear, const float *latent,
+                            const float *bias, const int32_t *row_ptr, const int32_t *rows, const float *values,
+                            const float *instance_scale, int B, int k, int kpad, int64_t num_rows);
+dl_status dl_cpu_fm_backward(void *state, float *dlinear, float *dlatent, float *dbias, const float *dlogits,
+                             const float *sum_vx, const float *latent, const int32_t *row_ptr, const int32_t *rows,
+                             const float *values, const float *instance_scale, int B, int k, int kpad,
+                             int64_t num_rows);
+dl_status dl_cpu_ffm_forward(void *state, float *logits, const float *latent, const int32_t *row_ptr,
+                             const int32_t *rows, const int32_t *fields, const float *values,
+                             const float *instance_scale, int B, int num_fields, int k, int kpad, int64_t num_rows);
+dl_status dl_cpu_ffm_backward(void *state, float *dlatent, const float *dlogits, const float *latent,
+                              const int32_t *row_ptr, const int32_t *rows, const int32_t *fields,
+                              const float *values, const float *instance_scale, int B, int num_fields, int k,
+                              int kpad, int64_t num_rows);
+
+#endif

@@ -1,0 +1,134 @@
+/* matmul.c — the linear layer on CPU: out[N,OC] = inp[N,C]·weight[OC,C]ᵀ + bias, and its backward.
+ *
+ * The three products go to OpenBLAS sgemm, which is where the flops are; the backward products pass beta = 1 so
+ * they accumulate into the gradients for free, as ops.h asks. The bias add and the bias gradient are the only
+ * loops of our own. The bias gradient is a column sum over N rows: the team splits the OC columns, each thread adds
+ * its columns' rows in order (in double), so the result is the same for any thread count and needs no atomics.
+ *
+ * The bf16 variant (the GPU's storage format) has no BLAS routine: it converts a tile of the weight to fp32 on the
+ * stack, transposed so the innermost loop runs over output columns, and accumulates in fp32. It is a correctness
+ * path for CPU runs of bf16 weights, a few times slower than sgemm. */
+#include <cblas.h>
+#include <omp.h>
+
+#include "ops/cpu/cpu_dense.h"
+#include "ops/cpu/cpu_dense_math.h"
+
+/* out[n, :] += bias for every row. */
+static void add_bias_rows(float *restrict out, const float *restrict bias, int N, int OC) {
+    size_t work = (size_t)N * (size_t)OC;
+#pragma omp parallel for schedule(static) if (work >= DL_CPU_PARALLEL_MIN)
+    for (int n = 0; n < N; n++) {
+        float *restrict row = out + (size_t)n * OC;
+#pragma omp simd
+        for (int o = 0; o < OC; o++)
+            row[o] += bias[o];
+    }
+}
+
+dl_status dl_cpu_matmul_forward(void *state, float *out, const float *inp, const float *weight, const float *bias,
+                                int N, int C, int OC) {
+    (void)state;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC);
+    if (bias)
+        add_bias_rows(out, bias, N, OC);
+    return DL_OK;
+}
+
+/* dbias[o] += Σ_n dout[n, o], columns split among threads. */
+static void bias_gradient(float *restrict dbias, const float *restrict dout, int N, int OC) {
+    size_t work = (size_t)N * (size_t)OC;
+    int threads = work >= DL_CPU_PARALLEL_MIN ? omp_get_max_threads() : 1;
+    int width = dl_cpu_column_block(OC, threads);
+    int blocks = (OC + width - 1) / width;
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int blk = 0; blk < blocks; blk++) {
+        int o0 = blk * width;
+        int len = OC - o0 < width ? OC - o0 : width;
+        double acc[64];
+        for (int c0 = 0; c0 < len; c0 += 64) {
+            int w = len - c0 < 64 ? len - c0 : 64;
+            for (int j = 0; j < w; j++)
+                acc[j] = 0.0;
+            for (int n = 0; n < N; n++) {
+                const float *restrict row = dout + (size_t)n * OC + o0 + c0;
+#pragma omp simd
+                for (int j = 0; j < w; j++)
+                    acc[j] += (double)row[j];
+            }
+            for (int j = 0; j < w; j++)
+                dbias[o0 + c0 + j] += (float)acc[j];
+        }
+    }
+}
+
+dl_status dl_cpu_matmul_backward(void *state, float *dinp, float *dweight, float *dbias, const float *dout,
+                                 const float *inp, const float *weight, int N, int C, int OC) {
+    (void)state;
+    if (dinp) /* dinp[N,C] += dout[N,OC]·weight[OC,C] */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, weight, C, 1.0f, dinp, C);
+    /* dweight[OC,C] += dout[N,OC]ᵀ·inp[N,C] */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dweight, C);
+    if (dbias)
+        bias_gradient(dbias, dout, N, OC);
+    return DL_OK;
+}
+
+/* ---- bf16 ---------------------------------------------------------------------------------------------------- */
+
+enum { BF_ROWS = 16, BF_COLS = 64, BF_DEPTH = 128 }; /* tile: 16 tokens × 64 outputs, 128 inputs at a time */
+
+static inline float bf16_to_float(dl_bf16 h) { return dl_cpu_bits_to_float((uint32_t)h << 16); }
+
+dl_status dl_cpu_matmul_forward_bf16(void *state, float *out, const dl_bf16 *inp, const dl_bf16 *weight,
+                                     const float *bias, int N, int C, int OC) {
+    (void)state;
+    int row_tiles = (N + BF_ROWS - 1) / BF_ROWS;
+    int col_tiles = (OC + BF_COLS - 1) / BF_COLS;
+    long tiles = (long)row_tiles * col_tiles;
+    double work = (double)N * (double)C * (double)OC;
+#pragma omp parallel for schedule(static) if (work >= DL_CPU_PARALLEL_MIN)
+    for (long t = 0; t < tiles; t++) {
+        int n0 = (int)(t / col_tiles) * BF_ROWS;
+        int o0 = (int)(t % col_tiles) * BF_COLS;
+        int rows = N - n0 < BF_ROWS ? N - n0 : BF_ROWS;
+        int cols = OC - o0 < BF_COLS ? OC - o0 : BF_COLS;
+        float acc[BF_ROWS][BF_COLS];
+        float wt[BF_DEPTH][BF_COLS]; /* weight tile, transposed: wt[k][j] = weight[o0 + j][k0 + k] */
+        for (int i = 0; i < rows; i++)
+            for (int j = 0; j < BF_COLS; j++)
+                acc[i][j] = 0.0f;
+        for (int k0 = 0; k0 < C; k0 += BF_DEPTH) {
+            int depth = C - k0 < BF_DEPTH ? C - k0 : BF_DEPTH;
+            for (int j = 0; j < cols; j++) {
+                const dl_bf16 *w = weight + (size_t)(o0 + j) * C + k0;
+                for (int k = 0; k < depth; k++)
+                    wt[k][j] = bf16_to_float(w[k]);
+            }
+            for (int i = 0; i < rows; i++) {
+                const dl_bf16 *a = inp + (size_t)(n0 + i) * C + k0;
+                float *restrict acc_row = acc[i];
+                for (int k = 0; k < depth; k++) {
+                    float av = bf16_to_float(a[k]);
+                    const float *restrict wk = wt[k];
+#pragma omp simd
+                    for (int j = 0; j < cols; j++)
+                        acc_row[j] = fmaf(av, wk[j], acc_row[j]);
+                }
+            }
+        }
+        for (int i = 0; i < rows; i++) {
+            float *restrict o = out + (size_t)(n0 + i) * OC + o0;
+            if (bias) {
+#pragma omp simd
+                for (int j = 0; j < cols; j++)
+                    o[j] = acc[i][j] + bias[o0 + j];
+            } else {
+#pragma omp simd
+                for (int j = 0; j < cols; j++)
+                    o[j] = acc[i][j];
+            }
+        }
+    }
+    return DL_OK;
+}

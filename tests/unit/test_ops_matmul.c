@@ -1,0 +1,315 @@
+/* test_ops_matmul.c — dl_op_matmul_forward/backward/forward_bf16 on the CPU backend against double-precision
+ * references: forward by a plain triple loop, backward by central differences of L = Σ dout·out. */
+#include "testutil.h"
+
+#include <limits.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops/ops.h"
+
+static dl_backend be;
+
+#define EXPECT_INVALID(call)                                                                              \
+    do {                                                                                                  \
+        dl_status s_ = (call);                                                                            \
+        if (s_ != DL_ERR_INVALID)                                                                         \
+            DL_TEST_FAIL("%s returned %d, want DL_ERR_INVALID", #call, (int)s_);                          \
+        dl_error_clear();                                                                                 \
+    } while (0)
+
+#define EXPECT_OK(call)                                                                                   \
+    do {                                                                                                  \
+        dl_status s_ = (call);                                                                            \
+        if (s_ != DL_OK)                                                                                  \
+            DL_TEST_FAIL("%s failed: %s", #call, dl_error_message());                                     \
+    } while (0)
+
+static float *alloc_f(size_t n) {
+    float *p = malloc(n * sizeof(float));
+    assert_non_null(p);
+    return p;
+}
+
+static double *alloc_d(size_t n) {
+    double *p = calloc(n, sizeof(double));
+    assert_non_null(p);
+    return p;
+}
+
+/* Fills g with values on the scale of ref: accumulating into g then keeps the gradient's digits in float. */
+static void prefill_like(dl_rng *rng, float *g, const double *ref, size_t n) {
+    double ss = 0.0;
+    for (size_t i = 0; i < n; i++)
+        ss += ref[i] * ref[i];
+    double rms = sqrt(ss / (double)n);
+    if (!(rms > 0.0))
+        rms = 1.0;
+    for (size_t i = 0; i < n; i++)
+        g[i] = (float)(rms * (2.0 * dl_rng_uniform(rng) - 1.0));
+}
+
+static float *random_f(dl_rng *rng, size_t n) {
+    float *p = alloc_f(n);
+    dl_test_fill_uniform(rng, p, n, -1.0f, 1.0f);
+    return p;
+}
+
+static double *to_double(const float *x, size_t n) {
+    double *d = alloc_d(n);
+    for (size_t i = 0; i < n; i++)
+        d[i] = x[i];
+    return d;
+}
+
+/* out = inp·weightᵀ + bias in double. */
+static void ref_forward(double *out, const double *inp, const double *weight, const double *bias, int N, int C,
+                        int OC) {
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < OC; o++) {
+            double s = bias ? bias[o] : 0.0;
+            for (int c = 0; c < C; c++)
+                s += inp[(size_t)n * C + c] * weight[(size_t)o * C + c];
+            out[(size_t)n * OC + o] = s;
+        }
+}
+
+/* Loss L = Σ dout·out of the double reference; the finite-difference target. */
+typedef struct matmul_ctx {
+    double *inp, *weight, *bias, *dout, *out;
+    int N, C, OC;
+} matmul_ctx;
+
+static double matmul_loss(void *p) {
+    matmul_ctx *m = p;
+    ref_forward(m->out, m->inp, m->weight, m->bias, m->N, m->C, m->OC);
+    double L = 0.0;
+    for (size_t i = 0; i < (size_t)m->N * m->OC; i++)
+        L += m->dout[i] * m->out[i];
+    return L;
+}
+
+/* Central differences of loss() with respect to x[0..n). */
+static void fd_grad(double (*loss)(void *), void *ctx, double *x, size_t n, double *grad) {
+    for (size_t i = 0; i < n; i++) {
+        double save = x[i], h = 1e-5 * fmax(1.0, fabs(save));
+        x[i] = save + h;
+        double lp = loss(ctx);
+        x[i] = save - h;
+        double lm = loss(ctx);
+        x[i] = save;
+        grad[i] = (lp - lm) / (2.0 * h);
+    }
+}
+
+/* g − g0 (what one or more backward calls added) against k·ref. */
+static void check_added(const float *g, const float *g0, const double *ref, size_t n, double k, double tol,
+                        const char *what) {
+    float *diff = alloc_f(n);
+    double *want = alloc_d(n);
+    for (size_t i = 0; i < n; i++) {
+        diff[i] = (float)((double)g[i] - (double)g0[i]);
+        want[i] = k * ref[i];
+    }
+    long bad = dl_test_first_nonfinite(g, n);
+    if (bad >= 0)
+        DL_TEST_FAIL("%s[%ld] is not finite", what, bad);
+    double err = dl_test_rel_error(diff, want, n);
+    if (!(err <= tol))
+        DL_TEST_FAIL("%s: accumulated gradient (x%g) relative error %.3g > %.3g", what, k, err, tol);
+    free(diff);
+    free(want);
+}
+
+static void forward_case(dl_rng *rng, int N, int C, int OC, int with_bias) {
+    float *inp = random_f(rng, (size_t)N * C), *w = random_f(rng, (size_t)OC * C), *b = random_f(rng, OC);
+    float *out = alloc_f((size_t)N * OC);
+    dl_test_poison(out, (size_t)N * OC);
+    EXPECT_OK(dl_op_matmul_forward(&be, out, inp, w, with_bias ? b : NULL, N, C, OC));
+    double *di = to_double(inp, (size_t)N * C), *dw = to_double(w, (size_t)OC * C), *db = to_double(b, OC);
+    double *ref = alloc_d((size_t)N * OC);
+    ref_forward(ref, di, dw, with_bias ? db : NULL, N, C, OC);
+    DL_ASSERT_REL(out, ref, (size_t)N * OC, 2e-6);
+    free(inp), free(w), free(b), free(out), free(di), free(dw), free(db), free(ref);
+}
+
+static void forward_matches_double_reference(void **state) {
+    (void)state;
+    dl_rng rng;
+    dl_test_rng(&rng, 1);
+    forward_case(&rng, 1, 1, 1, 1);
+    forward_case(&rng, 1, 13, 5, 0);
+    forward_case(&rng, 7, 13, 5, 1);
+    forward_case(&rng, 33, 70, 257, 1);
+    forward_case(&rng, 64, 96, 48, 0);
+}
+
+static void backward_case(dl_rng *rng, int N, int C, int OC, int with_dinp, int with_dbias) {
+    size_t ni = (size_t)N * C, nw = (size_t)OC * C, no = (size_t)N * OC;
+    float *inp = random_f(rng, ni), *w = random_f(rng, nw), *b = random_f(rng, OC), *dout = random_f(rng, no);
+    float *dinp = alloc_f(ni), *dw = alloc_f(nw), *dbias = alloc_f(OC);
+    float *dinp0 = alloc_f(ni), *dw0 = alloc_f(nw), *dbias0 = alloc_f(OC);
+
+    matmul_ctx m = {to_double(inp, ni), to_double(w, nw), to_double(b, OC), to_double(dout, no), alloc_d(no),
+                    N, C, OC};
+    double *gi = alloc_d(ni), *gw = alloc_d(nw), *gb = alloc_d(OC);
+    fd_grad(matmul_loss, &m, m.inp, ni, gi);
+    fd_grad(matmul_loss, &m, m.weight, nw, gw);
+    fd_grad(matmul_loss, &m, m.bias, OC, gb);
+    prefill_like(rng, dinp, gi, ni);
+    prefill_like(rng, dw, gw, nw);
+    prefill_like(rng, dbias, gb, OC);
+    memcpy(dinp0, dinp, ni * sizeof(float));
+    memcpy(dw0, dw, nw * sizeof(float));
+    memcpy(dbias0, dbias, OC * sizeof(float));
+
+    for (int call = 1; call <= 2; call++) {
+        EXPECT_OK(dl_op_matmul_backward(&be, with_dinp ? dinp : NULL, dw, with_dbias ? dbias : NULL, dout, inp, w,
+                                        N, C, OC));
+        check_added(dw, dw0, gw, nw, call, 1e-4, "dweight");
+        if (with_dinp)
+            check_added(dinp, dinp0, gi, ni, call, 1e-4, "dinp");
+        if (with_dbias)
+            check_added(dbias, dbias0, gb, OC, call, 1e-4, "dbias");
+    }
+    /* A NULL (skipped) gradient buffer is left alone: the op never wrote through a stale pointer. */
+    if (!with_dinp)
+        assert_memory_equal(dinp, dinp0, ni * sizeof(float));
+    if (!with_dbias)
+        assert_memory_equal(dbias, dbias0, OC * sizeof(float));
+
+    free(inp), free(w), free(b), free(dout), free(dinp), free(dw), free(dbias), free(dinp0), free(dw0), free(dbias0);
+    free(m.inp), free(m.weight), free(m.bias), free(m.dout), free(m.out), free(gi), free(gw), free(gb);
+}
+
+static void backward_matches_finite_differences_and_accumulates(void **state) {
+    (void)state;
+    dl_rng rng;
+    dl_test_rng(&rng, 2);
+    backward_case(&rng, 1, 1, 1, 1, 1);
+    backward_case(&rng, 5, 11, 7, 1, 1);
+    backward_case(&rng, 3, 17, 19, 0, 1);
+    backward_case(&rng, 4, 9, 6, 1, 0);
+}
+
+/* Round-to-nearest-even to bf16 and back, as the reference for the bf16 path sees its inputs. */
+static void bf16_case(dl_rng *rng, int N, int C, int OC, int with_bias) {
+    size_t ni = (size_t)N * C, nw = (size_t)OC * C, no = (size_t)N * OC;
+    float *inp = random_f(rng, ni), *w = random_f(rng, nw), *b = random_f(rng, OC), *out = alloc_f(no);
+    dl_bf16 *inp16 = malloc(ni * sizeof(dl_bf16)), *w16 = malloc(nw * sizeof(dl_bf16));
+    assert_non_null(inp16);
+    assert_non_null(w16);
+    EXPECT_OK(dl_op_f32_to_bf16(&be, inp16, inp, ni));
+    EXPECT_OK(dl_op_f32_to_bf16(&be, w16, w, nw));
+    EXPECT_OK(dl_op_bf16_to_f32(&be, inp, inp16, ni));
+    EXPECT_OK(dl_op_bf16_to_f32(&be, w, w16, nw));
+    dl_test_poison(out, no);
+    EXPECT_OK(dl_op_matmul_forward_bf16(&be, out, inp16, w16, with_bias ? b : NULL, N, C, OC));
+    double *di = to_double(inp, ni), *dw = to_double(w, nw), *db = to_double(b, OC), *ref = alloc_d(no);
+    ref_forward(ref, di, dw, with_bias ? db : NULL, N, C, OC);
+    DL_ASSERT_REL(out, ref, no, 2e-6);
+    free(inp), free(w), free(b), free(out), free(inp16), free(w16), free(di), free(dw), free(db), free(ref);
+}
+
+static void bf16_forward_matches_double_reference(void **state) {
+    (void)state;
+    dl_rng rng;
+    dl_test_rng(&rng, 3);
+    bf16_case(&rng, 1, 1, 1, 1);
+    bf16_case(&rng, 1, 300, 70, 0);
+    bf16_case(&rng, 19, 130, 67, 1); /* partial tiles in every dimension */
+    bf16_case(&rng, 32, 256, 128, 1);
+}
+
+/* Same inputs, same thread count: the same bits. The bias gradient (our own column sum) gives the same bits for
+ * any thread count. */
+static void results_are_deterministic(void **state) {
+    (void)state;
+    dl_rng rng;
+    dl_test_rng(&rng, 4);
+    const int N = 200, C = 40, OC = 300; /* N·OC above the single-thread cut-off */
+    size_t ni = (size_t)N * C, nw = (size_t)OC * C, no = (size_t)N * OC;
+    float *inp = random_f(&rng, ni), *w = random_f(&rng, nw), *b = random_f(&rng, OC), *dout = random_f(&rng, no);
+    float *out1 = alloc_f(no), *out2 = alloc_f(no);
+    EXPECT_OK(dl_op_matmul_forward(&be, out1, inp, w, b, N, C, OC));
+    EXPECT_OK(dl_op_matmul_forward(&be, out2, inp, w, b, N, C, OC));
+    assert_memory_equal(out1, out2, no * sizeof(float));
+
+    int saved = omp_get_max_threads();
+    float *dw = alloc_f(nw), *db1 = alloc_f(OC), *db3 = alloc_f(OC);
+    double *ref = alloc_d(OC);
+    for (int o = 0; o < OC; o++)
+        for (int n = 0; n < N; n++)
+            ref[o] += dout[(size_t)n * OC + o];
+    memset(db1, 0, OC * sizeof(float));
+    memset(db3, 0, OC * sizeof(float));
+    memset(dw, 0, nw * sizeof(float));
+    omp_set_num_threads(1);
+    EXPECT_OK(dl_op_matmul_backward(&be, NULL, dw, db1, dout, inp, w, N, C, OC));
+    omp_set_num_threads(3);
+    EXPECT_OK(dl_op_matmul_backward(&be, NULL, dw, db3, dout, inp, w, N, C, OC));
+    omp_set_num_threads(saved);
+    DL_ASSERT_REL(db1, ref, OC, 1e-6);
+    assert_memory_equal(db1, db3, OC * sizeof(float));
+    free(inp), free(w), free(b), free(dout), free(out1), free(out2), free(dw), free(db1), free(db3), free(ref);
+}
+
+static void bad_arguments_are_invalid(void **state) {
+    (void)state;
+    float x[64] = {0}, y[64] = {0}, z[64] = {0}, g[64] = {0};
+    dl_bf16 h[64] = {0};
+    EXPECT_INVALID(dl_op_matmul_forward(&be, NULL, x, y, NULL, 2, 2, 2));
+    EXPECT_INVALID(dl_op_matmul_forward(&be, z, NULL, y, NULL, 2, 2, 2));
+    EXPECT_INVALID(dl_op_matmul_forward(&be, z, x, NULL, NULL, 2, 2, 2));
+    EXPECT_INVALID(dl_op_matmul_forward(&be, z, x, y, NULL, 0, 2, 2));
+    EXPECT_INVALID(dl_op_matmul_forward(&be, z, x, y, NULL, 2, -1, 2));
+    EXPECT_INVALID(dl_op_matmul_forward(&be, z, x, y, NULL, 2, 2, 0));
+    EXPECT_INVALID(dl_op_matmul_forward(&be, z, x, y, NULL, INT_MAX, INT_MAX, 2)); /* N·C·4 bytes > PTRDIFF_MAX */
+    EXPECT_INVALID(dl_op_matmul_forward(&be, x, x, y, NULL, 2, 2, 2));             /* out overlaps inp */
+    EXPECT_INVALID(dl_op_matmul_forward(&be, x + 2, x, y, NULL, 2, 2, 2));
+    EXPECT_INVALID(dl_op_matmul_forward(NULL, z, x, y, NULL, 2, 2, 2));
+    dl_backend closed = {0};
+    EXPECT_INVALID(dl_op_matmul_forward(&closed, z, x, y, NULL, 2, 2, 2));
+    EXPECT_INVALID(dl_op_matmul_backward(&be, g, NULL, NULL, z, x, y, 2, 2, 2)); /* dweight is required */
+    EXPECT_INVALID(dl_op_matmul_backward(&be, g, z, NULL, NULL, x, y, 2, 2, 2));
+    EXPECT_INVALID(dl_op_matmul_backward(&be, g, x, NULL, x, z, y, 2, 2, 2)); /* dweight is dout */
+    EXPECT_INVALID(dl_op_matmul_backward(&be, x, g, NULL, z, x, y, 2, 2, 2)); /* dinp is inp */
+    EXPECT_INVALID(dl_op_matmul_backward(&be, g, z, g + 2, x, y, x + 8, 2, 2, 2)); /* dbias overlaps dinp */
+    EXPECT_INVALID(dl_op_matmul_backward(&be, g, z, NULL, x, y, g + 32, 2, 0, 2));
+    EXPECT_INVALID(dl_op_matmul_forward_bf16(&be, z, NULL, h, NULL, 2, 2, 2));
+    EXPECT_INVALID(dl_op_matmul_forward_bf16(&be, z, h, h, NULL, 2, 2, -3));
+    /* Nothing was written by any failed call. */
+    for (int i = 0; i < 64; i++)
+        assert_true(x[i] == 0.0f && y[i] == 0.0f && z[i] == 0.0f && g[i] == 0.0f);
+    /* The message names the op and the argument. */
+    EXPECT_INVALID(dl_op_matmul_forward(&be, z, x, NULL, NULL, 2, 2, 2));
+    dl_status s = dl_op_matmul_forward(&be, z, x, y, NULL, 2, 0, 2);
+    assert_int_equal(s, DL_ERR_INVALID);
+    assert_non_null(strstr(dl_error_message(), "dl_op_matmul_forward"));
+    assert_non_null(strstr(dl_error_message(), "C = 0"));
+    dl_error_clear();
+}
+
+static int setup(void **state) {
+    (void)state;
+    return dl_backend_open(&be, "cpu", 0) == DL_OK ? 0 : -1;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    dl_backend_close(&be);
+    return 0;
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(forward_matches_double_reference),
+        cmocka_unit_test(backward_matches_finite_differences_and_accumulates),
+        cmocka_unit_test(bf16_forward_matches_double_reference),
+        cmocka_unit_test(results_are_deterministic),
+        cmocka_unit_test(bad_arguments_are_invalid),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
