@@ -209,7 +209,7 @@ dl_status dl_op_embedding_backward(const dl_backend *be, float *dwte, float *dwp
  * apart (3C for q or k inside a qkv buffer). Frequencies theta^(-2i/D). out may equal inp. */
 dl_status dl_op_rope_forward(const dl_backend *be, float *out, const float *inp, const int32_t *positions, int N,
                              int H, int D, int stride, float theta);
-/* dinp += Rᵀ dout (the inverse rotation). */
+/* dinp += Rᵀ dout (the inverse rotation). dinp may equal dout: then it is rotated in place (overwritten). */
 dl_status dl_op_rope_backward(const dl_backend *be, float *dinp, const float *dout, const int32_t *positions, int N,
                               int H, int D, int stride, float theta);
 /* LayerNorm over C; saves mean[N] and rstd[N] (= 1/sqrt(var + eps), biased variance). */

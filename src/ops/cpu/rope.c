@@ -8,7 +8,8 @@
  * pos·freq would already be off by 5e-4 rad at position 8192. The cos/sin of a token are computed once for all its
  * heads, frequencies in chunks of 64 so the table stays on the stack for any D. The rotation loop reads both members
  * of a pair before writing either, so out may be inp (rotating q and k in place inside the qkv buffer). Backward
- * applies the transposed rotation (the inverse) and adds. */
+ * applies the transposed rotation (the inverse) and adds; called in place (dinp == dout) it overwrites instead, which
+ * is how the model turns the gradient of the rotated q and k into that of the unrotated ones without a copy. */
 #include <math.h>
 
 #include "ops/cpu/cpu_dense.h"
@@ -39,10 +40,11 @@ static void chunk_angles(float *cs, float *sn, const double *freq, int m, int32_
     }
 }
 
-/* Forward: out = R inp (overwrite). Backward: out += Rᵀ inp (accumulate). */
+/* Forward: out = R inp (overwrite). Backward: out += Rᵀ inp (accumulate), or out = Rᵀ out when out == inp. */
 static void rope_apply(float *out, const float *inp, const int32_t *positions, int N, int H, int D, int stride,
                        float theta, int backward) {
     int half = D / 2;
+    int in_place = out == inp;
     size_t work = (size_t)N * (size_t)H * (size_t)D;
     for (int i0 = 0; i0 < half; i0 += ROPE_CHUNK) {
         int m = half - i0 < ROPE_CHUNK ? half - i0 : ROPE_CHUNK;
@@ -62,6 +64,13 @@ static void rope_apply(float *out, const float *inp, const int32_t *positions, i
                         float a = x1[i], b = x2[i];
                         y1[i] = a * cs[i] - b * sn[i];
                         y2[i] = a * sn[i] + b * cs[i];
+                    }
+                } else if (in_place) {
+#pragma omp simd
+                    for (int i = 0; i < m; i++) {
+                        float a = x1[i], b = x2[i];
+                        y1[i] = a * cs[i] + b * sn[i];
+                        y2[i] = b * cs[i] - a * sn[i];
                     }
                 } else {
 #pragma omp simd
