@@ -531,7 +531,7 @@ static dl_status check_cross(const dl_config *cfg) {
     if (cfg->model.kind == DL_MODEL_DPO && !cfg->model.init_from[0])
         CROSS_FAIL("model.kind model.init_from",
                    "model.kind dpo needs model.init_from (the gpt checkpoint to tune)");
-    if (cfg->dpo.label_smoothing > 0 && cfg->dpo.loss != DL_DPO_SIGMOID) {
+    if (cfg->dpo.label_smoothing > 0 && cfg->dpo.loss != DL_DPO_LOSS_SIGMOID) {
         char ls[32];
         dl_cfg_format_double(cfg->dpo.label_smoothing, ls, sizeof ls);
         CROSS_FAIL("dpo.label_smoothing dpo.loss", "dpo.label_smoothing (%s) applies only to dpo.loss sigmoid, not %s",
@@ -547,10 +547,10 @@ static dl_status check_cross(const dl_config *cfg) {
     if (cfg->ckpt.keep_every > 0 && cfg->ckpt.every > 0 && cfg->ckpt.keep_every % cfg->ckpt.every != 0)
         CROSS_FAIL("ckpt.keep_every ckpt.every", "ckpt.keep_every (%d) must be a multiple of ckpt.every (%d)",
                    cfg->ckpt.keep_every, cfg->ckpt.every);
-    if (cfg->data.format != DL_DATA_AUTO) {
-        dl_data_format want = cfg->model.kind == DL_MODEL_GPT   ? DL_DATA_TOKENS
-                              : cfg->model.kind == DL_MODEL_DPO ? DL_DATA_PAIRS
-                                                                : DL_DATA_CLICKS;
+    if (cfg->data.format != DL_FORMAT_AUTO) {
+        dl_data_format want = cfg->model.kind == DL_MODEL_GPT   ? DL_FORMAT_TOKENS
+                              : cfg->model.kind == DL_MODEL_DPO ? DL_FORMAT_PAIRS
+                                                                : DL_FORMAT_CLICKS;
         if (cfg->data.format != want)
             CROSS_FAIL("data.format model.kind", "data.format %s does not fit model.kind %s (it reads %s)",
                        dl_config_enum_text("data.format", cfg->data.format), kind,

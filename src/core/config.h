@@ -43,10 +43,10 @@ typedef enum dl_grad_ckpt { DL_GRAD_CKPT_NONE = 0, DL_GRAD_CKPT_BLOCKS = 1, DL_G
 typedef enum dl_positions { DL_POSITIONS_LEARNED = 0, DL_POSITIONS_ROPE = 1 } dl_positions;
 /* data.format: which tf.Example features the records hold; auto follows model.kind. */
 typedef enum dl_data_format {
-    DL_DATA_AUTO = 0,
-    DL_DATA_TOKENS = 1, /* tokens */
-    DL_DATA_CLICKS = 2, /* label, field, feature, value */
-    DL_DATA_PAIRS = 3,  /* prompt, chosen, rejected */
+    DL_FORMAT_AUTO = 0,
+    DL_FORMAT_TOKENS = 1, /* tokens */
+    DL_FORMAT_CLICKS = 2, /* label, field, feature, value */
+    DL_FORMAT_PAIRS = 3,  /* prompt, chosen, rejected */
 } dl_data_format;
 /* data.overlong: a document longer than data.seq_len. */
 typedef enum dl_overlong {
@@ -72,7 +72,7 @@ typedef enum dl_cfg_log_level {
     DL_CFG_LOG_ERROR = 3,
 } dl_cfg_log_level;
 /* The same numbering as the loss_kind argument of the dpo_loss ops. */
-typedef enum dl_dpo_loss { DL_DPO_SIGMOID = 0, DL_DPO_IPO = 1, DL_DPO_HINGE = 2 } dl_dpo_loss;
+typedef enum dl_dpo_loss { DL_DPO_LOSS_SIGMOID = 0, DL_DPO_LOSS_IPO = 1, DL_DPO_LOSS_HINGE = 2 } dl_dpo_loss;
 typedef enum dl_dpo_reference { DL_DPO_REF_MODEL = 0, DL_DPO_REF_PRECOMPUTED = 1 } dl_dpo_reference;
 
 /* A list of strings (data.train, data.valid): a single YAML string loads as a list of one. */

@@ -637,8 +637,8 @@ static void random_configs_round_trip(void **state) {
         randomize(&cfg, &rng);
         /* Keep the checks across keys satisfied (they run when the text is read back). */
         cfg.model.kind = trial % 2 ? DL_MODEL_FM : DL_MODEL_FFM;
-        cfg.data.format = DL_DATA_AUTO;
-        cfg.dpo.loss = DL_DPO_SIGMOID;
+        cfg.data.format = DL_FORMAT_AUTO;
+        cfg.dpo.loss = DL_DPO_LOSS_SIGMOID;
         cfg.dpo.reference = DL_DPO_REF_MODEL;
         cfg.ckpt.keep_every = cfg.ckpt.every * (trial % 3);
         check_round_trip(&cfg);
@@ -704,7 +704,7 @@ static void edit_distance_and_enum_names(void **state) {
     assert_int_equal(dl_cfg_edit_distance("kitten", "sitting"), 3);
     assert_string_equal(dl_config_enum_text("device", DL_CFG_DEVICE_CUDA), "cuda");
     assert_string_equal(dl_config_enum_text("optim.schedule", DL_SCHEDULE_INVERSE_SQRT), "inverse_sqrt");
-    assert_string_equal(dl_config_enum_text("dpo.loss", DL_DPO_HINGE), "hinge");
+    assert_string_equal(dl_config_enum_text("dpo.loss", DL_DPO_LOSS_HINGE), "hinge");
     assert_null(dl_config_enum_text("optim.lr", 0));
     assert_null(dl_config_enum_text("device", 7));
     assert_null(dl_config_enum_text("nope", 0));
