@@ -3,7 +3,6 @@
  * Every MFU figure dealer prints is a fraction of this number, so it measures what training actually gets: a
  * square single-precision GEMM through CBLAS with the thread count training uses (OMP_NUM_THREADS / --threads),
  * best of several timed repeats after a warm-up. */
-#include <cblas.h>
 #include <errno.h>
 #include <omp.h>
 #include <stdio.h>
@@ -11,11 +10,7 @@
 #include <string.h>
 
 #include "cli/commands.h"
-#include "core/philox.h"
-#include "core/timer.h"
 #include "ops/blas_runtime.h"
-
-void openblas_set_num_threads(int num_threads);
 
 static void usage(FILE *out) {
     fprintf(out, "usage: dealer bench gemm [--size N] [--threads T] [--repeat R] [--json]\n\n"
@@ -64,39 +59,19 @@ static int bench_gemm(int argc, char **argv) {
         fprintf(stderr, "dealer bench gemm: --size %ld is too large (at most 16384)\n", size);
         return 2;
     }
-    size_t n = (size_t)size;
-    float *a = malloc(n * n * sizeof(float)), *b = malloc(n * n * sizeof(float)), *c = malloc(n * n * sizeof(float));
-    if (!a || !b || !c) {
-        fprintf(stderr, "dealer bench gemm: cannot allocate 3 matrices of %zu×%zu floats\n", n, n);
-        free(a), free(b), free(c);
+    double gflops = dl_blas_gemm_gflops((int)size, (int)repeat, (int)threads);
+    if (gflops < 0) {
+        fprintf(stderr, "dealer bench gemm: cannot allocate 3 matrices of %ld×%ld floats\n", size, size);
         return 1;
     }
-    dl_rng rng;
-    dl_rng_init(&rng, 1234, DL_STREAM_DATA);
-    for (size_t i = 0; i < n * n; i++) {
-        a[i] = dl_rng_uniform(&rng) - 0.5f;
-        b[i] = dl_rng_uniform(&rng) - 0.5f;
-    }
-    openblas_set_num_threads((int)threads);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)n, (int)n, 1.0f, a, (int)n, b, (int)n,
-                0.0f, c, (int)n); /* warm-up: thread pool, page faults */
-    double best = 1e30;
-    for (long r = 0; r < repeat; r++) {
-        double t0 = dl_time_seconds();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)n, (int)n, 1.0f, a, (int)n, b, (int)n,
-                    0.0f, c, (int)n);
-        double dt = dl_time_seconds() - t0;
-        if (dt < best)
-            best = dt;
-    }
-    double gflops = 2.0 * (double)n * (double)n * (double)n / best / 1e9;
+    double best = 2.0 * (double)size * (double)size * (double)size / gflops / 1e9;
+    size_t n = (size_t)size;
     if (json)
         printf("{\"size\": %zu, \"threads\": %ld, \"seconds\": %.6f, \"gflops\": %.2f, \"kernel\": \"%s\"}\n", n,
                threads, best, gflops, dl_blas_corename());
     else
         printf("sgemm %zux%zux%zu, %ld thread%s, %s: %.1f GFLOP/s (best of %ld: %.2f ms)\n", n, n, n, threads,
                threads == 1 ? "" : "s", dl_blas_describe(), gflops, repeat, best * 1e3);
-    free(a), free(b), free(c);
     return 0;
 }
 

@@ -19,6 +19,11 @@ void dl_blas_select_kernel(char **argv);
 /* "SkylakeX kernel (selected by dealer)" etc.: what runs and why, for logs and --version. */
 const char *dl_blas_describe(void);
 
+/* The best sgemm rate (GFLOP/s) of `repeats` n×n×n products through CBLAS with `threads` threads (0: OpenMP's
+ * count), after one warm-up: the reference every MFU figure is measured against (`dealer bench gemm`).
+ * Returns a negative value when the matrices cannot be allocated. */
+double dl_blas_gemm_gflops(int n, int repeats, int threads);
+
 /* The kernel name OpenBLAS reports. */
 const char *dl_blas_corename(void);
 

@@ -313,6 +313,7 @@ void dl_gpt_destroy(dl_gpt *m) {
     free(m);
 }
 
+const dl_gpt_config *dl_gpt_get_config(const dl_gpt *m) { return m ? &m->config : NULL; }
 const dl_tensor_table *dl_gpt_params(const dl_gpt *m) { return m ? &m->params : NULL; }
 float *dl_gpt_param_data(dl_gpt *m) { return m ? m->param_data : NULL; }
 float *dl_gpt_grad_data(dl_gpt *m) { return m ? m->grad_data : NULL; }

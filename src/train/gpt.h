@@ -74,6 +74,9 @@ void dl_gpt_destroy(dl_gpt *model);
  * biases 0, LayerNorm weights 1. The same seed gives the same parameters on every rank and device. */
 dl_status dl_gpt_init_params(dl_gpt *model, uint64_t seed);
 
+/* The configuration the model was created with. */
+const dl_gpt_config *dl_gpt_get_config(const dl_gpt *model);
+
 /* The parameter layout and the device buffers of parameters and gradients (same layout). */
 const dl_tensor_table *dl_gpt_params(const dl_gpt *model);
 float *dl_gpt_param_data(dl_gpt *model);

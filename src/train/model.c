@@ -1,0 +1,141 @@
+/* model.c — the model factory, and the gpt model behind the generic interface (model.h). */
+#include "train/model.h"
+
+#include <stdlib.h>
+
+#include "train/gpt.h"
+
+dl_data_kind dl_model_data_kind(const dl_config *config) {
+    switch (config->model.kind) {
+    case DL_MODEL_FM:
+    case DL_MODEL_FFM: return DL_DATA_CLICKS;
+    case DL_MODEL_DPO: return DL_DATA_PAIRS;
+    default: return DL_DATA_TEXT;
+    }
+}
+
+static dl_gpt_inputs gpt_inputs(const dl_token_batch *b) {
+    return (dl_gpt_inputs){b->tokens, b->targets, b->positions, b->cu_seqlens, b->num_seqs, b->num_tokens};
+}
+
+static void add_batch_counts(const dl_token_batch *b, dl_step_stats *stats) {
+    stats->tokens += b->num_tokens;
+    stats->slots += (double)b->rows * b->seq_len;
+    for (int s = 0; s < b->num_seqs; s++) {
+        double n = b->cu_seqlens[s + 1] - b->cu_seqlens[s];
+        stats->attended += n * (n + 1) / 2;
+    }
+}
+
+static dl_status gpt_train_batch(dl_model *model, const dl_batch *batch, dl_layer_hook hook, void *ctx,
+                                 dl_step_stats *stats) {
+    const dl_token_batch *b = &batch->tokens;
+    add_batch_counts(b, stats);
+    if (b->num_tokens == 0) /* an empty end-of-data batch: this rank contributes nothing, but still reports layers */
+        return hook ? hook(ctx, -1) : DL_OK;
+    dl_gpt_inputs in = gpt_inputs(b);
+    double loss;
+    int64_t targets;
+    DL_CHECK(dl_gpt_forward(model->impl, &in, &loss, &targets));
+    stats->loss_sum += loss;
+    stats->targets += (double)targets;
+    return dl_gpt_backward(model->impl, (dl_gpt_layer_hook)hook, ctx);
+}
+
+static dl_status gpt_eval_batch(dl_model *model, const dl_batch *batch, dl_step_stats *stats) {
+    const dl_token_batch *b = &batch->tokens;
+    add_batch_counts(b, stats);
+    if (b->num_tokens == 0)
+        return DL_OK;
+    dl_gpt_inputs in = gpt_inputs(b);
+    double loss;
+    int64_t targets;
+    DL_CHECK(dl_gpt_forward(model->impl, &in, &loss, &targets));
+    stats->loss_sum += loss;
+    stats->targets += (double)targets;
+    return DL_OK;
+}
+
+static dl_status gpt_init_params(dl_model *model, uint64_t seed) { return dl_gpt_init_params(model->impl, seed); }
+
+static double gpt_step_flops(const dl_model *model, const dl_step_stats *stats) {
+    const dl_gpt_config *c = dl_gpt_get_config(model->impl);
+    if (!c || stats->tokens <= 0)
+        return 0.0;
+    double context = stats->attended / stats->tokens;
+    return dl_gpt_flops_per_token(c, context) * stats->tokens;
+}
+
+static void gpt_destroy(dl_model *model) { dl_gpt_destroy(model->impl); }
+
+static dl_status create_gpt(dl_model *model, const dl_config *cfg, const dl_backend *be, int rows, int seq_len) {
+    dl_gpt_config gc = {
+        .vocab_size = cfg->model.vocab_size,
+        .n_layer = cfg->model.n_layer,
+        .n_head = cfg->model.n_head,
+        .n_embd = cfg->model.n_embd,
+        .max_seq_len = cfg->model.max_seq_len,
+        .rope = cfg->model.positions == DL_POSITIONS_ROPE,
+        .rope_theta = (float)cfg->model.rope_theta,
+        .checkpoint_every = cfg->model.checkpoint == DL_GRAD_CKPT_NONE    ? 0
+                            : cfg->model.checkpoint == DL_GRAD_CKPT_BLOCKS ? 1
+                                                                           : cfg->model.checkpoint_every,
+    };
+    if (!gc.rope && seq_len > gc.max_seq_len) {
+        dl_status s = DL_FAIL(DL_ERR_CONFIG, "data.seq_len (%d) exceeds model.max_seq_len (%d), the learned "
+                                             "position table's length", seq_len, gc.max_seq_len);
+        dl_error_hint("raise model.max_seq_len or lower data.seq_len");
+        return s;
+    }
+    int max_tokens = rows * seq_len;
+    dl_gpt *gpt;
+    DL_CHECK(dl_gpt_create(&gpt, &gc, be, max_tokens, max_tokens));
+    model->kind = "gpt";
+    model->impl = gpt;
+    model->params = dl_gpt_params(gpt);
+    model->param_data = dl_gpt_param_data(gpt);
+    model->grad_data = dl_gpt_grad_data(gpt);
+    model->train_batch = gpt_train_batch;
+    model->eval_batch = gpt_eval_batch;
+    model->init_params = gpt_init_params;
+    model->step_flops = gpt_step_flops;
+    model->destroy = gpt_destroy;
+    model->activation_bytes = dl_gpt_activation_bytes(&gc, max_tokens, max_tokens);
+    dl_gpt_config none = gc;
+    none.checkpoint_every = 0;
+    model->activation_bytes_without_checkpointing = dl_gpt_activation_bytes(&none, max_tokens, max_tokens);
+    return DL_OK;
+}
+
+dl_status dl_model_create(dl_model **out, const dl_config *cfg, const dl_backend *be, int rows, int seq_len) {
+    DL_REQUIRE(out && cfg && be, DL_ERR_INVALID, "dl_model_create: NULL argument");
+    DL_REQUIRE(rows >= 1 && seq_len >= 1, DL_ERR_CONFIG, "train.batch_per_rank and data.seq_len must be positive");
+    *out = NULL;
+    dl_model *model = calloc(1, sizeof *model);
+    DL_REQUIRE(model != NULL, DL_ERR_NOMEM, "cannot allocate a model");
+    dl_status s;
+    switch (cfg->model.kind) {
+    case DL_MODEL_GPT:
+        s = create_gpt(model, cfg, be, rows, seq_len);
+        break;
+    default:
+        s = DL_FAIL(DL_ERR_NOT_IMPLEMENTED, "model.kind %s is not implemented yet",
+                    dl_config_enum_text("model.kind", (int)cfg->model.kind));
+        dl_error_hint("use model.kind: gpt");
+        break;
+    }
+    if (s != DL_OK) {
+        free(model);
+        return s;
+    }
+    *out = model;
+    return DL_OK;
+}
+
+void dl_model_destroy(dl_model *model) {
+    if (!model)
+        return;
+    if (model->destroy)
+        model->destroy(model);
+    free(model);
+}

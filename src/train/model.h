@@ -1,0 +1,66 @@
+/* model.h — what the trainer needs from a model, whatever its kind (gpt, fm, ffm, dpo).
+ *
+ * A model owns its parameters and gradients (one contiguous buffer each, same layout, described by a tensor table)
+ * and turns a batch from the data pipeline into accumulated gradients plus step statistics. The trainer does the
+ * rest — gradient all-reduce, clipping, the optimizer, schedules, evaluation, logging and checkpoints — the same
+ * way for every kind. Losses are SUMS over the batch's targets (tokens for gpt, rows for fm/ffm, pairs for dpo);
+ * the trainer divides by the global count. */
+#ifndef DL_TRAIN_MODEL_H
+#define DL_TRAIN_MODEL_H
+
+#include <stdint.h>
+
+#include "core/config.h"
+#include "core/tensor.h"
+#include "data/batch.h"
+#include "ops/ops.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Sums over one or more micro-batches; every field adds across micro-batches and ranks. */
+typedef struct dl_step_stats {
+    double loss_sum;        /* Σ loss over targets */
+    double targets;         /* what the loss is averaged over */
+    double tokens;          /* real input tokens (gpt/dpo) or rows (fm/ffm): throughput */
+    double slots;           /* rows·seq_len of the batches: tokens/slots is the packing efficiency */
+    double attended;        /* Σ over documents of n(n+1)/2: keys attended by all queries (MFU's attention term) */
+} dl_step_stats;
+
+/* Called by backward after each layer's gradients are complete (layer = n_layer-1 … 0, then -1 for embeddings). */
+typedef dl_status (*dl_layer_hook)(void *ctx, int layer);
+
+typedef struct dl_model dl_model;
+struct dl_model {
+    const char *kind;                 /* "gpt", ... */
+    const dl_tensor_table *params;
+    float *param_data;                /* device buffers */
+    float *grad_data;
+    /* Forward and backward on one micro-batch, adding to the gradients and to *stats. */
+    dl_status (*train_batch)(dl_model *model, const dl_batch *batch, dl_layer_hook hook, void *hook_ctx,
+                             dl_step_stats *stats);
+    /* Forward only, adding to *stats. */
+    dl_status (*eval_batch)(dl_model *model, const dl_batch *batch, dl_step_stats *stats);
+    /* Initialises the parameters from Philox(seed). */
+    dl_status (*init_params)(dl_model *model, uint64_t seed);
+    /* Model FLOPs of the step described by stats (forward + backward), for MFU. */
+    double (*step_flops)(const dl_model *model, const dl_step_stats *stats);
+    /* Activation bytes the model planned (and would plan without gradient checkpointing). */
+    size_t activation_bytes, activation_bytes_without_checkpointing;
+    void (*destroy)(dl_model *model);
+    void *impl;
+};
+
+/* The data kind the model consumes. */
+dl_data_kind dl_model_data_kind(const dl_config *config);
+
+/* Builds the model named by config->model.kind for micro-batches of `rows` rows of `seq_len` tokens. */
+dl_status dl_model_create(dl_model **model, const dl_config *config, const dl_backend *backend, int rows, int seq_len);
+void dl_model_destroy(dl_model *model);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
