@@ -18,8 +18,8 @@ static void usage(FILE *out) {
             "         comment unless --no-sources is given\n"
             "  keys   list every key: name, type and range, default, meaning (--markdown: as a markdown table)\n"
             "\n"
-            "Overrides look like optim.lr=3e-4, device=cpu or data.train=[a.tfrecord,b.tfrecord]; they apply after the\n"
-            "file, in order. Exit codes: 0 ok, 2 bad config or usage.\n");
+            "Overrides look like optim.lr=3e-4, device=cpu or data.train=[a.tfrecord,b.tfrecord]; they apply\n"
+            "after the file, in order. Exit codes: 0 ok, 2 bad config or usage.\n");
 }
 
 static int cmd_show(int argc, char **argv) {

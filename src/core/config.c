@@ -142,7 +142,7 @@ static void range_text(const dl_cfg_key *key, char *buf, size_t cap) {
         snprintf(buf, cap, "must fit the type");
 }
 
-/* ---- assigning one value ------------------------------------------------------------------------------------------ */
+/* ---- assigning one value ----------------------------------------------------------------------------------------- */
 
 /* What a key expects, for "expected ..., got ..." messages. */
 static void expected_text(const dl_cfg_key *key, char *buf, size_t cap) {
@@ -361,7 +361,7 @@ dl_status dl_cfg_assign(dl_config *cfg, int index, const dl_cfg_raw *raw, const 
     return DL_OK;
 }
 
-/* ---- defaults, free ------------------------------------------------------------------------------------------------ */
+/* ---- defaults, free ---------------------------------------------------------------------------------------------- */
 
 void dl_config_free(dl_config *cfg) {
     if (!cfg)
@@ -409,7 +409,7 @@ dl_status dl_config_defaults(dl_config *cfg) {
     return DL_OK;
 }
 
-/* ---- overrides ------------------------------------------------------------------------------------------------------ */
+/* ---- overrides --------------------------------------------------------------------------------------------------- */
 
 static dl_status apply_override(dl_config *cfg, int number) {
     const char *text = cfg->origin->overrides[number];
@@ -473,7 +473,7 @@ static dl_status apply_override(dl_config *cfg, int number) {
     return s;
 }
 
-/* ---- checks across keys --------------------------------------------------------------------------------------------- */
+/* ---- checks across keys ------------------------------------------------------------------------------------------ */
 
 static int source_rank(const dl_config *cfg, int index) {
     const dl_cfg_source *s = &cfg->origin->sources[index];
@@ -561,7 +561,7 @@ static dl_status check_cross(const dl_config *cfg) {
     return DL_OK;
 }
 
-/* ---- loading ----------------------------------------------------------------------------------------------------------- */
+/* ---- loading ----------------------------------------------------------------------------------------------------- */
 
 static dl_status load_text(dl_config *cfg, const char *text, size_t len, const char *name, int n_overrides,
                            char **overrides) {
@@ -649,7 +649,7 @@ dl_status dl_config_load(dl_config *cfg, const char *path, int n_overrides, char
     return s;
 }
 
-/* ---- queries --------------------------------------------------------------------------------------------------------- */
+/* ---- queries ----------------------------------------------------------------------------------------------------- */
 
 bool dl_config_equal(const dl_config *a, const dl_config *b) {
     if (!a || !b)

@@ -14,7 +14,7 @@
 
 #include "core/config_internal.h"
 
-/* ---- a growing text buffer ---------------------------------------------------------------------------------------- */
+/* ---- a growing text buffer --------------------------------------------------------------------------------------- */
 
 void dl_cfg_buf_add(dl_cfg_buf *b, const char *s, size_t n) {
     if (b->failed)
@@ -62,7 +62,7 @@ void dl_cfg_buf_printf(dl_cfg_buf *b, const char *fmt, ...) {
     free(big);
 }
 
-/* ---- values ----------------------------------------------------------------------------------------------------------- */
+/* ---- values ------------------------------------------------------------------------------------------------------ */
 
 void dl_cfg_format_double(double v, char *buf, size_t cap) {
     /* Whole numbers as whole numbers (10000, not 1e+04), as long as they stay short. */
@@ -202,7 +202,7 @@ void dl_cfg_format_source(const dl_config *cfg, int index, char *buf, size_t cap
     }
 }
 
-/* ---- the whole config --------------------------------------------------------------------------------------------------- */
+/* ---- the whole config -------------------------------------------------------------------------------------------- */
 
 /* Appends "  name: value", and with sources a comment aligned at column 44. */
 static void add_line(dl_cfg_buf *b, const dl_config *cfg, int index, int indent, int with_sources) {
@@ -250,7 +250,7 @@ dl_status dl_config_to_yaml(const dl_config *cfg, int with_sources, char **text)
     return DL_OK;
 }
 
-/* ---- the key list --------------------------------------------------------------------------------------------------- */
+/* ---- the key list ------------------------------------------------------------------------------------------------ */
 
 /* "int >= 1", "float [0, 1)", "gpt|fm|ffm|dpo". */
 static void type_text(const dl_cfg_key *key, char *buf, size_t cap) {

@@ -106,7 +106,7 @@ void dl_cfg_suggest_section(const char *name, char *buf, size_t cap);
 /* True when s[0..len) is valid UTF-8 (no overlongs, no surrogates, nothing above U+10FFFF). */
 int dl_cfg_utf8_valid(const char *s, size_t len);
 
-/* Appends the YAML spelling of key `index`'s value to a growing buffer. */
+/* A growing text buffer; on out-of-memory it sets `failed` and ignores further appends. */
 typedef struct dl_cfg_buf {
     char *data;
     size_t len, cap;
@@ -114,6 +114,7 @@ typedef struct dl_cfg_buf {
 } dl_cfg_buf;
 void dl_cfg_buf_add(dl_cfg_buf *b, const char *s, size_t n);
 void dl_cfg_buf_printf(dl_cfg_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Appends the YAML spelling of key `index`'s value. */
 void dl_cfg_format_value(const dl_config *cfg, int index, dl_cfg_buf *b);
 /* Formats a double so that strtod reads back the same bits, as short as possible. */
 void dl_cfg_format_double(double v, char *buf, size_t cap);

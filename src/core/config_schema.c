@@ -43,7 +43,8 @@ static const char *const level_choices[] = {"debug", "info", "warn", "error", NU
 static const char *const dpo_loss_choices[] = {"sigmoid", "ipo", "hinge", NULL};
 static const char *const dpo_reference_choices[] = {"model", "precomputed", NULL};
 
-const char *const dl_cfg_sections[DL_CFG_NUM_SECTIONS + 1] = {"run", "model", "data", "optim", "train", "comm", "ckpt", "log", "dpo", NULL};
+const char *const dl_cfg_sections[DL_CFG_NUM_SECTIONS + 1] = {"run",   "model", "data", "optim", "train",
+                                                              "comm",  "ckpt",  "log",  "dpo",   NULL};
 
 const dl_cfg_key dl_cfg_keys[] = {
     ENUM("", "device", device, device_choices, "auto",

@@ -350,7 +350,8 @@ static void out_of_range_gives_the_bounds(void **state) {
     expect_error("x.yaml", "optim:\n  beta1: 1\n", 0, NULL,
                  "%s:2: optim.beta1: 1 is out of range (must be >= 0 and < 1)");
     expect_error("x.yaml", "optim:\n  lr: 0\n", 0, NULL, "%s:2: optim.lr: 0 is out of range (must be > 0)");
-    expect_error("x.yaml", "comm:\n  zero: 2\n", 0, NULL, "%s:2: comm.zero: 2 is out of range (must be between 0 and 1)");
+    expect_error("x.yaml", "comm:\n  zero: 2\n", 0, NULL,
+                 "%s:2: comm.zero: 2 is out of range (must be between 0 and 1)");
     expect_error("x.yaml", "data:\n  seq_len: 3000000000\n", 0, NULL,
                  "%s:2: data.seq_len: 3000000000 is out of range (must be <= 2147483647)");
     expect_error("x.yaml", "run:\n  seed: 99999999999999999999\n", 0, NULL,
@@ -376,7 +377,8 @@ static void yaml_syntax_error_names_file_and_line(void **state) {
                  "%s:4: YAML syntax error: did not find expected key while parsing a block mapping (line 1)");
     expect_error("x.yaml", "run:\n  dir: a\n---\nrun:\n  dir: b\n", 0, NULL,
                  "%s:3: a second YAML document ('---'); a config holds exactly one");
-    expect_error("x.yaml", "run:\n  dir: \xff\n", 0, NULL, "%s:2: YAML error: invalid leading UTF-8 octet (at byte offset 12)");
+    expect_error("x.yaml", "run:\n  dir: \xff\n", 0, NULL,
+                 "%s:2: YAML error: invalid leading UTF-8 octet (at byte offset 12)");
 }
 
 static void duplicate_key_names_both_lines(void **state) {
@@ -431,7 +433,7 @@ static void checks_across_keys(void **state) {
                  "override 'model.n_head=3': model.n_embd (100) must be a multiple of model.n_head (3)");
 }
 
-/* ---- overrides ------------------------------------------------------------------------------------------------------- */
+/* ---- overrides --------------------------------------------------------------------------------------------------- */
 
 static void overrides_apply_after_the_file(void **state) {
     (void)state;
@@ -494,7 +496,7 @@ static void bad_overrides_name_the_override(void **state) {
         expect_error("x.yaml", text, 1, &cases[i].override, cases[i].message);
 }
 
-/* ---- the YAML round trip --------------------------------------------------------------------------------------------- */
+/* ---- the YAML round trip ----------------------------------------------------------------------------------------- */
 
 /* to_yaml -> load_string must give an equal config, and writing that again the same text. */
 static void check_round_trip(const dl_config *cfg) {
@@ -646,7 +648,7 @@ static void random_configs_round_trip(void **state) {
     }
 }
 
-/* ---- bundled configs and small pieces -------------------------------------------------------------------------------- */
+/* ---- bundled configs and small pieces ---------------------------------------------------------------------------- */
 
 static void every_bundled_config_loads(void **state) {
     (void)state;
@@ -741,6 +743,37 @@ static void print_keys_lists_every_key(void **state) {
     }
 }
 
+/* docs/config.md carries the key table `dealer config keys --markdown` prints; it must not drift. */
+static void docs_key_table_is_current(void **state) {
+    (void)state;
+    const char *root = getenv("DEALER_SOURCE_DIR");
+    if (!root || !*root)
+        root = DEALER_SOURCE_DIR;
+    char path[512];
+    snprintf(path, sizeof path, "%s/docs/config.md", root);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        DL_TEST_FAIL("cannot open %s", path);
+    char *doc = NULL;
+    size_t doc_len = 0;
+    FILE *mem = open_memstream(&doc, &doc_len);
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        fwrite(chunk, 1, n, mem);
+    fclose(f);
+    fclose(mem);
+    char *table = NULL;
+    size_t table_len = 0;
+    mem = open_memstream(&table, &table_len);
+    dl_config_print_keys(mem, 1);
+    fclose(mem);
+    if (!strstr(doc, table))
+        DL_TEST_FAIL("docs/config.md lacks the current key table: regenerate it with 'dealer config keys --markdown'");
+    free(doc);
+    free(table);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(good_file_sets_values_and_sources),
@@ -762,6 +795,7 @@ int main(void) {
         cmocka_unit_test(every_bundled_config_loads),
         cmocka_unit_test(edit_distance_and_enum_names),
         cmocka_unit_test(print_keys_lists_every_key),
+        cmocka_unit_test(docs_key_table_is_current),
     };
     return cmocka_run_group_tests(tests, make_tmp_dir, remove_tmp_dir);
 }
