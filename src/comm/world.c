@@ -347,3 +347,53 @@ dl_status dl_comm_wait(dl_world *world, dl_comm_request *request) {
     request->active = 0;
     return DL_OK;
 }
+
+dl_status dl_comm_gather_bytes(dl_world *world, const void *data, int bytes, int root, void **out, int *lengths,
+                               const char *what) {
+    REQUIRE_WORLD(world, what);
+    DL_REQUIRE(out != NULL && lengths != NULL && bytes >= 0 && (data != NULL || bytes == 0), DL_ERR_INVALID,
+               "%s: bad arguments", what);
+    DL_REQUIRE(root >= 0 && root < world->size, DL_ERR_INVALID, "%s: root %d outside 0..%d", what, root,
+               world->size - 1);
+    *out = NULL;
+    {
+        MPI_Request request;
+        uint64_t sequence = ++world->sequence;
+        double started = dl_time_seconds();
+        MPI_TRY(MPI_Igather(&bytes, 1, MPI_INT, lengths, 1, MPI_INT, root, world->comm, &request), what);
+        DL_CHECK(watched_wait(world, &request, sequence, what, started));
+    }
+    int *displs = NULL;
+    char *buffer = NULL;
+    if (world->rank == root) {
+        long long total = 0;
+        displs = malloc((size_t)world->size * sizeof(int));
+        DL_REQUIRE(displs != NULL, DL_ERR_NOMEM, "%s: cannot allocate %d displacements", what, world->size);
+        for (int r = 0; r < world->size; r++) {
+            displs[r] = (int)total;
+            total += lengths[r];
+        }
+        if (total > INT_MAX) {
+            free(displs);
+            return DL_FAIL(DL_ERR_INVALID, "%s: %lld bytes exceed MPI's int count limit", what, total);
+        }
+        buffer = malloc(total > 0 ? (size_t)total : 1);
+        if (!buffer) {
+            free(displs);
+            return DL_FAIL(DL_ERR_NOMEM, "%s: cannot allocate %lld bytes", what, total);
+        }
+    }
+    MPI_Request request;
+    uint64_t sequence = ++world->sequence;
+    double started = dl_time_seconds();
+    int code = MPI_Igatherv(data, bytes, MPI_BYTE, buffer, lengths, displs, MPI_BYTE, root, world->comm, &request);
+    dl_status s = code == MPI_SUCCESS ? watched_wait(world, &request, sequence, what, started)
+                                      : mpi_failure(code, "MPI_Igatherv", what);
+    free(displs);
+    if (s != DL_OK) {
+        free(buffer);
+        return s;
+    }
+    *out = buffer;
+    return DL_OK;
+}

@@ -73,6 +73,11 @@ dl_status dl_comm_alltoallv(dl_world *world, const void *send, const int *send_c
 /* Each rank sends one int to every rank (counts before an alltoallv). */
 dl_status dl_comm_alltoall_int(dl_world *world, const int *send, int *recv, const char *what);
 
+/* Gathers each rank's `bytes` bytes at `root`: on root, *out (malloc'd, caller frees) holds them back to back in
+ * rank order and lengths[r] each rank's count (lengths has `size` entries); other ranks get *out = NULL. */
+dl_status dl_comm_gather_bytes(dl_world *world, const void *data, int bytes, int root, void **out, int *lengths,
+                               const char *what);
+
 /* ---- non-blocking all-reduce for gradient buckets ------------------------------------------------------------ */
 typedef struct dl_comm_request {
     MPI_Request request;
