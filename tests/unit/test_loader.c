@@ -26,7 +26,6 @@ typedef struct mem_source {
     uint64_t n;
     size_t *lens;
     uint8_t *corrupt;
-    uint64_t reads;
 } mem_source;
 
 static dl_status corrupt_error(uint64_t record) {
@@ -36,7 +35,6 @@ static dl_status corrupt_error(uint64_t record) {
 
 static dl_status mem_tokens(void *ctx, uint64_t record, dl_i32_array *tokens) {
     mem_source *m = ctx;
-    m->reads++;
     if (m->corrupt && m->corrupt[record])
         return corrupt_error(record);
     size_t len = m->lens[record];
@@ -57,7 +55,6 @@ static dl_status fill(dl_i32_array *a, uint64_t record, int32_t base, size_t len
 
 static dl_status mem_pair(void *ctx, uint64_t record, dl_pref_pair *pair) {
     mem_source *m = ctx;
-    m->reads++;
     if (m->corrupt && m->corrupt[record])
         return corrupt_error(record);
     size_t len = m->lens[record];
@@ -69,7 +66,6 @@ static dl_status mem_pair(void *ctx, uint64_t record, dl_pref_pair *pair) {
 
 static dl_status mem_click(void *ctx, uint64_t record, dl_click_row *row) {
     mem_source *m = ctx;
-    m->reads++;
     if (m->corrupt && m->corrupt[record])
         return corrupt_error(record);
     size_t len = 1 + m->lens[record] % 9;
