@@ -27,7 +27,8 @@ extern "C" {
 /* Where documents come from: decode global record `record` (< num_records) into the given struct (reusing its
  * memory). A damaged record fails with DL_ERR_FORMAT and a message naming the file and byte offset; with
  * data.skip_corrupt the loader skips such records. Only the functions of the kind being loaded need be set.
- * Called from one thread at a time (the loader's prefetch thread). */
+ * A loader calls them from its prefetch thread; the dataset's own source is thread-safe (each call decodes into the
+ * caller's struct), so several loaders may share one dataset. */
 typedef struct dl_doc_source {
     void *ctx;
     uint64_t num_records;

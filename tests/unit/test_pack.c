@@ -249,6 +249,46 @@ static void edge_lengths_split_into_row_sized_pieces(void **state) {
     corpus_free(&c);
 }
 
+/* The worked example of docs/data-pipeline.md, exactly. */
+static int32_t doc_a[5] = {10, 11, 12, 13, 14}, doc_b[3] = {20, 21, 22}, doc_c[6] = {30, 31, 32, 33, 34, 35};
+
+static dl_status abc_fetch(void *ctx, uint64_t stream, dl_pack_doc *doc) {
+    (void)ctx;
+    doc->present = 1;
+    doc->tokens = stream == 0 ? doc_a : stream == 1 ? doc_b : doc_c;
+    doc->len = stream == 0 ? 5 : stream == 1 ? 3 : 6;
+    return DL_OK;
+}
+
+static void documented_example_layout(void **state) {
+    (void)state;
+    dl_packer *p = make_packer(DL_DATA_TEXT, 2, 8, 8, 1);
+    dl_packer_reset(p, 0, 3);
+    dl_batch batch;
+    assert_int_equal(dl_batch_alloc(&batch, DL_DATA_TEXT, 2, 8), DL_OK);
+    int produced = 0;
+    assert_int_equal(dl_packer_next(p, &batch.tokens, abc_fetch, NULL, &produced), DL_OK);
+    assert_int_equal(produced, 1);
+    const int32_t tokens[16] = {30, 31, 32, 33, 34, 35, 10, 11, 12, 13, 14, 20, 21, 22, 0, 0};
+    const int32_t targets[16] = {31, 32, 33, 34, 35, -1, 11, 12, 13, 14, -1, 21, 22, -1, -1, -1};
+    const int32_t positions[16] = {0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 0, 1, 2, 0, 0};
+    const int32_t cu[4] = {0, 6, 11, 14}, rows[3] = {0, 6, 14};
+    const dl_token_batch *t = &batch.tokens;
+    assert_memory_equal(t->tokens, tokens, sizeof tokens);
+    assert_memory_equal(t->targets, targets, sizeof targets);
+    assert_memory_equal(t->positions, positions, sizeof positions);
+    assert_int_equal(t->num_seqs, 3);
+    assert_memory_equal(t->cu_seqlens, cu, sizeof cu);
+    assert_memory_equal(t->row_offsets, rows, sizeof rows);
+    assert_int_equal(t->num_tokens, 14);
+    assert_int_equal(t->num_targets, 11);
+    assert_int_equal(t->num_rows, 2);
+    assert_int_equal(dl_packer_next(p, &batch.tokens, abc_fetch, NULL, &produced), DL_OK);
+    assert_int_equal(produced, 0);
+    dl_batch_free(&batch);
+    dl_packer_destroy(p);
+}
+
 /* ---- Shakespeare: efficiency ----------------------------------------------------------------------------------------- */
 
 static char *read_shakespeare(size_t *len) {
@@ -710,6 +750,7 @@ int main(void) {
         cmocka_unit_test(packed_text_keeps_every_token_once),
         cmocka_unit_test(padded_text_keeps_every_token_once),
         cmocka_unit_test(edge_lengths_split_into_row_sized_pieces),
+        cmocka_unit_test(documented_example_layout),
         cmocka_unit_test(shakespeare_packs_at_least_98_percent_full),
         cmocka_unit_test(no_document_waits_for_ever),
         cmocka_unit_test(pairs_stay_together_with_loss_on_responses_only),
