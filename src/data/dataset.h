@@ -44,10 +44,14 @@ typedef struct dl_dataset dl_dataset;
 dl_status dl_dataset_open(dl_dataset **dataset, const char *const *paths, size_t count);
 /* Opens a comma-separated list of files and glob patterns (the value of data.train / data.valid). */
 dl_status dl_dataset_open_spec(dl_dataset **dataset, const char *spec);
+/* Closes the files; NULL is allowed. */
 void dl_dataset_close(dl_dataset *dataset);
 
+/* Records in all files together. */
 uint64_t dl_dataset_count(const dl_dataset *dataset);
+/* Files, in the order their records are numbered. */
 size_t dl_dataset_num_files(const dl_dataset *dataset);
+/* Path and record count of file `file` (NULL / 0 past the end). */
 const char *dl_dataset_file_path(const dl_dataset *dataset, size_t file);
 uint64_t dl_dataset_file_count(const dl_dataset *dataset, size_t file);
 /* The files for messages: "a.tfrecord, b.tfrecord" (the first few, then "and N more"). */

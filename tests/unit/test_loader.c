@@ -649,6 +649,50 @@ static void foreign_or_damaged_cursor_is_rejected(void **state) {
     mem_free(&m);
 }
 
+/* Cursors come from checkpoint files: random damage must give an error or a working loader, never a crash or a
+ * hang (ASan watches the memory side). */
+static void mutated_cursors_never_crash(void **state) {
+    (void)state;
+    mem_source m;
+    dl_doc_source src;
+    mem_init(&m, &src, 80, 70, 13);
+    const dl_data_kind kinds[] = {DL_DATA_TEXT, DL_DATA_PAIRS, DL_DATA_CLICKS};
+    dl_rng rng;
+    dl_test_rng(&rng, 14);
+    for (int ki = 0; ki < 3; ki++) {
+        dl_loader_config c = config(kinds[ki], 2, 1, 3, 0);
+        dl_loader *l = open_loader(&src, &c, NULL, 0);
+        for (int k = 0; k < 7; k++)
+            next_batch(l);
+        const uint8_t *bytes;
+        size_t len;
+        dl_loader_cursor(l, &bytes, &len);
+        uint8_t saved[4096], bad[4096];
+        assert_true(len <= sizeof saved);
+        memcpy(saved, bytes, len);
+        dl_loader_close(l);
+        int accepted = 0;
+        for (int trial = 0; trial < 600; trial++) {
+            memcpy(bad, saved, len);
+            int flips = 1 + (int)dl_rng_below(&rng, 3);
+            for (int f = 0; f < flips; f++)
+                bad[dl_rng_below(&rng, len)] ^= (uint8_t)(1u << dl_rng_below(&rng, 8));
+            dl_loader *r = NULL;
+            if (dl_loader_open(&r, &src, &c, bad, len) == DL_OK) {
+                accepted++;
+                const dl_batch *b;
+                for (int k = 0; k < 3; k++)
+                    if (dl_loader_next(r, &b) != DL_OK)
+                        break;
+                dl_loader_close(r);
+            }
+            dl_error_clear();
+        }
+        assert_true(accepted < 600);
+    }
+    mem_free(&m);
+}
+
 /* ---- real record files ------------------------------------------------------------------------------------------------ */
 
 typedef struct tmpdir {
@@ -857,6 +901,7 @@ int main(void) {
         cmocka_unit_test(all_corrupt_with_skipping_is_an_error),
         cmocka_unit_test(bad_open_is_a_clear_invalid_error),
         cmocka_unit_test(foreign_or_damaged_cursor_is_rejected),
+        cmocka_unit_test(mutated_cursors_never_crash),
         cmocka_unit_test(loader_reads_record_files_end_to_end),
         cmocka_unit_test(dataset_open_errors_name_the_files),
     };
