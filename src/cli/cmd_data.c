@@ -1,12 +1,268 @@
-/* cmd_data.c — `dealer data`. */
+/* cmd_data.c — `dealer data {convert,index,stat}`: make record files from text, rebuild their indexes, and show
+ * what they hold. The work lives in src/data (convert.h, record.h, stat.h); this file parses options, prints
+ * summaries and turns failures into one line and an exit code (0 ok, 1 runtime/IO failure, 2 bad usage or input). */
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "cli/commands.h"
+#include "core/status.h"
+#include "data/convert.h"
+#include "data/record.h"
+#include "data/stat.h"
+
+static void usage_data(FILE *out) {
+    fprintf(out, "usage: dealer data <command> [options]\n\n"
+                 "  convert   turn text, libffm, libsvm or JSONL pair files into a record file (.tfrecord + .idx)\n"
+                 "  index     rebuild the .idx of record files by scanning them\n"
+                 "  stat      count and describe the records of a file\n\n"
+                 "  dealer data <command> --help   options of one command\n");
+}
+
+static void usage_convert(FILE *out) {
+    fprintf(out,
+            "usage: dealer data convert --format FORMAT IN... -o OUT.tfrecord [options]\n\n"
+            "Writes OUT.tfrecord (TFRecord framing around tf.train.Example) and its index OUT.tfrecord.idx.\n"
+            "Nothing appears under OUT unless the whole conversion succeeds. IN may be '-' for standard input.\n\n"
+            "formats:\n"
+            "  text          byte-level token documents (token = byte value 0..255), feature 'tokens'\n"
+            "  libffm        'label field:feature:value ...' lines -> click rows (label, field, feature, value)\n"
+            "  libsvm        'label feature:value ...' lines -> click rows (field 0, or see --libsvm-fields)\n"
+            "  jsonl-pairs   {\"prompt\": ..., \"chosen\": ..., \"rejected\": ...} lines -> preference pairs,\n"
+            "                strings tokenised byte-level (their UTF-8 bytes)\n\n"
+            "options:\n"
+            "  -o, --output OUT          the record file to write (required)\n"
+            "  --doc-split blank|line|file\n"
+            "                            text: a document is a block of non-blank lines (blank, the default),\n"
+            "                            one line (line) or one whole input file (file)\n"
+            "  --libsvm-fields zero|position\n"
+            "                            libsvm: every entry in field 0 (zero, the default) or field = the\n"
+            "                            entry's position in its line, 0, 1, ... (position)\n"
+            "  --valid-fraction F        send each record to the valid file with probability F (0 <= F < 1)\n"
+            "  --valid-out VALID         the valid record file (required with --valid-fraction > 0)\n"
+            "  --seed N                  seed of the train/valid split (default 1); same seed, same split\n"
+            "  --no-progress             no progress bar (it is only drawn on a terminal anyway)\n\n"
+            "Labels must be 0, 1 or -1 (stored as 0). A malformed line stops the conversion with its file, line\n"
+            "and column (exit 2). See docs/data-format.md.\n");
+}
+
+static void usage_index(FILE *out) {
+    fprintf(out, "usage: dealer data index FILE...\n\n"
+                 "Scans each record file, checking every record's CRCs, and writes FILE.idx (the byte offset of each\n"
+                 "record) atomically. Readers use the index for random access; without a valid one they scan.\n");
+}
+
+static void usage_stat(FILE *out) {
+    fprintf(out, "usage: dealer data stat FILE...\n\n"
+                 "Reads every record (checking CRCs) and prints the record count and, by kind:\n"
+                 "  text    tokens, document length min/median/p90/max and a log2 histogram\n"
+                 "  clicks  rows, label balance, fields, distinct features, entries per row\n"
+                 "  pairs   pairs and prompt/chosen/rejected length figures\n");
+}
+
+/* "1234567" -> "1,234,567". */
+static const char *grouped(char *buf, size_t cap, unsigned long long v) {
+    char digits[32];
+    int n = snprintf(digits, sizeof digits, "%llu", v);
+    size_t o = 0;
+    for (int i = 0; i < n && o + 2 < cap; i++) {
+        if (i > 0 && (n - i) % 3 == 0)
+            buf[o++] = ',';
+        buf[o++] = digits[i];
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
+static int usage_error(const char *command, const char *fmt, const char *arg) {
+    fprintf(stderr, "dealer data %s: ", command);
+    fprintf(stderr, fmt, arg ? arg : "");
+    fprintf(stderr, " (see dealer data %s --help)\n", command);
+    return 2;
+}
+
+static int cmd_convert(int argc, char **argv) {
+    dl_convert_options opt;
+    memset(&opt, 0, sizeof opt);
+    opt.seed = 1;
+    opt.progress = 1;
+    const char *format = NULL, *doc_split = NULL, *libsvm_fields = NULL;
+    const char **inputs = calloc((size_t)argc + 1, sizeof *inputs);
+    if (!inputs) {
+        fprintf(stderr, "dealer data convert: out of memory\n");
+        return 1;
+    }
+    size_t n_inputs = 0;
+    int rc = 0, options_done = 0;
+    for (int i = 1; i < argc && rc == 0; i++) {
+        const char *a = argv[i];
+        const char *next = i + 1 < argc ? argv[i + 1] : NULL;
+        int takes_value = 1;
+        if (options_done || a[0] != '-' || strcmp(a, "-") == 0) {
+            inputs[n_inputs++] = a;
+            takes_value = 0;
+        } else if (strcmp(a, "--") == 0) {
+            options_done = 1;
+            takes_value = 0;
+        } else if (strcmp(a, "--no-progress") == 0) {
+            opt.progress = 0;
+            takes_value = 0;
+        } else if (!next) {
+            rc = usage_error("convert", "%s needs a value", a);
+            break;
+        } else if (strcmp(a, "--format") == 0) {
+            format = next;
+        } else if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0) {
+            opt.output = next;
+        } else if (strcmp(a, "--doc-split") == 0) {
+            doc_split = next;
+        } else if (strcmp(a, "--libsvm-fields") == 0) {
+            libsvm_fields = next;
+        } else if (strcmp(a, "--valid-out") == 0) {
+            opt.valid_output = next;
+        } else if (strcmp(a, "--valid-fraction") == 0) {
+            char *end;
+            errno = 0;
+            opt.valid_fraction = strtod(next, &end);
+            if (errno || *end || end == next || !(opt.valid_fraction >= 0.0 && opt.valid_fraction < 1.0))
+                rc = usage_error("convert", "--valid-fraction needs a number in [0, 1), got '%s'", next);
+        } else if (strcmp(a, "--seed") == 0) {
+            char *end;
+            errno = 0;
+            opt.seed = strtoull(next, &end, 10);
+            if (errno || *end || end == next || next[0] == '-')
+                rc = usage_error("convert", "--seed needs a non-negative integer, got '%s'", next);
+        } else {
+            rc = usage_error("convert", "unknown option '%s'", a);
+        }
+        if (takes_value)
+            i++;
+    }
+    if (rc == 0 && !format)
+        rc = usage_error("convert", "--format is required (text, libffm, libsvm or jsonl-pairs)%s", NULL);
+    if (rc == 0 && dl_convert_parse_format(format, &opt.format) != DL_OK)
+        rc = usage_error("convert", "unknown --format '%s' (known: text, libffm, libsvm, jsonl-pairs)", format);
+    if (rc == 0 && doc_split && opt.format != DL_CONVERT_TEXT)
+        rc = usage_error("convert", "--doc-split applies to --format text only%s", NULL);
+    if (rc == 0 && doc_split && dl_convert_parse_doc_split(doc_split, &opt.doc_split) != DL_OK)
+        rc = usage_error("convert", "unknown --doc-split '%s' (known: blank, line, file)", doc_split);
+    if (rc == 0 && libsvm_fields && opt.format != DL_CONVERT_LIBSVM)
+        rc = usage_error("convert", "--libsvm-fields applies to --format libsvm only%s", NULL);
+    if (rc == 0 && libsvm_fields) {
+        if (strcmp(libsvm_fields, "position") == 0)
+            opt.libsvm_field_by_position = 1;
+        else if (strcmp(libsvm_fields, "zero") != 0)
+            rc = usage_error("convert", "unknown --libsvm-fields '%s' (known: zero, position)", libsvm_fields);
+    }
+    if (rc == 0 && n_inputs == 0)
+        rc = usage_error("convert", "no input files given%s", NULL);
+    if (rc == 0 && !opt.output)
+        rc = usage_error("convert", "no output file given (-o OUT.tfrecord)%s", NULL);
+    if (rc == 0 && opt.valid_fraction > 0.0 && !opt.valid_output)
+        rc = usage_error("convert", "--valid-fraction needs --valid-out VALID.tfrecord%s", NULL);
+    if (rc == 0 && opt.valid_output && opt.valid_fraction == 0.0)
+        rc = usage_error("convert", "--valid-out needs --valid-fraction F > 0%s", NULL);
+    if (rc != 0) {
+        free(inputs);
+        return rc;
+    }
+    opt.inputs = inputs;
+    opt.num_inputs = n_inputs;
+    dl_convert_result res;
+    dl_status s = dl_convert(&opt, &res);
+    free(inputs);
+    if (s != DL_OK)
+        return dl_cli_report("data convert", s);
+    char a[32], b[32], c[32];
+    printf("wrote %s records to %s (%s bytes)", grouped(a, sizeof a, res.records), opt.output,
+           grouped(b, sizeof b, res.output_bytes));
+    if (opt.valid_output)
+        printf(" and %s to %s (%s bytes)", grouped(a, sizeof a, res.valid_records), opt.valid_output,
+               grouped(c, sizeof c, res.valid_bytes));
+    printf("\nread %s lines (%s blank), %s bytes", grouped(a, sizeof a, res.lines),
+           grouped(b, sizeof b, res.blank_lines), grouped(c, sizeof c, res.input_bytes));
+    if (opt.format == DL_CONVERT_TEXT || opt.format == DL_CONVERT_JSONL_PAIRS)
+        printf("; %s tokens", grouped(a, sizeof a, res.tokens));
+    printf("\n");
+    if (res.records + res.valid_records == 0)
+        fprintf(stderr, "dealer data convert: warning: the inputs held no records\n");
+    return 0;
+}
+
+static int cmd_index(int argc, char **argv) {
+    int files = 0, rc = 0;
+    for (int i = 1; i < argc; i++) {
+        if (argv[i][0] == '-' && argv[i][1]) {
+            return usage_error("index", "unknown option '%s'", argv[i]);
+        }
+    }
+    for (int i = 1; i < argc; i++) {
+        files++;
+        uint64_t count = 0;
+        dl_status s = dl_record_index_build(argv[i], &count);
+        if (s != DL_OK) {
+            int code = dl_cli_report("data index", s);
+            if (rc == 0)
+                rc = code;
+            continue;
+        }
+        char a[32];
+        printf("%s: %s records, index %s.idx\n", argv[i], grouped(a, sizeof a, count), argv[i]);
+    }
+    if (files == 0)
+        return usage_error("index", "no record files given%s", NULL);
+    return rc;
+}
+
+static int cmd_stat(int argc, char **argv) {
+    int files = 0, rc = 0;
+    for (int i = 1; i < argc; i++)
+        if (argv[i][0] == '-' && argv[i][1])
+            return usage_error("stat", "unknown option '%s'", argv[i]);
+    for (int i = 1; i < argc; i++) {
+        dl_data_stats st;
+        dl_status s = dl_data_stat(argv[i], &st);
+        if (s != DL_OK) {
+            int code = dl_cli_report("data stat", s);
+            if (rc == 0)
+                rc = code;
+            continue;
+        }
+        if (files++)
+            printf("\n");
+        dl_data_stats_print(&st, argv[i], stdout);
+    }
+    if (files == 0 && rc == 0)
+        return usage_error("stat", "no record files given%s", NULL);
+    return rc;
+}
 
 int dl_cmd_data(int argc, char **argv) {
-    if (dl_cli_wants_help(argc, argv)) {
-        printf("usage: dealer data ...\n(not implemented yet: arrives with the data work)\n");
+    if (argc < 2) {
+        usage_data(stderr);
+        return 2;
+    }
+    const char *sub = argv[1];
+    if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0 || strcmp(sub, "help") == 0) {
+        usage_data(stdout);
         return 0;
     }
-    return dl_cli_not_implemented("data", "data");
+    struct {
+        const char *name;
+        int (*run)(int, char **);
+        void (*usage)(FILE *);
+    } subs[] = {{"convert", cmd_convert, usage_convert}, {"index", cmd_index, usage_index},
+                {"stat", cmd_stat, usage_stat}};
+    for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++) {
+        if (strcmp(sub, subs[i].name) != 0)
+            continue;
+        if (dl_cli_wants_help(argc - 1, argv + 1)) {
+            subs[i].usage(stdout);
+            return 0;
+        }
+        return subs[i].run(argc - 1, argv + 1);
+    }
+    fprintf(stderr, "dealer data: unknown command '%s' (known: convert, index, stat)\n", sub);
+    return 2;
 }

@@ -27,7 +27,8 @@ dl_status dl_batch_alloc(dl_batch *batch, dl_data_kind kind, int32_t rows, int32
         c->rows = rows;
         c->row_ptr = alloc_array((size_t)rows + 1, sizeof *c->row_ptr);
         c->labels = alloc_array((size_t)rows, sizeof *c->labels);
-        if (!c->row_ptr || !c->labels) {
+        /* Entry arrays start at 16 per row (grown on demand), so they are never NULL. */
+        if (!c->row_ptr || !c->labels || dl_click_batch_reserve(c, 16 * (int64_t)rows) != DL_OK) {
             dl_batch_free(batch);
             return DL_FAIL(DL_ERR_NOMEM, "allocating a click batch of %d rows", (int)rows);
         }

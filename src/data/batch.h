@@ -91,6 +91,7 @@ typedef struct dl_batch {
 /* Allocates the buffers of a batch of `rows` rows (of `seq_len` tokens for token kinds; seq_len is ignored for
  * clicks) and sets it empty. Free with dl_batch_free, also after a failure. */
 dl_status dl_batch_alloc(dl_batch *batch, dl_data_kind kind, int32_t rows, int32_t seq_len);
+/* Frees the buffers and zeroes the struct; safe on a zeroed or already freed batch. */
 void dl_batch_free(dl_batch *batch);
 /* Makes the batch empty (no rows, no tokens; padding everywhere), keeping its buffers. */
 void dl_batch_clear(dl_batch *batch);

@@ -27,7 +27,8 @@ extern "C" {
 /* Where documents come from: decode global record `record` (< num_records) into the given struct (reusing its
  * memory). A damaged record fails with DL_ERR_FORMAT and a message naming the file and byte offset; with
  * data.skip_corrupt the loader skips such records. Only the functions of the kind being loaded need be set.
- * Called from one thread at a time (the loader's prefetch thread). */
+ * A loader calls them from its prefetch thread; the dataset's own source is thread-safe (each call decodes into the
+ * caller's struct), so several loaders may share one dataset. */
 typedef struct dl_doc_source {
     void *ctx;
     uint64_t num_records;
@@ -43,10 +44,14 @@ typedef struct dl_dataset dl_dataset;
 dl_status dl_dataset_open(dl_dataset **dataset, const char *const *paths, size_t count);
 /* Opens a comma-separated list of files and glob patterns (the value of data.train / data.valid). */
 dl_status dl_dataset_open_spec(dl_dataset **dataset, const char *spec);
+/* Closes the files; NULL is allowed. */
 void dl_dataset_close(dl_dataset *dataset);
 
+/* Records in all files together. */
 uint64_t dl_dataset_count(const dl_dataset *dataset);
+/* Files, in the order their records are numbered. */
 size_t dl_dataset_num_files(const dl_dataset *dataset);
+/* Path and record count of file `file` (NULL / 0 past the end). */
 const char *dl_dataset_file_path(const dl_dataset *dataset, size_t file);
 uint64_t dl_dataset_file_count(const dl_dataset *dataset, size_t file);
 /* The files for messages: "a.tfrecord, b.tfrecord" (the first few, then "and N more"). */

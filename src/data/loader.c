@@ -213,9 +213,8 @@ static dl_status read_failed(dl_loader *l, dl_status status, uint64_t epoch, uin
         *skipped = 1;
         return DL_OK;
     }
-    dl_error_context("rank %u, epoch %llu, position %llu (record %llu of %s)", l->cfg.rank,
-                     (unsigned long long)epoch, (unsigned long long)position, (unsigned long long)record,
-                     l->src.name ? l->src.name : "the data");
+    dl_error_context("data rank %u, epoch %llu, position %llu (global record %llu)", l->cfg.rank,
+                     (unsigned long long)epoch, (unsigned long long)position, (unsigned long long)record);
     if (status == DL_ERR_FORMAT && !l->cfg.skip_corrupt)
         dl_error_hint("fix or regenerate the file, or set data.skip_corrupt: true to skip damaged records");
     return status;

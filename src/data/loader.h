@@ -86,8 +86,9 @@ typedef struct dl_loader_stats {
 
 typedef struct dl_loader dl_loader;
 
-/* Opens a loader over `source` (which must outlive it and not be used by anyone else meanwhile). `cursor` (len
- * bytes) resumes where dl_loader_cursor said; NULL starts at the beginning. Fails with DL_ERR_INVALID when the
+/* Opens a loader over `source`, which must outlive it. With prefetch the source is called from the loader's thread,
+ * so a source shared with other users must be thread-safe (a dataset's is: record reads are). `cursor` (len bytes)
+ * resumes where dl_loader_cursor said; NULL starts at the beginning. Fails with DL_ERR_INVALID when the
  * data has fewer records than ranks, or the config or cursor is bad. */
 dl_status dl_loader_open(dl_loader **loader, const dl_doc_source *source, const dl_loader_config *config,
                          const uint8_t *cursor, size_t cursor_len);

@@ -81,6 +81,7 @@ typedef struct dl_packer dl_packer;
 /* Creates a packer. Memory: window · T tokens (2T for pairs) plus per-batch bookkeeping; nothing grows later
  * except the buffer of the longest text document being cut. */
 dl_status dl_packer_create(dl_packer **packer, const dl_pack_config *config);
+/* Frees the packer; NULL is allowed. */
 void dl_packer_destroy(dl_packer *packer);
 
 /* Empties the window and starts at stream position `start`; positions ≥ `end` do not exist (UINT64_MAX: endless). */
@@ -95,6 +96,7 @@ dl_status dl_packer_next(dl_packer *packer, dl_token_batch *batch, dl_pack_fetch
 uint64_t dl_packer_position(const dl_packer *packer);
 /* Documents in the window (pieces count one each). */
 int32_t dl_packer_window_count(const dl_packer *packer);
+/* Counts since the last reset or restore. */
 const dl_pack_stats *dl_packer_stats(const dl_packer *packer);
 
 /* Largest byte size dl_packer_save can write for this configuration. */
