@@ -1,12 +1,63 @@
-/* cmd_train.c — `dealer train`. */
+/* cmd_train.c — `dealer train CONFIG [section.key=value ...]`: start MPI, resolve the config, train.
+ *
+ * Failures that every rank meets the same way (a bad config, a missing data file) are printed once, by rank 0, and
+ * every rank exits with the same code. A failure on one rank is printed by that rank; the others learn of it at the
+ * next step boundary and exit too. Only a communication failure (a watchdog timeout, a dead rank) needs MPI_Abort,
+ * because the other ranks may be blocked inside MPI. */
 #include <stdio.h>
+#include <string.h>
 
 #include "cli/commands.h"
+#include "comm/world.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "train/trainer.h"
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "usage: dealer train CONFIG [section.key=value ...]\n\n"
+            "Trains the model CONFIG describes; run it under mpirun (launch/mpirun.sh) for several ranks.\n"
+            "Overrides change single keys (optim.lr=3e-4 train.steps=100); `dealer config keys` lists them.\n"
+            "Writes run.dir/config.yaml, run.dir/metrics.jsonl and run.dir/ckpt/step_NNNNNNNN.h5; with\n"
+            "train.resume=auto (the default) a run continues from run.dir/ckpt/latest.\n\n"
+            "Exit codes: 0 done, 1 runtime failure, 2 bad config or input, 75 stopped by a signal after a\n"
+            "checkpoint (requeue to continue).\n");
+}
 
 int dl_cmd_train(int argc, char **argv) {
     if (dl_cli_wants_help(argc, argv)) {
-        printf("usage: dealer train ...\n(not implemented yet: arrives with the gpt work)\n");
+        usage(stdout);
         return 0;
     }
-    return dl_cli_not_implemented("train", "gpt");
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    dl_world world;
+    if (dl_world_init(&world, &argc, &argv, 300.0) != DL_OK)
+        return dl_cli_report("train", dl_error_status());
+    dl_config cfg;
+    dl_status s = dl_config_load(&cfg, argv[1], argc - 2, argv + 2);
+    if (s != DL_OK) {
+        int code = world.rank == 0 ? dl_cli_report("train", s) : dl_status_exit_code(s);
+        dl_config_free(&cfg);
+        dl_world_finalize(&world);
+        return code;
+    }
+    dl_log_set_level((dl_log_level)cfg.log.level);
+    world.timeout_s = cfg.comm.timeout_s;
+    s = dl_train(&cfg, &world);
+    int code = 0;
+    if (s != DL_OK) {
+        const char *message = dl_error_message();
+        int echo = strncmp(message, "another rank failed", 19) != 0;
+        if (echo)
+            fprintf(stderr, "dealer train: error (rank %d): %s\n", world.rank, message);
+        code = dl_status_exit_code(s);
+        if (s == DL_ERR_COMM && world.size > 1)
+            dl_world_abort(&world, code);
+    }
+    dl_config_free(&cfg);
+    dl_world_finalize(&world);
+    return code;
 }

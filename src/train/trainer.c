@@ -1,0 +1,572 @@
+/* trainer.c — the training loop (see trainer.h). */
+#include "train/trainer.h"
+
+#include <errno.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/timer.h"
+#include "data/dataset.h"
+#include "data/loader.h"
+#include "ops/blas_runtime.h"
+#include "train/checkpoint.h"
+#include "train/model.h"
+#include "train/optimizer.h"
+#include "train/schedule.h"
+
+void openblas_set_num_threads(int num_threads);
+
+/* Scalars every rank contributes to a step, summed in one all-reduce. */
+enum { S_LOSS, S_TARGETS, S_TOKENS, S_SLOTS, S_ATTENDED, S_FAILED, S_COUNT };
+
+typedef struct trainer {
+    const dl_config *cfg;
+    dl_world *world;
+    dl_backend be;
+    int backend_open;
+    dl_dataset *train_set, *valid_set;
+    dl_doc_source train_source, valid_source;
+    dl_loader *loader;
+    dl_loader_config loader_cfg;
+    dl_model *model;
+    dl_optimizer opt;
+    int opt_ready;
+    dl_schedule schedule;
+    size_t numel;
+    float *host_grads;       /* staging for the all-reduce when gradients live on a GPU */
+    int64_t step, total_steps, eval_batches;
+    int64_t bad_steps;
+    double tokens_seen, samples_seen;
+    double peak_gflops;
+    FILE *metrics;
+    char *config_yaml;
+} trainer;
+
+static int rank0(const trainer *t) { return t->world->rank == 0; }
+
+static dl_status make_dir(const char *path) {
+    char buffer[4096];
+    size_t len = strlen(path);
+    DL_REQUIRE(len > 0 && len < sizeof buffer, DL_ERR_CONFIG, "run.dir '%s' is empty or too long", path);
+    memcpy(buffer, path, len + 1);
+    for (size_t i = 1; i <= len; i++)
+        if (buffer[i] == '/' || buffer[i] == '\0') {
+            char c = buffer[i];
+            buffer[i] = '\0';
+            if (mkdir(buffer, 0755) != 0 && errno != EEXIST)
+                return DL_FAIL(DL_ERR_IO, "cannot create run directory %s: %s", buffer, strerror(errno));
+            buffer[i] = c;
+        }
+    return DL_OK;
+}
+
+/* Every rank reports its status; all learn the worst. The failing rank keeps its own message. */
+static dl_status agree(trainer *t, dl_status local, const char *phase) {
+    int64_t code = local == DL_OK ? 0 : -(int64_t)local;
+    int64_t worst = code;
+    dl_status s = dl_comm_allreduce_max_i64(t->world, &worst, 1, phase);
+    if (local != DL_OK)
+        return local;
+    DL_CHECK(s);
+    if (worst != 0)
+        return DL_FAIL((dl_status)(-worst), "another rank failed during %s (see its message above)", phase);
+    return DL_OK;
+}
+
+static dl_status open_dataset(const dl_str_list *list, dl_dataset **set, const char *key) {
+    DL_REQUIRE(list->count > 0, DL_ERR_CONFIG, "%s names no record files", key);
+    DL_CHECK_CTX(dl_dataset_open(set, (const char *const *)list->items, (size_t)list->count), "%s", key);
+    return DL_OK;
+}
+
+static dl_status setup_data(trainer *t) {
+    const dl_config *c = t->cfg;
+    DL_CHECK(open_dataset(&c->data.train, &t->train_set, "data.train"));
+    dl_dataset_source(t->train_set, &t->train_source);
+    if (c->data.valid.count > 0) {
+        DL_CHECK(open_dataset(&c->data.valid, &t->valid_set, "data.valid"));
+        dl_dataset_source(t->valid_set, &t->valid_source);
+    }
+    dl_loader_config *lc = &t->loader_cfg;
+    dl_loader_config_default(lc);
+    lc->kind = dl_model_data_kind(c);
+    lc->batch_rows = c->train.batch_per_rank;
+    lc->seq_len = c->data.seq_len;
+    lc->packing = c->data.packing;
+    lc->pack_window = c->data.pack_window;
+    lc->shuffle = c->data.shuffle;
+    lc->seed = (uint64_t)c->run.seed;
+    lc->world = (uint32_t)t->world->size;
+    lc->rank = (uint32_t)t->world->rank;
+    lc->epochs = (uint64_t)(c->train.epochs > 0 ? c->train.epochs : 0);
+    lc->prefetch = c->data.prefetch;
+    lc->skip_corrupt = c->data.skip_corrupt;
+    return DL_OK;
+}
+
+/* Steps: train.steps, or fewer when train.epochs bounds the data (all ranks agree on the largest count). */
+static dl_status count_steps(trainer *t) {
+    t->total_steps = t->cfg->train.steps;
+    if (t->loader_cfg.epochs == 0)
+        return DL_OK;
+    uint64_t batches = 0;
+    dl_status s = dl_loader_count_batches(&t->train_source, &t->loader_cfg, &batches);
+    DL_CHECK(agree(t, s, "counting batches"));
+    int64_t most = (int64_t)batches;
+    DL_CHECK(dl_comm_allreduce_max_i64(t->world, &most, 1, "batch count"));
+    int64_t by_data = (most + t->cfg->train.grad_accum - 1) / t->cfg->train.grad_accum;
+    if (by_data < t->total_steps)
+        t->total_steps = by_data;
+    DL_REQUIRE(t->total_steps > 0, DL_ERR_INVALID, "data.train holds no batch for %d ranks", t->world->size);
+    return DL_OK;
+}
+
+static dl_status count_eval_batches(trainer *t) {
+    if (!t->valid_set)
+        return DL_OK;
+    if (t->cfg->train.eval_steps > 0) {
+        t->eval_batches = t->cfg->train.eval_steps;
+        return DL_OK;
+    }
+    dl_loader_config lc = t->loader_cfg;
+    lc.shuffle = 0;
+    lc.epochs = 1;
+    lc.prefetch = 0;
+    uint64_t batches = 0;
+    dl_status s = dl_loader_count_batches(&t->valid_source, &lc, &batches);
+    DL_CHECK(agree(t, s, "counting validation batches"));
+    int64_t most = (int64_t)batches;
+    DL_CHECK(dl_comm_allreduce_max_i64(t->world, &most, 1, "validation batch count"));
+    t->eval_batches = most;
+    return DL_OK;
+}
+
+static dl_status broadcast_params(trainer *t) {
+    size_t bytes = t->numel * sizeof(float);
+    if (t->be.kind == DL_DEVICE_CPU)
+        return dl_comm_broadcast(t->world, t->model->param_data, bytes, 0, "parameter broadcast");
+    float *host = malloc(bytes);
+    DL_REQUIRE(host != NULL, DL_ERR_NOMEM, "cannot allocate %zu bytes", bytes);
+    dl_status s = dl_mem_to_host(&t->be, host, t->model->param_data, bytes);
+    if (s == DL_OK)
+        s = dl_comm_broadcast(t->world, host, bytes, 0, "parameter broadcast");
+    if (s == DL_OK)
+        s = dl_mem_to_device(&t->be, t->model->param_data, host, bytes);
+    free(host);
+    return s;
+}
+
+/* Host copies of parameters and optimizer states for a checkpoint (or to receive one). */
+typedef struct host_state {
+    float *params;
+    float *states[DL_OPTIMIZER_MAX_STATES];
+    dl_ckpt_tensors tensors;
+} host_state;
+
+static void host_state_free(host_state *h) {
+    free(h->params);
+    for (int k = 0; k < DL_OPTIMIZER_MAX_STATES; k++)
+        free(h->states[k]);
+    memset(h, 0, sizeof *h);
+}
+
+static dl_status host_state_alloc(trainer *t, host_state *h) {
+    memset(h, 0, sizeof *h);
+    size_t bytes = t->numel * sizeof(float);
+    h->params = calloc(t->numel, sizeof(float));
+    int ok = h->params != NULL;
+    for (int k = 0; k < t->opt.num_states; k++)
+        ok = ok && (h->states[k] = calloc(t->numel, sizeof(float))) != NULL;
+    if (!ok) {
+        host_state_free(h);
+        return DL_FAIL(DL_ERR_NOMEM, "cannot allocate %zu bytes for a checkpoint copy", bytes);
+    }
+    h->tensors = (dl_ckpt_tensors){t->model->params, h->params, t->opt.num_states, t->opt.state_names, h->states};
+    return DL_OK;
+}
+
+static dl_status save_checkpoint(trainer *t) {
+    host_state h;
+    DL_CHECK(host_state_alloc(t, &h));
+    size_t span = t->opt.end - t->opt.begin;
+    dl_status s = dl_mem_to_host(&t->be, h.params, t->model->param_data, t->numel * sizeof(float));
+    for (int k = 0; k < t->opt.num_states && s == DL_OK; k++)
+        s = dl_mem_to_host(&t->be, h.states[k] + t->opt.begin, t->opt.states[k], span * sizeof(float));
+    const uint8_t *cursor = NULL;
+    size_t cursor_len = 0;
+    dl_loader_cursor(t->loader, &cursor, &cursor_len);
+    dl_ckpt_meta meta = {
+        .step = t->step,
+        .epoch = 0,
+        .tokens_seen = t->tokens_seen,
+        .samples_seen = t->samples_seen,
+        .optimizer_step = t->opt.step,
+        .seed = t->cfg->run.seed,
+        .world_size = t->world->size,
+        .zero_stage = t->cfg->comm.zero,
+        .config_yaml = t->config_yaml,
+    };
+    snprintf(meta.model_kind, sizeof meta.model_kind, "%s", t->model->kind);
+    dl_cursor_info info;
+    if (cursor_len && dl_cursor_info_get(cursor, cursor_len, &info) == DL_OK)
+        meta.epoch = (int64_t)info.epoch;
+    char path[4300] = "";
+    dl_status agreed = agree(t, s, "checkpoint copy");
+    if (agreed == DL_OK)
+        agreed = dl_ckpt_save(t->world, t->cfg->run.dir, &meta, &h.tensors, cursor, cursor_len, t->cfg->ckpt.keep,
+                              t->cfg->ckpt.keep_every, path, sizeof path);
+    host_state_free(&h);
+    DL_CHECK(agreed);
+    if (rank0(t))
+        DL_INFO("checkpoint %s", path);
+    return DL_OK;
+}
+
+/* train.resume: auto (latest when there is one), never, or a path. Fills the cursor to open the loader with. */
+static dl_status maybe_resume(trainer *t, uint8_t **cursor, size_t *cursor_len, int *resumed) {
+    *resumed = 0;
+    const dl_config *c = t->cfg;
+    char path[4300];
+    int found = 0;
+    if (c->train.resume == DL_RESUME_NEVER)
+        return DL_OK;
+    if (c->train.resume == DL_RESUME_PATH) {
+        snprintf(path, sizeof path, "%s", c->train.resume_path);
+        found = 1;
+    } else {
+        DL_CHECK(dl_ckpt_latest(c->run.dir, path, sizeof path, &found));
+    }
+    if (!found)
+        return DL_OK;
+    dl_ckpt_meta meta;
+    DL_CHECK(dl_ckpt_read_meta(path, &meta));
+    free(meta.config_yaml);
+    if (strcmp(meta.model_kind, t->model->kind) != 0) {
+        dl_status s = DL_FAIL(DL_ERR_FORMAT, "%s holds a %s model, the config trains %s", path, meta.model_kind,
+                              t->model->kind);
+        dl_error_hint("use another run.dir, or train.resume=never");
+        return s;
+    }
+    host_state h;
+    DL_CHECK(host_state_alloc(t, &h));
+    dl_status s = dl_ckpt_load(path, &h.tensors, t->world->rank, t->world->size, cursor, cursor_len);
+    size_t span = t->opt.end - t->opt.begin;
+    if (s == DL_OK)
+        s = dl_mem_to_device(&t->be, t->model->param_data, h.params, t->numel * sizeof(float));
+    for (int k = 0; k < t->opt.num_states && s == DL_OK; k++)
+        s = dl_mem_to_device(&t->be, t->opt.states[k], h.states[k] + t->opt.begin, span * sizeof(float));
+    host_state_free(&h);
+    DL_CHECK(s);
+    if (meta.world_size != t->world->size && rank0(t))
+        DL_WARN("%s was written by %d ranks, this run has %d: the data order restarts from the beginning of epoch "
+                "%lld", path, meta.world_size, t->world->size, (long long)meta.epoch);
+    t->step = meta.step;
+    t->opt.step = meta.optimizer_step;
+    t->tokens_seen = meta.tokens_seen;
+    t->samples_seen = meta.samples_seen;
+    *resumed = 1;
+    if (rank0(t))
+        DL_INFO("resumed from %s at step %lld", path, (long long)meta.step);
+    return DL_OK;
+}
+
+static dl_status evaluate(trainer *t, double *val_loss, double *val_targets) {
+    dl_loader_config lc = t->loader_cfg;
+    lc.shuffle = 0;
+    lc.epochs = 1;
+    lc.prefetch = 0;
+    dl_loader *loader = NULL;
+    dl_step_stats stats = {0};
+    dl_status s = dl_loader_open(&loader, &t->valid_source, &lc, NULL, 0);
+    for (int64_t i = 0; i < t->eval_batches && s == DL_OK; i++) {
+        const dl_batch *batch;
+        s = dl_loader_next(loader, &batch);
+        if (s == DL_OK)
+            s = t->model->eval_batch(t->model, batch, &stats);
+    }
+    dl_loader_close(loader);
+    double sums[3] = {stats.loss_sum, stats.targets, s != DL_OK};
+    dl_status c = dl_comm_allreduce_sum_f64(t->world, sums, 3, "validation sums");
+    DL_CHECK_CTX(s, "evaluating on data.valid");
+    DL_CHECK(c);
+    if (sums[2] > 0)
+        return DL_FAIL(DL_ERR_RUNTIME, "another rank failed during evaluation (see its message above)");
+    *val_targets = sums[1];
+    *val_loss = sums[1] > 0 ? sums[0] / sums[1] : NAN;
+    return DL_OK;
+}
+
+static void format_duration(char *buf, size_t cap, double seconds) {
+    if (!isfinite(seconds) || seconds < 0)
+        snprintf(buf, cap, "?");
+    else if (seconds < 60)
+        snprintf(buf, cap, "%.0fs", seconds);
+    else if (seconds < 3600)
+        snprintf(buf, cap, "%dm%02ds", (int)seconds / 60, (int)seconds % 60);
+    else
+        snprintf(buf, cap, "%dh%02dm", (int)seconds / 3600, ((int)seconds % 3600) / 60);
+}
+
+/* One optimizer step: micro-batches, the step all-reduces, clipping, the update. A non-finite step is skipped. */
+static dl_status train_step(trainer *t, double *step_seconds, double sums_out[S_COUNT], double *grad_norm,
+                            double *lr, int *skipped) {
+    const dl_config *c = t->cfg;
+    double t0 = dl_time_seconds();
+    dl_step_stats stats = {0};
+    dl_status local = dl_mem_zero(&t->be, t->model->grad_data, t->numel * sizeof(float));
+    for (int micro = 0; micro < c->train.grad_accum && local == DL_OK; micro++) {
+        const dl_batch *batch;
+        local = dl_loader_next(t->loader, &batch);
+        if (local == DL_OK)
+            local = t->model->train_batch(t->model, batch, NULL, NULL, &stats);
+    }
+    double sums[S_COUNT] = {stats.loss_sum, stats.targets, stats.tokens, stats.slots, stats.attended, local != DL_OK};
+    dl_status s = dl_comm_allreduce_sum_f64(t->world, sums, S_COUNT, "step statistics");
+    DL_CHECK(local);
+    DL_CHECK(s);
+    if (sums[S_FAILED] > 0)
+        return DL_FAIL(DL_ERR_RUNTIME, "another rank failed at step %lld (see its message above)",
+                       (long long)t->step + 1);
+    /* Gradient sums over ranks. */
+    size_t bytes = t->numel * sizeof(float);
+    if (t->world->size > 1) {
+        if (t->be.kind == DL_DEVICE_CPU) {
+            DL_CHECK(dl_comm_allreduce_sum_f32(t->world, t->model->grad_data, t->numel, "gradient all-reduce"));
+        } else {
+            DL_CHECK(dl_mem_to_host(&t->be, t->host_grads, t->model->grad_data, bytes));
+            DL_CHECK(dl_comm_allreduce_sum_f32(t->world, t->host_grads, t->numel, "gradient all-reduce"));
+            DL_CHECK(dl_mem_to_device(&t->be, t->model->grad_data, t->host_grads, bytes));
+        }
+    }
+    t->step++;
+    dl_world_set_step(t->world, t->step);
+    *lr = dl_schedule_lr(&t->schedule, t->step);
+    double targets = sums[S_TARGETS];
+    double scale = targets > 0 ? 1.0 / targets : 0.0;
+    double sumsq = 0;
+    DL_CHECK(dl_op_sumsq(&t->be, &sumsq, t->model->grad_data, t->numel));
+    double norm = sqrt(sumsq) * scale;
+    *grad_norm = norm;
+    double loss = targets > 0 ? sums[S_LOSS] / targets : NAN;
+    *skipped = 0;
+    if (!isfinite(norm) || !isfinite(loss) || targets <= 0) {
+        *skipped = 1;
+        if (targets > 0) {
+            t->bad_steps++;
+            if (rank0(t))
+                DL_WARN("step %lld: non-finite %s; step skipped (%lld so far, train.max_bad_steps %d)",
+                        (long long)t->step, isfinite(loss) ? "gradient norm" : "loss", (long long)t->bad_steps,
+                        c->train.max_bad_steps);
+            if (t->bad_steps > c->train.max_bad_steps) {
+                dl_status e = DL_FAIL(DL_ERR_RUNTIME, "%lld steps had a non-finite loss or gradient (more than "
+                                                      "train.max_bad_steps = %d); the run has diverged",
+                                      (long long)t->bad_steps, c->train.max_bad_steps);
+                dl_error_hint("lower optim.lr, raise optim.warmup_steps or set optim.grad_clip");
+                return e;
+            }
+        }
+    } else {
+        double clip = c->optim.grad_clip > 0 && norm > c->optim.grad_clip ? c->optim.grad_clip / norm : 1.0;
+        DL_CHECK(dl_optimizer_step(&t->opt, t->model->param_data, t->model->grad_data, *lr, scale * clip));
+    }
+    t->tokens_seen += sums[S_TOKENS];
+    t->samples_seen += sums[S_TARGETS];
+    memcpy(sums_out, sums, sizeof sums);
+    *step_seconds = dl_time_seconds() - t0;
+    return DL_OK;
+}
+
+static void log_step(trainer *t, double dt, const double sums[S_COUNT], double norm, double lr, int skipped,
+                     double elapsed, int64_t first_step) {
+    double loss = sums[S_TARGETS] > 0 ? sums[S_LOSS] / sums[S_TARGETS] : NAN;
+    double tokens_per_s = sums[S_TOKENS] / dt;
+    dl_step_stats g = {sums[S_LOSS], sums[S_TARGETS], sums[S_TOKENS], sums[S_SLOTS], sums[S_ATTENDED]};
+    double flops = t->model->step_flops ? t->model->step_flops(t->model, &g) : 0;
+    double mfu = t->peak_gflops > 0 ? flops / dt / (t->peak_gflops * 1e9 * t->world->size) : 0;
+    double packing = sums[S_SLOTS] > 0 ? sums[S_TOKENS] / sums[S_SLOTS] : 0;
+    double per_step = elapsed / (double)(t->step - first_step);
+    char eta[32];
+    format_duration(eta, sizeof eta, per_step * (double)(t->total_steps - t->step));
+    int log_now = t->step == first_step + 1 || t->step == t->total_steps || t->step % t->cfg->log.every == 0;
+    if (log_now)
+        printf("step %6lld/%lld | loss %.4f | grad %.3f | lr %.2e | %7.1f ms | %8.0f tok/s | MFU %5.1f%% | "
+               "pack %5.1f%% | ETA %s%s\n",
+               (long long)t->step, (long long)t->total_steps, loss, norm, lr, dt * 1e3, tokens_per_s, mfu * 100,
+               packing * 100, eta, skipped ? " | skipped" : "");
+    if (log_now)
+        fflush(stdout);
+    if (t->metrics) {
+        fprintf(t->metrics,
+                "{\"step\": %lld, \"loss\": %.6g, \"lr\": %.6g, \"grad_norm\": %.6g, \"tokens_per_s\": %.6g, "
+                "\"mfu\": %.6g, \"packing_efficiency\": %.6g, \"ms\": %.6g, \"tokens_seen\": %.0f%s}\n",
+                (long long)t->step, isfinite(loss) ? loss : -1.0, lr, isfinite(norm) ? norm : -1.0, tokens_per_s, mfu,
+                packing, dt * 1e3, t->tokens_seen, skipped ? ", \"skipped\": true" : "");
+        fflush(t->metrics);
+    }
+}
+
+static dl_status run_eval(trainer *t) {
+    double val_loss = NAN, val_targets = 0;
+    DL_CHECK(evaluate(t, &val_loss, &val_targets));
+    if (rank0(t)) {
+        printf("step %6lld/%lld | val_loss %.4f (%.0f targets)\n", (long long)t->step, (long long)t->total_steps,
+               val_loss, val_targets);
+        fflush(stdout);
+        if (t->metrics) {
+            fprintf(t->metrics, "{\"step\": %lld, \"val_loss\": %.6g, \"val_targets\": %.0f}\n", (long long)t->step,
+                    val_loss, val_targets);
+            fflush(t->metrics);
+        }
+    }
+    return DL_OK;
+}
+
+static dl_status setup(trainer *t) {
+    const dl_config *c = t->cfg;
+    if (c->train.threads > 0) {
+        omp_set_num_threads(c->train.threads);
+        openblas_set_num_threads(c->train.threads);
+    }
+    const char *device = dl_config_enum_text("device", (int)c->device);
+    DL_CHECK(dl_backend_open(&t->be, device ? device : "auto", t->world->local_rank));
+    t->backend_open = 1;
+    DL_CHECK(setup_data(t));
+    DL_CHECK(dl_model_create(&t->model, c, &t->be, c->train.batch_per_rank, c->data.seq_len));
+    t->numel = dl_tensor_table_numel(t->model->params);
+    dl_optimizer_settings os = {
+        .kind = c->optim.name == DL_OPTIM_ADAGRAD ? DL_OPT_ADAGRAD : c->optim.name == DL_OPTIM_SGD ? DL_OPT_SGD
+                                                                                                   : DL_OPT_ADAMW,
+        .beta1 = c->optim.beta1,
+        .beta2 = c->optim.beta2,
+        .eps = c->optim.eps,
+        .weight_decay = c->optim.weight_decay,
+        .momentum = c->optim.momentum,
+        .adagrad_init = c->optim.adagrad_init,
+    };
+    DL_CHECK(dl_optimizer_create(&t->opt, &os, &t->be, t->model->params, 0, t->numel));
+    t->opt_ready = 1;
+    if (t->be.kind != DL_DEVICE_CPU) {
+        t->host_grads = malloc(t->numel * sizeof(float));
+        DL_REQUIRE(t->host_grads != NULL, DL_ERR_NOMEM, "cannot allocate the gradient staging buffer");
+    }
+    DL_CHECK(dl_config_to_yaml(c, 0, &t->config_yaml));
+    return DL_OK;
+}
+
+static dl_status open_run_records(trainer *t) {
+    if (!rank0(t))
+        return DL_OK;
+    DL_CHECK(make_dir(t->cfg->run.dir));
+    char path[4200];
+    snprintf(path, sizeof path, "%s/config.yaml", t->cfg->run.dir);
+    FILE *f = fopen(path, "w");
+    DL_REQUIRE(f != NULL, DL_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+    fputs(t->config_yaml, f);
+    fclose(f);
+    if (t->cfg->log.jsonl) {
+        snprintf(path, sizeof path, "%s/metrics.jsonl", t->cfg->run.dir);
+        t->metrics = fopen(path, "a");
+        DL_REQUIRE(t->metrics != NULL, DL_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    }
+    return DL_OK;
+}
+
+static void teardown(trainer *t) {
+    if (t->metrics)
+        fclose(t->metrics);
+    dl_loader_close(t->loader);
+    if (t->opt_ready)
+        dl_optimizer_destroy(&t->opt);
+    dl_model_destroy(t->model);
+    dl_dataset_close(t->train_set);
+    dl_dataset_close(t->valid_set);
+    free(t->host_grads);
+    free(t->config_yaml);
+    if (t->backend_open)
+        dl_backend_close(&t->be);
+}
+
+static void print_startup(trainer *t) {
+    if (!rank0(t))
+        return;
+    const dl_config *c = t->cfg;
+    DL_INFO("%s model: %zu parameters; %d rank%s on %s (%d thread%s each); BLAS %s", t->model->kind, t->numel,
+            t->world->size, t->world->size == 1 ? "" : "s", t->be.name, t->be.num_threads,
+            t->be.num_threads == 1 ? "" : "s", dl_blas_describe());
+    DL_INFO("activation memory per rank: %.1f MiB with model.checkpoint=%s, %.1f MiB without checkpointing",
+            (double)t->model->activation_bytes / 1048576.0, dl_config_enum_text("model.checkpoint", c->model.checkpoint),
+            (double)t->model->activation_bytes_without_checkpointing / 1048576.0);
+    DL_INFO("%lld steps of %d rank%s × %d micro-batch%s × %d rows × %d tokens; peak sgemm %.1f GFLOP/s per rank",
+            (long long)t->total_steps, t->world->size, t->world->size == 1 ? "" : "s", c->train.grad_accum,
+            c->train.grad_accum == 1 ? "" : "es", c->train.batch_per_rank, c->data.seq_len, t->peak_gflops);
+}
+
+dl_status dl_train(const dl_config *cfg, dl_world *world) {
+    DL_REQUIRE(cfg != NULL && world != NULL, DL_ERR_INVALID, "dl_train: NULL argument");
+    trainer t;
+    memset(&t, 0, sizeof t);
+    t.cfg = cfg;
+    t.world = world;
+    uint8_t *cursor = NULL;
+    size_t cursor_len = 0;
+    int resumed = 0;
+    dl_status s = setup(&t);
+    s = agree(&t, s, "start-up");
+    if (s == DL_OK)
+        s = agree(&t, maybe_resume(&t, &cursor, &cursor_len, &resumed), "resume");
+    if (s == DL_OK && !resumed) {
+        s = t.model->init_params(t.model, (uint64_t)cfg->run.seed);
+        s = agree(&t, s, "parameter initialisation");
+        if (s == DL_OK)
+            s = broadcast_params(&t);
+    }
+    if (s == DL_OK)
+        s = agree(&t, dl_loader_open(&t.loader, &t.train_source, &t.loader_cfg, cursor, cursor_len), "data loader");
+    free(cursor);
+    if (s == DL_OK)
+        s = count_steps(&t);
+    if (s == DL_OK)
+        s = count_eval_batches(&t);
+    if (s == DL_OK) {
+        t.schedule = (dl_schedule){.kind = (dl_schedule_kind)cfg->optim.schedule, .peak_lr = cfg->optim.lr,
+                                   .warmup_steps = cfg->optim.warmup_steps, .total_steps = t.total_steps,
+                                   .min_lr_ratio = cfg->optim.min_lr_ratio};
+        s = agree(&t, dl_schedule_check(&t.schedule), "schedule");
+    }
+    if (s == DL_OK)
+        s = agree(&t, open_run_records(&t), "run directory");
+    if (s == DL_OK) {
+        t.peak_gflops = dl_blas_gemm_gflops(1024, 3, t.be.num_threads);
+        print_startup(&t);
+    }
+    int64_t first_step = t.step;
+    double started = dl_time_seconds();
+    while (s == DL_OK && t.step < t.total_steps) {
+        double dt = 0, sums[S_COUNT] = {0}, norm = 0, lr = 0;
+        int skipped = 0;
+        s = train_step(&t, &dt, sums, &norm, &lr, &skipped);
+        if (s != DL_OK)
+            break;
+        if (rank0(&t))
+            log_step(&t, dt, sums, norm, lr, skipped, dl_time_seconds() - started, first_step);
+        int last = t.step == t.total_steps;
+        if (t.valid_set && t.eval_batches > 0 && ((cfg->train.eval_every > 0 && t.step % cfg->train.eval_every == 0) || last))
+            s = run_eval(&t);
+        if (s == DL_OK && cfg->ckpt.every > 0 && (t.step % cfg->ckpt.every == 0 || last))
+            s = save_checkpoint(&t);
+    }
+    if (s == DL_OK && rank0(&t)) {
+        char took[32];
+        format_duration(took, sizeof took, dl_time_seconds() - started);
+        DL_INFO("finished %lld steps in %s (%.3g tokens seen)", (long long)t.step, took, t.tokens_seen);
+    }
+    teardown(&t);
+    return s;
+}
