@@ -1,12 +1,246 @@
-/* cmd_generate.c — `dealer generate`. */
+/* cmd_generate.c — `dealer generate CKPT`: sample text from a GPT checkpoint.
+ *
+ * Byte-level: the prompt's bytes are the tokens and every sampled token is written as one byte. Each new token runs
+ * the model over the context (the last model.max_seq_len tokens) and samples from the last position's logits with
+ * temperature and top-k, drawing from Philox(seed) so the same seed gives the same text on every machine. */
+#include <errno.h>
+#include <float.h>
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "cli/commands.h"
+#include "core/config.h"
+#include "core/philox.h"
+#include "train/checkpoint.h"
+#include "train/gpt.h"
+
+static void usage(FILE *out) {
+    fprintf(out, "usage: dealer generate CKPT [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--seed S]\n"
+                 "                        [--device auto|cpu|cuda]\n\n"
+                 "Samples N tokens (default 200) after TEXT (default a newline) from the GPT in CKPT\n"
+                 "(run_dir/ckpt/step_NNNNNNNN.h5 or a run directory, which means its latest checkpoint).\n"
+                 "--temperature 0 picks the most likely token every time; --top-k 0 samples from all tokens.\n");
+}
+
+typedef struct options {
+    const char *ckpt, *prompt, *device;
+    long tokens, top_k;
+    double temperature;
+    unsigned long long seed;
+} options;
+
+static int parse_args(int argc, char **argv, options *o) {
+    *o = (options){NULL, "\n", "cpu", 200, 40, 0.8, 1};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        char *end = NULL;
+        errno = 0;
+        if (a[0] != '-') {
+            if (o->ckpt) {
+                fprintf(stderr, "dealer generate: unexpected argument '%s' (one checkpoint only)\n", a);
+                return -1;
+            }
+            o->ckpt = a;
+            continue;
+        }
+        if (!v) {
+            fprintf(stderr, "dealer generate: %s needs a value (see --help)\n", a);
+            return -1;
+        }
+        i++;
+        if (strcmp(a, "--prompt") == 0) {
+            o->prompt = v;
+        } else if (strcmp(a, "--device") == 0) {
+            o->device = v;
+        } else if (strcmp(a, "--tokens") == 0) {
+            o->tokens = strtol(v, &end, 10);
+            if (errno || *end || o->tokens < 1 || o->tokens > 1000000) {
+                fprintf(stderr, "dealer generate: --tokens must be an integer in 1..1000000, got '%s'\n", v);
+                return -1;
+            }
+        } else if (strcmp(a, "--top-k") == 0) {
+            o->top_k = strtol(v, &end, 10);
+            if (errno || *end || o->top_k < 0) {
+                fprintf(stderr, "dealer generate: --top-k must be a non-negative integer, got '%s'\n", v);
+                return -1;
+            }
+        } else if (strcmp(a, "--temperature") == 0) {
+            o->temperature = strtod(v, &end);
+            if (errno || *end || !(o->temperature >= 0) || o->temperature > 100) {
+                fprintf(stderr, "dealer generate: --temperature must be a number in [0, 100], got '%s'\n", v);
+                return -1;
+            }
+        } else if (strcmp(a, "--seed") == 0) {
+            o->seed = strtoull(v, &end, 10);
+            if (errno || *end) {
+                fprintf(stderr, "dealer generate: --seed must be a non-negative integer, got '%s'\n", v);
+                return -1;
+            }
+        } else {
+            fprintf(stderr, "dealer generate: unknown option '%s' (see --help)\n", a);
+            return -1;
+        }
+    }
+    if (!o->ckpt) {
+        fprintf(stderr, "dealer generate: missing CKPT (see --help)\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* Picks a token from logits[V]: greedy at temperature 0, else softmax(logits/T) restricted to the top k. */
+static int sample(const float *logits, int V, double temperature, long top_k, dl_rng *rng, double *probs) {
+    int best = 0;
+    for (int v = 1; v < V; v++)
+        if (logits[v] > logits[best])
+            best = v;
+    if (temperature == 0)
+        return best;
+    float threshold = -FLT_MAX;
+    if (top_k > 0 && top_k < V) { /* the k-th largest logit: selection by repeated max over a small V */
+        float *copy = malloc((size_t)V * sizeof(float));
+        if (copy) {
+            memcpy(copy, logits, (size_t)V * sizeof(float));
+            for (long k = 0; k < top_k; k++) {
+                int m = 0;
+                for (int v = 1; v < V; v++)
+                    if (copy[v] > copy[m])
+                        m = v;
+                threshold = copy[m];
+                copy[m] = -FLT_MAX;
+            }
+            free(copy);
+        }
+    }
+    double total = 0;
+    for (int v = 0; v < V; v++) {
+        probs[v] = logits[v] >= threshold ? exp(((double)logits[v] - (double)logits[best]) / temperature) : 0.0;
+        total += probs[v];
+    }
+    double u = dl_rng_uniform_double(rng) * total, acc = 0;
+    for (int v = 0; v < V; v++) {
+        acc += probs[v];
+        if (u < acc && probs[v] > 0)
+            return v;
+    }
+    return best;
+}
+
+static dl_status generate(const options *o) {
+    char path[4300];
+    int found = 1;
+    size_t n = strlen(o->ckpt);
+    if (n > 3 && strcmp(o->ckpt + n - 3, ".h5") == 0) {
+        snprintf(path, sizeof path, "%s", o->ckpt);
+    } else {
+        DL_CHECK(dl_ckpt_latest(o->ckpt, path, sizeof path, &found));
+        DL_REQUIRE(found, DL_ERR_INVALID, "%s: no checkpoint (no ckpt/latest in this run directory)", o->ckpt);
+    }
+    dl_ckpt_meta meta;
+    DL_CHECK(dl_ckpt_read_meta(path, &meta));
+    dl_config cfg;
+    dl_status s = dl_config_load_string(&cfg, meta.config_yaml, strlen(meta.config_yaml), path);
+    free(meta.config_yaml);
+    DL_CHECK_CTX(s, "reading the config stored in %s", path);
+    if (strcmp(meta.model_kind, "gpt") != 0) {
+        dl_config_free(&cfg);
+        return DL_FAIL(DL_ERR_INVALID, "%s holds a %s model; dealer generate needs a gpt checkpoint", path,
+                       meta.model_kind);
+    }
+    dl_gpt_config gc = {cfg.model.vocab_size, cfg.model.n_layer, cfg.model.n_head, cfg.model.n_embd,
+                        cfg.model.max_seq_len, cfg.model.positions == DL_POSITIONS_ROPE, (float)cfg.model.rope_theta,
+                        0};
+    dl_config_free(&cfg);
+    int context = gc.max_seq_len;
+    dl_backend be;
+    DL_CHECK(dl_backend_open(&be, o->device, 0));
+    dl_gpt *model = NULL;
+    size_t numel = 0;
+    float *host = NULL, *logits = NULL;
+    double *probs = NULL;
+    int32_t *tokens = NULL, *targets = NULL, *positions = NULL;
+    s = dl_gpt_create(&model, &gc, &be, context, 1);
+    if (s == DL_OK) {
+        numel = dl_gpt_num_params(model);
+        host = malloc(numel * sizeof(float));
+        logits = malloc((size_t)gc.vocab_size * sizeof(float));
+        probs = malloc((size_t)gc.vocab_size * sizeof(double));
+        tokens = malloc((size_t)context * sizeof(int32_t));
+        targets = malloc((size_t)context * sizeof(int32_t));
+        positions = malloc((size_t)context * sizeof(int32_t));
+        if (!host || !logits || !probs || !tokens || !targets || !positions)
+            s = DL_FAIL(DL_ERR_NOMEM, "cannot allocate generation buffers");
+    }
+    if (s == DL_OK) {
+        dl_ckpt_tensors t = {dl_gpt_params(model), host, 0, NULL, NULL};
+        uint8_t *cursor = NULL;
+        size_t cursor_len = 0;
+        s = dl_ckpt_load(path, &t, 0, 0, &cursor, &cursor_len);
+        free(cursor);
+        if (s == DL_OK)
+            s = dl_mem_to_device(&be, dl_gpt_param_data(model), host, numel * sizeof(float));
+    }
+    /* The running text: prompt bytes, then samples; the model sees the last `context` of them. */
+    size_t len = strlen(o->prompt), cap = len + (size_t)o->tokens + 1;
+    int32_t *text = s == DL_OK ? malloc(cap * sizeof(int32_t)) : NULL;
+    if (s == DL_OK && !text)
+        s = DL_FAIL(DL_ERR_NOMEM, "cannot allocate the text buffer");
+    for (size_t i = 0; s == DL_OK && i < len; i++) {
+        text[i] = (unsigned char)o->prompt[i];
+        if (text[i] >= gc.vocab_size)
+            s = DL_FAIL(DL_ERR_INVALID, "prompt byte %zu (0x%02x) is outside the model's vocabulary of %d", i,
+                        (unsigned)text[i], gc.vocab_size);
+    }
+    if (s == DL_OK && len == 0) {
+        text[0] = '\n';
+        len = 1;
+    } else if (s == DL_OK) {
+        fwrite(o->prompt, 1, strlen(o->prompt), stdout);
+    }
+    dl_rng rng;
+    dl_rng_init(&rng, o->seed, (uint64_t)DL_STREAM_SAMPLE << 32);
+    for (long k = 0; s == DL_OK && k < o->tokens; k++) {
+        int n_ctx = len < (size_t)context ? (int)len : context;
+        const int32_t *window = text + len - (size_t)n_ctx;
+        for (int i = 0; i < n_ctx; i++) {
+            tokens[i] = window[i];
+            targets[i] = -1;
+            positions[i] = i;
+        }
+        int32_t cu[2] = {0, n_ctx};
+        dl_gpt_inputs in = {tokens, targets, positions, cu, 1, n_ctx};
+        double loss;
+        int64_t count;
+        s = dl_gpt_forward(model, &in, &loss, &count);
+        if (s == DL_OK)
+            s = dl_mem_to_host(&be, logits, dl_gpt_logits(model) + (size_t)(n_ctx - 1) * (size_t)gc.vocab_size,
+                               (size_t)gc.vocab_size * sizeof(float));
+        if (s == DL_OK) {
+            int next = sample(logits, gc.vocab_size, o->temperature, o->top_k, &rng, probs);
+            text[len++] = next;
+            putchar(next);
+            fflush(stdout);
+        }
+    }
+    if (s == DL_OK)
+        putchar('\n');
+    free(text);
+    free(host), free(logits), free(probs), free(tokens), free(targets), free(positions);
+    dl_gpt_destroy(model);
+    dl_backend_close(&be);
+    return s;
+}
 
 int dl_cmd_generate(int argc, char **argv) {
     if (dl_cli_wants_help(argc, argv)) {
-        printf("usage: dealer generate ...\n(not implemented yet: arrives with the gpt work)\n");
+        usage(stdout);
         return 0;
     }
-    return dl_cli_not_implemented("generate", "gpt");
+    options o;
+    if (parse_args(argc, argv, &o) != 0)
+        return 2;
+    dl_status s = generate(&o);
+    return s == DL_OK ? 0 : dl_cli_report("generate", s);
 }
