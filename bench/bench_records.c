@@ -7,20 +7,29 @@
  *   random order  the same in a Philox permutation (shuffled epochs)
  *   protobuf-c    sequential, decoding with protobuf-c alone (the reference the wire fast path replaces)
  * plus CRC32C itself (SSE4.2 against the table fallback). Each figure is the median of 5 timed repeats of passes
- * lasting at least 0.2 s; on a shared, noisy machine compare figures within one run rather than across runs.
+ * lasting at least 0.2 s of this thread's CPU time (so time slices taken by other jobs on a shared machine do not
+ * count; a busy sibling hyperthread still does): rates are per CPU-second of one core. Compare figures within one
+ * run rather than across runs.
  *
  *     build/bench_records            (DEALER_SOURCE_DIR is compiled in; the data comes from the repository) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/philox.h"
-#include "core/timer.h"
 #include "data/convert.h"
 #include "data/example.h"
 #include "data/example_wire.h"
 #include "data/record.h"
+
+/* CPU time of this thread: on a machine shared with other jobs, time slices given to them do not count. */
+static double cpu_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 static void die(const char *what) {
     fprintf(stderr, "bench_records: %s: %s\n", what, dl_error_message());
@@ -85,11 +94,11 @@ static rate measure(dl_record_file *f, int mode, int reference, const uint64_t *
     for (int r = 0; r < 5; r++) {
         c.items = c.bytes = 0;
         uint64_t passes = 0;
-        double t0 = dl_time_seconds(), dt;
+        double t0 = cpu_seconds(), dt;
         do {
             one_pass(&c);
             passes++;
-            dt = dl_time_seconds() - t0;
+            dt = cpu_seconds() - t0;
         } while (dt < 0.2);
         runs[r].records_per_s = (double)passes * (double)dl_record_file_count(f) / dt;
         runs[r].mb_per_s = (double)c.bytes / dt / 1e6;
@@ -136,11 +145,11 @@ static double crc_gb_per_s(int hardware) {
     volatile uint32_t sink = 0;
     for (int r = 0; r < 5; r++) {
         uint64_t bytes = 0;
-        double t0 = dl_time_seconds(), dt;
+        double t0 = cpu_seconds(), dt;
         do {
             sink ^= hardware ? dl_crc32c(0, buf, n) : dl_crc32c_portable(0, buf, n);
             bytes += n;
-            dt = dl_time_seconds() - t0;
+            dt = cpu_seconds() - t0;
         } while (dt < 0.1);
         if (bytes / dt / 1e9 > best)
             best = (double)bytes / dt / 1e9;
