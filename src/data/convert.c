@@ -229,6 +229,7 @@ dl_status dl_convert(const dl_convert_options *opt, dl_convert_result *result) {
         dl_progress_begin(&c.progress, "convert", total, 1, "records");
     for (size_t i = 0; i < opt->num_inputs && s == DL_OK; i++)
         s = convert_input(&c, opt->inputs[i], &splitter);
+    dl_progress_update(&c.progress, c.res.input_bytes, c.k); /* documents finished at end of file count too */
     dl_progress_end(&c.progress);
     c.res.output_bytes = dl_record_writer_bytes(c.train);
     c.res.valid_bytes = dl_record_writer_bytes(c.valid);

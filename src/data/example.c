@@ -4,13 +4,15 @@
  * int64 staging array) with features in sorted key order, as TensorFlow's deterministic serialization writes them, so
  * the same input always gives the same bytes. Repeated numbers are packed, as TensorFlow writes them.
  *
- * Decoding is the hot path of training input. protobuf-c allocates every sub-message, string and array it
- * unpacks; with malloc that is ~10 calls per record. Here it allocates from a per-call arena instead: a bump
- * pointer over an 8 KiB stack buffer that spills into heap chunks for large records, released in one go when the
- * call returns. The call stays thread-safe and leak-free, and small records touch the heap only to grow the
- * caller's output arrays. protobuf-c accepts map entries in any order and both packed and unpacked repeated
- * numbers; we then pick features by name (the last duplicate wins, as protobuf's map semantics say). */
+ * Decoding is the hot path of training input. Canonical payloads (what TensorFlow and dealer write) go through
+ * example_wire.c, which reads the wire format straight into the output arrays; everything else, and every error,
+ * goes through protobuf-c, the reference. protobuf-c allocates every sub-message, string and array it unpacks, so
+ * it allocates from a per-call arena here: a bump pointer over an 8 KiB stack buffer that spills into heap chunks
+ * for large records, released in one go when the call returns (thread-safe, leak-free). protobuf-c accepts map
+ * entries in any order and both packed and unpacked repeated numbers; we then pick features by name (the last
+ * duplicate wins, as protobuf's map semantics say). */
 #include "data/example.h"
+#include "data/example_wire.h"
 
 #include <math.h>
 #include <stdalign.h>
@@ -270,7 +272,7 @@ static dl_status copy_tokens(const Tensorflow__Int64List *list, const char *name
 
 /* ---- decoding ------------------------------------------------------------------------------------------------ */
 
-dl_status dl_example_decode_tokens(const uint8_t *payload, size_t len, dl_i32_array *tokens) {
+dl_status dl_example_decode_tokens_reference(const uint8_t *payload, size_t len, dl_i32_array *tokens) {
     DL_REQUIRE(tokens, DL_ERR_INVALID, "dl_example_decode_tokens: NULL output");
     arena a;
     arena_init(&a);
@@ -342,7 +344,7 @@ static dl_status decode_click(const Tensorflow__Example *ex, dl_click_row *row) 
     return DL_OK;
 }
 
-dl_status dl_example_decode_click(const uint8_t *payload, size_t len, dl_click_row *row) {
+dl_status dl_example_decode_click_reference(const uint8_t *payload, size_t len, dl_click_row *row) {
     DL_REQUIRE(row, DL_ERR_INVALID, "dl_example_decode_click: NULL output");
     arena a;
     arena_init(&a);
@@ -356,7 +358,7 @@ dl_status dl_example_decode_click(const uint8_t *payload, size_t len, dl_click_r
     return s;
 }
 
-dl_status dl_example_decode_pair(const uint8_t *payload, size_t len, dl_pref_pair *pair) {
+dl_status dl_example_decode_pair_reference(const uint8_t *payload, size_t len, dl_pref_pair *pair) {
     DL_REQUIRE(pair, DL_ERR_INVALID, "dl_example_decode_pair: NULL output");
     arena a;
     arena_init(&a);
@@ -374,6 +376,29 @@ dl_status dl_example_decode_pair(const uint8_t *payload, size_t len, dl_pref_pai
         pair->prompt.len = pair->chosen.len = pair->rejected.len = 0;
     arena_release(&a);
     return s;
+}
+
+/* The public decoders: the wire fast path for canonical payloads, protobuf-c for everything else (and for every
+ * error, so messages come from one place). */
+dl_status dl_example_decode_tokens(const uint8_t *payload, size_t len, dl_i32_array *tokens) {
+    DL_REQUIRE(tokens, DL_ERR_INVALID, "dl_example_decode_tokens: NULL output");
+    if (dl_wire_decode_tokens(payload, len, tokens))
+        return DL_OK;
+    return dl_example_decode_tokens_reference(payload, len, tokens);
+}
+
+dl_status dl_example_decode_click(const uint8_t *payload, size_t len, dl_click_row *row) {
+    DL_REQUIRE(row, DL_ERR_INVALID, "dl_example_decode_click: NULL output");
+    if (dl_wire_decode_click(payload, len, row))
+        return DL_OK;
+    return dl_example_decode_click_reference(payload, len, row);
+}
+
+dl_status dl_example_decode_pair(const uint8_t *payload, size_t len, dl_pref_pair *pair) {
+    DL_REQUIRE(pair, DL_ERR_INVALID, "dl_example_decode_pair: NULL output");
+    if (dl_wire_decode_pair(payload, len, pair))
+        return DL_OK;
+    return dl_example_decode_pair_reference(payload, len, pair);
 }
 
 dl_status dl_example_detect(const uint8_t *payload, size_t len, dl_example_kind *kind) {

@@ -63,7 +63,9 @@ dl_status dl_example_encode_pair(const dl_pref_pair *pair, uint8_t **out, size_t
 
 /* Decoders fail with DL_ERR_FORMAT naming the missing or mistyped feature. They accept map entries in any order
  * (the last of duplicate keys wins, as in protobuf) and ignore features they do not need. Token ids must lie in
- * [0, 2^31). Decoding allocates only to grow the output arrays: protobuf-c works in a per-call arena. Thread-safe. */
+ * [0, 2^31). Decoding allocates only to grow the output arrays: canonical payloads (what TensorFlow and dealer
+ * write) are read straight from the wire format, anything else goes through protobuf-c in a per-call arena, with
+ * the same results. Thread-safe. */
 dl_status dl_example_decode_tokens(const uint8_t *payload, size_t len, dl_i32_array *tokens);
 dl_status dl_example_decode_click(const uint8_t *payload, size_t len, dl_click_row *row);
 dl_status dl_example_decode_pair(const uint8_t *payload, size_t len, dl_pref_pair *pair);

@@ -67,7 +67,7 @@ dl_status dl_record_file_open(dl_record_file **file, const char *path);
 void dl_record_file_close(dl_record_file *file);
 uint64_t dl_record_file_count(const dl_record_file *file);
 const char *dl_record_file_path(const dl_record_file *file);
-/* Byte offset of record `index` in the file (index < count), for cursors and messages. */
+/* Byte offset of record `index` in the file, for cursors and messages; index == count gives the file size. */
 uint64_t dl_record_file_offset(const dl_record_file *file, uint64_t index);
 /* 1 when the records came from a valid PATH.idx, 0 when the file was scanned because it was missing or stale. */
 int dl_record_file_indexed(const dl_record_file *file);

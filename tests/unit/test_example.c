@@ -48,6 +48,7 @@
 
 #include "core/fs.h"
 #include "data/example.h"
+#include "data/example_wire.h"
 #include "data/record.h"
 
 #define ASSERT_OK(expr)                                                                                          \
@@ -323,6 +324,54 @@ static void click_labels_and_wide_feature_ids(void **state) {
     dl_click_row_free(&got);
 }
 
+/* ---- the wire fast path against protobuf-c ------------------------------------------------------------------ */
+
+static void fast_path_takes_canonical_payloads_and_agrees_with_protobuf_c(void **state) {
+    (void)state;
+    dl_i32_array fast = {0}, ref = {0};
+    const uint8_t *token_inputs[3] = {golden_tokens, golden_unpacked, golden_dup};
+    size_t token_sizes[3] = {sizeof golden_tokens, sizeof golden_unpacked, sizeof golden_dup};
+    for (int k = 0; k < 3; k++) {
+        assert_int_equal(dl_wire_decode_tokens(token_inputs[k], token_sizes[k], &fast), 1);
+        ASSERT_OK(dl_example_decode_tokens_reference(token_inputs[k], token_sizes[k], &ref));
+        expect_i32(&fast, ref.data, ref.len, "fast path tokens");
+    }
+    dl_click_row row = {0}, ref_row = {0};
+    assert_int_equal(dl_wire_decode_click(golden_click_reversed, sizeof golden_click_reversed, &row), 1);
+    ASSERT_OK(dl_example_decode_click_reference(golden_click_reversed, sizeof golden_click_reversed, &ref_row));
+    assert_true(row.label == ref_row.label);
+    expect_i32(&row.feature, ref_row.feature.data, ref_row.feature.len, "fast path features");
+    expect_i32(&row.field, ref_row.field.data, ref_row.field.len, "fast path fields");
+    assert_memory_equal(row.value.data, ref_row.value.data, 2 * sizeof(float));
+    dl_pref_pair pair = {0};
+    assert_int_equal(dl_wire_decode_pair(golden_pair, sizeof golden_pair, &pair), 1);
+    assert_int_equal(pair.rejected.len, 2);
+
+    /* Errors and oddities go to protobuf-c: a negative token, a float list, a missing feature. */
+    assert_int_equal(dl_wire_decode_tokens(golden_negative, sizeof golden_negative, &fast), 0);
+    assert_int_equal(dl_wire_decode_tokens(golden_float_tokens, sizeof golden_float_tokens, &fast), 0);
+    assert_int_equal(dl_wire_decode_tokens(golden_click, sizeof golden_click, &fast), 0);
+    assert_int_equal(dl_wire_decode_click(golden_tokens, sizeof golden_tokens, &row), 0);
+
+    /* An unknown field after the features (field 7, varint 1): valid protobuf, not canonical. The public decoder
+     * still reads it, through protobuf-c. */
+    uint8_t extended[sizeof golden_tokens + 2];
+    memcpy(extended, golden_tokens, sizeof golden_tokens);
+    extended[sizeof golden_tokens] = 0x38;
+    extended[sizeof golden_tokens + 1] = 0x01;
+    assert_int_equal(dl_wire_decode_tokens(extended, sizeof extended, &fast), 0);
+    ASSERT_OK(dl_example_decode_tokens(extended, sizeof extended, &ref));
+    const int32_t want[] = {72, 105, 10, 300};
+    expect_i32(&ref, want, 4, "tokens after an unknown field");
+    /* The empty Example is canonical and has no tokens: the fast path passes, protobuf-c reports. */
+    assert_int_equal(dl_wire_decode_tokens(NULL, 0, &fast), 0);
+    dl_i32_array_free(&fast);
+    dl_i32_array_free(&ref);
+    dl_click_row_free(&row);
+    dl_click_row_free(&ref_row);
+    dl_pref_pair_free(&pair);
+}
+
 /* ---- random round trips ------------------------------------------------------------------------------------- */
 
 static void random_examples_round_trip(void **state) {
@@ -341,8 +390,10 @@ static void random_examples_round_trip(void **state) {
         for (size_t i = 0; i < n; i++)
             ASSERT_OK(dl_i32_array_push(&tokens, (int32_t)(dl_rng_u32(&rng) >> (dl_rng_below(&rng, 31) + 1))));
         ASSERT_OK(dl_example_encode_tokens(tokens.data, tokens.len, &out, &cap, &len));
-        ASSERT_OK(dl_example_decode_tokens(out, len, &decoded));
-        expect_i32(&decoded, tokens.data, tokens.len, "random tokens");
+        assert_int_equal(dl_wire_decode_tokens(out, len, &decoded), 1); /* what dealer writes is canonical */
+        expect_i32(&decoded, tokens.data, tokens.len, "random tokens, fast path");
+        ASSERT_OK(dl_example_decode_tokens_reference(out, len, &decoded));
+        expect_i32(&decoded, tokens.data, tokens.len, "random tokens, protobuf-c");
 
         /* Click rows: 0..60 entries. */
         dl_click_row_free(&row);
@@ -354,7 +405,10 @@ static void random_examples_round_trip(void **state) {
             ASSERT_OK(dl_f32_array_push(&row.value, dl_rng_uniform(&rng) * 4 - 2));
         }
         ASSERT_OK(dl_example_encode_click(&row, &out, &cap, &len));
-        ASSERT_OK(dl_example_decode_click(out, len, &got_row));
+        if (trial % 2)
+            assert_int_equal(dl_wire_decode_click(out, len, &got_row), 1);
+        else
+            ASSERT_OK(dl_example_decode_click_reference(out, len, &got_row));
         assert_true(got_row.label == row.label);
         expect_i32(&got_row.field, row.field.data, m, "field");
         expect_i32(&got_row.feature, row.feature.data, m, "feature");
@@ -371,7 +425,10 @@ static void random_examples_round_trip(void **state) {
                 ASSERT_OK(dl_i32_array_push(parts[k], (int32_t)dl_rng_below(&rng, 256)));
         }
         ASSERT_OK(dl_example_encode_pair(&pair, &out, &cap, &len));
-        ASSERT_OK(dl_example_decode_pair(out, len, &got_pair));
+        if (trial % 2)
+            assert_int_equal(dl_wire_decode_pair(out, len, &got_pair), 1);
+        else
+            ASSERT_OK(dl_example_decode_pair_reference(out, len, &got_pair));
         expect_i32(&got_pair.prompt, pair.prompt.data, pair.prompt.len, "prompt");
         expect_i32(&got_pair.chosen, pair.chosen.data, pair.chosen.len, "chosen");
         expect_i32(&got_pair.rejected, pair.rejected.data, pair.rejected.len, "rejected");
@@ -412,6 +469,7 @@ int main(void) {
         cmocka_unit_test(decoder_accepts_unpacked_lists_and_takes_the_last_duplicate),
         cmocka_unit_test(decoder_names_missing_mistyped_and_out_of_range_features),
         cmocka_unit_test(click_labels_and_wide_feature_ids),
+        cmocka_unit_test(fast_path_takes_canonical_payloads_and_agrees_with_protobuf_c),
         cmocka_unit_test(random_examples_round_trip),
         cmocka_unit_test(large_record_spills_the_arena),
     };
