@@ -615,7 +615,7 @@ static void scatter_adds_are_bit_identical_across_thread_counts(void **state) {
     dl_backend_close(&be);
 }
 
-/* Tables past a few MB take the prefetching path of the FFM kernels; spreading a small table's rows over a large one
+/* Tables past a few MB take the prefetching path of the FFM backward; spreading a small table's rows over a large one
  * must change no bit of the logits or of the gradients. */
 static void ffm_large_table_matches_small_table(void **state) {
     (void)state;

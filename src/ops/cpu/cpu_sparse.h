@@ -24,6 +24,12 @@
 
 #include "ops/ops.h"
 
+/* GCC contracts a·b + c into an FMA only when asked (-std=c17 defaults to -ffp-contract=off); clang does so by
+ * default, which would make vector and scalar paths round differently. Every file including this header is off. */
+#ifdef __clang__
+#pragma clang fp contract(off)
+#endif
+
 /* Below about this many flops a sparse kernel runs on the calling thread. */
 #define DL_CPU_SPARSE_PARALLEL_MIN ((size_t)1 << 14)
 

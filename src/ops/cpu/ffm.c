@@ -17,14 +17,16 @@
 
 #define ALWAYS_INLINE inline __attribute__((always_inline))
 
-/* Rows ahead of the current one whose latent blocks are prefetched; and the table size from which prefetching pays
- * (below it the blocks are in cache already and the prefetch instructions are pure overhead). */
+/* Backward prefetches the blocks of the batch row this many rows ahead, for tables of at least PREFETCH_MIN_BYTES
+ * (below that the blocks are in cache already and the prefetch instructions are pure overhead). */
 #define PREFETCH_AHEAD 2
 #define PREFETCH_MIN_BYTES ((size_t)8 << 20)
 
 /* Asks the cache for the whole latent block (all fields) of each entry of one batch row, for reading. A hashed table
- * is far larger than the caches and every entry's block sits somewhere random, so without this each row waits on
- * about n·num_fields·kpad·4/64 cache misses one after another. Prefetching changes no result. */
+ * is far larger than the caches and every entry's block sits somewhere random, so each row brings in about
+ * n·num_fields·kpad·4/64 cache lines the hardware prefetcher cannot guess. Measured on a 75 MB table, this gains
+ * 5-15 % in backward (whose read-modify-writes stall more) and nothing in forward, which therefore does without.
+ * It changes no result. */
 static inline void prefetch_blocks_read(const float *table, const int32_t *rows, int32_t e0, int32_t e1,
                                         size_t row_stride) {
     const size_t bytes = row_stride * sizeof(float);
@@ -76,15 +78,12 @@ dl_status dl_cpu_ffm_forward(void *state, float *logits, const float *latent, co
                              const float *instance_scale, int B, int num_fields, int k, int kpad, int64_t num_rows) {
     (void)state;
     (void)k;
+    (void)num_rows;
     const size_t row_stride = (size_t)num_fields * (size_t)kpad;
     size_t work = (size_t)row_ptr[B] * (size_t)kpad * 16;
-    const int prefetch = (size_t)num_rows * row_stride * sizeof(float) >= PREFETCH_MIN_BYTES;
 #pragma omp parallel for schedule(static) if (work >= DL_CPU_SPARSE_PARALLEL_MIN)
     for (int b = 0; b < B; b++) {
         const int32_t e0 = row_ptr[b], e1 = row_ptr[b + 1];
-        if (prefetch && b + PREFETCH_AHEAD < B)
-            prefetch_blocks_read(latent, rows, row_ptr[b + PREFETCH_AHEAD], row_ptr[b + PREFETCH_AHEAD + 1],
-                                 row_stride);
         float pairs;
         switch (kpad) {
         case 8:
