@@ -81,6 +81,8 @@ static dl_status check_bags(const dl_backend *be, const char *op, const int32_t 
     DL_REQUIRE(num_bags >= 0, DL_ERR_INVALID, "%s: num_bags = %d is negative", op, num_bags);
     DL_REQUIRE(dim >= 1, DL_ERR_INVALID, "%s: dim = %d must be >= 1", op, dim);
     DL_REQUIRE(num_rows >= 0, DL_ERR_INVALID, "%s: num_rows = %" PRId64 " is negative", op, num_rows);
+    DL_REQUIRE(num_rows <= INT64_MAX / 4 / dim, DL_ERR_INVALID,
+               "%s: a table of %" PRId64 " rows × %d floats does not fit in memory", op, num_rows, dim);
     REQUIRE_PTR(offsets, op);
     REQUIRE_PTR(rows, op);
     if (!host_indices(be))

@@ -615,6 +615,61 @@ static void scatter_adds_are_bit_identical_across_thread_counts(void **state) {
     dl_backend_close(&be);
 }
 
+/* Tables past a few MB take the prefetching path of the FFM backward; spreading a small table's rows over a large one
+ * must change no bit of the logits or of the gradients. */
+static void ffm_large_table_matches_small_table(void **state) {
+    (void)state;
+    dl_backend be = open_cpu();
+    dl_rng rng;
+    dl_test_rng(&rng, 11);
+    const int small = 64, spread = 256, large = small * spread, B = 64, F = 18, k = 4, kpad = 8;
+    const size_t stride = (size_t)F * kpad;
+    batch bt = make_batch(&rng, B, 18, small, F);
+    const size_t n = (size_t)bt.row_ptr[B];
+    float *lat_s = make_latent(&rng, (size_t)small * F, k, kpad), *dlogits = alloc_f(B);
+    dl_test_fill_uniform(&rng, dlogits, B, -1.0f, 1.0f);
+    float *lat_l = calloc((size_t)large * stride, sizeof(float)), *grad_l = calloc((size_t)large * stride, sizeof(float));
+    float *grad_s = calloc((size_t)small * stride, sizeof(float));
+    int32_t *rows_l = xmalloc(n * sizeof(int32_t));
+    assert_true(lat_l && grad_l && grad_s);
+    for (int r = 0; r < small; r++)
+        memcpy(lat_l + (size_t)r * spread * stride, lat_s + (size_t)r * stride, stride * sizeof(float));
+    for (size_t e = 0; e < n; e++)
+        rows_l[e] = bt.rows[e] * spread;
+    float logits_s[64], logits_l[64];
+    assert_int_equal(dl_op_ffm_forward(&be, logits_s, lat_s, bt.row_ptr, bt.rows, bt.fields, bt.values, bt.scale, B, F,
+                                       k, kpad, small),
+                     DL_OK);
+    assert_int_equal(dl_op_ffm_forward(&be, logits_l, lat_l, bt.row_ptr, rows_l, bt.fields, bt.values, bt.scale, B, F,
+                                       k, kpad, large),
+                     DL_OK);
+    assert_memory_equal(logits_s, logits_l, sizeof logits_s);
+    assert_int_equal(dl_op_ffm_backward(&be, grad_s, dlogits, lat_s, bt.row_ptr, bt.rows, bt.fields, bt.values,
+                                        bt.scale, B, F, k, kpad, small),
+                     DL_OK);
+    assert_int_equal(dl_op_ffm_backward(&be, grad_l, dlogits, lat_l, bt.row_ptr, rows_l, bt.fields, bt.values,
+                                        bt.scale, B, F, k, kpad, large),
+                     DL_OK);
+    for (int r = 0; r < large; r++) {
+        const float *got = grad_l + (size_t)r * stride;
+        if (r % spread == 0) {
+            assert_memory_equal(got, grad_s + (size_t)(r / spread) * stride, stride * sizeof(float));
+        } else {
+            for (size_t f = 0; f < stride; f++)
+                if (got[f] != 0.0f)
+                    DL_TEST_FAIL("row %d was never used but has gradient %g at %zu", r, (double)got[f], f);
+        }
+    }
+    free(lat_s);
+    free(dlogits);
+    free(lat_l);
+    free(grad_l);
+    free(grad_s);
+    free(rows_l);
+    free_batch(&bt);
+    dl_backend_close(&be);
+}
+
 /* ---- AdaGrad on rows -------------------------------------------------------------------------------------------- */
 
 static void adagrad_rows_update_matches_reference(void **state) {
@@ -806,6 +861,7 @@ int main(void) {
         cmocka_unit_test(ffm_backward_matches_finite_differences),
         cmocka_unit_test(results_do_not_depend_on_kpad),
         cmocka_unit_test(scatter_adds_are_bit_identical_across_thread_counts),
+        cmocka_unit_test(ffm_large_table_matches_small_table),
         cmocka_unit_test(adagrad_rows_update_matches_reference),
         cmocka_unit_test(adagrad_rows_update_is_bit_identical_across_thread_counts),
         cmocka_unit_test(arguments_are_checked),

@@ -17,6 +17,12 @@
 
 #include "ops/ops.h"
 
+/* GCC contracts a·b + c into an FMA only when asked (-std=c17 defaults to -ffp-contract=off); clang does so by
+ * default, which would make vector and scalar paths round differently. Every file including this header is off. */
+#ifdef __clang__
+#pragma clang fp contract(off)
+#endif
+
 #if defined(__AVX512F__) || defined(__AVX__)
 #include <immintrin.h>
 #endif

@@ -20,8 +20,15 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "ops/ops.h"
+
+/* GCC contracts a·b + c into an FMA only when asked (-std=c17 defaults to -ffp-contract=off); clang does so by
+ * default, which would make vector and scalar paths round differently. Every file including this header is off. */
+#ifdef __clang__
+#pragma clang fp contract(off)
+#endif
 
 /* Below about this many flops a sparse kernel runs on the calling thread. */
 #define DL_CPU_SPARSE_PARALLEL_MIN ((size_t)1 << 14)
@@ -32,10 +39,22 @@ static inline void dl_cpu_owned_rows(int64_t num_rows, int t, int nt, int64_t *l
     *hi = num_rows * (t + 1) / nt;
 }
 
-/* ((l0+l1)+(l2+l3)) + ((l4+l5)+(l6+l7)): the one order in which the kernels fold their eight lanes. */
-static inline float dl_cpu_fold8(const float lane[8]) {
-    return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+/* Eight float lanes, through the vector extension GCC and clang share: arithmetic is lane by lane with IEEE
+ * rounding, exactly as the scalar code would do it (and no FMA contraction under -std=c17), but the compiler no
+ * longer has to prove that a gradient row and a latent row do not overlap before it uses vector instructions, which
+ * it failed to do for these loops. Loads and stores go through memcpy, so no alignment is assumed. */
+typedef float dl_f8 __attribute__((vector_size(32)));
+
+static inline dl_f8 dl_f8_load(const float *p) {
+    dl_f8 v;
+    memcpy(&v, p, sizeof v);
+    return v;
 }
+
+static inline void dl_f8_store(float *p, dl_f8 v) { memcpy(p, &v, sizeof v); }
+
+/* ((l0+l1)+(l2+l3)) + ((l4+l5)+(l6+l7)): the one order in which the kernels fold their eight lanes. */
+static inline float dl_f8_fold(dl_f8 v) { return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7])); }
 
 dl_status dl_cpu_embedding_bag_forward(void *state, float *out, const float *table, const int32_t *rows,
                                        const float *weights, const int32_t *offsets, int num_bags, int dim,

@@ -6,48 +6,44 @@
  * (sum_vx, kpad floats per batch row, zero padding) because the gradient needs it:
  *     ∂logit/∂v_if = scale·x_i·(s_f − v_if x_i),   ∂logit/∂w_i = x_i,   ∂logit/∂bias = 1.
  * Forward gives each thread whole batch rows; backward scatters into table rows by row ownership (cpu_sparse.h).
- * The per-row bodies are specialised for kpad 8, 16 and 32 so their lane loops unroll into whole vectors. */
+ * The per-row bodies work in eight-float vectors (dl_f8) and are specialised for kpad 8, 16 and 32. */
 #include <omp.h>
 
 #include "ops/cpu/cpu_sparse.h"
 
 #define ALWAYS_INLINE inline __attribute__((always_inline))
 
-static ALWAYS_INLINE float fm_row_forward(float *restrict sv, const float *restrict linear,
-                                          const float *restrict latent, const int32_t *rows, const float *values,
-                                          int32_t e0, int32_t e1, float scale, int kpad) {
-    float sq[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+static ALWAYS_INLINE float fm_row_forward(float *sv, const float *linear, const float *latent, const int32_t *rows,
+                                          const float *values, int32_t e0, int32_t e1, float scale, int kpad) {
+    dl_f8 sq = {0, 0, 0, 0, 0, 0, 0, 0}, d = {0, 0, 0, 0, 0, 0, 0, 0};
     float lin = 0.0f;
     for (int f = 0; f < kpad; f++)
         sv[f] = 0.0f;
     for (int32_t e = e0; e < e1; e++) {
         const float x = values[e];
-        const float *restrict v = latent + (size_t)rows[e] * (size_t)kpad;
+        const float *v = latent + (size_t)rows[e] * (size_t)kpad;
         if (linear)
             lin += linear[rows[e]] * x;
         int f = 0;
-        for (; f + 8 <= kpad; f += 8)
-            for (int l = 0; l < 8; l++) {
-                float t = v[f + l] * x;
-                sv[f + l] += t;
-                sq[l] += t * t;
-            }
+        for (; f + 8 <= kpad; f += 8) {
+            dl_f8 t = dl_f8_load(v + f) * x;
+            dl_f8_store(sv + f, dl_f8_load(sv + f) + t);
+            sq += t * t;
+        }
         for (int l = 0; f + l < kpad; l++) {
             float t = v[f + l] * x;
             sv[f + l] += t;
             sq[l] += t * t;
         }
     }
-    float d[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     int f = 0;
-    for (; f + 8 <= kpad; f += 8)
-        for (int l = 0; l < 8; l++)
-            d[l] += sv[f + l] * sv[f + l];
+    for (; f + 8 <= kpad; f += 8) {
+        dl_f8 s = dl_f8_load(sv + f);
+        d += s * s;
+    }
     for (int l = 0; f + l < kpad; l++)
         d[l] += sv[f + l] * sv[f + l];
-    for (int l = 0; l < 8; l++)
-        d[l] -= sq[l];
-    return lin + scale * (0.5f * dl_cpu_fold8(d));
+    return lin + scale * (0.5f * dl_f8_fold(d - sq));
 }
 
 /* logits[b] = bias + Σ w_i x_i + scale_b·½Σ_f[(Σ v_if x_i)² − Σ v_if² x_i²]; sum_vx[b, f] = Σ_i v_if x_i. */
@@ -84,9 +80,11 @@ dl_status dl_cpu_fm_forward(void *state, float *logits, float *sum_vx, const flo
     return DL_OK;
 }
 
-static ALWAYS_INLINE void fm_entry_backward(float *restrict dv, const float *restrict v, const float *restrict sv,
-                                            float c, float x, int kpad) {
-    for (int f = 0; f < kpad; f++)
+static ALWAYS_INLINE void fm_entry_backward(float *dv, const float *v, const float *sv, float c, float x, int kpad) {
+    int f = 0;
+    for (; f + 8 <= kpad; f += 8)
+        dl_f8_store(dv + f, dl_f8_load(dv + f) + (dl_f8_load(sv + f) - dl_f8_load(v + f) * x) * c);
+    for (; f < kpad; f++)
         dv[f] += c * (sv[f] - v[f] * x);
 }
 
