@@ -119,15 +119,22 @@ dl_status dl_write_file_atomic(const char *path, const void *data, size_t len) {
     return dl_atomic_commit(&f);
 }
 
+dl_status dl_open_failure(const char *path, int err, const char *hint) {
+    int bad_path = err == ENOENT || err == ENOTDIR || err == EISDIR || err == ENAMETOOLONG;
+    dl_status s = DL_FAIL(bad_path ? DL_ERR_INVALID : DL_ERR_IO, "cannot open %s: %s", path, strerror(err));
+    if (bad_path && hint)
+        dl_error_hint("%s", hint);
+    return s;
+}
+
 dl_status dl_fopen(FILE **fp, const char *path, const char *mode) {
     DL_REQUIRE(fp && path && mode, DL_ERR_INVALID, "dl_fopen: NULL argument");
     *fp = fopen(path, mode);
     if (!*fp) {
         int e = errno;
-        dl_status s = DL_FAIL(DL_ERR_IO, "cannot open %s: %s", path, strerror(e));
-        if (e == ENOENT && mode[0] == 'r')
-            dl_error_hint("check the path");
-        return s;
+        if (mode[0] == 'r')
+            return dl_open_failure(path, e, "check the path");
+        return DL_FAIL(DL_ERR_IO, "cannot open %s: %s", path, strerror(e));
     }
     return DL_OK;
 }
@@ -138,7 +145,7 @@ dl_status dl_read_file(const char *path, uint8_t **data, size_t *len) {
     *len = 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return DL_FAIL(DL_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+        return dl_open_failure(path, errno, "check the path");
     struct stat st;
     if (fstat(fd, &st) != 0) {
         dl_status s = DL_FAIL(DL_ERR_IO, "cannot stat %s: %s", path, strerror(errno));

@@ -31,6 +31,11 @@ typedef struct dl_atomic_file {
     uint64_t written;
 } dl_atomic_file;
 
+/* The failure for an input file that could not be opened (errno `err`): a path that names nothing (ENOENT,
+ * ENOTDIR, EISDIR, ENAMETOOLONG) is bad input (DL_ERR_INVALID, exit 2); anything else the OS refused is DL_ERR_IO.
+ * `hint` (may be NULL) becomes the message's hint for the bad-path case. */
+dl_status dl_open_failure(const char *path, int err, const char *hint);
+
 /* Creates (truncating) PATH.tmp for writing. On failure nothing is left open and f needs no abort. */
 dl_status dl_atomic_open(dl_atomic_file *f, const char *path);
 /* Appends len bytes (buffered). */

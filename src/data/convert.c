@@ -125,11 +125,7 @@ static dl_status convert_input(converter *c, const char *path, dl_text_splitter 
     const char *name = is_stdin ? "<stdin>" : path;
     FILE *fp = is_stdin ? stdin : fopen(path, "rb");
     if (!fp) {
-        int e = errno;
-        dl_status s = DL_FAIL(DL_ERR_IO, "cannot open %s: %s", path, strerror(e));
-        if (e == ENOENT)
-            dl_error_hint("check the input path");
-        return s;
+        return dl_open_failure(path, errno, "check the input path");
     }
     char *line = NULL;
     size_t cap = 0;

@@ -252,13 +252,8 @@ static dl_status map_file(const char *path, const uint8_t **data, uint64_t *size
     *data = NULL;
     *size = 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        int e = errno;
-        dl_status s = DL_FAIL(DL_ERR_IO, "cannot open %s: %s", path, strerror(e));
-        if (e == ENOENT)
-            dl_error_hint("check the path; dealer data convert writes record files");
-        return s;
-    }
+    if (fd < 0)
+        return dl_open_failure(path, errno, "check the path; dealer data convert writes record files");
     struct stat st;
     if (fstat(fd, &st) != 0) {
         dl_status s = DL_FAIL(DL_ERR_IO, "cannot stat %s: %s", path, strerror(errno));

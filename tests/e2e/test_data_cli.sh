@@ -86,7 +86,7 @@ expect 2 "$D" data convert --format jsonl-pairs "$T/bad.jsonl" -o "$T/bad.tfreco
 absent "$T/bad.tfrecord" "$T/bad.tfrecord.tmp"
 expect 1 "$D" data convert --format text "$SRC/data/tinyshakespeare.txt" -o "$T/no/such/dir/x.tfrecord"
 has err "cannot create $T/no/such/dir/x.tfrecord.tmp"
-expect 1 "$D" data convert --format text "$T/missing.txt" -o "$T/x.tfrecord"; has err "cannot open $T/missing.txt"
+expect 2 "$D" data convert --format text "$T/missing.txt" -o "$T/x.tfrecord"; has err "cannot open $T/missing.txt"
 absent "$T/x.tfrecord"
 
 # ---- damaged record files: exit 2 naming file, record and byte offset ----
@@ -99,6 +99,6 @@ has err "$T/corrupt.tfrecord: record "; has err " at byte "; has err "CRC mismat
 expect 2 "$D" data index "$T/corrupt.tfrecord"; has err "CRC mismatch"
 head -c 50000 "$T/shakes.tfrecord" > "$T/trunc.tfrecord"
 expect 2 "$D" data stat "$T/trunc.tfrecord"; has err "truncated record"
-expect 1 "$D" data stat "$T/nothing.tfrecord"; has err "cannot open $T/nothing.tfrecord"
+expect 2 "$D" data stat "$T/nothing.tfrecord"; has err "cannot open $T/nothing.tfrecord"
 
 echo "test_data_cli: all checks passed"

@@ -551,7 +551,7 @@ static void malformed_lines_fail_naming_file_line_and_column_with_no_output(void
     /* A missing input is an I/O error, again with nothing written. */
     const char *missing[] = {good, in_dir("no_such_file.ffm")};
     o.inputs = missing;
-    expect_failure_leaves_nothing(&o, DL_ERR_IO, "no_such_file.ffm", "No such file");
+    expect_failure_leaves_nothing(&o, DL_ERR_INVALID, "no_such_file.ffm", "No such file");
 }
 
 static void failed_conversion_keeps_the_previous_output(void **state) {

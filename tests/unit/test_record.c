@@ -493,7 +493,8 @@ static void writer_abort_and_bad_paths_leave_nothing(void **state) {
     EXPECT_ERROR(dl_record_writer_open(&w, missing_dir), DL_ERR_IO, "no/such/dir/x.tfrecord.tmp",
                  "No such file or directory");
     dl_record_file *f;
-    EXPECT_ERROR(dl_record_file_open(&f, missing_dir), DL_ERR_IO, "cannot open", "x.tfrecord");
+    /* A path that names nothing is bad input (exit 2), not an I/O failure. */
+    EXPECT_ERROR(dl_record_file_open(&f, missing_dir), DL_ERR_INVALID, "cannot open", "x.tfrecord");
     EXPECT_ERROR(dl_record_file_open(&f, test_dir), DL_ERR_IO, "not a regular file");
 }
 
@@ -562,8 +563,8 @@ static void atomic_file_appears_only_on_commit(void **state) {
     fclose(fp);
     ASSERT_OK(dl_remove_if_exists(other));
     ASSERT_OK(dl_remove_if_exists(other));
-    EXPECT_ERROR(dl_read_file(other, &data, &len), DL_ERR_IO, "other.bin", "No such file");
-    EXPECT_ERROR(dl_fopen(&fp, other, "rb"), DL_ERR_IO, "other.bin", "No such file");
+    EXPECT_ERROR(dl_read_file(other, &data, &len), DL_ERR_INVALID, "other.bin", "No such file");
+    EXPECT_ERROR(dl_fopen(&fp, other, "rb"), DL_ERR_INVALID, "other.bin", "No such file");
 }
 
 int main(void) {
