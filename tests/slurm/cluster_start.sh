@@ -55,7 +55,8 @@ done
 slurmd_port=$((ctld_port + 1))
 # nproc alone would answer OMP_NUM_THREADS (coreutils honours it); the CPUs this process may use are wanted.
 cpus=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
-mem_mb=$(free -m | awk '/^Mem:/ {print $2}')
+# What `free -m` shows as total, read directly (procps is not on a minimal Debian).
+mem_mb=$(awk '/^MemTotal:/ {print int($2 / 1024)}' /proc/meminfo)
 
 conf=$dir/etc/slurm.conf
 cat >"$conf" <<EOF
