@@ -12,14 +12,14 @@
 # What the trainer must do for these checks: print a line with the signal's name (SIGUSR1/SIGTERM) when it stops,
 # write run_dir/ckpt/step_%08d.h5 and run_dir/ckpt/latest (one line, the file name), exit 75 after the checkpoint,
 # print a line containing "resum" and the checkpoint's file name when it continues, append {"step": N, ...} to
-# run_dir/metrics.jsonl for every step (log.every=1), and write the final step's checkpoint at the end.
+# run_dir/metrics.jsonl for every step (log.every=1; evaluation lines without a "loss" key are ignored), and write
+# the final step's checkpoint at the end.
 #
 # Needs root and scripts/setup (slurm-wlm, munge). Every wait is bounded; the cluster is stopped on any exit.
 # DEALER_SLURM_KEEP=1 keeps the work directory (logs, run dirs) for a look afterwards.
 set -euo pipefail
 src=${DEALER_SOURCE_DIR:?DEALER_SOURCE_DIR must point at the repository}
 dealer=${DEALER_BIN:?DEALER_BIN must point at the dealer binary}
-steps=40
 
 fail() {
   echo "FAIL: $*" >&2
@@ -63,13 +63,17 @@ if [[ -z $why ]]; then
   echo "=================================================================================================="
   echo "test_slurm: using the REAL trainer: $dealer train"
   echo "=================================================================================================="
-  # The bundled GPT demo, shortened; its records are made here as scripts/demo makes them.
+  # The bundled GPT demo cut down to ~30 ms a step (200 steps: a few seconds, under ASan well within the time);
+  # its records are made here as scripts/demo makes them.
   config=${DEALER_SLURM_CONFIG:-$src/configs/gpt-shakespeare.yaml}
+  steps=200
   mkdir -p data
   "$dealer" data convert --format text --doc-split blank "$src/data/tinyshakespeare.txt" \
-    -o data/train.tfrecord --valid-fraction 0.05 --valid-out data/valid.tfrecord >/dev/null
+    -o data/train.tfrecord --valid-fraction 0.05 --valid-out data/valid.tfrecord >/dev/null ||
+    fail "dealer data convert failed"
   overrides=(data.train=data/train.tfrecord data.valid=data/valid.tfrecord train.steps=$steps log.every=1
-             train.eval_every=0 ckpt.every=0 ckpt.keep=0 log.tensorboard=false)
+             model.n_layer=1 data.seq_len=128 model.max_seq_len=128 train.batch_per_rank=4 optim.warmup_steps=2
+             train.eval_every=0 train.eval_steps=1 ckpt.every=0 ckpt.keep=0 log.tensorboard=false)
 else
   trainer=$src/tests/slurm/fake_trainer.sh
   echo "=================================================================================================="
@@ -77,6 +81,7 @@ else
   echo "=================================================================================================="
   config=$work/fake.yaml
   echo "# any file: fake_trainer.sh only checks that it exists" >"$config"
+  steps=40
   overrides=(train.steps=$steps)
   export FAKE_STEP_S=0.15
 fi
@@ -150,8 +155,10 @@ stop_step=$((10#${resumed:5:8}))
 final=$(printf 'step_%08d.h5' "$steps")
 [[ $(<"$run_a/ckpt/latest") == "$final" ]] || fail "latest names '$(<"$run_a/ckpt/latest")', want $final"
 [[ -f $run_a/ckpt/$final ]] || fail "no final checkpoint $run_a/ckpt/$final"
-# Every step logged exactly once across the two runs, in order: nothing redone, nothing skipped.
-logged=$(grep -oE '"step": *[0-9]+' "$run_a/metrics.jsonl" | grep -oE '[0-9]+$' | tr '\n' ' ' || true)
+# Every step logged exactly once across the two runs, in order: nothing redone, nothing skipped. Training records
+# are the lines with a "loss" key (evaluation records carry "val_loss" at the same step).
+logged=$(grep -F '"loss":' "$run_a/metrics.jsonl" | grep -oE '"step": *[0-9]+' | grep -oE '[0-9]+$' | tr '\n' ' ' ||
+  true)
 [[ $logged == "$(seq -s ' ' 1 "$steps") " ]] || fail "metrics.jsonl steps are [$logged], want 1..$steps once each"
 echo "test_slurm: job A stopped at step $stop_step on SIGUSR1, was requeued, resumed and finished $steps steps"
 
