@@ -171,6 +171,7 @@ run_b=$work/runs/$job_b
 wait_until 60 "job B to log 3 steps" has_metrics "$run_b/metrics.jsonl" 3
 scancel --signal=TERM --batch "$job_b" || fail "scancel --signal=TERM --batch $job_b failed"
 wait_until 60 "job B to end" job_ended "$job_b"
+[[ $(job_field "$job_b" JobState) == FAILED ]] || fail "job B ended $(job_field "$job_b" JobState), want FAILED (exit 75)"
 [[ $(job_field "$job_b" ExitCode) == 75:0 ]] || fail "job B exit code $(job_field "$job_b" ExitCode), want 75:0"
 [[ $(job_field "$job_b" Restarts) == 0 ]] || fail "job B was requeued after SIGTERM"
 grep -q "mpirun -np 2 --bind-to none --map-by slot" "$log_b" || fail "job B did not run under mpirun"
