@@ -8,7 +8,17 @@ src=${DEALER_SOURCE_DIR:?DEALER_SOURCE_DIR must point at the repository}
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 work=$(mktemp -d /tmp/dealer-mpirun-test.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+pid=""
+cleanup() {
+  # mpirun takes its ranks down on SIGTERM; SIGKILL only if it does not go.
+  if [[ -n $pid ]] && kill -TERM "$pid" 2>/dev/null; then
+    for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
 # Copies an unprivileged user can read whatever the checkout's permissions (CI may clone under /root).
 chmod 755 "$work"
 install -m 755 "$src/launch/mpirun.sh" "$work/mpirun.sh"
