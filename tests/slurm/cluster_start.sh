@@ -121,7 +121,8 @@ dump_logs() {
 fail_start() {
   echo "cluster_start.sh: $*" >&2
   dump_logs
-  "$here/cluster_stop.sh" "$dir" >&2 || true
+  "$here/cluster_stop.sh" "$dir" --keep >&2 || true
+  echo "cluster_start.sh: daemons stopped; logs kept in $dir/log" >&2
   exit 1
 }
 wait_for() { # wait_for SECONDS WHAT CMD...: polls CMD every 0.2 s

@@ -6,7 +6,8 @@
 # Cancels the cluster's jobs (bounded wait), then stops slurmd, slurmctld and munged by the PIDs recorded in
 # DIR/pids/ (SIGTERM, SIGKILL after 10 s), each only if that PID still runs the program it was recorded for (a PID
 # can be reused). Job step daemons (slurmstepd) that outlive slurmd are found by the DEALER_SLURM_CLUSTER=DIR
-# marker in their environment, which cluster_start.sh gave slurmd. Then DIR is removed unless --keep is given.
+# marker in their environment, which cluster_start.sh gave slurmd. Then the files cluster_start.sh made under DIR
+# are removed (and DIR, when that leaves it empty) unless --keep is given.
 # Safe to run twice, or on a cluster that only half started.
 set -uo pipefail
 (($# >= 1 && $# <= 2)) || { echo "usage: tests/slurm/cluster_stop.sh DIR [--keep]" >&2; exit 2; }
@@ -69,5 +70,9 @@ for env in /proc/[0-9]*/environ; do
 done
 
 rm -f "$dir"/pids/*.pid
-[[ $keep == --keep ]] || rm -rf "$dir"
+if [[ $keep != --keep ]]; then
+  # Only what cluster_start.sh made: DIR itself goes only when nothing else is left in it.
+  rm -rf "$dir/munge" "$dir/etc" "$dir/state" "$dir/spool" "$dir/log" "$dir/pids"
+  rmdir "$dir" 2>/dev/null || true
+fi
 exit 0
