@@ -71,7 +71,7 @@ if [[ -z $why ]]; then
   "$dealer" data convert --format text --doc-split blank "$src/data/tinyshakespeare.txt" \
     -o data/train.tfrecord --valid-fraction 0.05 --valid-out data/valid.tfrecord >/dev/null ||
     fail "dealer data convert failed"
-  overrides=(data.train=data/train.tfrecord data.valid=data/valid.tfrecord train.steps=$steps log.every=1
+  overrides=(data.train=data/train.tfrecord data.valid=data/valid.tfrecord "train.steps=$steps" log.every=1
              model.n_layer=1 data.seq_len=128 model.max_seq_len=128 train.batch_per_rank=4 optim.warmup_steps=2
              train.eval_every=0 train.eval_steps=1 ckpt.every=0 ckpt.keep=0 log.tensorboard=false)
 else
@@ -82,7 +82,7 @@ else
   config=$work/fake.yaml
   echo "# any file: fake_trainer.sh only checks that it exists" >"$config"
   steps=40
-  overrides=(train.steps=$steps)
+  overrides=("train.steps=$steps")
   export FAKE_STEP_S=0.15
 fi
 

@@ -40,7 +40,7 @@ stop_pid() { # stop_pid PID WHAT
 }
 
 # Jobs first, while slurmctld and slurmd can still end them properly.
-if ctld=$(recorded_pid slurmctld slurmctld) && command -v squeue >/dev/null; then
+if recorded_pid slurmctld slurmctld >/dev/null && command -v squeue >/dev/null; then
   jobs=$(timeout 10 squeue -h -o %i 2>/dev/null || true)
   if [[ -n $jobs ]]; then
     # shellcheck disable=SC2086
@@ -72,7 +72,7 @@ done
 rm -f "$dir"/pids/*.pid
 if [[ $keep != --keep ]]; then
   # Only what cluster_start.sh made: DIR itself goes only when nothing else is left in it.
-  rm -rf "$dir/munge" "$dir/etc" "$dir/state" "$dir/spool" "$dir/log" "$dir/pids"
+  rm -rf "${dir:?}/munge" "${dir:?}/etc" "${dir:?}/state" "${dir:?}/spool" "${dir:?}/log" "${dir:?}/pids"
   rmdir "$dir" 2>/dev/null || true
 fi
 exit 0
