@@ -1,48 +1,104 @@
 #!/usr/bin/env bash
-# launch/mpirun.sh — start `dealer train` under mpirun with sane defaults, printing the exact command.
+# launch/mpirun.sh — start `dealer train` under Open MPI's mpirun with sane defaults, printing the exact command.
 #
-#   launch/mpirun.sh [-n RANKS] [--hosts h1:slots,h2:slots] [--dealer PATH] CONFIG [section.key=value ...]
+#   launch/mpirun.sh [-n RANKS] [--hosts h1:slots,h2:slots | --hostfile FILE] [--dealer PATH] CONFIG [key=value ...]
 #
-# Defaults: 2 ranks on this host, --bind-to none (OpenMP threads must not be pinned to one core), --map-by slot,
-# OMP_NUM_THREADS = cores / ranks (at least 1) unless already set, --oversubscribe when ranks exceed cores, and
-# Open MPI's run-as-root variables only when running as root.
+#   -n, -np RANKS     ranks in all (default 2)
+#   --hosts LIST      hosts and their slots (ranks per host), as mpirun --host takes them
+#   --hostfile FILE   an Open MPI hostfile ("node1 slots=8" per line)
+#   --dealer PATH     the dealer binary (default: $DEALER_BIN, else build/dealer of this checkout)
+#   --dry-run         print the command and exit
+#
+# Defaults: --bind-to none (a rank's OpenMP threads must not share the one core a rank would be bound to),
+# --map-by slot (fill a host's slots before the next), OMP_NUM_THREADS = this host's cores / ranks on a host
+# (at least 1) unless already set, --oversubscribe only when a single host gets more ranks than cores, and Open MPI's
+# run-as-root variables only when running as root. mpirun replaces this script (exec), so `kill -USR1 PID` of it
+# reaches mpirun, which forwards SIGUSR1 to every rank: they checkpoint and exit 75.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 ranks=2
 hosts=""
+hostfile=""
+dry_run=0
 dealer="${DEALER_BIN:-$root/build/dealer}"
-usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
+die() { echo "launch/mpirun.sh: $*" >&2; exit 2; }
 while (($#)); do
   case $1 in
-    -n|--ranks) ranks=${2:?"-n needs a number"}; shift 2 ;;
-    --hosts) hosts=${2:?"--hosts needs host:slots,..."}; shift 2 ;;
-    --dealer) dealer=${2:?"--dealer needs a path"}; shift 2 ;;
+    -n|-np|--ranks) (($# >= 2)) || die "$1 needs a number"; ranks=$2; shift 2 ;;
+    --hosts) (($# >= 2)) || die "--hosts needs host:slots,..."; hosts=$2; shift 2 ;;
+    --hostfile) (($# >= 2)) || die "--hostfile needs a file"; hostfile=$2; shift 2 ;;
+    --dealer) (($# >= 2)) || die "--dealer needs a path"; dealer=$2; shift 2 ;;
+    --dry-run) dry_run=1; shift ;;
     -h|--help) usage; exit 0 ;;
-    -*) echo "launch/mpirun.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
+    --) shift; break ;;
+    -*) die "unknown option '$1' (see --help)" ;;
     *) break ;;
   esac
 done
-(($#)) || { echo "launch/mpirun.sh: missing CONFIG (see --help)" >&2; exit 2; }
-[[ $ranks =~ ^[1-9][0-9]*$ ]] || { echo "launch/mpirun.sh: -n needs a positive integer, got '$ranks'" >&2; exit 2; }
-[[ -x $dealer ]] || { echo "launch/mpirun.sh: no dealer binary at $dealer (run scripts/build, or --dealer PATH)" >&2; exit 2; }
+(($#)) || die "missing CONFIG (see --help)"
+[[ $ranks =~ ^[1-9][0-9]*$ ]] || die "-n needs a positive integer, got '$ranks'"
+[[ -z $hosts || -z $hostfile ]] || die "give --hosts or --hostfile, not both"
+[[ -z $hostfile || -r $hostfile ]] || die "hostfile '$hostfile' not found"
+[[ -x $dealer ]] || die "no dealer binary at $dealer (run scripts/build, or --dealer PATH)"
+command -v mpirun >/dev/null || die "mpirun not found (install openmpi-bin: scripts/setup)"
 config=$1; shift
-[[ -f $config ]] || { echo "launch/mpirun.sh: config '$config' not found" >&2; exit 2; }
+[[ -f $config ]] || die "config '$config' not found"
 
-cores=$(nproc 2>/dev/null || echo 1)
+# Ranks on the busiest host: the hosts' slot counts when given (assumed alike to this host), else all on this one.
+# (nproc honours OMP_NUM_THREADS, so ask it without.)
+cores=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc 2>/dev/null || echo 1)
+per_host=$ranks
+slot_counts=()
+if [[ -n $hosts ]]; then
+  IFS=, read -r -a entries <<<"$hosts"
+  for e in "${entries[@]}"; do [[ $e == *:* ]] && slot_counts+=("${e##*:}") || slot_counts+=(1); done
+elif [[ -n $hostfile ]]; then
+  while read -r line; do
+    line=${line%%#*}
+    [[ -n ${line// /} ]] || continue
+    if [[ $line =~ slots=([0-9]+) ]]; then slot_counts+=("${BASH_REMATCH[1]}"); else slot_counts+=(1); fi
+  done <"$hostfile"
+fi
+if ((${#slot_counts[@]})); then
+  per_host=0
+  for n in "${slot_counts[@]}"; do
+    [[ $n =~ ^[0-9]+$ ]] || die "bad slot count '$n' in the host list"
+    ((n > per_host)) && per_host=$n
+  done
+  ((per_host > ranks)) && per_host=$ranks
+  ((per_host >= 1)) || per_host=1
+fi
+
 args=(mpirun -np "$ranks" --bind-to none --map-by slot)
 if [[ -n $hosts ]]; then
   args+=(--host "$hosts")
+elif [[ -n $hostfile ]]; then
+  args+=(--hostfile "$hostfile")
 elif ((ranks > cores)); then
   args+=(--oversubscribe)
 fi
 if [[ -z ${OMP_NUM_THREADS:-} ]]; then
-  threads=$((cores / ranks)); ((threads >= 1)) || threads=1
+  threads=$((cores / per_host))
+  ((threads >= 1)) || threads=1
   export OMP_NUM_THREADS=$threads
 fi
+# -x sends a variable to the ranks on other hosts too.
 args+=(-x OMP_NUM_THREADS)
+for var in OPENBLAS_CORETYPE DEALER_LOG; do
+  [[ -n ${!var:-} ]] && args+=(-x "$var")
+done
+prefix="OMP_NUM_THREADS=$OMP_NUM_THREADS"
 if [[ $(id -u) -eq 0 ]]; then
   export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+  prefix+=" OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1"
 fi
 args+=("$dealer" train "$config" "$@")
-echo "+ OMP_NUM_THREADS=$OMP_NUM_THREADS ${args[*]}" >&2
+# The exact command, quoted (only where needed) so it can be pasted back into a shell.
+quoted=""
+for a in "${args[@]}"; do
+  if [[ $a =~ ^[A-Za-z0-9_./:=,@%+-]+$ ]]; then quoted+=" $a"; else quoted+=" $(printf '%q' "$a")"; fi
+done
+echo "+ $prefix$quoted" >&2
+((dry_run)) && exit 0
 exec "${args[@]}"

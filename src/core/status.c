@@ -4,6 +4,8 @@
  * Contexts are prepended in place; a message that would overflow is cut with "..." rather than lost. */
 #include "core/status.h"
 
+#include "core/signals.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -46,7 +48,7 @@ int dl_status_exit_code(dl_status status) {
     case DL_ERR_FORMAT:
     case DL_ERR_UNSUPPORTED:
     case DL_ERR_NOT_IMPLEMENTED: return 2;
-    case DL_ERR_INTERRUPTED: return 3;
+    case DL_ERR_INTERRUPTED: return DL_EXIT_REQUEUE;
     default: return 1;
     }
 }

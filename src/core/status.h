@@ -44,7 +44,8 @@ typedef enum dl_status {
 /* The short name of a status ("invalid", "io", ...). */
 const char *dl_status_name(dl_status status);
 
-/* The process exit code for a status: 0 ok, 2 bad usage or input, 1 any other failure. */
+/* The process exit code for a status: 0 ok, 2 bad usage or input, 75 (DL_EXIT_REQUEUE in signals.h) stopped by a
+ * signal after a clean checkpoint, 1 any other failure. */
 int dl_status_exit_code(dl_status status);
 
 /* Records the innermost failure (replacing any earlier one) and returns `status`, so it can be returned at once.
