@@ -11,6 +11,7 @@
 #include "comm/world.h"
 #include "core/config.h"
 #include "core/log.h"
+#include "core/signals.h"
 #include "train/trainer.h"
 
 static void usage(FILE *out) {
@@ -36,6 +37,10 @@ int dl_cmd_train(int argc, char **argv) {
     dl_world world;
     if (dl_world_init(&world, &argc, &argv, 300.0) != DL_OK)
         return dl_cli_report("train", dl_error_status());
+    /* Right after MPI starts: a stop signal before this would kill the process. The grace period bounds a stop
+     * that cannot finish (a rank stuck in a collective): Slurm's --signal=B:USR1@120 leaves 120 s. */
+    dl_signals_install();
+    dl_signals_set_grace(100);
     dl_config cfg;
     dl_status s = dl_config_load(&cfg, argv[1], argc - 2, argv + 2);
     if (s != DL_OK) {
@@ -48,7 +53,10 @@ int dl_cmd_train(int argc, char **argv) {
     world.timeout_s = cfg.comm.timeout_s;
     s = dl_train(&cfg, &world);
     int code = 0;
-    if (s != DL_OK) {
+    if (s == DL_ERR_INTERRUPTED) {
+        code = dl_status_exit_code(s);
+        dl_comm_barrier(&world, "stop");
+    } else if (s != DL_OK) {
         const char *message = dl_error_message();
         int echo = strncmp(message, "another rank failed", 19) != 0;
         if (echo)

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/signals.h"
 #include "core/timer.h"
 #include "data/dataset.h"
 #include "data/loader.h"
@@ -24,7 +25,7 @@
 void openblas_set_num_threads(int num_threads);
 
 /* Scalars every rank contributes to a step, summed in one all-reduce. */
-enum { S_LOSS, S_TARGETS, S_TOKENS, S_SLOTS, S_ATTENDED, S_FAILED, S_COUNT };
+enum { S_LOSS, S_TARGETS, S_TOKENS, S_SLOTS, S_ATTENDED, S_FAILED, S_STOP, S_COUNT };
 
 typedef struct trainer {
     const dl_config *cfg;
@@ -327,7 +328,10 @@ static dl_status train_step(trainer *t, double *step_seconds, double sums_out[S_
         if (local == DL_OK)
             local = t->model->train_batch(t->model, batch, NULL, NULL, &stats);
     }
-    double sums[S_COUNT] = {stats.loss_sum, stats.targets, stats.tokens, stats.slots, stats.attended, local != DL_OK};
+    /* A stop request (SIGUSR1/SIGTERM) rides on the step's all-reduce, so every rank sees it at the same step. */
+    double sums[S_COUNT] = {stats.loss_sum, stats.targets,   stats.tokens,
+                            stats.slots,    stats.attended, local != DL_OK,
+                            dl_signals_stop_requested() ? 1.0 : 0.0};
     dl_status s = dl_comm_allreduce_sum_f64(t->world, sums, S_COUNT, "step statistics");
     DL_CHECK(local);
     DL_CHECK(s);
@@ -559,8 +563,16 @@ dl_status dl_train(const dl_config *cfg, dl_world *world) {
         int last = t.step == t.total_steps;
         if (t.valid_set && t.eval_batches > 0 && ((cfg->train.eval_every > 0 && t.step % cfg->train.eval_every == 0) || last))
             s = run_eval(&t);
-        if (s == DL_OK && cfg->ckpt.every > 0 && (t.step % cfg->ckpt.every == 0 || last))
+        int stop = sums[S_STOP] > 0;
+        if (s == DL_OK && (last || stop || (cfg->ckpt.every > 0 && t.step % cfg->ckpt.every == 0)))
             s = save_checkpoint(&t);
+        if (s == DL_OK && stop && !last) {
+            if (rank0(&t))
+                DL_INFO("stopping on %s at step %lld after a checkpoint; requeue or rerun to continue",
+                        dl_signals_which() ? dl_signals_which_name() : "a signal on another rank", (long long)t.step);
+            s = DL_FAIL(DL_ERR_INTERRUPTED, "stopped on %s at step %lld (checkpoint written)",
+                        dl_signals_which() ? dl_signals_which_name() : "a signal on another rank", (long long)t.step);
+        }
     }
     if (s == DL_OK && rank0(&t)) {
         char took[32];
