@@ -33,10 +33,22 @@ static dl_status check_targets(const char *op, const int32_t *targets, int N, in
 
 /* log Σ_v exp(x[v]) with the max subtracted. */
 static float row_lse(const float *restrict x, int V) {
+    /* The max in 16 lanes (one AVX-512 vector): a plain elementwise loop that every compiler vectorises, where a
+     * max reduction with NaN-aware semantics is not recognised by all of them. */
+    float lanes[16];
+    for (int j = 0; j < 16; j++)
+        lanes[j] = -INFINITY;
+    int v = 0;
+    for (; v + 16 <= V; v += 16) {
+#pragma omp simd
+        for (int j = 0; j < 16; j++)
+            lanes[j] = x[v + j] > lanes[j] ? x[v + j] : lanes[j];
+    }
     float mx = -INFINITY;
-#pragma omp simd reduction(max : mx)
-    for (int v = 0; v < V; v++)
+    for (; v < V; v++)
         mx = x[v] > mx ? x[v] : mx;
+    for (int j = 0; j < 16; j++)
+        mx = lanes[j] > mx ? lanes[j] : mx;
     double total = 0.0;
     for (int v0 = 0; v0 < V; v0 += XENT_BLOCK) {
         int len = V - v0 < XENT_BLOCK ? V - v0 : XENT_BLOCK;
