@@ -106,7 +106,8 @@ static void forward_case(dl_rng *rng, int N, int V, float lo, float hi, int igno
         rl[n] = targets[n] < 0 ? 0.0 : rlse[n] - row[targets[n]];
         if (fabs(lse[n] - rlse[n]) > 2e-6 * fmax(1.0, fabs(rlse[n])))
             DL_TEST_FAIL("N=%d V=%d row %d: lse %.9g, want %.9g", N, V, n, (double)lse[n], rlse[n]);
-        if (fabs(losses[n] - rl[n]) > 2e-6 * fmax(1.0, fabs(rl[n])))
+        double scale = fmax(1.0, fabs(rlse[n]) + (targets[n] < 0 ? 0.0 : fabs(row[targets[n]]))); /* lse − x_t */
+        if (fabs(losses[n] - rl[n]) > 2e-6 * scale)
             DL_TEST_FAIL("N=%d V=%d row %d: loss %.9g, want %.9g", N, V, n, (double)losses[n], rl[n]);
         if (targets[n] < 0 && losses[n] != 0.0f)
             DL_TEST_FAIL("ignored row %d has loss %.9g", n, (double)losses[n]);
