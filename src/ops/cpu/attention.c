@@ -192,45 +192,77 @@ ATTN_INLINE vf v_exp(vf x) {
 
 /* ---- micro-kernels -------------------------------------------------------------------------------------------- */
 
-/* C[m][0..TILE) = Σ_{k<K} A[m·lda + k] · Bt[k·TILE + 0..TILE) for the R rows of one block. */
+/* On a diagonal tile only one triangle matters; a kernel told which skips the rest of each 6-row block:
+ * LOWER, row m needs columns (or summed indices) ≤ m; UPPER, row m needs those ≥ m. */
+enum { FULL = 0, LOWER = 1, UPPER = 2 };
+
+/* C[m][0..16·NV) = Σ_{k<K} A[m·lda + k] · Bt[k·TILE + 0..16·NV) for the R rows of one block. */
 ATTN_INLINE void a_block(float *restrict C, const float *restrict A, size_t lda, const float *restrict Bt, int K,
-                         const int R) {
+                         const int R, const int NV) {
     vf acc[6][4];
     for (int i = 0; i < R; i++)
-        for (int v = 0; v < 4; v++)
+        for (int v = 0; v < NV; v++)
             acc[i][v] = v_zero();
     for (int k = 0; k < K; k++) {
         const float *b = Bt + (size_t)k * TILE;
-        vf b0 = v_load(b), b1 = v_load(b + 16), b2 = v_load(b + 32), b3 = v_load(b + 48);
+        vf bv[4];
+        for (int v = 0; v < NV; v++)
+            bv[v] = v_load(b + 16 * v);
         for (int i = 0; i < R; i++) {
             vf a = v_set1(A[(size_t)i * lda + k]);
-            acc[i][0] = v_fma(a, b0, acc[i][0]);
-            acc[i][1] = v_fma(a, b1, acc[i][1]);
-            acc[i][2] = v_fma(a, b2, acc[i][2]);
-            acc[i][3] = v_fma(a, b3, acc[i][3]);
+            for (int v = 0; v < NV; v++)
+                acc[i][v] = v_fma(a, bv[v], acc[i][v]);
         }
     }
     for (int i = 0; i < R; i++)
-        for (int v = 0; v < 4; v++)
+        for (int v = 0; v < NV; v++)
             v_store(C + (size_t)i * TILE + 16 * v, acc[i][v]);
 }
 
-/* C[M × TILE] = A[M × K] · Bt[K × TILE]: A's rows are lda floats apart (rows of qkv or dout used in place), Bt is a
- * transposed tile, C a scratch tile. Every element is an FMA chain over k = 0..K-1 from zero. */
-static void a_kernel(float *restrict C, const float *restrict A, size_t lda, const float *restrict Bt, int M,
-                     int K) {
-    int m = 0;
-    for (; m + 6 <= M; m += 6)
-        a_block(C + (size_t)m * TILE, A + (size_t)m * lda, lda, Bt, K, 6);
-    const float *a = A + (size_t)m * lda;
-    float *c = C + (size_t)m * TILE;
-    switch (M - m) {
-    case 5: a_block(c, a, lda, Bt, K, 5); break;
-    case 4: a_block(c, a, lda, Bt, K, 4); break;
-    case 3: a_block(c, a, lda, Bt, K, 3); break;
-    case 2: a_block(c, a, lda, Bt, K, 2); break;
-    case 1: a_block(c, a, lda, Bt, K, 1); break;
-    default: break;
+/* R and NV as constants, so each block keeps its accumulators in registers. */
+#define NV_SWITCH(CALL, R)                                                                                         \
+    switch (nv) {                                                                                                  \
+    case 1: CALL(R, 1); break;                                                                                     \
+    case 2: CALL(R, 2); break;                                                                                     \
+    case 3: CALL(R, 3); break;                                                                                     \
+    default: CALL(R, 4); break;                                                                                    \
+    }
+#define R_SWITCH(CALL)                                                                                             \
+    switch (R) {                                                                                                   \
+    case 6: NV_SWITCH(CALL, 6) break;                                                                              \
+    case 5: NV_SWITCH(CALL, 5) break;                                                                              \
+    case 4: NV_SWITCH(CALL, 4) break;                                                                              \
+    case 3: NV_SWITCH(CALL, 3) break;                                                                              \
+    case 2: NV_SWITCH(CALL, 2) break;                                                                              \
+    default: NV_SWITCH(CALL, 1) break;                                                                             \
+    }
+
+/* C[M × TILE] = A[M × K] · Bt[K × TILE] over the first ncols columns: A's rows are lda floats apart (rows of qkv or
+ * dout used in place), Bt is a transposed tile, C a scratch tile. Each element is an FMA chain over k = 0..K-1 from
+ * zero. With `diag`, 16-column groups a block does not need are zeroed instead of computed. */
+static void a_kernel(float *restrict C, const float *restrict A, size_t lda, const float *restrict Bt, int M, int K,
+                     int ncols, int diag) {
+    const int nvec = (ncols + 15) / 16;
+    for (int m = 0; m < M; m += 6) {
+        const int R = M - m < 6 ? M - m : 6;
+        int v0 = 0, v1 = nvec;
+        if (diag == LOWER && (m + R - 1) / 16 + 1 < v1)
+            v1 = (m + R - 1) / 16 + 1;
+        if (diag == UPPER)
+            v0 = m / 16;
+        float *c = C + (size_t)m * TILE;
+        for (int i = 0; i < R; i++)
+            for (int v = 0; v < 4; v++)
+                if (v < v0 || v >= v1)
+                    v_store(c + (size_t)i * TILE + 16 * v, v_zero());
+        if (v1 <= v0)
+            continue;
+        const int nv = v1 - v0;
+        const float *a = A + (size_t)m * lda, *bt = Bt + 16 * v0;
+        float *cc = c + 16 * v0;
+#define A_CALL(R_, NV_) a_block(cc, a, lda, bt, K, R_, NV_)
+        R_SWITCH(A_CALL)
+#undef A_CALL
     }
 }
 
@@ -259,46 +291,38 @@ ATTN_INLINE void b_block(float *restrict C, size_t ldc, const float *restrict A,
             v_store(C + (size_t)i * ldc + 16 * v, acc[i][v]);
 }
 
-#define B_CALL(R, NV) b_block(c, ldc, a, sm, sk, B + d0, ldb, K, mk, R, NV)
-#define B_ROWS(R)                                                                                                  \
-    switch (nv) {                                                                                                  \
-    case 1: B_CALL(R, 1); break;                                                                                   \
-    case 2: B_CALL(R, 2); break;                                                                                   \
-    case 3: B_CALL(R, 3); break;                                                                                   \
-    default: B_CALL(R, 4); break;                                                                                  \
-    }
-
 /* C[M × D] += A · B[K × D] with A(m, k) = A[m·sm + k·sk] (any layout of a scratch tile), B's rows ldb floats apart
  * (rows of qkv or dout used in place), C a scratch tile with rows ldc floats apart (ldc a multiple of 16; lanes past
- * D get zeros added). Every element continues an FMA chain over k = 0..K-1 from its value in C. */
+ * D get zeros added). Each element continues an FMA chain over k in increasing order from its value in C; with
+ * `diag`, a block sums only over the k its rows need (the others multiply masked zeros). */
 static void b_kernel(float *restrict C, size_t ldc, const float *restrict A, size_t sm, size_t sk,
-                     const float *restrict B, size_t ldb, int M, int K, int D) {
+                     const float *restrict B, size_t ldb, int M, int K, int D, int diag) {
     for (int d0 = 0; d0 < D; d0 += 64) {
-        int width = D - d0 < 64 ? D - d0 : 64;
-        int nv = (width + 15) / 16;
+        const int width = D - d0 < 64 ? D - d0 : 64;
+        const int nv = (width + 15) / 16;
         vmask mk[4];
         for (int v = 0; v < 4; v++)
             mk[v] = v_mask_first(v < nv ? width - 16 * v : 0);
-        int m = 0;
-        for (; m + 6 <= M; m += 6) {
+        for (int m = 0; m < M; m += 6) {
+            const int R = M - m < 6 ? M - m : 6;
+            int k0 = 0, k1 = K;
+            if (diag == LOWER && m + R < k1)
+                k1 = m + R;
+            if (diag == UPPER)
+                k0 = m;
+            if (k1 <= k0)
+                continue;
             float *c = C + (size_t)m * ldc + d0;
-            const float *a = A + (size_t)m * sm;
-            B_ROWS(6)
-        }
-        float *c = C + (size_t)m * ldc + d0;
-        const float *a = A + (size_t)m * sm;
-        switch (M - m) {
-        case 5: B_ROWS(5) break;
-        case 4: B_ROWS(4) break;
-        case 3: B_ROWS(3) break;
-        case 2: B_ROWS(2) break;
-        case 1: B_ROWS(1) break;
-        default: break;
+            const float *a = A + (size_t)m * sm + (size_t)k0 * sk, *b = B + (size_t)k0 * ldb + d0;
+            const int kk = k1 - k0;
+#define B_CALL(R_, NV_) b_block(c, ldc, a, sm, sk, b, ldb, kk, mk, R_, NV_)
+            R_SWITCH(B_CALL)
+#undef B_CALL
         }
     }
 }
-#undef B_ROWS
-#undef B_CALL
+#undef R_SWITCH
+#undef NV_SWITCH
 
 /* ---- tile helpers --------------------------------------------------------------------------------------------- */
 
@@ -344,15 +368,19 @@ static void load_row_stats(float *restrict lse_t, float *restrict delta, const f
     }
 }
 
-/* Forward online softmax on an Sᵀ tile (keys c < nk as rows, the TILE queries as columns), in place: scores are
- * scaled (and on the diagonal tile masked where key c > query r), the running max m and sum l of each query are
- * updated, the tile becomes P = exp(s − m_new), and alpha = exp(m_old − m_new) rescales the output rows. */
-static void softmax_cols_update(float *restrict st, int nk, int diagonal, float scale, float *restrict m,
+/* Forward online softmax on an Sᵀ tile (keys c < nk as rows, queries as columns; the first nvec 16-column groups),
+ * in place: scores are scaled (and on the diagonal tile masked where key c > query r), the running max m and sum l
+ * of each query are updated, the tile becomes P = exp(s − m_new), and alpha = exp(m_old − m_new) rescales the
+ * output rows. */
+static void softmax_cols_update(float *restrict st, int nk, int nvec, int diagonal, float scale, float *restrict m,
                                 float *restrict l, float *restrict alpha) {
     vf sc = v_set1(scale);
-    for (int v = 0; v < 4; v++) {
+    for (int v = 0; v < nvec; v++) {
+        const int last = 16 * v + 15; /* rows c > last are masked in every lane of this group */
         vf m_old = v_load(m + 16 * v), mx = m_old;
         for (int c = 0; c < nk; c++) {
+            if (diagonal && c > last)
+                break;
             float *p = st + (size_t)c * TILE + 16 * v;
             vf s = v_mul(v_load(p), sc);
             if (diagonal)
@@ -363,6 +391,10 @@ static void softmax_cols_update(float *restrict st, int nk, int diagonal, float 
         vf sum = v_zero();
         for (int c = 0; c < nk; c++) {
             float *p = st + (size_t)c * TILE + 16 * v;
+            if (diagonal && c > last) {
+                v_store(p, v_zero());
+                continue;
+            }
             vf e = v_exp(v_sub(v_load(p), mx));
             v_store(p, e);
             sum = v_add(sum, e);
@@ -374,14 +406,19 @@ static void softmax_cols_update(float *restrict st, int nk, int diagonal, float 
     }
 }
 
-/* Backward probabilities on an S tile (queries r < nq as rows, keys as columns): P = exp(s·scale − lse_r), zero
- * where key c > query r on the diagonal tile. The same per-element operations as probs_cols. */
-static void probs_rows(float *restrict s, int nq, const float *restrict lse_t, float scale, int diagonal) {
+/* Backward probabilities on an S tile (queries r < nq as rows, keys as columns; the first nvec 16-column groups):
+ * P = exp(s·scale − lse_r), exactly zero where key c > query r on the diagonal tile. probs_cols does the same
+ * per-element operations, so both layouts give the same bits. */
+static void probs_rows(float *restrict s, int nq, int nvec, const float *restrict lse_t, float scale, int diagonal) {
     vf sc = v_set1(scale);
     for (int r = 0; r < nq; r++) {
         vf l = v_set1(lse_t[r]);
-        for (int v = 0; v < 4; v++) {
+        for (int v = 0; v < nvec; v++) {
             float *p = s + (size_t)r * TILE + 16 * v;
+            if (diagonal && 16 * v > r) {
+                v_store(p, v_zero());
+                continue;
+            }
             vf e = v_exp(v_fms(v_load(p), sc, l));
             if (diagonal)
                 e = v_fill_above(e, 16 * v, r, 0.0f);
@@ -391,11 +428,16 @@ static void probs_rows(float *restrict s, int nq, const float *restrict lse_t, f
 }
 
 /* The same on an Sᵀ tile (keys c < nk as rows, queries as columns). */
-static void probs_cols(float *restrict st, int nk, const float *restrict lse_t, float scale, int diagonal) {
+static void probs_cols(float *restrict st, int nk, int nvec, const float *restrict lse_t, float scale,
+                       int diagonal) {
     vf sc = v_set1(scale);
     for (int c = 0; c < nk; c++) {
-        for (int v = 0; v < 4; v++) {
+        for (int v = 0; v < nvec; v++) {
             float *p = st + (size_t)c * TILE + 16 * v;
+            if (diagonal && 16 * v + 15 < c) {
+                v_store(p, v_zero());
+                continue;
+            }
             vf e = v_exp(v_fms(v_load(p), sc, v_load(lse_t + 16 * v)));
             if (diagonal)
                 e = v_fill_below(e, 16 * v, c, 0.0f);
@@ -404,23 +446,39 @@ static void probs_cols(float *restrict st, int nk, const float *restrict lse_t, 
     }
 }
 
-/* dS = P∘(dP − Δ_r) in place over dP, on an S tile (rows are queries). */
-static void dscores_rows(float *restrict dp, const float *restrict p, int nq, const float *restrict delta) {
+/* dS = P∘(dP − Δ_r) in place over dP, on an S tile (rows are queries); exactly zero where masked. */
+static void dscores_rows(float *restrict dp, const float *restrict p, int nq, int nvec, const float *restrict delta,
+                         int diagonal) {
     for (int r = 0; r < nq; r++) {
         vf dl = v_set1(delta[r]);
-        for (int v = 0; v < 4; v++) {
+        for (int v = 0; v < nvec; v++) {
             size_t o = (size_t)r * TILE + 16 * v;
-            v_store(dp + o, v_mul(v_load(p + o), v_sub(v_load(dp + o), dl)));
+            if (diagonal && 16 * v > r) {
+                v_store(dp + o, v_zero());
+                continue;
+            }
+            vf ds = v_mul(v_load(p + o), v_sub(v_load(dp + o), dl));
+            if (diagonal)
+                ds = v_fill_above(ds, 16 * v, r, 0.0f);
+            v_store(dp + o, ds);
         }
     }
 }
 
 /* The same on an Sᵀ tile (rows are keys, Δ runs along the columns). */
-static void dscores_cols(float *restrict dpt, const float *restrict pt, int nk, const float *restrict delta) {
+static void dscores_cols(float *restrict dpt, const float *restrict pt, int nk, int nvec, const float *restrict delta,
+                         int diagonal) {
     for (int c = 0; c < nk; c++) {
-        for (int v = 0; v < 4; v++) {
+        for (int v = 0; v < nvec; v++) {
             size_t o = (size_t)c * TILE + 16 * v;
-            v_store(dpt + o, v_mul(v_load(pt + o), v_sub(v_load(dpt + o), v_load(delta + 16 * v))));
+            if (diagonal && 16 * v + 15 < c) {
+                v_store(dpt + o, v_zero());
+                continue;
+            }
+            vf ds = v_mul(v_load(pt + o), v_sub(v_load(dpt + o), v_load(delta + 16 * v)));
+            if (diagonal)
+                ds = v_fill_below(ds, 16 * v, c, 0.0f);
+            v_store(dpt + o, ds);
         }
     }
 }
@@ -522,8 +580,9 @@ static void forward_item(const attn_geom *g, float *out, float *lse, const float
         const int j0 = jt * TILE, nk = len - j0 < TILE ? len - j0 : TILE;
         const float *k = qkv_h + (n0 + j0) * g->ld3 + g->ld;
         const float *v = k + g->ld;
-        a_kernel(w->st, k, g->ld3, w->qt, nk, D);
-        softmax_cols_update(w->st, nk, jt == it, g->scale, w->m, w->l, w->alpha);
+        const int diag = jt == it;
+        a_kernel(w->st, k, g->ld3, w->qt, nk, D, nq, diag ? UPPER : FULL);
+        softmax_cols_update(w->st, nk, (nq + 15) / 16, diag, g->scale, w->m, w->l, w->alpha);
         if (jt > 0)
             for (int r = 0; r < nq; r++) {
                 vf a = v_set1(w->alpha[r]);
@@ -531,7 +590,7 @@ static void forward_item(const attn_geom *g, float *out, float *lse, const float
                     v_store(w->o + (size_t)r * Dp + d0, v_mul(v_load(w->o + (size_t)r * Dp + d0), a));
             }
         /* O[r] += Σ_c Pᵀ[c][r]·V[c] */
-        b_kernel(w->o, (size_t)Dp, w->st, 1, TILE, v, g->ld3, nq, nk, D);
+        b_kernel(w->o, (size_t)Dp, w->st, 1, TILE, v, g->ld3, nq, nk, D, diag ? LOWER : FULL);
     }
     for (int r = 0; r < nq; r++) {
         float *dst = out + (n0 + i0 + r) * g->ld + (size_t)h * D;
@@ -628,18 +687,19 @@ static void kv_item(const attn_geom *g, const bwd_args *a, int s, int jt, int h,
         const float *q = a->qkv + row * g->ld3 + hd;
         const float *dout = a->dout + row * g->ld + hd;
         load_row_stats(w->lse, w->delta, a->lse + row * H + h, dout, a->out + row * g->ld + hd, g->ld, H, nq, D);
-        a_kernel(w->s, q, g->ld3, w->kt, nq, D);
-        probs_rows(w->s, nq, w->lse, g->scale, it == jt);
+        const int diag = it == jt, nvec = (nk + 15) / 16;
+        a_kernel(w->s, q, g->ld3, w->kt, nq, D, nk, diag ? LOWER : FULL);
+        probs_rows(w->s, nq, nvec, w->lse, g->scale, diag);
         /* dV[c] += Σ_r P[r][c]·dO[r] */
-        b_kernel(w->dv, (size_t)Dp, w->s, 1, TILE, dout, g->ld, nk, nq, D);
-        a_kernel(w->dp, dout, g->ld, w->vt, nq, D);
-        dscores_rows(w->dp, w->s, nq, w->delta);
+        b_kernel(w->dv, (size_t)Dp, w->s, 1, TILE, dout, g->ld, nk, nq, D, diag ? UPPER : FULL);
+        a_kernel(w->dp, dout, g->ld, w->vt, nq, D, nk, diag ? LOWER : FULL);
+        dscores_rows(w->dp, w->s, nq, nvec, w->delta, diag);
         /* dK[c] += Σ_r dS[r][c]·Q[r] (scaled when written out) */
-        b_kernel(w->dk, (size_t)Dp, w->dp, 1, TILE, q, g->ld3, nk, nq, D);
+        b_kernel(w->dk, (size_t)Dp, w->dp, 1, TILE, q, g->ld3, nk, nq, D, diag ? UPPER : FULL);
         if (with_dq) {
             /* dQ[r] += Σ_c dS[r][c]·K[c] for this pair, added into dq at once */
             memset(w->dq, 0, (size_t)nq * Dp * sizeof(float));
-            b_kernel(w->dq, (size_t)Dp, w->dp, TILE, 1, k, g->ld3, nq, nk, D);
+            b_kernel(w->dq, (size_t)Dp, w->dp, TILE, 1, k, g->ld3, nq, nk, D, diag ? LOWER : FULL);
             add_dq(g, a->dqkv + row * g->ld3 + hd, w->dq, nq);
         }
     }
@@ -669,13 +729,14 @@ static void q_item(const attn_geom *g, const bwd_args *a, int s, int it, int h, 
         const int j0 = jt * TILE, nk = len - j0 < TILE ? len - j0 : TILE;
         const float *k = a->qkv + (n0 + j0) * g->ld3 + g->ld + hd;
         const float *v = k + g->ld;
-        a_kernel(w->st, k, g->ld3, w->qt, nk, D);
-        probs_cols(w->st, nk, w->lse, g->scale, jt == it);
-        a_kernel(w->dpt, v, g->ld3, w->dot, nk, D);
-        dscores_cols(w->dpt, w->st, nk, w->delta);
+        const int diag = jt == it, nvec = (nq + 15) / 16;
+        a_kernel(w->st, k, g->ld3, w->qt, nk, D, nq, diag ? UPPER : FULL);
+        probs_cols(w->st, nk, nvec, w->lse, g->scale, diag);
+        a_kernel(w->dpt, v, g->ld3, w->dot, nk, D, nq, diag ? UPPER : FULL);
+        dscores_cols(w->dpt, w->st, nk, nvec, w->delta, diag);
         /* dQ[r] += Σ_c dSᵀ[c][r]·K[c] */
         memset(w->dq, 0, (size_t)nq * Dp * sizeof(float));
-        b_kernel(w->dq, (size_t)Dp, w->dpt, 1, TILE, k, g->ld3, nq, nk, D);
+        b_kernel(w->dq, (size_t)Dp, w->dpt, 1, TILE, k, g->ld3, nq, nk, D, diag ? LOWER : FULL);
         add_dq(g, dq_rows, w->dq, nq);
     }
 }
