@@ -8,30 +8,36 @@
  * Forward, one work item per (document, query tile, head): the query tile is transposed once into Qᵀ, then for each
  * key tile j up to the diagonal Sᵀ = K_j·Qᵀ is formed (keys as rows, queries as columns, so the running max m and
  * sum l of each query are vectors across the columns and need no horizontal reductions), the online softmax rescales
- * the output accumulator and O += Pᵀᵀ·V_j. Finally out = O/l and lse = m + log l. Only lse is kept for backward.
+ * the output accumulator and O += P·V_j. Finally out = O/l and lse = m + log l. Only lse is kept for backward.
  *
  * Backward recomputes P = exp(S·scale − lse) tile by tile. The key-tile loop ("kv item", one per (document, key
  * tile, head)) owns dK_j and dV_j in its scratch: for each query tile i ≥ j it forms S = Q_i·K_jᵀ, P, dV_j += Pᵀ·dO_i,
- * dP = dO_i·V_jᵀ, dS = P∘(dP − Δ_i) with Δ = rowsum(dO∘O), dK_j += dSᵀ·Q_i. dQ needs sums over key tiles, which two
- * ways give without races or atomics:
- *   - single pass: one item per (document, head) runs every kv item of that pair in order and adds dS·K_j into dq as
- *     it goes (the pair is owned by one thread). Five tile products per tile pair.
+ * dP = dO_i·V_jᵀ, dS = P∘(dP − Δ_i)·scale with Δ = rowsum(dO∘O), dK_j += dSᵀ·Q_i. dQ needs sums over key tiles,
+ * which two schedules give without races or atomics:
+ *   - single pass: one item per (document, head) runs every kv item of that pair in order and adds dS·K_j straight
+ *     into dq as it goes (the pair is owned by one thread). Five tile products per tile pair.
  *   - two passes: kv items run in parallel, and separate "q items" per (document, query tile, head) recompute S and dP
  *     (in the transposed layout, so only Q_i and dO_i need transposing) and add dS·K_j into dq. Seven products per
  *     pair, but the work splits into tiles, which balances one long document over many threads.
- * Both add the same per-tile-pair product into dq in the same key-tile order, computed bit for bit the same way (the
- * products are FMA chains over D in the same order whichever operand is the transposed one), so the choice — made
- * from the thread count — never changes a bit of the result: outputs are identical for any thread count.
+ * Both add the same per-tile-pair products into dq in the same key-tile order, computed bit for bit the same way (the
+ * products are FMA chains over D in the same order whichever operand is the transposed one, masked entries are exact
+ * zeros in both), so the choice — made from the thread count — never changes a bit: outputs are identical for any
+ * thread count. The price is that dq takes one addition per key tile, so a second backward call onto the same dqkv
+ * doubles it only to rounding (dk and dv take one addition per call).
+ *
+ * On a diagonal tile only one triangle is needed; the kernels skip the 16-column groups and summation ranges a 6-row
+ * block does not need, and partial tiles skip their padding columns (10–20% on batches of short documents).
  *
  * Work items go to threads through one atomic counter (dynamic scheduling, heaviest tiles first); each item writes
  * only its own rows, and its arithmetic does not depend on which thread runs it. Scratch is a few tiles per thread on
- * the thread's stack (about 200 KB at D = 128), whatever T is: no T×T matrix exists and nothing is allocated.
+ * the thread's stack (161 KiB at most, sized for D = 128), whatever T is: no T×T matrix exists, nothing is allocated.
  *
- * The inner products are register-blocked micro-kernels (6 rows × 4 vectors of 16 floats) over a thin vector layer:
- * AVX-512 intrinsics when the compiler targets AVX-512, otherwise plain C loops over 16 lanes (define DL_ATTN_PORTABLE
- * to force them). The AVX-512 exp is a Cody–Waite reduction with a degree-7 polynomial (about 1 ulp); results are
- * deterministic but not bit-identical between the two vector layers. cblas_sgemm on 64×64×64 tiles was measured
- * slower than these kernels (call and packing overhead per tile) — see bench/results/attention.md. */
+ * The inner products are register-blocked micro-kernels (6 rows × up to 4 vectors of 16 floats) over a thin vector
+ * layer: AVX-512 intrinsics when the compiler targets AVX-512, otherwise plain C loops over 16 lanes (define
+ * DL_ATTN_PORTABLE to force them; the tests pass on both). The AVX-512 exp is a Cody–Waite reduction with a degree-7
+ * polynomial (about 1 ulp); results are deterministic but not bit-identical between the two vector layers.
+ * cblas_sgemm on 64×64×64 tiles was measured: the sgemm calls alone take about as long as this whole forward and
+ * backward (per-call overhead on small tiles), so the tile products stay in these kernels — bench/results/attention.md. */
 #include <math.h>
 #include <omp.h>
 #include <stdint.h>
@@ -266,14 +272,14 @@ static void a_kernel(float *restrict C, const float *restrict A, size_t lda, con
     }
 }
 
-/* C[m][0..16·NV) += Σ_{k<K} A[m·sm + k·sk] · B[k·ldb + 0..16·NV) for the R rows of one block; mk masks the B loads
- * at the end of a row of D. */
+/* C[m][0..16·NV) += Σ_{k<K} A[m·sm + k·sk] · B[k·ldb + 0..16·NV) for the R rows of one block; mk masks the loads
+ * and stores at the end of a row of D. */
 ATTN_INLINE void b_block(float *restrict C, size_t ldc, const float *restrict A, size_t sm, size_t sk,
                          const float *restrict B, size_t ldb, int K, const vmask *mk, const int R, const int NV) {
     vf acc[6][4];
     for (int i = 0; i < R; i++)
         for (int v = 0; v < NV; v++)
-            acc[i][v] = v_load(C + (size_t)i * ldc + 16 * v);
+            acc[i][v] = v_load_mask(C + (size_t)i * ldc + 16 * v, mk[v]);
     for (int k = 0; k < K; k++) {
         const float *b = B + (size_t)k * ldb;
         const float *a = A + (size_t)k * sk;
@@ -288,12 +294,12 @@ ATTN_INLINE void b_block(float *restrict C, size_t ldc, const float *restrict A,
     }
     for (int i = 0; i < R; i++)
         for (int v = 0; v < NV; v++)
-            v_store(C + (size_t)i * ldc + 16 * v, acc[i][v]);
+            v_store_mask(C + (size_t)i * ldc + 16 * v, mk[v], acc[i][v]);
 }
 
 /* C[M × D] += A · B[K × D] with A(m, k) = A[m·sm + k·sk] (any layout of a scratch tile), B's rows ldb floats apart
- * (rows of qkv or dout used in place), C a scratch tile with rows ldc floats apart (ldc a multiple of 16; lanes past
- * D get zeros added). Each element continues an FMA chain over k in increasing order from its value in C; with
+ * (rows of qkv or dout used in place), C's rows ldc floats apart (a scratch tile, or rows of dqkv: nothing past D is
+ * touched). Each element continues an FMA chain over k in increasing order from its value in C; with
  * `diag`, a block sums only over the k its rows need (the others multiply masked zeros). */
 static void b_kernel(float *restrict C, size_t ldc, const float *restrict A, size_t sm, size_t sk,
                      const float *restrict B, size_t ldb, int M, int K, int D, int diag) {
@@ -328,6 +334,47 @@ static void b_kernel(float *restrict C, size_t ldc, const float *restrict A, siz
 
 static inline int round16(int D) { return (D + 15) & ~15; }
 
+#if defined(__AVX512F__) && !defined(DL_ATTN_PORTABLE)
+/* 16 rows of 16 floats transposed in registers (row j becomes column j): pairs, then quads, then 128-bit lanes. */
+ATTN_INLINE void transpose16(__m512 r[16]) {
+    __m512 t[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+        r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+        r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+        r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+    }
+    for (int i = 0; i < 4; i++) {
+        t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
+        t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xDD);
+        t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+        t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xDD);
+    }
+    for (int i = 0; i < 8; i++) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
+    }
+}
+
+/* dst[d·TILE + r] = src[r·ld + d] for r < n, d < D; columns r ≥ n are zeroed so they stay finite. */
+static void transpose_in(float *restrict dst, const float *restrict src, size_t ld, int n, int D) {
+    for (int r0 = 0; r0 < TILE; r0 += 16)
+        for (int d0 = 0; d0 < D; d0 += 16) {
+            const int w = D - d0 < 16 ? D - d0 : 16;
+            const vmask m = v_mask_first(w);
+            __m512 x[16];
+            for (int i = 0; i < 16; i++)
+                x[i] = r0 + i < n ? v_load_mask(src + (size_t)(r0 + i) * ld + d0, m) : v_zero();
+            transpose16(x);
+            for (int j = 0; j < w; j++)
+                v_store(dst + (size_t)(d0 + j) * TILE + r0, x[j]);
+        }
+}
+#else
 /* dst[d·TILE + r] = src[r·ld + d] for r < n, d < D; columns r ≥ n are zeroed so they stay finite. */
 static void transpose_in(float *restrict dst, const float *restrict src, size_t ld, int n, int D) {
     for (int r = 0; r < n; r++) {
@@ -339,6 +386,7 @@ static void transpose_in(float *restrict dst, const float *restrict src, size_t 
         for (int d = 0; d < D; d++)
             memset(dst + (size_t)d * TILE + n, 0, (size_t)(TILE - n) * sizeof(float));
 }
+#endif
 
 /* Σ_d a[d]·b[d] in a fixed order (Δ = rowsum(dO∘O) of one query row). */
 static float row_dot(const float *a, const float *b, int D) {
@@ -446,9 +494,11 @@ static void probs_cols(float *restrict st, int nk, int nvec, const float *restri
     }
 }
 
-/* dS = P∘(dP − Δ_r) in place over dP, on an S tile (rows are queries); exactly zero where masked. */
+/* dS = P∘(dP − Δ_r)·scale in place over dP, on an S tile (rows are queries); exactly zero where masked. The softmax
+ * scale is applied here once, so dK and dQ need no scaling afterwards. */
 static void dscores_rows(float *restrict dp, const float *restrict p, int nq, int nvec, const float *restrict delta,
-                         int diagonal) {
+                         float scale, int diagonal) {
+    vf sc = v_set1(scale);
     for (int r = 0; r < nq; r++) {
         vf dl = v_set1(delta[r]);
         for (int v = 0; v < nvec; v++) {
@@ -457,7 +507,7 @@ static void dscores_rows(float *restrict dp, const float *restrict p, int nq, in
                 v_store(dp + o, v_zero());
                 continue;
             }
-            vf ds = v_mul(v_load(p + o), v_sub(v_load(dp + o), dl));
+            vf ds = v_mul(v_mul(v_load(p + o), v_sub(v_load(dp + o), dl)), sc);
             if (diagonal)
                 ds = v_fill_above(ds, 16 * v, r, 0.0f);
             v_store(dp + o, ds);
@@ -467,7 +517,8 @@ static void dscores_rows(float *restrict dp, const float *restrict p, int nq, in
 
 /* The same on an Sᵀ tile (rows are keys, Δ runs along the columns). */
 static void dscores_cols(float *restrict dpt, const float *restrict pt, int nk, int nvec, const float *restrict delta,
-                         int diagonal) {
+                         float scale, int diagonal) {
+    vf sc = v_set1(scale);
     for (int c = 0; c < nk; c++) {
         for (int v = 0; v < nvec; v++) {
             size_t o = (size_t)c * TILE + 16 * v;
@@ -475,7 +526,7 @@ static void dscores_cols(float *restrict dpt, const float *restrict pt, int nk, 
                 v_store(dpt + o, v_zero());
                 continue;
             }
-            vf ds = v_mul(v_load(pt + o), v_sub(v_load(dpt + o), v_load(delta + 16 * v)));
+            vf ds = v_mul(v_mul(v_load(pt + o), v_sub(v_load(dpt + o), v_load(delta + 16 * v))), sc);
             if (diagonal)
                 ds = v_fill_below(ds, 16 * v, c, 0.0f);
             v_store(dpt + o, ds);
@@ -636,7 +687,6 @@ typedef struct kv_scratch {
     _Alignas(64) float dp[TILE * TILE]; /* dP, then dS */
     _Alignas(64) float dk[TILE * DMAX]; /* dK_j accumulator, rows Dp apart */
     _Alignas(64) float dv[TILE * DMAX]; /* dV_j accumulator */
-    _Alignas(64) float dq[TILE * DMAX]; /* dS·K_j of one tile pair (single pass) */
     _Alignas(64) float lse[TILE], delta[TILE];
 } kv_scratch;
 
@@ -645,7 +695,6 @@ typedef struct q_scratch {
     _Alignas(64) float dot[DMAX * TILE]; /* dO_iᵀ */
     _Alignas(64) float st[TILE * TILE];  /* Sᵀ, then Pᵀ */
     _Alignas(64) float dpt[TILE * TILE]; /* dPᵀ, then dSᵀ */
-    _Alignas(64) float dq[TILE * DMAX];  /* dS·K_j of one tile pair */
     _Alignas(64) float lse[TILE], delta[TILE];
 } q_scratch;
 
@@ -658,12 +707,6 @@ typedef struct bwd_args {
     float *dqkv;
     const float *dout, *qkv, *out, *lse;
 } bwd_args;
-
-/* dq rows of a query tile += tile·scale. */
-static void add_dq(const attn_geom *g, float *dq_rows, const float *tile, int nq) {
-    for (int r = 0; r < nq; r++)
-        add_scaled(dq_rows + (size_t)r * g->ld3, tile + (size_t)r * g->Dp, g->scale, g->D);
-}
 
 /* Key tile jt of document s, head h: dK_j and dV_j over every query tile at or below the diagonal; with_dq also adds
  * each pair's dS·K_j into dq (the single-pass scheme, which needs the whole (document, head) on this thread). */
@@ -693,20 +736,18 @@ static void kv_item(const attn_geom *g, const bwd_args *a, int s, int jt, int h,
         /* dV[c] += Σ_r P[r][c]·dO[r] */
         b_kernel(w->dv, (size_t)Dp, w->s, 1, TILE, dout, g->ld, nk, nq, D, diag ? UPPER : FULL);
         a_kernel(w->dp, dout, g->ld, w->vt, nq, D, nk, diag ? LOWER : FULL);
-        dscores_rows(w->dp, w->s, nq, nvec, w->delta, diag);
-        /* dK[c] += Σ_r dS[r][c]·Q[r] (scaled when written out) */
+        dscores_rows(w->dp, w->s, nq, nvec, w->delta, g->scale, diag);
+        /* dK[c] += Σ_r dS[r][c]·Q[r] */
         b_kernel(w->dk, (size_t)Dp, w->dp, 1, TILE, q, g->ld3, nk, nq, D, diag ? UPPER : FULL);
         if (with_dq) {
-            /* dQ[r] += Σ_c dS[r][c]·K[c] for this pair, added into dq at once */
-            memset(w->dq, 0, (size_t)nq * Dp * sizeof(float));
-            b_kernel(w->dq, (size_t)Dp, w->dp, TILE, 1, k, g->ld3, nq, nk, D, diag ? LOWER : FULL);
-            add_dq(g, a->dqkv + row * g->ld3 + hd, w->dq, nq);
+            /* dq[r] += Σ_c dS[r][c]·K[c], straight into dqkv */
+            b_kernel(a->dqkv + row * g->ld3 + hd, g->ld3, w->dp, TILE, 1, k, g->ld3, nq, nk, D, diag ? LOWER : FULL);
         }
     }
     float *dk_out = a->dqkv + (n0 + j0) * g->ld3 + g->ld + hd;
     float *dv_out = dk_out + g->ld;
     for (int c = 0; c < nk; c++) {
-        add_scaled(dk_out + (size_t)c * g->ld3, w->dk + (size_t)c * Dp, g->scale, D);
+        add_scaled(dk_out + (size_t)c * g->ld3, w->dk + (size_t)c * Dp, 1.0f, D);
         add_scaled(dv_out + (size_t)c * g->ld3, w->dv + (size_t)c * Dp, 1.0f, D);
     }
 }
@@ -714,7 +755,7 @@ static void kv_item(const attn_geom *g, const bwd_args *a, int s, int jt, int h,
 /* Query tile it of document s, head h (two-pass scheme): recomputes Sᵀ, Pᵀ, dPᵀ, dSᵀ against every key tile up to
  * the diagonal, in the same order and with the same arithmetic as kv_item, and adds each pair's dS·K_j into dq. */
 static void q_item(const attn_geom *g, const bwd_args *a, int s, int it, int h, q_scratch *w) {
-    const int D = g->D, Dp = g->Dp, H = g->H;
+    const int D = g->D, H = g->H;
     const size_t n0 = (size_t)g->cu[s];
     const int len = g->cu[s + 1] - g->cu[s];
     const int i0 = it * TILE, nq = len - i0 < TILE ? len - i0 : TILE;
@@ -733,11 +774,9 @@ static void q_item(const attn_geom *g, const bwd_args *a, int s, int it, int h, 
         a_kernel(w->st, k, g->ld3, w->qt, nk, D, nq, diag ? UPPER : FULL);
         probs_cols(w->st, nk, nvec, w->lse, g->scale, diag);
         a_kernel(w->dpt, v, g->ld3, w->dot, nk, D, nq, diag ? UPPER : FULL);
-        dscores_cols(w->dpt, w->st, nk, nvec, w->delta, diag);
+        dscores_cols(w->dpt, w->st, nk, nvec, w->delta, g->scale, diag);
         /* dQ[r] += Σ_c dSᵀ[c][r]·K[c] */
-        memset(w->dq, 0, (size_t)nq * Dp * sizeof(float));
-        b_kernel(w->dq, (size_t)Dp, w->dpt, 1, TILE, k, g->ld3, nq, nk, D, diag ? LOWER : FULL);
-        add_dq(g, dq_rows, w->dq, nq);
+        b_kernel(dq_rows, g->ld3, w->dpt, 1, TILE, k, g->ld3, nq, nk, D, diag ? LOWER : FULL);
     }
 }
 
