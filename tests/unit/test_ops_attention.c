@@ -167,8 +167,8 @@ static void assert_same_bits(const float *a, const float *b, size_t n, const cha
 }
 
 /* Checks forward and backward of one layout against the reference, with 1 and 8 threads (the single-pass and, unless
- * the layout has many documents or heads, the two-pass backward), which must agree bit for bit. amplitude scales the inputs:
- * larger values give peaked softmax rows that exercise the online rescaling. */
+ * the layout has many documents or heads, the two-pass backward), which must agree bit for bit. amplitude scales
+ * the inputs: larger values give peaked softmax rows that exercise the online rescaling. */
 static void check_layout(const int *lengths, int num_seqs, int H, int D, float amplitude, uint64_t stream) {
     layout L = make_layout(lengths, num_seqs, H, D);
     dl_backend be = cpu();
@@ -535,7 +535,8 @@ static void bad_arguments_are_rejected(void **state) {
                    "cu_seqlens[2] = 3 is below cu_seqlens[1] = 6");
     expect_invalid(dl_op_attention_forward(&be, out, lse, qkv, short_end, 2, N, H, D),
                    "cu_seqlens[2] = 9 (num_seqs = 2) must equal N = 10");
-    expect_invalid(dl_op_attention_forward(&be, qkv + 8, lse, qkv, cu, 2, N, H, D), "overlap");
+    expect_invalid(dl_op_attention_forward(&be, qkv + 8, lse, qkv, cu, 2, N, H, D), "out overlaps qkv");
+    expect_invalid(dl_op_attention_forward(&be, out, out + 4, qkv, cu, 2, N, H, D), "out overlaps lse");
 
     expect_invalid(dl_op_attention_backward(&be, NULL, dout, qkv, out, lse, cu, 2, N, H, D), "dqkv is NULL");
     expect_invalid(dl_op_attention_backward(&be, dqkv, NULL, qkv, out, lse, cu, 2, N, H, D), "dout is NULL");

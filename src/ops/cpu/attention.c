@@ -37,7 +37,8 @@
  * DL_ATTN_PORTABLE to force them; the tests pass on both). The AVX-512 exp is a Cody–Waite reduction with a degree-7
  * polynomial (about 1 ulp); results are deterministic but not bit-identical between the two vector layers.
  * cblas_sgemm on 64×64×64 tiles was measured: the sgemm calls alone take about as long as this whole forward and
- * backward (per-call overhead on small tiles), so the tile products stay in these kernels — bench/results/attention.md. */
+ * backward (per-call overhead on small tiles), so the tile products stay in these kernels (bench/results/attention.md).
+ */
 #include <math.h>
 #include <omp.h>
 #include <stdint.h>
