@@ -6,14 +6,16 @@
  * (a) forward+backward of one document of T = 256, 1024, 4096 tokens (and a packed batch of 16 documents of 256),
  *     with the bytes the algorithm touches: inputs and outputs grow linearly with T, the per-thread tile scratch is
  *     constant.
- * (b) at T = 1024, flash against a naive implementation in this file: per head, S = Q·Kᵀ and O = P·V and all four
- *     backward products through cblas_sgemm on the full T×T matrices (the causal mask applied to S), P kept from
- *     forward for backward. Both run in the same process with the same thread count; the figure that matters is
- *     the ratio. The two outputs are compared so the baseline is known to compute the same thing.
+ * (b) at T = 1024, at the chosen thread count and on one thread, flash against a naive implementation in this
+ *     file: per head, S = Q·Kᵀ and O = P·V and all four backward products through cblas_sgemm on the full T×T
+ *     matrices (the causal mask applied to S), P kept from forward for backward. Both run in the same process with
+ *     the same thread count, repeats interleaved; the figure that matters is the ratio. The two outputs are compared
+ *     so the baseline is known to compute the same thing.
  * (c) the tile products of (b) done as 64×64×64 cblas_sgemm calls instead, single-threaded: the time of the sgemm
  *     calls alone, without any softmax work, against the flash kernels' whole time on one thread.
  * Each figure is the best of R timed repeats after a warm-up; the machine may be shared, so ratios inside one run are
- * what to compare. */
+ * what to compare. One-thread figures (all of them with --threads 1, and those of (b) and (c) always) are CPU time
+ * of the calling thread, which other processes on a shared machine do not inflate; the rest is wall-clock time. */
 #include <cblas.h>
 #include <errno.h>
 #include <math.h>
@@ -21,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/philox.h"
 #include "core/timer.h"
@@ -99,6 +102,17 @@ static double causal_pairs(const problem *p) {
     return pairs * p->H;
 }
 
+/* Wall-clock time, or with `cpu_clock` the CPU time of the calling thread: for one-thread runs, where all the work is
+ * on this thread, CPU time is what the code costs, and other processes on a shared machine do not inflate it. */
+static int cpu_clock;
+static double now(void) {
+    if (!cpu_clock)
+        return dl_time_seconds();
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 typedef struct timing {
     double fwd, bwd;
 } timing;
@@ -106,16 +120,16 @@ typedef struct timing {
 static timing time_flash(const dl_backend *be, problem *p, int repeat) {
     timing best = {INFINITY, INFINITY};
     for (int r = 0; r <= repeat; r++) { /* r = 0 warms up */
-        double t0 = dl_time_seconds();
+        double t0 = now();
         if (dl_op_attention_forward(be, p->out, p->lse, p->qkv, p->cu, p->num_seqs, p->N, p->H, p->D) != DL_OK)
             die("forward");
-        double t1 = dl_time_seconds();
+        double t1 = now();
         memset(p->dqkv, 0, (size_t)p->N * 3 * p->H * p->D * sizeof(float));
-        double t2 = dl_time_seconds();
+        double t2 = now();
         if (dl_op_attention_backward(be, p->dqkv, p->dout, p->qkv, p->out, p->lse, p->cu, p->num_seqs, p->N, p->H,
                                      p->D) != DL_OK)
             die("backward");
-        double t3 = dl_time_seconds();
+        double t3 = now();
         if (r > 0) {
             best.fwd = fmin(best.fwd, t1 - t0);
             best.bwd = fmin(best.bwd, t3 - t2);
@@ -204,7 +218,7 @@ static double time_sgemm_tiles(const problem *p, long calls, int repeat) {
     memset(o, 0, (size_t)T * D * sizeof(float));
     double best = INFINITY;
     for (int r = 0; r <= repeat; r++) {
-        double t0 = dl_time_seconds();
+        double t0 = now();
         for (long i = 0; i < calls; i += 2) {
             const float *q = p->qkv + (size_t)(i % (p->N / T)) * T * ld3;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, D, 1.0f, q, (int)ld3, q + D, (int)ld3, 0.0f,
@@ -212,7 +226,7 @@ static double time_sgemm_tiles(const problem *p, long calls, int repeat) {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, D, T, 1.0f, c, T, q + 2 * D, (int)ld3, 1.0f,
                         o, D);
         }
-        double t = dl_time_seconds() - t0;
+        double t = now() - t0;
         if (r > 0)
             best = fmin(best, t);
     }
@@ -263,12 +277,13 @@ int main(int argc, char **argv) {
     const double scratch = (double)(dl_cpu_attention_scratch_forward() > dl_cpu_attention_scratch_backward()
                                         ? dl_cpu_attention_scratch_forward()
                                         : dl_cpu_attention_scratch_backward());
-    printf("# bench_attention: %d threads, H=%d, D=%d, best of %d; BLAS %s\n", threads, H, D, repeat,
-           dl_blas_describe());
+    printf("# bench_attention: %d threads, H=%d, D=%d, best of %d, %s; BLAS %s\n", threads, H, D, repeat,
+           threads == 1 ? "thread CPU time" : "wall-clock time", dl_blas_describe());
     printf("# tile %d, scratch per thread %.1f KiB (forward %.1f, backward %.1f)\n\n", DL_CPU_ATTENTION_TILE,
            scratch / 1024, dl_cpu_attention_scratch_forward() / 1024.0, dl_cpu_attention_scratch_backward() / 1024.0);
 
-    /* (a) */
+    /* (a); one-thread runs are timed in CPU time throughout */
+    cpu_clock = threads == 1;
     printf("## (a) flash forward+backward against T\n\n");
     printf("| layout | fwd ms | bwd ms | total ms | GFLOP/s | in+out MiB | scratch KiB (all threads) | one T×T fp32 "
            "matrix per head, MiB |\n|---|---|---|---|---|---|---|---|\n");
@@ -289,41 +304,51 @@ int main(int argc, char **argv) {
         free_problem(&p);
     }
 
-    /* (b) */
+    /* (b): at the chosen thread count, then on one thread (where OpenBLAS's threading plays no part) */
     const int T = 1024;
     printf("\n## (b) flash against naive (T×T through cblas_sgemm), T=%d, 1 doc\n\n", T);
+    printf("One-thread rows are in CPU time of the calling thread (all the work runs there; load from other\n"
+           "processes does not inflate it); the others in wall-clock time.\n\n");
+    printf("| threads | impl | fwd ms | bwd ms | fwd+bwd ms | extra memory MiB | speed-up fwd / bwd / fwd+bwd |\n"
+           "|---|---|---|---|---|---|---|\n");
     problem p = make_problem(T, H, D, 1);
     float *out_flash = xalloc((size_t)T * H * D * sizeof(float)), *dqkv_flash = xalloc((size_t)T * 3 * H * D * 4);
     naive nv = {xalloc((size_t)H * T * T * sizeof(float)), xalloc((size_t)T * T * sizeof(float))};
-    timing slow = {INFINITY, INFINITY}, flash = {INFINITY, INFINITY};
-    /* interleaved, so that a burst of load on a shared machine hits both */
-    for (int r = 0; r <= repeat; r++) {
-        timing f = time_flash(&be, &p, 1);
-        flash.fwd = fmin(flash.fwd, f.fwd);
-        flash.bwd = fmin(flash.bwd, f.bwd);
-        memcpy(out_flash, p.out, (size_t)T * H * D * sizeof(float));
-        memcpy(dqkv_flash, p.dqkv, (size_t)T * 3 * H * D * sizeof(float));
-        double t0 = dl_time_seconds();
-        naive_forward(&nv, &p);
-        double t1 = dl_time_seconds();
-        memset(p.dqkv, 0, (size_t)T * 3 * H * D * sizeof(float));
-        double t2 = dl_time_seconds();
-        naive_backward(&nv, &p);
-        double t3 = dl_time_seconds();
-        if (r > 0) {
-            slow.fwd = fmin(slow.fwd, t1 - t0);
-            slow.bwd = fmin(slow.bwd, t3 - t2);
+    double out_diff = 0, dqkv_diff = 0;
+    const int counts[2] = {threads, 1};
+    for (int c = 0; c < (threads > 1 ? 2 : 1); c++) {
+        omp_set_num_threads(counts[c]);
+        openblas_set_num_threads(counts[c]);
+        cpu_clock = counts[c] == 1;
+        timing slow = {INFINITY, INFINITY}, flash = {INFINITY, INFINITY};
+        /* interleaved, so that a burst of load on a shared machine hits both */
+        for (int r = 0; r <= repeat; r++) {
+            timing f = time_flash(&be, &p, 1);
+            flash.fwd = fmin(flash.fwd, f.fwd);
+            flash.bwd = fmin(flash.bwd, f.bwd);
+            memcpy(out_flash, p.out, (size_t)T * H * D * sizeof(float));
+            memcpy(dqkv_flash, p.dqkv, (size_t)T * 3 * H * D * sizeof(float));
+            double t0 = now();
+            naive_forward(&nv, &p);
+            double t1 = now();
+            memset(p.dqkv, 0, (size_t)T * 3 * H * D * sizeof(float));
+            double t2 = now();
+            naive_backward(&nv, &p);
+            double t3 = now();
+            if (r > 0) {
+                slow.fwd = fmin(slow.fwd, t1 - t0);
+                slow.bwd = fmin(slow.bwd, t3 - t2);
+            }
         }
+        out_diff = fmax(out_diff, rel_diff(out_flash, p.out, (size_t)T * H * D));
+        dqkv_diff = fmax(dqkv_diff, rel_diff(dqkv_flash, p.dqkv, (size_t)T * 3 * H * D));
+        printf("| %d | naive (sgemm, T×T) | %.2f | %.2f | %.2f | %.1f | |\n", counts[c], slow.fwd * 1e3,
+               slow.bwd * 1e3, (slow.fwd + slow.bwd) * 1e3, ((double)H + 1) * T * T * 4 / 1048576.0);
+        printf("| %d | flash | %.2f | %.2f | %.2f | %.2f | **%.2fx / %.2fx / %.2fx** |\n", counts[c], flash.fwd * 1e3,
+               flash.bwd * 1e3, (flash.fwd + flash.bwd) * 1e3, scratch * counts[c] / 1048576.0,
+               slow.fwd / flash.fwd, slow.bwd / flash.bwd, (slow.fwd + slow.bwd) / (flash.fwd + flash.bwd));
     }
-    printf("| impl | fwd ms | bwd ms | total ms | extra memory MiB |\n|---|---|---|---|---|\n");
-    printf("| naive (sgemm, T×T) | %.2f | %.2f | %.2f | %.1f |\n", slow.fwd * 1e3, slow.bwd * 1e3,
-           (slow.fwd + slow.bwd) * 1e3, ((double)H + 1) * T * T * 4 / 1048576.0);
-    printf("| flash | %.2f | %.2f | %.2f | %.2f |\n", flash.fwd * 1e3, flash.bwd * 1e3, (flash.fwd + flash.bwd) * 1e3,
-           scratch * threads / 1048576.0);
-    printf("\nspeed-up forward %.2fx, backward %.2fx, forward+backward %.2fx\n", slow.fwd / flash.fwd,
-           slow.bwd / flash.bwd, (slow.fwd + slow.bwd) / (flash.fwd + flash.bwd));
-    printf("naive vs flash: out rel. diff %.2g, dqkv rel. diff %.2g\n", rel_diff(out_flash, p.out, (size_t)T * H * D),
-           rel_diff(dqkv_flash, p.dqkv, (size_t)T * 3 * H * D));
+    printf("\nnaive vs flash: out rel. diff %.2g, dqkv rel. diff %.2g\n", out_diff, dqkv_diff);
     free(nv.P);
     free(nv.dP);
     free(out_flash);
@@ -333,10 +358,11 @@ int main(int argc, char **argv) {
     const long tiles = T / DL_CPU_ATTENTION_TILE, pairs = tiles * (tiles + 1) / 2 * H;
     omp_set_num_threads(1);
     openblas_set_num_threads(1);
+    cpu_clock = 1;
     timing one = time_flash(&be, &p, repeat);
     const long calls = pairs * (2 + 5);
     double sgemm = time_sgemm_tiles(&p, calls, repeat);
-    printf("\n## (c) tile products through cblas_sgemm, 1 thread, T=%d\n\n", T);
+    printf("\n## (c) tile products through cblas_sgemm, 1 thread (CPU time), T=%d\n\n", T);
     printf("flash forward+backward, whole: %.2f ms; the %ld 64x64x%d sgemm calls it would need, alone: %.2f ms\n",
            (one.fwd + one.bwd) * 1e3, calls, D, sgemm * 1e3);
     free_problem(&p);

@@ -389,6 +389,15 @@ static void transpose_in(float *restrict dst, const float *restrict src, size_t 
 }
 #endif
 
+/* Asks for the D floats of n rows ld floats apart to be brought into L2: the next tile's rows, fetched while the
+ * current tile is computed. Rows of qkv are 3·H·D floats apart, which the hardware prefetchers do not follow, and a
+ * long document's rows do not stay in L2 between sweeps (about 10% at T = 4096). */
+static void prefetch_rows(const float *p, size_t ld, int n, int D) {
+    for (int r = 0; r < n; r++)
+        for (int d = 0; d < D; d += 16)
+            __builtin_prefetch(p + (size_t)r * ld + d, 0, 2);
+}
+
 /* Σ_d a[d]·b[d] in a fixed order (Δ = rowsum(dO∘O) of one query row). */
 static float row_dot(const float *a, const float *b, int D) {
     vf acc = v_zero();
@@ -633,6 +642,10 @@ static void forward_item(const attn_geom *g, float *out, float *lse, const float
         const float *k = qkv_h + (n0 + j0) * g->ld3 + g->ld;
         const float *v = k + g->ld;
         const int diag = jt == it;
+        if (jt < it) {
+            prefetch_rows(k + (size_t)TILE * g->ld3, g->ld3, TILE, D);
+            prefetch_rows(v + (size_t)TILE * g->ld3, g->ld3, TILE, D);
+        }
         a_kernel(w->st, k, g->ld3, w->qt, nk, D, nq, diag ? UPPER : FULL);
         softmax_cols_update(w->st, nk, (nq + 15) / 16, diag, g->scale, w->m, w->l, w->alpha);
         if (jt > 0)
@@ -730,6 +743,15 @@ static void kv_item(const attn_geom *g, const bwd_args *a, int s, int jt, int h,
         const size_t row = n0 + i0;
         const float *q = a->qkv + row * g->ld3 + hd;
         const float *dout = a->dout + row * g->ld + hd;
+        if (it + 1 < ntiles) {
+            const size_t next = row + TILE;
+            const int nn = len - i0 - TILE < TILE ? len - i0 - TILE : TILE;
+            prefetch_rows(a->qkv + next * g->ld3 + hd, g->ld3, nn, D);
+            prefetch_rows(a->dout + next * g->ld + hd, g->ld, nn, D);
+            prefetch_rows(a->out + next * g->ld + hd, g->ld, nn, D);
+            if (with_dq)
+                prefetch_rows(a->dqkv + next * g->ld3 + hd, g->ld3, nn, D);
+        }
         load_row_stats(w->lse, w->delta, a->lse + row * H + h, dout, a->out + row * g->ld + hd, g->ld, H, nq, D);
         const int diag = it == jt, nvec = (nk + 15) / 16;
         a_kernel(w->s, q, g->ld3, w->kt, nq, D, nk, diag ? LOWER : FULL);
@@ -772,6 +794,10 @@ static void q_item(const attn_geom *g, const bwd_args *a, int s, int it, int h, 
         const float *k = a->qkv + (n0 + j0) * g->ld3 + g->ld + hd;
         const float *v = k + g->ld;
         const int diag = jt == it, nvec = (nq + 15) / 16;
+        if (jt < it) {
+            prefetch_rows(k + (size_t)TILE * g->ld3, g->ld3, TILE, D);
+            prefetch_rows(v + (size_t)TILE * g->ld3, g->ld3, TILE, D);
+        }
         a_kernel(w->st, k, g->ld3, w->qt, nk, D, nq, diag ? UPPER : FULL);
         probs_cols(w->st, nk, nvec, w->lse, g->scale, diag);
         a_kernel(w->dpt, v, g->ld3, w->dot, nk, D, nq, diag ? UPPER : FULL);
