@@ -1,12 +1,12 @@
 /* bench_attention.c — the CPU flash attention: time and memory against sequence length, and speed against a naive
  * attention that materialises the T×T matrices.
  *
- *   bench_attention [--threads T] [--repeat R] [--heads H] [--head-size D]
+ *   bench_attention [--threads T] [--repeat R] [--heads H] [--head-size D] [--compare-tokens T]
  *
  * (a) forward+backward of one document of T = 256, 1024, 4096 tokens (and a packed batch of 16 documents of 256),
  *     with the bytes the algorithm touches: inputs and outputs grow linearly with T, the per-thread tile scratch is
  *     constant.
- * (b) at T = 1024, at the chosen thread count and on one thread, flash against a naive implementation in this
+ * (b) at T = 1024 (--compare-tokens), at the chosen thread count and on one thread, flash against a naive implementation in this
  *     file: per head, S = Q·Kᵀ and O = P·V and all four backward products through cblas_sgemm on the full T×T
  *     matrices (the causal mask applied to S), P kept from forward for backward. Both run in the same process with
  *     the same thread count, repeats interleaved; the figure that matters is the ratio. The two outputs are compared
@@ -249,16 +249,18 @@ static int parse_int(const char *text, const char *flag, int *out) {
 
 int main(int argc, char **argv) {
     dl_blas_select_kernel(argv);
-    int threads = omp_get_max_threads(), repeat = 3, H = 12, D = 64;
+    int threads = omp_get_max_threads(), repeat = 3, H = 12, D = 64, T = 1024;
     for (int i = 1; i < argc; i++) {
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
-        int *target = strcmp(argv[i], "--threads") == 0     ? &threads
-                      : strcmp(argv[i], "--repeat") == 0    ? &repeat
-                      : strcmp(argv[i], "--heads") == 0     ? &H
-                      : strcmp(argv[i], "--head-size") == 0 ? &D
-                                                            : NULL;
+        int *target = strcmp(argv[i], "--threads") == 0          ? &threads
+                      : strcmp(argv[i], "--repeat") == 0         ? &repeat
+                      : strcmp(argv[i], "--heads") == 0          ? &H
+                      : strcmp(argv[i], "--head-size") == 0      ? &D
+                      : strcmp(argv[i], "--compare-tokens") == 0 ? &T
+                                                                 : NULL;
         if (!target) {
-            fprintf(stderr, "usage: bench_attention [--threads T] [--repeat R] [--heads H] [--head-size D]\n");
+            fprintf(stderr, "usage: bench_attention [--threads T] [--repeat R] [--heads H] [--head-size D] "
+                            "[--compare-tokens T]\n");
             return 2;
         }
         if (parse_int(next, argv[i], target))
@@ -305,7 +307,6 @@ int main(int argc, char **argv) {
     }
 
     /* (b): at the chosen thread count, then on one thread (where OpenBLAS's threading plays no part) */
-    const int T = 1024;
     printf("\n## (b) flash against naive (T×T through cblas_sgemm), T=%d, 1 doc\n\n", T);
     printf("One-thread rows are in CPU time of the calling thread (all the work runs there; load from other\n"
            "processes does not inflate it); the others in wall-clock time.\n\n");
@@ -355,7 +356,7 @@ int main(int argc, char **argv) {
     free(dqkv_flash);
 
     /* (c) */
-    const long tiles = T / DL_CPU_ATTENTION_TILE, pairs = tiles * (tiles + 1) / 2 * H;
+    const long tiles = (T + DL_CPU_ATTENTION_TILE - 1) / DL_CPU_ATTENTION_TILE, pairs = tiles * (tiles + 1) / 2 * H;
     omp_set_num_threads(1);
     openblas_set_num_threads(1);
     cpu_clock = 1;
