@@ -65,10 +65,13 @@ dl_status dl_op_attention_forward(const dl_backend *be, float *out, float *lse, 
     const size_t tokens = (size_t)N, C = (size_t)H * (size_t)D;
     const size_t qkv_bytes = tokens * 3 * C * sizeof(float), out_bytes = tokens * C * sizeof(float),
                  lse_bytes = tokens * (size_t)H * sizeof(float);
-    if (overlaps(out, out_bytes, qkv, qkv_bytes) || overlaps(lse, lse_bytes, qkv, qkv_bytes) ||
-        overlaps(out, out_bytes, lse, lse_bytes))
-        ATTN_FAIL("give out, lse and qkv separate buffers", "%s: out [%d, %d, %d], lse [%d, %d] and qkv overlap",
-                  op, N, H, D, N, H);
+    const char *clash = overlaps(out, out_bytes, qkv, qkv_bytes)   ? "out overlaps qkv"
+                        : overlaps(lse, lse_bytes, qkv, qkv_bytes) ? "lse overlaps qkv"
+                        : overlaps(out, out_bytes, lse, lse_bytes) ? "out overlaps lse"
+                                                                   : NULL;
+    if (clash)
+        ATTN_FAIL("give out [N, H, D], lse [N, H] and qkv [N, 3, H, D] separate buffers",
+                  "%s: %s (N = %d, H = %d, D = %d)", op, clash, N, H, D);
     DL_DISPATCH(be, attention, forward, out, lse, qkv, cu_seqlens, num_seqs, N, H, D);
 }
 

@@ -8,30 +8,37 @@
  * Forward, one work item per (document, query tile, head): the query tile is transposed once into Qᵀ, then for each
  * key tile j up to the diagonal Sᵀ = K_j·Qᵀ is formed (keys as rows, queries as columns, so the running max m and
  * sum l of each query are vectors across the columns and need no horizontal reductions), the online softmax rescales
- * the output accumulator and O += Pᵀᵀ·V_j. Finally out = O/l and lse = m + log l. Only lse is kept for backward.
+ * the output accumulator and O += P·V_j. Finally out = O/l and lse = m + log l. Only lse is kept for backward.
  *
  * Backward recomputes P = exp(S·scale − lse) tile by tile. The key-tile loop ("kv item", one per (document, key
  * tile, head)) owns dK_j and dV_j in its scratch: for each query tile i ≥ j it forms S = Q_i·K_jᵀ, P, dV_j += Pᵀ·dO_i,
- * dP = dO_i·V_jᵀ, dS = P∘(dP − Δ_i) with Δ = rowsum(dO∘O), dK_j += dSᵀ·Q_i. dQ needs sums over key tiles, which two
- * ways give without races or atomics:
- *   - single pass: one item per (document, head) runs every kv item of that pair in order and adds dS·K_j into dq as
- *     it goes (the pair is owned by one thread). Five tile products per tile pair.
+ * dP = dO_i·V_jᵀ, dS = P∘(dP − Δ_i)·scale with Δ = rowsum(dO∘O), dK_j += dSᵀ·Q_i. dQ needs sums over key tiles,
+ * which two schedules give without races or atomics:
+ *   - single pass: one item per (document, head) runs every kv item of that pair in order and adds dS·K_j straight
+ *     into dq as it goes (the pair is owned by one thread). Five tile products per tile pair.
  *   - two passes: kv items run in parallel, and separate "q items" per (document, query tile, head) recompute S and dP
  *     (in the transposed layout, so only Q_i and dO_i need transposing) and add dS·K_j into dq. Seven products per
  *     pair, but the work splits into tiles, which balances one long document over many threads.
- * Both add the same per-tile-pair product into dq in the same key-tile order, computed bit for bit the same way (the
- * products are FMA chains over D in the same order whichever operand is the transposed one), so the choice — made
- * from the thread count — never changes a bit of the result: outputs are identical for any thread count.
+ * Both add the same per-tile-pair products into dq in the same key-tile order, computed bit for bit the same way (the
+ * products are FMA chains over D in the same order whichever operand is the transposed one, masked entries are exact
+ * zeros in both), so the choice — made from the thread count — never changes a bit: outputs are identical for any
+ * thread count. The price is that dq takes one addition per key tile, so a second backward call onto the same dqkv
+ * doubles it only to rounding (dk and dv take one addition per call).
+ *
+ * On a diagonal tile only one triangle is needed; the kernels skip the 16-column groups and summation ranges a 6-row
+ * block does not need, and partial tiles skip their padding columns (10–20% on batches of short documents).
  *
  * Work items go to threads through one atomic counter (dynamic scheduling, heaviest tiles first); each item writes
  * only its own rows, and its arithmetic does not depend on which thread runs it. Scratch is a few tiles per thread on
- * the thread's stack (about 200 KB at D = 128), whatever T is: no T×T matrix exists and nothing is allocated.
+ * the thread's stack (161 KiB at most, sized for D = 128), whatever T is: no T×T matrix exists, nothing is allocated.
  *
- * The inner products are register-blocked micro-kernels (6 rows × 4 vectors of 16 floats) over a thin vector layer:
- * AVX-512 intrinsics when the compiler targets AVX-512, otherwise plain C loops over 16 lanes (define DL_ATTN_PORTABLE
- * to force them). The AVX-512 exp is a Cody–Waite reduction with a degree-7 polynomial (about 1 ulp); results are
- * deterministic but not bit-identical between the two vector layers. cblas_sgemm on 64×64×64 tiles was measured
- * slower than these kernels (call and packing overhead per tile) — see bench/results/attention.md. */
+ * The inner products are register-blocked micro-kernels (6 rows × up to 4 vectors of 16 floats) over a thin vector
+ * layer: AVX-512 intrinsics when the compiler targets AVX-512, otherwise plain C loops over 16 lanes (define
+ * DL_ATTN_PORTABLE to force them; the tests pass on both). The AVX-512 exp is a Cody–Waite reduction with a degree-7
+ * polynomial (about 1 ulp); results are deterministic but not bit-identical between the two vector layers.
+ * cblas_sgemm on 64×64×64 tiles was measured: the sgemm calls alone take about as long as this whole forward and
+ * backward (per-call overhead on small tiles), so the tile products stay in these kernels (bench/results/attention.md).
+ */
 #include <math.h>
 #include <omp.h>
 #include <stdint.h>
@@ -192,56 +199,88 @@ ATTN_INLINE vf v_exp(vf x) {
 
 /* ---- micro-kernels -------------------------------------------------------------------------------------------- */
 
-/* C[m][0..TILE) = Σ_{k<K} A[m·lda + k] · Bt[k·TILE + 0..TILE) for the R rows of one block. */
+/* On a diagonal tile only one triangle matters; a kernel told which skips the rest of each 6-row block:
+ * LOWER, row m needs columns (or summed indices) ≤ m; UPPER, row m needs those ≥ m. */
+enum { FULL = 0, LOWER = 1, UPPER = 2 };
+
+/* C[m][0..16·NV) = Σ_{k<K} A[m·lda + k] · Bt[k·TILE + 0..16·NV) for the R rows of one block. */
 ATTN_INLINE void a_block(float *restrict C, const float *restrict A, size_t lda, const float *restrict Bt, int K,
-                         const int R) {
+                         const int R, const int NV) {
     vf acc[6][4];
     for (int i = 0; i < R; i++)
-        for (int v = 0; v < 4; v++)
+        for (int v = 0; v < NV; v++)
             acc[i][v] = v_zero();
     for (int k = 0; k < K; k++) {
         const float *b = Bt + (size_t)k * TILE;
-        vf b0 = v_load(b), b1 = v_load(b + 16), b2 = v_load(b + 32), b3 = v_load(b + 48);
+        vf bv[4];
+        for (int v = 0; v < NV; v++)
+            bv[v] = v_load(b + 16 * v);
         for (int i = 0; i < R; i++) {
             vf a = v_set1(A[(size_t)i * lda + k]);
-            acc[i][0] = v_fma(a, b0, acc[i][0]);
-            acc[i][1] = v_fma(a, b1, acc[i][1]);
-            acc[i][2] = v_fma(a, b2, acc[i][2]);
-            acc[i][3] = v_fma(a, b3, acc[i][3]);
+            for (int v = 0; v < NV; v++)
+                acc[i][v] = v_fma(a, bv[v], acc[i][v]);
         }
     }
     for (int i = 0; i < R; i++)
-        for (int v = 0; v < 4; v++)
+        for (int v = 0; v < NV; v++)
             v_store(C + (size_t)i * TILE + 16 * v, acc[i][v]);
 }
 
-/* C[M × TILE] = A[M × K] · Bt[K × TILE]: A's rows are lda floats apart (rows of qkv or dout used in place), Bt is a
- * transposed tile, C a scratch tile. Every element is an FMA chain over k = 0..K-1 from zero. */
-static void a_kernel(float *restrict C, const float *restrict A, size_t lda, const float *restrict Bt, int M,
-                     int K) {
-    int m = 0;
-    for (; m + 6 <= M; m += 6)
-        a_block(C + (size_t)m * TILE, A + (size_t)m * lda, lda, Bt, K, 6);
-    const float *a = A + (size_t)m * lda;
-    float *c = C + (size_t)m * TILE;
-    switch (M - m) {
-    case 5: a_block(c, a, lda, Bt, K, 5); break;
-    case 4: a_block(c, a, lda, Bt, K, 4); break;
-    case 3: a_block(c, a, lda, Bt, K, 3); break;
-    case 2: a_block(c, a, lda, Bt, K, 2); break;
-    case 1: a_block(c, a, lda, Bt, K, 1); break;
-    default: break;
+/* R and NV as constants, so each block keeps its accumulators in registers. */
+#define NV_SWITCH(CALL, R)                                                                                         \
+    switch (nv) {                                                                                                  \
+    case 1: CALL(R, 1); break;                                                                                     \
+    case 2: CALL(R, 2); break;                                                                                     \
+    case 3: CALL(R, 3); break;                                                                                     \
+    default: CALL(R, 4); break;                                                                                    \
+    }
+#define R_SWITCH(CALL)                                                                                             \
+    switch (R) {                                                                                                   \
+    case 6: NV_SWITCH(CALL, 6) break;                                                                              \
+    case 5: NV_SWITCH(CALL, 5) break;                                                                              \
+    case 4: NV_SWITCH(CALL, 4) break;                                                                              \
+    case 3: NV_SWITCH(CALL, 3) break;                                                                              \
+    case 2: NV_SWITCH(CALL, 2) break;                                                                              \
+    default: NV_SWITCH(CALL, 1) break;                                                                             \
+    }
+
+/* C[M × TILE] = A[M × K] · Bt[K × TILE] over the first ncols columns: A's rows are lda floats apart (rows of qkv or
+ * dout used in place), Bt is a transposed tile, C a scratch tile. Each element is an FMA chain over k = 0..K-1 from
+ * zero. With `diag`, 16-column groups a block does not need are zeroed instead of computed. */
+static void a_kernel(float *restrict C, const float *restrict A, size_t lda, const float *restrict Bt, int M, int K,
+                     int ncols, int diag) {
+    const int nvec = (ncols + 15) / 16;
+    for (int m = 0; m < M; m += 6) {
+        const int R = M - m < 6 ? M - m : 6;
+        int v0 = 0, v1 = nvec;
+        if (diag == LOWER && (m + R - 1) / 16 + 1 < v1)
+            v1 = (m + R - 1) / 16 + 1;
+        if (diag == UPPER)
+            v0 = m / 16;
+        float *c = C + (size_t)m * TILE;
+        for (int i = 0; i < R; i++)
+            for (int v = 0; v < 4; v++)
+                if (v < v0 || v >= v1)
+                    v_store(c + (size_t)i * TILE + 16 * v, v_zero());
+        if (v1 <= v0)
+            continue;
+        const int nv = v1 - v0;
+        const float *a = A + (size_t)m * lda, *bt = Bt + 16 * v0;
+        float *cc = c + 16 * v0;
+#define A_CALL(R_, NV_) a_block(cc, a, lda, bt, K, R_, NV_)
+        R_SWITCH(A_CALL)
+#undef A_CALL
     }
 }
 
-/* C[m][0..16·NV) += Σ_{k<K} A[m·sm + k·sk] · B[k·ldb + 0..16·NV) for the R rows of one block; mk masks the B loads
- * at the end of a row of D. */
+/* C[m][0..16·NV) += Σ_{k<K} A[m·sm + k·sk] · B[k·ldb + 0..16·NV) for the R rows of one block; mk masks the loads
+ * and stores at the end of a row of D. */
 ATTN_INLINE void b_block(float *restrict C, size_t ldc, const float *restrict A, size_t sm, size_t sk,
                          const float *restrict B, size_t ldb, int K, const vmask *mk, const int R, const int NV) {
     vf acc[6][4];
     for (int i = 0; i < R; i++)
         for (int v = 0; v < NV; v++)
-            acc[i][v] = v_load(C + (size_t)i * ldc + 16 * v);
+            acc[i][v] = v_load_mask(C + (size_t)i * ldc + 16 * v, mk[v]);
     for (int k = 0; k < K; k++) {
         const float *b = B + (size_t)k * ldb;
         const float *a = A + (size_t)k * sk;
@@ -256,54 +295,87 @@ ATTN_INLINE void b_block(float *restrict C, size_t ldc, const float *restrict A,
     }
     for (int i = 0; i < R; i++)
         for (int v = 0; v < NV; v++)
-            v_store(C + (size_t)i * ldc + 16 * v, acc[i][v]);
+            v_store_mask(C + (size_t)i * ldc + 16 * v, mk[v], acc[i][v]);
 }
 
-#define B_CALL(R, NV) b_block(c, ldc, a, sm, sk, B + d0, ldb, K, mk, R, NV)
-#define B_ROWS(R)                                                                                                  \
-    switch (nv) {                                                                                                  \
-    case 1: B_CALL(R, 1); break;                                                                                   \
-    case 2: B_CALL(R, 2); break;                                                                                   \
-    case 3: B_CALL(R, 3); break;                                                                                   \
-    default: B_CALL(R, 4); break;                                                                                  \
-    }
-
 /* C[M × D] += A · B[K × D] with A(m, k) = A[m·sm + k·sk] (any layout of a scratch tile), B's rows ldb floats apart
- * (rows of qkv or dout used in place), C a scratch tile with rows ldc floats apart (ldc a multiple of 16; lanes past
- * D get zeros added). Every element continues an FMA chain over k = 0..K-1 from its value in C. */
+ * (rows of qkv or dout used in place), C's rows ldc floats apart (a scratch tile, or rows of dqkv: nothing past D is
+ * touched). Each element continues an FMA chain over k in increasing order from its value in C; with
+ * `diag`, a block sums only over the k its rows need (the others multiply masked zeros). */
 static void b_kernel(float *restrict C, size_t ldc, const float *restrict A, size_t sm, size_t sk,
-                     const float *restrict B, size_t ldb, int M, int K, int D) {
+                     const float *restrict B, size_t ldb, int M, int K, int D, int diag) {
     for (int d0 = 0; d0 < D; d0 += 64) {
-        int width = D - d0 < 64 ? D - d0 : 64;
-        int nv = (width + 15) / 16;
+        const int width = D - d0 < 64 ? D - d0 : 64;
+        const int nv = (width + 15) / 16;
         vmask mk[4];
         for (int v = 0; v < 4; v++)
             mk[v] = v_mask_first(v < nv ? width - 16 * v : 0);
-        int m = 0;
-        for (; m + 6 <= M; m += 6) {
+        for (int m = 0; m < M; m += 6) {
+            const int R = M - m < 6 ? M - m : 6;
+            int k0 = 0, k1 = K;
+            if (diag == LOWER && m + R < k1)
+                k1 = m + R;
+            if (diag == UPPER)
+                k0 = m;
+            if (k1 <= k0)
+                continue;
             float *c = C + (size_t)m * ldc + d0;
-            const float *a = A + (size_t)m * sm;
-            B_ROWS(6)
-        }
-        float *c = C + (size_t)m * ldc + d0;
-        const float *a = A + (size_t)m * sm;
-        switch (M - m) {
-        case 5: B_ROWS(5) break;
-        case 4: B_ROWS(4) break;
-        case 3: B_ROWS(3) break;
-        case 2: B_ROWS(2) break;
-        case 1: B_ROWS(1) break;
-        default: break;
+            const float *a = A + (size_t)m * sm + (size_t)k0 * sk, *b = B + (size_t)k0 * ldb + d0;
+            const int kk = k1 - k0;
+#define B_CALL(R_, NV_) b_block(c, ldc, a, sm, sk, b, ldb, kk, mk, R_, NV_)
+            R_SWITCH(B_CALL)
+#undef B_CALL
         }
     }
 }
-#undef B_ROWS
-#undef B_CALL
+#undef R_SWITCH
+#undef NV_SWITCH
 
 /* ---- tile helpers --------------------------------------------------------------------------------------------- */
 
 static inline int round16(int D) { return (D + 15) & ~15; }
 
+#if defined(__AVX512F__) && !defined(DL_ATTN_PORTABLE)
+/* 16 rows of 16 floats transposed in registers (row j becomes column j): pairs, then quads, then 128-bit lanes. */
+ATTN_INLINE void transpose16(__m512 r[16]) {
+    __m512 t[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+        r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+        r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+        r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+    }
+    for (int i = 0; i < 4; i++) {
+        t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
+        t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xDD);
+        t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+        t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xDD);
+    }
+    for (int i = 0; i < 8; i++) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
+    }
+}
+
+/* dst[d·TILE + r] = src[r·ld + d] for r < n, d < D; columns r ≥ n are zeroed so they stay finite. */
+static void transpose_in(float *restrict dst, const float *restrict src, size_t ld, int n, int D) {
+    for (int r0 = 0; r0 < TILE; r0 += 16)
+        for (int d0 = 0; d0 < D; d0 += 16) {
+            const int w = D - d0 < 16 ? D - d0 : 16;
+            const vmask m = v_mask_first(w);
+            __m512 x[16];
+            for (int i = 0; i < 16; i++)
+                x[i] = r0 + i < n ? v_load_mask(src + (size_t)(r0 + i) * ld + d0, m) : v_zero();
+            transpose16(x);
+            for (int j = 0; j < w; j++)
+                v_store(dst + (size_t)(d0 + j) * TILE + r0, x[j]);
+        }
+}
+#else
 /* dst[d·TILE + r] = src[r·ld + d] for r < n, d < D; columns r ≥ n are zeroed so they stay finite. */
 static void transpose_in(float *restrict dst, const float *restrict src, size_t ld, int n, int D) {
     for (int r = 0; r < n; r++) {
@@ -314,6 +386,16 @@ static void transpose_in(float *restrict dst, const float *restrict src, size_t 
     if (n < TILE)
         for (int d = 0; d < D; d++)
             memset(dst + (size_t)d * TILE + n, 0, (size_t)(TILE - n) * sizeof(float));
+}
+#endif
+
+/* Asks for the D floats of n rows ld floats apart to be brought into L2: the next tile's rows, fetched while the
+ * current tile is computed. Rows of qkv are 3·H·D floats apart, which the hardware prefetchers do not follow, and a
+ * long document's rows do not stay in L2 between sweeps (about 10% at T = 4096). */
+static void prefetch_rows(const float *p, size_t ld, int n, int D) {
+    for (int r = 0; r < n; r++)
+        for (int d = 0; d < D; d += 16)
+            __builtin_prefetch(p + (size_t)r * ld + d, 0, 2);
 }
 
 /* Σ_d a[d]·b[d] in a fixed order (Δ = rowsum(dO∘O) of one query row). */
@@ -344,15 +426,19 @@ static void load_row_stats(float *restrict lse_t, float *restrict delta, const f
     }
 }
 
-/* Forward online softmax on an Sᵀ tile (keys c < nk as rows, the TILE queries as columns), in place: scores are
- * scaled (and on the diagonal tile masked where key c > query r), the running max m and sum l of each query are
- * updated, the tile becomes P = exp(s − m_new), and alpha = exp(m_old − m_new) rescales the output rows. */
-static void softmax_cols_update(float *restrict st, int nk, int diagonal, float scale, float *restrict m,
+/* Forward online softmax on an Sᵀ tile (keys c < nk as rows, queries as columns; the first nvec 16-column groups),
+ * in place: scores are scaled (and on the diagonal tile masked where key c > query r), the running max m and sum l
+ * of each query are updated, the tile becomes P = exp(s − m_new), and alpha = exp(m_old − m_new) rescales the
+ * output rows. */
+static void softmax_cols_update(float *restrict st, int nk, int nvec, int diagonal, float scale, float *restrict m,
                                 float *restrict l, float *restrict alpha) {
     vf sc = v_set1(scale);
-    for (int v = 0; v < 4; v++) {
+    for (int v = 0; v < nvec; v++) {
+        const int last = 16 * v + 15; /* rows c > last are masked in every lane of this group */
         vf m_old = v_load(m + 16 * v), mx = m_old;
         for (int c = 0; c < nk; c++) {
+            if (diagonal && c > last)
+                break;
             float *p = st + (size_t)c * TILE + 16 * v;
             vf s = v_mul(v_load(p), sc);
             if (diagonal)
@@ -363,6 +449,10 @@ static void softmax_cols_update(float *restrict st, int nk, int diagonal, float 
         vf sum = v_zero();
         for (int c = 0; c < nk; c++) {
             float *p = st + (size_t)c * TILE + 16 * v;
+            if (diagonal && c > last) {
+                v_store(p, v_zero());
+                continue;
+            }
             vf e = v_exp(v_sub(v_load(p), mx));
             v_store(p, e);
             sum = v_add(sum, e);
@@ -374,14 +464,19 @@ static void softmax_cols_update(float *restrict st, int nk, int diagonal, float 
     }
 }
 
-/* Backward probabilities on an S tile (queries r < nq as rows, keys as columns): P = exp(s·scale − lse_r), zero
- * where key c > query r on the diagonal tile. The same per-element operations as probs_cols. */
-static void probs_rows(float *restrict s, int nq, const float *restrict lse_t, float scale, int diagonal) {
+/* Backward probabilities on an S tile (queries r < nq as rows, keys as columns; the first nvec 16-column groups):
+ * P = exp(s·scale − lse_r), exactly zero where key c > query r on the diagonal tile. probs_cols does the same
+ * per-element operations, so both layouts give the same bits. */
+static void probs_rows(float *restrict s, int nq, int nvec, const float *restrict lse_t, float scale, int diagonal) {
     vf sc = v_set1(scale);
     for (int r = 0; r < nq; r++) {
         vf l = v_set1(lse_t[r]);
-        for (int v = 0; v < 4; v++) {
+        for (int v = 0; v < nvec; v++) {
             float *p = s + (size_t)r * TILE + 16 * v;
+            if (diagonal && 16 * v > r) {
+                v_store(p, v_zero());
+                continue;
+            }
             vf e = v_exp(v_fms(v_load(p), sc, l));
             if (diagonal)
                 e = v_fill_above(e, 16 * v, r, 0.0f);
@@ -391,11 +486,16 @@ static void probs_rows(float *restrict s, int nq, const float *restrict lse_t, f
 }
 
 /* The same on an Sᵀ tile (keys c < nk as rows, queries as columns). */
-static void probs_cols(float *restrict st, int nk, const float *restrict lse_t, float scale, int diagonal) {
+static void probs_cols(float *restrict st, int nk, int nvec, const float *restrict lse_t, float scale,
+                       int diagonal) {
     vf sc = v_set1(scale);
     for (int c = 0; c < nk; c++) {
-        for (int v = 0; v < 4; v++) {
+        for (int v = 0; v < nvec; v++) {
             float *p = st + (size_t)c * TILE + 16 * v;
+            if (diagonal && 16 * v + 15 < c) {
+                v_store(p, v_zero());
+                continue;
+            }
             vf e = v_exp(v_fms(v_load(p), sc, v_load(lse_t + 16 * v)));
             if (diagonal)
                 e = v_fill_below(e, 16 * v, c, 0.0f);
@@ -404,23 +504,42 @@ static void probs_cols(float *restrict st, int nk, const float *restrict lse_t, 
     }
 }
 
-/* dS = P∘(dP − Δ_r) in place over dP, on an S tile (rows are queries). */
-static void dscores_rows(float *restrict dp, const float *restrict p, int nq, const float *restrict delta) {
+/* dS = P∘(dP − Δ_r)·scale in place over dP, on an S tile (rows are queries); exactly zero where masked. The softmax
+ * scale is applied here once, so dK and dQ need no scaling afterwards. */
+static void dscores_rows(float *restrict dp, const float *restrict p, int nq, int nvec, const float *restrict delta,
+                         float scale, int diagonal) {
+    vf sc = v_set1(scale);
     for (int r = 0; r < nq; r++) {
         vf dl = v_set1(delta[r]);
-        for (int v = 0; v < 4; v++) {
+        for (int v = 0; v < nvec; v++) {
             size_t o = (size_t)r * TILE + 16 * v;
-            v_store(dp + o, v_mul(v_load(p + o), v_sub(v_load(dp + o), dl)));
+            if (diagonal && 16 * v > r) {
+                v_store(dp + o, v_zero());
+                continue;
+            }
+            vf ds = v_mul(v_mul(v_load(p + o), v_sub(v_load(dp + o), dl)), sc);
+            if (diagonal)
+                ds = v_fill_above(ds, 16 * v, r, 0.0f);
+            v_store(dp + o, ds);
         }
     }
 }
 
 /* The same on an Sᵀ tile (rows are keys, Δ runs along the columns). */
-static void dscores_cols(float *restrict dpt, const float *restrict pt, int nk, const float *restrict delta) {
+static void dscores_cols(float *restrict dpt, const float *restrict pt, int nk, int nvec, const float *restrict delta,
+                         float scale, int diagonal) {
+    vf sc = v_set1(scale);
     for (int c = 0; c < nk; c++) {
-        for (int v = 0; v < 4; v++) {
+        for (int v = 0; v < nvec; v++) {
             size_t o = (size_t)c * TILE + 16 * v;
-            v_store(dpt + o, v_mul(v_load(pt + o), v_sub(v_load(dpt + o), v_load(delta + 16 * v))));
+            if (diagonal && 16 * v + 15 < c) {
+                v_store(dpt + o, v_zero());
+                continue;
+            }
+            vf ds = v_mul(v_mul(v_load(pt + o), v_sub(v_load(dpt + o), v_load(delta + 16 * v))), sc);
+            if (diagonal)
+                ds = v_fill_below(ds, 16 * v, c, 0.0f);
+            v_store(dpt + o, ds);
         }
     }
 }
@@ -522,8 +641,13 @@ static void forward_item(const attn_geom *g, float *out, float *lse, const float
         const int j0 = jt * TILE, nk = len - j0 < TILE ? len - j0 : TILE;
         const float *k = qkv_h + (n0 + j0) * g->ld3 + g->ld;
         const float *v = k + g->ld;
-        a_kernel(w->st, k, g->ld3, w->qt, nk, D);
-        softmax_cols_update(w->st, nk, jt == it, g->scale, w->m, w->l, w->alpha);
+        const int diag = jt == it;
+        if (jt < it) {
+            prefetch_rows(k + (size_t)TILE * g->ld3, g->ld3, TILE, D);
+            prefetch_rows(v + (size_t)TILE * g->ld3, g->ld3, TILE, D);
+        }
+        a_kernel(w->st, k, g->ld3, w->qt, nk, D, nq, diag ? UPPER : FULL);
+        softmax_cols_update(w->st, nk, (nq + 15) / 16, diag, g->scale, w->m, w->l, w->alpha);
         if (jt > 0)
             for (int r = 0; r < nq; r++) {
                 vf a = v_set1(w->alpha[r]);
@@ -531,7 +655,7 @@ static void forward_item(const attn_geom *g, float *out, float *lse, const float
                     v_store(w->o + (size_t)r * Dp + d0, v_mul(v_load(w->o + (size_t)r * Dp + d0), a));
             }
         /* O[r] += Σ_c Pᵀ[c][r]·V[c] */
-        b_kernel(w->o, (size_t)Dp, w->st, 1, TILE, v, g->ld3, nq, nk, D);
+        b_kernel(w->o, (size_t)Dp, w->st, 1, TILE, v, g->ld3, nq, nk, D, diag ? LOWER : FULL);
     }
     for (int r = 0; r < nq; r++) {
         float *dst = out + (n0 + i0 + r) * g->ld + (size_t)h * D;
@@ -577,7 +701,6 @@ typedef struct kv_scratch {
     _Alignas(64) float dp[TILE * TILE]; /* dP, then dS */
     _Alignas(64) float dk[TILE * DMAX]; /* dK_j accumulator, rows Dp apart */
     _Alignas(64) float dv[TILE * DMAX]; /* dV_j accumulator */
-    _Alignas(64) float dq[TILE * DMAX]; /* dS·K_j of one tile pair (single pass) */
     _Alignas(64) float lse[TILE], delta[TILE];
 } kv_scratch;
 
@@ -586,7 +709,6 @@ typedef struct q_scratch {
     _Alignas(64) float dot[DMAX * TILE]; /* dO_iᵀ */
     _Alignas(64) float st[TILE * TILE];  /* Sᵀ, then Pᵀ */
     _Alignas(64) float dpt[TILE * TILE]; /* dPᵀ, then dSᵀ */
-    _Alignas(64) float dq[TILE * DMAX];  /* dS·K_j of one tile pair */
     _Alignas(64) float lse[TILE], delta[TILE];
 } q_scratch;
 
@@ -599,12 +721,6 @@ typedef struct bwd_args {
     float *dqkv;
     const float *dout, *qkv, *out, *lse;
 } bwd_args;
-
-/* dq rows of a query tile += tile·scale. */
-static void add_dq(const attn_geom *g, float *dq_rows, const float *tile, int nq) {
-    for (int r = 0; r < nq; r++)
-        add_scaled(dq_rows + (size_t)r * g->ld3, tile + (size_t)r * g->Dp, g->scale, g->D);
-}
 
 /* Key tile jt of document s, head h: dK_j and dV_j over every query tile at or below the diagonal; with_dq also adds
  * each pair's dS·K_j into dq (the single-pass scheme, which needs the whole (document, head) on this thread). */
@@ -627,26 +743,34 @@ static void kv_item(const attn_geom *g, const bwd_args *a, int s, int jt, int h,
         const size_t row = n0 + i0;
         const float *q = a->qkv + row * g->ld3 + hd;
         const float *dout = a->dout + row * g->ld + hd;
+        if (it + 1 < ntiles) {
+            const size_t next = row + TILE;
+            const int nn = len - i0 - TILE < TILE ? len - i0 - TILE : TILE;
+            prefetch_rows(a->qkv + next * g->ld3 + hd, g->ld3, nn, D);
+            prefetch_rows(a->dout + next * g->ld + hd, g->ld, nn, D);
+            prefetch_rows(a->out + next * g->ld + hd, g->ld, nn, D);
+            if (with_dq)
+                prefetch_rows(a->dqkv + next * g->ld3 + hd, g->ld3, nn, D);
+        }
         load_row_stats(w->lse, w->delta, a->lse + row * H + h, dout, a->out + row * g->ld + hd, g->ld, H, nq, D);
-        a_kernel(w->s, q, g->ld3, w->kt, nq, D);
-        probs_rows(w->s, nq, w->lse, g->scale, it == jt);
+        const int diag = it == jt, nvec = (nk + 15) / 16;
+        a_kernel(w->s, q, g->ld3, w->kt, nq, D, nk, diag ? LOWER : FULL);
+        probs_rows(w->s, nq, nvec, w->lse, g->scale, diag);
         /* dV[c] += Σ_r P[r][c]·dO[r] */
-        b_kernel(w->dv, (size_t)Dp, w->s, 1, TILE, dout, g->ld, nk, nq, D);
-        a_kernel(w->dp, dout, g->ld, w->vt, nq, D);
-        dscores_rows(w->dp, w->s, nq, w->delta);
-        /* dK[c] += Σ_r dS[r][c]·Q[r] (scaled when written out) */
-        b_kernel(w->dk, (size_t)Dp, w->dp, 1, TILE, q, g->ld3, nk, nq, D);
+        b_kernel(w->dv, (size_t)Dp, w->s, 1, TILE, dout, g->ld, nk, nq, D, diag ? UPPER : FULL);
+        a_kernel(w->dp, dout, g->ld, w->vt, nq, D, nk, diag ? LOWER : FULL);
+        dscores_rows(w->dp, w->s, nq, nvec, w->delta, g->scale, diag);
+        /* dK[c] += Σ_r dS[r][c]·Q[r] */
+        b_kernel(w->dk, (size_t)Dp, w->dp, 1, TILE, q, g->ld3, nk, nq, D, diag ? UPPER : FULL);
         if (with_dq) {
-            /* dQ[r] += Σ_c dS[r][c]·K[c] for this pair, added into dq at once */
-            memset(w->dq, 0, (size_t)nq * Dp * sizeof(float));
-            b_kernel(w->dq, (size_t)Dp, w->dp, TILE, 1, k, g->ld3, nq, nk, D);
-            add_dq(g, a->dqkv + row * g->ld3 + hd, w->dq, nq);
+            /* dq[r] += Σ_c dS[r][c]·K[c], straight into dqkv */
+            b_kernel(a->dqkv + row * g->ld3 + hd, g->ld3, w->dp, TILE, 1, k, g->ld3, nq, nk, D, diag ? LOWER : FULL);
         }
     }
     float *dk_out = a->dqkv + (n0 + j0) * g->ld3 + g->ld + hd;
     float *dv_out = dk_out + g->ld;
     for (int c = 0; c < nk; c++) {
-        add_scaled(dk_out + (size_t)c * g->ld3, w->dk + (size_t)c * Dp, g->scale, D);
+        add_scaled(dk_out + (size_t)c * g->ld3, w->dk + (size_t)c * Dp, 1.0f, D);
         add_scaled(dv_out + (size_t)c * g->ld3, w->dv + (size_t)c * Dp, 1.0f, D);
     }
 }
@@ -654,7 +778,7 @@ static void kv_item(const attn_geom *g, const bwd_args *a, int s, int jt, int h,
 /* Query tile it of document s, head h (two-pass scheme): recomputes Sᵀ, Pᵀ, dPᵀ, dSᵀ against every key tile up to
  * the diagonal, in the same order and with the same arithmetic as kv_item, and adds each pair's dS·K_j into dq. */
 static void q_item(const attn_geom *g, const bwd_args *a, int s, int it, int h, q_scratch *w) {
-    const int D = g->D, Dp = g->Dp, H = g->H;
+    const int D = g->D, H = g->H;
     const size_t n0 = (size_t)g->cu[s];
     const int len = g->cu[s + 1] - g->cu[s];
     const int i0 = it * TILE, nq = len - i0 < TILE ? len - i0 : TILE;
@@ -669,14 +793,17 @@ static void q_item(const attn_geom *g, const bwd_args *a, int s, int it, int h, 
         const int j0 = jt * TILE, nk = len - j0 < TILE ? len - j0 : TILE;
         const float *k = a->qkv + (n0 + j0) * g->ld3 + g->ld + hd;
         const float *v = k + g->ld;
-        a_kernel(w->st, k, g->ld3, w->qt, nk, D);
-        probs_cols(w->st, nk, w->lse, g->scale, jt == it);
-        a_kernel(w->dpt, v, g->ld3, w->dot, nk, D);
-        dscores_cols(w->dpt, w->st, nk, w->delta);
+        const int diag = jt == it, nvec = (nq + 15) / 16;
+        if (jt < it) {
+            prefetch_rows(k + (size_t)TILE * g->ld3, g->ld3, TILE, D);
+            prefetch_rows(v + (size_t)TILE * g->ld3, g->ld3, TILE, D);
+        }
+        a_kernel(w->st, k, g->ld3, w->qt, nk, D, nq, diag ? UPPER : FULL);
+        probs_cols(w->st, nk, nvec, w->lse, g->scale, diag);
+        a_kernel(w->dpt, v, g->ld3, w->dot, nk, D, nq, diag ? UPPER : FULL);
+        dscores_cols(w->dpt, w->st, nk, nvec, w->delta, g->scale, diag);
         /* dQ[r] += Σ_c dSᵀ[c][r]·K[c] */
-        memset(w->dq, 0, (size_t)nq * Dp * sizeof(float));
-        b_kernel(w->dq, (size_t)Dp, w->dpt, 1, TILE, k, g->ld3, nq, nk, D);
-        add_dq(g, dq_rows, w->dq, nq);
+        b_kernel(dq_rows, g->ld3, w->dpt, 1, TILE, k, g->ld3, nq, nk, D, diag ? LOWER : FULL);
     }
 }
 
