@@ -174,7 +174,7 @@ static dl_status generate(const options *o) {
             s = DL_FAIL(DL_ERR_NOMEM, "cannot allocate generation buffers");
     }
     if (s == DL_OK) {
-        dl_ckpt_tensors t = {dl_gpt_params(model), host, 0, NULL, NULL};
+        dl_ckpt_tensors t = {dl_gpt_params(model), host, 0, NULL, NULL, 0, 0};
         uint8_t *cursor = NULL;
         size_t cursor_len = 0;
         s = dl_ckpt_load(path, &t, 0, 0, &cursor, &cursor_len);

@@ -46,7 +46,8 @@ typedef struct dl_ckpt_tensors {
     float *params_data;            /* host, numel(params) floats */
     int num_states;
     const char *const *state_names;
-    float **states_data;           /* host, numel(params) floats each */
+    float **states_data;           /* host, numel(params) floats each; only [state_begin, state_end) is this rank's */
+    size_t state_begin, state_end; /* the elements whose optimizer state this rank holds (all of them without ZeRO) */
 } dl_ckpt_tensors;
 
 /* Saves a checkpoint of `meta->step` under run_dir/ckpt. Collective: every rank passes its cursor; rank 0 writes

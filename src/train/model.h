@@ -13,23 +13,47 @@
 #include "core/config.h"
 #include "core/tensor.h"
 #include "data/batch.h"
+#include "data/loader.h"
 #include "ops/ops.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
+enum { DL_MAX_MODEL_METRICS = 8 };
+
 /* Sums over one or more micro-batches; every field adds across micro-batches and ranks. */
 typedef struct dl_step_stats {
     double loss_sum;        /* Σ loss over targets */
-    double targets;         /* what the loss is averaged over */
+    double targets;         /* what the loss is averaged over (tokens, rows, pairs) */
     double tokens;          /* real input tokens (gpt/dpo) or rows (fm/ffm): throughput */
     double slots;           /* rows·seq_len of the batches: tokens/slots is the packing efficiency */
     double attended;        /* Σ over documents of n(n+1)/2: keys attended by all queries (MFU's attention term) */
+    double metrics[DL_MAX_MODEL_METRICS]; /* the model's own sums (model->metric_names), reported / targets */
 } dl_step_stats;
 
 /* Called by backward after each layer's gradients are complete (layer = n_layer-1 … 0, then -1 for embeddings). */
 typedef dl_status (*dl_layer_hook)(void *ctx, int layer);
+
+struct dl_world;
+
+/* What a training micro-batch needs besides the batch. */
+typedef struct dl_step_context {
+    struct dl_world *world;  /* for models that exchange rows themselves (sharded embeddings) */
+    int64_t step;            /* the optimizer step being computed, 1-based */
+    double lr;               /* its learning rate (self-updating models apply it themselves) */
+    dl_layer_hook hook;      /* may be NULL */
+    void *hook_ctx;
+} dl_step_context;
+
+/* What an evaluation reports: the mean loss over its targets and named metrics ("val_auc", ...). */
+typedef struct dl_eval_result {
+    double loss;
+    double targets;
+    int count;
+    const char *names[DL_MAX_MODEL_METRICS];
+    double values[DL_MAX_MODEL_METRICS];
+} dl_eval_result;
 
 typedef struct dl_model dl_model;
 struct dl_model {
@@ -38,7 +62,7 @@ struct dl_model {
     float *param_data;                /* device buffers */
     float *grad_data;
     /* Forward and backward on one micro-batch, adding to the gradients and to *stats. */
-    dl_status (*train_batch)(dl_model *model, const dl_batch *batch, dl_layer_hook hook, void *hook_ctx,
+    dl_status (*train_batch)(dl_model *model, const dl_batch *batch, const dl_step_context *ctx,
                              dl_step_stats *stats);
     /* Forward only, adding to *stats. */
     dl_status (*eval_batch)(dl_model *model, const dl_batch *batch, dl_step_stats *stats);
@@ -46,6 +70,17 @@ struct dl_model {
     dl_status (*init_params)(dl_model *model, uint64_t seed);
     /* Model FLOPs of the step described by stats (forward + backward), for MFU. */
     double (*step_flops)(const dl_model *model, const dl_step_stats *stats);
+    /* Models that update their own parameters inside train_batch (sparse AdaGrad on embedding rows, libffm
+     * style) set this: the trainer then skips the dense gradient all-reduce and optimizer for them. */
+    int self_updating;
+    /* Names of the model's own metrics (NULL-terminated prefix of the array): "rewards/accuracy", ... Each is
+     * reported as Σ metrics[i] / Σ targets over the step (and over the evaluation). */
+    const char *metric_names[DL_MAX_MODEL_METRICS];
+    /* Optional: a whole evaluation of its own (e.g. AUC, which is not a sum). When NULL the trainer sums
+     * eval_batch over at most max_batches batches of a loader it opens with `config` on `valid`. Collective:
+     * every rank calls it and gets the same result. */
+    dl_status (*evaluate)(dl_model *model, struct dl_world *world, const dl_doc_source *valid,
+                          const dl_loader_config *config, int64_t max_batches, dl_eval_result *result);
     /* Activation bytes the model planned (and would plan without gradient checkpointing). */
     size_t activation_bytes, activation_bytes_without_checkpointing;
     void (*destroy)(dl_model *model);

@@ -18,6 +18,7 @@
 #include "data/loader.h"
 #include "ops/blas_runtime.h"
 #include "train/checkpoint.h"
+#include "train/grad_sync.h"
 #include "train/model.h"
 #include "train/optimizer.h"
 #include "train/schedule.h"
@@ -25,7 +26,8 @@
 void openblas_set_num_threads(int num_threads);
 
 /* Scalars every rank contributes to a step, summed in one all-reduce. */
-enum { S_LOSS, S_TARGETS, S_TOKENS, S_SLOTS, S_ATTENDED, S_FAILED, S_STOP, S_COUNT };
+enum { S_LOSS, S_TARGETS, S_TOKENS, S_SLOTS, S_ATTENDED, S_FAILED, S_STOP, S_METRICS,
+       S_COUNT = S_METRICS + DL_MAX_MODEL_METRICS };
 
 typedef struct trainer {
     const dl_config *cfg;
@@ -37,11 +39,10 @@ typedef struct trainer {
     dl_loader *loader;
     dl_loader_config loader_cfg;
     dl_model *model;
-    dl_optimizer opt;
-    int opt_ready;
+    dl_grad_sync *sync;
+    dl_optimizer *opt;       /* owned by sync: the state of the elements this rank updates */
     dl_schedule schedule;
     size_t numel;
-    float *host_grads;       /* staging for the all-reduce when gradients live on a GPU */
     int64_t step, total_steps, eval_batches;
     int64_t bad_steps;
     double tokens_seen, samples_seen;
@@ -183,23 +184,24 @@ static dl_status host_state_alloc(trainer *t, host_state *h) {
     size_t bytes = t->numel * sizeof(float);
     h->params = calloc(t->numel, sizeof(float));
     int ok = h->params != NULL;
-    for (int k = 0; k < t->opt.num_states; k++)
+    for (int k = 0; k < t->opt->num_states; k++)
         ok = ok && (h->states[k] = calloc(t->numel, sizeof(float))) != NULL;
     if (!ok) {
         host_state_free(h);
         return DL_FAIL(DL_ERR_NOMEM, "cannot allocate %zu bytes for a checkpoint copy", bytes);
     }
-    h->tensors = (dl_ckpt_tensors){t->model->params, h->params, t->opt.num_states, t->opt.state_names, h->states};
+    h->tensors = (dl_ckpt_tensors){t->model->params, h->params,   t->opt->num_states, t->opt->state_names,
+                                   h->states,        t->opt->begin, t->opt->end};
     return DL_OK;
 }
 
 static dl_status save_checkpoint(trainer *t) {
     host_state h;
     DL_CHECK(host_state_alloc(t, &h));
-    size_t span = t->opt.end - t->opt.begin;
+    size_t span = t->opt->end - t->opt->begin;
     dl_status s = dl_mem_to_host(&t->be, h.params, t->model->param_data, t->numel * sizeof(float));
-    for (int k = 0; k < t->opt.num_states && s == DL_OK; k++)
-        s = dl_mem_to_host(&t->be, h.states[k] + t->opt.begin, t->opt.states[k], span * sizeof(float));
+    for (int k = 0; k < t->opt->num_states && s == DL_OK; k++)
+        s = dl_mem_to_host(&t->be, h.states[k] + t->opt->begin, t->opt->states[k], span * sizeof(float));
     const uint8_t *cursor = NULL;
     size_t cursor_len = 0;
     dl_loader_cursor(t->loader, &cursor, &cursor_len);
@@ -208,7 +210,7 @@ static dl_status save_checkpoint(trainer *t) {
         .epoch = 0,
         .tokens_seen = t->tokens_seen,
         .samples_seen = t->samples_seen,
-        .optimizer_step = t->opt.step,
+        .optimizer_step = t->opt->step,
         .seed = t->cfg->run.seed,
         .world_size = t->world->size,
         .zero_stage = t->cfg->comm.zero,
@@ -258,18 +260,18 @@ static dl_status maybe_resume(trainer *t, uint8_t **cursor, size_t *cursor_len, 
     host_state h;
     DL_CHECK(host_state_alloc(t, &h));
     dl_status s = dl_ckpt_load(path, &h.tensors, t->world->rank, t->world->size, cursor, cursor_len);
-    size_t span = t->opt.end - t->opt.begin;
+    size_t span = t->opt->end - t->opt->begin;
     if (s == DL_OK)
         s = dl_mem_to_device(&t->be, t->model->param_data, h.params, t->numel * sizeof(float));
-    for (int k = 0; k < t->opt.num_states && s == DL_OK; k++)
-        s = dl_mem_to_device(&t->be, t->opt.states[k], h.states[k] + t->opt.begin, span * sizeof(float));
+    for (int k = 0; k < t->opt->num_states && s == DL_OK; k++)
+        s = dl_mem_to_device(&t->be, t->opt->states[k], h.states[k] + t->opt->begin, span * sizeof(float));
     host_state_free(&h);
     DL_CHECK(s);
     if (meta.world_size != t->world->size && rank0(t))
         DL_WARN("%s was written by %d ranks, this run has %d: the data order restarts from the beginning of epoch "
                 "%lld", path, meta.world_size, t->world->size, (long long)meta.epoch);
     t->step = meta.step;
-    t->opt.step = meta.optimizer_step;
+    t->opt->step = meta.optimizer_step;
     t->tokens_seen = meta.tokens_seen;
     t->samples_seen = meta.samples_seen;
     *resumed = 1;
@@ -278,11 +280,14 @@ static dl_status maybe_resume(trainer *t, uint8_t **cursor, size_t *cursor_len, 
     return DL_OK;
 }
 
-static dl_status evaluate(trainer *t, double *val_loss, double *val_targets) {
+static dl_status evaluate(trainer *t, dl_eval_result *result) {
     dl_loader_config lc = t->loader_cfg;
     lc.shuffle = 0;
     lc.epochs = 1;
     lc.prefetch = 0;
+    memset(result, 0, sizeof *result);
+    if (t->model->evaluate)
+        return t->model->evaluate(t->model, t->world, &t->valid_source, &lc, t->eval_batches, result);
     dl_loader *loader = NULL;
     dl_step_stats stats = {0};
     dl_status s = dl_loader_open(&loader, &t->valid_source, &lc, NULL, 0);
@@ -293,14 +298,20 @@ static dl_status evaluate(trainer *t, double *val_loss, double *val_targets) {
             s = t->model->eval_batch(t->model, batch, &stats);
     }
     dl_loader_close(loader);
-    double sums[3] = {stats.loss_sum, stats.targets, s != DL_OK};
-    dl_status c = dl_comm_allreduce_sum_f64(t->world, sums, 3, "validation sums");
+    double sums[3 + DL_MAX_MODEL_METRICS] = {stats.loss_sum, stats.targets, s != DL_OK};
+    memcpy(sums + 3, stats.metrics, sizeof stats.metrics);
+    dl_status c = dl_comm_allreduce_sum_f64(t->world, sums, 3 + DL_MAX_MODEL_METRICS, "validation sums");
     DL_CHECK_CTX(s, "evaluating on data.valid");
     DL_CHECK(c);
     if (sums[2] > 0)
         return DL_FAIL(DL_ERR_RUNTIME, "another rank failed during evaluation (see its message above)");
-    *val_targets = sums[1];
-    *val_loss = sums[1] > 0 ? sums[0] / sums[1] : NAN;
+    result->targets = sums[1];
+    result->loss = sums[1] > 0 ? sums[0] / sums[1] : NAN;
+    for (int i = 0; i < DL_MAX_MODEL_METRICS && t->model->metric_names[i]; i++) {
+        result->names[i] = t->model->metric_names[i];
+        result->values[i] = sums[1] > 0 ? sums[3 + i] / sums[1] : NAN;
+        result->count = i + 1;
+    }
     return DL_OK;
 }
 
@@ -321,41 +332,37 @@ static dl_status train_step(trainer *t, double *step_seconds, double sums_out[S_
     const dl_config *c = t->cfg;
     double t0 = dl_time_seconds();
     dl_step_stats stats = {0};
-    dl_status local = dl_mem_zero(&t->be, t->model->grad_data, t->numel * sizeof(float));
+    int dense = !t->model->self_updating && t->numel > 0;
+    dl_status local = dense ? dl_mem_zero(&t->be, t->model->grad_data, t->numel * sizeof(float)) : DL_OK;
+    dl_step_context ctx = {t->world, t->step + 1, dl_schedule_lr(&t->schedule, t->step + 1),
+                           dense ? dl_grad_sync_layer_done : NULL, t->sync};
     for (int micro = 0; micro < c->train.grad_accum && local == DL_OK; micro++) {
         const dl_batch *batch;
         local = dl_loader_next(t->loader, &batch);
+        if (local == DL_OK && dense)
+            local = dl_grad_sync_begin(t->sync, micro == c->train.grad_accum - 1);
         if (local == DL_OK)
-            local = t->model->train_batch(t->model, batch, NULL, NULL, &stats);
+            local = t->model->train_batch(t->model, batch, &ctx, &stats);
     }
     /* A stop request (SIGUSR1/SIGTERM) rides on the step's all-reduce, so every rank sees it at the same step. */
     double sums[S_COUNT] = {stats.loss_sum, stats.targets,   stats.tokens,
                             stats.slots,    stats.attended, local != DL_OK,
                             dl_signals_stop_requested() ? 1.0 : 0.0};
+    memcpy(sums + S_METRICS, stats.metrics, sizeof stats.metrics);
     dl_status s = dl_comm_allreduce_sum_f64(t->world, sums, S_COUNT, "step statistics");
     DL_CHECK(local);
     DL_CHECK(s);
     if (sums[S_FAILED] > 0)
         return DL_FAIL(DL_ERR_RUNTIME, "another rank failed at step %lld (see its message above)",
                        (long long)t->step + 1);
-    /* Gradient sums over ranks. */
-    size_t bytes = t->numel * sizeof(float);
-    if (t->world->size > 1) {
-        if (t->be.kind == DL_DEVICE_CPU) {
-            DL_CHECK(dl_comm_allreduce_sum_f32(t->world, t->model->grad_data, t->numel, "gradient all-reduce"));
-        } else {
-            DL_CHECK(dl_mem_to_host(&t->be, t->host_grads, t->model->grad_data, bytes));
-            DL_CHECK(dl_comm_allreduce_sum_f32(t->world, t->host_grads, t->numel, "gradient all-reduce"));
-            DL_CHECK(dl_mem_to_device(&t->be, t->model->grad_data, t->host_grads, bytes));
-        }
-    }
     t->step++;
     dl_world_set_step(t->world, t->step);
     *lr = dl_schedule_lr(&t->schedule, t->step);
     double targets = sums[S_TARGETS];
     double scale = targets > 0 ? 1.0 / targets : 0.0;
     double sumsq = 0;
-    DL_CHECK(dl_op_sumsq(&t->be, &sumsq, t->model->grad_data, t->numel));
+    if (dense)
+        DL_CHECK(dl_grad_sync_reduce(t->sync, &sumsq));
     double norm = sqrt(sumsq) * scale;
     *grad_norm = norm;
     double loss = targets > 0 ? sums[S_LOSS] / targets : NAN;
@@ -378,7 +385,8 @@ static dl_status train_step(trainer *t, double *step_seconds, double sums_out[S_
         }
     } else {
         double clip = c->optim.grad_clip > 0 && norm > c->optim.grad_clip ? c->optim.grad_clip / norm : 1.0;
-        DL_CHECK(dl_optimizer_step(&t->opt, t->model->param_data, t->model->grad_data, *lr, scale * clip));
+        if (dense)
+            DL_CHECK(dl_grad_sync_update(t->sync, *lr, scale * clip));
     }
     t->tokens_seen += sums[S_TOKENS];
     t->samples_seen += sums[S_TARGETS];
@@ -391,7 +399,8 @@ static void log_step(trainer *t, double dt, const double sums[S_COUNT], double n
                      double elapsed, int64_t first_step) {
     double loss = sums[S_TARGETS] > 0 ? sums[S_LOSS] / sums[S_TARGETS] : NAN;
     double tokens_per_s = sums[S_TOKENS] / dt;
-    dl_step_stats g = {sums[S_LOSS], sums[S_TARGETS], sums[S_TOKENS], sums[S_SLOTS], sums[S_ATTENDED]};
+    dl_step_stats g = {.loss_sum = sums[S_LOSS], .targets = sums[S_TARGETS], .tokens = sums[S_TOKENS],
+                       .slots = sums[S_SLOTS], .attended = sums[S_ATTENDED]};
     double flops = t->model->step_flops ? t->model->step_flops(t->model, &g) : 0;
     double mfu = t->peak_gflops > 0 ? flops / dt / (t->peak_gflops * 1e9 * t->world->size) : 0;
     double packing = sums[S_SLOTS] > 0 ? sums[S_TOKENS] / sums[S_SLOTS] : 0;
@@ -399,35 +408,57 @@ static void log_step(trainer *t, double dt, const double sums[S_COUNT], double n
     char eta[32];
     format_duration(eta, sizeof eta, per_step * (double)(t->total_steps - t->step));
     int log_now = t->step == first_step + 1 || t->step == t->total_steps || t->step % t->cfg->log.every == 0;
+    /* The model's own metrics, as "name value" pairs for the line and "name": value for JSON. */
+    char extra_line[512] = "", extra_json[1024] = "";
+    size_t el = 0, ej = 0;
+    for (int i = 0; i < DL_MAX_MODEL_METRICS && t->model->metric_names[i]; i++) {
+        double v = sums[S_TARGETS] > 0 ? sums[S_METRICS + i] / sums[S_TARGETS] : NAN;
+        if (el < sizeof extra_line - 64)
+            el += (size_t)snprintf(extra_line + el, sizeof extra_line - el, " | %s %.4f", t->model->metric_names[i], v);
+        if (ej < sizeof extra_json - 96)
+            ej += (size_t)snprintf(extra_json + ej, sizeof extra_json - ej, ", \"%s\": %.6g", t->model->metric_names[i],
+                                   isfinite(v) ? v : -1.0);
+    }
     if (log_now)
         printf("step %6lld/%lld | loss %.4f | grad %.3f | lr %.2e | %7.1f ms | %8.0f tok/s | MFU %5.1f%% | "
-               "pack %5.1f%% | ETA %s%s\n",
+               "pack %5.1f%%%s | ETA %s%s\n",
                (long long)t->step, (long long)t->total_steps, loss, norm, lr, dt * 1e3, tokens_per_s, mfu * 100,
-               packing * 100, eta, skipped ? " | skipped" : "");
+               packing * 100, extra_line, eta, skipped ? " | skipped" : "");
     if (log_now)
         fflush(stdout);
     if (t->metrics) {
         fprintf(t->metrics,
                 "{\"step\": %lld, \"loss\": %.6g, \"lr\": %.6g, \"grad_norm\": %.6g, \"tokens_per_s\": %.6g, "
-                "\"mfu\": %.6g, \"packing_efficiency\": %.6g, \"ms\": %.6g, \"tokens_seen\": %.0f%s}\n",
+                "\"mfu\": %.6g, \"packing_efficiency\": %.6g, \"ms\": %.6g, \"tokens_seen\": %.0f%s%s}\n",
                 (long long)t->step, isfinite(loss) ? loss : -1.0, lr, isfinite(norm) ? norm : -1.0, tokens_per_s, mfu,
-                packing, dt * 1e3, t->tokens_seen, skipped ? ", \"skipped\": true" : "");
+                packing, dt * 1e3, t->tokens_seen, extra_json, skipped ? ", \"skipped\": true" : "");
         fflush(t->metrics);
     }
 }
 
 static dl_status run_eval(trainer *t) {
-    double val_loss = NAN, val_targets = 0;
-    DL_CHECK(evaluate(t, &val_loss, &val_targets));
-    if (rank0(t)) {
-        printf("step %6lld/%lld | val_loss %.4f (%.0f targets)\n", (long long)t->step, (long long)t->total_steps,
-               val_loss, val_targets);
-        fflush(stdout);
-        if (t->metrics) {
-            fprintf(t->metrics, "{\"step\": %lld, \"val_loss\": %.6g, \"val_targets\": %.0f}\n", (long long)t->step,
-                    val_loss, val_targets);
-            fflush(t->metrics);
-        }
+    dl_eval_result r;
+    DL_CHECK(evaluate(t, &r));
+    if (!rank0(t))
+        return DL_OK;
+    char line[1024], json[2048];
+    size_t l = (size_t)snprintf(line, sizeof line, "step %6lld/%lld | val_loss %.4f (%.0f targets)",
+                                (long long)t->step, (long long)t->total_steps, r.loss, r.targets);
+    size_t j = (size_t)snprintf(json, sizeof json, "{\"step\": %lld, \"val_loss\": %.6g, \"val_targets\": %.0f",
+                                (long long)t->step, isfinite(r.loss) ? r.loss : -1.0, r.targets);
+    for (int i = 0; i < r.count; i++) {
+        if (l < sizeof line - 96)
+            l += (size_t)snprintf(line + l, sizeof line - l, " | %s%s %.4f", strncmp(r.names[i], "val", 3) ? "val/" : "",
+                                  r.names[i], r.values[i]);
+        if (j < sizeof json - 128)
+            j += (size_t)snprintf(json + j, sizeof json - j, ", \"%s%s\": %.6g", strncmp(r.names[i], "val", 3) ? "eval/" : "",
+                                  r.names[i], isfinite(r.values[i]) ? r.values[i] : -1.0);
+    }
+    printf("%s\n", line);
+    fflush(stdout);
+    if (t->metrics) {
+        fprintf(t->metrics, "%s}\n", json);
+        fflush(t->metrics);
     }
     return DL_OK;
 }
@@ -454,12 +485,8 @@ static dl_status setup(trainer *t) {
         .momentum = c->optim.momentum,
         .adagrad_init = c->optim.adagrad_init,
     };
-    DL_CHECK(dl_optimizer_create(&t->opt, &os, &t->be, t->model->params, 0, t->numel));
-    t->opt_ready = 1;
-    if (t->be.kind != DL_DEVICE_CPU) {
-        t->host_grads = malloc(t->numel * sizeof(float));
-        DL_REQUIRE(t->host_grads != NULL, DL_ERR_NOMEM, "cannot allocate the gradient staging buffer");
-    }
+    DL_CHECK(dl_grad_sync_create(&t->sync, t->world, &t->be, t->model, c, &os));
+    t->opt = dl_grad_sync_optimizer(t->sync);
     DL_CHECK(dl_config_to_yaml(c, 0, &t->config_yaml));
     return DL_OK;
 }
@@ -486,12 +513,10 @@ static void teardown(trainer *t) {
     if (t->metrics)
         fclose(t->metrics);
     dl_loader_close(t->loader);
-    if (t->opt_ready)
-        dl_optimizer_destroy(&t->opt);
+    dl_grad_sync_destroy(t->sync);
     dl_model_destroy(t->model);
     dl_dataset_close(t->train_set);
     dl_dataset_close(t->valid_set);
-    free(t->host_grads);
     free(t->config_yaml);
     if (t->backend_open)
         dl_backend_close(&t->be);
