@@ -283,9 +283,7 @@ int main(int argc, char **argv) {
     }
     char fallback[4096];
     if (!data) {
-        snprintf(fallback, sizeof fallback, "%s/../shared/data/tinyshakespeare.txt", DEALER_SOURCE_DIR);
-        if (access(fallback, R_OK) != 0)
-            snprintf(fallback, sizeof fallback, "%s/../../shared/data/tinyshakespeare.txt", DEALER_SOURCE_DIR);
+        snprintf(fallback, sizeof fallback, "%s/data/tinyshakespeare.txt", DEALER_SOURCE_DIR); /* bundled copy */
         data = fallback;
     }
     docs d;

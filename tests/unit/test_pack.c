@@ -292,8 +292,8 @@ static void documented_example_layout(void **state) {
 /* ---- Shakespeare: efficiency ----------------------------------------------------------------------------------------- */
 
 static char *read_shakespeare(size_t *len) {
-    const char *dirs[] = {getenv("DEALER_SHARED_DATA"), DEALER_SOURCE_DIR "/../shared/data",
-                          DEALER_SOURCE_DIR "/../../shared/data", "/work/shared/data"};
+    /* The copy bundled in the repository first; the shared data folder beside the checkout otherwise. */
+    const char *dirs[] = {getenv("DEALER_SHARED_DATA"), DEALER_SOURCE_DIR "/data", DEALER_SOURCE_DIR "/../shared/data"};
     for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
         if (!dirs[i])
             continue;
