@@ -567,6 +567,14 @@ dl_status dl_train(const dl_config *cfg, dl_world *world) {
         t.schedule = (dl_schedule){.kind = (dl_schedule_kind)cfg->optim.schedule, .peak_lr = cfg->optim.lr,
                                    .warmup_steps = cfg->optim.warmup_steps, .total_steps = t.total_steps,
                                    .min_lr_ratio = cfg->optim.min_lr_ratio};
+        /* A short run (train.steps=20 on a config made for 300) keeps a sensible curve instead of failing. */
+        if (t.schedule.warmup_steps >= t.total_steps && t.schedule.kind != DL_LR_INVERSE_SQRT) {
+            int64_t warmup = t.total_steps / 10;
+            if (rank0(&t))
+                DL_WARN("optim.warmup_steps (%lld) is not below the run's %lld steps: warming up over %lld steps "
+                        "instead", (long long)t.schedule.warmup_steps, (long long)t.total_steps, (long long)warmup);
+            t.schedule.warmup_steps = warmup;
+        }
         s = agree(&t, dl_schedule_check(&t.schedule), "schedule");
     }
     if (s == DL_OK)
