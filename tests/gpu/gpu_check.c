@@ -16,7 +16,8 @@
  * - optimizer state and the in-place cross-entropy start from the same given values on both sides;
  * - bf16 results must match bit for bit (round-to-nearest-even is fully specified).
  * Backward checks take their saved forward results (lse, mean/rstd, sum_vx, out) from one forward run, copied to
- * both sides, so both backwards see identical inputs.
+ * both sides, so both backwards see identical inputs. Last come GPU-only rows that feed bad ids and offsets and
+ * expect DL_ERR_INVALID (the GPU kernels check what the dispatcher cannot see).
  *
  * Tolerances: 1e-5 for fp32 unless a comment at the check says why another bound is right. Both backends compute in
  * fp32 with IEEE division, sqrt and accurate exp/log; they differ only in summation order and in fused multiply-adds
@@ -252,11 +253,20 @@ static dl_status missing(const dl_backend *be, const char *op) {
     (((be)->ops->fam != NULL && (be)->ops->fam->op != NULL) ? (be)->ops->fam->op((be)->state, __VA_ARGS__)        \
                                                              : missing((be), #fam "." #op))
 
+static void *xmalloc(size_t bytes) {
+    void *p = calloc(bytes ? bytes : 1, 1);
+    if (!p) {
+        fprintf(stderr, "gpu_check: out of host memory (%zu bytes)\n", bytes);
+        exit(1);
+    }
+    return p;
+}
+
 static void reset_outputs(const check *c, void *const *accum_init) {
     for (int i = 0; i < c->nout; i++) {
         const out_spec *o = &c->out[i];
         size_t bytes = o->b->n * elem_size(o->b->type);
-        void *host = halloc(bytes);
+        void *host = xmalloc(bytes);
         switch (o->kind) {
         case O_WRITE:
             if (o->b->type == T_BF16)
@@ -276,6 +286,7 @@ static void reset_outputs(const check *c, void *const *accum_init) {
         case O_INOUT: memcpy(host, o->init, bytes); break;
         }
         put(o->b, host);
+        free(host);
     }
 }
 
@@ -293,13 +304,15 @@ static dl_status timed(const check *c, int s, double *ms) {
  * exact (bf16 outputs and checks with tolerance 0): the fraction of elements whose bits differ. */
 static double compare(const buf *b, int exact) {
     size_t size = elem_size(b->type), bytes = b->n * size;
-    void *hc = halloc(bytes), *hg = halloc(bytes);
+    void *hc = xmalloc(bytes), *hg = xmalloc(bytes);
     get(b, CPU, hc);
     get(b, GPU, hg);
     if (exact || b->type == T_BF16) {
         size_t bad = 0;
         for (size_t i = 0; i < b->n; i++)
             bad += memcmp((char *)hc + i * size, (char *)hg + i * size, size) != 0;
+        free(hc);
+        free(hg);
         return b->n ? (double)bad / (double)b->n : 0.0;
     }
     double diff = 0.0, ref = 0.0;
@@ -309,6 +322,8 @@ static double compare(const buf *b, int exact) {
         diff += (g - c) * (g - c);
         ref += c * c;
     }
+    free(hc);
+    free(hg);
     if (isnan(diff) || isnan(ref))
         return NAN;
     if (diff == 0.0)
@@ -381,11 +396,12 @@ static void run(const check *c) {
             const buf *b = c->out[i].b;
             if (c->out[i].kind != O_ACCUM || b->type != T_F32)
                 continue;
-            float *first = (float *)halloc(b->n * sizeof(float));
+            float *first = (float *)xmalloc(b->n * sizeof(float));
             get(b, CPU, first);
             double ss = 0.0;
             for (size_t k = 0; k < b->n; k++)
                 ss += (double)first[k] * first[k];
+            free(first);
             float rms = b->n ? (float)sqrt(ss / (double)b->n) : 0.0f;
             if (!(rms > 0.0f))
                 rms = 1.0f;
@@ -442,9 +458,10 @@ static void feed(call_fn call, const void *ctx, buf **outs, int n) {
             continue;
         }
         for (int i = 0; i < n; i++) {
-            void *host = halloc(outs[i]->n * elem_size(outs[i]->type));
+            void *host = xmalloc(outs[i]->n * elem_size(outs[i]->type));
             get(outs[i], s, host);
             put(outs[i], host);
+            free(host);
         }
         return;
     }
@@ -1232,6 +1249,133 @@ static void check_sparse(void) {
     }
 }
 
+/* ---- bad indices on the GPU --------------------------------------------------------------------------------------
+ * The CPU dispatcher can check ids before a kernel runs; on the GPU they live in device memory, so the CUDA kernels
+ * check them and the op fails with DL_ERR_INVALID instead of reading out of bounds. These rows run the GPU alone
+ * (the CPU table may rely on the dispatcher's checks) and pass when the op fails cleanly and the backend still works
+ * afterwards. */
+
+static void run_error(const char *op, const char *variant, call_fn call, const void *ctx) {
+    if (!selected(op))
+        return;
+    char note[512] = "";
+    dl_status st = call(&g_be[GPU], GPU, ctx);
+    if (st != DL_OK) {
+        snprintf(note, sizeof note, "%s", dl_error_message());
+        dl_error_clear();
+    } else {
+        snprintf(note, sizeof note, "accepted the bad input");
+    }
+    int pass = st == DL_ERR_INVALID;
+    if (dl_synchronize(&g_be[GPU]) != DL_OK) { /* a bad index must not leave a sticky CUDA error behind */
+        pass = 0;
+        note_error(note, sizeof note, "gpu after the failure");
+    }
+    for (char *p = note; *p; p++)
+        if (*p == '|' || *p == '\n')
+            *p = ' ';
+    g_rows++;
+    g_failed += !pass;
+    printf("| %s | %s -> invalid | - | - | %s | - | - | %s |\n", op, variant, pass ? "pass" : "FAIL", note);
+    fflush(stdout);
+}
+
+/* Uploads `host` with element `at` replaced by `bad`. */
+static buf *mk_i32_bad(const int32_t *host, size_t n, size_t at, int32_t bad) {
+    int32_t *copy = (int32_t *)halloc(n * sizeof(int32_t));
+    memcpy(copy, host, n * sizeof(int32_t));
+    copy[at] = bad;
+    return mk_i32(copy, n);
+}
+
+static void check_errors(void) {
+    {
+        emb_ctx c = {0};
+        c.N = 50, c.C = 8, c.V = 20, c.max_pos = 50;
+        int32_t *cu;
+        int num_seqs = make_docs(c.N, NULL, 0, c.max_pos, &cu);
+        int32_t *tokens = skewed_ids((size_t)c.N, c.V), *pos = doc_positions(cu, num_seqs, c.N);
+        c.wte = mk_uniform((size_t)c.V * c.C, -1, 1);
+        c.wpe = mk_uniform((size_t)c.max_pos * c.C, -1, 1);
+        c.out = mk(T_F32, (size_t)c.N * c.C);
+        c.dout = mk_uniform((size_t)c.N * c.C, -1, 1);
+        c.dwte = mk(T_F32, (size_t)c.V * c.C);
+        c.dwpe = mk(T_F32, (size_t)c.max_pos * c.C);
+        c.positions = mk_i32(pos, (size_t)c.N);
+        c.tokens = mk_i32_bad(tokens, (size_t)c.N, 31, c.V);
+        run_error("embedding_forward", "token id = V", emb_fwd, &c);
+        c.tokens = mk_i32_bad(tokens, (size_t)c.N, 7, -3);
+        run_error("embedding_backward", "token id < 0", emb_bwd, &c);
+        c.tokens = mk_i32(tokens, (size_t)c.N);
+        c.positions = mk_i32_bad(pos, (size_t)c.N, 49, c.max_pos);
+        run_error("embedding_forward", "position = max_pos", emb_fwd, &c);
+        release_all();
+    }
+    {
+        xent_ctx c = {0};
+        c.N = 10, c.V = 33;
+        int32_t t[10] = {1, 2, -1, 4, 33, 5, 6, 7, 8, 9};
+        c.logits = mk_uniform((size_t)c.N * c.V, -1, 1);
+        c.targets = mk_i32(t, 10);
+        c.losses = mk(T_F32, 10);
+        c.lse = mk_uniform(10, 3, 4);
+        c.dlosses = mk_uniform(10, 0, 1);
+        c.dlogits = mk(T_F32, (size_t)c.N * c.V);
+        run_error("xent_forward", "target = V", xent_fwd, &c);
+        run_error("xent_backward", "target = V", xent_bwd, &c);
+        release_all();
+    }
+    {
+        int32_t cu[] = {0, 5, 3, 12};
+        seq_ctx c = {0};
+        c.num_seqs = 3;
+        c.cu = mk_i32(cu, 4);
+        c.values = mk_uniform(12, -1, 0);
+        c.out = mk(T_F32, 3);
+        run_error("sequence_sum_forward", "decreasing cu_seqlens", seq_fwd, &c);
+        att_ctx a = {0};
+        a.num_seqs = 3, a.N = 12, a.H = 2, a.D = 8;
+        a.qkv = mk_uniform((size_t)a.N * 3 * a.H * a.D, -1, 1);
+        a.out = mk(T_F32, (size_t)a.N * a.H * a.D);
+        a.lse = mk(T_F32, (size_t)a.N * a.H);
+        a.dout = mk_uniform((size_t)a.N * a.H * a.D, -1, 1);
+        a.dqkv = mk(T_F32, (size_t)a.N * 3 * a.H * a.D);
+        a.cu = c.cu;
+        run_error("attention_backward", "decreasing cu_seqlens", att_bwd, &a);
+        int32_t cu_short[] = {0, 5, 7, 11};
+        a.cu = mk_i32(cu_short, 4);
+        run_error("attention_forward", "cu_seqlens[num_seqs] != N", att_fwd, &a);
+        release_all();
+    }
+    {
+        sp_ctx c = {0};
+        c.B = 6, c.dim = 4, c.k = 3, c.kpad = 4, c.num_fields = 3, c.num_rows = 10, c.touched = 4, c.row_floats = 4;
+        int32_t ptr[] = {0, 2, 2, 5, 6, 8, 9};
+        int32_t rows[] = {1, 2, 3, 4, 5, 6, 7, 8, 9}, fields[] = {0, 1, 2, 0, 1, 2, 0, 1, 2};
+        c.offsets = mk_i32(ptr, 7);
+        c.fields = mk_i32(fields, 9);
+        c.values = mk_uniform(9, 0.5f, 1.5f);
+        c.table = mk_uniform(40, -1, 1);
+        c.out = mk(T_F32, 24);
+        c.linear = mk_uniform(10, -1, 1);
+        c.latent = mk_uniform(10 * 3 * 4, -1, 1);
+        c.logits = mk(T_F32, 6);
+        c.sum_vx = mk(T_F32, 24);
+        c.accum = mk_uniform(40, 1, 2);
+        c.grads = mk_uniform(16, -1, 1);
+        c.rows = mk_i32_bad(rows, 9, 4, 10);
+        run_error("embedding_bag_forward", "row = num_rows", bag_fwd, &c);
+        c.rows = mk_i32_bad(rows, 9, 8, -1);
+        run_error("fm_forward", "row < 0", fm_fwd, &c);
+        c.rows = mk_i32(rows, 9);
+        c.fields = mk_i32_bad(fields, 9, 3, 3);
+        run_error("ffm_forward", "field = num_fields", ffm_fwd, &c);
+        c.rows = mk_i32_bad(rows, 4, 2, -5);
+        run_error("adagrad_rows_update", "row < 0", rows_update, &c);
+        release_all();
+    }
+}
+
 int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0) {
@@ -1275,6 +1419,7 @@ int main(int argc, char **argv) {
     check_optim();
     check_dpo();
     check_sparse();
+    check_errors();
 
     printf("\n%d checks, %d failed\n", g_rows, g_failed);
     dl_backend_close(&g_be[GPU]);

@@ -30,7 +30,7 @@ __global__ void adagrad_rows_kernel(float *table, float *accum, const float *gra
         int r = rows[i];
         if (r < 0) {
             if (f == 0)
-                dl_cuda_report(fault, DL_FAULT_ROW, (long long)i, r, 0x7fffffffLL);
+                dl_cuda_report(fault, DL_FAULT_ROW, (long long)i, r, -1); /* no table size here */
             continue;
         }
         size_t at = (size_t)r * (size_t)row_floats + f;

@@ -401,15 +401,25 @@ static dl_status att_make_plan(dl_cuda_state *st, const char *op, const int32_t 
     DL_CUDA_CHECK(cudaMemcpyAsync(cu, cu_seqlens, (size_t)(num_seqs + 1) * sizeof(int32_t), cudaMemcpyDeviceToHost,
                                   st->stream));
     DL_CUDA_CHECK(cudaStreamSynchronize(st->stream));
+    const char *bad = NULL;
+    int at = 0;
     if (cu[0] != 0)
-        return DL_FAIL(DL_ERR_INVALID, "%s (cuda): cu_seqlens[0] is %d, must be 0", op, cu[0]);
-    for (int s = 0; s < num_seqs; s++)
-        if (cu[s + 1] < cu[s])
-            return DL_FAIL(DL_ERR_INVALID, "%s (cuda): cu_seqlens decreases at %d (%d after %d)", op, s + 1,
-                           cu[s + 1], cu[s]);
-    if (cu[num_seqs] != N)
-        return DL_FAIL(DL_ERR_INVALID, "%s (cuda): cu_seqlens[%d] is %d, must be N = %d", op, num_seqs, cu[num_seqs],
-                       N);
+        bad = "does not start at 0";
+    for (int s = 0; s < num_seqs && !bad; s++)
+        if (cu[s + 1] < cu[s]) {
+            bad = "decreases";
+            at = s + 1;
+        }
+    if (!bad && cu[num_seqs] != N) {
+        bad = "does not end at N";
+        at = num_seqs;
+    }
+    if (bad) {
+        dl_status st = DL_FAIL(DL_ERR_INVALID, "%s (cuda): cu_seqlens %s: cu_seqlens[%d] = %d (previous %d, N = %d)",
+                               op, bad, at, cu[at], at > 0 ? cu[at - 1] : 0, N);
+        dl_error_hint("the batch's cu_seqlens are corrupt: check the code that packs the batch");
+        return st;
+    }
     int count = 0;
     for (int s = 0; s < num_seqs; s++) {
         int len = cu[s + 1] - cu[s];

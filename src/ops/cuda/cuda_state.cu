@@ -102,14 +102,16 @@ extern "C" dl_status dl_cuda_fault_check(dl_cuda_state *st, const char *op) {
     if (!f->flag)
         return DL_OK;
     if (f->kind == DL_FAULT_OFFSETS) {
-        dl_status s = DL_FAIL(DL_ERR_INVALID,
-                              "%s (cuda): offset at entry %lld is %lld, below %lld (offsets must be non-decreasing from 0)",
-                              op, f->index, f->value, f->limit);
+        dl_status s = DL_FAIL(DL_ERR_INVALID, "%s (cuda): offset at entry %lld is %lld, below %lld (offsets must be "
+                              "non-decreasing from 0)", op, f->index, f->value, f->limit);
         dl_error_hint("the batch's offsets (row_ptr, cu_seqlens) are corrupt: check the code that packs the batch");
         return s;
     }
-    dl_status s = DL_FAIL(DL_ERR_INVALID, "%s (cuda): %s %lld at entry %lld is outside [0, %lld)", op,
-                          fault_what(f->kind), f->value, f->index, f->limit);
+    /* A negative limit: the op knows no upper bound (adagrad_rows_update gets no table size), only that ids are >= 0. */
+    dl_status s = f->limit < 0 ? DL_FAIL(DL_ERR_INVALID, "%s (cuda): %s %lld at entry %lld is negative", op,
+                                         fault_what(f->kind), f->value, f->index)
+                               : DL_FAIL(DL_ERR_INVALID, "%s (cuda): %s %lld at entry %lld is outside [0, %lld)", op,
+                                         fault_what(f->kind), f->value, f->index, f->limit);
     dl_error_hint("the batch holds an id the model's tables do not have: check the data and the model sizes");
     return s;
 }
