@@ -14,7 +14,9 @@
  * - gradients ACCUMULATE (ops.h): each backward check runs twice, first into zeroed gradients, then into gradients
  *   pre-filled with random values of the same scale as the first result, so overwriting instead of adding fails;
  * - optimizer state and the in-place cross-entropy start from the same given values on both sides;
- * - bf16 results must match bit for bit (round-to-nearest-even is fully specified).
+ * - bf16 results must match bit for bit (round-to-nearest-even is fully specified);
+ * - the GPU op runs twice from the same state and must give the same bits both times, except the scatter-adds that
+ *   use float atomics (docs/cuda.md lists them), for which a difference is only noted.
  * Backward checks take their saved forward results (lse, mean/rstd, sum_vx, out) from one forward run, copied to
  * both sides, so both backwards see identical inputs. Last come GPU-only rows that feed bad ids and offsets and
  * expect DL_ERR_INVALID (the GPU kernels check what the dispatcher cannot see).
@@ -242,6 +244,7 @@ typedef struct check {
     const void *ctx;
     out_spec out[MAX_OUT];
     int nout;
+    int atomics; /* the GPU op adds with float atomics: its bits may differ between runs (reported, not failed) */
 } check;
 
 static dl_status missing(const dl_backend *be, const char *op) {
@@ -337,6 +340,26 @@ static void note_error(char *note, size_t size, const char *side) {
     dl_error_clear();
 }
 
+/* Runs the GPU op again from the first run's starting state and compares the bits of every output with the first
+ * run's (saved in `first`). Returns 1 when they are identical. */
+static int gpu_repeats(const check *c, void *const *first) {
+    reset_outputs(c, NULL);
+    if (c->call(&g_be[GPU], GPU, c->ctx) != DL_OK || dl_synchronize(&g_be[GPU]) != DL_OK) {
+        dl_error_clear();
+        return 0;
+    }
+    int same = 1;
+    for (int i = 0; i < c->nout && same; i++) {
+        const buf *b = c->out[i].b;
+        size_t bytes = b->n * elem_size(b->type);
+        void *again = xmalloc(bytes);
+        get(b, GPU, again);
+        same = memcmp(first[i], again, bytes) == 0;
+        free(again);
+    }
+    return same;
+}
+
 /* Repeats the op until ~budget seconds pass (at most max_reps) and returns milliseconds per call. */
 static double time_reps(const check *c, int s, double first_ms, double budget, int max_reps) {
     int reps = first_ms > 0.0 ? (int)(budget * 1e3 / first_ms) : max_reps;
@@ -388,6 +411,23 @@ static void run(const check *c) {
     if (ok)
         for (int i = 0; i < c->nout; i++)
             err = worse(err, compare(c->out[i].b, c->tol == 0.0));
+    int reproducible = 1;
+    if (sg == DL_OK) {
+        void *first[MAX_OUT] = {0};
+        for (int i = 0; i < c->nout; i++) {
+            first[i] = xmalloc(c->out[i].b->n * elem_size(c->out[i].b->type));
+            get(c->out[i].b, GPU, first[i]);
+        }
+        reproducible = gpu_repeats(c, first);
+        for (int i = 0; i < c->nout; i++)
+            free(first[i]);
+        if (!reproducible) {
+            size_t len = strlen(note);
+            snprintf(note + len, sizeof note - len, "%s%s", len ? "; " : "",
+                     c->atomics ? "GPU bits vary between runs (float atomics, expected)"
+                                : "GPU result differs between two identical runs");
+        }
+    }
 
     if (ok && has_accum) {
         /* Second run: gradients start at random values of the first result's scale on both sides. */
@@ -426,7 +466,7 @@ static void run(const check *c) {
     if (sc == DL_OK)
         cpu_ms = time_reps(c, CPU, ms[CPU], 0.3, 5);
 
-    int pass = ok && err <= c->tol; /* NaN fails */
+    int pass = ok && err <= c->tol && (reproducible || c->atomics); /* NaN fails */
     g_rows++;
     g_failed += !pass;
     char errs[32] = "-", gs[32] = "-", cs[32] = "-";
@@ -509,7 +549,7 @@ static void check_matmul(void) {
         c.w = mk_uniform((size_t)c.OC * c.C + 1, -0.5f, 0.5f);
         c.bias = shapes[k].bias ? mk_uniform((size_t)c.OC + 1, -1, 1) : NULL;
         c.out = mk(T_F32, (size_t)c.N * c.OC);
-        check f = {"matmul_forward", shapes[k].name, 1e-5, mm_fwd, &c, {OUT(c.out, O_WRITE)}, 1};
+        check f = {"matmul_forward", shapes[k].name, 1e-5, mm_fwd, &c, {OUT(c.out, O_WRITE)}, 1, 0};
         run(&f);
         release_all();
     }
@@ -525,7 +565,7 @@ static void check_matmul(void) {
             c.dbias = mk(T_F32, (size_t)c.OC);
         }
         check b = {"matmul_backward", k ? "odd sizes, dinp and dbias NULL" : "gpt qkv", 1e-5, mm_bwd, &c,
-                   {OUT(c.dw, O_ACCUM)}, 1};
+                   {OUT(c.dw, O_ACCUM)}, 1, 0};
         if (!k) {
             b.out[b.nout++] = OUT(c.dinp, O_ACCUM);
             b.out[b.nout++] = OUT(c.dbias, O_ACCUM);
@@ -552,7 +592,7 @@ static void check_matmul(void) {
         put(c.w, hw);
         c.bias = mk_uniform((size_t)c.OC, -1, 1);
         c.out = mk(T_F32, (size_t)c.N * c.OC);
-        check f = {"matmul_forward_bf16", "gpt qkv, bias", 1e-4, mm_fwd_bf16, &c, {OUT(c.out, O_WRITE)}, 1};
+        check f = {"matmul_forward_bf16", "gpt qkv, bias", 1e-4, mm_fwd_bf16, &c, {OUT(c.out, O_WRITE)}, 1, 0};
         run(&f);
         release_all();
     }
@@ -590,14 +630,14 @@ static void check_embedding(void) {
         }
         c.out = mk(T_F32, (size_t)c.N * c.C);
         check f = {"embedding_forward", learned ? "learned positions" : "no wpe (rotary)", 1e-5, emb_fwd, &c,
-                   {OUT(c.out, O_WRITE)}, 1};
+                   {OUT(c.out, O_WRITE)}, 1, 0};
         run(&f);
         c.dout = mk_uniform((size_t)c.N * c.C, -1, 1);
         c.dwte = mk(T_F32, (size_t)c.V * c.C);
         if (learned)
             c.dwpe = mk(T_F32, (size_t)c.max_pos * c.C);
         check b = {"embedding_backward", learned ? "learned positions, repeated ids" : "no wpe", 1e-5, emb_bwd, &c,
-                   {OUT(c.dwte, O_ACCUM)}, 1};
+                   {OUT(c.dwte, O_ACCUM)}, 1, 0};
         if (learned)
             b.out[b.nout++] = OUT(c.dwpe, O_ACCUM);
         run(&b);
@@ -639,20 +679,20 @@ static void check_rope(void) {
             /* In place: the whole qkv buffer is the output; floats outside q must stay as they were. */
             c.inp = mk(T_F32, n);
             check f = {"rope_forward", "in place (out == inp), stride 3C", 1e-5, rope_fwd, &c,
-                       {OUT_INIT(c.inp, x)}, 1};
+                       {OUT_INIT(c.inp, x)}, 1, 0};
             run(&f);
         } else if (k == 0) {
             c.inp = mk(T_F32, n);
             put(c.inp, x);
             c.out = mk(T_F32, n);
             /* out's floats outside the view are not written: start them at zero on both sides. */
-            check f = {"rope_forward", "out of place, stride 3C", 1e-5, rope_fwd, &c, {OUT(c.out, O_ZERO)}, 1};
+            check f = {"rope_forward", "out of place, stride 3C", 1e-5, rope_fwd, &c, {OUT(c.out, O_ZERO)}, 1, 0};
             run(&f);
         } else {
             c.inp = mk(T_F32, n); /* dout */
             put(c.inp, x);
             c.out = mk(T_F32, n); /* dinp */
-            check b = {"rope_backward", "stride 3C", 1e-5, rope_bwd, &c, {OUT(c.out, O_ACCUM)}, 1};
+            check b = {"rope_backward", "stride 3C", 1e-5, rope_bwd, &c, {OUT(c.out, O_ACCUM)}, 1, 0};
             run(&b);
         }
         release_all();
@@ -689,7 +729,7 @@ static void check_layernorm(void) {
         c.mean = mk(T_F32, (size_t)c.N);
         c.rstd = mk(T_F32, (size_t)c.N);
         check f = {"layernorm_forward", k ? "C = 100" : "C = 768", 1e-5, ln_fwd, &c,
-                   {OUT(c.out, O_WRITE), OUT(c.mean, O_WRITE), OUT(c.rstd, O_WRITE)}, 3};
+                   {OUT(c.out, O_WRITE), OUT(c.mean, O_WRITE), OUT(c.rstd, O_WRITE)}, 3, 0};
         run(&f);
         buf *saved[] = {c.mean, c.rstd};
         feed(ln_fwd, &c, saved, 2);
@@ -698,7 +738,7 @@ static void check_layernorm(void) {
         c.dw = mk(T_F32, (size_t)c.C);
         c.db = mk(T_F32, (size_t)c.C);
         check b = {"layernorm_backward", k ? "C = 100" : "C = 768", 1e-5, ln_bwd, &c,
-                   {OUT(c.dinp, O_ACCUM), OUT(c.dw, O_ACCUM), OUT(c.db, O_ACCUM)}, 3};
+                   {OUT(c.dinp, O_ACCUM), OUT(c.dw, O_ACCUM), OUT(c.db, O_ACCUM)}, 3, 0};
         run(&b);
         release_all();
     }
@@ -750,13 +790,13 @@ static void check_elementwise(void) {
     c.seed = 0x5eed5eedULL;
     c.stream = ((uint64_t)DL_STREAM_DROPOUT << 32) | 7u;
     check list[] = {
-        {"gelu_forward", "tanh approximation", 1e-5, gelu_fwd, &c, {OUT(c.out, O_WRITE)}, 1},
-        {"gelu_backward", "", 1e-5, gelu_bwd, &c, {OUT(c.dx, O_ACCUM)}, 1},
-        {"residual_forward", "", 1e-5, res_fwd, &c, {OUT(c.out, O_WRITE)}, 1},
-        {"residual_backward", "", 1e-5, res_bwd, &c, {OUT(c.dx, O_ACCUM), OUT(c.db, O_ACCUM)}, 2},
+        {"gelu_forward", "tanh approximation", 1e-5, gelu_fwd, &c, {OUT(c.out, O_WRITE)}, 1, 0},
+        {"gelu_backward", "", 1e-5, gelu_bwd, &c, {OUT(c.dx, O_ACCUM)}, 1, 0},
+        {"residual_forward", "", 1e-5, res_fwd, &c, {OUT(c.out, O_WRITE)}, 1, 0},
+        {"residual_backward", "", 1e-5, res_bwd, &c, {OUT(c.dx, O_ACCUM), OUT(c.db, O_ACCUM)}, 2, 0},
         /* Masks come from the same Philox words on both sides: one differing element already gives ~1/√n. */
-        {"dropout_forward", "p = 0.1", 1e-5, drop_fwd, &c, {OUT(c.out, O_WRITE)}, 1},
-        {"dropout_backward", "p = 0.1", 1e-5, drop_bwd, &c, {OUT(c.dx, O_ACCUM)}, 1},
+        {"dropout_forward", "p = 0.1", 1e-5, drop_fwd, &c, {OUT(c.out, O_WRITE)}, 1, 0},
+        {"dropout_backward", "p = 0.1", 1e-5, drop_bwd, &c, {OUT(c.dx, O_ACCUM)}, 1, 0},
     };
     c.p = 0.1f;
     for (size_t i = 0; i < sizeof list / sizeof list[0]; i++)
@@ -797,18 +837,18 @@ static void check_xent(void) {
     c.losses = mk(T_F32, (size_t)c.N);
     c.lse = mk(T_F32, (size_t)c.N);
     check f = {"xent_forward", "20% ignored targets", 1e-5, xent_fwd, &c, {OUT(c.losses, O_WRITE), OUT(c.lse, O_WRITE)},
-               2};
+               2, 0};
     run(&f);
     buf *saved[] = {c.lse};
     feed(xent_fwd, &c, saved, 1);
     c.dlosses = mk_uniform((size_t)c.N, 0.5f, 1.5f);
     c.dlogits = mk(T_F32, nl);
-    check b = {"xent_backward", "accumulating", 1e-5, xent_bwd, &c, {OUT(c.dlogits, O_ACCUM)}, 1};
+    check b = {"xent_backward", "accumulating", 1e-5, xent_bwd, &c, {OUT(c.dlogits, O_ACCUM)}, 1, 0};
     run(&b);
     xent_ctx ci = c;
     ci.in_place = 1;
     check bi = {"xent_backward", "in place (dlogits == logits)", 1e-5, xent_bwd, &ci, {OUT_INIT(ci.logits, logits)},
-                1};
+                1, 0};
     run(&bi);
     release_all();
 }
@@ -839,11 +879,11 @@ static void check_sequence_sum(void) {
     /* Log-probs are negative: sums of same-signed terms, as DPO has them. */
     c.values = mk_uniform((size_t)N, -8.0f, -0.01f);
     c.out = mk(T_F32, (size_t)c.num_seqs);
-    check f = {"sequence_sum_forward", "with an empty document", 1e-5, seq_fwd, &c, {OUT(c.out, O_WRITE)}, 1};
+    check f = {"sequence_sum_forward", "with an empty document", 1e-5, seq_fwd, &c, {OUT(c.out, O_WRITE)}, 1, 0};
     run(&f);
     c.dout = mk_uniform((size_t)c.num_seqs, -1, 1);
     c.dvalues = mk(T_F32, (size_t)N);
-    check b = {"sequence_sum_backward", "with an empty document", 1e-5, seq_bwd, &c, {OUT(c.dvalues, O_ACCUM)}, 1};
+    check b = {"sequence_sum_backward", "with an empty document", 1e-5, seq_bwd, &c, {OUT(c.dvalues, O_ACCUM)}, 1, 0};
     run(&b);
     release_all();
 }
@@ -879,7 +919,7 @@ static void check_convert(void) {
     put(c.f, x);
     c.h = mk(T_BF16, c.n);
     /* bf16 results are compared bit for bit (tolerance 0): the rounding rule leaves no freedom. */
-    check to = {"f32_to_bf16", "RNE, ties, inf, subnormals", 0.0, cvt_to, &c, {OUT(c.h, O_WRITE)}, 1};
+    check to = {"f32_to_bf16", "RNE, ties, inf, subnormals", 0.0, cvt_to, &c, {OUT(c.h, O_WRITE)}, 1, 0};
     run(&to);
     uint16_t *hb = (uint16_t *)halloc(c.n * 2);
     for (size_t i = 0; i < c.n; i++) {
@@ -889,7 +929,7 @@ static void check_convert(void) {
     }
     put(c.h, hb);
     c.f2 = mk(T_F32, c.n);
-    check from = {"bf16_to_f32", "all bit patterns but NaN", 0.0, cvt_from, &c, {OUT(c.f2, O_WRITE)}, 1};
+    check from = {"bf16_to_f32", "all bit patterns but NaN", 0.0, cvt_from, &c, {OUT(c.f2, O_WRITE)}, 1, 0};
     run(&from);
     release_all();
 }
@@ -936,13 +976,13 @@ static void check_attention(void) {
         c.out = mk(T_F32, no);
         c.lse = mk(T_F32, (size_t)c.N * c.H);
         check f = {"attention_forward", shapes[k].name, 1e-5, att_fwd, &c, {OUT(c.out, O_WRITE), OUT(c.lse, O_WRITE)},
-                   2};
+                   2, 0};
         run(&f);
         buf *saved[] = {c.out, c.lse};
         feed(att_fwd, &c, saved, 2);
         c.dout = mk_uniform(no, -1, 1);
         c.dqkv = mk(T_F32, nqkv);
-        check b = {"attention_backward", shapes[k].name, 1e-5, att_bwd, &c, {OUT(c.dqkv, O_ACCUM)}, 1};
+        check b = {"attention_backward", shapes[k].name, 1e-5, att_bwd, &c, {OUT(c.dqkv, O_ACCUM)}, 1, 0};
         run(&b);
         release_all();
     }
@@ -992,17 +1032,17 @@ static void check_optim(void) {
     c.g = mk_uniform(c.n, -0.05f, 0.05f);
     check list[] = {
         {"adamw_update", "step 10, weight decay", 1e-5, adamw, &c,
-         {OUT_INIT(c.p, p), OUT_INIT(c.m, m), OUT_INIT(c.v, v)}, 3},
-        {"adagrad_update", "libffm", 1e-5, adagrad, &c, {OUT_INIT(c.p, p), OUT_INIT(c.v, acc)}, 2},
-        {"sgd_update", "momentum 0.9", 1e-5, sgd, &c, {OUT_INIT(c.p, p), OUT_INIT(c.m, m)}, 2},
-        {"scale", "", 1e-5, scale_op, &c, {OUT_INIT(c.p, p)}, 1},
+         {OUT_INIT(c.p, p), OUT_INIT(c.m, m), OUT_INIT(c.v, v)}, 3, 0},
+        {"adagrad_update", "libffm", 1e-5, adagrad, &c, {OUT_INIT(c.p, p), OUT_INIT(c.v, acc)}, 2, 0},
+        {"sgd_update", "momentum 0.9", 1e-5, sgd, &c, {OUT_INIT(c.p, p), OUT_INIT(c.m, m)}, 2, 0},
+        {"scale", "", 1e-5, scale_op, &c, {OUT_INIT(c.p, p)}, 1, 0},
     };
     c.momentum = 0.9f;
     for (size_t i = 0; i < sizeof list / sizeof list[0]; i++)
         run(&list[i]);
     opt_ctx c0 = c;
     c0.momentum = 0.0f;
-    check plain = {"sgd_update", "no momentum (NULL buffer)", 1e-5, sgd, &c0, {OUT_INIT(c0.p, p)}, 1};
+    check plain = {"sgd_update", "no momentum (NULL buffer)", 1e-5, sgd, &c0, {OUT_INIT(c0.p, p)}, 1, 0};
     run(&plain);
     if (selected("sumsq")) {
         /* Both sum in double. A CPU that squares in float before adding in double is off by at most 2⁻²⁴ relative
@@ -1011,7 +1051,7 @@ static void check_optim(void) {
         cs.n = Q((size_t)10000003, 5003);
         cs.x = mk_uniform(cs.n, -3, 3);
         cs.sumsq = mk(T_HOST_F64, 1);
-        check s = {"sumsq", "n odd, 1e7", 1e-7, sumsq, &cs, {OUT(cs.sumsq, O_WRITE)}, 1};
+        check s = {"sumsq", "n odd, 1e7", 1e-7, sumsq, &cs, {OUT(cs.sumsq, O_WRITE)}, 1, 0};
         run(&s);
     }
     release_all();
@@ -1050,12 +1090,12 @@ static void check_dpo(void) {
         c.cr = mk(T_F32, (size_t)c.n);
         c.rr = mk(T_F32, (size_t)c.n);
         check f = {"dpo_loss_forward", names[kind], 1e-5, dpo_fwd, &c,
-                   {OUT(c.losses, O_WRITE), OUT(c.cr, O_WRITE), OUT(c.rr, O_WRITE)}, 3};
+                   {OUT(c.losses, O_WRITE), OUT(c.cr, O_WRITE), OUT(c.rr, O_WRITE)}, 3, 0};
         run(&f);
         c.dl = mk_uniform((size_t)c.n, 0.5f, 1.5f);
         c.dpc = mk(T_F32, (size_t)c.n);
         c.dpr = mk(T_F32, (size_t)c.n);
-        check b = {"dpo_loss_backward", names[kind], 1e-5, dpo_bwd, &c, {OUT(c.dpc, O_ACCUM), OUT(c.dpr, O_ACCUM)}, 2};
+        check b = {"dpo_loss_backward", names[kind], 1e-5, dpo_bwd, &c, {OUT(c.dpc, O_ACCUM), OUT(c.dpr, O_ACCUM)}, 2, 0};
         run(&b);
         release_all();
     }
@@ -1156,12 +1196,12 @@ static void check_sparse(void) {
             c.table = mk_uniform((size_t)c.num_rows * c.dim, -1, 1);
             c.out = mk(T_F32, (size_t)c.B * c.dim);
             check f = {"embedding_bag_forward", weighted ? "weighted, empty bags" : "unweighted", 1e-5, bag_fwd, &c,
-                       {OUT(c.out, O_WRITE)}, 1};
+                       {OUT(c.out, O_WRITE)}, 1, 0};
             run(&f);
             c.dout = mk_uniform((size_t)c.B * c.dim, -1, 1);
             c.dtable = mk(T_F32, (size_t)c.num_rows * c.dim);
             check b = {"embedding_bag_backward", weighted ? "weighted, repeated rows" : "unweighted", 1e-5, bag_bwd,
-                       &c, {OUT(c.dtable, O_ACCUM)}, 1};
+                       &c, {OUT(c.dtable, O_ACCUM)}, 1, 1};
             run(&b);
             release_all();
         }
@@ -1185,7 +1225,7 @@ static void check_sparse(void) {
         c.sum_vx = mk(T_F32, (size_t)c.B * c.kpad);
         /* sum_vx's padding columns may be left unwritten: both start at zero there. */
         check f = {"fm_forward", "k = 6, kpad = 8, instance scale", 1e-5, fm_fwd, &c,
-                   {OUT(c.logits, O_WRITE), OUT(c.sum_vx, O_ZERO)}, 2};
+                   {OUT(c.logits, O_WRITE), OUT(c.sum_vx, O_ZERO)}, 2, 0};
         run(&f);
         buf *saved[] = {c.sum_vx};
         feed(fm_fwd, &c, saved, 1);
@@ -1194,7 +1234,7 @@ static void check_sparse(void) {
         c.dlatent = mk(T_F32, (size_t)c.num_rows * c.kpad);
         c.dbias = mk(T_F32, 1);
         check b = {"fm_backward", "repeated rows", 1e-5, fm_bwd, &c,
-                   {OUT(c.dlinear, O_ACCUM), OUT(c.dlatent, O_ACCUM), OUT(c.dbias, O_ACCUM)}, 3};
+                   {OUT(c.dlinear, O_ACCUM), OUT(c.dlatent, O_ACCUM), OUT(c.dbias, O_ACCUM)}, 3, 1};
         run(&b);
         release_all();
     }
@@ -1217,11 +1257,11 @@ static void check_sparse(void) {
         c.latent = mk(T_F32, vecs * c.kpad);
         put(c.latent, latent_table(vecs, c.k, c.kpad, 0.5f));
         c.logits = mk(T_F32, (size_t)c.B);
-        check f = {"ffm_forward", "k = 4, kpad = 8, instance scale", 1e-5, ffm_fwd, &c, {OUT(c.logits, O_WRITE)}, 1};
+        check f = {"ffm_forward", "k = 4, kpad = 8, instance scale", 1e-5, ffm_fwd, &c, {OUT(c.logits, O_WRITE)}, 1, 0};
         run(&f);
         c.dlogits = mk_uniform((size_t)c.B, -1, 1);
         c.dlatent = mk(T_F32, vecs * c.kpad);
-        check b = {"ffm_backward", "repeated rows", 1e-5, ffm_bwd, &c, {OUT(c.dlatent, O_ACCUM)}, 1};
+        check b = {"ffm_backward", "repeated rows", 1e-5, ffm_bwd, &c, {OUT(c.dlatent, O_ACCUM)}, 1, 1};
         run(&b);
         release_all();
     }
@@ -1243,7 +1283,7 @@ static void check_sparse(void) {
         c.table = mk(T_F32, nt);
         c.accum = mk(T_F32, nt);
         check u = {"adagrad_rows_update", "distinct shuffled rows", 1e-5, rows_update, &c,
-                   {OUT_INIT(c.table, uniform(nt, -1, 1)), OUT_INIT(c.accum, uniform(nt, 1, 2))}, 2};
+                   {OUT_INIT(c.table, uniform(nt, -1, 1)), OUT_INIT(c.accum, uniform(nt, 1, 2))}, 2, 0};
         run(&u);
         release_all();
     }
