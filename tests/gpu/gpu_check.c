@@ -477,7 +477,8 @@ static void run(const check *c) {
     if (!isnan(cpu_ms))
         snprintf(cs, sizeof cs, "%.3f", cpu_ms);
     if (ok && !pass && !note[0])
-        snprintf(note, sizeof note, "%s", isnan(err) ? "NaN in an output (unwritten or not finite)" : "outside tolerance");
+        snprintf(note, sizeof note, "%s",
+                 isnan(err) ? "NaN in an output (unwritten or not finite)" : "outside tolerance");
     for (char *p = note; *p; p++)
         if (*p == '|' || *p == '\n')
             *p = ' ';
@@ -1095,7 +1096,8 @@ static void check_dpo(void) {
         c.dl = mk_uniform((size_t)c.n, 0.5f, 1.5f);
         c.dpc = mk(T_F32, (size_t)c.n);
         c.dpr = mk(T_F32, (size_t)c.n);
-        check b = {"dpo_loss_backward", names[kind], 1e-5, dpo_bwd, &c, {OUT(c.dpc, O_ACCUM), OUT(c.dpr, O_ACCUM)}, 2, 0};
+        check b = {"dpo_loss_backward", names[kind], 1e-5, dpo_bwd, &c,
+                   {OUT(c.dpc, O_ACCUM), OUT(c.dpr, O_ACCUM)}, 2, 0};
         run(&b);
         release_all();
     }
@@ -1421,8 +1423,8 @@ int main(int argc, char **argv) {
         if (strcmp(argv[i], "--quick") == 0) {
             g_quick = 1;
         } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            printf("usage: %s [--quick] [FILTER]\n  --quick  small shapes\n  FILTER   only ops whose name contains it\n",
-                   argv[0]);
+            printf("usage: %s [--quick] [FILTER]\n  --quick  small shapes\n"
+                   "  FILTER   only ops whose name contains it\n", argv[0]);
             return 0;
         } else if (argv[i][0] == '-') {
             fprintf(stderr, "gpu_check: unknown option '%s' (try --help)\n", argv[i]);

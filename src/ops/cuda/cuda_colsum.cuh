@@ -4,8 +4,8 @@
  * Float atomics would make these sums depend on thread timing. Instead the rows are cut into fixed chunks of
  * DL_COLSUM_ROWS (more for a huge N, so the chunks fit a grid); a first kernel sums each chunk's rows per column
  * (threads of a block take rows in a fixed stride, then add their partial sums in thread order), a second adds the
- * chunks in order and accumulates into the gradient. The chunking depends only on N, so the result is the same bits on every run and every GPU model.
- * Reads are coalesced along C (32 consecutive columns per block row). */
+ * chunks in order and accumulates into the gradient. The chunking depends only on N, so the result is the same bits
+ * on every run and every GPU model. Reads are coalesced along C (32 consecutive columns per block row). */
 #ifndef DL_OPS_CUDA_COLSUM_CUH
 #define DL_OPS_CUDA_COLSUM_CUH
 

@@ -107,7 +107,7 @@ extern "C" dl_status dl_cuda_fault_check(dl_cuda_state *st, const char *op) {
         dl_error_hint("the batch's offsets (row_ptr, cu_seqlens) are corrupt: check the code that packs the batch");
         return s;
     }
-    /* A negative limit: the op knows no upper bound (adagrad_rows_update gets no table size), only that ids are >= 0. */
+    /* A negative limit: the op knows no upper bound (adagrad_rows_update gets no table size), only ids >= 0. */
     dl_status s = f->limit < 0 ? DL_FAIL(DL_ERR_INVALID, "%s (cuda): %s %lld at entry %lld is negative", op,
                                          fault_what(f->kind), f->value, f->index)
                                : DL_FAIL(DL_ERR_INVALID, "%s (cuda): %s %lld at entry %lld is outside [0, %lld)", op,

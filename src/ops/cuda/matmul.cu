@@ -7,7 +7,8 @@
  * (one pass over the output). A cuBLASLt plan (descriptors, layouts, the heuristic's algorithm) costs host
  * allocations and a heuristic query, so plans are cached per shape and pointer alignment in a small table kept in the
  * backend state: a training loop repeats its shapes, so after the first step no call allocates. When cuBLASLt offers
- * no algorithm (an unusual alignment, say), the call falls back to cublasSgemm / cublasGemmEx and a bias kernel.
+ * no algorithm (an unusual alignment, say) or refuses the one it offered, the call falls back to
+ * cublasSgemm / cublasGemmEx and a bias kernel.
  *
  * Precision: fp32 matmuls run in full fp32 (CUBLAS_COMPUTE_32F, CUBLAS_DEFAULT_MATH: no TF32), so they agree with the
  * CPU to float rounding. DEALER_CUDA_TF32=1 lets them use TF32 tensor cores (about 1e-3 relative error, much
@@ -165,10 +166,8 @@ static dl_status plan_build(dl_cuda_state *st, lt_plan *p) {
     s = cublasLtMatmulAlgoGetHeuristic((cublasLtHandle_t)st->cublaslt, p->desc, p->la, p->lb, p->ld, p->ld, pref, 1,
                                        &result, &found);
     cublasLtMatmulPreferenceDestroy(pref);
-    /* "Not supported" only means no algorithm fits this key: the fallback handles it. */
-    if (s != CUBLAS_STATUS_SUCCESS && s != CUBLAS_STATUS_NOT_SUPPORTED)
-        return DL_FAIL(DL_ERR_DEVICE, "cublasLtMatmulAlgoGetHeuristic failed for [%d x %d] x [%d x %d]^T: %s", p->N,
-                       p->C, p->OC, p->C, cublasGetStatusString(s));
+    /* No algorithm for this key (not supported, or a combination this cuBLASLt rejects) is not an error: the plain
+     * cuBLAS path handles every shape and alignment. */
     p->has_algo = s == CUBLAS_STATUS_SUCCESS && found > 0 && result.state == CUBLAS_STATUS_SUCCESS;
     if (p->has_algo)
         p->algo = result.algo;
@@ -252,12 +251,19 @@ static dl_status matmul_forward_any(dl_cuda_state *st, lt_kind kind, float *out,
         if (bias_epilogue)
             DL_CUBLAS_CHECK(
                 cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
-        DL_CUBLAS_CHECK(cublasLtMatmul((cublasLtHandle_t)st->cublaslt, p->desc, &one, weight, p->la, inp, p->lb, &zero,
-                                       out, p->ld, out, p->ld, &p->algo, st->workspace, st->workspace_bytes,
-                                       st->stream));
-        if (bias && !bias_epilogue)
-            DL_CHECK(add_bias(st, out, bias, N, OC));
-        return DL_OK;
+        cublasStatus_t s = cublasLtMatmul((cublasLtHandle_t)st->cublaslt, p->desc, &one, weight, p->la, inp, p->lb,
+                                          &zero, out, p->ld, out, p->ld, &p->algo, st->workspace, st->workspace_bytes,
+                                          st->stream);
+        if (s == CUBLAS_STATUS_SUCCESS) {
+            if (bias && !bias_epilogue)
+                DL_CHECK(add_bias(st, out, bias, N, OC));
+            return DL_OK;
+        }
+        /* The heuristic offered an algorithm the call then refuses: remember, and use the plain path from now on. */
+        if (s != CUBLAS_STATUS_NOT_SUPPORTED && s != CUBLAS_STATUS_INVALID_VALUE)
+            return DL_FAIL(DL_ERR_DEVICE, "cublasLtMatmul failed for [%d x %d] x [%d x %d]^T: %s", N, C, OC, C,
+                           cublasGetStatusString(s));
+        p->has_algo = 0;
     }
     cublasHandle_t h = (cublasHandle_t)st->cublas;
     if (kind == LT_F32)

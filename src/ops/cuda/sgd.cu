@@ -26,8 +26,8 @@ extern "C" dl_status dl_cuda_sgd_update(void *state, float *params, const float 
         return DL_OK;
     if (momentum == 0.0f)
         momentum_buf = NULL; /* plain SGD: the buffer, if any, is not used */
-    sgd_kernel<<<dl_cuda_grid(n, DL_CUDA_THREADS), DL_CUDA_THREADS, 0, st->stream>>>(params, grads, momentum_buf, n, lr,
-                                                                                     momentum, weight_decay, grad_scale);
+    sgd_kernel<<<dl_cuda_grid(n, DL_CUDA_THREADS), DL_CUDA_THREADS, 0, st->stream>>>(
+        params, grads, momentum_buf, n, lr, momentum, weight_decay, grad_scale);
     DL_CUDA_CHECK_LAUNCH("sgd_update");
     return DL_OK;
 }
