@@ -1,12 +1,16 @@
-/* cuda_backend.cu — the CUDA backend: device selection, device memory, and the table of CUDA kernel families.
+/* cuda_backend.cu — the CUDA backend: device selection, device memory, and the tables of CUDA kernel families.
  *
  * cudaGetDeviceCount returns an error (not zero) on a machine without a GPU or driver; that counts as no GPU so
- * `device: auto` falls back to the CPU. */
+ * `device: auto` falls back to the CPU. Opening records what kernels need to size themselves (multiprocessor count,
+ * the shared-memory opt-in limit); cuBLAS and scratch come later, on first use. Every op runs on the backend's one
+ * non-blocking stream. */
 #include <cuda_runtime.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "ops/backend_internal.h"
 #include "ops/cuda/cuda_common.cuh"
+#include "ops/cuda/cuda_ops.cuh"
 
 extern "C" int dl_cuda_count_devices(void) {
     int count = 0;
@@ -68,7 +72,36 @@ static const dl_memory_ops cuda_memory_ops = {
     cuda_alloc, cuda_free, cuda_zero, cuda_to_device, cuda_to_host, cuda_copy, cuda_synchronize,
 };
 
-static dl_backend_ops cuda_backend_ops = {&cuda_memory_ops, NULL, NULL, NULL, NULL};
+/* Members in the order of ops.h's structs (C++17 has no designated initialisers). */
+extern "C" const dl_dense_ops dl_cuda_dense_ops = {
+    dl_cuda_matmul_forward,       dl_cuda_matmul_backward,       dl_cuda_matmul_forward_bf16,
+    dl_cuda_embedding_forward,    dl_cuda_embedding_backward,    dl_cuda_rope_forward,
+    dl_cuda_rope_backward,        dl_cuda_layernorm_forward,     dl_cuda_layernorm_backward,
+    dl_cuda_gelu_forward,         dl_cuda_gelu_backward,         dl_cuda_residual_forward,
+    dl_cuda_residual_backward,    dl_cuda_dropout_forward,       dl_cuda_dropout_backward,
+    dl_cuda_xent_forward,         dl_cuda_xent_backward,         dl_cuda_sequence_sum_forward,
+    dl_cuda_sequence_sum_backward, dl_cuda_f32_to_bf16,          dl_cuda_bf16_to_f32,
+};
+
+extern "C" const dl_attention_ops dl_cuda_attention_ops = {
+    dl_cuda_attention_forward,
+    dl_cuda_attention_backward,
+};
+
+extern "C" const dl_optim_ops dl_cuda_optim_ops = {
+    dl_cuda_adamw_update, dl_cuda_adagrad_update,   dl_cuda_sgd_update,         dl_cuda_sumsq,
+    dl_cuda_scale,        dl_cuda_dpo_loss_forward, dl_cuda_dpo_loss_backward,
+};
+
+extern "C" const dl_sparse_ops dl_cuda_sparse_ops = {
+    dl_cuda_embedding_bag_forward, dl_cuda_embedding_bag_backward, dl_cuda_fm_forward,
+    dl_cuda_fm_backward,           dl_cuda_ffm_forward,            dl_cuda_ffm_backward,
+    dl_cuda_adagrad_rows_update,
+};
+
+static const dl_backend_ops cuda_backend_ops = {
+    &cuda_memory_ops, &dl_cuda_dense_ops, &dl_cuda_attention_ops, &dl_cuda_optim_ops, &dl_cuda_sparse_ops,
+};
 
 extern "C" dl_status dl_cuda_backend_open(dl_backend *be, int local_rank) {
     int count = dl_cuda_count_devices();
@@ -83,7 +116,19 @@ extern "C" dl_status dl_cuda_backend_open(dl_backend *be, int local_rank) {
     if (!st)
         return DL_FAIL(DL_ERR_NOMEM, "cannot allocate the CUDA backend state");
     st->device = index;
-    cudaError_t err = cudaStreamCreateWithFlags(&st->stream, cudaStreamNonBlocking);
+    int sm_count = 0, smem_optin = 0;
+    cudaError_t err = cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, index);
+    if (err == cudaSuccess)
+        err = cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, index);
+    if (err != cudaSuccess) {
+        free(st);
+        return DL_FAIL(DL_ERR_DEVICE, "cudaDeviceGetAttribute failed on GPU %d: %s", index, cudaGetErrorString(err));
+    }
+    st->sm_count = sm_count;
+    st->smem_optin = (size_t)smem_optin;
+    const char *tf32 = getenv("DEALER_CUDA_TF32");
+    st->allow_tf32 = tf32 != NULL && strcmp(tf32, "1") == 0;
+    err = cudaStreamCreateWithFlags(&st->stream, cudaStreamNonBlocking);
     if (err != cudaSuccess) {
         free(st);
         return DL_FAIL(DL_ERR_DEVICE, "cudaStreamCreate failed on GPU %d: %s", index, cudaGetErrorString(err));
@@ -101,7 +146,10 @@ extern "C" void dl_cuda_backend_close(dl_backend *be) {
     dl_cuda_state *st = (dl_cuda_state *)be->state;
     if (!st)
         return;
+    cudaSetDevice(st->device);
     cudaStreamSynchronize(st->stream);
+    dl_cuda_blas_release(st);
+    dl_cuda_scratch_release(st);
     cudaStreamDestroy(st->stream);
     free(st);
     be->state = NULL;
