@@ -7,8 +7,8 @@
 #include "ops/cuda/cuda_common.cuh"
 #include "ops/cuda/cuda_ops.cuh"
 
-/* backward = 0: out = R x; backward = 1: out += Rᵀ x. */
-template <int BACKWARD>
+/* MODE 0: out = R x; 1: out += Rᵀ x; 2: out = Rᵀ x (backward in place, dinp == dout, as ops.h specifies). */
+template <int MODE>
 __global__ void rope_kernel(float *out, const float *inp, const int32_t *positions, int N, int H, int D, int stride,
                             float theta) {
     int half = D / 2;
@@ -24,9 +24,12 @@ __global__ void rope_kernel(float *out, const float *inp, const int32_t *positio
         float sn = (float)s, cs = (float)c;
         size_t base = n * (size_t)stride + (size_t)h * D + i;
         float x1 = inp[base], x2 = inp[base + half];
-        if (BACKWARD) {
+        if (MODE == 1) {
             out[base] += x1 * cs + x2 * sn;
             out[base + half] += x2 * cs - x1 * sn;
+        } else if (MODE == 2) {
+            out[base] = x1 * cs + x2 * sn;
+            out[base + half] = x2 * cs - x1 * sn;
         } else {
             out[base] = x1 * cs - x2 * sn;
             out[base + half] = x1 * sn + x2 * cs;
@@ -45,7 +48,9 @@ static dl_status rope_launch(dl_cuda_state *st, int backward, float *out, const 
         return DL_OK;
     size_t total = (size_t)N * (size_t)H * (size_t)(D / 2);
     unsigned grid = dl_cuda_grid(total, DL_CUDA_THREADS);
-    if (backward)
+    if (backward && out == inp)
+        rope_kernel<2><<<grid, DL_CUDA_THREADS, 0, st->stream>>>(out, inp, positions, N, H, D, stride, theta);
+    else if (backward)
         rope_kernel<1><<<grid, DL_CUDA_THREADS, 0, st->stream>>>(out, inp, positions, N, H, D, stride, theta);
     else
         rope_kernel<0><<<grid, DL_CUDA_THREADS, 0, st->stream>>>(out, inp, positions, N, H, D, stride, theta);
