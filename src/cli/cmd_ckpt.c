@@ -3,13 +3,9 @@
  * Everything reads through the checkpoint module's serial reader (train/checkpoint.h), so these commands need no
  * MPI and work on a laptop with a copy of a run directory. Exit codes: 0 ok, 1 `diff` found a difference (or an I/O
  * failure), 2 bad usage or a bad file (unreadable, damaged: a CRC mismatch is reported for every tensor, then exit 2).
- *
- * safetensors export writes the format directly: an 8-byte little-endian header length, the JSON header (padded
- * with spaces to a multiple of 8 bytes), then every /model tensor's float32 bytes back to back in the order of the
- * header. The file is written atomically (OUT.tmp, fsync, rename). */
+ * The safetensors writer is dl_ckpt_export_safetensors (train/checkpoint.h). */
 #include <errno.h>
 #include <float.h>
-#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -550,97 +546,6 @@ static int cmd_diff(int argc, char **argv) {
 
 /* ---- export ------------------------------------------------------------------------------------------------------ */
 
-static dl_status export_safetensors(const char *path, const char *out) {
-    dl_ckpt_meta meta;
-    memset(&meta, 0, sizeof meta);
-    DL_CHECK(dl_ckpt_read_meta(path, &meta));
-    dl_ckpt_file *f = NULL;
-    dl_status s = dl_ckpt_open(&f, path);
-    json_t *header = json_object(), *metadata = json_object();
-    if (s == DL_OK && (!header || !metadata))
-        s = DL_FAIL(DL_ERR_NOMEM, "cannot allocate the safetensors header");
-    char step[32];
-    snprintf(step, sizeof step, "%lld", (long long)meta.step);
-    if (s == DL_OK) {
-        json_object_set_new(metadata, "format", json_string("pt"));
-        json_object_set_new(metadata, "dealer_model_kind", json_string(meta.model_kind));
-        json_object_set_new(metadata, "dealer_step", json_string(step));
-        json_object_set_new(metadata, "dealer_config", json_string(meta.config_yaml ? meta.config_yaml : ""));
-        json_object_set_new(header, "__metadata__", metadata);
-        metadata = NULL;
-    }
-    /* The header: every /model tensor, offsets in the order of the file. */
-    uint64_t offset = 0;
-    size_t count = 0;
-    for (size_t i = 0; s == DL_OK && i < dl_ckpt_count(f); i++) {
-        const dl_ckpt_dataset *d = dl_ckpt_at(f, i);
-        if (strncmp(d->name, "/model/", 7) != 0)
-            continue;
-        if (d->dtype != DL_CKPT_F32) {
-            s = DL_FAIL(DL_ERR_FORMAT, "%s: tensor %s is %s, not float32", path, d->name, dl_ckpt_dtype_name(d->dtype));
-            break;
-        }
-        json_t *entry = json_object(), *shape = json_array(), *offsets = json_array();
-        for (int k = 0; k < d->ndim; k++)
-            json_array_append_new(shape, json_integer((json_int_t)d->shape[k]));
-        uint64_t bytes = (uint64_t)d->numel * 4;
-        json_array_append_new(offsets, json_integer((json_int_t)offset));
-        json_array_append_new(offsets, json_integer((json_int_t)(offset + bytes)));
-        json_object_set_new(entry, "dtype", json_string("F32"));
-        json_object_set_new(entry, "shape", shape);
-        json_object_set_new(entry, "data_offsets", offsets);
-        if (json_object_set_new(header, d->name + 7, entry) != 0)
-            s = DL_FAIL(DL_ERR_NOMEM, "cannot build the safetensors header");
-        offset += bytes;
-        count++;
-    }
-    if (s == DL_OK && count == 0)
-        s = DL_FAIL(DL_ERR_FORMAT, "%s holds no /model tensors", path);
-    char *text = s == DL_OK ? json_dumps(header, JSON_COMPACT) : NULL;
-    if (s == DL_OK && !text)
-        s = DL_FAIL(DL_ERR_NOMEM, "cannot serialise the safetensors header");
-    dl_atomic_file af;
-    memset(&af, 0, sizeof af);
-    int opened = 0;
-    if (s == DL_OK) {
-        s = dl_atomic_open(&af, out);
-        opened = s == DL_OK;
-    }
-    if (s == DL_OK) {
-        size_t len = strlen(text), padded = (len + 7) / 8 * 8;
-        uint8_t prefix[8];
-        uint64_t n = padded;
-        for (int k = 0; k < 8; k++)
-            prefix[k] = (uint8_t)(n >> (8 * k));
-        s = dl_atomic_write(&af, prefix, 8);
-        if (s == DL_OK)
-            s = dl_atomic_write(&af, text, len);
-        for (size_t k = len; s == DL_OK && k < padded; k++)
-            s = dl_atomic_write(&af, " ", 1);
-    }
-    for (size_t i = 0; s == DL_OK && i < dl_ckpt_count(f); i++) {
-        const dl_ckpt_dataset *d = dl_ckpt_at(f, i);
-        if (strncmp(d->name, "/model/", 7) != 0)
-            continue;
-        void *data = NULL;
-        s = read_verified(f, d, path, &data);
-        if (s == DL_OK)
-            s = dl_atomic_write(&af, data, d->numel * 4); /* float32 little endian: this host's layout */
-        free(data);
-    }
-    if (opened)
-        s = s == DL_OK ? dl_atomic_commit(&af) : (dl_atomic_abort(&af), s);
-    if (s == DL_OK)
-        printf("wrote %s: %zu tensors, %llu bytes of float32 data (safetensors; names as in the checkpoint)\n", out,
-               count, (unsigned long long)offset);
-    free(text);
-    json_decref(header);
-    json_decref(metadata);
-    dl_ckpt_close(f);
-    free(meta.config_yaml);
-    return s;
-}
-
 static int cmd_export(int argc, char **argv) {
     const char *arg = NULL, *format = NULL, *out = NULL;
     for (int i = 1; i < argc; i++) {
@@ -669,8 +574,13 @@ static int cmd_export(int argc, char **argv) {
         return usage_error("export", "needs -o OUT", NULL);
     char path[4400];
     dl_status s = resolve_file(arg, path, sizeof path);
+    size_t count = 0;
+    uint64_t bytes = 0;
     if (s == DL_OK)
-        s = export_safetensors(path, out);
+        s = dl_ckpt_export_safetensors(path, out, &count, &bytes);
+    if (s == DL_OK)
+        printf("wrote %s: %zu tensors, %llu bytes of float32 data (safetensors; names as in the checkpoint)\n", out,
+               count, (unsigned long long)bytes);
     return s == DL_OK ? 0 : report("export", s);
 }
 

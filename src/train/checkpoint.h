@@ -136,6 +136,12 @@ dl_status dl_ckpt_read(dl_ckpt_file *file, const dl_ckpt_dataset *d, void *out, 
 size_t dl_ckpt_dtype_size(dl_ckpt_dtype dtype);
 const char *dl_ckpt_dtype_name(dl_ckpt_dtype dtype);
 
+/* Writes the /model tensors of the checkpoint at `path` as a safetensors file `out` (atomically): F32 tensors under
+ * their dealer names, in the checkpoint's order, with __metadata__ {format: pt, dealer_model_kind, dealer_step,
+ * dealer_config}. Every tensor's CRC is checked first. *tensors and *data_bytes (may be NULL) get the count and the
+ * bytes of tensor data. */
+dl_status dl_ckpt_export_safetensors(const char *path, const char *out, size_t *tensors, uint64_t *data_bytes);
+
 /* CRC32C of the concatenation A‖B from crc(A), crc(B) and the length of B (zlib's crc32_combine for CRC32C). */
 uint32_t dl_ckpt_crc32c_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b);
 

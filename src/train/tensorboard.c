@@ -8,6 +8,7 @@
 #include "train/tensorboard.h"
 
 #include <endian.h>
+#include <stdatomic.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,9 +70,11 @@ dl_status dl_tb_open(dl_tb_writer **out, const char *dir) {
             *c = '_';
     dl_tb_writer *w = calloc(1, sizeof *w);
     DL_REQUIRE(w != NULL, DL_ERR_NOMEM, "cannot allocate the event writer");
+    /* The counter keeps two writers of one process apart even within the same second. */
+    static atomic_int opened = 0;
     double t = now_seconds();
-    int n = snprintf(w->path, sizeof w->path, "%s/events.out.tfevents.%010lld.%s.%d", dir, (long long)t, host,
-                     (int)getpid());
+    int n = snprintf(w->path, sizeof w->path, "%s/events.out.tfevents.%010lld.%s.%d.%d", dir, (long long)t, host,
+                     (int)getpid(), atomic_fetch_add(&opened, 1));
     if (n < 0 || (size_t)n >= sizeof w->path) {
         free(w);
         return DL_FAIL(DL_ERR_INVALID, "event file path in '%s' is too long", dir);

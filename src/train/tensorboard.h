@@ -1,6 +1,6 @@
 /* tensorboard.h — TensorBoard event files: the training curves `tensorboard --logdir RUN_DIR` shows.
  *
- * An event file (RUN_DIR/events.out.tfevents.<unix time>.<host>.<pid>) is a sequence of serialized
+ * An event file (RUN_DIR/events.out.tfevents.<unix time>.<host>.<pid>.<n>) is a sequence of serialized
  * tensorflow.Event messages (proto/event.proto, proto/summary.proto: TensorFlow's field numbers) in TFRecord framing
  * (u64 length, masked CRC32C of the length, payload, masked CRC32C of the payload; data/record.h). The first event
  * carries file_version "brain.Event:2"; every later one a Summary of scalar values at a step:
@@ -14,8 +14,9 @@
  *
  * Each event goes to the OS as soon as it is written (one write per step), so TensorBoard sees a live run and a
  * killed run loses nothing it logged. Nothing is fsynced: curves are worth less than a syscall stall per step.
- * Several processes never share a file (the pid is in the name); a resumed run starts a new file and writes a
- * SessionLog START at its first step, which makes TensorBoard drop the points older files hold from that step on.
+ * Writers never share a file (the pid and a per-process counter are in the name); a resumed run starts a new file
+ * and writes a SessionLog START at its first step, which makes TensorBoard drop the points older files hold from
+ * that step on.
  *
  * The reader decodes a whole file (both CRCs of every record checked) into plain structs, for tests and tools. */
 #ifndef DL_TRAIN_TENSORBOARD_H
