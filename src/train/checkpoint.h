@@ -124,7 +124,9 @@ typedef struct dl_ckpt_file dl_ckpt_file;
 /* Opens a checkpoint read-only and lists its datasets (in the order they were written). A file that is not HDF5,
  * is truncated, or holds a dataset of another type or rank than a checkpoint can is DL_ERR_FORMAT. */
 dl_status dl_ckpt_open(dl_ckpt_file **file, const char *path);
+/* Closes the file and frees the listing; NULL is allowed. */
 void dl_ckpt_close(dl_ckpt_file *file);
+/* The number of datasets, and the i-th in write order (NULL when i >= count). */
 size_t dl_ckpt_count(const dl_ckpt_file *file);
 const dl_ckpt_dataset *dl_ckpt_at(const dl_ckpt_file *file, size_t i);
 /* The dataset with full path `name`, NULL when there is none. */
