@@ -32,7 +32,7 @@ train() { "$dealer" train "$src/configs/gpt-shakespeare.yaml" "${args[@]}" "$@";
 
 # The uninterrupted reference.
 train run.dir="$work/ref" >"$work/ref.out" 2>&1 || { cat "$work/ref.out"; fail "reference run failed"; }
-[[ -f $work/ref/ckpt/step_000000$steps.h5 ]] || fail "reference run wrote no final checkpoint"
+[[ -f $work/ref/ckpt/step_$(printf %08d $steps).h5 ]] || fail "reference run wrote no final checkpoint"
 
 run=$work/run
 kills=0
@@ -69,38 +69,41 @@ for point in data:2 close:4 rename:6 data:9 close:11 rename:13; do
   echo "killed in checkpoint write ($point): latest is step $want"
 done
 
-# 2. Kills at random moments of the training: once the resumed run has logged a new step, a random 0-150 ms more
-# (steps and their checkpoint writes take a few tens of milliseconds each, so kills land in both).
-for round in 1 2 3 4 5 6 7 8; do
+# 2. Kills at random moments of the training: once the resumed run has logged 1 to 3 new steps, a random 0-20 ms
+# more (a step and its checkpoint write take 10-50 ms, so kills land in both). Counting steps rather than time keeps
+# the progress per round, and so the number of kills, the same on fast and slow machines.
+for round in $(seq 1 6); do
   before=$(last_step)
+  target=$(( ${before:-0} + 1 + RANDOM % 3 ))
   # Started directly, not through the train function, so $! is dealer itself and not a subshell.
   "$dealer" train "$src/configs/gpt-shakespeare.yaml" "${args[@]}" run.dir="$run" >"$work/kill.out" 2>&1 &
   pid=$!
-  for _ in $(seq 1 1000); do
+  for _ in $(seq 1 2000); do
     now=$(last_step)
-    [[ ${now:-0} -gt ${before:-0} ]] && break
+    [[ ${now:-0} -ge $target ]] && break
     kill -0 "$pid" 2>/dev/null || break
-    sleep 0.01
+    sleep 0.005
   done
-  delay=$(awk -v r=$RANDOM 'BEGIN { printf "%.3f", 0.15 * r / 32767.0 }')
+  delay=$(awk -v r=$RANDOM 'BEGIN { printf "%.3f", 0.02 * r / 32767.0 }')
   sleep "$delay"
   if kill -9 "$pid" 2>/dev/null; then
     kills=$((kills + 1))
-    echo "killed ${delay}s after a new step (metrics had step ${before:-0}, then $(last_step))"
+    echo "killed ${delay}s after step $target was logged (metrics had step ${before:-0} before this start, $(last_step) at the kill)"
   else
     echo "run finished before the kill"
   fi
   wait "$pid" 2>/dev/null || true
   pid=
   check_latest "random kill $round"
-  [[ $(last_step) == "$steps" && -f $run/ckpt/step_000000$steps.h5 ]] && break
+  [[ $(last_step) == "$steps" && -f $run/ckpt/step_$(printf %08d $steps).h5 ]] && break
 done
 ((kills >= 10)) || fail "only $kills kills happened"
 
 # 3. Finish, and compare with the uninterrupted run.
 train run.dir="$run" >"$work/last.out" 2>&1 || { cat "$work/last.out"; fail "the final resume failed"; }
 grep -q "resumed from" "$work/last.out" || grep -q "resumed from" "$work/kill.out" || fail "no run ever resumed"
-"$dealer" ckpt diff "$work/ref/ckpt/step_000000$steps.h5" "$run/ckpt/step_000000$steps.h5" --tol 0 >"$work/diff.out" ||
+final=step_$(printf %08d $steps).h5
+"$dealer" ckpt diff "$work/ref/ckpt/$final" "$run/ckpt/$final" --tol 0 >"$work/diff.out" ||
   { cat "$work/diff.out"; fail "after $kills kills the final checkpoint differs from the uninterrupted run's"; }
 tail -1 "$work/diff.out"
 # The curves survive too: TensorBoard files from every start, and the final step's loss is the reference's.
