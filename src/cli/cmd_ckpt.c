@@ -1,12 +1,608 @@
-/* cmd_ckpt.c — `dealer ckpt`. */
+/* cmd_ckpt.c — `dealer ckpt {ls,show,diff,export}`: list, inspect, compare and export checkpoints.
+ *
+ * Everything reads through the checkpoint module's serial reader (train/checkpoint.h), so these commands need no
+ * MPI and work on a laptop with a copy of a run directory. Exit codes: 0 ok, 1 `diff` found a difference (or an I/O
+ * failure), 2 bad usage or a bad file (unreadable, damaged: a CRC mismatch is reported for every tensor, then exit 2).
+ * The safetensors writer is dl_ckpt_export_safetensors (train/checkpoint.h). */
+#include <errno.h>
+#include <float.h>
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <dirent.h>
 
 #include "cli/commands.h"
+#include "core/fs.h"
+#include "core/status.h"
+#include "data/loader.h"
+#include "train/checkpoint.h"
 
-int dl_cmd_ckpt(int argc, char **argv) {
-    if (dl_cli_wants_help(argc, argv)) {
-        printf("usage: dealer ckpt ...\n(not implemented yet: arrives with the checkpoints work)\n");
+static void usage(FILE *out) {
+    fprintf(out, "usage: dealer ckpt <command> [options]\n\n"
+                 "  ls PATH                    list the checkpoints of a run (PATH: run dir, its ckpt/ or a file)\n"
+                 "  show FILE [--tensors] [--stats]\n"
+                 "                             meta, data cursors and config; with --tensors every tensor (shape,\n"
+                 "                             dtype, bytes, CRC status); --stats adds mean/std/min/max\n"
+                 "  diff A B [--tol T]         per-tensor max |a-b| and relative difference ||a-b||/||b||;\n"
+                 "                             exit 1 when a tensor differs by more than T (default 0: bit-exact)\n"
+                 "  export FILE --format safetensors -o OUT\n"
+                 "                             the model's tensors as safetensors (PyTorch, Hugging Face)\n\n"
+                 "FILE may also be a run directory: its ckpt/latest is used. See docs/checkpoint-format.md.\n"
+                 "Exit codes: 0 ok, 1 tensors differ (diff) or I/O failure, 2 bad usage or a damaged file.\n");
+}
+
+static int usage_error(const char *sub, const char *fmt, const char *arg) {
+    fprintf(stderr, "dealer ckpt %s: ", sub);
+    fprintf(stderr, fmt, arg ? arg : "");
+    fprintf(stderr, " (see dealer ckpt --help)\n");
+    return 2;
+}
+
+static int report(const char *sub, dl_status s) {
+    char command[32];
+    snprintf(command, sizeof command, "ckpt %s", sub);
+    return dl_cli_report(command, s);
+}
+
+static int is_dir(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* FILE as given, or the checkpoint `latest` names when it is a run directory (or its ckpt/). */
+static dl_status resolve_file(const char *arg, char *path, size_t cap) {
+    if (!is_dir(arg)) {
+        snprintf(path, cap, "%s", arg);
+        return DL_OK;
+    }
+    char run_dir[4200];
+    size_t n = strlen(arg);
+    snprintf(run_dir, sizeof run_dir, "%s", arg);
+    while (n > 1 && run_dir[n - 1] == '/')
+        run_dir[--n] = '\0';
+    if (n >= 5 && strcmp(run_dir + n - 5, "/ckpt") == 0)
+        run_dir[n - 5] = '\0';
+    else if (strcmp(run_dir, "ckpt") == 0)
+        snprintf(run_dir, sizeof run_dir, ".");
+    int found = 0;
+    DL_CHECK(dl_ckpt_latest(run_dir, path, cap, &found));
+    if (!found) {
+        dl_status s = DL_FAIL(DL_ERR_INVALID, "%s: no checkpoint (no ckpt/latest in this directory)", arg);
+        dl_error_hint("name a step file, e.g. %s/ckpt/step_00000100.h5 (dealer ckpt ls %s lists them)", run_dir,
+                      run_dir);
+        return s;
+    }
+    return DL_OK;
+}
+
+static const char *human_bytes(char *buf, size_t cap, double bytes) {
+    const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int u = 0;
+    while (bytes >= 1024 && u < 4) {
+        bytes /= 1024;
+        u++;
+    }
+    snprintf(buf, cap, u ? "%.1f %s" : "%.0f %s", bytes, units[u]);
+    return buf;
+}
+
+static const char *date_of(char *buf, size_t cap, time_t t) {
+    struct tm tm;
+    localtime_r(&t, &tm);
+    strftime(buf, cap, "%Y-%m-%d %H:%M:%S", &tm);
+    return buf;
+}
+
+/* ---- ls ---------------------------------------------------------------------------------------------------------- */
+
+typedef struct listed {
+    char name[256];
+    long long step;
+    int incomplete;
+} listed;
+
+static int by_step(const void *a, const void *b) {
+    const listed *x = a, *y = b;
+    return x->step < y->step ? -1 : x->step > y->step ? 1 : x->incomplete - y->incomplete;
+}
+
+static void print_entry(const char *path, const char *name, const char *latest_name) {
+    struct stat st;
+    char size[32], date[32];
+    if (stat(path, &st) != 0) {
+        printf("%-22s  (gone: %s)\n", name, strerror(errno));
+        return;
+    }
+    dl_ckpt_meta meta;
+    memset(&meta, 0, sizeof meta);
+    dl_status s = dl_ckpt_read_meta(path, &meta);
+    char what[160];
+    if (s == DL_OK)
+        snprintf(what, sizeof what, "step %lld, %s, %d rank%s", (long long)meta.step, meta.model_kind,
+                 meta.world_size, meta.world_size == 1 ? "" : "s");
+    else
+        snprintf(what, sizeof what, "UNREADABLE: %s", dl_error_message());
+    free(meta.config_yaml);
+    printf("%-22s  %10s  %s  %s%s\n", name, human_bytes(size, sizeof size, (double)st.st_size),
+           date_of(date, sizeof date, st.st_mtime), what,
+           latest_name && strcmp(latest_name, name) == 0 ? "  <- latest" : "");
+}
+
+static int cmd_ls(int argc, char **argv) {
+    if (argc != 2)
+        return usage_error("ls", "expects one PATH (a run directory, its ckpt/ directory or a checkpoint file)", NULL);
+    const char *arg = argv[1];
+    struct stat st;
+    if (stat(arg, &st) != 0) {
+        int err = errno;
+        return report("ls", dl_open_failure(arg, err, "name a run directory or a checkpoint file"));
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        const char *slash = strrchr(arg, '/');
+        print_entry(arg, slash ? slash + 1 : arg, NULL);
         return 0;
     }
-    return dl_cli_not_implemented("ckpt", "checkpoints");
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/ckpt", arg);
+    if (!is_dir(dir))
+        snprintf(dir, sizeof dir, "%s", arg);
+    char latest_name[256] = "", latest_path[4300];
+    snprintf(latest_path, sizeof latest_path, "%s/latest", dir);
+    FILE *lf = fopen(latest_path, "r");
+    if (lf) {
+        if (!fgets(latest_name, sizeof latest_name, lf))
+            latest_name[0] = '\0';
+        latest_name[strcspn(latest_name, "\r\n")] = '\0';
+        fclose(lf);
+    }
+    DIR *d = opendir(dir);
+    if (!d)
+        return report("ls", DL_FAIL(DL_ERR_IO, "cannot list %s: %s", dir, strerror(errno)));
+    listed *items = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        long long step;
+        int used = 0;
+        if (sscanf(e->d_name, "step_%8lld.h5%n", &step, &used) != 1 || used == 0 || strncmp(e->d_name, "step_", 5))
+            continue;
+        int incomplete = strcmp(e->d_name + used, ".tmp") == 0;
+        if (e->d_name[used] != '\0' && !incomplete)
+            continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 32;
+            listed *grown = realloc(items, cap * sizeof *grown);
+            if (!grown)
+                break;
+            items = grown;
+        }
+        snprintf(items[n].name, sizeof items[n].name, "%s", e->d_name);
+        items[n].step = step;
+        items[n].incomplete = incomplete;
+        n++;
+    }
+    closedir(d);
+    qsort(items, n, sizeof *items, by_step);
+    if (n == 0)
+        printf("no checkpoints in %s\n", dir);
+    for (size_t i = 0; i < n; i++) {
+        char path[4600];
+        snprintf(path, sizeof path, "%s/%s", dir, items[i].name);
+        if (items[i].incomplete)
+            printf("%-22s  (incomplete: a write that did not finish; never used, deleted by the next save)\n",
+                   items[i].name);
+        else
+            print_entry(path, items[i].name, latest_name);
+    }
+    if (latest_name[0]) {
+        int present = 0;
+        for (size_t i = 0; i < n; i++)
+            present |= !items[i].incomplete && strcmp(items[i].name, latest_name) == 0;
+        if (!present)
+            printf("warning: latest names %s, which is not here\n", latest_name);
+    }
+    free(items);
+    return 0;
+}
+
+/* ---- show -------------------------------------------------------------------------------------------------------- */
+
+typedef struct stats {
+    double mean, std, min, max;
+    size_t nonfinite;
+} stats;
+
+static stats float_stats(const float *x, size_t n) {
+    stats st = {0, 0, INFINITY, -INFINITY, 0};
+    double sum = 0, sumsq = 0;
+    size_t finite = 0;
+    for (size_t i = 0; i < n; i++) {
+        double v = x[i];
+        if (!isfinite(v)) {
+            st.nonfinite++;
+            continue;
+        }
+        finite++;
+        sum += v;
+        if (v < st.min)
+            st.min = v;
+        if (v > st.max)
+            st.max = v;
+    }
+    st.mean = finite ? sum / (double)finite : NAN;
+    for (size_t i = 0; i < n; i++)
+        if (isfinite(x[i]))
+            sumsq += ((double)x[i] - st.mean) * ((double)x[i] - st.mean);
+    st.std = finite ? sqrt(sumsq / (double)finite) : NAN;
+    if (!finite)
+        st.min = st.max = NAN;
+    return st;
+}
+
+static const char *shape_text(char *buf, size_t cap, const dl_ckpt_dataset *d) {
+    size_t at = (size_t)snprintf(buf, cap, "[");
+    for (int i = 0; i < d->ndim && at < cap; i++)
+        at += (size_t)snprintf(buf + at, cap - at, "%s%zu", i ? ", " : "", d->shape[i]);
+    if (at < cap)
+        snprintf(buf + at, cap - at, "]");
+    return buf;
+}
+
+static void print_cursors(dl_ckpt_file *f) {
+    const dl_ckpt_dataset *ld = dl_ckpt_find(f, "/data/cursor_lengths"), *cd = dl_ckpt_find(f, "/data/cursors");
+    if (!ld || !cd || ld->dtype != DL_CKPT_I32 || cd->dtype != DL_CKPT_U8)
+        return;
+    int32_t *lengths = malloc(ld->numel * sizeof(int32_t) + 1);
+    uint8_t *bytes = malloc(cd->numel + 1);
+    int ok1 = 0, ok2 = 0;
+    if (lengths && bytes && dl_ckpt_read(f, ld, lengths, &ok1) == DL_OK && dl_ckpt_read(f, cd, bytes, &ok2) == DL_OK &&
+        ok1 == 1 && ok2 == 1) {
+        size_t at = 0;
+        for (size_t r = 0; r < ld->numel; r++) {
+            dl_cursor_info info;
+            if (lengths[r] < 0 || at + (size_t)lengths[r] > cd->numel) {
+                printf("  rank %zu: bad cursor length %d\n", r, lengths[r]);
+                break;
+            }
+            if (dl_cursor_info_get(bytes + at, (size_t)lengths[r], &info) == DL_OK)
+                printf("  rank %zu: epoch %llu, %llu batches handed out (%d bytes)\n", r,
+                       (unsigned long long)info.epoch, (unsigned long long)info.batches, lengths[r]);
+            else
+                printf("  rank %zu: %d bytes (%s)\n", r, lengths[r], dl_error_message());
+            at += (size_t)lengths[r];
+        }
+    }
+    free(lengths);
+    free(bytes);
+}
+
+static int cmd_show(int argc, char **argv) {
+    const char *arg = NULL;
+    int tensors = 0, with_stats = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--tensors") == 0)
+            tensors = 1;
+        else if (strcmp(argv[i], "--stats") == 0)
+            tensors = with_stats = 1;
+        else if (argv[i][0] == '-')
+            return usage_error("show", "unknown option %s", argv[i]);
+        else if (arg)
+            return usage_error("show", "expects one FILE, got a second: %s", argv[i]);
+        else
+            arg = argv[i];
+    }
+    if (!arg)
+        return usage_error("show", "expects a checkpoint FILE (or a run directory)", NULL);
+    char path[4400];
+    dl_status s = resolve_file(arg, path, sizeof path);
+    dl_ckpt_meta meta;
+    memset(&meta, 0, sizeof meta);
+    if (s == DL_OK)
+        s = dl_ckpt_read_meta(path, &meta);
+    dl_ckpt_file *f = NULL;
+    if (s == DL_OK)
+        s = dl_ckpt_open(&f, path);
+    if (s != DL_OK) {
+        free(meta.config_yaml);
+        return report("show", s);
+    }
+    struct stat st;
+    char size[32] = "?", date[32] = "?";
+    if (stat(path, &st) == 0) {
+        human_bytes(size, sizeof size, (double)st.st_size);
+        date_of(date, sizeof date, st.st_mtime);
+    }
+    printf("checkpoint      %s (%s, %s)\n", path, size, date);
+    printf("format_version  %d\n", DL_CKPT_FORMAT_VERSION);
+    printf("dealer_version  %s\n", meta.dealer_version[0] ? meta.dealer_version : "?");
+    printf("model_kind      %s\n", meta.model_kind);
+    printf("step            %lld\n", (long long)meta.step);
+    printf("epoch           %lld\n", (long long)meta.epoch);
+    printf("tokens_seen     %.0f\n", meta.tokens_seen);
+    printf("samples_seen    %.0f\n", meta.samples_seen);
+    printf("optimizer_step  %lld\n", (long long)meta.optimizer_step);
+    printf("bad_steps       %lld\n", (long long)meta.bad_steps);
+    printf("seed            %lld (Philox4x32-10 key; counters come from the step)\n", (long long)meta.seed);
+    printf("world_size      %d\n", meta.world_size);
+    printf("zero_stage      %d\n", meta.zero_stage);
+    printf("data cursors:\n");
+    print_cursors(f);
+    printf("config:\n");
+    for (const char *line = meta.config_yaml; line && *line;) {
+        const char *nl = strchr(line, '\n');
+        int len = nl ? (int)(nl - line) : (int)strlen(line);
+        printf("  %.*s\n", len, line);
+        line = nl ? nl + 1 : line + len;
+    }
+    free(meta.config_yaml);
+    size_t bad = 0, total_bytes = 0;
+    const char *first_bad = NULL;
+    if (tensors) {
+        printf("tensors:\n");
+        printf("  %-40s %-8s %-16s %12s  %-8s%s\n", "name", "dtype", "shape", "stored", "crc",
+               with_stats ? "  mean        std         min         max" : "");
+    }
+    for (size_t i = 0; tensors && i < dl_ckpt_count(f); i++) {
+        const dl_ckpt_dataset *d = dl_ckpt_at(f, i);
+        size_t bytes = d->numel * dl_ckpt_dtype_size(d->dtype);
+        void *data = malloc(bytes ? bytes : 1);
+        int crc_ok = 0;
+        if (!data) {
+            s = DL_FAIL(DL_ERR_NOMEM, "cannot allocate %zu bytes for %s", bytes, d->name);
+            break;
+        }
+        s = dl_ckpt_read(f, d, data, &crc_ok);
+        if (s != DL_OK) {
+            free(data);
+            break;
+        }
+        total_bytes += bytes;
+        char shape[96], stored[32];
+        printf("  %-40s %-8s %-16s %12s  %-8s", d->name, dl_ckpt_dtype_name(d->dtype), shape_text(shape, sizeof shape, d),
+               human_bytes(stored, sizeof stored, (double)d->storage_bytes),
+               crc_ok == 1 ? "ok" : crc_ok == 0 ? "MISMATCH" : "none");
+        if (with_stats && d->dtype == DL_CKPT_F32) {
+            stats t = float_stats(data, d->numel);
+            printf("  %-11.4g %-11.4g %-11.4g %.4g", t.mean, t.std, t.min, t.max);
+            if (t.nonfinite)
+                printf(" (%zu non-finite)", t.nonfinite);
+        }
+        printf("\n");
+        if (crc_ok != 1) {
+            bad++;
+            if (!first_bad)
+                first_bad = d->name;
+        }
+        free(data);
+    }
+    if (tensors && s == DL_OK)
+        printf("%zu tensors, %zu bytes of data\n", dl_ckpt_count(f), total_bytes);
+    if (s == DL_OK && bad) {
+        s = DL_FAIL(DL_ERR_FORMAT, "%s: %zu tensor%s failed the CRC check (first: %s)", path, bad, bad == 1 ? "" : "s",
+                    first_bad);
+        dl_error_hint("the file is damaged; resume from an earlier step file");
+    }
+    dl_ckpt_close(f);
+    fflush(stdout);
+    return s == DL_OK ? 0 : report("show", s);
+}
+
+/* ---- diff -------------------------------------------------------------------------------------------------------- */
+
+/* Reads a dataset, failing on a CRC mismatch (comparing damaged data would mislead). */
+static dl_status read_verified(dl_ckpt_file *f, const dl_ckpt_dataset *d, const char *path, void **out) {
+    size_t bytes = d->numel * dl_ckpt_dtype_size(d->dtype);
+    *out = malloc(bytes ? bytes : 1);
+    DL_REQUIRE(*out != NULL, DL_ERR_NOMEM, "cannot allocate %zu bytes for %s", bytes, d->name);
+    int ok = 0;
+    dl_status s = dl_ckpt_read(f, d, *out, &ok);
+    if (s == DL_OK && ok != 1) {
+        s = DL_FAIL(DL_ERR_FORMAT, "%s: tensor %s %s", path, d->name, ok == 0 ? "fails its CRC check" : "has no CRC");
+        dl_error_hint("the file is damaged; compare an intact copy");
+    }
+    if (s != DL_OK) {
+        free(*out);
+        *out = NULL;
+    }
+    return s;
+}
+
+static int same_shape(const dl_ckpt_dataset *a, const dl_ckpt_dataset *b) {
+    if (a->dtype != b->dtype || a->ndim != b->ndim)
+        return 0;
+    for (int i = 0; i < a->ndim; i++)
+        if (a->shape[i] != b->shape[i])
+            return 0;
+    return 1;
+}
+
+static int cmd_diff(int argc, char **argv) {
+    const char *args[2] = {NULL, NULL};
+    int nargs = 0;
+    double tol = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--tol") == 0) {
+            if (i + 1 >= argc)
+                return usage_error("diff", "--tol needs a value", NULL);
+            char *end = NULL;
+            errno = 0;
+            tol = strtod(argv[++i], &end);
+            if (errno || !end || *end || !(tol >= 0) || !isfinite(tol))
+                return usage_error("diff", "--tol wants a finite number >= 0, got '%s'", argv[i]);
+        } else if (argv[i][0] == '-') {
+            return usage_error("diff", "unknown option %s", argv[i]);
+        } else if (nargs < 2) {
+            args[nargs++] = argv[i];
+        } else {
+            return usage_error("diff", "expects two checkpoints, got a third: %s", argv[i]);
+        }
+    }
+    if (nargs != 2)
+        return usage_error("diff", "expects two checkpoints A B", NULL);
+    char pa[4400], pb[4400];
+    dl_ckpt_file *fa = NULL, *fb = NULL;
+    dl_status s = resolve_file(args[0], pa, sizeof pa);
+    if (s == DL_OK)
+        s = resolve_file(args[1], pb, sizeof pb);
+    if (s == DL_OK)
+        s = dl_ckpt_open(&fa, pa);
+    if (s == DL_OK)
+        s = dl_ckpt_open(&fb, pb);
+    if (s != DL_OK) {
+        dl_ckpt_close(fa);
+        return report("diff", s);
+    }
+    dl_ckpt_meta ma, mb;
+    memset(&ma, 0, sizeof ma);
+    memset(&mb, 0, sizeof mb);
+    if (dl_ckpt_read_meta(pa, &ma) == DL_OK && dl_ckpt_read_meta(pb, &mb) == DL_OK && ma.step != mb.step)
+        printf("note: A is step %lld, B is step %lld\n", (long long)ma.step, (long long)mb.step);
+    free(ma.config_yaml);
+    free(mb.config_yaml);
+    size_t differ = 0, compared = 0;
+    printf("%-44s %14s %14s  %s\n", "tensor", "max |a-b|", "||a-b||/||b||", "");
+    for (size_t i = 0; i < dl_ckpt_count(fa) && s == DL_OK; i++) {
+        const dl_ckpt_dataset *a = dl_ckpt_at(fa, i), *b = dl_ckpt_find(fb, a->name);
+        if (!b) {
+            printf("%-44s %14s %14s  DIFFERS (only in A)\n", a->name, "-", "-");
+            differ++;
+            continue;
+        }
+        if (!same_shape(a, b)) {
+            char sa[96], sb[96];
+            printf("%-44s %14s %14s  DIFFERS (%s %s in A, %s %s in B)\n", a->name, "-", "-",
+                   dl_ckpt_dtype_name(a->dtype), shape_text(sa, sizeof sa, a), dl_ckpt_dtype_name(b->dtype),
+                   shape_text(sb, sizeof sb, b));
+            differ++;
+            continue;
+        }
+        void *da = NULL, *db = NULL;
+        s = read_verified(fa, a, pa, &da);
+        if (s == DL_OK)
+            s = read_verified(fb, b, pb, &db);
+        if (s != DL_OK) {
+            free(da);
+            break;
+        }
+        compared++;
+        double max_abs = 0, diff_sq = 0, ref_sq = 0;
+        int bad = 0;
+        size_t bytes = a->numel * dl_ckpt_dtype_size(a->dtype);
+        int identical = memcmp(da, db, bytes) == 0;
+        for (size_t k = 0; k < a->numel; k++) {
+            double x, y;
+            if (a->dtype == DL_CKPT_F32) {
+                x = ((const float *)da)[k];
+                y = ((const float *)db)[k];
+            } else if (a->dtype == DL_CKPT_I32) {
+                x = ((const int32_t *)da)[k];
+                y = ((const int32_t *)db)[k];
+            } else {
+                x = ((const uint8_t *)da)[k];
+                y = ((const uint8_t *)db)[k];
+            }
+            if (isnan(x) != isnan(y) || (isinf(x) || isinf(y) ? x != y : 0)) {
+                bad = 1; /* NaN against a number, or infinities that differ */
+                max_abs = INFINITY;
+                continue;
+            }
+            if (isnan(x) || isinf(x))
+                continue;
+            double dd = fabs(x - y);
+            if (dd > max_abs)
+                max_abs = dd;
+            diff_sq += dd * dd;
+            ref_sq += y * y;
+        }
+        double rel = sqrt(diff_sq) / (ref_sq > 0 ? sqrt(ref_sq) : 1.0);
+        /* --tol 0 means bit for bit (so -0 and +0, or two NaN payloads, count as different). */
+        int differs = tol == 0 ? !identical : (bad || max_abs > tol);
+        printf("%-44s %14.6g %14.6g  %s\n", a->name, max_abs, rel, differs ? "DIFFERS" : identical ? "same" : "within tol");
+        differ += differs;
+        free(da);
+        free(db);
+    }
+    for (size_t i = 0; s == DL_OK && i < dl_ckpt_count(fb); i++) {
+        const dl_ckpt_dataset *b = dl_ckpt_at(fb, i);
+        if (!dl_ckpt_find(fa, b->name)) {
+            printf("%-44s %14s %14s  DIFFERS (only in B)\n", b->name, "-", "-");
+            differ++;
+        }
+    }
+    dl_ckpt_close(fa);
+    dl_ckpt_close(fb);
+    if (s != DL_OK)
+        return report("diff", s);
+    if (differ)
+        printf("%zu tensor%s differ%s beyond --tol %g (%zu compared)\n", differ, differ == 1 ? "" : "s",
+               differ == 1 ? "s" : "", tol, compared);
+    else
+        printf("all %zu tensors equal within --tol %g%s\n", compared, tol, tol == 0 ? " (bit for bit)" : "");
+    return differ ? 1 : 0;
+}
+
+/* ---- export ------------------------------------------------------------------------------------------------------ */
+
+static int cmd_export(int argc, char **argv) {
+    const char *arg = NULL, *format = NULL, *out = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--format") == 0 || strcmp(argv[i], "-o") == 0 || strcmp(argv[i], "--output") == 0) {
+            if (i + 1 >= argc)
+                return usage_error("export", "%s needs a value", argv[i]);
+            if (strcmp(argv[i], "--format") == 0)
+                format = argv[++i];
+            else
+                out = argv[++i];
+        } else if (argv[i][0] == '-') {
+            return usage_error("export", "unknown option %s", argv[i]);
+        } else if (arg) {
+            return usage_error("export", "expects one FILE, got a second: %s", argv[i]);
+        } else {
+            arg = argv[i];
+        }
+    }
+    if (!arg)
+        return usage_error("export", "expects a checkpoint FILE (or a run directory)", NULL);
+    if (!format)
+        return usage_error("export", "needs --format (safetensors)", NULL);
+    if (strcmp(format, "safetensors") != 0)
+        return usage_error("export", "unknown --format '%s' (safetensors is the one there is)", format);
+    if (!out)
+        return usage_error("export", "needs -o OUT", NULL);
+    char path[4400];
+    dl_status s = resolve_file(arg, path, sizeof path);
+    size_t count = 0;
+    uint64_t bytes = 0;
+    if (s == DL_OK)
+        s = dl_ckpt_export_safetensors(path, out, &count, &bytes);
+    if (s == DL_OK)
+        printf("wrote %s: %zu tensors, %llu bytes of float32 data (safetensors; names as in the checkpoint)\n", out,
+               count, (unsigned long long)bytes);
+    return s == DL_OK ? 0 : report("export", s);
+}
+
+int dl_cmd_ckpt(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *sub = argv[1];
+    if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0 || strcmp(sub, "help") == 0 ||
+        dl_cli_wants_help(argc, argv)) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(sub, "ls") == 0)
+        return cmd_ls(argc - 1, argv + 1);
+    if (strcmp(sub, "show") == 0)
+        return cmd_show(argc - 1, argv + 1);
+    if (strcmp(sub, "diff") == 0)
+        return cmd_diff(argc - 1, argv + 1);
+    if (strcmp(sub, "export") == 0)
+        return cmd_export(argc - 1, argv + 1);
+    fprintf(stderr, "dealer ckpt: unknown command '%s' (ls, show, diff, export; see dealer ckpt --help)\n", sub);
+    return 2;
 }

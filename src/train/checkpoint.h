@@ -1,16 +1,23 @@
-/* checkpoint.h — HDF5 checkpoints that resume exactly (docs/checkpoint-format.md).
+/* checkpoint.h — HDF5 checkpoints that resume exactly, on the same or another world size (docs/checkpoint-format.md).
  *
  *     run_dir/ckpt/step_00000100.h5     one file per saved step
  *     run_dir/ckpt/latest               the file name of the newest complete checkpoint, one line
  *
  * Inside a file: /model/<param> float32 datasets with the parameters' true shapes, /optimizer/<state>/<param> in the
  * same shapes, /data/cursors (every rank's data cursor, back to back, uint8) with /data/cursor_lengths (int32 per
- * rank), and attributes on / : format_version, dealer_version, step, epoch, tokens_seen, samples_seen, world_size,
- * zero_stage, model_kind, optimizer_step, seed, config (the resolved YAML). Every dataset carries a crc32c
- * attribute checked on load.
+ * rank), and attributes on / : format_version, dealer_version, step, epoch, tokens_seen, samples_seen,
+ * optimizer_step, bad_steps, seed, rng, world_size, zero_stage, model_kind, config (the resolved YAML). Every dataset
+ * carries a crc32c attribute: the CRC32C of its whole contents as little-endian bytes, checked on load.
  *
- * Writes are atomic: the file is written as step_N.h5.tmp, flushed, fsynced and renamed, the directory fsynced, and
- * only then `latest` is replaced (atomically too). A crash at any moment leaves `latest` naming a complete file. */
+ * Writing is collective and parallel (MPI-IO through parallel HDF5): every rank writes the parts it holds into the
+ * whole datasets — rank 0 the replicated parameters, each rank its ZeRO slice of the optimizer state, each rank the
+ * rows it owns of a row-sharded table — so the file does not depend on the world size, and any world size can
+ * resume from it. Writes are atomic: the file is written as step_N.h5.tmp, flushed, fsynced and renamed, the
+ * directory fsynced, and only then `latest` is replaced (atomically too). A crash at any moment leaves `latest`
+ * naming a complete file.
+ *
+ * Reading is per rank, with the serial API: every rank reads whole datasets and keeps the part it needs, which is
+ * also how a different world size re-slices the optimizer state. */
 #ifndef DL_TRAIN_CHECKPOINT_H
 #define DL_TRAIN_CHECKPOINT_H
 
@@ -32,10 +39,12 @@ typedef struct dl_ckpt_meta {
     double tokens_seen;
     double samples_seen;
     int64_t optimizer_step;
-    int64_t seed;
+    int64_t bad_steps;      /* non-finite steps skipped so far */
+    int64_t seed;           /* run.seed: the Philox key of every random stream; with step it is the RNG state */
     int world_size;
     int zero_stage;
     char model_kind[16];
+    char dealer_version[64]; /* on load: the release that wrote the file (ignored on save: always this one) */
     char *config_yaml;      /* malloc'd on load; the caller frees */
 } dl_ckpt_meta;
 
@@ -50,12 +59,33 @@ typedef struct dl_ckpt_tensors {
     size_t state_begin, state_end; /* the elements whose optimizer state this rank holds (all of them without ZeRO) */
 } dl_ckpt_tensors;
 
-/* Saves a checkpoint of `meta->step` under run_dir/ckpt. Collective: every rank passes its cursor; rank 0 writes
- * the file (from its tensors; other ranks may pass NULL data) and updates `latest`; then old checkpoints beyond
- * `keep` are deleted, except every step that is a multiple of keep_every (0: none kept specially). The path
- * written goes to path_out (may be NULL) on rank 0. */
+/* How a checkpoint is saved. */
+typedef struct dl_ckpt_options {
+    int keep;        /* ckpt.keep: newest checkpoints kept (0: all) */
+    int keep_every;  /* ckpt.keep_every: also keep steps that are multiples of this (0: none) */
+    int compress;    /* ckpt.compress: byte-shuffle + deflate every chunked dataset */
+    /* NULL, or one flag per parameter tensor: a flagged tensor is a row-sharded table (comm.embeddings=sharded):
+     * row r of it (and of its optimizer states) is held only by rank dl_hash_owner(r, world size), in the usual
+     * full-layout buffers; other rows' contents are ignored. Unflagged parameters are replicated (rank 0 writes
+     * them), and unflagged states follow [state_begin, state_end). */
+    const unsigned char *row_sharded;
+} dl_ckpt_options;
+
+/* Writes a checkpoint file at `path` atomically (path.tmp, fsync, rename, fsync of the directory). Collective:
+ * every rank calls it with the same meta and table. The state slices [state_begin, state_end) of all ranks must
+ * together cover every element (overlaps are allowed: the lowest-starting rank writes an element); each rank's
+ * `cursor` is stored under its rank. On failure every rank returns an error and `path` is untouched.
+ * For tests, DEALER_TEST_KILL_CKPT=PHASE:STEP makes rank 0 kill itself with SIGKILL while writing step STEP:
+ * PHASE is `data` (datasets written, file still open), `close` (file closed, not yet renamed), `rename` (renamed,
+ * `latest` not yet updated; only through dl_ckpt_save). */
+dl_status dl_ckpt_write(dl_world *world, const char *path, const dl_ckpt_meta *meta, const dl_ckpt_tensors *t,
+                        const uint8_t *cursor, size_t cursor_len, const dl_ckpt_options *options);
+
+/* Saves a checkpoint of `meta->step` as run_dir/ckpt/step_%08d.h5 (dl_ckpt_write), then rank 0 points `latest` at
+ * it and deletes older checkpoints beyond options->keep (never the one just written, never a later step, always
+ * multiples of keep_every) and leftover *.tmp files. The path written goes to path_out (may be NULL). */
 dl_status dl_ckpt_save(dl_world *world, const char *run_dir, const dl_ckpt_meta *meta, const dl_ckpt_tensors *t,
-                       const uint8_t *cursor, size_t cursor_len, int keep, int keep_every, char *path_out,
+                       const uint8_t *cursor, size_t cursor_len, const dl_ckpt_options *options, char *path_out,
                        size_t path_cap);
 
 /* The path of the checkpoint `latest` names in run_dir/ckpt; *found = 0 when there is none. A `latest` that names a
@@ -65,11 +95,57 @@ dl_status dl_ckpt_latest(const char *run_dir, char *path, size_t cap, int *found
 /* Reads the meta of a checkpoint (config_yaml malloc'd). */
 dl_status dl_ckpt_read_meta(const char *path, dl_ckpt_meta *meta);
 
-/* Loads parameters and optimizer states into t (shapes must match the table: a mismatch names the tensor) and this
- * rank's cursor (malloc'd into *cursor, length *cursor_len; NULL/0 when the checkpoint's world size differs).
- * Every dataset's CRC is checked. */
+/* Loads parameters and optimizer states into t, and this rank's cursor (malloc'd into *cursor, length *cursor_len;
+ * NULL/0 when world_size differs from the checkpoint's). The file must hold exactly the table's tensors in the
+ * table's shapes under /model, and, when t->num_states > 0, exactly the named states under /optimizer; every
+ * dataset's CRC is checked. States are read whole, so any [state_begin, state_end) works. With num_states 0 only
+ * the parameters are read (generation, export). Failures are DL_ERR_FORMAT naming the file and the tensor. */
 dl_status dl_ckpt_load(const char *path, const dl_ckpt_tensors *t, int rank, int world_size, uint8_t **cursor,
                        size_t *cursor_len);
+
+/* ---- inspection (dealer ckpt) ---------------------------------------------------------------------------------- */
+
+typedef enum dl_ckpt_dtype { DL_CKPT_F32 = 0, DL_CKPT_I32 = 1, DL_CKPT_U8 = 2 } dl_ckpt_dtype;
+
+/* One dataset of a checkpoint file. */
+typedef struct dl_ckpt_dataset {
+    char name[384];                   /* full HDF5 path: "/model/wte", "/optimizer/adam_m/wte", "/data/cursors" */
+    int ndim;                         /* 0 for a scalar */
+    size_t shape[DL_TENSOR_MAX_DIMS];
+    size_t numel;
+    dl_ckpt_dtype dtype;
+    int has_crc;                      /* the crc32c attribute is present */
+    uint32_t crc;                     /* its value */
+    uint64_t storage_bytes;           /* bytes in the file (after compression) */
+} dl_ckpt_dataset;
+
+typedef struct dl_ckpt_file dl_ckpt_file;
+
+/* Opens a checkpoint read-only and lists its datasets (in the order they were written). A file that is not HDF5,
+ * is truncated, or holds a dataset of another type or rank than a checkpoint can is DL_ERR_FORMAT. */
+dl_status dl_ckpt_open(dl_ckpt_file **file, const char *path);
+/* Closes the file and frees the listing; NULL is allowed. */
+void dl_ckpt_close(dl_ckpt_file *file);
+/* The number of datasets, and the i-th in write order (NULL when i >= count). */
+size_t dl_ckpt_count(const dl_ckpt_file *file);
+const dl_ckpt_dataset *dl_ckpt_at(const dl_ckpt_file *file, size_t i);
+/* The dataset with full path `name`, NULL when there is none. */
+const dl_ckpt_dataset *dl_ckpt_find(const dl_ckpt_file *file, const char *name);
+/* Reads a dataset whole into out (numel elements of its dtype) and checks its CRC: *crc_ok is 1 when it matches,
+ * 0 when it does not, -1 when the dataset has no crc32c attribute. Only an unreadable dataset is a failure. */
+dl_status dl_ckpt_read(dl_ckpt_file *file, const dl_ckpt_dataset *d, void *out, int *crc_ok);
+/* Bytes per element of a dtype; its name ("float32", "int32", "uint8"). */
+size_t dl_ckpt_dtype_size(dl_ckpt_dtype dtype);
+const char *dl_ckpt_dtype_name(dl_ckpt_dtype dtype);
+
+/* Writes the /model tensors of the checkpoint at `path` as a safetensors file `out` (atomically): F32 tensors under
+ * their dealer names, in the checkpoint's order, with __metadata__ {format: pt, dealer_model_kind, dealer_step,
+ * dealer_config}. Every tensor's CRC is checked first. *tensors and *data_bytes (may be NULL) get the count and the
+ * bytes of tensor data. */
+dl_status dl_ckpt_export_safetensors(const char *path, const char *out, size_t *tensors, uint64_t *data_bytes);
+
+/* CRC32C of the concatenation A‖B from crc(A), crc(B) and the length of B (zlib's crc32_combine for CRC32C). */
+uint32_t dl_ckpt_crc32c_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b);
 
 #ifdef __cplusplus
 }

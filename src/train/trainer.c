@@ -22,6 +22,7 @@
 #include "train/model.h"
 #include "train/optimizer.h"
 #include "train/schedule.h"
+#include "train/tensorboard.h"
 
 void openblas_set_num_threads(int num_threads);
 
@@ -48,6 +49,7 @@ typedef struct trainer {
     double tokens_seen, samples_seen;
     double peak_gflops;
     FILE *metrics;
+    dl_tb_writer *tb;        /* TensorBoard events (rank 0, log.tensorboard) */
     char *config_yaml;
 } trainer;
 
@@ -211,6 +213,7 @@ static dl_status save_checkpoint(trainer *t) {
         .tokens_seen = t->tokens_seen,
         .samples_seen = t->samples_seen,
         .optimizer_step = t->opt->step,
+        .bad_steps = t->bad_steps,
         .seed = t->cfg->run.seed,
         .world_size = t->world->size,
         .zero_stage = t->cfg->comm.zero,
@@ -221,10 +224,12 @@ static dl_status save_checkpoint(trainer *t) {
     if (cursor_len && dl_cursor_info_get(cursor, cursor_len, &info) == DL_OK)
         meta.epoch = (int64_t)info.epoch;
     char path[4300] = "";
+    dl_ckpt_options options = {.keep = t->cfg->ckpt.keep, .keep_every = t->cfg->ckpt.keep_every,
+                               .compress = t->cfg->ckpt.compress};
     dl_status agreed = agree(t, s, "checkpoint copy");
     if (agreed == DL_OK)
-        agreed = dl_ckpt_save(t->world, t->cfg->run.dir, &meta, &h.tensors, cursor, cursor_len, t->cfg->ckpt.keep,
-                              t->cfg->ckpt.keep_every, path, sizeof path);
+        agreed = dl_ckpt_save(t->world, t->cfg->run.dir, &meta, &h.tensors, cursor, cursor_len, &options, path,
+                              sizeof path);
     host_state_free(&h);
     DL_CHECK(agreed);
     if (rank0(t))
@@ -268,10 +273,12 @@ static dl_status maybe_resume(trainer *t, uint8_t **cursor, size_t *cursor_len, 
     host_state_free(&h);
     DL_CHECK(s);
     if (meta.world_size != t->world->size && rank0(t))
-        DL_WARN("%s was written by %d ranks, this run has %d: the data order restarts from the beginning of epoch "
-                "%lld", path, meta.world_size, t->world->size, (long long)meta.epoch);
+        DL_WARN("%s was written by %d ranks, this run has %d: parameters and optimizer state continue, but the data "
+                "cursor cannot be split differently, so the data order restarts from the beginning",
+                path, meta.world_size, t->world->size);
     t->step = meta.step;
     t->opt->step = meta.optimizer_step;
+    t->bad_steps = meta.bad_steps;
     t->tokens_seen = meta.tokens_seen;
     t->samples_seen = meta.samples_seen;
     *resumed = 1;
@@ -395,6 +402,16 @@ static dl_status train_step(trainer *t, double *step_seconds, double sums_out[S_
     return DL_OK;
 }
 
+/* One TensorBoard event at this step; a failing event file is reported once and then left alone (the curves are
+ * not worth stopping a run for; metrics.jsonl still has them). */
+static void tb_write(trainer *t, int n, const char *const *tags, const double *values) {
+    if (dl_tb_scalars(t->tb, t->step, n, tags, values) != DL_OK) {
+        DL_WARN("%s; TensorBoard events stop here", dl_error_message());
+        dl_tb_close(t->tb);
+        t->tb = NULL;
+    }
+}
+
 static void log_step(trainer *t, double dt, const double sums[S_COUNT], double norm, double lr, int skipped,
                      double elapsed, int64_t first_step) {
     double loss = sums[S_TARGETS] > 0 ? sums[S_LOSS] / sums[S_TARGETS] : NAN;
@@ -426,6 +443,16 @@ static void log_step(trainer *t, double dt, const double sums[S_COUNT], double n
                packing * 100, extra_line, eta, skipped ? " | skipped" : "");
     if (log_now)
         fflush(stdout);
+    if (t->tb) {
+        const char *tags[5 + DL_MAX_MODEL_METRICS] = {"loss", "lr", "grad_norm", "tokens_per_s", "mfu"};
+        double values[5 + DL_MAX_MODEL_METRICS] = {loss, lr, norm, tokens_per_s, mfu};
+        int n = 5;
+        for (int i = 0; i < DL_MAX_MODEL_METRICS && t->model->metric_names[i]; i++, n++) {
+            tags[n] = t->model->metric_names[i];
+            values[n] = sums[S_TARGETS] > 0 ? sums[S_METRICS + i] / sums[S_TARGETS] : NAN;
+        }
+        tb_write(t, n, tags, values);
+    }
     if (t->metrics) {
         fprintf(t->metrics,
                 "{\"step\": %lld, \"loss\": %.6g, \"lr\": %.6g, \"grad_norm\": %.6g, \"tokens_per_s\": %.6g, "
@@ -456,6 +483,18 @@ static dl_status run_eval(trainer *t) {
     }
     printf("%s\n", line);
     fflush(stdout);
+    if (t->tb) {
+        /* The same names as in metrics.jsonl. */
+        char names[DL_MAX_MODEL_METRICS][96];
+        const char *tags[1 + DL_MAX_MODEL_METRICS] = {"val_loss"};
+        double values[1 + DL_MAX_MODEL_METRICS] = {r.loss};
+        for (int i = 0; i < r.count && i < DL_MAX_MODEL_METRICS; i++) {
+            snprintf(names[i], sizeof names[i], "%s%s", strncmp(r.names[i], "val", 3) ? "eval/" : "", r.names[i]);
+            tags[1 + i] = names[i];
+            values[1 + i] = r.values[i];
+        }
+        tb_write(t, 1 + (r.count < DL_MAX_MODEL_METRICS ? r.count : DL_MAX_MODEL_METRICS), tags, values);
+    }
     if (t->metrics) {
         fprintf(t->metrics, "%s}\n", json);
         fflush(t->metrics);
@@ -506,12 +545,19 @@ static dl_status open_run_records(trainer *t) {
         t->metrics = fopen(path, "a");
         DL_REQUIRE(t->metrics != NULL, DL_ERR_IO, "cannot open %s: %s", path, strerror(errno));
     }
+    if (t->cfg->log.tensorboard) {
+        DL_CHECK(dl_tb_open(&t->tb, t->cfg->run.dir));
+        /* A resumed run: TensorBoard drops what older files logged from this step on (the steps redone). */
+        if (t->step > 0)
+            DL_CHECK(dl_tb_session_start(t->tb, t->step + 1));
+    }
     return DL_OK;
 }
 
 static void teardown(trainer *t) {
     if (t->metrics)
         fclose(t->metrics);
+    dl_tb_close(t->tb);
     dl_loader_close(t->loader);
     dl_grad_sync_destroy(t->sync);
     dl_model_destroy(t->model);
