@@ -4,8 +4,8 @@
  *     mpirun -np 2 --bind-to none build/bench_allreduce [--sizes-mb 1,16,64,256] [--reps 7] [--bucket-mb 25]
  *
  * For each size it times, rep after rep: MPI_Allreduce (in place, MPI_SUM), dl_comm_allreduce_sum_f32 (the same
- * MPI call under the watchdog), dealer's exchange as one bucket, and as buckets of --bucket-mb. A time is the
- * slowest rank's, after a barrier; the figure is the median over reps. Algorithm bandwidth = bytes / time (the
+ * MPI call under the watchdog), dealer's exchange as one bucket, and as buckets of --bucket-mb, in an order that
+ * rotates from rep to rep. A time is the slowest rank's, after a barrier; the figure is the median over reps. Algorithm bandwidth = bytes / time (the
  * convention of nccl-tests' algbw). Prints a markdown table and the load average before and after. */
 #include <mpi.h>
 #include <stdio.h>
@@ -103,7 +103,8 @@ int main(int argc, char **argv) {
         }
         double times[KINDS][MAX_REPS];
         for (int r = 0; r < reps + 1 && status == 0; r++) /* rep 0 warms up (page faults, connections) */
-            for (int k = 0; k < KINDS && status == 0; k++) {
+            for (int j = 0; j < KINDS && status == 0; j++) {
+                int k = (j + r) % KINDS; /* rotate the order: no kind always follows the same one */
                 fill(x, n, world.rank);
                 MPI_Barrier(world.comm);
                 double t0 = dl_time_seconds();

@@ -11,6 +11,7 @@
 #include "core/timer.h"
 
 enum { WATCH_TAG = 7001, SPIN_TESTS = 2000 };
+static const double SPIN_SECONDS = 0.002;
 
 dl_status dl_comm_mpi_failure(int code, const char *call, const char *what) {
     char text[MPI_MAX_ERROR_STRING];
@@ -194,6 +195,10 @@ dl_status dl_comm_watch_idle(dl_world *world, dl_comm_watch *watch) {
     if (report_after > 2.0)
         report_after = 2.0;
     double waited = dl_time_seconds() - watch->started;
+    /* Keep spinning through the first milliseconds: a nap's wake-up on a busy machine can take longer than a whole
+     * small collective, while a rank that waits for long should leave the core to ranks sharing it. */
+    if (waited < SPIN_SECONDS)
+        return DL_OK;
     drain_reports(world);
     if (!watch->reported && waited > report_after) {
         report_waiting(world, watch->sequence);
