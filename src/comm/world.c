@@ -11,8 +11,9 @@
 #include "core/timer.h"
 
 enum { WATCH_TAG = 7001, SPIN_TESTS = 2000 };
+static const double SPIN_SECONDS = 0.002;
 
-static dl_status mpi_failure(int code, const char *call, const char *what) {
+dl_status dl_comm_mpi_failure(int code, const char *call, const char *what) {
     char text[MPI_MAX_ERROR_STRING];
     int len = 0;
     if (MPI_Error_string(code, text, &len) != MPI_SUCCESS)
@@ -24,7 +25,7 @@ static dl_status mpi_failure(int code, const char *call, const char *what) {
     do {                                                  \
         int mpi_try_code_ = (call);                       \
         if (mpi_try_code_ != MPI_SUCCESS)                 \
-            return mpi_failure(mpi_try_code_, #call, what); \
+            return dl_comm_mpi_failure(mpi_try_code_, #call, what); \
     } while (0)
 
 dl_status dl_world_init(dl_world *world, int *argc, char ***argv, double timeout_s) {
@@ -93,6 +94,31 @@ void dl_world_set_step(dl_world *world, int64_t step) {
         world->step = step;
 }
 
+dl_status dl_world_split(dl_world *parent, int color, int key, dl_world *child) {
+    DL_REQUIRE(parent != NULL && parent->comm != MPI_COMM_NULL && child != NULL, DL_ERR_INVALID,
+               "dl_world_split: NULL or unstarted world");
+    memset(child, 0, sizeof *child);
+    child->comm = child->node_comm = child->watch_comm = MPI_COMM_NULL;
+    child->timeout_s = parent->timeout_s;
+    child->step = -1;
+    MPI_TRY(MPI_Comm_split(parent->comm, color < 0 ? MPI_UNDEFINED : color, key, &child->comm),
+            "splitting the world");
+    if (child->comm == MPI_COMM_NULL)
+        return DL_OK;
+    MPI_TRY(MPI_Comm_set_errhandler(child->comm, MPI_ERRORS_RETURN), "setting the error handler");
+    MPI_TRY(MPI_Comm_rank(child->comm, &child->rank), "querying the rank");
+    MPI_TRY(MPI_Comm_size(child->comm, &child->size), "querying the world size");
+    MPI_TRY(MPI_Comm_split_type(child->comm, MPI_COMM_TYPE_SHARED, child->rank, MPI_INFO_NULL, &child->node_comm),
+            "splitting the node communicator");
+    MPI_TRY(MPI_Comm_rank(child->node_comm, &child->local_rank), "querying the local rank");
+    MPI_TRY(MPI_Comm_size(child->node_comm, &child->local_size), "querying the local size");
+    MPI_TRY(MPI_Comm_dup(child->comm, &child->watch_comm), "creating the watchdog communicator");
+    child->waiting_at = calloc((size_t)child->size, sizeof *child->waiting_at);
+    if (!child->waiting_at)
+        return DL_FAIL(DL_ERR_NOMEM, "cannot allocate the watchdog table for %d ranks", child->size);
+    return DL_OK;
+}
+
 /* Reads every "waiting in #k" report that has arrived. */
 static void drain_reports(dl_world *world) {
     for (;;) {
@@ -153,30 +179,48 @@ static dl_status timeout_failure(dl_world *world, uint64_t sequence, const char 
     return s;
 }
 
-/* Waits for `request` under the watchdog, driving MPI progress. */
-static dl_status watched_wait(dl_world *world, MPI_Request *request, uint64_t sequence, const char *what,
-                              double started) {
+void dl_comm_watch_start(dl_world *world, dl_comm_watch *watch, const char *what) {
+    memset(watch, 0, sizeof *watch);
+    watch->sequence = world ? ++world->sequence : 0;
+    watch->what = what ? what : "collective";
+    watch->started = dl_time_seconds();
+}
+
+dl_status dl_comm_watch_idle(dl_world *world, dl_comm_watch *watch) {
+    DL_REQUIRE(world != NULL && watch != NULL, DL_ERR_INVALID, "dl_comm_watch_idle: NULL argument");
+    /* The first turns only spin: most waits end within microseconds, and a clock read per turn would cost more. */
+    if (watch->idle_turns++ < SPIN_TESTS)
+        return DL_OK;
     double report_after = world->timeout_s > 0 ? world->timeout_s / 4 : 2.0;
     if (report_after > 2.0)
         report_after = 2.0;
-    int reported = 0;
-    for (long tests = 0;; tests++) {
+    double waited = dl_time_seconds() - watch->started;
+    /* Keep spinning through the first milliseconds: a nap's wake-up on a busy machine can take longer than a whole
+     * small collective, while a rank that waits for long should leave the core to ranks sharing it. */
+    if (waited < SPIN_SECONDS)
+        return DL_OK;
+    drain_reports(world);
+    if (!watch->reported && waited > report_after) {
+        report_waiting(world, watch->sequence);
+        watch->reported = 1;
+    }
+    if (world->timeout_s > 0 && waited > world->timeout_s)
+        return timeout_failure(world, watch->sequence, watch->what, waited);
+    struct timespec nap = {0, 20000}; /* 20 µs: leave the core to ranks sharing it */
+    nanosleep(&nap, NULL);
+    return DL_OK;
+}
+
+/* Waits for `request` under the watchdog, driving MPI progress. */
+static dl_status watched_wait(dl_world *world, MPI_Request *request, uint64_t sequence, const char *what,
+                              double started) {
+    dl_comm_watch watch = {.sequence = sequence, .what = what, .started = started};
+    for (;;) {
         int done = 0;
         MPI_TRY(MPI_Test(request, &done, MPI_STATUS_IGNORE), what);
         if (done)
             return DL_OK;
-        if (tests < SPIN_TESTS)
-            continue;
-        double waited = dl_time_seconds() - started;
-        drain_reports(world);
-        if (!reported && waited > report_after) {
-            report_waiting(world, sequence);
-            reported = 1;
-        }
-        if (world->timeout_s > 0 && waited > world->timeout_s)
-            return timeout_failure(world, sequence, what, waited);
-        struct timespec nap = {0, 20000}; /* 20 µs: leave the core to ranks sharing it */
-        nanosleep(&nap, NULL);
+        DL_CHECK(dl_comm_watch_idle(world, &watch));
     }
 }
 
@@ -388,7 +432,7 @@ dl_status dl_comm_gather_bytes(dl_world *world, const void *data, int bytes, int
     double started = dl_time_seconds();
     int code = MPI_Igatherv(data, bytes, MPI_BYTE, buffer, lengths, displs, MPI_BYTE, root, world->comm, &request);
     dl_status s = code == MPI_SUCCESS ? watched_wait(world, &request, sequence, what, started)
-                                      : mpi_failure(code, "MPI_Igatherv", what);
+                                      : dl_comm_mpi_failure(code, "MPI_Igatherv", what);
     free(displs);
     if (s != DL_OK) {
         free(buffer);

@@ -51,6 +51,10 @@ void dl_world_finalize(dl_world *world);
 void dl_world_abort(dl_world *world, int exit_code);
 /* Records the step shown in watchdog messages. */
 void dl_world_set_step(dl_world *world, int64_t step);
+/* A world over a subset of `parent`'s ranks (MPI_Comm_split: ranks passing the same color form one world, ordered
+ * by key; color < 0 gives an empty world with comm = MPI_COMM_NULL). Collective over parent. For tests and tools
+ * that compare a run on fewer ranks inside one job; free it with dl_world_finalize (MPI keeps running). */
+dl_status dl_world_split(dl_world *parent, int color, int key, dl_world *child);
 
 /* ---- blocking collectives (watchdog-guarded); `what` names the collective in messages ------------------------ */
 dl_status dl_comm_barrier(dl_world *world, const char *what);
@@ -77,6 +81,24 @@ dl_status dl_comm_alltoall_int(dl_world *world, const int *send, int *recv, cons
  * rank order and lengths[r] each rank's count (lengths has `size` entries); other ranks get *out = NULL. */
 dl_status dl_comm_gather_bytes(dl_world *world, const void *data, int bytes, int root, void **out, int *lengths,
                                const char *what);
+
+/* ---- the watchdog, for wait loops over several requests (comm/exchange.c) -------------------------------------- */
+typedef struct dl_comm_watch {
+    uint64_t sequence; /* the collective's number, the same on every rank */
+    const char *what;
+    double started;
+    long idle_turns;
+    int reported;
+} dl_comm_watch;
+
+/* Starts watching one collective: takes the next sequence number. Every rank must call it at the same point. */
+void dl_comm_watch_start(dl_world *world, dl_comm_watch *watch, const char *what);
+/* One turn of a wait loop that found nothing complete: after a few thousand quick turns it reports a slow wait to
+ * the other ranks (once), naps 20 µs per turn, and fails with the watchdog's message (the collective, its number,
+ * the step, the ranks that had not arrived) once comm.timeout_s has passed. */
+dl_status dl_comm_watch_idle(dl_world *world, dl_comm_watch *watch);
+/* MPI's error text for `code` as a DL_ERR_COMM failure: "<what>: <call> failed: <text>". */
+dl_status dl_comm_mpi_failure(int code, const char *call, const char *what);
 
 /* ---- non-blocking all-reduce for gradient buckets ------------------------------------------------------------ */
 typedef struct dl_comm_request {

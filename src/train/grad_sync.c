@@ -1,26 +1,235 @@
-/* grad_sync.c — see grad_sync.h. This version reduces the whole gradient buffer with one all-reduce after the
- * backward (staged through host memory when the gradients live on a GPU) and updates every element on every rank. */
+/* grad_sync.c — bucket planning, the overlap hook, ZeRO-1 slices and the optimizer step (see grad_sync.h).
+ *
+ * Three transports, chosen at creation:
+ *   host   the CPU backend: comm/exchange.c on the gradient buffer itself, buckets overlapped with backward;
+ *   nccl   a CUDA backend: comm/nccl_exchange.cu on the device buffer, buckets overlapped with backward;
+ *   staged a CUDA backend whose NCCL communicator could not start (two ranks on one GPU): the gradients are copied
+ *          to a host mirror in `reduce`, exchanged there and copied back. Correct, not overlapped.
+ * One rank needs none of them. */
 #include "train/grad_sync.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "comm/exchange.h"
+#include "comm/nccl_exchange.h"
+#include "core/log.h"
 #include "core/timer.h"
+#include "train/gpt.h"
+
+enum { PATH_NONE, PATH_HOST, PATH_NCCL, PATH_STAGED };
 
 struct dl_grad_sync {
     dl_world *world;
     const dl_backend *be;
     dl_model *model;
     size_t numel;
+    int zero;                 /* ZeRO-1 with more than one rank */
+    int path;
     dl_optimizer optimizer;
     int optimizer_ready;
-    float *host_staging; /* gradients of a GPU backend, for MPI */
+    /* buckets */
+    int num_buckets;
+    size_t *bounds;           /* [num_buckets + 1] */
+    int *ready;               /* [num_buckets]: the layer after whose hook the bucket may leave */
+    int layered;              /* the model reports its layers: hooks may start buckets */
+    size_t *slices;           /* [W + 1]: ZeRO-1 slices of the parameter buffer */
+    int *slice_counts;        /* [W]: the same as int counts, for the all-gather */
+    /* transports */
+    dl_exchange *exchange;    /* host and staged */
+    float *host_mirror;       /* staged: host copy of gradients (and of parameters for the all-gather) */
+#ifdef DEALER_HAVE_CUDA
+    dl_nccl_exchange *nccl;
+#endif
+    /* this step */
+    int overlap;              /* the final micro-batch is running: hooks start buckets */
+    int next;                 /* buckets started this step */
+    int overlapped;           /* of which during backward */
+    double first_start;
     dl_grad_sync_stats stats;
 };
+
+/* ---- bucket plan ------------------------------------------------------------------------------------------------ */
+
+typedef struct segment {
+    size_t begin, end; /* elements */
+    int layer;
+} segment;
+
+static int by_begin(const void *a, const void *b) {
+    const segment *x = a, *y = b;
+    return x->begin < y->begin ? -1 : x->begin > y->begin;
+}
+
+/* The model's layers as element ranges, sorted, gaps filled with layer -1 (ready only at the end). Only gpt reports
+ * layers; for other models one segment of layer -1 covers everything and *layered = 0. */
+static dl_status layer_segments(dl_grad_sync *s, segment **out, int *count, int *layered) {
+    *layered = 0;
+    int L = -1;
+    if (s->model->kind && strcmp(s->model->kind, "gpt") == 0 && s->model->impl) {
+        const dl_gpt_config *gc = dl_gpt_get_config(s->model->impl);
+        if (gc)
+            L = gc->n_layer;
+    }
+    int n_layers = L >= 0 ? L + 2 : 0; /* -1 … L */
+    segment *seg = calloc((size_t)(2 * n_layers + 2), sizeof *seg);
+    DL_REQUIRE(seg != NULL, DL_ERR_NOMEM, "cannot allocate the bucket plan");
+    int n = 0;
+    for (int layer = -1; layer <= L && n_layers > 0; layer++) {
+        dl_byte_range r = dl_gpt_layer_param_range(s->model->impl, layer);
+        if (r.end > r.begin)
+            seg[n++] = (segment){r.begin / sizeof(float), r.end / sizeof(float), layer};
+    }
+    qsort(seg, (size_t)n, sizeof *seg, by_begin);
+    /* Keep the ranges only if they tile part of the buffer without overlapping; fill the gaps. */
+    int ok = n > 0;
+    for (int i = 0; i < n && ok; i++)
+        ok = seg[i].end <= s->numel && (i == 0 || seg[i].begin >= seg[i - 1].end);
+    int m = 0;
+    segment *tiled = calloc((size_t)(2 * n + 2), sizeof *tiled);
+    if (!tiled) {
+        free(seg);
+        return DL_FAIL(DL_ERR_NOMEM, "cannot allocate the bucket plan");
+    }
+    size_t pos = 0;
+    for (int i = 0; i < n && ok; i++) {
+        if (seg[i].begin > pos)
+            tiled[m++] = (segment){pos, seg[i].begin, -1};
+        tiled[m++] = seg[i];
+        pos = seg[i].end;
+    }
+    if (!ok) {
+        m = 0;
+        pos = 0;
+    }
+    if (pos < s->numel || m == 0)
+        tiled[m++] = (segment){pos, s->numel, -1};
+    free(seg);
+    *out = tiled;
+    *count = m;
+    *layered = ok;
+    return DL_OK;
+}
+
+/* Cuts the buffer into buckets of about `target` elements: a bucket closes at the first segment (layer) end where
+ * it reached `target`. A segment that would make the bucket more than twice `target` closes the open bucket at its
+ * start and is cut into buckets of `target` (the last piece up to twice that). Returns the count, or -1 when more
+ * than `capacity`. */
+static int cut_buckets(const segment *seg, int n_seg, size_t numel, size_t target, size_t *bounds, int *ready,
+                       int capacity) {
+    int nb = 0;
+    size_t cur = 0;
+    int cur_ready = INT_MAX;
+#define CLOSE(at)                                      \
+    do {                                               \
+        if (nb >= capacity)                            \
+            return -1;                                 \
+        bounds[nb] = cur;                              \
+        ready[nb] = cur_ready == INT_MAX ? -1 : cur_ready; \
+        nb++;                                          \
+        cur = (at);                                    \
+        cur_ready = INT_MAX;                           \
+    } while (0)
+    for (int i = 0; i < n_seg; i++) {
+        size_t pos = seg[i].begin;
+        while (pos < seg[i].end) {
+            if (seg[i].end - cur <= 2 * target) { /* the rest of the segment fits */
+                cur_ready = seg[i].layer < cur_ready ? seg[i].layer : cur_ready;
+                pos = seg[i].end;
+                if (pos - cur >= target)
+                    CLOSE(pos);
+            } else if (pos > cur) { /* a big segment: close the open bucket at the layer boundary first */
+                CLOSE(pos);
+            } else { /* cut a bucket out of the big segment */
+                cur_ready = seg[i].layer < cur_ready ? seg[i].layer : cur_ready;
+                pos = cur + target;
+                CLOSE(pos);
+            }
+        }
+    }
+    if (cur < numel || nb == 0)
+        CLOSE(numel);
+#undef CLOSE
+    bounds[nb] = numel;
+    return nb;
+}
+
+static dl_status plan_buckets(dl_grad_sync *s, double bucket_mb) {
+    segment *seg = NULL;
+    int n_seg = 0;
+    DL_CHECK(layer_segments(s, &seg, &n_seg, &s->layered));
+    double target_d = bucket_mb * 1048576.0 / sizeof(float);
+    size_t target = target_d < 1 ? 1 : target_d > (double)(INT_MAX / 4) ? (size_t)(INT_MAX / 4) : (size_t)target_d;
+    /* Never more buckets than message tags: very small buckets of a big model are made larger. */
+    size_t max_buckets = (size_t)dl_exchange_max_buckets() / 2;
+    if (s->numel / target > max_buckets)
+        target = s->numel / max_buckets + 1;
+    int capacity = (int)(s->numel / target) + n_seg + 2;
+    s->bounds = malloc((size_t)(capacity + 1) * sizeof *s->bounds);
+    s->ready = malloc((size_t)capacity * sizeof *s->ready);
+    if (!s->bounds || !s->ready) {
+        free(seg);
+        return DL_FAIL(DL_ERR_NOMEM, "cannot allocate the bucket plan");
+    }
+    s->num_buckets = cut_buckets(seg, n_seg, s->numel, target, s->bounds, s->ready, capacity);
+    free(seg);
+    DL_REQUIRE(s->num_buckets > 0 && s->num_buckets <= dl_exchange_max_buckets(), DL_ERR_RUNTIME,
+               "gradient bucket plan: %d buckets", s->num_buckets);
+    return DL_OK;
+}
+
+/* ---- creation ------------------------------------------------------------------------------------------------- */
+
+static dl_status plan_slices(dl_grad_sync *s) {
+    int W = s->world->size;
+    s->slices = calloc((size_t)W + 1, sizeof *s->slices);
+    s->slice_counts = calloc((size_t)W, sizeof *s->slice_counts);
+    DL_REQUIRE(s->slices && s->slice_counts, DL_ERR_NOMEM, "cannot allocate the ZeRO slices");
+    for (int r = 0; r <= W; r++)
+        s->slices[r] = dl_exchange_even_cut(0, s->numel, W, r);
+    DL_REQUIRE(s->numel <= (size_t)INT_MAX, DL_ERR_CONFIG,
+               "comm.zero 1: %zu parameters exceed what one MPI all-gather can move (%d)", s->numel, INT_MAX);
+    for (int r = 0; r < W; r++)
+        s->slice_counts[r] = (int)(s->slices[r + 1] - s->slices[r]);
+    return DL_OK;
+}
+
+static dl_status create_transport(dl_grad_sync *s) {
+    dl_exchange_layout layout = {s->numel, s->num_buckets, s->bounds, s->zero ? s->slices : NULL, !s->zero};
+    if (s->be->kind == DL_DEVICE_CPU) {
+        s->path = PATH_HOST;
+        return dl_exchange_create(&s->exchange, s->world, s->model->grad_data, &layout);
+    }
+#ifdef DEALER_HAVE_CUDA
+    dl_status st = dl_nccl_exchange_create(&s->nccl, s->world, s->be, s->model->grad_data, &layout);
+    /* Every rank must take the same path: agree on whether NCCL started everywhere. */
+    int64_t failed = st != DL_OK;
+    char why[512];
+    snprintf(why, sizeof why, "%s", st != DL_OK ? dl_error_message() : "");
+    DL_CHECK(dl_comm_allreduce_max_i64(s->world, &failed, 1, "NCCL start-up"));
+    if (!failed) {
+        s->path = PATH_NCCL;
+        return DL_OK;
+    }
+    dl_nccl_exchange_destroy(s->nccl);
+    s->nccl = NULL;
+    if (s->world->rank == 0)
+        DL_WARN("gradients go through host memory, not overlapped: NCCL did not start (%s)",
+                why[0] ? why : "on another rank");
+#endif
+    s->path = PATH_STAGED;
+    s->host_mirror = malloc(s->numel * sizeof(float));
+    DL_REQUIRE(s->host_mirror != NULL, DL_ERR_NOMEM, "cannot allocate the %zu MiB host gradient mirror",
+               s->numel * sizeof(float) >> 20);
+    return dl_exchange_create(&s->exchange, s->world, s->host_mirror, &layout);
+}
 
 dl_status dl_grad_sync_create(dl_grad_sync **out, dl_world *world, const dl_backend *be, dl_model *model,
                               const dl_config *config, const dl_optimizer_settings *optimizer) {
     DL_REQUIRE(out && world && be && model && config && optimizer, DL_ERR_INVALID, "dl_grad_sync_create: NULL argument");
+    DL_REQUIRE(config->comm.bucket_mb > 0, DL_ERR_CONFIG, "comm.bucket_mb must be positive (got %g)",
+               config->comm.bucket_mb);
     *out = NULL;
     dl_grad_sync *s = calloc(1, sizeof *s);
     DL_REQUIRE(s != NULL, DL_ERR_NOMEM, "cannot allocate the gradient synchroniser");
@@ -28,15 +237,18 @@ dl_status dl_grad_sync_create(dl_grad_sync **out, dl_world *world, const dl_back
     s->be = be;
     s->model = model;
     s->numel = dl_tensor_table_numel(model->params);
-    dl_status st = dl_optimizer_create(&s->optimizer, optimizer, be, model->params, 0, s->numel);
+    s->zero = config->comm.zero == 1 && world->size > 1;
+    s->path = PATH_NONE;
+    dl_status st = plan_buckets(s, config->comm.bucket_mb);
+    if (st == DL_OK && s->zero)
+        st = plan_slices(s);
+    size_t begin = s->zero ? s->slices[world->rank] : 0, end = s->zero ? s->slices[world->rank + 1] : s->numel;
     if (st == DL_OK) {
-        s->optimizer_ready = 1;
-        if (be->kind != DL_DEVICE_CPU && world->size > 1 && s->numel > 0) {
-            s->host_staging = malloc(s->numel * sizeof(float));
-            if (!s->host_staging)
-                st = DL_FAIL(DL_ERR_NOMEM, "cannot allocate the gradient staging buffer");
-        }
+        st = dl_optimizer_create(&s->optimizer, optimizer, be, model->params, begin, end);
+        s->optimizer_ready = st == DL_OK;
     }
+    if (st == DL_OK && world->size > 1 && s->numel > 0)
+        st = create_transport(s);
     if (st != DL_OK) {
         dl_grad_sync_destroy(s);
         return st;
@@ -50,49 +262,145 @@ void dl_grad_sync_destroy(dl_grad_sync *s) {
         return;
     if (s->optimizer_ready)
         dl_optimizer_destroy(&s->optimizer);
-    free(s->host_staging);
+    dl_exchange_destroy(s->exchange);
+#ifdef DEALER_HAVE_CUDA
+    dl_nccl_exchange_destroy(s->nccl);
+#endif
+    free(s->host_mirror);
+    free(s->bounds);
+    free(s->ready);
+    free(s->slices);
+    free(s->slice_counts);
     free(s);
+}
+
+/* ---- a step --------------------------------------------------------------------------------------------------- */
+
+static dl_status start_bucket(dl_grad_sync *s) {
+    if (s->next == 0)
+        s->first_start = dl_time_seconds();
+#ifdef DEALER_HAVE_CUDA
+    if (s->path == PATH_NCCL)
+        return dl_nccl_exchange_start(s->nccl, s->next++);
+#endif
+    return dl_exchange_start(s->exchange, s->next++);
 }
 
 dl_status dl_grad_sync_begin(dl_grad_sync *s, int final_micro_batch) {
     DL_REQUIRE(s != NULL, DL_ERR_INVALID, "dl_grad_sync_begin: NULL");
-    (void)final_micro_batch;
+    s->overlap = final_micro_batch && s->layered && (s->path == PATH_HOST || s->path == PATH_NCCL);
     return DL_OK;
 }
 
 dl_status dl_grad_sync_layer_done(void *sync, int layer) {
-    (void)sync;
-    (void)layer;
+    dl_grad_sync *s = sync;
+    DL_REQUIRE(s != NULL, DL_ERR_INVALID, "dl_grad_sync_layer_done: NULL");
+    if (!s->overlap)
+        return DL_OK;
+    while (s->next < s->num_buckets && s->ready[s->next] >= layer) {
+        DL_CHECK(start_bucket(s));
+        s->overlapped++;
+    }
+    if (s->path == PATH_HOST && s->next > 0)
+        DL_CHECK(dl_exchange_progress(s->exchange, NULL));
     return DL_OK;
+}
+
+/* Starts what is left and waits for every bucket. */
+static dl_status finish(dl_grad_sync *s) {
+    if (s->next == 0)
+        s->first_start = dl_time_seconds();
+    s->next = s->num_buckets;
+    const char *what = s->zero ? "gradient reduce-scatter" : "gradient all-reduce";
+    switch (s->path) {
+    case PATH_HOST:
+        return dl_exchange_finish(s->exchange, what);
+    case PATH_STAGED:
+        DL_CHECK(dl_mem_to_host(s->be, s->host_mirror, s->model->grad_data, s->numel * sizeof(float)));
+        DL_CHECK(dl_exchange_finish(s->exchange, what));
+        return dl_mem_to_device(s->be, s->model->grad_data, s->host_mirror, s->numel * sizeof(float));
+#ifdef DEALER_HAVE_CUDA
+    case PATH_NCCL:
+        return dl_nccl_exchange_finish(s->nccl, what);
+#endif
+    default:
+        return DL_OK;
+    }
+}
+
+static void end_step(dl_grad_sync *s) {
+    s->overlap = 0;
+    s->next = 0;
+    s->overlapped = 0;
 }
 
 dl_status dl_grad_sync_reduce(dl_grad_sync *s, double *sumsq) {
     DL_REQUIRE(s != NULL && sumsq != NULL, DL_ERR_INVALID, "dl_grad_sync_reduce: NULL");
     memset(&s->stats, 0, sizeof s->stats);
-    float *grads = s->model->grad_data;
-    if (s->world->size > 1 && s->numel > 0) {
-        double t0 = dl_time_seconds();
-        size_t bytes = s->numel * sizeof(float);
-        if (s->be->kind == DL_DEVICE_CPU) {
-            DL_CHECK(dl_comm_allreduce_sum_f32(s->world, grads, s->numel, "gradient all-reduce"));
-        } else {
-            DL_CHECK(dl_mem_to_host(s->be, s->host_staging, grads, bytes));
-            DL_CHECK(dl_comm_allreduce_sum_f32(s->world, s->host_staging, s->numel, "gradient all-reduce"));
-            DL_CHECK(dl_mem_to_device(s->be, grads, s->host_staging, bytes));
-        }
-        s->stats.comm_seconds = s->stats.exposed_seconds = dl_time_seconds() - t0;
-    }
     *sumsq = 0;
-    if (s->numel > 0)
-        DL_CHECK(dl_op_sumsq(s->be, sumsq, grads, s->numel));
+    if (s->path != PATH_NONE) {
+        double entered = dl_time_seconds();
+        int overlapped = s->overlapped;
+        dl_status st = finish(s);
+        end_step(s);
+        DL_CHECK(st);
+        double done = dl_time_seconds();
+        s->stats.comm_seconds = done - s->first_start;
+        s->stats.exposed_seconds = done - entered;
+        s->stats.buckets = s->num_buckets;
+        s->stats.buckets_overlapped = overlapped;
+    }
+    end_step(s);
+    if (s->numel == 0)
+        return DL_OK;
+    if (!s->zero)
+        return dl_op_sumsq(s->be, sumsq, s->model->grad_data, s->numel);
+    /* ZeRO-1: only this rank's slice holds sums; the norm adds the slices' partial sums. */
+    size_t lo = s->slices[s->world->rank], hi = s->slices[s->world->rank + 1];
+    double part = 0;
+    DL_CHECK(dl_op_sumsq(s->be, &part, s->model->grad_data + lo, hi - lo));
+    DL_CHECK(dl_comm_allreduce_sum_f64(s->world, &part, 1, "gradient norm"));
+    *sumsq = part;
     return DL_OK;
+}
+
+static dl_status gather_params(dl_grad_sync *s) {
+    float *params = s->model->param_data;
+    const char *what = "parameter all-gather";
+    switch (s->path) {
+    case PATH_HOST:
+        return dl_comm_allgather_f32(s->world, params, s->slice_counts, what);
+    case PATH_STAGED: {
+        size_t lo = s->slices[s->world->rank], hi = s->slices[s->world->rank + 1];
+        DL_CHECK(dl_mem_to_host(s->be, s->host_mirror + lo, params + lo, (hi - lo) * sizeof(float)));
+        DL_CHECK(dl_comm_allgather_f32(s->world, s->host_mirror, s->slice_counts, what));
+        return dl_mem_to_device(s->be, params, s->host_mirror, s->numel * sizeof(float));
+    }
+#ifdef DEALER_HAVE_CUDA
+    case PATH_NCCL:
+        return dl_nccl_allgather(s->nccl, params, s->slices, what);
+#endif
+    default:
+        return DL_OK;
+    }
 }
 
 dl_status dl_grad_sync_update(dl_grad_sync *s, double lr, double grad_scale) {
     DL_REQUIRE(s != NULL, DL_ERR_INVALID, "dl_grad_sync_update: NULL");
     if (s->numel == 0)
         return DL_OK;
-    return dl_optimizer_step(&s->optimizer, s->model->param_data, s->model->grad_data, lr, grad_scale);
+    DL_CHECK(dl_optimizer_step(&s->optimizer, s->model->param_data, s->model->grad_data, lr, grad_scale));
+    if (s->zero)
+        DL_CHECK(gather_params(s));
+    return DL_OK;
+}
+
+dl_status dl_grad_sync_abandon(dl_grad_sync *s) {
+    DL_REQUIRE(s != NULL, DL_ERR_INVALID, "dl_grad_sync_abandon: NULL");
+    /* The staged path starts nothing before `reduce`, so nothing can be in flight. */
+    dl_status st = s->path == PATH_HOST || s->path == PATH_NCCL ? finish(s) : DL_OK;
+    end_step(s);
+    return st;
 }
 
 dl_optimizer *dl_grad_sync_optimizer(dl_grad_sync *s) { return s ? &s->optimizer : NULL; }
@@ -100,4 +408,14 @@ dl_optimizer *dl_grad_sync_optimizer(dl_grad_sync *s) { return s ? &s->optimizer
 void dl_grad_sync_stats_get(const dl_grad_sync *s, dl_grad_sync_stats *stats) {
     if (s && stats)
         *stats = s->stats;
+}
+
+int dl_grad_sync_buckets(const dl_grad_sync *s, const size_t **bounds, const int **ready) {
+    if (!s)
+        return 0;
+    if (bounds)
+        *bounds = s->bounds;
+    if (ready)
+        *ready = s->ready;
+    return s->num_buckets;
 }

@@ -357,6 +357,14 @@ static dl_status train_step(trainer *t, double *step_seconds, double sums_out[S_
                             dl_signals_stop_requested() ? 1.0 : 0.0};
     memcpy(sums + S_METRICS, stats.metrics, sizeof stats.metrics);
     dl_status s = dl_comm_allreduce_sum_f64(t->world, sums, S_COUNT, "step statistics");
+    /* Every rank now knows whether the step failed somewhere. Buckets that left during backward must complete on
+     * all ranks before anyone returns, or messages stay in flight (not after a communication failure: that ends
+     * the job). */
+    if (dense && s == DL_OK && (local != DL_OK || sums[S_FAILED] > 0) && local != DL_ERR_COMM) {
+        dl_status drained = dl_grad_sync_abandon(t->sync);
+        if (local == DL_OK && drained != DL_OK)
+            return drained;
+    }
     DL_CHECK(local);
     DL_CHECK(s);
     if (sums[S_FAILED] > 0)
