@@ -353,16 +353,17 @@ dl_status dl_op_adagrad_rows_update(const dl_backend *be, float *table, float *a
  * linear weight and accumulator at linear_offset (a multiple of 4 floats past the blocks); bias points to the
  * global bias and its accumulator. kpad is a multiple of 4; row_floats a multiple of 4 that holds it all.
  *
- *   FFM   logit = bias + Σ_i w_i x_i + scale · Σ_{i<j} ⟨v[row_i, field_j], v[row_j, field_i]⟩ x_i x_j
- *   FM    logit = bias + Σ_i w_i x_i + scale · Σ_{i<j} ⟨v[row_i], v[row_j]⟩ x_i x_j   (Rendle's O(kn) identity)
+ *   FFM   logit = bias + √scale · Σ_i w_i x_i + scale · Σ_{i<j} ⟨v[row_i, field_j], v[row_j, field_i]⟩ x_i x_j
+ *   FM    logit = bias + √scale · Σ_i w_i x_i + scale · Σ_{i<j} ⟨v[row_i], v[row_j]⟩ x_i x_j   (Rendle's O(kn) identity)
  *
- * scale is instance_scale[b] (nullable = 1; libffm's 1/Σx²). Labels are > 0 for a click, else no click.
+ * scale is instance_scale[b] (nullable = 1; libffm's 1/Σx², which makes the model see the row scaled to unit norm:
+ * hence √scale on the linear terms). Labels are > 0 for a click, else no click.
  *
  * The sgd ops train on the batch rows one instance at a time, as libffm does: score the row with the current
  * weights (that logit is written out, for the loss), κ = ∂logloss/∂logit, then update every vector the row used
  * with AdaGrad: g = κ·∂logit/∂v + λ·v, G += g², v −= lr·g/√G. FFM updates pair by pair in libffm's order (λ once
  * per pair, each side's gradient from the other side's current vector); FM updates each entry's vector once per
- * entry with the forward's sums; linear weights get κ·x + λ·w; the bias gets κ (no λ). With more than one thread
+ * entry with the forward's sums; linear weights get κ·x·√scale + λ·w; the bias gets κ (no λ). With more than one thread
  * the rows are split into contiguous parts trained concurrently without locks (Hogwild, libffm's scheme): the
  * result then depends on timing. With one thread it is deterministic. */
 typedef struct dl_click_table {

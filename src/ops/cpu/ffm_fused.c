@@ -1,7 +1,7 @@
 /* ffm_fused.c — field-aware FM on a fused (weights + AdaGrad accumulators) table, libffm style, on the CPU.
  *
  * A row's score is the sum over its entry pairs i < j of ⟨v[row_i, field_j], v[row_j, field_i]⟩·x_i·x_j·scale
- * (plus the optional bias and linear terms). Training is libffm's: one instance at a time, score it, then walk the
+ * (plus the optional bias and linear terms Σ w_i·x_i·√scale). Training is libffm's: one instance at a time, score it, then walk the
  * same pairs again and update both vectors of each pair with AdaGrad, λ once per pair, each side's gradient taken
  * from the other side's vector as it is at that moment (so a block two pairs share sees the first update, exactly
  * as in libffm's wTx). No gradient buffer, no second pass over the table, one cache line for a weight and its
@@ -49,13 +49,13 @@ static ALWAYS_INLINE float ffm_pairs(const float *T, size_t rf, const int32_t *r
     return dl_v4_fold(acc0 + acc1);
 }
 
-/* bias + Σ w_i x_i (unscaled), 0 without them. */
+/* bias + Σ w_i x_i·√scale (the linear terms see the normalised values x/‖x‖), 0 without them. */
 static ALWAYS_INLINE float linear_part(const float *T, size_t rf, int lin, const float *bias, const int32_t *rows,
-                                       const float *x, int32_t e0, int32_t e1) {
+                                       const float *x, int32_t e0, int32_t e1, float root_scale) {
     float t = bias ? bias[0] : 0.0f;
     if (lin >= 0)
         for (int32_t e = e0; e < e1; e++)
-            t += T[(size_t)rows[e] * rf + (size_t)lin] * x[e];
+            t += T[(size_t)rows[e] * rf + (size_t)lin] * (x[e] * root_scale);
     return t;
 }
 
@@ -78,7 +78,7 @@ static float ffm_score(const dl_click_table *tb, const dl_click_rows *b, int row
         pairs = ffm_pairs(tb->data, rf, b->rows, b->fields, b->values, e0, e1, scale, tb->kpad);
         break;
     }
-    return linear_part(tb->data, rf, tb->linear_offset, tb->bias, b->rows, b->values, e0, e1) + pairs;
+    return linear_part(tb->data, rf, tb->linear_offset, tb->bias, b->rows, b->values, e0, e1, sqrtf(scale)) + pairs;
 }
 
 /* One AdaGrad step on both blocks of a pair, four lanes at a time:
@@ -162,13 +162,13 @@ static ALWAYS_INLINE void ffm_update_pairs(float *T, size_t rf, const int32_t *r
     }
 }
 
-/* AdaGrad on the linear weights (g = κx + λw) and the bias (g = κ). */
+/* AdaGrad on the linear weights (g = κ·x·√scale + λw) and the bias (g = κ). */
 static void linear_update(float *T, size_t rf, int lin, float *bias, const int32_t *rows, const float *x, int32_t e0,
-                          int32_t e1, float kappa, float lambda, float eta) {
+                          int32_t e1, float kappa, float lambda, float eta, float root_scale) {
     if (lin >= 0)
         for (int32_t e = e0; e < e1; e++) {
             float *w = T + (size_t)rows[e] * rf + (size_t)lin;
-            float g = kappa * x[e] + lambda * w[0];
+            float g = kappa * (x[e] * root_scale) + lambda * w[0];
             w[1] = w[1] + g * g;
             w[0] = w[0] - (eta * g) / sqrtf(w[1]);
         }
@@ -220,7 +220,8 @@ static float ffm_train_row(dl_click_table *tb, const dl_click_rows *b, int row, 
         ffm_update_pairs(tb->data, rf, b->rows, b->fields, b->values, e0, e1, kappa, scale, lambda, eta, tb->kpad);
         break;
     }
-    linear_update(tb->data, rf, tb->linear_offset, tb->bias, b->rows, b->values, e0, e1, kappa, lambda, eta);
+    linear_update(tb->data, rf, tb->linear_offset, tb->bias, b->rows, b->values, e0, e1, kappa, lambda, eta,
+                  sqrtf(scale));
     return t;
 }
 

@@ -1,10 +1,11 @@
 /* fm_fused.c — Rendle's factorization machine on a fused (weights + AdaGrad accumulators) table, on the CPU.
  *
  * A row's pairwise term comes from Rendle's O(kn) identity ½·Σ_f[(Σ_i v_if x_i)² − Σ_i v_if² x_i²], times the
- * instance scale; bias and linear terms are added unscaled. Training is per instance like libffm's FFM (and
+ * instance scale r; linear terms see x·√r (with r = 1/Σx² that is the row scaled to unit norm, as the pairwise term
+ * sees it), the bias is added as is. Training is per instance like libffm's FFM (and
  * xLearn's FM): score the row, keep the sums s_f = Σ_i v_if x_i, then give each entry's vector one AdaGrad step with
  *     g = κ·scale·x_i·(s − v_i·x_i) + λ·v_i,   G += g²,   v_i −= η·g/√G,
- * the linear weight g = κ·x_i + λ·w_i, and the bias g = κ. An FM row is one block [v | G] (kpad 4: 32 bytes) and,
+ * the linear weight g = κ·x_i·√r + λ·w_i, and the bias g = κ. An FM row is one block [v | G] (kpad 4: 32 bytes) and,
  * with linear terms, (w, G_w) in the same 64-byte line, so an entry costs one cache line.
  *
  * Threads and prefetching as in ffm_fused.c: contiguous parts of the batch per thread, lock-free (Hogwild), the
@@ -18,7 +19,7 @@
 /* The widest kpad the kernels keep sums for (model.k <= 4096). */
 #define FM_MAX_KPAD 4096
 
-/* Fills s[0..kpad) with Σ v x and returns bias + Σ w x + scale·½Σ_f(s_f² − Σ v_f² x²). */
+/* Fills s[0..kpad) with Σ v x and returns bias + Σ w x √scale + scale·½Σ_f(s_f² − Σ v_f² x²). */
 static ALWAYS_INLINE float fm_row_sums(const dl_click_table *tb, const dl_click_rows *b, int row, float *s, int kpad) {
     const int32_t e0 = b->row_ptr[row], e1 = b->row_ptr[row + 1];
     const float scale = b->instance_scale ? b->instance_scale[row] : 1.0f;
@@ -36,9 +37,10 @@ static ALWAYS_INLINE float fm_row_sums(const dl_click_table *tb, const dl_click_
         acc += sv * sv - sq;
     }
     float t = tb->bias ? tb->bias[0] : 0.0f;
+    const float root = sqrtf(scale);
     if (tb->linear_offset >= 0)
         for (int32_t e = e0; e < e1; e++)
-            t += T[(size_t)b->rows[e] * rf + (size_t)tb->linear_offset] * b->values[e];
+            t += T[(size_t)b->rows[e] * rf + (size_t)tb->linear_offset] * (b->values[e] * root);
     return t + scale * (0.5f * dl_v4_fold(acc));
 }
 
@@ -59,6 +61,7 @@ static ALWAYS_INLINE void fm_update_entries(dl_click_table *tb, const dl_click_r
     const float scale = b->instance_scale ? b->instance_scale[row] : 1.0f;
     const size_t rf = (size_t)tb->row_floats;
     const dl_v4 vl = dl_v4_set1(lambda), ve = dl_v4_set1(eta);
+    const float root = sqrtf(scale);
     for (int32_t e = e0; e < e1; e++) {
         float *blk = tb->data + (size_t)b->rows[e] * rf;
         const float x = b->values[e];
@@ -73,7 +76,7 @@ static ALWAYS_INLINE void fm_update_entries(dl_click_table *tb, const dl_click_r
         }
         if (tb->linear_offset >= 0) {
             float *w = blk + tb->linear_offset;
-            float g = kappa * x + lambda * w[0];
+            float g = kappa * (x * root) + lambda * w[0];
             w[1] = w[1] + g * g;
             w[0] = w[0] - (eta * g) / sqrtf(w[1]);
         }
