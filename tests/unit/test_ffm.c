@@ -3,7 +3,7 @@
  * The kernels are compared with a double-precision reference that follows libffm's wTx literally: score the row
  * over pairs i < j, κ = −y·σ(−y·t), then walk the same pairs in the same order and update both blocks of each pair
  * from their values at that moment (so blocks that several pairs of one row share see the earlier updates), then the
- * linear weights in entry order and the bias. Batches are random with repeated table rows and repeated fields inside
+ * linear weights in entry order (they see x·√r, the row at unit norm) and the bias. Batches are random with repeated table rows and repeated fields inside
  * a row (where the order matters), empty rows, odd k, linear terms on and off. The model tests check the
  * initialisation (libffm's uniform [0, 1)/√k, accumulators at optim.adagrad_init), that train_batch is exactly the
  * kernel on hashed rows with instance scales 1/Σx², and the errors a user can cause. */
@@ -131,8 +131,8 @@ static double ref_score(const fused *f, const dl_click_rows *b, int row) {
     double s = t->bias ? f->ref_bias[0] : 0.0;
     double r = b->instance_scale ? b->instance_scale[row] : 1.0;
     for (int32_t i = b->row_ptr[row]; i < b->row_ptr[row + 1]; i++) {
-        if (t->linear_offset >= 0)
-            s += f->ref[(size_t)b->rows[i] * rf + (size_t)t->linear_offset] * b->values[i];
+        if (t->linear_offset >= 0) /* linear terms see the row scaled to unit norm: x·√r */
+            s += f->ref[(size_t)b->rows[i] * rf + (size_t)t->linear_offset] * b->values[i] * sqrt(r);
         for (int32_t j = i + 1; j < b->row_ptr[row + 1]; j++) {
             const double *a = f->ref + (size_t)b->rows[i] * rf + (size_t)b->fields[j] * bs;
             const double *c = f->ref + (size_t)b->rows[j] * rf + (size_t)b->fields[i] * bs;
@@ -180,7 +180,7 @@ static void ref_sgd(fused *f, const dl_click_rows *b, double lr, double lambda, 
         if (t->linear_offset >= 0)
             for (int32_t i = e0; i < e1; i++) {
                 double *w = f->ref + (size_t)b->rows[i] * rf + (size_t)t->linear_offset;
-                ref_adagrad(&w[0], &w[1], kappa * b->values[i] + lambda * w[0], lr);
+                ref_adagrad(&w[0], &w[1], kappa * b->values[i] * sqrt(r) + lambda * w[0], lr);
             }
         if (t->bias)
             ref_adagrad(&f->ref_bias[0], &f->ref_bias[1], kappa, lr);

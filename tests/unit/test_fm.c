@@ -2,8 +2,8 @@
  *
  * FM scores are checked against the explicit sum over pairs i < j (not Rendle's identity the kernel uses); training
  * against a double-precision per-instance reference: score, κ = −y·σ(−y·t), then each entry's vector gets
- * g = κ·scale·x_i·(s − v_i·x_i) + λ·v_i with s the forward's Σ v x, its linear weight κ·x_i + λ·w_i, and the bias κ,
- * entries in order. Batches repeat table rows inside a row (a feature twice), have empty rows and odd k. */
+ * g = κ·scale·x_i·(s − v_i·x_i) + λ·v_i with s the forward's Σ v x, its linear weight κ·x_i·√scale + λ·w_i, and the
+ * bias κ, entries in order. Batches repeat table rows inside a row (a feature twice), have empty rows and odd k. */
 #include "testutil.h"
 
 #include <math.h>
@@ -119,8 +119,8 @@ static double ref_score(const fm_table *f, const dl_click_rows *b, int row) {
     double s = t->bias ? f->ref_bias[0] : 0.0, r = b->instance_scale ? b->instance_scale[row] : 1.0;
     for (int32_t i = b->row_ptr[row]; i < b->row_ptr[row + 1]; i++) {
         const double *vi = f->ref + (size_t)b->rows[i] * rf;
-        if (t->linear_offset >= 0)
-            s += vi[t->linear_offset] * b->values[i];
+        if (t->linear_offset >= 0) /* linear terms see the row scaled to unit norm: x·√r */
+            s += vi[t->linear_offset] * b->values[i] * sqrt(r);
         for (int32_t j = i + 1; j < b->row_ptr[row + 1]; j++) {
             const double *vj = f->ref + (size_t)b->rows[j] * rf;
             for (int d = 0; d < t->k; d++)
@@ -154,8 +154,8 @@ static void ref_sgd(fm_table *f, const dl_click_rows *b, double lr, double lambd
             for (int d = 0; d < t->kpad; d++)
                 ref_adagrad(&v[d], &v[t->kpad + d], kappa * r * x * (s[d] - v[d] * x) + lambda * v[d], lr);
             if (t->linear_offset >= 0)
-                ref_adagrad(&v[t->linear_offset], &v[t->linear_offset + 1], kappa * x + lambda * v[t->linear_offset],
-                            lr);
+                ref_adagrad(&v[t->linear_offset], &v[t->linear_offset + 1],
+                            kappa * x * sqrt(r) + lambda * v[t->linear_offset], lr);
         }
         if (t->bias)
             ref_adagrad(&f->ref_bias[0], &f->ref_bias[1], kappa, lr);
