@@ -58,10 +58,11 @@ static dl_status check_batch(const dl_backend *be, const char *op, const dl_clic
     if (be->kind != DL_DEVICE_CPU)
         return DL_OK;
     DL_REQUIRE(b->row_ptr[0] == 0, DL_ERR_INVALID, "%s: row_ptr[0] = %" PRId32 ", must be 0", op, b->row_ptr[0]);
-    for (int r = 0; r < b->B; r++) {
+    for (int r = 0; r < b->B; r++) /* all offsets first: the entry arrays hold row_ptr[B] elements */
         DL_REQUIRE(b->row_ptr[r + 1] >= b->row_ptr[r], DL_ERR_INVALID,
                    "%s: row_ptr[%d] = %" PRId32 " is less than row_ptr[%d] = %" PRId32, op, r + 1, b->row_ptr[r + 1],
                    r, b->row_ptr[r]);
+    for (int r = 0; r < b->B; r++) {
         for (int32_t e = b->row_ptr[r]; e < b->row_ptr[r + 1]; e++) {
             if (b->rows[e] < 0 || b->rows[e] >= t->num_rows) {
                 dl_status s = DL_FAIL(DL_ERR_INVALID,
