@@ -1,6 +1,7 @@
-/* cmd_data.c — `dealer data {convert,index,stat}`: make record files from text, rebuild their indexes, and show
- * what they hold. The work lives in src/data (convert.h, record.h, stat.h); this file parses options, prints
- * summaries and turns failures into one line and an exit code (0 ok, 1 runtime/IO failure, 2 bad usage or input). */
+/* cmd_data.c — `dealer data {convert,index,stat,synth-clicks}`: make record files from text, rebuild their indexes,
+ * show what they hold, and replicate a click sample for benchmarks. The work lives in src/data (convert.h, record.h,
+ * stat.h, synth_clicks.h); this file parses options, prints summaries and turns failures into one line and an exit
+ * code (0 ok, 1 runtime/IO failure, 2 bad usage or input). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,12 +12,14 @@
 #include "data/convert.h"
 #include "data/record.h"
 #include "data/stat.h"
+#include "data/synth_clicks.h"
 
 static void usage_data(FILE *out) {
     fprintf(out, "usage: dealer data <command> [options]\n\n"
                  "  convert   turn text, libffm, libsvm or JSONL pair files into a record file (.tfrecord + .idx)\n"
                  "  index     rebuild the .idx of record files by scanning them\n"
-                 "  stat      count and describe the records of a file\n\n"
+                 "  stat      count and describe the records of a file\n"
+                 "  synth-clicks  replicate a libffm sample into a large Criteo-like click file (benchmarks)\n\n"
                  "  dealer data <command> --help   options of one command\n");
 }
 
@@ -238,6 +241,77 @@ static int cmd_stat(int argc, char **argv) {
     return rc;
 }
 
+static void usage_synth(FILE *out) {
+    fprintf(out,
+            "usage: dealer data synth-clicks SAMPLE -o OUT --rows N [options]\n\n"
+            "Replicates SAMPLE (libffm text: 'label field:feature:value ...') until OUT holds N rows. Copy c of a\n"
+            "sample row keeps its label, fields and values; every feature id is re-hashed per copy\n"
+            "(id' = hash(c, id) mod the id space), so each copy brings fresh features, as a big hashed Criteo file\n"
+            "does. For throughput benchmarks. The same inputs give the same bytes.\n\n"
+            "options:\n"
+            "  -o, --output OUT     the file to write (a record file with its .idx, or libffm text with --text)\n"
+            "  --rows N             rows to write (required)\n"
+            "  --id-space M         feature ids of the copies are in [0, M) (default 1000000)\n"
+            "  --text               write libffm text (for libffm or xLearn) instead of records\n"
+            "  --no-progress        no progress bar\n");
+}
+
+static int parse_count(const char *text, uint64_t *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(text, &end); /* accepts 1000000 and 1e6 */
+    if (errno || *end || end == text || !(v >= 1 && v <= 1e18) || v != (double)(uint64_t)v)
+        return 0;
+    *out = (uint64_t)v;
+    return 1;
+}
+
+static int cmd_synth(int argc, char **argv) {
+    dl_synth_clicks_options opt = {.id_space = 1000000, .progress = 1};
+    int rc = 0;
+    for (int i = 1; i < argc && rc == 0; i++) {
+        const char *a = argv[i], *next = i + 1 < argc ? argv[i + 1] : NULL;
+        if (a[0] != '-') {
+            if (opt.sample)
+                rc = usage_error("synth-clicks", "one SAMPLE only, got a second: '%s'", a);
+            opt.sample = a;
+        } else if (strcmp(a, "--text") == 0) {
+            opt.text = 1;
+        } else if (strcmp(a, "--no-progress") == 0) {
+            opt.progress = 0;
+        } else if (!next) {
+            rc = usage_error("synth-clicks", "%s needs a value", a);
+        } else if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0) {
+            opt.output = argv[++i];
+        } else if (strcmp(a, "--rows") == 0) {
+            if (!parse_count(argv[++i], &opt.rows))
+                rc = usage_error("synth-clicks", "--rows needs a positive integer, got '%s'", argv[i]);
+        } else if (strcmp(a, "--id-space") == 0) {
+            if (!parse_count(argv[++i], &opt.id_space) || opt.id_space > ((uint64_t)1 << 31))
+                rc = usage_error("synth-clicks", "--id-space needs an integer in [1, 2^31], got '%s'", argv[i]);
+        } else {
+            rc = usage_error("synth-clicks", "unknown option '%s'", a);
+        }
+    }
+    if (rc == 0 && !opt.sample)
+        rc = usage_error("synth-clicks", "no SAMPLE file given%s", NULL);
+    if (rc == 0 && !opt.output)
+        rc = usage_error("synth-clicks", "no output file given (-o OUT)%s", NULL);
+    if (rc == 0 && opt.rows == 0)
+        rc = usage_error("synth-clicks", "--rows N is required%s", NULL);
+    if (rc != 0)
+        return rc;
+    dl_synth_clicks_result res;
+    dl_status s = dl_synth_clicks(&opt, &res);
+    if (s != DL_OK)
+        return dl_cli_report("data synth-clicks", s);
+    char a[32], b[32], c[32], d[32];
+    printf("wrote %s rows (%s entries) to %s (%s bytes) from %s sample rows\n", grouped(a, sizeof a, res.rows),
+           grouped(b, sizeof b, res.entries), opt.output, grouped(c, sizeof c, res.bytes),
+           grouped(d, sizeof d, res.sample_rows));
+    return 0;
+}
+
 int dl_cmd_data(int argc, char **argv) {
     if (argc < 2) {
         usage_data(stderr);
@@ -253,7 +327,7 @@ int dl_cmd_data(int argc, char **argv) {
         int (*run)(int, char **);
         void (*usage)(FILE *);
     } subs[] = {{"convert", cmd_convert, usage_convert}, {"index", cmd_index, usage_index},
-                {"stat", cmd_stat, usage_stat}};
+                {"stat", cmd_stat, usage_stat}, {"synth-clicks", cmd_synth, usage_synth}};
     for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++) {
         if (strcmp(sub, subs[i].name) != 0)
             continue;
@@ -263,6 +337,6 @@ int dl_cmd_data(int argc, char **argv) {
         }
         return subs[i].run(argc - 1, argv + 1);
     }
-    fprintf(stderr, "dealer data: unknown command '%s' (known: convert, index, stat)\n", sub);
+    fprintf(stderr, "dealer data: unknown command '%s' (known: convert, index, stat, synth-clicks)\n", sub);
     return 2;
 }

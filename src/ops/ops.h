@@ -122,6 +122,9 @@ typedef struct dl_optim_ops {
                                    float beta, float label_smoothing);
 } dl_optim_ops;
 
+struct dl_click_table;
+struct dl_click_rows;
+
 typedef struct dl_sparse_ops {
     dl_status (*embedding_bag_forward)(void *state, float *out, const float *table, const int32_t *rows,
                                        const float *weights, const int32_t *offsets, int num_bags, int dim,
@@ -147,6 +150,15 @@ typedef struct dl_sparse_ops {
     dl_status (*adagrad_rows_update)(void *state, float *table, float *accum, const float *grads,
                                      const int32_t *rows, int num_rows_touched, int row_floats, float lr,
                                      float weight_decay);
+    /* Fused click-model tables (dl_click_table below): libffm-style per-instance training and scoring. */
+    dl_status (*ffm_fused_forward)(void *state, float *logits, const struct dl_click_table *table,
+                                   const struct dl_click_rows *batch);
+    dl_status (*ffm_fused_sgd)(void *state, float *logits, struct dl_click_table *table,
+                               const struct dl_click_rows *batch, float lr, float weight_decay);
+    dl_status (*fm_fused_forward)(void *state, float *logits, const struct dl_click_table *table,
+                                  const struct dl_click_rows *batch);
+    dl_status (*fm_fused_sgd)(void *state, float *logits, struct dl_click_table *table,
+                              const struct dl_click_rows *batch, float lr, float weight_decay);
 } dl_sparse_ops;
 
 typedef struct dl_backend_ops {
@@ -332,6 +344,61 @@ dl_status dl_op_ffm_backward(const dl_backend *be, float *dlatent, const float *
 dl_status dl_op_adagrad_rows_update(const dl_backend *be, float *table, float *accum, const float *grads,
                                     const int32_t *rows, int num_rows_touched, int row_floats, float lr,
                                     float weight_decay);
+
+/* ---- sparse, fused: libffm-style click-model tables (src/ops/sparse_fused.c dispatches) ------------------------
+ * A fused table keeps every latent vector next to its AdaGrad accumulators, as libffm does, so the cache line that
+ * brings a weight brings its accumulator too. Row r starts at r·row_floats; its block for field f starts at
+ * r·row_floats + f·2·kpad and holds kpad weights (k real, the padding zero) then kpad accumulators (the padding
+ * lanes hold any positive value). FM rows have one block (num_fields = 1). With linear terms a row also holds its
+ * linear weight and accumulator at linear_offset (a multiple of 4 floats past the blocks); bias points to the
+ * global bias and its accumulator. kpad is a multiple of 4; row_floats a multiple of 4 that holds it all.
+ *
+ *   FFM   logit = bias + √scale · Σ_i w_i x_i + scale · Σ_{i<j} ⟨v[row_i, field_j], v[row_j, field_i]⟩ x_i x_j
+ *   FM    logit = bias + √scale · Σ_i w_i x_i + scale · Σ_{i<j} ⟨v[row_i], v[row_j]⟩ x_i x_j   (Rendle's O(kn) identity)
+ *
+ * scale is instance_scale[b] (nullable = 1; libffm's 1/Σx², which makes the model see the row scaled to unit norm:
+ * hence √scale on the linear terms). Labels are > 0 for a click, else no click.
+ *
+ * The sgd ops train on the batch rows one instance at a time, as libffm does: score the row with the current
+ * weights (that logit is written out, for the loss), κ = ∂logloss/∂logit, then update every vector the row used
+ * with AdaGrad: g = κ·∂logit/∂v + λ·v, G += g², v −= lr·g/√G. FFM updates pair by pair in libffm's order (λ once
+ * per pair, each side's gradient from the other side's current vector); FM updates each entry's vector once per
+ * entry with the forward's sums; linear weights get κ·x·√scale + λ·w; the bias gets κ (no λ). With more than one thread
+ * the rows are split into contiguous parts trained concurrently without locks (Hogwild, libffm's scheme): the
+ * result then depends on timing. With one thread it is deterministic. */
+typedef struct dl_click_table {
+    float *data;          /* [num_rows, row_floats] */
+    int64_t num_rows;
+    int row_floats;
+    int num_fields;       /* blocks per row: FFM fields; 1 for FM */
+    int k, kpad;
+    int linear_offset;    /* floats from a row's start to (weight, accumulator); -1: no linear terms */
+    float *bias;          /* [2]: bias and accumulator; NULL: no bias */
+} dl_click_table;
+
+/* A CSR batch of B rows over a click table: entries row_ptr[b]..row_ptr[b+1]-1 give table rows, fields (FFM only;
+ * NULL for FM) and values; labels [B] (sgd only) and instance_scale [B] (nullable). */
+typedef struct dl_click_rows {
+    int B;
+    const int32_t *row_ptr;
+    const int32_t *rows;
+    const int32_t *fields;
+    const float *values;
+    const float *labels;
+    const float *instance_scale;
+} dl_click_rows;
+
+/* logits[b] of every batch row with the current weights (no update). */
+dl_status dl_op_ffm_fused_forward(const dl_backend *be, float *logits, const dl_click_table *table,
+                                  const dl_click_rows *batch);
+/* Per-instance AdaGrad training over the batch rows in order (see above); logits[b] = row b's logit before its
+ * update. lr > 0, weight_decay >= 0. */
+dl_status dl_op_ffm_fused_sgd(const dl_backend *be, float *logits, dl_click_table *table, const dl_click_rows *batch,
+                              float lr, float weight_decay);
+dl_status dl_op_fm_fused_forward(const dl_backend *be, float *logits, const dl_click_table *table,
+                                 const dl_click_rows *batch);
+dl_status dl_op_fm_fused_sgd(const dl_backend *be, float *logits, dl_click_table *table, const dl_click_rows *batch,
+                             float lr, float weight_decay);
 
 #ifdef __cplusplus
 }

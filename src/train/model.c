@@ -1,8 +1,11 @@
-/* model.c — the model factory, and the gpt model behind the generic interface (model.h). */
+/* model.c — the model factory, and the gpt model behind the generic interface (model.h); fm and ffm live in
+ * fm.c, ffm.c and click_model.c. */
 #include "train/model.h"
 
 #include <stdlib.h>
 
+#include "train/ffm.h"
+#include "train/fm.h"
 #include "train/gpt.h"
 
 dl_data_kind dl_model_data_kind(const dl_config *config) {
@@ -117,6 +120,12 @@ dl_status dl_model_create(dl_model **out, const dl_config *cfg, const dl_backend
     switch (cfg->model.kind) {
     case DL_MODEL_GPT:
         s = create_gpt(model, cfg, be, rows, seq_len);
+        break;
+    case DL_MODEL_FM:
+        s = dl_fm_create(model, cfg, be, rows);
+        break;
+    case DL_MODEL_FFM:
+        s = dl_ffm_create(model, cfg, be, rows);
         break;
     default:
         s = DL_FAIL(DL_ERR_NOT_IMPLEMENTED, "model.kind %s is not implemented yet",

@@ -81,6 +81,15 @@ struct dl_model {
      * every rank calls it and gets the same result. */
     dl_status (*evaluate)(dl_model *model, struct dl_world *world, const dl_doc_source *valid,
                           const dl_loader_config *config, int64_t max_batches, dl_eval_result *result);
+    /* Optional, for models whose param_data holds only this rank's share of the parameters (row-sharded tables,
+     * comm.embeddings: sharded): NULL otherwise. `params` still describes the whole model as checkpoints hold it,
+     * and param_data holds local_numel floats. The trainer then never broadcasts param_data, and moves parameters
+     * to and from checkpoints through these collectives: gather_params writes the whole model into host
+     * (numel(params) floats) on rank 0 (other ranks pass NULL); scatter_params keeps this rank's share of the whole
+     * model in host (every rank passes it). */
+    size_t local_numel;
+    dl_status (*gather_params)(dl_model *model, struct dl_world *world, float *host);
+    dl_status (*scatter_params)(dl_model *model, struct dl_world *world, const float *host);
     /* Activation bytes the model planned (and would plan without gradient checkpointing). */
     size_t activation_bytes, activation_bytes_without_checkpointing;
     void (*destroy)(dl_model *model);

@@ -51,6 +51,10 @@ typedef struct trainer {
     FILE *metrics;
     dl_tb_writer *tb;        /* TensorBoard events (rank 0, log.tensorboard) */
     char *config_yaml;
+    /* train.early_stop: a host copy of the parameters after the best epoch so far (param_data's floats) */
+    float *best;
+    double best_loss;
+    int64_t best_epoch;
 } trainer;
 
 static int rank0(const trainer *t) { return t->world->rank == 0; }
@@ -153,6 +157,8 @@ static dl_status count_eval_batches(trainer *t) {
 }
 
 static dl_status broadcast_params(trainer *t) {
+    if (t->model->gather_params) /* each rank holds and initialised its own share */
+        return DL_OK;
     size_t bytes = t->numel * sizeof(float);
     if (t->be.kind == DL_DEVICE_CPU)
         return dl_comm_broadcast(t->world, t->model->param_data, bytes, 0, "parameter broadcast");
@@ -201,7 +207,9 @@ static dl_status save_checkpoint(trainer *t) {
     host_state h;
     DL_CHECK(host_state_alloc(t, &h));
     size_t span = t->opt->end - t->opt->begin;
-    dl_status s = dl_mem_to_host(&t->be, h.params, t->model->param_data, t->numel * sizeof(float));
+    dl_status s = t->model->gather_params
+                      ? t->model->gather_params(t->model, t->world, rank0(t) ? h.params : NULL)
+                      : dl_mem_to_host(&t->be, h.params, t->model->param_data, t->numel * sizeof(float));
     for (int k = 0; k < t->opt->num_states && s == DL_OK; k++)
         s = dl_mem_to_host(&t->be, h.states[k] + t->opt->begin, t->opt->states[k], span * sizeof(float));
     const uint8_t *cursor = NULL;
@@ -267,7 +275,8 @@ static dl_status maybe_resume(trainer *t, uint8_t **cursor, size_t *cursor_len, 
     dl_status s = dl_ckpt_load(path, &h.tensors, t->world->rank, t->world->size, cursor, cursor_len);
     size_t span = t->opt->end - t->opt->begin;
     if (s == DL_OK)
-        s = dl_mem_to_device(&t->be, t->model->param_data, h.params, t->numel * sizeof(float));
+        s = t->model->scatter_params ? t->model->scatter_params(t->model, t->world, h.params)
+                                     : dl_mem_to_device(&t->be, t->model->param_data, h.params, t->numel * sizeof(float));
     for (int k = 0; k < t->opt->num_states && s == DL_OK; k++)
         s = dl_mem_to_device(&t->be, t->opt->states[k], h.states[k] + t->opt->begin, span * sizeof(float));
     host_state_free(&h);
@@ -471,9 +480,10 @@ static void log_step(trainer *t, double dt, const double sums[S_COUNT], double n
     }
 }
 
-static dl_status run_eval(trainer *t) {
+static dl_status run_eval(trainer *t, dl_eval_result *out) {
     dl_eval_result r;
     DL_CHECK(evaluate(t, &r));
+    *out = r;
     if (!rank0(t))
         return DL_OK;
     char line[1024], json[2048];
@@ -532,6 +542,10 @@ static dl_status setup(trainer *t) {
         .momentum = c->optim.momentum,
         .adagrad_init = c->optim.adagrad_init,
     };
+    if (t->model->self_updating) { /* it keeps its optimizer state itself: the trainer's would be unused memory */
+        os.kind = DL_OPT_SGD;
+        os.momentum = 0;
+    }
     DL_CHECK(dl_grad_sync_create(&t->sync, t->world, &t->be, t->model, c, &os));
     t->opt = dl_grad_sync_optimizer(t->sync);
     DL_CHECK(dl_config_to_yaml(c, 0, &t->config_yaml));
@@ -572,6 +586,7 @@ static void teardown(trainer *t) {
     dl_dataset_close(t->train_set);
     dl_dataset_close(t->valid_set);
     free(t->config_yaml);
+    free(t->best);
     if (t->backend_open)
         dl_backend_close(&t->be);
 }
@@ -589,6 +604,36 @@ static void print_startup(trainer *t) {
     DL_INFO("%lld steps of %d rank%s × %d micro-batch%s × %d rows × %d tokens; peak sgemm %.1f GFLOP/s per rank",
             (long long)t->total_steps, t->world->size, t->world->size == 1 ? "" : "s", c->train.grad_accum,
             c->train.grad_accum == 1 ? "" : "es", c->train.batch_per_rank, c->data.seq_len, t->peak_gflops);
+}
+
+/* Epochs completed after the current step (click data, whose epochs have a fixed batch count); 0 for token data. */
+static int64_t epochs_done(const trainer *t, int64_t step) {
+    uint64_t per_epoch = dl_loader_batches_per_epoch(t->loader);
+    return per_epoch ? step * t->cfg->train.grad_accum / (int64_t)per_epoch : 0;
+}
+
+/* train.early_stop after an epoch's evaluation: keep a copy of the parameters while the validation loss does not
+ * rise; at the first rise, put the best epoch's parameters back and set *stop (libffm's --auto-stop). */
+static dl_status early_stop_check(trainer *t, const dl_eval_result *r, int *stop) {
+    size_t bytes = (t->model->local_numel ? t->model->local_numel : t->numel) * sizeof(float);
+    int64_t epoch = epochs_done(t, t->step);
+    if (t->best && r->loss > t->best_loss) {
+        DL_CHECK(dl_mem_to_device(&t->be, t->model->param_data, t->best, bytes));
+        *stop = 1;
+        if (rank0(t))
+            DL_INFO("early stop: validation loss rose from %.5f (epoch %lld) to %.5f (epoch %lld); keeping epoch "
+                    "%lld's parameters", t->best_loss, (long long)t->best_epoch, r->loss, (long long)epoch,
+                    (long long)t->best_epoch);
+        return DL_OK;
+    }
+    if (!t->best) {
+        t->best = malloc(bytes ? bytes : 1);
+        DL_REQUIRE(t->best != NULL, DL_ERR_NOMEM, "cannot allocate %zu bytes for the best epoch's parameters", bytes);
+    }
+    DL_CHECK(dl_mem_to_host(&t->be, t->best, t->model->param_data, bytes));
+    t->best_loss = r->loss;
+    t->best_epoch = epoch;
+    return DL_OK;
 }
 
 dl_status dl_train(const dl_config *cfg, dl_world *world) {
@@ -648,11 +693,21 @@ dl_status dl_train(const dl_config *cfg, dl_world *world) {
         if (rank0(&t))
             log_step(&t, dt, sums, norm, lr, skipped, dl_time_seconds() - started, first_step);
         int last = t.step == t.total_steps;
-        if (t.valid_set && t.eval_batches > 0 && ((cfg->train.eval_every > 0 && t.step % cfg->train.eval_every == 0) || last))
-            s = run_eval(&t);
+        int epoch_end = epochs_done(&t, t.step) > epochs_done(&t, t.step - 1);
+        int eval_now = (cfg->train.eval_every > 0 && t.step % cfg->train.eval_every == 0) || last ||
+                       (epoch_end && (cfg->train.eval_every == 0 || cfg->train.early_stop));
+        dl_eval_result r;
+        int early = 0;
+        if (t.valid_set && t.eval_batches > 0 && eval_now) {
+            s = run_eval(&t, &r);
+            if (s == DL_OK && epoch_end && cfg->train.early_stop)
+                s = early_stop_check(&t, &r, &early);
+        }
         int stop = sums[S_STOP] > 0;
-        if (s == DL_OK && (last || stop || (cfg->ckpt.every > 0 && t.step % cfg->ckpt.every == 0)))
+        if (s == DL_OK && (last || stop || early || (cfg->ckpt.every > 0 && t.step % cfg->ckpt.every == 0)))
             s = save_checkpoint(&t);
+        if (s == DL_OK && early)
+            break;
         if (s == DL_OK && stop && !last) {
             if (rank0(&t))
                 DL_INFO("stopping on %s at step %lld after a checkpoint; requeue or rerun to continue",
