@@ -1,8 +1,9 @@
-/* model.c — the model factory, and the gpt model behind the generic interface (model.h). */
+/* model.c — the model factory (dpo lives in dpo.c), and the gpt model behind the generic interface (model.h). */
 #include "train/model.h"
 
 #include <stdlib.h>
 
+#include "train/dpo.h"
 #include "train/gpt.h"
 
 dl_data_kind dl_model_data_kind(const dl_config *config) {
@@ -117,6 +118,9 @@ dl_status dl_model_create(dl_model **out, const dl_config *cfg, const dl_backend
     switch (cfg->model.kind) {
     case DL_MODEL_GPT:
         s = create_gpt(model, cfg, be, rows, seq_len);
+        break;
+    case DL_MODEL_DPO:
+        s = dl_dpo_model_create(model, cfg, be, rows, seq_len);
         break;
     default:
         s = DL_FAIL(DL_ERR_NOT_IMPLEMENTED, "model.kind %s is not implemented yet",
