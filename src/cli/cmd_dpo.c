@@ -17,7 +17,7 @@ void openblas_set_num_threads(int num_threads);
 
 static void usage_dpo(FILE *out) {
     fprintf(out, "usage: dealer dpo <command> [options]\n\n"
-                 "  precompute-ref   compute the reference log-probs of every pair once (dpo.reference: precomputed)\n\n"
+                 "  precompute-ref   the reference log-probs of every pair, once (for dpo.reference: precomputed)\n\n"
                  "  dealer dpo <command> --help   options of one command\n");
 }
 

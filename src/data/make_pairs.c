@@ -18,7 +18,7 @@ static const char *const mode_names[] = {"shuffle", "swap", "mixed"};
 void dl_make_pairs_defaults(dl_make_pairs_options *o) {
     memset(o, 0, sizeof *o);
     o->seed = 1;
-    o->prompt_bytes = 64;
+    o->prompt_bytes = 40;
     o->response_bytes = 64;
     o->rejected = DL_REJECT_SHUFFLE;
 }
@@ -107,8 +107,10 @@ int dl_shuffle_words(const uint8_t *text, size_t len, uint8_t *out, dl_rng *rng)
             wlen[w] = j - i;
             w++;
         }
-        /* A few draws: repeated words can make a permutation spell the same text. */
-        for (int attempt = 0; attempt < 8 && !changed; attempt++) {
+        /* A draw must move at least half of the words (and two), or the rejected side is nearly the chosen one and
+         * the pair teaches little; a few draws, since repeated words can make a permutation spell the same text. */
+        size_t need = words / 2 > 2 ? words / 2 : 2;
+        for (int attempt = 0; attempt < 16 && !changed; attempt++) {
             for (size_t i = 0; i < words; i++)
                 order[i] = i;
             for (size_t i = words - 1; i > 0; i--) { /* Fisher-Yates */
@@ -130,7 +132,10 @@ int dl_shuffle_words(const uint8_t *text, size_t len, uint8_t *out, dl_rng *rng)
                 while (i < len && !is_space(text[i]))
                     i++;
             }
-            changed = memcmp(out, text, len) != 0;
+            size_t moved = 0;
+            for (size_t k = 0; k < words; k++)
+                moved += wlen[order[k]] != wlen[k] || memcmp(text + begin[order[k]], text + begin[k], wlen[k]) != 0;
+            changed = moved >= need;
         }
         if (!changed)
             memcpy(out, text, len);

@@ -6,8 +6,9 @@
  *     prompt    the speaker line and the speech's opening, about prompt_bytes bytes, ending after a whole word
  *     chosen    the speech's true continuation, about response_bytes bytes, ending at a word end
  *     rejected  a corrupted continuation:
- *                 shuffle  the same words in a random order (the whitespace runs between words stay in their
- *                          order, so the length and the characters are the same: only the order gives it away)
+ *                 shuffle  the same words in a random order, at least half of them moved (the whitespace runs
+ *                          between words stay in their order, so the length and the characters are the same: only
+ *                          the order gives it away)
  *                 swap     the continuation of another, randomly drawn speech (fluent, but not this speech's)
  *                 mixed    one or the other, by a coin flip per pair
  * Speeches too short for both parts, or whose continuation has fewer than 4 words, are skipped and counted. The
@@ -50,7 +51,8 @@ typedef struct dl_make_pairs_result {
     uint64_t tokens;      /* tokens written (both files, all three sides) */
 } dl_make_pairs_result;
 
-/* Options with the defaults: prompt 64 and response 64 bytes, shuffle, seed 1, no valid split. */
+/* Options with the defaults: prompt 40 and response 64 bytes (a pair's two documents then fit one row of 256 tokens
+ * together), shuffle, seed 1, no valid split. */
 void dl_make_pairs_defaults(dl_make_pairs_options *options);
 
 /* Builds the pair files (see the top of this file). A missing input is DL_ERR_INVALID; text without a single
@@ -67,8 +69,9 @@ int dl_speech_split(const uint8_t *speech, size_t len, int prompt_bytes, int res
                     size_t *chosen_end);
 
 /* Writes into out[0..len) the words of text[0..len) (maximal runs of non-whitespace) in a random order drawn from
- * rng; the k-th whitespace run stays the k-th. Returns 1 when the result differs from the text, 0 when no draw
- * changed it (fewer than two distinct words); out then holds the text unchanged. */
+ * rng; the k-th whitespace run stays the k-th. A draw counts when at least half of the word slots (and two) hold
+ * another word than before. Returns 1 on success, 0 when no draw of a few did (too few distinct words); out then
+ * holds the text unchanged. */
 int dl_shuffle_words(const uint8_t *text, size_t len, uint8_t *out, dl_rng *rng);
 
 #ifdef __cplusplus

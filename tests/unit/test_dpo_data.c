@@ -17,7 +17,8 @@
 enum { NREC = 40, T = 24 };
 
 /* Record r: prompt of 3 + r % 4 tokens, chosen of 2 + r % 5, rejected of 1 + r % 3; every token encodes its record
- * (r·10 + side), so a batch document can be traced back. Records in `long_records` get a 30-token prompt. */
+ * (r·10 + side), so a batch document can be traced back. With long_every = k, every k-th record gets a 30-token
+ * prompt: longer than a row. */
 typedef struct mem_pairs {
     int long_every; /* every k-th record is too long for a row (0: none) */
 } mem_pairs;
@@ -67,7 +68,9 @@ static dl_loader_config pairs_config(uint32_t world, uint32_t rank, int overlong
 }
 
 /* The record a document's last token was written for (tokens are record·10 + side; the last is a response's). */
-static uint64_t doc_record(const dl_token_batch *b, int doc) { return (uint64_t)b->tokens[b->cu_seqlens[doc + 1] - 1] / 10; }
+static uint64_t doc_record(const dl_token_batch *b, int doc) {
+    return (uint64_t)b->tokens[b->cu_seqlens[doc + 1] - 1] / 10;
+}
 
 static void pair_records_name_the_records_read(void **state) {
     (void)state;
@@ -219,6 +222,24 @@ static size_t words_of(const char *text, size_t len, char **words, char *ws, siz
     return n;
 }
 
+/* The word in slot k (k-th run of non-whitespace), as a length and a pointer. */
+static const char *word_at(const char *text, size_t len, size_t k, size_t *wlen) {
+    size_t seen = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (text[i] == ' ' || text[i] == '\n' || (i > 0 && text[i - 1] != ' ' && text[i - 1] != '\n'))
+            continue;
+        size_t j = i;
+        while (j < len && text[j] != ' ' && text[j] != '\n')
+            j++;
+        if (seen++ == k) {
+            *wlen = j - i;
+            return text + i;
+        }
+    }
+    *wlen = 0;
+    return NULL;
+}
+
 static void shuffled_words_keep_words_whitespace_and_length(void **state) {
     (void)state;
     const char *text = "this fortnight what we intend to do,\nwhich now we'll show 'em in";
@@ -235,6 +256,14 @@ static void shuffled_words_keep_words_whitespace_and_length(void **state) {
         assert_int_equal(na, nb);
         assert_int_equal(la, lb);
         assert_memory_equal(sa, sb, la); /* whitespace runs in their order, word slots where they were */
+        size_t moved = 0;
+        for (size_t k = 0; k < na; k++) {
+            size_t l1, l2;
+            const char *w1 = word_at(text, len, k, &l1), *w2 = word_at(out, len, k, &l2);
+            moved += l1 != l2 || memcmp(w1, w2, l1) != 0;
+        }
+        if (moved < na / 2)
+            DL_TEST_FAIL("only %zu of %zu words moved: '%.*s'", moved, na, (int)len, out);
         for (size_t i = 0; i < na; i++) {
             assert_string_equal(wa[i], wb[i]);
             free(wa[i]);
