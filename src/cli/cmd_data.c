@@ -1,4 +1,4 @@
-/* cmd_data.c — `dealer data {convert,index,stat,synth-clicks}`: make record files from text, rebuild their indexes,
+/* cmd_data.c — `dealer data {convert,index,stat,synth-clicks,make-pairs}`: make record files from text, rebuild their indexes,
  * show what they hold, and replicate a click sample for benchmarks. The work lives in src/data (convert.h, record.h,
  * stat.h, synth_clicks.h); this file parses options, prints summaries and turns failures into one line and an exit
  * code (0 ok, 1 runtime/IO failure, 2 bad usage or input). */
@@ -10,6 +10,7 @@
 #include "cli/commands.h"
 #include "core/status.h"
 #include "data/convert.h"
+#include "data/make_pairs.h"
 #include "data/record.h"
 #include "data/stat.h"
 #include "data/synth_clicks.h"
@@ -19,7 +20,8 @@ static void usage_data(FILE *out) {
                  "  convert   turn text, libffm, libsvm or JSONL pair files into a record file (.tfrecord + .idx)\n"
                  "  index     rebuild the .idx of record files by scanning them\n"
                  "  stat      count and describe the records of a file\n"
-                 "  synth-clicks  replicate a libffm sample into a large Criteo-like click file (benchmarks)\n\n"
+                 "  synth-clicks  replicate a libffm sample into a large Criteo-like click file (benchmarks)\n"
+                 "  make-pairs  build preference pairs (DPO) from plain text such as the bundled Shakespeare\n\n"
                  "  dealer data <command> --help   options of one command\n");
 }
 
@@ -312,6 +314,100 @@ static int cmd_synth(int argc, char **argv) {
     return 0;
 }
 
+static void usage_make_pairs(FILE *out) {
+    fprintf(out,
+            "usage: dealer data make-pairs TEXT -o OUT.tfrecord [--valid-out VALID.tfrecord --valid-fraction F]\n"
+            "                              [--prompt-bytes N] [--response-bytes N] [--rejected MODE] [--seed N]\n\n"
+            "Cuts TEXT (e.g. data/tinyshakespeare.txt) into speeches at blank lines and makes one preference pair of\n"
+            "each long enough speech: prompt = the speaker line and the speech's opening (about N bytes, default\n"
+            "40), chosen = its true continuation (about N bytes, default 64), rejected = a corrupted continuation:\n"
+            "  shuffle   the same words in a random order, at least half of them moved (the default)\n"
+            "  swap      the continuation of another speech\n"
+            "  mixed     one or the other per pair\n"
+            "Records are byte-level pairs (prompt, chosen, rejected), as `data convert --format jsonl-pairs` writes.\n"
+            "--valid-fraction F holds out each pair with probability F (seeded, reproducible). See docs/dpo.md.\n");
+}
+
+static int parse_int_option(const char *name, const char *v, int *out) {
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || *end || end == v || x < 8 || x > (1 << 20)) {
+        fprintf(stderr, "dealer data make-pairs: %s needs an integer in [8, 1048576], got '%s'\n", name, v);
+        return -1;
+    }
+    *out = (int)x;
+    return 0;
+}
+
+static int cmd_make_pairs(int argc, char **argv) {
+    dl_make_pairs_options opt;
+    dl_make_pairs_defaults(&opt);
+    int rc = 0;
+    for (int i = 1; i < argc && rc == 0; i++) {
+        const char *a = argv[i], *next = i + 1 < argc ? argv[i + 1] : NULL;
+        if (a[0] != '-') {
+            if (opt.input)
+                rc = usage_error("make-pairs", "one input text only, got '%s' too", a);
+            opt.input = a;
+            continue;
+        }
+        if (!next) {
+            rc = usage_error("make-pairs", "%s needs a value", a);
+            break;
+        }
+        i++;
+        if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0) {
+            opt.output = next;
+        } else if (strcmp(a, "--valid-out") == 0) {
+            opt.valid_output = next;
+        } else if (strcmp(a, "--valid-fraction") == 0) {
+            char *end;
+            errno = 0;
+            opt.valid_fraction = strtod(next, &end);
+            if (errno || *end || end == next || !(opt.valid_fraction >= 0.0 && opt.valid_fraction < 1.0))
+                rc = usage_error("make-pairs", "--valid-fraction needs a number in [0, 1), got '%s'", next);
+        } else if (strcmp(a, "--seed") == 0) {
+            char *end;
+            errno = 0;
+            opt.seed = strtoull(next, &end, 10);
+            if (errno || *end || end == next || next[0] == '-')
+                rc = usage_error("make-pairs", "--seed needs a non-negative integer, got '%s'", next);
+        } else if (strcmp(a, "--prompt-bytes") == 0) {
+            rc = parse_int_option(a, next, &opt.prompt_bytes) ? 2 : 0;
+        } else if (strcmp(a, "--response-bytes") == 0) {
+            rc = parse_int_option(a, next, &opt.response_bytes) ? 2 : 0;
+        } else if (strcmp(a, "--rejected") == 0) {
+            if (dl_reject_mode_parse(next, &opt.rejected) != DL_OK)
+                rc = usage_error("make-pairs", "unknown --rejected '%s' (known: shuffle, swap, mixed)", next);
+        } else {
+            rc = usage_error("make-pairs", "unknown option '%s'", a);
+        }
+    }
+    if (rc == 0 && !opt.input)
+        rc = usage_error("make-pairs", "no input text given (e.g. data/tinyshakespeare.txt)%s", NULL);
+    if (rc == 0 && !opt.output)
+        rc = usage_error("make-pairs", "no output file given (-o OUT.tfrecord)%s", NULL);
+    if (rc == 0 && opt.valid_fraction > 0.0 && !opt.valid_output)
+        rc = usage_error("make-pairs", "--valid-fraction needs --valid-out VALID.tfrecord%s", NULL);
+    if (rc == 0 && opt.valid_output && opt.valid_fraction == 0.0)
+        rc = usage_error("make-pairs", "--valid-out needs --valid-fraction F > 0%s", NULL);
+    if (rc != 0)
+        return rc;
+    dl_make_pairs_result res;
+    dl_status s = dl_make_pairs(&opt, &res);
+    if (s != DL_OK)
+        return dl_cli_report("data make-pairs", s);
+    char a[32], b[32], c[32], d[32];
+    printf("wrote %s pairs to %s", grouped(a, sizeof a, res.pairs), opt.output);
+    if (opt.valid_output)
+        printf(" and %s to %s", grouped(b, sizeof b, res.valid_pairs), opt.valid_output);
+    printf("\nread %s speeches (%s too short); rejected sides: %s shuffled, %s from another speech\n",
+           grouped(a, sizeof a, res.speeches), grouped(b, sizeof b, res.too_short),
+           grouped(c, sizeof c, res.shuffled), grouped(d, sizeof d, res.swapped));
+    return 0;
+}
+
 int dl_cmd_data(int argc, char **argv) {
     if (argc < 2) {
         usage_data(stderr);
@@ -327,7 +423,8 @@ int dl_cmd_data(int argc, char **argv) {
         int (*run)(int, char **);
         void (*usage)(FILE *);
     } subs[] = {{"convert", cmd_convert, usage_convert}, {"index", cmd_index, usage_index},
-                {"stat", cmd_stat, usage_stat}, {"synth-clicks", cmd_synth, usage_synth}};
+                {"stat", cmd_stat, usage_stat}, {"synth-clicks", cmd_synth, usage_synth},
+                {"make-pairs", cmd_make_pairs, usage_make_pairs}};
     for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++) {
         if (strcmp(sub, subs[i].name) != 0)
             continue;
@@ -337,6 +434,6 @@ int dl_cmd_data(int argc, char **argv) {
         }
         return subs[i].run(argc - 1, argv + 1);
     }
-    fprintf(stderr, "dealer data: unknown command '%s' (known: convert, index, stat, synth-clicks)\n", sub);
+    fprintf(stderr, "dealer data: unknown command '%s' (known: convert, index, stat, synth-clicks, make-pairs)\n", sub);
     return 2;
 }

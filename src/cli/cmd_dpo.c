@@ -1,12 +1,154 @@
-/* cmd_dpo.c — `dealer dpo`. */
+/* cmd_dpo.c — `dealer dpo precompute-ref CONFIG [overrides] [--out FILE]`: the reference log-probs of every
+ * preference pair, computed once so that training (dpo.reference: precomputed) holds only the policy in memory.
+ * The work is dl_dpo_precompute_reference (src/train/dpo.h); this file parses the command line, draws progress and
+ * prints a summary. It runs in one process (no MPI): a forward pass over the data is cheap next to training. */
+#include <omp.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "cli/commands.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "core/progress.h"
+#include "train/dpo.h"
+
+void openblas_set_num_threads(int num_threads);
+
+static void usage_dpo(FILE *out) {
+    fprintf(out, "usage: dealer dpo <command> [options]\n\n"
+                 "  precompute-ref   the reference log-probs of every pair, once (for dpo.reference: precomputed)\n\n"
+                 "  dealer dpo <command> --help   options of one command\n");
+}
+
+static void usage_precompute(FILE *out) {
+    fprintf(out,
+            "usage: dealer dpo precompute-ref CONFIG [section.key=value ...] [--out FILE]\n\n"
+            "Runs the checkpoint model.init_from names (the DPO reference) forward over every preference pair of\n"
+            "data.train and data.valid and writes each pair's summed response log-probs, by record, to an HDF5\n"
+            "file: dpo.reference_file, or FILE. Train with dpo.reference: precomputed and that file, and only the\n"
+            "policy is held in memory. The file remembers the checkpoint, the data and data.seq_len/overlong it was\n"
+            "computed with; training with anything else is an error. Runs in one process (threads: train.threads).\n");
+}
+
+typedef struct progress_state {
+    dl_progress bar;
+    char what[32];
+    int open;
+} progress_state;
+
+static void on_progress(void *ctx, const char *what, uint64_t done, uint64_t total) {
+    progress_state *p = ctx;
+    if (!p->open || strcmp(p->what, what) != 0) {
+        if (p->open)
+            dl_progress_end(&p->bar);
+        snprintf(p->what, sizeof p->what, "%s", what);
+        dl_progress_begin(&p->bar, p->what, total, 0, NULL);
+        p->open = 1;
+    }
+    dl_progress_update(&p->bar, done, done);
+}
+
+static int cmd_precompute(int argc, char **argv) {
+    const char *config_path = NULL, *out = NULL;
+    char **overrides = calloc((size_t)argc + 1, sizeof *overrides);
+    if (!overrides) {
+        fprintf(stderr, "dealer dpo precompute-ref: out of memory\n");
+        return 1;
+    }
+    int n_overrides = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--out") == 0 || strcmp(a, "-o") == 0) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "dealer dpo precompute-ref: %s needs a file name (see --help)\n", a);
+                free(overrides);
+                return 2;
+            }
+            out = argv[++i];
+        } else if (a[0] == '-') {
+            fprintf(stderr, "dealer dpo precompute-ref: unknown option '%s' (see --help)\n", a);
+            free(overrides);
+            return 2;
+        } else if (!config_path) {
+            config_path = a;
+        } else {
+            overrides[n_overrides++] = argv[i];
+        }
+    }
+    if (!config_path) {
+        fprintf(stderr, "dealer dpo precompute-ref: missing CONFIG (see --help)\n");
+        free(overrides);
+        return 2;
+    }
+    dl_config cfg;
+    dl_status s = dl_config_load(&cfg, config_path, n_overrides, overrides);
+    free(overrides);
+    if (s != DL_OK) {
+        dl_config_free(&cfg);
+        return dl_cli_report("dpo precompute-ref", s);
+    }
+    dl_log_set_level((dl_log_level)cfg.log.level);
+    if (cfg.model.kind != DL_MODEL_DPO) {
+        fprintf(stderr, "dealer dpo precompute-ref: %s trains model.kind %s, not dpo\n", config_path,
+                dl_config_enum_text("model.kind", cfg.model.kind));
+        dl_config_free(&cfg);
+        return 2;
+    }
+    if (!out)
+        out = cfg.dpo.reference_file;
+    if (cfg.train.threads > 0) {
+        omp_set_num_threads(cfg.train.threads);
+        openblas_set_num_threads(cfg.train.threads);
+    }
+    const char *device = dl_config_enum_text("device", (int)cfg.device);
+    dl_backend be;
+    s = dl_backend_open(&be, device ? device : "auto", 0);
+    if (s != DL_OK) {
+        dl_config_free(&cfg);
+        return dl_cli_report("dpo precompute-ref", s);
+    }
+    dl_loader_stats train = {0}, valid = {0};
+    progress_state progress = {0};
+    s = dl_dpo_precompute_reference(&cfg, &be, out, &train, &valid, on_progress, &progress);
+    if (progress.open)
+        dl_progress_end(&progress.bar);
+    dl_backend_close(&be);
+    if (s != DL_OK) {
+        dl_config_free(&cfg);
+        return dl_cli_report("dpo precompute-ref", s);
+    }
+    uint64_t train_pairs = train.records - train.unusable - train.dropped - train.skipped;
+    printf("wrote reference log-probs of %llu data.train pairs", (unsigned long long)train_pairs);
+    if (cfg.data.valid.count > 0)
+        printf(" and %llu data.valid pairs",
+               (unsigned long long)(valid.records - valid.unusable - valid.dropped - valid.skipped));
+    printf(" to %s\n", out);
+    printf("long pairs (data.overlong %s, data.seq_len %d): %llu truncated, %llu dropped; %llu unusable\n",
+           dl_config_enum_text("data.overlong", (int)cfg.data.overlong), cfg.data.seq_len,
+           (unsigned long long)(train.truncated + valid.truncated), (unsigned long long)(train.dropped + valid.dropped),
+           (unsigned long long)(train.unusable + valid.unusable));
+    dl_config_free(&cfg);
+    return 0;
+}
 
 int dl_cmd_dpo(int argc, char **argv) {
-    if (dl_cli_wants_help(argc, argv)) {
-        printf("usage: dealer dpo ...\n(not implemented yet: arrives with the dpo work)\n");
+    if (argc < 2) {
+        usage_dpo(stderr);
+        return 2;
+    }
+    const char *sub = argv[1];
+    if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0 || strcmp(sub, "help") == 0) {
+        usage_dpo(stdout);
         return 0;
     }
-    return dl_cli_not_implemented("dpo", "dpo");
+    if (strcmp(sub, "precompute-ref") == 0) {
+        if (dl_cli_wants_help(argc - 1, argv + 1)) {
+            usage_precompute(stdout);
+            return 0;
+        }
+        return cmd_precompute(argc - 1, argv + 1);
+    }
+    fprintf(stderr, "dealer dpo: unknown command '%s' (known: precompute-ref)\n", sub);
+    return 2;
 }

@@ -53,7 +53,8 @@ dl_status dl_batch_alloc(dl_batch *batch, dl_data_kind kind, int32_t rows, int32
         t->seq_chosen = alloc_array(slots, sizeof *t->seq_chosen);
         t->pair_chosen = alloc_array(slots / 2 + 1, sizeof *t->pair_chosen);
         t->pair_rejected = alloc_array(slots / 2 + 1, sizeof *t->pair_rejected);
-        ok = t->seq_pair && t->seq_chosen && t->pair_chosen && t->pair_rejected;
+        t->pair_record = alloc_array(slots / 2 + 1, sizeof *t->pair_record);
+        ok = t->seq_pair && t->seq_chosen && t->pair_chosen && t->pair_rejected && t->pair_record;
     }
     if (!ok) {
         dl_batch_free(batch);
@@ -76,6 +77,7 @@ void dl_batch_free(dl_batch *batch) {
     free(t->seq_chosen);
     free(t->pair_chosen);
     free(t->pair_rejected);
+    free(t->pair_record);
     dl_click_batch *c = &batch->clicks;
     free(c->row_ptr);
     free(c->features);
@@ -100,6 +102,7 @@ void dl_batch_clear(dl_batch *batch) {
     dl_token_batch *t = &batch->tokens;
     size_t slots = (size_t)t->rows * (size_t)t->seq_len;
     t->num_tokens = t->num_seqs = t->num_rows = t->num_targets = t->num_pairs = 0;
+    t->num_truncated = t->num_dropped = 0;
     if (!t->tokens)
         return;
     memset(t->tokens, 0, slots * sizeof *t->tokens);

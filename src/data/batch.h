@@ -19,7 +19,9 @@
  * Preference pairs (dpo) are token batches whose documents come in pairs, prompt+chosen and prompt+rejected: seq_pair
  * gives each document's pair, seq_chosen whether it is the chosen one, and pair_chosen / pair_rejected the document
  * index of each side, so the summed log-probs of a document (dl_op_sequence_sum_forward over cu_seqlens) gather
- * straight into the DPO loss. Both documents of a pair are always in the same batch.
+ * straight into the DPO loss. Both documents of a pair are always in the same batch. pair_record names the record
+ * each pair came from (the global record index of the dataset), so values computed once per record (precomputed
+ * reference log-probs) can be looked up.
  *
  * Click batches are CSR: row r has entries [row_ptr[r], row_ptr[r+1]) of features / fields / values, and labels[r].
  *
@@ -55,6 +57,8 @@ typedef struct dl_token_batch {
     int32_t num_rows;    /* rows holding at least one document */
     int32_t num_targets; /* targets != -1: the token count the loss is averaged over */
     int32_t num_pairs;   /* preference pairs (0 for text) */
+    int32_t num_truncated; /* pairs: pairs of this batch cut to fit a row (data.overlong truncate) */
+    int32_t num_dropped;   /* pairs: pairs left out as too long while this batch was packed (data.overlong drop) */
     int32_t *tokens;     /* [rows · seq_len] */
     int32_t *targets;    /* [rows · seq_len] */
     int32_t *positions;  /* [rows · seq_len] */
@@ -65,6 +69,7 @@ typedef struct dl_token_batch {
     uint8_t *seq_chosen;    /* [rows · seq_len]: 1 for prompt+chosen, 0 for prompt+rejected */
     int32_t *pair_chosen;   /* [rows · seq_len / 2 + 1]: document index of each pair's chosen side */
     int32_t *pair_rejected; /* [rows · seq_len / 2 + 1] */
+    uint64_t *pair_record;  /* [rows · seq_len / 2 + 1]: the source's record index each pair was read from */
 } dl_token_batch;
 
 typedef struct dl_click_batch {

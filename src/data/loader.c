@@ -91,6 +91,7 @@ void dl_loader_config_default(dl_loader_config *c) {
     c->epochs = 0;
     c->prefetch = 4;
     c->skip_corrupt = 0;
+    c->overlong = DL_PACK_TRUNCATE;
 }
 
 /* ---- fingerprint and cursor -------------------------------------------------------------------------------------- */
@@ -246,6 +247,7 @@ static dl_status fetch_doc(void *ctx, uint64_t stream, dl_pack_doc *doc) {
         doc->chosen_len = l->pair.chosen.len;
         doc->rejected = l->pair.rejected.data;
         doc->rejected_len = l->pair.rejected.len;
+        doc->record = record;
     } else {
         doc->tokens = l->tokens.data;
         doc->len = l->tokens.len;
@@ -320,6 +322,8 @@ static dl_status produce(dl_loader *l, loader_slot *slot, int *eos) {
         l->pstats.tokens += (uint64_t)batch->tokens.num_tokens;
         l->pstats.slots += (uint64_t)batch->tokens.rows * (uint64_t)batch->tokens.seq_len;
         l->pstats.unusable = ps->unusable;
+        l->pstats.truncated = ps->truncated;
+        l->pstats.dropped = ps->dropped;
         batch->epoch = dl_packer_position(l->packer) / l->per_epoch;
     }
     l->next_batch++;
@@ -486,6 +490,11 @@ static dl_status check_config(const dl_doc_source *src, const dl_loader_config *
                                           : src->read_click != NULL;
     DL_REQUIRE(have, DL_ERR_INVALID, "the document source %s cannot read %s records", src->name ? src->name : "",
                dl_data_kind_name(c->kind));
+    if (c->kind == DL_DATA_PAIRS && (c->overlong < DL_PACK_TRUNCATE || c->overlong > DL_PACK_ERROR)) {
+        dl_status s = DL_FAIL(DL_ERR_INVALID, "data.overlong must be truncate, drop or error for preference pairs");
+        dl_error_hint("a pair is never split into pieces: that would change the log-probs the loss compares");
+        return s;
+    }
     return DL_OK;
 }
 
@@ -525,7 +534,8 @@ dl_status dl_loader_open(dl_loader **loader, const dl_doc_source *src, const dl_
                              .seq_len = cfg->seq_len,
                              .window = cfg->pack_window,
                              .packing = cfg->packing,
-                             .period = l->per_epoch};
+                             .period = l->per_epoch,
+                             .overlong = (dl_pack_overlong)cfg->overlong};
         s = dl_packer_create(&l->packer, &pc);
         if (s != DL_OK) {
             free(l);

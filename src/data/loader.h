@@ -69,9 +69,11 @@ typedef struct dl_loader_config {
     uint64_t epochs;     /* epochs in the stream; 0: endless */
     int32_t prefetch;    /* batches prepared ahead by the background thread; 0: none, no thread */
     int skip_corrupt;    /* data.skip_corrupt */
+    int overlong;        /* data.overlong for pairs longer than a row: truncate, drop, error (dl_pack_overlong) */
 } dl_loader_config;
 
-/* Text, B 8, T 512, packing on, window 256, shuffled, seed 0, world 1, rank 0, endless, prefetch 4, no skipping. */
+/* Text, B 8, T 512, packing on, window 256, shuffled, seed 0, world 1, rank 0, endless, prefetch 4, no skipping,
+ * overlong pairs truncated. */
 void dl_loader_config_default(dl_loader_config *config);
 
 typedef struct dl_loader_stats {
@@ -79,6 +81,8 @@ typedef struct dl_loader_stats {
     uint64_t records;  /* records read from the stream */
     uint64_t skipped;  /* corrupt records skipped (data.skip_corrupt) */
     uint64_t unusable; /* empty documents / pairs with an empty side, left out */
+    uint64_t truncated; /* pairs cut to fit a row (data.overlong truncate) */
+    uint64_t dropped;   /* pairs too long for a row, left out (data.overlong drop) */
     uint64_t tokens;   /* real tokens handed out (token batches) */
     uint64_t slots;    /* rows · seq_len handed out (token batches): tokens / slots is the packing efficiency */
     uint64_t rows;     /* click rows handed out */

@@ -21,6 +21,8 @@ typedef struct pack_item {
     int32_t loss_from;  /* tokens at index ≥ loss_from are predicted with loss (pairs: the kept prompt length) */
     int32_t next_token; /* target of the last token: the next piece's first token, or -1 */
     int32_t key;        /* len[0] + len[1] */
+    uint64_t record;    /* pairs: the source record, for the batch's pair_record */
+    int truncated;      /* pairs: cut to fit a row */
     int32_t bprev, bnext; /* bucket list */
     int32_t aprev, anext; /* arrival list */
 } pack_item;
@@ -49,7 +51,7 @@ struct dl_packer {
     int32_t *rem, *row_head, *row_tail;
     int32_t *doc_next, *doc_len, *doc_pair;
     uint8_t *doc_chosen;
-    int32_t ndocs, npairs, ntargets;
+    int32_t ndocs, npairs, ntargets, ntruncated;
     dl_pack_stats stats;
 };
 
@@ -310,12 +312,26 @@ static dl_status load_pending(dl_packer *p, uint64_t stream, const dl_pack_doc *
     return DL_OK;
 }
 
-/* Builds the window item of a preference pair (truncated to fit a row). Returns 0 in *usable for an unusable pair. */
+/* Builds the window item of a preference pair (truncated to fit a row). *usable: 1 when it went into the window, 0
+ * for an unusable pair, -1 for one dropped as too long. */
 static dl_status add_pair(dl_packer *p, uint64_t stream, const dl_pack_doc *doc, int *usable) {
     size_t T = (size_t)p->T;
     size_t P = doc->prompt_len, C = doc->chosen_len, R = doc->rejected_len;
     size_t longest = C > R ? C : R;
     size_t keep_prompt = P;
+    if (P + longest > T && p->cfg.overlong == DL_PACK_DROP) {
+        p->stats.dropped++;
+        *usable = -1;
+        return DL_OK;
+    }
+    if (P + longest > T && p->cfg.overlong == DL_PACK_ERROR) {
+        dl_status s = DL_FAIL(DL_ERR_FORMAT,
+                              "pair at stream position %llu (record %llu): prompt %zu + longer response %zu tokens "
+                              "exceed data.seq_len %zu (data.overlong: error)",
+                              (unsigned long long)stream, (unsigned long long)doc->record, P, longest, T);
+        dl_error_hint("raise data.seq_len, shorten the pairs, or set data.overlong to truncate or drop");
+        return s;
+    }
     if (P + longest > T) {
         size_t room = T > longest ? T - longest : 0;
         if (room < T / 2)
@@ -354,6 +370,8 @@ static dl_status add_pair(dl_packer *p, uint64_t stream, const dl_pack_doc *doc,
     it->loss_from = (int32_t)keep_prompt;
     it->next_token = -1;
     it->key = it->len[0] + it->len[1];
+    it->record = doc->record;
+    it->truncated = keep_prompt < P || keep_c < C || keep_r < R;
     window_insert(p, slot);
     return DL_OK;
 }
@@ -364,7 +382,8 @@ static dl_status note_unusable(dl_packer *p) {
     if (p->cfg.period && p->unusable_run >= p->cfg.period) {
         dl_status s = DL_FAIL(DL_ERR_FORMAT, "%llu stream positions in a row (a whole epoch) gave no usable document",
                               (unsigned long long)p->unusable_run);
-        dl_error_hint("the records are empty, skipped as corrupt, or of another kind than the model needs");
+        dl_error_hint("the records are empty, skipped as corrupt, dropped as too long (data.overlong drop), or of "
+                      "another kind than the model needs");
         return s;
     }
     return DL_OK;
@@ -394,8 +413,8 @@ static dl_status refill(dl_packer *p, dl_pack_fetch_fn fetch, void *ctx) {
         if (p->cfg.kind == DL_DATA_PAIRS) {
             int usable = 0;
             DL_CHECK(add_pair(p, stream, &doc, &usable));
-            if (!usable) {
-                p->stats.unusable++;
+            if (usable != 1) {
+                p->stats.unusable += usable == 0;
                 DL_CHECK(note_unusable(p));
                 continue;
             }
@@ -483,6 +502,8 @@ static int try_place(dl_packer *p, dl_token_batch *out, int32_t slot) {
         if (row_small < 0)
             return 0;
         int32_t pair = p->npairs++;
+        out->pair_record[pair] = it->record;
+        p->ntruncated += it->truncated;
         int32_t rows[2];
         rows[big] = row_big;
         rows[small] = row_small;
@@ -571,6 +592,7 @@ static void emit(dl_packer *p, dl_token_batch *out) {
     out->num_rows = used_rows;
     out->num_targets = p->ntargets;
     out->num_pairs = p->npairs;
+    out->num_truncated = p->ntruncated;
     p->stats.batches++;
     p->stats.tokens += (uint64_t)offset;
     p->stats.slots += slots;
@@ -588,17 +610,20 @@ dl_status dl_packer_next(dl_packer *p, dl_token_batch *out, dl_pack_fetch_fn fet
         p->rem[b] = p->T;
         p->row_head[b] = p->row_tail[b] = -1;
     }
-    p->ndocs = p->npairs = p->ntargets = 0;
+    p->ndocs = p->npairs = p->ntargets = p->ntruncated = 0;
+    uint64_t dropped_before = p->stats.dropped;
     for (;;) {
         DL_CHECK(refill(p, fetch, ctx));
         if (!place_one(p, out))
             break;
     }
+    out->num_dropped = (int32_t)(p->stats.dropped - dropped_before);
     if (p->ndocs == 0) {
         /* Every window item fits an empty batch, so nothing placed means nothing left. */
         if (p->count > 0 || p->pend_active || p->next_stream < p->stream_end)
             return DL_FAIL(DL_ERR_RUNTIME, "packer: %d window documents fit no empty batch", (int)p->count);
         out->num_tokens = out->num_seqs = out->num_rows = out->num_targets = out->num_pairs = 0;
+        out->num_truncated = 0;
         return DL_OK;
     }
     emit(p, out);
@@ -686,7 +711,7 @@ dl_status dl_packer_restore(dl_packer *p, const uint8_t *in, size_t len, size_t 
         if (p->cfg.kind == DL_DATA_PAIRS) {
             int usable = 0;
             DL_CHECK(add_pair(p, stream, &doc, &usable));
-            if (!usable)
+            if (usable != 1)
                 return DL_FAIL(DL_ERR_FORMAT, "data cursor names an unusable pair at stream position %llu",
                                (unsigned long long)stream);
         } else {

@@ -19,9 +19,12 @@
  *
  * Preference pairs: a pair is one unit of the window; its two documents, prompt+chosen and prompt+rejected, go into
  * the same batch (possibly different rows), so the DPO loss always sees both sides. Targets are -1 wherever the
- * predicted token is a prompt token: the loss counts only response tokens. A pair longer than a row is truncated,
- * not split (a split would change the log-probs the loss compares): the prompt keeps its last
- * min(P, max(T − max(C, R), T / 2)) tokens and each response its first T − kept-prompt tokens.
+ * predicted token is a prompt token: the loss counts only response tokens. A pair whose prompt plus longer response
+ * exceeds a row is never split (a split would change the log-probs the loss compares); `overlong` decides: truncate
+ * (the prompt keeps its last min(P, max(T − max(C, R), T / 2)) tokens and each response its first T − kept-prompt
+ * tokens), drop (the pair is skipped), or error (packing fails naming the record). Truncated and dropped pairs are
+ * counted (stats, and per batch in num_truncated / num_dropped). Each pair's record index (dl_pack_doc.record) goes
+ * to the batch's pair_record.
  *
  * Without packing (`packing: false`) the window is one document and every document (or piece) gets a row of its
  * own, padded: the baseline that packing is measured against.
@@ -42,6 +45,10 @@
 extern "C" {
 #endif
 
+/* What happens to a preference pair longer than a row (the numbering of data.overlong). Text documents are always
+ * cut into pieces. */
+typedef enum dl_pack_overlong { DL_PACK_TRUNCATE = 0, DL_PACK_DROP = 1, DL_PACK_ERROR = 2 } dl_pack_overlong;
+
 typedef struct dl_pack_config {
     dl_data_kind kind; /* DL_DATA_TEXT or DL_DATA_PAIRS */
     int32_t rows;      /* B */
@@ -51,6 +58,7 @@ typedef struct dl_pack_config {
     /* Stream positions per epoch: a whole epoch without one usable document is an error instead of an endless
      * search. 0 turns the check off. */
     uint64_t period;
+    dl_pack_overlong overlong; /* pairs only */
 } dl_pack_config;
 
 /* One document, as the fetch callback hands it over. The packer copies what it keeps before the next fetch. */
@@ -60,6 +68,7 @@ typedef struct dl_pack_doc {
     size_t len;
     const int32_t *prompt, *chosen, *rejected; /* pairs */
     size_t prompt_len, chosen_len, rejected_len;
+    uint64_t record; /* pairs: where the pair was read from (the loader's global record index) */
 } dl_pack_doc;
 
 /* Fills `doc` with the document at stream position `stream`. Called in increasing order while packing and in any
@@ -70,6 +79,7 @@ typedef struct dl_pack_stats {
     uint64_t documents;  /* usable documents (text) or pairs taken from the stream */
     uint64_t pieces;     /* pieces of text documents longer than a row (counting every piece) */
     uint64_t truncated;  /* pairs cut to fit a row */
+    uint64_t dropped;    /* pairs too long for a row, left out (overlong drop) */
     uint64_t unusable;   /* empty documents and pairs with an empty side, skipped */
     uint64_t batches;
     uint64_t tokens;     /* real tokens emitted */

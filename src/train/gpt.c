@@ -518,8 +518,8 @@ static dl_status block_backward(dl_gpt *m, int layer, const block_acts *a, const
     return DL_OK;
 }
 
-dl_status dl_gpt_backward(dl_gpt *m, dl_gpt_layer_hook hook, void *hook_ctx) {
-    DL_REQUIRE(m != NULL, DL_ERR_INVALID, "dl_gpt_backward: NULL model");
+/* The backward pass with d(loss)/d(loss_n) = dlosses[n] (device memory). */
+static dl_status backward(dl_gpt *m, const float *dlosses, dl_gpt_layer_hook hook, void *hook_ctx) {
     DL_REQUIRE(m->have_forward, DL_ERR_INVALID, "dl_gpt_backward: no forward pass to differentiate (or it was "
                                                 "already used)");
     m->have_forward = 0;
@@ -528,7 +528,7 @@ dl_status dl_gpt_backward(dl_gpt *m, dl_gpt_layer_hook hook, void *hook_ctx) {
     int N = m->num_tokens, C = c->n_embd, V = c->vocab_size;
     size_t nc = (size_t)N * C, f = sizeof(float);
     /* Head: the fused classifier turns logits into dlogits in place. */
-    DL_CHECK(dl_op_xent_backward(be, m->logits, m->logits, m->lse_vocab, m->targets, m->ones, N, V));
+    DL_CHECK(dl_op_xent_backward(be, m->logits, m->logits, m->lse_vocab, m->targets, dlosses, N, V));
     DL_CHECK(dl_mem_zero(be, m->dln, nc * f));
     DL_CHECK(dl_op_matmul_backward(be, m->dln, m->g.wte, NULL, m->logits, m->lnf, m->w.wte, N, C, V));
     DL_CHECK(dl_mem_zero(be, m->dresid, nc * f));
@@ -554,6 +554,16 @@ dl_status dl_gpt_backward(dl_gpt *m, dl_gpt_layer_hook hook, void *hook_ctx) {
     if (hook)
         DL_CHECK(hook(hook_ctx, -1));
     return DL_OK;
+}
+
+dl_status dl_gpt_backward(dl_gpt *m, dl_gpt_layer_hook hook, void *hook_ctx) {
+    DL_REQUIRE(m != NULL, DL_ERR_INVALID, "dl_gpt_backward: NULL model");
+    return backward(m, m->ones, hook, hook_ctx);
+}
+
+dl_status dl_gpt_backward_weighted(dl_gpt *m, const float *dlosses, dl_gpt_layer_hook hook, void *hook_ctx) {
+    DL_REQUIRE(m != NULL && dlosses != NULL, DL_ERR_INVALID, "dl_gpt_backward_weighted: NULL argument");
+    return backward(m, dlosses, hook, hook_ctx);
 }
 
 /* Model FLOPs per trained token (PaLM appendix B convention, as llm.c): every matmul weight costs 6 FLOPs per token

@@ -90,6 +90,11 @@ dl_status dl_gpt_forward(dl_gpt *model, const dl_gpt_inputs *inputs, double *los
 /* Backward of the last forward: ACCUMULATES d(loss_sum)/dθ into the gradient buffer (zero it with
  * dl_gpt_zero_grads at the start of a step). Calls hook(ctx, layer) as blocks finish (hook may be NULL). */
 dl_status dl_gpt_backward(dl_gpt *model, dl_gpt_layer_hook hook, void *hook_ctx);
+/* Like dl_gpt_backward for the loss Σ_n dlosses[n]·loss_n, where loss_n is the cross-entropy of token n (what
+ * dl_gpt_token_losses holds): dlosses is device memory with one upstream gradient per token of the last forward.
+ * Positions without a target get no gradient whatever their weight. DPO uses it to push d(loss)/d(log-prob of a
+ * sequence) into every token of that sequence; dl_gpt_backward is this with every weight 1. */
+dl_status dl_gpt_backward_weighted(dl_gpt *model, const float *dlosses, dl_gpt_layer_hook hook, void *hook_ctx);
 dl_status dl_gpt_zero_grads(dl_gpt *model);
 
 /* Per-token losses of the last forward (device memory, [num_tokens]): −log p(target), 0 where ignored. */

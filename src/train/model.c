@@ -1,9 +1,10 @@
 /* model.c — the model factory, and the gpt model behind the generic interface (model.h); fm and ffm live in
- * fm.c, ffm.c and click_model.c. */
+ * fm.c, ffm.c and click_model.c, dpo in dpo.c. */
 #include "train/model.h"
 
 #include <stdlib.h>
 
+#include "train/dpo.h"
 #include "train/ffm.h"
 #include "train/fm.h"
 #include "train/gpt.h"
@@ -126,6 +127,9 @@ dl_status dl_model_create(dl_model **out, const dl_config *cfg, const dl_backend
         break;
     case DL_MODEL_FFM:
         s = dl_ffm_create(model, cfg, be, rows);
+        break;
+    case DL_MODEL_DPO:
+        s = dl_dpo_model_create(model, cfg, be, rows, seq_len);
         break;
     default:
         s = DL_FAIL(DL_ERR_NOT_IMPLEMENTED, "model.kind %s is not implemented yet",

@@ -116,6 +116,7 @@ static dl_status setup_data(trainer *t) {
     lc->epochs = (uint64_t)(c->train.epochs > 0 ? c->train.epochs : 0);
     lc->prefetch = c->data.prefetch;
     lc->skip_corrupt = c->data.skip_corrupt;
+    lc->overlong = (int)c->data.overlong; /* pairs: truncate | drop | error (text is always split) */
     return DL_OK;
 }
 
