@@ -119,13 +119,16 @@ typedef struct trainee {
     dl_optimizer opt;
     dl_gpt_config config;
     int64_t step;
+    double init_seconds;
 } trainee;
 
 static void trainee_open(trainee *t, const dl_backend *be, const options *o, int checkpoint_every, int max_tokens) {
     memset(t, 0, sizeof *t);
     t->config = (dl_gpt_config){o->vocab, o->layers, o->heads, o->embd, o->seq, 0, 10000.0f, checkpoint_every};
     check(dl_gpt_create(&t->gpt, &t->config, be, max_tokens, max_tokens), "creating the model");
+    double t0 = dl_time_seconds();
     check(dl_gpt_init_params(t->gpt, 1337), "initialising the model");
+    t->init_seconds = dl_time_seconds() - t0;
     dl_optimizer_settings os = {.kind = DL_OPT_ADAMW, .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.1};
     check(dl_optimizer_create(&t->opt, &os, be, dl_gpt_params(t->gpt), 0, dl_gpt_num_params(t->gpt)),
           "creating the optimizer");
@@ -221,9 +224,9 @@ static double attended_context(const dl_gpt_inputs *in) {
 }
 
 static void print_shape(const options *o, const trainee *t) {
-    printf("model: %d layers, %d heads, %d wide, vocab %d: %.1fM parameters; batch %d x %d tokens; %d thread%s\n",
-           o->layers, o->heads, o->embd, o->vocab, (double)dl_gpt_num_params(t->gpt) / 1e6, o->batch, o->seq,
-           o->threads, o->threads == 1 ? "" : "s");
+    printf("model: %d layers, %d heads, %d wide, vocab %d: %.1fM parameters (initialised in %.2f s); batch %d x %d "
+           "tokens; %d thread%s\n", o->layers, o->heads, o->embd, o->vocab, (double)dl_gpt_num_params(t->gpt) / 1e6,
+           t->init_seconds, o->batch, o->seq, o->threads, o->threads == 1 ? "" : "s");
 }
 
 static int run_step(const options *o, const dl_backend *be) {

@@ -217,6 +217,40 @@ static void tiny_model_learns_a_cycle(void **state) {
     dl_backend_close(&be);
 }
 
+/* The parallel initialisation gives exactly the sequence a dl_rng_normal loop over each tensor's stream gives. */
+static void init_matches_sequential_normals(void **state) {
+    (void)state;
+    dl_backend be;
+    assert_int_equal(dl_backend_open(&be, "cpu", 0), DL_OK);
+    dl_gpt_config cfg = tiny_config(0, 0, 2);
+    cfg.n_embd = 64;
+    cfg.n_head = 4;
+    cfg.vocab_size = 300; /* wte has 19200 elements: the parallel path */
+    dl_gpt *m;
+    assert_int_equal(dl_gpt_create(&m, &cfg, &be, 13, 3), DL_OK);
+    uint64_t seed = dl_test_seed();
+    assert_int_equal(dl_gpt_init_params(m, seed), DL_OK);
+    const dl_tensor_table *t = dl_gpt_params(m);
+    const float *p = dl_gpt_param_data(m);
+    float residual_std = 0.02f / sqrtf(4.0f);
+    for (size_t i = 0; i < t->count; i++) {
+        const dl_tensor *v = dl_tensor_table_at(t, i);
+        if (v->ndim < 2)
+            continue; /* biases 0, norms 1 */
+        float std = strstr(v->name, ".proj.weight") ? residual_std : (strcmp(v->name, "wpe") == 0 ? 0.01f : 0.02f);
+        dl_rng rng;
+        dl_rng_init(&rng, seed, ((uint64_t)DL_STREAM_INIT << 32) | i);
+        for (size_t k = 0; k < v->numel; k++) {
+            float want = std * dl_rng_normal(&rng);
+            if (memcmp(&want, &p[v->offset + k], sizeof want) != 0)
+                DL_TEST_FAIL("%s[%zu] = %.9g, the sequential draw is %.9g", v->name, k, (double)p[v->offset + k],
+                             (double)want);
+        }
+    }
+    dl_gpt_destroy(m);
+    dl_backend_close(&be);
+}
+
 static void bad_inputs_are_errors(void **state) {
     (void)state;
     dl_backend be;
@@ -255,6 +289,7 @@ int main(void) {
         cmocka_unit_test(gradients_match_finite_differences_rope),
         cmocka_unit_test(checkpointing_gives_bit_identical_gradients),
         cmocka_unit_test(tiny_model_learns_a_cycle),
+        cmocka_unit_test(init_matches_sequential_normals),
         cmocka_unit_test(bad_inputs_are_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
