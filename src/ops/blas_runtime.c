@@ -54,19 +54,31 @@ const char *dl_blas_wanted_coretype(void) {
 }
 
 void dl_blas_select_kernel(char **argv) {
+    int kernel = 0, wait_policy = 0;
     const char *off = getenv("DEALER_BLAS_AUTOSELECT");
-    if (off && strcmp(off, "0") == 0)
+    /* Not when the user chose, nor after our own re-execution (DEALER_BLAS_REEXEC marks it). */
+    if (!(off && strcmp(off, "0") == 0) && !getenv("OPENBLAS_CORETYPE") && !getenv("DEALER_BLAS_REEXEC")) {
+        const char *wanted = dl_blas_wanted_coretype();
+        if (wanted) {
+            setenv("OPENBLAS_CORETYPE", wanted, 1);
+            setenv("DEALER_BLAS_REEXEC", wanted, 1);
+            kernel = 1;
+        }
+    }
+    if (!getenv("OMP_WAIT_POLICY") && !getenv("GOMP_SPINCOUNT")) {
+        setenv("OMP_WAIT_POLICY", "passive", 1);
+        wait_policy = 1;
+    }
+    if (!kernel && !wait_policy)
         return;
-    if (getenv("OPENBLAS_CORETYPE") || getenv("DEALER_BLAS_REEXEC"))
-        return; /* the user chose, or we already re-executed once */
-    const char *wanted = dl_blas_wanted_coretype();
-    if (!wanted)
-        return;
-    setenv("OPENBLAS_CORETYPE", wanted, 1);
-    setenv("DEALER_BLAS_REEXEC", wanted, 1);
     execv("/proc/self/exe", argv);
-    /* exec failed: carry on with the slow kernel and say so in dl_blas_describe. */
-    unsetenv("OPENBLAS_CORETYPE");
+    /* exec failed: carry on with what the libraries chose at load; dl_blas_describe tells of a slow kernel. */
+    if (kernel) {
+        unsetenv("OPENBLAS_CORETYPE");
+        unsetenv("DEALER_BLAS_REEXEC");
+    }
+    if (wait_policy)
+        unsetenv("OMP_WAIT_POLICY");
 }
 
 const char *dl_blas_describe(void) {

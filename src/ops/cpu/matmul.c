@@ -2,7 +2,15 @@
  *
  * The three products go to OpenBLAS sgemm, which is where the flops are; the backward products pass beta = 1 so
  * they accumulate into the gradients for free, as ops.h asks. The bias add and the bias gradient are the only
- * loops of our own. The bias gradient is a column sum over N rows: the team splits the OC columns, each thread adds
+ * loops of our own.
+ *
+ * Threads: the process has one thread pool, OpenMP's. Each product is cut into one slab of output rows or columns
+ * per OpenMP thread and every thread runs a single-threaded sgemm on its slab; OpenBLAS's own pthread pool is kept
+ * at one thread. Debian's OpenBLAS (pthread build) and libgomp both busy-wait after their work, so when both pools
+ * exist their idle threads spin on the cores the other pool's threads need: a training step (matmuls between
+ * small OpenMP kernels) measured 10-15% more CPU time that way, and much worse wall time on a loaded machine. The
+ * slab is the larger output dimension, so the large operand (the weight, for the usual few hundred tokens) is
+ * packed once in total rather than once per thread. The bias gradient is a column sum over N rows: the team splits the OC columns, each thread adds
  * its columns' rows in order (in double), so the result is the same for any thread count and needs no atomics.
  *
  * The bf16 variant (the GPU's storage format) has no BLAS routine: it converts a tile of the weight to fp32 on the
@@ -13,6 +21,42 @@
 
 #include "ops/cpu/cpu_dense.h"
 #include "ops/cpu/cpu_dense_math.h"
+
+int openblas_get_num_threads(void);
+void openblas_set_num_threads(int num_threads);
+
+/* Products below this many multiply-adds (M·N·K) run as one sgemm on the calling thread. */
+#define TEAM_SGEMM_MIN ((double)(1 << 21))
+
+/* C[M,N] = op(A)·op(B) + beta·C, row-major, alpha 1, with the output split among the OpenMP threads (see the top
+ * of the file). A slab of rows of C takes the same rows of op(A); a slab of columns the same columns of op(B). */
+static void team_sgemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, const float *A, int lda,
+                       const float *B, int ldb, float beta, float *C, int ldc) {
+    if (openblas_get_num_threads() != 1) /* also undoes a caller's openblas_set_num_threads(T) */
+        openblas_set_num_threads(1);
+    int threads = omp_get_max_threads();
+    int by_rows = M >= N;
+    int extent = by_rows ? M : N;
+    int width = (extent + threads - 1) / threads;
+    width = (width + 63) & ~63; /* whole kernel tiles, 64-byte aligned columns */
+    int parts = (extent + width - 1) / width;
+    if (parts < 2 || (double)M * (double)N * (double)K < TEAM_SGEMM_MIN) {
+        cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+#pragma omp parallel for schedule(static) num_threads(parts)
+    for (int p = 0; p < parts; p++) {
+        int lo = p * width, len = extent - lo < width ? extent - lo : width;
+        if (by_rows) {
+            const float *a = ta == CblasNoTrans ? A + (size_t)lo * (size_t)lda : A + lo;
+            cblas_sgemm(CblasRowMajor, ta, tb, len, N, K, 1.0f, a, lda, B, ldb, beta, C + (size_t)lo * (size_t)ldc,
+                        ldc);
+        } else {
+            const float *b = tb == CblasNoTrans ? B + lo : B + (size_t)lo * (size_t)ldb;
+            cblas_sgemm(CblasRowMajor, ta, tb, M, len, K, 1.0f, A, lda, b, ldb, beta, C + lo, ldc);
+        }
+    }
+}
 
 /* out[n, :] += bias for every row. */
 static void add_bias_rows(float *restrict out, const float *restrict bias, int N, int OC) {
@@ -29,7 +73,7 @@ static void add_bias_rows(float *restrict out, const float *restrict bias, int N
 dl_status dl_cpu_matmul_forward(void *state, float *out, const float *inp, const float *weight, const float *bias,
                                 int N, int C, int OC) {
     (void)state;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC);
+    team_sgemm(CblasNoTrans, CblasTrans, N, OC, C, inp, C, weight, C, 0.0f, out, OC);
     if (bias)
         add_bias_rows(out, bias, N, OC);
     return DL_OK;
@@ -66,9 +110,9 @@ dl_status dl_cpu_matmul_backward(void *state, float *dinp, float *dweight, float
                                  const float *inp, const float *weight, int N, int C, int OC) {
     (void)state;
     if (dinp) /* dinp[N,C] += dout[N,OC]·weight[OC,C] */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, weight, C, 1.0f, dinp, C);
+        team_sgemm(CblasNoTrans, CblasNoTrans, N, C, OC, dout, OC, weight, C, 1.0f, dinp, C);
     /* dweight[OC,C] += dout[N,OC]ᵀ·inp[N,C] */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dweight, C);
+    team_sgemm(CblasTrans, CblasNoTrans, OC, C, N, dout, OC, inp, C, 1.0f, dweight, C);
     if (dbias)
         bias_gradient(dbias, dout, N, OC);
     return DL_OK;
