@@ -119,23 +119,27 @@ int main(int argc, char **argv) {
     double *t_frozen = malloc((size_t)reps * sizeof(double)), *t_pre = malloc((size_t)reps * sizeof(double));
     double *t_plain = malloc((size_t)reps * sizeof(double));
     dl_gpt_inputs in = {b->tokens, b->targets, b->positions, b->cu_seqlens, b->num_seqs, b->num_tokens};
+    /* Round r runs the three paths in a rotated order, so no path always follows the same one. */
     for (int r = -2; r < reps; r++) { /* two warm-up rounds */
-        dl_step_stats s1 = {0}, s2 = {0};
-        double t0 = dl_time_seconds();
-        if (dl_dpo_batch(frozen, b, 1, NULL, NULL, &s1) != DL_OK)
-            return fail("frozen-model batch");
-        double t1 = dl_time_seconds();
-        if (dl_dpo_batch(pre, b, 1, NULL, NULL, &s2) != DL_OK)
-            return fail("precomputed batch");
-        double t2 = dl_time_seconds(), loss;
-        int64_t count;
-        if (dl_gpt_forward(plain, &in, &loss, &count) != DL_OK || dl_gpt_backward(plain, NULL, NULL) != DL_OK)
-            return fail("gpt step");
-        double t3 = dl_time_seconds();
+        double ms[3];
+        for (int k = 0; k < 3; k++) {
+            int which = (k + (r + 3)) % 3;
+            dl_step_stats stats = {0};
+            double t0 = dl_time_seconds(), loss;
+            int64_t count;
+            dl_status s = which == 0   ? dl_dpo_batch(frozen, b, 1, NULL, NULL, &stats)
+                          : which == 1 ? dl_dpo_batch(pre, b, 1, NULL, NULL, &stats)
+                                       : dl_gpt_forward(plain, &in, &loss, &count);
+            if (s == DL_OK && which == 2)
+                s = dl_gpt_backward(plain, NULL, NULL);
+            if (s != DL_OK)
+                return fail(which == 0 ? "frozen-model batch" : which == 1 ? "precomputed batch" : "gpt step");
+            ms[which] = (dl_time_seconds() - t0) * 1e3;
+        }
         if (r >= 0) {
-            t_frozen[r] = (t1 - t0) * 1e3;
-            t_pre[r] = (t2 - t1) * 1e3;
-            t_plain[r] = (t3 - t2) * 1e3;
+            t_frozen[r] = ms[0];
+            t_pre[r] = ms[1];
+            t_plain[r] = ms[2];
         }
     }
     double mf = median(t_frozen, reps), mp = median(t_pre, reps), mg = median(t_plain, reps);
@@ -147,7 +151,7 @@ int main(int argc, char **argv) {
     size_t mem_pre = 2 * params + act + 2 * (size_t)RECORDS * sizeof(float), mem_frozen = 3 * params + act + ref_act;
     printf("## bench_dpo: %d layers, %d wide, %d heads, vocab 256; %d rows x %d tokens; %d threads\n\n", layers, embd,
            heads, rows, seq_len, threads);
-    printf("Batch: %d pairs (prompt %d, answers %d tokens), %d tokens; medians of %d interleaved rounds.\n\n",
+    printf("Batch: %d pairs (prompt %d, answers %d tokens), %d tokens; medians of %d rounds, the paths interleaved in rotating order.\n\n",
            b->num_pairs, PROMPT, ANSWER, b->num_tokens, reps);
     printf("| path | ms per micro-batch | vs plain GPT step | memory (params + grads + activations) |\n");
     printf("|---|---|---|---|\n");

@@ -389,7 +389,11 @@ dl_status dl_dpo_reference_read(const char *path, dl_dpo_reference_meta *meta, d
     DL_REQUIRE(file >= 0, DL_ERR_FORMAT, "%s: not a readable HDF5 file (truncated or damaged?)", path);
     char format[64] = "";
     int64_t version = 0, seq_len = 0, overlong = 0, crc = 0, step = 0;
-    dl_status s = h5_attr_read_str(file, "format", format, sizeof format, path);
+    dl_status s = DL_OK;
+    if (H5Aexists(file, "format") <= 0)
+        s = DL_FAIL(DL_ERR_FORMAT, "%s is not a DPO reference file (no format attribute)", path);
+    if (s == DL_OK)
+        s = h5_attr_read_str(file, "format", format, sizeof format, path);
     if (s == DL_OK && strcmp(format, REF_FORMAT) != 0)
         s = DL_FAIL(DL_ERR_FORMAT, "%s is not a DPO reference file (format '%s')", path, format);
     if (s == DL_OK)

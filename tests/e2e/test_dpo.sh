@@ -56,6 +56,11 @@ for key in loss rewards/accuracy rewards/margin logps/chosen; do
                        printf "step %d %s: model %s vs precomputed %s\n", NR, k, $1, $2; bad = 1 } }
                      END { exit bad }' || fail "the precomputed reference trains differently from the frozen model"
 done
+# A precomputed run resumes from its checkpoint like any other (the tables are reloaded, the policy restored).
+run2 train "${dpo[@]}" "${short[@]}" train.steps=14 run.dir="$work/pre-ref" dpo.reference=precomputed \
+  dpo.reference_file="$work/ref.h5" >"$work/b2.txt" 2>&1 || { cat "$work/b2.txt"; fail "precomputed resume failed"; }
+grep -q "resumed from .*step_00000012.h5 at step 12" "$work/b2.txt" || fail "the precomputed run did not resume"
+grep -q "step     14/14" "$work/b2.txt" || fail "the resumed run did not reach step 14"
 first_loss=$(first_metric "$work/model-ref/metrics.jsonl" loss)
 first_acc=$(first_metric "$work/model-ref/metrics.jsonl" rewards/accuracy)
 awk -v l="$first_loss" -v a="$first_acc" 'BEGIN { exit !(l > 0.6930 && l < 0.6932 && a == 0.5) }' \
@@ -103,6 +108,12 @@ expect_bad no_ckpt "model.init_from $work/nothing does not exist" \
 expect_bad no_ref "make it first: dealer dpo precompute-ref" \
   train "${dpo[@]}" run.dir="$work/bad6" dpo.reference=precomputed dpo.reference_file="$work/none.h5"
 expect_bad make_pairs "no output file given" data make-pairs "$work/text.txt"
+set +e
+mpirun -np 2 --oversubscribe --bind-to none "$dealer" dpo precompute-ref "${dpo[@]}" --out "$work/two.h5" \
+  >"$work/two.txt" 2>&1; code=$?
+set -e
+[[ $code -ne 0 && ! -e $work/two.h5 ]] || fail "precompute-ref under mpirun -np 2 should refuse (exit $code)"
+grep -q "run it as a single process" "$work/two.txt" || fail "precompute-ref under mpirun: $(cat "$work/two.txt")"
 
 # Truncating or dropping over-long pairs is counted, not an error (rows of 64 tokens: about half the pairs are longer).
 for mode in truncate drop; do

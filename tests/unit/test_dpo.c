@@ -1,8 +1,8 @@
 /* test_dpo.c — the DPO model: the pair head against hand-computed losses, gradients and metrics (sigmoid with and
  * without label smoothing, ipo, hinge, at β = 0.5); the per-token backward chain against separate GPT backward
  * passes; whole-model gradients against finite differences for every loss; the precomputed-reference path against
- * the frozen-model path on the same batches (loss, metrics and gradients, through the HDF5 file too); the reference
- * file's checks; and model.init_from resolution.
+ * the frozen-model path on the same batches (loss, metrics and gradients, through the HDF5 file too); damaged,
+ * foreign and incomplete reference files; and model.init_from resolution.
  *
  * Hand values (Python's math module; h = (πc − πr) − (ρc − ρr), z = βh, β = 0.5) for the pairs
  *     (πc, πr, ρc, ρr) = (−10, −12, −11, −11.5), (−20, −18, −19, −19), (−5, −5, −5, −5), (−1, −4, −2, −2)
@@ -18,6 +18,7 @@
  * accuracy 1 + 0 + ½ (a tie) + 1 = 2.5; margins 0.75 − 1 + 0 + 1.5 = 1.25; Σπc = −36, Σπr = −39. */
 #include "testutil.h"
 
+#include <hdf5.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -559,6 +560,148 @@ static void precomputed_reference_matches_frozen_model(void **state) {
     dl_backend_close(&be);
 }
 
+static void write_bytes(const char *path, const void *data, size_t len) {
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, len, f), len);
+    fclose(f);
+}
+
+/* A reference file that is missing, not HDF5, truncated, foreign or damaged fails with one clear message; a record
+ * the table has no value for fails the batch that needs it. */
+static void damaged_or_foreign_reference_files_are_clear_errors(void **state) {
+    (void)state;
+    dl_dpo_table t, back;
+    assert_int_equal(dl_dpo_table_alloc(&t, 8), DL_OK);
+    for (int i = 0; i < 8; i++) {
+        t.chosen[i] = -10.0f - 0.25f * (float)i;
+        t.rejected[i] = -20.0f - 0.5f * (float)i;
+    }
+    dl_dpo_reference_meta meta = {.seq_len = T}, got;
+    int has_valid = 1;
+    char *path = temp_path("bad.h5");
+    assert_int_equal(dl_dpo_reference_write(path, &meta, &t, NULL), DL_OK);
+    assert_int_equal(dl_dpo_reference_read(path, &got, &back, NULL, &has_valid), DL_OK);
+    assert_int_equal(has_valid, 0);
+    dl_dpo_table_free(&back);
+
+    char *missing = temp_path("missing.h5");
+    assert_int_equal(dl_dpo_reference_read(missing, &got, &back, NULL, &has_valid), DL_ERR_CONFIG);
+    assert_non_null(strstr(dl_error_message(), "dealer dpo precompute-ref"));
+
+    /* Damaged: one byte of the chosen values flipped (found by their bit pattern). */
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    size_t len = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *bytes = malloc(len);
+    assert_int_equal(fread(bytes, 1, len, f), len);
+    fclose(f);
+    size_t at = len;
+    for (size_t i = 0; i + 8 * sizeof(float) <= len && at == len; i++)
+        if (memcmp(bytes + i, t.chosen, 8 * sizeof(float)) == 0)
+            at = i;
+    assert_true(at < len);
+    bytes[at + 5] ^= 0x40;
+    write_bytes(path, bytes, len);
+    assert_int_equal(dl_dpo_reference_read(path, &got, &back, NULL, &has_valid), DL_ERR_FORMAT);
+    if (!strstr(dl_error_message(), "CRC mismatch") || !strstr(dl_error_message(), "/train/chosen"))
+        DL_TEST_FAIL("damaged file: %s", dl_error_message());
+
+    /* An HDF5 file of something else. */
+    char *foreign = temp_path("foreign.h5");
+    hid_t h = H5Fcreate(foreign, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    assert_true(h >= 0);
+    H5Fclose(h);
+    assert_int_equal(dl_dpo_reference_read(foreign, &got, &back, NULL, &has_valid), DL_ERR_FORMAT);
+    assert_non_null(strstr(dl_error_message(), "is not a DPO reference file"));
+    remove(foreign);
+    free(foreign);
+
+    /* Truncated, not HDF5 at all. */
+    write_bytes(path, bytes, len / 3);
+    assert_int_equal(dl_dpo_reference_read(path, &got, &back, NULL, &has_valid), DL_ERR_FORMAT);
+    assert_non_null(strstr(dl_error_message(), "not a readable HDF5 file"));
+    write_bytes(path, "hello", 5);
+    assert_int_equal(dl_dpo_reference_read(path, &got, &back, NULL, &has_valid), DL_ERR_FORMAT);
+    free(bytes);
+
+    /* A lookup of a record without a value (NaN: no pair was made of it) fails the batch, naming the record. */
+    dl_backend be = open_cpu();
+    mem_pairs m;
+    dl_doc_source src;
+    mem_pairs_init(&m, &src, 7);
+    dl_batch b;
+    first_batch(&src, 0, &b);
+    dl_dpo *d = make_dpo(&be, (dl_dpo_settings){DL_DPO_SIGMOID, 0.1f, 0.0f}, 0);
+    randomise(dl_dpo_policy(d), 1, 70, 0.1f);
+    dl_dpo_table full;
+    assert_int_equal(dl_dpo_table_alloc(&full, NREC), DL_OK);
+    for (int i = 0; i < NREC; i++)
+        full.chosen[i] = full.rejected[i] = -5.0f;
+    uint64_t hole = b.tokens.pair_record[1];
+    full.chosen[hole] = NAN;
+    assert_int_equal(dl_dpo_set_tables(d, &full, NULL), DL_OK);
+    dl_step_stats st = {0};
+    assert_int_equal(dl_dpo_batch(d, &b.tokens, 1, NULL, NULL, &st), DL_ERR_FORMAT);
+    char want[64];
+    snprintf(want, sizeof want, "record %llu of data.train", (unsigned long long)hole);
+    if (!strstr(dl_error_message(), want))
+        DL_TEST_FAIL("missing value: %s", dl_error_message());
+    /* Evaluation needs the valid table, which was not given. */
+    assert_int_equal(dl_dpo_batch(d, &b.tokens, 0, NULL, NULL, &st), DL_ERR_CONFIG);
+    assert_non_null(strstr(dl_error_message(), "data.valid"));
+    dl_dpo_destroy(d);
+    dl_batch_free(&b);
+    dl_backend_close(&be);
+    remove(path);
+    free(path);
+    free(missing);
+    dl_dpo_table_free(&t);
+}
+
+static void touch(const char *path, const char *text) { write_bytes(path, text, strlen(text)); }
+
+/* model.init_from: a step file, a `latest` file, a run directory or a ckpt directory. */
+static void init_from_resolves_files_latest_and_directories(void **state) {
+    (void)state;
+    char *run = temp_path("run"), dir[600], file[700], got[4300];
+    mkdir(run, 0755);
+    snprintf(dir, sizeof dir, "%s/ckpt", run);
+    mkdir(dir, 0755);
+    snprintf(file, sizeof file, "%s/step_00000012.h5", dir);
+    touch(file, "x");
+    char latest[700];
+    snprintf(latest, sizeof latest, "%s/latest", dir);
+    touch(latest, "step_00000012.h5\n");
+    const char *specs[4] = {file, latest, run, dir};
+    for (int i = 0; i < 4; i++) {
+        if (dl_dpo_resolve_checkpoint(specs[i], got, sizeof got) != DL_OK)
+            DL_TEST_FAIL("%s: %s", specs[i], dl_error_message());
+        if (strcmp(got, file) != 0)
+            DL_TEST_FAIL("%s resolved to %s, want %s", specs[i], got, file);
+        FILE *f = fopen(got, "r");
+        assert_non_null(f);
+        fclose(f);
+    }
+    char missing[700];
+    snprintf(missing, sizeof missing, "%s/none", run);
+    assert_int_equal(dl_dpo_resolve_checkpoint(missing, got, sizeof got), DL_ERR_CONFIG);
+    assert_non_null(strstr(dl_error_message(), "does not exist"));
+    assert_int_equal(dl_dpo_resolve_checkpoint("", got, sizeof got), DL_ERR_CONFIG);
+    touch(latest, "step_00000099.h5\n"); /* names a file that is not there */
+    assert_int_equal(dl_dpo_resolve_checkpoint(run, got, sizeof got), DL_ERR_CONFIG);
+    assert_non_null(strstr(dl_error_message(), "step_00000099.h5"));
+    remove(latest);
+    assert_int_equal(dl_dpo_resolve_checkpoint(run, got, sizeof got), DL_ERR_CONFIG);
+    assert_non_null(strstr(dl_error_message(), "without a checkpoint"));
+    remove(file);
+    rmdir(dir);
+    rmdir(run);
+    free(run);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(head_sigmoid_matches_hand_values),
@@ -572,6 +715,8 @@ int main(void) {
         cmocka_unit_test(ipo_gradients_match_finite_differences),
         cmocka_unit_test(hinge_gradients_match_finite_differences),
         cmocka_unit_test(precomputed_reference_matches_frozen_model),
+        cmocka_unit_test(damaged_or_foreign_reference_files_are_clear_errors),
+        cmocka_unit_test(init_from_resolves_files_latest_and_directories),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
