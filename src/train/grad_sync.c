@@ -243,11 +243,13 @@ dl_status dl_grad_sync_create(dl_grad_sync **out, dl_world *world, const dl_back
     if (st == DL_OK && s->zero)
         st = plan_slices(s);
     size_t begin = s->zero ? s->slices[world->rank] : 0, end = s->zero ? s->slices[world->rank + 1] : s->numel;
-    if (st == DL_OK) {
+    /* A self-updating model (FM/FFM: sparse AdaGrad applied inside its own step, state stored with its weights)
+     * has no dense gradient to move and no optimizer state here. */
+    if (st == DL_OK && !model->self_updating) {
         st = dl_optimizer_create(&s->optimizer, optimizer, be, model->params, begin, end);
         s->optimizer_ready = st == DL_OK;
     }
-    if (st == DL_OK && world->size > 1 && s->numel > 0)
+    if (st == DL_OK && !model->self_updating && world->size > 1 && s->numel > 0)
         st = create_transport(s);
     if (st != DL_OK) {
         dl_grad_sync_destroy(s);
