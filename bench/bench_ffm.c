@@ -306,8 +306,8 @@ int main(int argc, char **argv) {
                "%ld, %ld thread(s), %d rank(s)\n\n",
                n, (long long)d.nnz, (double)d.nnz / (double)n, sample, id_space, buckets, batch, threads, world.size);
         if (memory)
-            printf("| model | W | rank | whole table MiB | table on this rank MiB | RSS before the model MiB | peak RSS MiB |\n"
-                   "|---|---|---|---|---|---|---|\n");
+            printf("| model | W | rank | whole table MiB | table on this rank MiB | RSS before the model MiB | "
+                   "peak RSS MiB |\n|---|---|---|---|---|---|---|\n");
         else
             printf("| model | rows/s (wall) | wall s | CPU s | rows per CPU-s | train logloss | load avg |\n"
                    "|---|---|---|---|---|---|---|\n");
