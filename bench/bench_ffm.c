@@ -16,7 +16,8 @@
  * half a core take twice the wall time but the same CPU time), so both are printed with the load average.
  *
  * --memory (under mpirun): each rank builds the model with comm.embeddings sharded, trains on its share of the rows,
- * and reports the floats its table holds and its peak resident memory (VmHWM). */
+ * and reports the bytes its table holds, its resident memory before building the model (the rows in memory, MPI)
+ * and its peak resident memory (VmHWM) after. Run one model per process for a clean peak. */
 #include <errno.h>
 #include <math.h>
 #include <omp.h>
@@ -43,12 +44,14 @@ static double cpu_seconds(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static long peak_rss_kb(void) {
+/* A field of /proc/self/status in kB ("VmHWM:" peak resident, "VmRSS:" resident now). */
+static long status_kb(const char *field) {
     FILE *f = fopen("/proc/self/status", "r");
     char line[256];
     long kb = -1;
+    size_t n = strlen(field);
     while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "VmHWM: %ld kB", &kb) == 1)
+        if (strncmp(line, field, n) == 0 && sscanf(line + n, " %ld kB", &kb) == 1)
             break;
     if (f)
         fclose(f);
@@ -205,6 +208,7 @@ static void run_model(const char *name, const rows *d, int64_t buckets, int batc
 
 /* Sharded tables: this rank trains on rows r, r + W, ... and reports its table size and peak memory. */
 static void run_memory(const char *name, const rows *d, int64_t buckets, int batch, dl_world *world) {
+    double before = (double)status_kb("VmRSS:") / 1024.0;
     dl_config cfg;
     model_config(&cfg, name, buckets, 1);
     dl_backend be;
@@ -228,16 +232,17 @@ static void run_memory(const char *name, const rows *d, int64_t buckets, int bat
             die("training");
     }
     size_t numel = model->local_numel ? model->local_numel : dl_tensor_table_numel(model->params);
-    double mib[2] = {(double)numel * 4.0 / 1048576.0, (double)peak_rss_kb() / 1024.0};
-    double all[2 * 64] = {0};
-    memcpy(all + 2 * world->rank, mib, sizeof mib);
-    if (dl_comm_allreduce_sum_f64(world, all, 2 * 64, "memory report") != DL_OK)
+    double mib[3] = {(double)numel * 4.0 / 1048576.0, before, (double)status_kb("VmHWM:") / 1024.0};
+    double all[3 * 64] = {0};
+    if (world->rank < 64)
+        memcpy(all + 3 * world->rank, mib, sizeof mib);
+    if (dl_comm_allreduce_sum_f64(world, all, 3 * 64, "memory report") != DL_OK)
         die("gathering the report");
     if (world->rank == 0) {
         double whole = (double)dl_tensor_table_numel(model->params) * 4.0 / 1048576.0;
         for (int r = 0; r < world->size && r < 64; r++)
-            printf("| %-5s | %d | %d | %8.1f | %8.1f | %8.1f |\n", name, world->size, r, whole, all[2 * r],
-                   all[2 * r + 1]);
+            printf("| %-5s | %d | %d | %8.1f | %8.1f | %8.1f | %8.1f |\n", name, world->size, r, whole, all[3 * r],
+                   all[3 * r + 1], all[3 * r + 2]);
     }
     free(ptr);
     dl_model_destroy(model);
@@ -301,7 +306,8 @@ int main(int argc, char **argv) {
                "%ld, %ld thread(s), %d rank(s)\n\n",
                n, (long long)d.nnz, (double)d.nnz / (double)n, sample, id_space, buckets, batch, threads, world.size);
         if (memory)
-            printf("| model | W | rank | whole table MiB | table on this rank MiB | peak RSS MiB |\n|---|---|---|---|---|---|\n");
+            printf("| model | W | rank | whole table MiB | table on this rank MiB | RSS before the model MiB | "
+                   "peak RSS MiB |\n|---|---|---|---|---|---|---|\n");
         else
             printf("| model | rows/s (wall) | wall s | CPU s | rows per CPU-s | train logloss | load avg |\n"
                    "|---|---|---|---|---|---|---|\n");

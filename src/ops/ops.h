@@ -354,7 +354,7 @@ dl_status dl_op_adagrad_rows_update(const dl_backend *be, float *table, float *a
  * global bias and its accumulator. kpad is a multiple of 4; row_floats a multiple of 4 that holds it all.
  *
  *   FFM   logit = bias + √scale · Σ_i w_i x_i + scale · Σ_{i<j} ⟨v[row_i, field_j], v[row_j, field_i]⟩ x_i x_j
- *   FM    logit = bias + √scale · Σ_i w_i x_i + scale · Σ_{i<j} ⟨v[row_i], v[row_j]⟩ x_i x_j   (Rendle's O(kn) identity)
+ *   FM    logit = bias + √scale · Σ_i w_i x_i + scale · Σ_{i<j} ⟨v[row_i], v[row_j]⟩ x_i x_j  (O(kn) identity)
  *
  * scale is instance_scale[b] (nullable = 1; libffm's 1/Σx², which makes the model see the row scaled to unit norm:
  * hence √scale on the linear terms). Labels are > 0 for a click, else no click.

@@ -72,8 +72,9 @@ static dl_status check_batch(const dl_backend *be, const char *op, const dl_clic
                 return s;
             }
             if (ffm && (b->fields[e] < 0 || b->fields[e] >= t->num_fields))
-                return DL_FAIL(DL_ERR_INVALID, "%s: fields[%" PRId32 "] = %" PRId32 " (batch row %d) is outside [0, %d)",
-                               op, e, b->fields[e], r, t->num_fields);
+                return DL_FAIL(DL_ERR_INVALID,
+                               "%s: fields[%" PRId32 "] = %" PRId32 " (batch row %d) is outside [0, %d)", op, e,
+                               b->fields[e], r, t->num_fields);
         }
     }
     return DL_OK;

@@ -88,9 +88,10 @@ static dl_status prepare(click *m, const dl_click_batch *cb) {
     DL_CHECK(grow_buffer((void **)&m->erows, &cap2, (size_t)nnz + 1, sizeof(int32_t), "batch rows"));
     m->cap_entries = cap < cap2 ? cap : cap2;
     if (B > m->cap_batch) {
-        float *s = realloc(m->scale, (size_t)B * sizeof(float)), *l = s ? realloc(m->logits, (size_t)B * sizeof(float)) : NULL;
+        float *s = realloc(m->scale, (size_t)B * sizeof(float));
         if (s)
             m->scale = s;
+        float *l = s ? realloc(m->logits, (size_t)B * sizeof(float)) : NULL;
         if (l)
             m->logits = l;
         DL_REQUIRE(s && l, DL_ERR_NOMEM, "cannot allocate scratch for a batch of %d rows", B);

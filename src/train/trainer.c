@@ -276,8 +276,9 @@ static dl_status maybe_resume(trainer *t, uint8_t **cursor, size_t *cursor_len, 
     dl_status s = dl_ckpt_load(path, &h.tensors, t->world->rank, t->world->size, cursor, cursor_len);
     size_t span = t->opt->end - t->opt->begin;
     if (s == DL_OK)
-        s = t->model->scatter_params ? t->model->scatter_params(t->model, t->world, h.params)
-                                     : dl_mem_to_device(&t->be, t->model->param_data, h.params, t->numel * sizeof(float));
+        s = t->model->scatter_params
+                ? t->model->scatter_params(t->model, t->world, h.params)
+                : dl_mem_to_device(&t->be, t->model->param_data, h.params, t->numel * sizeof(float));
     for (int k = 0; k < t->opt->num_states && s == DL_OK; k++)
         s = dl_mem_to_device(&t->be, t->opt->states[k], h.states[k] + t->opt->begin, span * sizeof(float));
     host_state_free(&h);

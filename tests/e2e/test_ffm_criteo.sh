@@ -28,7 +28,7 @@ small=(data.train="$work/small_train.tfrecord" data.valid="$work/small_test.tfre
 # ---- libffm parity on tr1599 -> va400 (the config as shipped, one thread for repeatability) -----------------------
 vals=()
 for seed in 1 2 3 4 5 6 7 8; do
-  "$dealer" train "$config" "${tr[@]}" run.dir="$work/tr$seed" run.seed=$seed train.threads=1 \
+  "$dealer" train "$config" "${tr[@]}" run.dir="$work/tr$seed" run.seed="$seed" train.threads=1 \
     >"$work/tr$seed.out" 2>"$work/tr$seed.err" || { cat "$work/tr$seed.err"; fail "tr1599 seed $seed failed"; }
   [[ $(grep -c 'val_logloss' "$work/tr$seed.out") -eq 15 ]] || fail "seed $seed: want one validation per epoch"
   vals+=("$(final_val "$work/tr$seed.out")")
@@ -44,7 +44,7 @@ for pair in "4 0.54265" "8 0.53831"; do
   read -r k want <<<"$pair"
   vals=()
   for seed in $(seq 1 32); do
-    "$dealer" train "$config" "${small[@]}" model.k=$k run.dir="$work/small" run.seed=$seed \
+    "$dealer" train "$config" "${small[@]}" model.k="$k" run.dir="$work/small" run.seed="$seed" \
       >"$work/small.out" 2>"$work/small.err" || { cat "$work/small.err"; fail "small_train k=$k seed $seed failed"; }
     vals+=("$(final_val "$work/small.out")")
   done
@@ -90,14 +90,14 @@ echo "early stop: best epoch $best, saved model $got"
 awk -v a="$got" -v b="$best" 'BEGIN { d = a - b; exit !(d < 1e-4 && d > -1e-4) }' ||
   fail "the saved model scores $got, the best epoch scored $best"
 
-# ---- FM config as shipped (bias, linear terms, early stopping) --------------------------------------------------------
+# ---- FM config as shipped (bias, linear terms, early stopping) -------------------------------------------------------
 "$dealer" train "$src/configs/fm-criteo.yaml" "${tr[@]}" run.dir="$work/fm" train.threads=1 \
   >"$work/fm.out" 2>"$work/fm.err" || { cat "$work/fm.err"; fail "fm run failed"; }
 fmbest=$(grep -oE 'val_logloss [0-9.]+' "$work/fm.out" | awk '{print $2}' | sort -g | head -1)
 echo "fm best validation logloss $fmbest"
 awk -v v="$fmbest" 'BEGIN { exit !(v < 0.505) }' || fail "fm reached only $fmbest"
 
-# ---- errors: one clear line, exit 2 -----------------------------------------------------------------------------------
+# ---- errors: one clear line, exit 2 ----------------------------------------------------------------------------------
 expect_error() { # name, pattern, command...
   local name=$1 pattern=$2
   shift 2
@@ -129,5 +129,6 @@ expect_error "predict: field outside the model" "field99.ffm:1: field 99 is outs
 [[ ! -e $work/bad.pred ]] || fail "a failed prediction left its output"
 expect_error "predict: malformed line" "malformed.ffm:2: column 3" \
   "$dealer" predict "$work/es" "$work/malformed.ffm" -o "$work/bad.pred"
-expect_error "predict: no checkpoint" "no checkpoint" "$dealer" predict "$work" "$work/malformed.ffm" -o "$work/bad.pred"
+expect_error "predict: no checkpoint" "no checkpoint" \
+  "$dealer" predict "$work" "$work/malformed.ffm" -o "$work/bad.pred"
 echo "ffm e2e: ok"

@@ -127,7 +127,8 @@ static void fetch_and_push_reach_the_owners(void **state) {
         if (full) {
             for (int64_t i = 0; i < N * rf; i++)
                 if (full[i] != expect[i])
-                    DL_TEST_FAIL("gathered element %lld = %g, want %g", (long long)i, (double)full[i], (double)expect[i]);
+                    DL_TEST_FAIL("gathered element %lld = %g, want %g", (long long)i, (double)full[i],
+                                 (double)expect[i]);
             free(full);
         }
         if (world.size == 1)

@@ -3,8 +3,9 @@
  * The kernels are compared with a double-precision reference that follows libffm's wTx literally: score the row
  * over pairs i < j, κ = −y·σ(−y·t), then walk the same pairs in the same order and update both blocks of each pair
  * from their values at that moment (so blocks that several pairs of one row share see the earlier updates), then the
- * linear weights in entry order (they see x·√r, the row at unit norm) and the bias. Batches are random with repeated table rows and repeated fields inside
- * a row (where the order matters), empty rows, odd k, linear terms on and off. The model tests check the
+ * linear weights in entry order (they see x·√r, the row at unit norm) and the bias. Batches are random with
+ * repeated table rows and repeated fields inside a row (where the order matters), empty rows, odd k, linear terms
+ * on and off. The model tests check the
  * initialisation (libffm's uniform [0, 1)/√k, accumulators at optim.adagrad_init), that train_batch is exactly the
  * kernel on hashed rows with instance scales 1/Σx², and the errors a user can cause. */
 #include "testutil.h"
@@ -401,7 +402,8 @@ static void ffm_init_is_libffm_uniform(void **state) {
     for (size_t r = 0; r < 97; r++)
         for (int f = 0; f < 5; f++)
             for (int d = 0; d < 4; d++) {
-                float w = a->param_data[r * 40 + (size_t)f * 8 + (size_t)d], G = a->param_data[r * 40 + (size_t)f * 8 + 4 + (size_t)d];
+                const float *blk = a->param_data + r * 40 + (size_t)f * 8;
+                float w = blk[d], G = blk[4 + d];
                 assert_true(G == 0.5f);
                 if (d == 3) {
                     assert_true(w == 0.0f);

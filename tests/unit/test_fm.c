@@ -258,7 +258,8 @@ static void fm_model_layout_and_learning(void **state) {
     dl_model *m;
     assert_int_equal(dl_model_create(&m, &cfg, &be, 32, 1), DL_OK);
     assert_string_equal(m->kind, "fm");
-    const dl_tensor *table = dl_tensor_table_find(m->params, "fm.table"), *bias = dl_tensor_table_find(m->params, "fm.bias");
+    const dl_tensor *table = dl_tensor_table_find(m->params, "fm.table");
+    const dl_tensor *bias = dl_tensor_table_find(m->params, "fm.bias");
     assert_non_null(table);
     assert_non_null(bias);
     assert_int_equal(table->shape[1], 16);

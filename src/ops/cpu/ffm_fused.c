@@ -1,10 +1,10 @@
 /* ffm_fused.c — field-aware FM on a fused (weights + AdaGrad accumulators) table, libffm style, on the CPU.
  *
  * A row's score is the sum over its entry pairs i < j of ⟨v[row_i, field_j], v[row_j, field_i]⟩·x_i·x_j·scale
- * (plus the optional bias and linear terms Σ w_i·x_i·√scale). Training is libffm's: one instance at a time, score it, then walk the
- * same pairs again and update both vectors of each pair with AdaGrad, λ once per pair, each side's gradient taken
- * from the other side's vector as it is at that moment (so a block two pairs share sees the first update, exactly
- * as in libffm's wTx). No gradient buffer, no second pass over the table, one cache line for a weight and its
+ * (plus the optional bias and linear terms Σ w_i·x_i·√scale). Training is libffm's: one instance at a time, score
+ * it, then walk the same pairs again and update both vectors of each pair with AdaGrad, λ once per pair, each
+ * side's gradient taken from the other side's vector as it is at that moment (so a block two pairs share sees the
+ * first update, exactly as in libffm's wTx). No gradient buffer, no second pass over the table, one cache line for a weight and its
  * accumulator when kpad is 4 (8 floats = 32 bytes), two when kpad is 8.
  *
  * Speed. Hashed tables are far larger than the caches and every entry's row sits somewhere random, so the time goes
