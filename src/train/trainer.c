@@ -544,10 +544,6 @@ static dl_status setup(trainer *t) {
         .momentum = c->optim.momentum,
         .adagrad_init = c->optim.adagrad_init,
     };
-    if (t->model->self_updating) { /* it keeps its optimizer state itself: the trainer's would be unused memory */
-        os.kind = DL_OPT_SGD;
-        os.momentum = 0;
-    }
     DL_CHECK(dl_grad_sync_create(&t->sync, t->world, &t->be, t->model, c, &os));
     t->opt = dl_grad_sync_optimizer(t->sync);
     DL_CHECK(dl_config_to_yaml(c, 0, &t->config_yaml));
