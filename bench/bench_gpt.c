@@ -282,22 +282,27 @@ static int run_ckpt(const options *o, const dl_backend *be) {
     double l0 = train_step(&none, be, &b.in, NULL), l1 = train_step(&blocks, be, &b.in, NULL);
     double *tn = calloc((size_t)o->steps, sizeof(double)), *tb = calloc((size_t)o->steps, sizeof(double));
     double *fn = calloc((size_t)o->steps, sizeof(double)), *fb = calloc((size_t)o->steps, sizeof(double));
+    double *cn = calloc((size_t)o->steps, sizeof(double)), *cb = calloc((size_t)o->steps, sizeof(double));
     for (int r = 0; r < o->steps; r++) { /* interleaved, so load changes hit both alike */
         phase_times p;
         train_step(&none, be, &b.in, &p);
-        tn[r] = p.total, fn[r] = p.forward + p.backward;
+        tn[r] = p.total, fn[r] = p.forward + p.backward, cn[r] = p.cpu;
         train_step(&blocks, be, &b.in, &p);
-        tb[r] = p.total, fb[r] = p.forward + p.backward;
-        printf("  round %d: none %.1f ms, blocks %.1f ms (%.3fx)\n", r + 1, tn[r] * 1e3, tb[r] * 1e3, tb[r] / tn[r]);
+        tb[r] = p.total, fb[r] = p.forward + p.backward, cb[r] = p.cpu;
+        printf("  round %d: none %.1f ms (cpu %.1f), blocks %.1f ms (cpu %.1f): %.3fx wall, %.3fx cpu\n", r + 1,
+               tn[r] * 1e3, cn[r] * 1e3, tb[r] * 1e3, cb[r] * 1e3, tb[r] / tn[r], cb[r] / cn[r]);
     }
     double mn = median(tn, o->steps), mb = median(tb, o->steps);
     double fwbn = median(fn, o->steps), fwbb = median(fb, o->steps);
-    printf("\n| checkpoint | activation MiB | of none | step ms | of none | fwd+bwd ms | of none |\n");
-    printf("|---|---|---|---|---|---|---|\n");
-    printf("| none | %.1f | 100%% | %.1f | 1.00x | %.1f | 1.00x |\n", (double)bytes_none / 1048576.0, mn * 1e3,
-           fwbn * 1e3);
-    printf("| blocks | %.1f | %.1f%% | %.1f | %.2fx | %.1f | %.2fx |\n", (double)bytes_blocks / 1048576.0,
-           100.0 * (double)bytes_blocks / (double)bytes_none, mb * 1e3, mb / mn, fwbb * 1e3, fwbb / fwbn);
+    double mcn = median(cn, o->steps), mcb = median(cb, o->steps);
+    printf("\n| checkpoint | activation MiB | of none | step ms | of none | fwd+bwd ms | of none | CPU ms | of none |\n");
+    printf("|---|---|---|---|---|---|---|---|---|\n");
+    printf("| none | %.1f | 100%% | %.1f | 1.00x | %.1f | 1.00x | %.1f | 1.00x |\n", (double)bytes_none / 1048576.0,
+           mn * 1e3, fwbn * 1e3, mcn * 1e3);
+    printf("| blocks | %.1f | %.1f%% | %.1f | %.2fx | %.1f | %.2fx | %.1f | %.2fx |\n",
+           (double)bytes_blocks / 1048576.0, 100.0 * (double)bytes_blocks / (double)bytes_none, mb * 1e3, mb / mn,
+           fwbb * 1e3, fwbb / fwbn, mcb * 1e3, mcb / mcn);
+    free(cn), free(cb);
     printf("first-step losses: none %.6f, blocks %.6f (same parameters and batch: must match)\n", l0, l1);
     free(tn), free(tb), free(fn), free(fb);
     free_batch(&b);
