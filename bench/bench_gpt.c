@@ -314,7 +314,7 @@ static int run_ckpt(const options *o, const dl_backend *be) {
 /* ---- packing --------------------------------------------------------------------------------------------------- */
 
 typedef struct pack_result {
-    double seconds, real_tokens, computed_tokens, slots;
+    double seconds, cpu, real_tokens, computed_tokens, slots;
     int steps;
 } pack_result;
 
@@ -342,72 +342,77 @@ static void pad_rows(const dl_token_batch *tb, token_buffers *out) {
     out->in = (dl_gpt_inputs){out->tokens, out->targets, out->positions, out->cu, rows, rows * T};
 }
 
-static pack_result pack_run(const options *o, const dl_backend *be, const dl_doc_source *src, int packing,
-                            int classic) {
-    dl_loader_config lc;
-    dl_loader_config_default(&lc);
-    lc.batch_rows = o->batch;
-    lc.seq_len = o->seq;
-    lc.packing = packing;
-    lc.seed = 1337;
-    lc.prefetch = 2;
-    dl_loader *loader;
-    check(dl_loader_open(&loader, src, &lc, NULL, 0), "opening the loader");
-    int N = o->batch * o->seq;
-    trainee t;
-    trainee_open(&t, be, o, 0, N);
-    token_buffers padded;
-    random_batch(&padded, o->batch, o->seq, o->vocab); /* buffers of the right size; overwritten */
-    pack_result r = {0};
-    for (int s = 0; s <= o->steps; s++) {
-        const dl_batch *batch;
-        check(dl_loader_next(loader, &batch), "reading a batch");
-        const dl_token_batch *tb = &batch->tokens;
-        dl_gpt_inputs in = {tb->tokens, tb->targets, tb->positions, tb->cu_seqlens, tb->num_seqs, tb->num_tokens};
-        if (classic) {
-            pad_rows(tb, &padded);
-            in = padded.in;
-        }
-        phase_times p;
-        train_step(&t, be, &in, &p);
-        if (s == 0)
-            continue; /* warm-up */
-        r.seconds += p.total;
-        r.real_tokens += tb->num_tokens;
-        r.computed_tokens += in.num_tokens;
-        r.slots += (double)tb->rows * tb->seq_len;
-        r.steps++;
-    }
-    free_batch(&padded);
-    trainee_close(&t);
-    dl_loader_close(loader);
-    return r;
-}
+enum { PACK_MODES = 3 };
 
+/* The three ways of batching train side by side, one step each in turn (so load changes on a shared machine hit
+ * them alike), each with its own model, optimizer and loader. */
 static int run_pack(const options *o, const dl_backend *be) {
     dl_dataset *set;
     const char *files[1] = {o->data};
     check(dl_dataset_open(&set, files, 1), "opening the records (make them with scripts/demo or dealer data convert)");
     dl_doc_source src;
     dl_dataset_source(set, &src);
-    printf("data: %s; model: %d layers, %d heads, %d wide, vocab %d; %d rows x %d tokens; %d steps per mode; "
-           "%d thread%s\n", o->data, o->layers, o->heads, o->embd, o->vocab, o->batch, o->seq, o->steps, o->threads,
-           o->threads == 1 ? "" : "s");
-    const char *names[3] = {"packed (data.packing: true)", "one speech per row (data.packing: false)",
-                            "classic padded rows (padding computed)"};
-    pack_result res[3];
-    int packing[3] = {1, 0, 0}, classic[3] = {0, 0, 1};
-    for (int m = 0; m < 3; m++)
-        res[m] = pack_run(o, be, &src, packing[m], classic[m]);
-    printf("\n| batches | slot efficiency | real tokens/step | computed tokens/step | ms/step | real tokens/s | "
-           "packed is |\n|---|---|---|---|---|---|---|\n");
-    double packed_rate = res[0].real_tokens / res[0].seconds;
-    for (int m = 0; m < 3; m++) {
-        double rate = res[m].real_tokens / res[m].seconds;
-        printf("| %s | %.1f%% | %.0f | %.0f | %.1f | %.0f | %.2fx |\n", names[m],
-               100.0 * res[m].real_tokens / res[m].slots, res[m].real_tokens / res[m].steps,
-               res[m].computed_tokens / res[m].steps, 1e3 * res[m].seconds / res[m].steps, rate, packed_rate / rate);
+    printf("data: %s; model: %d layers, %d heads, %d wide, vocab %d; %d rows x %d tokens; %d steps per mode, "
+           "interleaved; %d thread%s\n", o->data, o->layers, o->heads, o->embd, o->vocab, o->batch, o->seq, o->steps,
+           o->threads, o->threads == 1 ? "" : "s");
+    const char *names[PACK_MODES] = {"packed (data.packing: true)", "one speech per row (data.packing: false)",
+                                     "classic padded rows (padding computed)"};
+    const int packing[PACK_MODES] = {1, 0, 0}, classic[PACK_MODES] = {0, 0, 1};
+    dl_loader *loaders[PACK_MODES];
+    trainee models[PACK_MODES];
+    pack_result res[PACK_MODES];
+    memset(res, 0, sizeof res);
+    int N = o->batch * o->seq;
+    token_buffers padded;
+    random_batch(&padded, o->batch, o->seq, o->vocab); /* buffers of the right size; overwritten */
+    for (int m = 0; m < PACK_MODES; m++) {
+        dl_loader_config lc;
+        dl_loader_config_default(&lc);
+        lc.batch_rows = o->batch;
+        lc.seq_len = o->seq;
+        lc.packing = packing[m];
+        lc.seed = 1337;
+        lc.prefetch = 2;
+        check(dl_loader_open(&loaders[m], &src, &lc, NULL, 0), "opening the loader");
+        trainee_open(&models[m], be, o, 0, N);
     }
+    for (int step = 0; step <= o->steps; step++)
+        for (int m = 0; m < PACK_MODES; m++) {
+            const dl_batch *batch;
+            check(dl_loader_next(loaders[m], &batch), "reading a batch");
+            const dl_token_batch *tb = &batch->tokens;
+            dl_gpt_inputs in = {tb->tokens, tb->targets, tb->positions, tb->cu_seqlens, tb->num_seqs,
+                                tb->num_tokens};
+            if (classic[m]) {
+                pad_rows(tb, &padded);
+                in = padded.in;
+            }
+            phase_times p;
+            train_step(&models[m], be, &in, &p);
+            if (step == 0)
+                continue; /* warm-up */
+            res[m].seconds += p.total;
+            res[m].cpu += p.cpu;
+            res[m].real_tokens += tb->num_tokens;
+            res[m].computed_tokens += in.num_tokens;
+            res[m].slots += (double)tb->rows * tb->seq_len;
+            res[m].steps++;
+        }
+    printf("\n| batches | slot efficiency | real tokens/step | computed tokens/step | ms/step | real tokens/s | "
+           "packed is | real tokens per CPU s | packed is (CPU) |\n|---|---|---|---|---|---|---|---|---|\n");
+    double packed_rate = res[0].real_tokens / res[0].seconds, packed_cpu = res[0].real_tokens / res[0].cpu;
+    for (int m = 0; m < PACK_MODES; m++) {
+        double rate = res[m].real_tokens / res[m].seconds, cpu_rate = res[m].real_tokens / res[m].cpu;
+        printf("| %s | %.1f%% | %.0f | %.0f | %.1f | %.0f | %.2fx | %.0f | %.2fx |\n", names[m],
+               100.0 * res[m].real_tokens / res[m].slots, res[m].real_tokens / res[m].steps,
+               res[m].computed_tokens / res[m].steps, 1e3 * res[m].seconds / res[m].steps, rate, packed_rate / rate,
+               cpu_rate, packed_cpu / cpu_rate);
+    }
+    for (int m = 0; m < PACK_MODES; m++) {
+        trainee_close(&models[m]);
+        dl_loader_close(loaders[m]);
+    }
+    free_batch(&padded);
     dl_dataset_close(set);
     return 0;
 }
