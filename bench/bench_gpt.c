@@ -1,21 +1,25 @@
 /* bench_gpt.c — the GPT training step on CPU: speed against the sgemm peak, gradient checkpointing, packing.
  *
- *   bench_gpt step [--threads T] [--steps R] [shape options]        ms/step, tokens/s, MFU (default: GPT-2 124M,
- *                                                                     B=4, T=64, 2 threads, as llm.c's CPU trainer)
+ *   bench_gpt step [--threads T] [--steps R] [shape options]        ms/step, tokens/s, MFU (default: GPT-2 124M of
+ *                                                                     configs/gpt2-124m.yaml, B=4, T=64, 2 threads,
+ *                                                                     the shape llm.c's CPU trainer runs)
  *   bench_gpt ckpt [--threads T] [--steps R] [shape options]        model.checkpoint none against blocks: activation
  *                                                                     bytes and step time, interleaved
- *   bench_gpt pack [--threads T] [--steps R] [--data FILE] [shape]  Shakespeare speeches at T=512: real tokens/s
- *                                                                     packed, one speech per row (data.packing:
- *                                                                     false, padding stripped) and classic padded
- *                                                                     rows that compute on their padding
- *   shape options: --layers L --heads H --embd C --vocab V --batch B --seq T [--demo: the demo model's shape]
+ *   bench_gpt pack [--threads T] [--steps R] [--data FILE] [shape]  Shakespeare speeches at T=512 on the demo model:
+ *                                                                     real tokens/s packed, one speech per row
+ *                                                                     (data.packing: false, padding stripped) and
+ *                                                                     classic padded rows that compute their padding
+ *   shape options: --layers L --heads H --embd C --vocab V --batch B --seq T, or --demo: the model of
+ *                  configs/gpt-shakespeare.yaml (rotary positions); otherwise learned positions, 1024 of them
  *
  * A step is what the trainer does on one rank: zero the gradients, forward, backward, Σg² for the clipping norm,
- * AdamW over every parameter view. Each figure is the median of R timed steps after one warm-up step (the machine
- * is shared: compare ratios within one run). MFU divides the model FLOPs (dl_gpt_flops_per_token, PaLM
- * convention) per second by the sgemm rate `dealer bench gemm` reports (dl_blas_gemm_gflops, 2048³, same thread
- * count), measured in the same run before and after the steps; the better of the two is the peak. Steps also
- * report where the time went (forward, backward, optimizer) so a profile can start from the right phase. */
+ * AdamW over every parameter view. Each figure is the median of R timed steps after one warm-up step. MFU divides
+ * the model FLOPs (dl_gpt_flops_per_token, PaLM convention) per second by the sgemm rate `dealer bench gemm`
+ * reports (dl_blas_gemm_gflops, 2048³, same thread count), measured in the same run before and after the steps;
+ * the better of the two is the peak. The machine this was written on is shared, so wall-clock figures swing by 2-3×
+ * with other jobs' load; every mode therefore also reports CPU time (all threads of the process), which other
+ * processes delay but do not inflate: `step` compares the step's GFLOP per CPU-second with one-thread sgemm's
+ * ("work efficiency"), and `ckpt` and `pack` interleave their variants step by step and give both ratios. */
 #include <errno.h>
 #include <math.h>
 #include <omp.h>
@@ -49,7 +53,7 @@ typedef struct options {
     const char *mode;
     const char *data;
     int threads, steps;
-    int layers, heads, embd, vocab, batch, seq;
+    int layers, heads, embd, vocab, batch, seq, max_seq, rope;
 } options;
 
 static int parse_int(const char *flag, const char *text, int *out) {
@@ -64,12 +68,14 @@ static int parse_int(const char *flag, const char *text, int *out) {
     return 0;
 }
 
+/* The model of configs/gpt-shakespeare.yaml (rotary positions, so any seq_len works). */
 static void demo_shape(options *o) {
-    o->layers = 4, o->heads = 4, o->embd = 128, o->vocab = 256, o->batch = 8, o->seq = 512;
+    o->layers = 4, o->heads = 4, o->embd = 128, o->vocab = 256, o->batch = 8, o->seq = 512, o->max_seq = 512;
+    o->rope = 1;
 }
 
 static int parse(int argc, char **argv, options *o) {
-    *o = (options){"step", "data/shakespeare/train.tfrecord", 2, 5, 12, 12, 768, 50257, 4, 64};
+    *o = (options){"step", "data/shakespeare/train.tfrecord", 2, 5, 12, 12, 768, 50257, 4, 64, 1024, 0};
     int i = 1;
     if (argc > 1 && argv[1][0] != '-')
         o->mode = argv[i++];
@@ -101,6 +107,8 @@ static int parse(int argc, char **argv, options *o) {
             return -1;
         }
     }
+    if (o->seq > o->max_seq)
+        o->max_seq = o->seq;
     if (strcmp(o->mode, "step") && strcmp(o->mode, "ckpt") && strcmp(o->mode, "pack")) {
         fprintf(stderr, "bench_gpt: unknown mode '%s' (step, ckpt, pack)\n", o->mode);
         return -1;
@@ -124,7 +132,8 @@ typedef struct trainee {
 
 static void trainee_open(trainee *t, const dl_backend *be, const options *o, int checkpoint_every, int max_tokens) {
     memset(t, 0, sizeof *t);
-    t->config = (dl_gpt_config){o->vocab, o->layers, o->heads, o->embd, o->seq, 0, 10000.0f, checkpoint_every};
+    t->config = (dl_gpt_config){o->vocab,   o->layers, o->heads, o->embd, o->max_seq,
+                                o->rope,    10000.0f,  checkpoint_every};
     check(dl_gpt_create(&t->gpt, &t->config, be, max_tokens, max_tokens), "creating the model");
     double t0 = dl_time_seconds();
     check(dl_gpt_init_params(t->gpt, 1337), "initialising the model");
