@@ -409,7 +409,9 @@ dl_status dl_gpt_init_params(dl_gpt *m, uint64_t seed) {
 
 /* ---- forward --------------------------------------------------------------------------------------------------- */
 
-static dl_status block_forward(dl_gpt *m, int layer, block_acts *a, const float *x, float *out) {
+/* One block: out = x + attn(ln1(x)) + mlp(ln2(·)). With output 0 (a recomputation whose output is already stored)
+ * it stops after the GELU, which is all backward reads; `out` is still used as scratch. */
+static dl_status block_forward(dl_gpt *m, int layer, block_acts *a, const float *x, float *out, int output) {
     const dl_backend *be = m->be;
     const dl_gpt_config *c = &m->config;
     const block_weights *w = &m->w.blocks[layer];
@@ -425,6 +427,8 @@ static dl_status block_forward(dl_gpt *m, int layer, block_acts *a, const float 
     DL_CHECK(dl_op_layernorm_forward(be, a->ln2, a->ln2_mean, a->ln2_rstd, a->x2, w->ln2_w, w->ln2_b, N, C, 1e-5f));
     DL_CHECK(dl_op_matmul_forward(be, a->fch, a->ln2, w->fc_w, w->fc_b, N, C, 4 * C));
     DL_CHECK(dl_op_gelu_forward(be, a->fch_gelu, a->fch, (size_t)N * 4 * C));
+    if (!output)
+        return DL_OK;
     DL_CHECK(dl_op_matmul_forward(be, out, a->fch_gelu, w->fcproj_w, w->fcproj_b, N, 4 * C, C));
     DL_CHECK(dl_op_residual_forward(be, out, a->x2, out, (size_t)N * C));
     return DL_OK;
@@ -441,12 +445,16 @@ static float *block_output(dl_gpt *m, int s, int j) {
     return last_in_segment ? m->segment_inputs[s + 1] : m->sets[j].out;
 }
 
-static dl_status segment_forward(dl_gpt *m, int s) {
+/* Forward of segment s. A recomputation (in backward) skips the last block's output projection: that output is
+ * the next segment's stored input, and a third of the block's forward FLOPs. */
+static dl_status segment_forward(dl_gpt *m, int s, int recompute) {
     for (int j = 0; j < m->segment; j++) {
         int layer = s * m->segment + j;
         if (layer >= m->config.n_layer)
             break;
-        DL_CHECK_CTX(block_forward(m, layer, &m->sets[j], block_input(m, s, j), block_output(m, s, j)),
+        int last = j == m->segment - 1 || layer == m->config.n_layer - 1;
+        DL_CHECK_CTX(block_forward(m, layer, &m->sets[j], block_input(m, s, j), block_output(m, s, j),
+                                   !(recompute && last)),
                      "block %d forward", layer);
     }
     return DL_OK;
@@ -491,7 +499,7 @@ dl_status dl_gpt_forward(dl_gpt *m, const dl_gpt_inputs *in, double *loss_sum, i
                                          m->w.wpe, N, C, V, c->max_seq_len),
                  "embedding");
     for (int s = 0; s < m->num_segments; s++)
-        DL_CHECK(segment_forward(m, s));
+        DL_CHECK(segment_forward(m, s, 0));
     const float *x_final = m->segment_inputs[m->num_segments];
     DL_CHECK(dl_op_layernorm_forward(be, m->lnf, m->lnf_mean, m->lnf_rstd, x_final, m->w.lnf_w, m->w.lnf_b, N, C,
                                      1e-5f));
@@ -589,7 +597,7 @@ static dl_status backward(dl_gpt *m, const float *dlosses, dl_gpt_layer_hook hoo
         DL_CHECK(hook(hook_ctx, c->n_layer));
     for (int s = m->num_segments - 1; s >= 0; s--) {
         if (s != m->num_segments - 1) /* the last segment's activations are still there from forward */
-            DL_CHECK_CTX(segment_forward(m, s), "recomputing segment %d", s);
+            DL_CHECK_CTX(segment_forward(m, s, 1), "recomputing segment %d", s);
         int first = s * m->segment;
         int last = first + m->segment - 1 < c->n_layer - 1 ? first + m->segment - 1 : c->n_layer - 1;
         for (int layer = last; layer >= first; layer--) {

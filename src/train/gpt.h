@@ -12,8 +12,9 @@
  *
  * Gradient checkpointing (`model.checkpoint`): blocks are grouped in segments of K (none: one segment of all L
  * blocks with every activation kept; blocks: K = 1; every:K). Forward keeps only each segment's input; backward
- * recomputes a segment's forward into a shared set of K block-activation buffers and then runs its backward. The
- * recomputation is the same deterministic computation, so block gradients are bit-identical with and without it.
+ * recomputes a segment's forward into a shared set of K block-activation buffers (all but the last block's output
+ * projection, whose result is the next segment's stored input) and then runs its backward. The recomputation is
+ * the same deterministic computation, so block gradients are bit-identical with and without it.
  * With checkpointing the LM head also works in chunks of tokens whose logits fit 16 MiB (at least 64 tokens),
  * and backward recomputes each chunk's logits: at a 50k vocabulary the logits would otherwise be 40% of what
  * remains. Losses and every other gradient are unchanged; the tied embedding's gradient adds its head term chunk
