@@ -247,7 +247,8 @@ dl_status dl_grad_sync_create(dl_grad_sync **out, dl_world *world, const dl_back
         st = dl_optimizer_create(&s->optimizer, optimizer, be, model->params, begin, end);
         s->optimizer_ready = st == DL_OK;
     }
-    if (st == DL_OK && world->size > 1 && s->numel > 0)
+    /* Self-updating models (sparse tables that apply their own updates) exchange nothing here: no staging. */
+    if (st == DL_OK && world->size > 1 && s->numel > 0 && !model->self_updating)
         st = create_transport(s);
     if (st != DL_OK) {
         dl_grad_sync_destroy(s);
