@@ -455,6 +455,18 @@ static void log_step(trainer *t, double dt, const double sums[S_COUNT], double n
             ej += (size_t)snprintf(extra_json + ej, sizeof extra_json - ej, ", \"%s\": %.6g", t->model->metric_names[i],
                                    isfinite(v) ? v : -1.0);
     }
+    /* Gradient communication of this step: its time and the share hidden behind the backward pass. */
+    dl_grad_sync_stats cs = {0};
+    dl_grad_sync_stats_get(t->sync, &cs);
+    if (t->world->size > 1 && cs.comm_seconds > 0) {
+        double hidden = 1.0 - cs.exposed_seconds / cs.comm_seconds;
+        if (el < sizeof extra_line - 64)
+            el += (size_t)snprintf(extra_line + el, sizeof extra_line - el, " | comm %.0f ms (%.0f%% hidden)",
+                                   cs.comm_seconds * 1e3, hidden * 100);
+        if (ej < sizeof extra_json - 96)
+            ej += (size_t)snprintf(extra_json + ej, sizeof extra_json - ej, ", \"comm_ms\": %.6g, \"comm_hidden\": %.4g",
+                                   cs.comm_seconds * 1e3, hidden);
+    }
     if (log_now)
         printf("step %6lld/%lld | loss %.4f | grad %.3f | lr %.2e | %7.1f ms | %8.0f tok/s | MFU %5.1f%% | "
                "pack %5.1f%%%s | ETA %s%s\n",
