@@ -85,6 +85,18 @@ static dl_status create_gpt(dl_model *model, const dl_config *cfg, const dl_back
                             : cfg->model.checkpoint == DL_GRAD_CKPT_BLOCKS ? 1
                                                                            : cfg->model.checkpoint_every,
     };
+    /* Keys the GPT does not implement must not be accepted silently. */
+    const char *unsupported = cfg->model.dropout != 0.0          ? "dropout other than 0"
+                              : !cfg->model.tied_head             ? "tied_head: false"
+                              : cfg->model.init_std != 0.02       ? "init_std other than 0.02"
+                              : cfg->model.layernorm_eps != 1e-5  ? "layernorm_eps other than 1e-5"
+                                                                  : NULL;
+    if (unsupported) {
+        dl_status s = DL_FAIL(DL_ERR_CONFIG, "model.%s is not supported by the gpt model", unsupported);
+        dl_error_hint("the gpt model trains without dropout, with the LM head tied to the token embedding, GPT-2 "
+                      "initialisation (std 0.02) and LayerNorm epsilon 1e-5: remove the key");
+        return s;
+    }
     if (!gc.rope && seq_len > gc.max_seq_len) {
         dl_status s = DL_FAIL(DL_ERR_CONFIG, "data.seq_len (%d) exceeds model.max_seq_len (%d), the learned "
                                              "position table's length", seq_len, gc.max_seq_len);

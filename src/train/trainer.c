@@ -24,7 +24,6 @@
 #include "train/schedule.h"
 #include "train/tensorboard.h"
 
-void openblas_set_num_threads(int num_threads);
 
 /* Scalars every rank contributes to a step, summed in one all-reduce. */
 enum { S_LOSS, S_TARGETS, S_TOKENS, S_SLOTS, S_ATTENDED, S_FAILED, S_STOP, S_METRICS,
@@ -538,7 +537,6 @@ static dl_status setup(trainer *t) {
     const dl_config *c = t->cfg;
     if (c->train.threads > 0) {
         omp_set_num_threads(c->train.threads);
-        openblas_set_num_threads(c->train.threads);
     }
     const char *device = dl_config_enum_text("device", (int)c->device);
     DL_CHECK(dl_backend_open(&t->be, device ? device : "auto", t->world->local_rank));
