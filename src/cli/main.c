@@ -36,7 +36,8 @@ static void print_usage(FILE *out) {
         fprintf(out, "  %-9s %s\n", commands[i].name, commands[i].summary);
     fprintf(out, "\n  dealer <command> --help   options of one command\n"
                  "  dealer --version          version, git revision, CUDA and BLAS kernel\n\n"
-                 "Exit codes: 0 ok, 1 runtime failure, 2 bad usage or input.\n");
+                 "Exit codes: 0 ok, 1 runtime failure, 2 bad usage or input, 75 stopped by a signal after a\n"
+                 "checkpoint (requeue to continue), 76 forced stop.\n");
 }
 
 static void print_version(void) {
