@@ -93,3 +93,15 @@ void dl_test_assert_rel(const float *actual, const double *reference, size_t n, 
                      worst, (double)actual[worst], reference[worst]);
     }
 }
+
+float *dl_test_alloc_f(size_t n) {
+    float *p = malloc((n ? n : 1) * sizeof(float));
+    assert_non_null(p);
+    return p;
+}
+
+double *dl_test_alloc_d(size_t n) {
+    double *p = calloc(n ? n : 1, sizeof(double));
+    assert_non_null(p);
+    return p;
+}

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "core/philox.h"
+#include "core/status.h"
 
 /* The seed of this run (fixed on first call). */
 uint64_t dl_test_seed(void);
@@ -34,6 +35,24 @@ double dl_test_rel_error_f(const float *a, const float *b, size_t n);
     dl_test_assert_rel((actual_f), (reference_d), (n), (tol), #actual_f, __FILE__, __LINE__)
 void dl_test_assert_rel(const float *actual, const double *reference, size_t n, double tol, const char *what,
                         const char *file, int line);
+
+/* Checked allocations for tests (never NULL: the test fails instead). alloc_d zeroes; n = 0 is allowed. */
+float *dl_test_alloc_f(size_t n);
+double *dl_test_alloc_d(size_t n);
+
+/* Fails the test unless `call` returns DL_OK (printing the error message) or DL_ERR_INVALID respectively. */
+#define DL_EXPECT_OK(call)                                                                                   \
+    do {                                                                                                     \
+        dl_status dl_expect_s_ = (call);                                                                     \
+        if (dl_expect_s_ != DL_OK)                                                                           \
+            DL_TEST_FAIL("%s failed: %s", #call, dl_error_message());                                        \
+    } while (0)
+#define DL_EXPECT_INVALID(call)                                                                              \
+    do {                                                                                                     \
+        dl_status dl_expect_s_ = (call);                                                                     \
+        if (dl_expect_s_ != DL_ERR_INVALID)                                                                  \
+            DL_TEST_FAIL("%s returned %d, want DL_ERR_INVALID", #call, (int)dl_expect_s_);                   \
+    } while (0)
 
 /* Fails the test with a formatted message that includes the seed. */
 void dl_test_fail(const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

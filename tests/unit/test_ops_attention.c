@@ -33,18 +33,8 @@ static size_t qkv_len(const layout *L) { return (size_t)L->N * 3 * L->H * L->D; 
 static size_t out_len(const layout *L) { return (size_t)L->N * L->H * L->D; }
 static size_t lse_len(const layout *L) { return (size_t)L->N * L->H; }
 
-static float *alloc_f(size_t n) {
-    float *p = malloc((n ? n : 1) * sizeof(float));
-    assert_non_null(p);
-    return p;
-}
-static double *alloc_d(size_t n) {
-    double *p = calloc(n ? n : 1, sizeof(double));
-    assert_non_null(p);
-    return p;
-}
 static double *to_double(const float *x, size_t n) {
-    double *d = alloc_d(n);
+    double *d = dl_test_alloc_d(n);
     for (size_t i = 0; i < n; i++)
         d[i] = x[i];
     return d;
@@ -78,7 +68,7 @@ static double ref_probs(double *p, const double *qkv, const layout *L, int a, in
 
 static void ref_forward(double *out, double *lse, const double *qkv, const layout *L) {
     const size_t C = (size_t)L->H * L->D, ld3 = 3 * C;
-    double *p = alloc_d((size_t)L->N);
+    double *p = dl_test_alloc_d((size_t)L->N);
     for (int s = 0; s < L->num_seqs; s++)
         for (int n = L->cu[s]; n < L->cu[s + 1]; n++)
             for (int h = 0; h < L->H; h++) {
@@ -100,7 +90,7 @@ static void ref_forward(double *out, double *lse, const double *qkv, const layou
 static void ref_backward(double *dqkv, const double *dout, const double *qkv, const layout *L) {
     const size_t C = (size_t)L->H * L->D, ld3 = 3 * C;
     const double scale = 1.0 / sqrt((double)L->D);
-    double *p = alloc_d((size_t)L->N), *dp = alloc_d((size_t)L->N);
+    double *p = dl_test_alloc_d((size_t)L->N), *dp = dl_test_alloc_d((size_t)L->N);
     for (int s = 0; s < L->num_seqs; s++)
         for (int n = L->cu[s]; n < L->cu[s + 1]; n++)
             for (int h = 0; h < L->H; h++) {
@@ -175,12 +165,12 @@ static void check_layout(const int *lengths, int num_seqs, int H, int D, float a
     dl_rng rng;
     dl_test_rng(&rng, stream);
     const size_t nqkv = qkv_len(&L), nout = out_len(&L), nlse = lse_len(&L);
-    float *qkv = alloc_f(nqkv), *dout = alloc_f(nout);
+    float *qkv = dl_test_alloc_f(nqkv), *dout = dl_test_alloc_f(nout);
     dl_test_fill_uniform(&rng, qkv, nqkv, -amplitude, amplitude);
     dl_test_fill_uniform(&rng, dout, nout, -1.0f, 1.0f);
 
     double *qkv_d = to_double(qkv, nqkv), *dout_d = to_double(dout, nout);
-    double *out_ref = alloc_d(nout), *lse_ref = alloc_d(nlse), *dqkv_ref = alloc_d(nqkv);
+    double *out_ref = dl_test_alloc_d(nout), *lse_ref = dl_test_alloc_d(nlse), *dqkv_ref = dl_test_alloc_d(nqkv);
     ref_forward(out_ref, lse_ref, qkv_d, &L);
     ref_backward(dqkv_ref, dout_d, qkv_d, &L);
 
@@ -189,9 +179,9 @@ static void check_layout(const int *lengths, int num_seqs, int H, int D, float a
     const int saved = omp_get_max_threads();
     for (int t = 0; t < 2; t++) {
         omp_set_num_threads(threads[t]);
-        out[t] = alloc_f(nout);
-        lse[t] = alloc_f(nlse);
-        dqkv[t] = alloc_f(nqkv);
+        out[t] = dl_test_alloc_f(nout);
+        lse[t] = dl_test_alloc_f(nlse);
+        dqkv[t] = dl_test_alloc_f(nqkv);
         dl_test_poison(out[t], nout);
         dl_test_poison(lse[t], nlse);
         forward(&be, out[t], lse[t], qkv, &L);
@@ -299,11 +289,11 @@ static void backward_matches_finite_differences(void **state) {
     dl_rng rng;
     dl_test_rng(&rng, 10);
     const size_t nqkv = qkv_len(&L), nout = out_len(&L), nlse = lse_len(&L);
-    float *qkv = alloc_f(nqkv), *g = alloc_f(nout);
+    float *qkv = dl_test_alloc_f(nqkv), *g = dl_test_alloc_f(nout);
     dl_test_fill_uniform(&rng, qkv, nqkv, -1.5f, 1.5f);
     dl_test_fill_uniform(&rng, g, nout, -1.0f, 1.0f);
     double *x = to_double(qkv, nqkv), *gd = to_double(g, nout);
-    double *o = alloc_d(nout), *l = alloc_d(nlse), *fd = alloc_d(nqkv), *analytic = alloc_d(nqkv);
+    double *o = dl_test_alloc_d(nout), *l = dl_test_alloc_d(nlse), *fd = dl_test_alloc_d(nqkv), *analytic = dl_test_alloc_d(nqkv);
     const double h = 1e-4;
     for (size_t i = 0; i < nqkv; i++) {
         double keep = x[i], f[2];
@@ -326,7 +316,7 @@ static void backward_matches_finite_differences(void **state) {
     if (!(sqrt(err) <= 1e-7 * sqrt(ref)))
         DL_TEST_FAIL("reference backward vs finite differences: relative error %.3g", sqrt(err / ref));
 
-    float *out = alloc_f(nout), *lse = alloc_f(nlse), *dqkv = alloc_f(nqkv);
+    float *out = dl_test_alloc_f(nout), *lse = dl_test_alloc_f(nlse), *dqkv = dl_test_alloc_f(nqkv);
     forward(&be, out, lse, qkv, &L);
     memset(dqkv, 0, nqkv * sizeof(float));
     backward(&be, dqkv, g, qkv, out, lse, &L);
@@ -363,18 +353,18 @@ static void no_token_attends_across_documents(void **state) {
     dl_test_rng(&rng, 11);
     const size_t nqkv = qkv_len(&L), nout = out_len(&L), nlse = lse_len(&L);
     const size_t w3 = 3 * (size_t)L.H * L.D, w = (size_t)L.H * L.D;
-    float *qkv = alloc_f(nqkv), *dout = alloc_f(nout);
+    float *qkv = dl_test_alloc_f(nqkv), *dout = dl_test_alloc_f(nout);
     dl_test_fill_uniform(&rng, qkv, nqkv, -2.0f, 2.0f);
     dl_test_fill_uniform(&rng, dout, nout, -1.0f, 1.0f);
-    float *out0 = alloc_f(nout), *lse0 = alloc_f(nlse), *dq0 = alloc_f(nqkv);
-    float *out1 = alloc_f(nout), *lse1 = alloc_f(nlse), *dq1 = alloc_f(nqkv);
+    float *out0 = dl_test_alloc_f(nout), *lse0 = dl_test_alloc_f(nlse), *dq0 = dl_test_alloc_f(nqkv);
+    float *out1 = dl_test_alloc_f(nout), *lse1 = dl_test_alloc_f(nlse), *dq1 = dl_test_alloc_f(nqkv);
     forward(&be, out0, lse0, qkv, &L);
     memset(dq0, 0, nqkv * sizeof(float));
     backward(&be, dq0, dout, qkv, out0, lse0, &L);
 
     /* Document 1 perturbed, then poisoned with NaN: documents 0 and 2 must not change by a bit. */
     for (int variant = 0; variant < 2; variant++) {
-        float *q2 = alloc_f(nqkv), *d2 = alloc_f(nout);
+        float *q2 = dl_test_alloc_f(nqkv), *d2 = dl_test_alloc_f(nout);
         memcpy(q2, qkv, nqkv * sizeof(float));
         memcpy(d2, dout, nout * sizeof(float));
         for (size_t i = (size_t)L.cu[1] * w3; i < (size_t)L.cu[2] * w3; i++)
@@ -415,8 +405,8 @@ static void backward_accumulates(void **state) {
     dl_rng rng;
     dl_test_rng(&rng, 12);
     const size_t nqkv = qkv_len(&L), nout = out_len(&L), nlse = lse_len(&L);
-    float *qkv = alloc_f(nqkv), *dout = alloc_f(nout), *out = alloc_f(nout), *lse = alloc_f(nlse);
-    float *once = alloc_f(nqkv), *twice = alloc_f(nqkv), *init = alloc_f(nqkv), *acc = alloc_f(nqkv);
+    float *qkv = dl_test_alloc_f(nqkv), *dout = dl_test_alloc_f(nout), *out = dl_test_alloc_f(nout), *lse = dl_test_alloc_f(nlse);
+    float *once = dl_test_alloc_f(nqkv), *twice = dl_test_alloc_f(nqkv), *init = dl_test_alloc_f(nqkv), *acc = dl_test_alloc_f(nqkv);
     dl_test_fill_uniform(&rng, qkv, nqkv, -2.0f, 2.0f);
     dl_test_fill_uniform(&rng, dout, nout, -1.0f, 1.0f);
     forward(&be, out, lse, qkv, &L);
@@ -427,7 +417,7 @@ static void backward_accumulates(void **state) {
     backward(&be, twice, dout, qkv, out, lse, &L);
     backward(&be, twice, dout, qkv, out, lse, &L);
     /* dq receives one addition per key tile, so a second call rounds differently: twice, not bit-exactly */
-    double *doubled = alloc_d(nqkv);
+    double *doubled = dl_test_alloc_d(nqkv);
     for (size_t i = 0; i < nqkv; i++)
         doubled[i] = 2.0 * (double)once[i];
     DL_ASSERT_REL(twice, doubled, nqkv, 1e-6);
@@ -437,7 +427,7 @@ static void backward_accumulates(void **state) {
     dl_test_fill_uniform(&rng, init, nqkv, -0.1f, 0.1f);
     memcpy(acc, init, nqkv * sizeof(float));
     backward(&be, acc, dout, qkv, out, lse, &L);
-    double *want = alloc_d(nqkv);
+    double *want = dl_test_alloc_d(nqkv);
     for (size_t i = 0; i < nqkv; i++)
         want[i] = (double)init[i] + (double)once[i];
     DL_ASSERT_REL(acc, want, nqkv, 1e-6);
@@ -463,7 +453,7 @@ static void runs_are_bit_identical(void **state) {
     dl_rng rng;
     dl_test_rng(&rng, 13);
     const size_t nqkv = qkv_len(&L), nout = out_len(&L), nlse = lse_len(&L);
-    float *qkv = alloc_f(nqkv), *dout = alloc_f(nout);
+    float *qkv = dl_test_alloc_f(nqkv), *dout = dl_test_alloc_f(nout);
     dl_test_fill_uniform(&rng, qkv, nqkv, -2.0f, 2.0f);
     dl_test_fill_uniform(&rng, dout, nout, -1.0f, 1.0f);
     /* two runs at the default thread count, then 1, 2 and 8 threads (8 takes the two-pass backward): all the same
@@ -473,9 +463,9 @@ static void runs_are_bit_identical(void **state) {
     float *out[5], *lse[5], *dqkv[5];
     for (int r = 0; r < 5; r++) {
         omp_set_num_threads(threads[r] ? threads[r] : saved);
-        out[r] = alloc_f(nout);
-        lse[r] = alloc_f(nlse);
-        dqkv[r] = alloc_f(nqkv);
+        out[r] = dl_test_alloc_f(nout);
+        lse[r] = dl_test_alloc_f(nlse);
+        dqkv[r] = dl_test_alloc_f(nqkv);
         forward(&be, out[r], lse[r], qkv, &L);
         memset(dqkv[r], 0, nqkv * sizeof(float));
         backward(&be, dqkv[r], dout, qkv, out[r], lse[r], &L);

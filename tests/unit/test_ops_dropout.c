@@ -14,42 +14,16 @@
 
 static dl_backend be;
 
-#define EXPECT_INVALID(call)                                                                              \
-    do {                                                                                                  \
-        dl_status s_ = (call);                                                                            \
-        if (s_ != DL_ERR_INVALID)                                                                         \
-            DL_TEST_FAIL("%s returned %d, want DL_ERR_INVALID", #call, (int)s_);                          \
-    } while (0)
-
-#define EXPECT_OK(call)                                                                                   \
-    do {                                                                                                  \
-        dl_status s_ = (call);                                                                            \
-        if (s_ != DL_OK)                                                                                  \
-            DL_TEST_FAIL("%s failed: %s", #call, dl_error_message());                                     \
-    } while (0)
-
-static float *alloc_f(size_t n) {
-    float *p = malloc(n * sizeof(float));
-    assert_non_null(p);
-    return p;
-}
-
-static double *alloc_d(size_t n) {
-    double *p = calloc(n, sizeof(double));
-    assert_non_null(p);
-    return p;
-}
-
 static int kept(uint64_t seed, uint64_t stream, size_t i, float p) {
     return dl_philox_uniform(dl_philox_word(seed, stream, i)) >= p;
 }
 
 static void forward_case(dl_rng *rng, size_t n, float p, uint64_t seed, uint64_t stream) {
-    float *x = alloc_f(n), *y = alloc_f(n), *y3 = alloc_f(n), *inplace = alloc_f(n);
+    float *x = dl_test_alloc_f(n), *y = dl_test_alloc_f(n), *y3 = dl_test_alloc_f(n), *inplace = dl_test_alloc_f(n);
     dl_test_fill_uniform(rng, x, n, -1.0f, 1.0f);
     dl_test_poison(y, n);
-    EXPECT_OK(dl_op_dropout_forward(&be, y, x, n, p, seed, stream));
-    double *ref = alloc_d(n);
+    DL_EXPECT_OK(dl_op_dropout_forward(&be, y, x, n, p, seed, stream));
+    double *ref = dl_test_alloc_d(n);
     size_t count = 0;
     for (size_t i = 0; i < n; i++) {
         int k = kept(seed, stream, i, p);
@@ -68,11 +42,11 @@ static void forward_case(dl_rng *rng, size_t n, float p, uint64_t seed, uint64_t
     }
     int saved = omp_get_max_threads();
     omp_set_num_threads(3);
-    EXPECT_OK(dl_op_dropout_forward(&be, y3, x, n, p, seed, stream));
+    DL_EXPECT_OK(dl_op_dropout_forward(&be, y3, x, n, p, seed, stream));
     omp_set_num_threads(saved);
     assert_memory_equal(y, y3, n * sizeof(float));
     memcpy(inplace, x, n * sizeof(float));
-    EXPECT_OK(dl_op_dropout_forward(&be, inplace, inplace, n, p, seed, stream));
+    DL_EXPECT_OK(dl_op_dropout_forward(&be, inplace, inplace, n, p, seed, stream));
     assert_memory_equal(y, inplace, n * sizeof(float));
     free(x), free(y), free(y3), free(inplace), free(ref);
 }
@@ -94,17 +68,17 @@ static void zero_probability_is_the_identity(void **state) {
     dl_rng rng;
     dl_test_rng(&rng, 2);
     const size_t n = 40001;
-    float *x = alloc_f(n), *y = alloc_f(n), *d = alloc_f(n), *d0 = alloc_f(n), *g = alloc_f(n);
+    float *x = dl_test_alloc_f(n), *y = dl_test_alloc_f(n), *d = dl_test_alloc_f(n), *d0 = dl_test_alloc_f(n), *g = dl_test_alloc_f(n);
     dl_test_fill_uniform(&rng, x, n, -1.0f, 1.0f);
     dl_test_fill_uniform(&rng, g, n, -1.0f, 1.0f);
     dl_test_fill_uniform(&rng, d, n, -1.0f, 1.0f);
     memcpy(d0, d, n * sizeof(float));
     dl_test_poison(y, n);
-    EXPECT_OK(dl_op_dropout_forward(&be, y, x, n, 0.0f, 1, 2));
+    DL_EXPECT_OK(dl_op_dropout_forward(&be, y, x, n, 0.0f, 1, 2));
     assert_memory_equal(y, x, n * sizeof(float));
-    EXPECT_OK(dl_op_dropout_forward(&be, y, y, n, 0.0f, 1, 2));
+    DL_EXPECT_OK(dl_op_dropout_forward(&be, y, y, n, 0.0f, 1, 2));
     assert_memory_equal(y, x, n * sizeof(float));
-    EXPECT_OK(dl_op_dropout_backward(&be, d, g, n, 0.0f, 1, 2));
+    DL_EXPECT_OK(dl_op_dropout_backward(&be, d, g, n, 0.0f, 1, 2));
     for (size_t i = 0; i < n; i++)
         if (d[i] != d0[i] + g[i])
             DL_TEST_FAIL("p = 0 backward: element %zu is %.9g, want %.9g", i, (double)d[i], (double)(d0[i] + g[i]));
@@ -114,14 +88,14 @@ static void zero_probability_is_the_identity(void **state) {
 static void seed_and_stream_select_the_mask(void **state) {
     (void)state;
     const size_t n = 4096;
-    float *x = alloc_f(n), *a = alloc_f(n), *b = alloc_f(n), *c = alloc_f(n), *e = alloc_f(n);
+    float *x = dl_test_alloc_f(n), *a = dl_test_alloc_f(n), *b = dl_test_alloc_f(n), *c = dl_test_alloc_f(n), *e = dl_test_alloc_f(n);
     for (size_t i = 0; i < n; i++)
         x[i] = 1.0f;
     const uint64_t seed = 0x1234, stream = 3;
-    EXPECT_OK(dl_op_dropout_forward(&be, a, x, n, 0.5f, seed, stream));
-    EXPECT_OK(dl_op_dropout_forward(&be, b, x, n, 0.5f, seed, stream + 1));
-    EXPECT_OK(dl_op_dropout_forward(&be, c, x, n, 0.5f, seed + (1ull << 32), stream)); /* high seed bits count */
-    EXPECT_OK(dl_op_dropout_forward(&be, e, x, n, 0.5f, seed, stream + (1ull << 32))); /* high stream bits too */
+    DL_EXPECT_OK(dl_op_dropout_forward(&be, a, x, n, 0.5f, seed, stream));
+    DL_EXPECT_OK(dl_op_dropout_forward(&be, b, x, n, 0.5f, seed, stream + 1));
+    DL_EXPECT_OK(dl_op_dropout_forward(&be, c, x, n, 0.5f, seed + (1ull << 32), stream)); /* high seed bits count */
+    DL_EXPECT_OK(dl_op_dropout_forward(&be, e, x, n, 0.5f, seed, stream + (1ull << 32))); /* high stream bits too */
     size_t db = 0, dc = 0, de = 0;
     for (size_t i = 0; i < n; i++) {
         db += a[i] != b[i];
@@ -135,19 +109,19 @@ static void seed_and_stream_select_the_mask(void **state) {
 
 static void backward_case(dl_rng *rng, size_t n, float p) {
     const uint64_t seed = dl_rng_u64(rng), stream = 11;
-    float *x = alloc_f(n), *dout = alloc_f(n), *dinp = alloc_f(n), *dinp0 = alloc_f(n), *diff = alloc_f(n);
+    float *x = dl_test_alloc_f(n), *dout = dl_test_alloc_f(n), *dinp = dl_test_alloc_f(n), *dinp0 = dl_test_alloc_f(n), *diff = dl_test_alloc_f(n);
     dl_test_fill_uniform(rng, x, n, -1.0f, 1.0f);
     dl_test_fill_uniform(rng, dout, n, -1.0f, 1.0f);
     dl_test_fill_uniform(rng, dinp, n, -1.0f, 1.0f);
     memcpy(dinp0, dinp, n * sizeof(float));
     /* L = Σ dout·mask·x/(1−p) in double; element i moves only term i. */
-    double *grad = alloc_d(n), *want = alloc_d(n);
+    double *grad = dl_test_alloc_d(n), *want = dl_test_alloc_d(n);
     for (size_t i = 0; i < n; i++) {
         double m = kept(seed, stream, i, p) ? 1.0 / (1.0 - (double)p) : 0.0, h = 1e-5, xi = x[i];
         grad[i] = (dout[i] * m * (xi + h) - dout[i] * m * (xi - h)) / (2.0 * h);
     }
     for (int call = 1; call <= 2; call++) {
-        EXPECT_OK(dl_op_dropout_backward(&be, dinp, dout, n, p, seed, stream));
+        DL_EXPECT_OK(dl_op_dropout_backward(&be, dinp, dout, n, p, seed, stream));
         for (size_t i = 0; i < n; i++) {
             diff[i] = (float)((double)dinp[i] - dinp0[i]);
             want[i] = call * grad[i];
@@ -156,7 +130,7 @@ static void backward_case(dl_rng *rng, size_t n, float p) {
     }
     /* dinp may be dout. */
     memcpy(dinp, dout, n * sizeof(float));
-    EXPECT_OK(dl_op_dropout_backward(&be, dinp, dinp, n, p, seed, stream));
+    DL_EXPECT_OK(dl_op_dropout_backward(&be, dinp, dinp, n, p, seed, stream));
     for (size_t i = 0; i < n; i++)
         want[i] = dout[i] + grad[i];
     DL_ASSERT_REL(dinp, want, n, 1e-6);
@@ -175,19 +149,19 @@ static void backward_matches_finite_differences_and_accumulates(void **state) {
 static void bad_arguments_are_invalid(void **state) {
     (void)state;
     float x[16] = {0}, y[16] = {0};
-    EXPECT_INVALID(dl_op_dropout_forward(&be, NULL, x, 16, 0.1f, 1, 1));
-    EXPECT_INVALID(dl_op_dropout_forward(&be, y, NULL, 16, 0.1f, 1, 1));
-    EXPECT_INVALID(dl_op_dropout_forward(&be, y, x, 0, 0.1f, 1, 1));
-    EXPECT_INVALID(dl_op_dropout_forward(&be, y, x, 16, 1.0f, 1, 1));
+    DL_EXPECT_INVALID(dl_op_dropout_forward(&be, NULL, x, 16, 0.1f, 1, 1));
+    DL_EXPECT_INVALID(dl_op_dropout_forward(&be, y, NULL, 16, 0.1f, 1, 1));
+    DL_EXPECT_INVALID(dl_op_dropout_forward(&be, y, x, 0, 0.1f, 1, 1));
+    DL_EXPECT_INVALID(dl_op_dropout_forward(&be, y, x, 16, 1.0f, 1, 1));
     assert_non_null(strstr(dl_error_message(), "p = 1"));
-    EXPECT_INVALID(dl_op_dropout_forward(&be, y, x, 16, -0.1f, 1, 1));
-    EXPECT_INVALID(dl_op_dropout_forward(&be, y, x, 16, NAN, 1, 1));
-    EXPECT_INVALID(dl_op_dropout_forward(&be, x + 1, x, 8, 0.1f, 1, 1));
-    EXPECT_INVALID(dl_op_dropout_backward(&be, NULL, x, 16, 0.1f, 1, 1));
-    EXPECT_INVALID(dl_op_dropout_backward(&be, y, NULL, 16, 0.1f, 1, 1));
-    EXPECT_INVALID(dl_op_dropout_backward(&be, y, x, 16, 2.0f, 1, 1));
-    EXPECT_INVALID(dl_op_dropout_backward(&be, y, y + 3, 8, 0.1f, 1, 1));
-    EXPECT_INVALID(dl_op_dropout_backward(&be, y, x, 0, 0.1f, 1, 1));
+    DL_EXPECT_INVALID(dl_op_dropout_forward(&be, y, x, 16, -0.1f, 1, 1));
+    DL_EXPECT_INVALID(dl_op_dropout_forward(&be, y, x, 16, NAN, 1, 1));
+    DL_EXPECT_INVALID(dl_op_dropout_forward(&be, x + 1, x, 8, 0.1f, 1, 1));
+    DL_EXPECT_INVALID(dl_op_dropout_backward(&be, NULL, x, 16, 0.1f, 1, 1));
+    DL_EXPECT_INVALID(dl_op_dropout_backward(&be, y, NULL, 16, 0.1f, 1, 1));
+    DL_EXPECT_INVALID(dl_op_dropout_backward(&be, y, x, 16, 2.0f, 1, 1));
+    DL_EXPECT_INVALID(dl_op_dropout_backward(&be, y, y + 3, 8, 0.1f, 1, 1));
+    DL_EXPECT_INVALID(dl_op_dropout_backward(&be, y, x, 0, 0.1f, 1, 1));
     dl_error_clear();
     for (int i = 0; i < 16; i++)
         assert_true(x[i] == 0.0f && y[i] == 0.0f);

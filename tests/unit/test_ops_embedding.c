@@ -13,32 +13,6 @@
 
 static dl_backend be;
 
-#define EXPECT_INVALID(call)                                                                              \
-    do {                                                                                                  \
-        dl_status s_ = (call);                                                                            \
-        if (s_ != DL_ERR_INVALID)                                                                         \
-            DL_TEST_FAIL("%s returned %d, want DL_ERR_INVALID", #call, (int)s_);                          \
-    } while (0)
-
-#define EXPECT_OK(call)                                                                                   \
-    do {                                                                                                  \
-        dl_status s_ = (call);                                                                            \
-        if (s_ != DL_OK)                                                                                  \
-            DL_TEST_FAIL("%s failed: %s", #call, dl_error_message());                                     \
-    } while (0)
-
-static float *alloc_f(size_t n) {
-    float *p = malloc(n * sizeof(float));
-    assert_non_null(p);
-    return p;
-}
-
-static double *alloc_d(size_t n) {
-    double *p = calloc(n, sizeof(double));
-    assert_non_null(p);
-    return p;
-}
-
 /* Fills g with values on the scale of ref: accumulating into g then keeps the gradient's digits in float. */
 static void prefill_like(dl_rng *rng, float *g, const double *ref, size_t n) {
     double ss = 0.0;
@@ -52,13 +26,13 @@ static void prefill_like(dl_rng *rng, float *g, const double *ref, size_t n) {
 }
 
 static float *random_f(dl_rng *rng, size_t n) {
-    float *p = alloc_f(n);
+    float *p = dl_test_alloc_f(n);
     dl_test_fill_uniform(rng, p, n, -1.0f, 1.0f);
     return p;
 }
 
 static double *to_double(const float *x, size_t n) {
-    double *d = alloc_d(n);
+    double *d = dl_test_alloc_d(n);
     for (size_t i = 0; i < n; i++)
         d[i] = x[i];
     return d;
@@ -108,8 +82,8 @@ static void fd_grad(double (*loss)(void *), void *ctx, double *x, size_t n, doub
 
 static void check_added(const float *g, const float *g0, const double *ref, size_t n, double k, double tol,
                         const char *what) {
-    float *diff = alloc_f(n);
-    double *want = alloc_d(n);
+    float *diff = dl_test_alloc_f(n);
+    double *want = dl_test_alloc_d(n);
     for (size_t i = 0; i < n; i++) {
         diff[i] = (float)((double)g[i] - (double)g0[i]);
         want[i] = k * ref[i];
@@ -129,11 +103,11 @@ static void forward_case(dl_rng *rng, int N, int C, int V, int max_pos, int lear
     tokens[0] = V - 1; /* the edges of the valid range */
     tokens[N - 1] = 0;
     positions[0] = max_pos - 1;
-    float *out = alloc_f((size_t)N * C);
+    float *out = dl_test_alloc_f((size_t)N * C);
     dl_test_poison(out, (size_t)N * C);
-    EXPECT_OK(dl_op_embedding_forward(&be, out, tokens, learned ? positions : NULL, wte, learned ? wpe : NULL, N, C,
+    DL_EXPECT_OK(dl_op_embedding_forward(&be, out, tokens, learned ? positions : NULL, wte, learned ? wpe : NULL, N, C,
                                       V, max_pos));
-    emb_ctx e = {to_double(wte, (size_t)V * C), to_double(wpe, (size_t)max_pos * C), NULL, alloc_d((size_t)N * C),
+    emb_ctx e = {to_double(wte, (size_t)V * C), to_double(wpe, (size_t)max_pos * C), NULL, dl_test_alloc_d((size_t)N * C),
                  tokens, learned ? positions : NULL, N, C};
     ref_forward(&e);
     DL_ASSERT_REL(out, e.out, (size_t)N * C, 1e-7);
@@ -157,10 +131,10 @@ static void backward_case(dl_rng *rng, int N, int C, int V, int max_pos, int lea
     int32_t *tokens = random_ids(rng, N, V), *positions = random_ids(rng, N, max_pos);
     if (N >= 3)
         tokens[2] = tokens[0]; /* a repeated id: its gradient is the sum of both rows */
-    float *dwte = alloc_f(nte), *dwpe = alloc_f(npe), *dwte0 = alloc_f(nte), *dwpe0 = alloc_f(npe);
-    emb_ctx e = {to_double(wte, nte), to_double(wpe, npe), to_double(dout, no), alloc_d(no),
+    float *dwte = dl_test_alloc_f(nte), *dwpe = dl_test_alloc_f(npe), *dwte0 = dl_test_alloc_f(nte), *dwpe0 = dl_test_alloc_f(npe);
+    emb_ctx e = {to_double(wte, nte), to_double(wpe, npe), to_double(dout, no), dl_test_alloc_d(no),
                  tokens, learned ? positions : NULL, N, C};
-    double *gte = alloc_d(nte), *gpe = alloc_d(npe);
+    double *gte = dl_test_alloc_d(nte), *gpe = dl_test_alloc_d(npe);
     fd_grad(emb_loss, &e, e.wte, nte, gte);
     if (learned)
         fd_grad(emb_loss, &e, e.wpe, npe, gpe);
@@ -172,7 +146,7 @@ static void backward_case(dl_rng *rng, int N, int C, int V, int max_pos, int lea
     memcpy(dwte0, dwte, nte * sizeof(float));
     memcpy(dwpe0, dwpe, npe * sizeof(float));
     for (int call = 1; call <= 2; call++) {
-        EXPECT_OK(dl_op_embedding_backward(&be, dwte, learned ? dwpe : NULL, dout, tokens, learned ? positions : NULL,
+        DL_EXPECT_OK(dl_op_embedding_backward(&be, dwte, learned ? dwpe : NULL, dout, tokens, learned ? positions : NULL,
                                            N, C, V, max_pos));
         check_added(dwte, dwte0, gte, nte, call, 1e-4, "dwte");
         if (learned)
@@ -208,10 +182,10 @@ static void backward_is_identical_for_any_thread_count(void **state) {
         pe[t] = calloc((size_t)P * C, sizeof(float));
         assert_true(te[t] && pe[t]);
         omp_set_num_threads(t + 1);
-        EXPECT_OK(dl_op_embedding_backward(&be, te[t], pe[t], dout, tokens, positions, N, C, V, P));
+        DL_EXPECT_OK(dl_op_embedding_backward(&be, te[t], pe[t], dout, tokens, positions, N, C, V, P));
     }
     omp_set_num_threads(saved);
-    double *ref = alloc_d((size_t)V * C);
+    double *ref = dl_test_alloc_d((size_t)V * C);
     for (int n = 0; n < N; n++)
         for (int c = 0; c < C; c++)
             ref[(size_t)tokens[n] * C + c] += dout[(size_t)n * C + c];
@@ -234,21 +208,21 @@ static void ids_out_of_range_fail_naming_index_and_value(void **state) {
         out[i] = dout[i] = 1.0f;
 
     tokens[3] = V;
-    EXPECT_INVALID(dl_op_embedding_forward(&be, out, tokens, positions, wte, wpe, N, C, V, P));
+    DL_EXPECT_INVALID(dl_op_embedding_forward(&be, out, tokens, positions, wte, wpe, N, C, V, P));
     assert_non_null(strstr(dl_error_message(), "tokens[3] = 11"));
-    EXPECT_INVALID(dl_op_embedding_backward(&be, dwte, dwpe, dout, tokens, positions, N, C, V, P));
+    DL_EXPECT_INVALID(dl_op_embedding_backward(&be, dwte, dwpe, dout, tokens, positions, N, C, V, P));
     assert_non_null(strstr(dl_error_message(), "tokens[3] = 11"));
     tokens[3] = -2;
-    EXPECT_INVALID(dl_op_embedding_forward(&be, out, tokens, NULL, wte, NULL, N, C, V, P));
+    DL_EXPECT_INVALID(dl_op_embedding_forward(&be, out, tokens, NULL, wte, NULL, N, C, V, P));
     assert_non_null(strstr(dl_error_message(), "tokens[3] = -2"));
     tokens[3] = 4;
     positions[5] = P;
-    EXPECT_INVALID(dl_op_embedding_forward(&be, out, tokens, positions, wte, wpe, N, C, V, P));
+    DL_EXPECT_INVALID(dl_op_embedding_forward(&be, out, tokens, positions, wte, wpe, N, C, V, P));
     assert_non_null(strstr(dl_error_message(), "positions[5] = 8"));
-    EXPECT_INVALID(dl_op_embedding_backward(&be, dwte, dwpe, dout, tokens, positions, N, C, V, P));
+    DL_EXPECT_INVALID(dl_op_embedding_backward(&be, dwte, dwpe, dout, tokens, positions, N, C, V, P));
     assert_non_null(strstr(dl_error_message(), "positions[5] = 8"));
     positions[5] = -1;
-    EXPECT_INVALID(dl_op_embedding_backward(&be, dwte, dwpe, dout, tokens, positions, N, C, V, P));
+    DL_EXPECT_INVALID(dl_op_embedding_backward(&be, dwte, dwpe, dout, tokens, positions, N, C, V, P));
     dl_error_clear();
     /* Rejected before anything was written. */
     for (int i = 0; i < N * C; i++)
@@ -263,22 +237,22 @@ static void bad_arguments_are_invalid(void **state) {
     (void)state;
     float wte[64] = {0}, wpe[64] = {0}, out[64] = {0};
     int32_t tokens[4] = {0, 1, 2, 3}, positions[4] = {0, 1, 2, 3};
-    EXPECT_INVALID(dl_op_embedding_forward(&be, NULL, tokens, positions, wte, wpe, 4, 4, 4, 4));
-    EXPECT_INVALID(dl_op_embedding_forward(&be, out, NULL, positions, wte, wpe, 4, 4, 4, 4));
-    EXPECT_INVALID(dl_op_embedding_forward(&be, out, tokens, positions, NULL, wpe, 4, 4, 4, 4));
-    EXPECT_INVALID(dl_op_embedding_forward(&be, out, tokens, positions, wte, NULL, 4, 4, 4, 4)); /* not together */
-    EXPECT_INVALID(dl_op_embedding_forward(&be, out, tokens, NULL, wte, wpe, 4, 4, 4, 4));
-    EXPECT_INVALID(dl_op_embedding_forward(&be, out, tokens, positions, wte, wpe, 0, 4, 4, 4));
-    EXPECT_INVALID(dl_op_embedding_forward(&be, out, tokens, positions, wte, wpe, 4, -4, 4, 4));
-    EXPECT_INVALID(dl_op_embedding_forward(&be, out, tokens, positions, wte, wpe, 4, 4, 0, 4));
-    EXPECT_INVALID(dl_op_embedding_forward(&be, out, tokens, positions, wte, wpe, 4, 4, 4, 0));
-    EXPECT_INVALID(dl_op_embedding_forward(&be, out, tokens, positions, wte, wpe, 4, INT_MAX, INT_MAX, 4));
-    EXPECT_INVALID(dl_op_embedding_forward(&be, wte, tokens, positions, wte, wpe, 4, 4, 4, 4)); /* out is wte */
-    EXPECT_INVALID(dl_op_embedding_backward(&be, NULL, wpe, out, tokens, positions, 4, 4, 4, 4));
-    EXPECT_INVALID(dl_op_embedding_backward(&be, wte, wpe, NULL, tokens, positions, 4, 4, 4, 4));
-    EXPECT_INVALID(dl_op_embedding_backward(&be, wte, NULL, out, tokens, positions, 4, 4, 4, 4));
-    EXPECT_INVALID(dl_op_embedding_backward(&be, wte, wte + 4, out, tokens, positions, 4, 4, 4, 4));
-    EXPECT_INVALID(dl_op_embedding_backward(&be, wte, wpe, wte, tokens, positions, 4, 4, 4, 4));
+    DL_EXPECT_INVALID(dl_op_embedding_forward(&be, NULL, tokens, positions, wte, wpe, 4, 4, 4, 4));
+    DL_EXPECT_INVALID(dl_op_embedding_forward(&be, out, NULL, positions, wte, wpe, 4, 4, 4, 4));
+    DL_EXPECT_INVALID(dl_op_embedding_forward(&be, out, tokens, positions, NULL, wpe, 4, 4, 4, 4));
+    DL_EXPECT_INVALID(dl_op_embedding_forward(&be, out, tokens, positions, wte, NULL, 4, 4, 4, 4)); /* not together */
+    DL_EXPECT_INVALID(dl_op_embedding_forward(&be, out, tokens, NULL, wte, wpe, 4, 4, 4, 4));
+    DL_EXPECT_INVALID(dl_op_embedding_forward(&be, out, tokens, positions, wte, wpe, 0, 4, 4, 4));
+    DL_EXPECT_INVALID(dl_op_embedding_forward(&be, out, tokens, positions, wte, wpe, 4, -4, 4, 4));
+    DL_EXPECT_INVALID(dl_op_embedding_forward(&be, out, tokens, positions, wte, wpe, 4, 4, 0, 4));
+    DL_EXPECT_INVALID(dl_op_embedding_forward(&be, out, tokens, positions, wte, wpe, 4, 4, 4, 0));
+    DL_EXPECT_INVALID(dl_op_embedding_forward(&be, out, tokens, positions, wte, wpe, 4, INT_MAX, INT_MAX, 4));
+    DL_EXPECT_INVALID(dl_op_embedding_forward(&be, wte, tokens, positions, wte, wpe, 4, 4, 4, 4)); /* out is wte */
+    DL_EXPECT_INVALID(dl_op_embedding_backward(&be, NULL, wpe, out, tokens, positions, 4, 4, 4, 4));
+    DL_EXPECT_INVALID(dl_op_embedding_backward(&be, wte, wpe, NULL, tokens, positions, 4, 4, 4, 4));
+    DL_EXPECT_INVALID(dl_op_embedding_backward(&be, wte, NULL, out, tokens, positions, 4, 4, 4, 4));
+    DL_EXPECT_INVALID(dl_op_embedding_backward(&be, wte, wte + 4, out, tokens, positions, 4, 4, 4, 4));
+    DL_EXPECT_INVALID(dl_op_embedding_backward(&be, wte, wpe, wte, tokens, positions, 4, 4, 4, 4));
     dl_error_clear();
     for (int i = 0; i < 64; i++)
         assert_true(wte[i] == 0.0f && wpe[i] == 0.0f && out[i] == 0.0f);

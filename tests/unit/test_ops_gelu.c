@@ -13,32 +13,6 @@
 
 static dl_backend be;
 
-#define EXPECT_INVALID(call)                                                                              \
-    do {                                                                                                  \
-        dl_status s_ = (call);                                                                            \
-        if (s_ != DL_ERR_INVALID)                                                                         \
-            DL_TEST_FAIL("%s returned %d, want DL_ERR_INVALID", #call, (int)s_);                          \
-    } while (0)
-
-#define EXPECT_OK(call)                                                                                   \
-    do {                                                                                                  \
-        dl_status s_ = (call);                                                                            \
-        if (s_ != DL_OK)                                                                                  \
-            DL_TEST_FAIL("%s failed: %s", #call, dl_error_message());                                     \
-    } while (0)
-
-static float *alloc_f(size_t n) {
-    float *p = malloc(n * sizeof(float));
-    assert_non_null(p);
-    return p;
-}
-
-static double *alloc_d(size_t n) {
-    double *p = calloc(n, sizeof(double));
-    assert_non_null(p);
-    return p;
-}
-
 /* Fills g with values on the scale of ref: accumulating into g then keeps the gradient's digits in float. */
 static void prefill_like(dl_rng *rng, float *g, const double *ref, size_t n) {
     double ss = 0.0;
@@ -58,11 +32,11 @@ static double ref_gelu(double x) {
 }
 
 static void forward_case(dl_rng *rng, size_t n, float lo, float hi) {
-    float *x = alloc_f(n), *y = alloc_f(n), *inplace = alloc_f(n);
+    float *x = dl_test_alloc_f(n), *y = dl_test_alloc_f(n), *inplace = dl_test_alloc_f(n);
     dl_test_fill_uniform(rng, x, n, lo, hi);
     dl_test_poison(y, n);
-    EXPECT_OK(dl_op_gelu_forward(&be, y, x, n));
-    double *ref = alloc_d(n);
+    DL_EXPECT_OK(dl_op_gelu_forward(&be, y, x, n));
+    double *ref = dl_test_alloc_d(n);
     for (size_t i = 0; i < n; i++)
         ref[i] = ref_gelu(x[i]);
     DL_ASSERT_REL(y, ref, n, 1e-6);
@@ -70,7 +44,7 @@ static void forward_case(dl_rng *rng, size_t n, float lo, float hi) {
         if (fabs(y[i] - ref[i]) > 1e-6 * fmax(1.0, fabs(ref[i])))
             DL_TEST_FAIL("gelu(%.9g) = %.9g, want %.9g", (double)x[i], (double)y[i], ref[i]);
     memcpy(inplace, x, n * sizeof(float));
-    EXPECT_OK(dl_op_gelu_forward(&be, inplace, inplace, n));
+    DL_EXPECT_OK(dl_op_gelu_forward(&be, inplace, inplace, n));
     assert_memory_equal(inplace, y, n * sizeof(float));
     free(x), free(y), free(inplace), free(ref);
 }
@@ -84,7 +58,7 @@ static void forward_matches_tanh_formula(void **state) {
     forward_case(&rng, 40000, -30.0f, 30.0f); /* the saturated tails, and above the single-thread cut-off */
     /* Special values. */
     float x[7] = {0.0f, -0.0f, 1e-30f, -1e-30f, 40.0f, -40.0f, NAN}, y[7];
-    EXPECT_OK(dl_op_gelu_forward(&be, y, x, 7));
+    DL_EXPECT_OK(dl_op_gelu_forward(&be, y, x, 7));
     assert_true(y[0] == 0.0f && y[1] == 0.0f);
     assert_true(fabsf(y[2] - 0.5e-30f) < 1e-36f && fabsf(y[3] + 0.5e-30f) < 1e-36f);
     assert_true(y[4] == 40.0f);
@@ -93,21 +67,21 @@ static void forward_matches_tanh_formula(void **state) {
 }
 
 static void backward_case(dl_rng *rng, size_t n, float lo, float hi) {
-    float *x = alloc_f(n), *dout = alloc_f(n), *dinp = alloc_f(n), *dinp0 = alloc_f(n);
+    float *x = dl_test_alloc_f(n), *dout = dl_test_alloc_f(n), *dinp = dl_test_alloc_f(n), *dinp0 = dl_test_alloc_f(n);
     dl_test_fill_uniform(rng, x, n, lo, hi);
     dl_test_fill_uniform(rng, dout, n, -1.0f, 1.0f);
     /* L = Σ dout·gelu(x): each x only moves its own term, so the difference quotient of that term is ∂L/∂x. */
-    double *grad = alloc_d(n);
+    double *grad = dl_test_alloc_d(n);
     for (size_t i = 0; i < n; i++) {
         double h = 1e-5 * fmax(1.0, fabs((double)x[i]));
         grad[i] = dout[i] * (ref_gelu((double)x[i] + h) - ref_gelu((double)x[i] - h)) / (2.0 * h);
     }
     prefill_like(rng, dinp, grad, n);
     memcpy(dinp0, dinp, n * sizeof(float));
-    float *added = alloc_f(n);
-    double *want = alloc_d(n);
+    float *added = dl_test_alloc_f(n);
+    double *want = dl_test_alloc_d(n);
     for (int call = 1; call <= 2; call++) {
-        EXPECT_OK(dl_op_gelu_backward(&be, dinp, x, dout, n));
+        DL_EXPECT_OK(dl_op_gelu_backward(&be, dinp, x, dout, n));
         for (size_t i = 0; i < n; i++) {
             added[i] = (float)((double)dinp[i] - dinp0[i]);
             want[i] = call * grad[i];
@@ -115,9 +89,9 @@ static void backward_case(dl_rng *rng, size_t n, float lo, float hi) {
         DL_ASSERT_REL(added, want, n, 1e-4);
     }
     /* dinp may be dout: dout + gelu'(x)·dout. */
-    float *both = alloc_f(n);
+    float *both = dl_test_alloc_f(n);
     memcpy(both, dout, n * sizeof(float));
-    EXPECT_OK(dl_op_gelu_backward(&be, both, x, both, n));
+    DL_EXPECT_OK(dl_op_gelu_backward(&be, both, x, both, n));
     for (size_t i = 0; i < n; i++)
         want[i] = dout[i] + grad[i];
     DL_ASSERT_REL(both, want, n, 1e-4);
@@ -133,7 +107,7 @@ static void backward_matches_finite_differences_and_accumulates(void **state) {
     backward_case(&rng, 50000, -12.0f, 12.0f);
     /* Far tails: the derivative is 0 or 1 and must not be NaN (σ·(1−σ) as inf/inf). */
     float x[4] = {-60.0f, -1e20f, 60.0f, 1e20f}, dout[4] = {1, 1, 1, 1}, dinp[4] = {0};
-    EXPECT_OK(dl_op_gelu_backward(&be, dinp, x, dout, 4));
+    DL_EXPECT_OK(dl_op_gelu_backward(&be, dinp, x, dout, 4));
     assert_true(fabsf(dinp[0]) < 1e-30f && fabsf(dinp[1]) < 1e-30f);
     assert_true(dinp[2] == 1.0f && dinp[3] == 1.0f);
 }
@@ -165,16 +139,16 @@ static void fast_exp_is_accurate_over_the_float_range(void **state) {
 static void bad_arguments_are_invalid(void **state) {
     (void)state;
     float x[16] = {0}, y[16] = {0};
-    EXPECT_INVALID(dl_op_gelu_forward(&be, NULL, x, 16));
-    EXPECT_INVALID(dl_op_gelu_forward(&be, y, NULL, 16));
-    EXPECT_INVALID(dl_op_gelu_forward(&be, y, x, 0));
-    EXPECT_INVALID(dl_op_gelu_forward(&be, x + 1, x, 8)); /* partial overlap */
-    EXPECT_INVALID(dl_op_gelu_forward(&be, y, x, SIZE_MAX / 2));
-    EXPECT_INVALID(dl_op_gelu_backward(&be, NULL, x, y, 16));
-    EXPECT_INVALID(dl_op_gelu_backward(&be, y, NULL, x, 16));
-    EXPECT_INVALID(dl_op_gelu_backward(&be, y, x, NULL, 16));
-    EXPECT_INVALID(dl_op_gelu_backward(&be, y, x, y + 2, 8));
-    EXPECT_INVALID(dl_op_gelu_backward(&be, y, x, x, 0));
+    DL_EXPECT_INVALID(dl_op_gelu_forward(&be, NULL, x, 16));
+    DL_EXPECT_INVALID(dl_op_gelu_forward(&be, y, NULL, 16));
+    DL_EXPECT_INVALID(dl_op_gelu_forward(&be, y, x, 0));
+    DL_EXPECT_INVALID(dl_op_gelu_forward(&be, x + 1, x, 8)); /* partial overlap */
+    DL_EXPECT_INVALID(dl_op_gelu_forward(&be, y, x, SIZE_MAX / 2));
+    DL_EXPECT_INVALID(dl_op_gelu_backward(&be, NULL, x, y, 16));
+    DL_EXPECT_INVALID(dl_op_gelu_backward(&be, y, NULL, x, 16));
+    DL_EXPECT_INVALID(dl_op_gelu_backward(&be, y, x, NULL, 16));
+    DL_EXPECT_INVALID(dl_op_gelu_backward(&be, y, x, y + 2, 8));
+    DL_EXPECT_INVALID(dl_op_gelu_backward(&be, y, x, x, 0));
     dl_error_clear();
     for (int i = 0; i < 16; i++)
         assert_true(x[i] == 0.0f && y[i] == 0.0f);

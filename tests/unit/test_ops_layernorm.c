@@ -14,32 +14,6 @@
 static dl_backend be;
 static const float EPS = 1e-5f;
 
-#define EXPECT_INVALID(call)                                                                              \
-    do {                                                                                                  \
-        dl_status s_ = (call);                                                                            \
-        if (s_ != DL_ERR_INVALID)                                                                         \
-            DL_TEST_FAIL("%s returned %d, want DL_ERR_INVALID", #call, (int)s_);                          \
-    } while (0)
-
-#define EXPECT_OK(call)                                                                                   \
-    do {                                                                                                  \
-        dl_status s_ = (call);                                                                            \
-        if (s_ != DL_OK)                                                                                  \
-            DL_TEST_FAIL("%s failed: %s", #call, dl_error_message());                                     \
-    } while (0)
-
-static float *alloc_f(size_t n) {
-    float *p = malloc(n * sizeof(float));
-    assert_non_null(p);
-    return p;
-}
-
-static double *alloc_d(size_t n) {
-    double *p = calloc(n, sizeof(double));
-    assert_non_null(p);
-    return p;
-}
-
 /* Fills g with values on the scale of ref: accumulating into g then keeps the gradient's digits in float. */
 static void prefill_like(dl_rng *rng, float *g, const double *ref, size_t n) {
     double ss = 0.0;
@@ -53,13 +27,13 @@ static void prefill_like(dl_rng *rng, float *g, const double *ref, size_t n) {
 }
 
 static float *random_f(dl_rng *rng, size_t n, float lo, float hi) {
-    float *p = alloc_f(n);
+    float *p = dl_test_alloc_f(n);
     dl_test_fill_uniform(rng, p, n, lo, hi);
     return p;
 }
 
 static double *to_double(const float *x, size_t n) {
-    double *d = alloc_d(n);
+    double *d = dl_test_alloc_d(n);
     for (size_t i = 0; i < n; i++)
         d[i] = x[i];
     return d;
@@ -111,8 +85,8 @@ static void fd_grad(double (*loss)(void *), void *ctx, double *x, size_t n, doub
 
 static void check_added(const float *g, const float *g0, const double *ref, size_t n, double k, double tol,
                         const char *what) {
-    float *diff = alloc_f(n);
-    double *want = alloc_d(n);
+    float *diff = dl_test_alloc_f(n);
+    double *want = dl_test_alloc_d(n);
     for (size_t i = 0; i < n; i++) {
         diff[i] = (float)((double)g[i] - (double)g0[i]);
         want[i] = k * ref[i];
@@ -130,12 +104,12 @@ static void forward_case(dl_rng *rng, int N, int C, float offset, float spread) 
     size_t na = (size_t)N * C;
     float *inp = random_f(rng, na, offset - spread, offset + spread);
     float *w = random_f(rng, C, 0.5f, 1.5f), *b = random_f(rng, C, -0.5f, 0.5f);
-    float *out = alloc_f(na), *mean = alloc_f(N), *rstd = alloc_f(N);
+    float *out = dl_test_alloc_f(na), *mean = dl_test_alloc_f(N), *rstd = dl_test_alloc_f(N);
     dl_test_poison(out, na);
     dl_test_poison(mean, N);
     dl_test_poison(rstd, N);
-    EXPECT_OK(dl_op_layernorm_forward(&be, out, mean, rstd, inp, w, b, N, C, EPS));
-    ln_ctx l = {to_double(inp, na), to_double(w, C), to_double(b, C), NULL, alloc_d(na), alloc_d(N), alloc_d(N),
+    DL_EXPECT_OK(dl_op_layernorm_forward(&be, out, mean, rstd, inp, w, b, N, C, EPS));
+    ln_ctx l = {to_double(inp, na), to_double(w, C), to_double(b, C), NULL, dl_test_alloc_d(na), dl_test_alloc_d(N), dl_test_alloc_d(N),
                 N, C};
     ref_forward(&l);
     if (dl_test_first_nonfinite(out, na) >= 0)
@@ -171,14 +145,14 @@ static void backward_case(dl_rng *rng, int N, int C) {
     size_t na = (size_t)N * C;
     float *inp = random_f(rng, na, -2.0f, 2.0f), *w = random_f(rng, C, 0.5f, 1.5f), *b = random_f(rng, C, -1, 1);
     float *dout = random_f(rng, na, -1.0f, 1.0f);
-    float *out = alloc_f(na), *mean = alloc_f(N), *rstd = alloc_f(N);
-    EXPECT_OK(dl_op_layernorm_forward(&be, out, mean, rstd, inp, w, b, N, C, EPS));
-    float *dinp = alloc_f(na), *dw = alloc_f(C), *db = alloc_f(C);
-    float *dinp0 = alloc_f(na), *dw0 = alloc_f(C), *db0 = alloc_f(C);
+    float *out = dl_test_alloc_f(na), *mean = dl_test_alloc_f(N), *rstd = dl_test_alloc_f(N);
+    DL_EXPECT_OK(dl_op_layernorm_forward(&be, out, mean, rstd, inp, w, b, N, C, EPS));
+    float *dinp = dl_test_alloc_f(na), *dw = dl_test_alloc_f(C), *db = dl_test_alloc_f(C);
+    float *dinp0 = dl_test_alloc_f(na), *dw0 = dl_test_alloc_f(C), *db0 = dl_test_alloc_f(C);
 
-    ln_ctx l = {to_double(inp, na), to_double(w, C), to_double(b, C), to_double(dout, na), alloc_d(na), alloc_d(N),
-                alloc_d(N), N, C};
-    double *gi = alloc_d(na), *gw = alloc_d(C), *gb = alloc_d(C);
+    ln_ctx l = {to_double(inp, na), to_double(w, C), to_double(b, C), to_double(dout, na), dl_test_alloc_d(na), dl_test_alloc_d(N),
+                dl_test_alloc_d(N), N, C};
+    double *gi = dl_test_alloc_d(na), *gw = dl_test_alloc_d(C), *gb = dl_test_alloc_d(C);
     fd_grad(ln_loss, &l, l.inp, na, gi);
     fd_grad(ln_loss, &l, l.weight, C, gw);
     fd_grad(ln_loss, &l, l.bias, C, gb);
@@ -189,7 +163,7 @@ static void backward_case(dl_rng *rng, int N, int C) {
     memcpy(dw0, dw, C * sizeof(float));
     memcpy(db0, db, C * sizeof(float));
     for (int call = 1; call <= 2; call++) {
-        EXPECT_OK(dl_op_layernorm_backward(&be, dinp, dw, db, dout, inp, w, mean, rstd, N, C));
+        DL_EXPECT_OK(dl_op_layernorm_backward(&be, dinp, dw, db, dout, inp, w, mean, rstd, N, C));
         check_added(dinp, dinp0, gi, na, call, 1e-4, "dinp");
         check_added(dw, dw0, gw, C, call, 1e-4, "dweight");
         check_added(db, db0, gb, C, call, 1e-4, "dbias");
@@ -215,8 +189,8 @@ static void backward_is_identical_for_any_thread_count(void **state) {
     const int N = 64, C = 777;
     size_t na = (size_t)N * C;
     float *inp = random_f(&rng, na, -2, 2), *w = random_f(&rng, C, 0.5f, 1.5f), *b = random_f(&rng, C, -1, 1);
-    float *dout = random_f(&rng, na, -1, 1), *out = alloc_f(na), *mean = alloc_f(N), *rstd = alloc_f(N);
-    EXPECT_OK(dl_op_layernorm_forward(&be, out, mean, rstd, inp, w, b, N, C, EPS));
+    float *dout = random_f(&rng, na, -1, 1), *out = dl_test_alloc_f(na), *mean = dl_test_alloc_f(N), *rstd = dl_test_alloc_f(N);
+    DL_EXPECT_OK(dl_op_layernorm_forward(&be, out, mean, rstd, inp, w, b, N, C, EPS));
     int saved = omp_get_max_threads();
     float *dinp[2], *dw[2], *db[2];
     for (int t = 0; t < 2; t++) {
@@ -225,13 +199,13 @@ static void backward_is_identical_for_any_thread_count(void **state) {
         db[t] = calloc(C, sizeof(float));
         assert_true(dinp[t] && dw[t] && db[t]);
         omp_set_num_threads(t == 0 ? 1 : 3);
-        EXPECT_OK(dl_op_layernorm_backward(&be, dinp[t], dw[t], db[t], dout, inp, w, mean, rstd, N, C));
+        DL_EXPECT_OK(dl_op_layernorm_backward(&be, dinp[t], dw[t], db[t], dout, inp, w, mean, rstd, N, C));
     }
     omp_set_num_threads(saved);
     assert_memory_equal(dinp[0], dinp[1], na * sizeof(float));
     assert_memory_equal(dw[0], dw[1], C * sizeof(float));
     assert_memory_equal(db[0], db[1], C * sizeof(float));
-    double *ref_b = alloc_d(C);
+    double *ref_b = dl_test_alloc_d(C);
     for (int n = 0; n < N; n++)
         for (int c = 0; c < C; c++)
             ref_b[c] += dout[(size_t)n * C + c];
@@ -244,24 +218,24 @@ static void backward_is_identical_for_any_thread_count(void **state) {
 static void bad_arguments_are_invalid(void **state) {
     (void)state;
     float x[64] = {0}, y[64] = {0}, w[8] = {0}, b[8] = {0}, m[8] = {0}, r[8] = {0}, g[64] = {0};
-    EXPECT_INVALID(dl_op_layernorm_forward(&be, NULL, m, r, x, w, b, 2, 8, EPS));
-    EXPECT_INVALID(dl_op_layernorm_forward(&be, y, NULL, r, x, w, b, 2, 8, EPS));
-    EXPECT_INVALID(dl_op_layernorm_forward(&be, y, m, NULL, x, w, b, 2, 8, EPS));
-    EXPECT_INVALID(dl_op_layernorm_forward(&be, y, m, r, NULL, w, b, 2, 8, EPS));
-    EXPECT_INVALID(dl_op_layernorm_forward(&be, y, m, r, x, NULL, b, 2, 8, EPS));
-    EXPECT_INVALID(dl_op_layernorm_forward(&be, y, m, r, x, w, NULL, 2, 8, EPS));
-    EXPECT_INVALID(dl_op_layernorm_forward(&be, y, m, r, x, w, b, 0, 8, EPS));
-    EXPECT_INVALID(dl_op_layernorm_forward(&be, y, m, r, x, w, b, 2, -8, EPS));
-    EXPECT_INVALID(dl_op_layernorm_forward(&be, y, m, r, x, w, b, 2, 8, 0.0f));
-    EXPECT_INVALID(dl_op_layernorm_forward(&be, y, m, r, x, w, b, 2, 8, NAN));
-    EXPECT_INVALID(dl_op_layernorm_forward(&be, y, m, r, x, w, b, INT_MAX, INT_MAX, EPS));
-    EXPECT_INVALID(dl_op_layernorm_forward(&be, x, m, r, x, w, b, 2, 8, EPS)); /* out is inp */
-    EXPECT_INVALID(dl_op_layernorm_forward(&be, y, m, m, x, w, b, 2, 8, EPS)); /* rstd is mean */
-    EXPECT_INVALID(dl_op_layernorm_backward(&be, NULL, w, b, y, x, w, m, r, 2, 8));
-    EXPECT_INVALID(dl_op_layernorm_backward(&be, g, w, b, y, x, w, m, r, 2, 8)); /* dweight is weight */
-    EXPECT_INVALID(dl_op_layernorm_backward(&be, y, g, g + 32, y, x, w, m, r, 2, 8)); /* dinp is dout */
-    EXPECT_INVALID(dl_op_layernorm_backward(&be, g, g + 8, g + 12, y, x, w, m, r, 1, 8));
-    EXPECT_INVALID(dl_op_layernorm_backward(&be, g, w, b, y, x, NULL, m, r, 2, 8));
+    DL_EXPECT_INVALID(dl_op_layernorm_forward(&be, NULL, m, r, x, w, b, 2, 8, EPS));
+    DL_EXPECT_INVALID(dl_op_layernorm_forward(&be, y, NULL, r, x, w, b, 2, 8, EPS));
+    DL_EXPECT_INVALID(dl_op_layernorm_forward(&be, y, m, NULL, x, w, b, 2, 8, EPS));
+    DL_EXPECT_INVALID(dl_op_layernorm_forward(&be, y, m, r, NULL, w, b, 2, 8, EPS));
+    DL_EXPECT_INVALID(dl_op_layernorm_forward(&be, y, m, r, x, NULL, b, 2, 8, EPS));
+    DL_EXPECT_INVALID(dl_op_layernorm_forward(&be, y, m, r, x, w, NULL, 2, 8, EPS));
+    DL_EXPECT_INVALID(dl_op_layernorm_forward(&be, y, m, r, x, w, b, 0, 8, EPS));
+    DL_EXPECT_INVALID(dl_op_layernorm_forward(&be, y, m, r, x, w, b, 2, -8, EPS));
+    DL_EXPECT_INVALID(dl_op_layernorm_forward(&be, y, m, r, x, w, b, 2, 8, 0.0f));
+    DL_EXPECT_INVALID(dl_op_layernorm_forward(&be, y, m, r, x, w, b, 2, 8, NAN));
+    DL_EXPECT_INVALID(dl_op_layernorm_forward(&be, y, m, r, x, w, b, INT_MAX, INT_MAX, EPS));
+    DL_EXPECT_INVALID(dl_op_layernorm_forward(&be, x, m, r, x, w, b, 2, 8, EPS)); /* out is inp */
+    DL_EXPECT_INVALID(dl_op_layernorm_forward(&be, y, m, m, x, w, b, 2, 8, EPS)); /* rstd is mean */
+    DL_EXPECT_INVALID(dl_op_layernorm_backward(&be, NULL, w, b, y, x, w, m, r, 2, 8));
+    DL_EXPECT_INVALID(dl_op_layernorm_backward(&be, g, w, b, y, x, w, m, r, 2, 8)); /* dweight is weight */
+    DL_EXPECT_INVALID(dl_op_layernorm_backward(&be, y, g, g + 32, y, x, w, m, r, 2, 8)); /* dinp is dout */
+    DL_EXPECT_INVALID(dl_op_layernorm_backward(&be, g, g + 8, g + 12, y, x, w, m, r, 1, 8));
+    DL_EXPECT_INVALID(dl_op_layernorm_backward(&be, g, w, b, y, x, NULL, m, r, 2, 8));
     dl_error_clear();
     for (int i = 0; i < 64; i++)
         assert_true(x[i] == 0.0f && y[i] == 0.0f && g[i] == 0.0f);

@@ -12,33 +12,6 @@
 
 static dl_backend be;
 
-#define EXPECT_INVALID(call)                                                                              \
-    do {                                                                                                  \
-        dl_status s_ = (call);                                                                            \
-        if (s_ != DL_ERR_INVALID)                                                                         \
-            DL_TEST_FAIL("%s returned %d, want DL_ERR_INVALID", #call, (int)s_);                          \
-        dl_error_clear();                                                                                 \
-    } while (0)
-
-#define EXPECT_OK(call)                                                                                   \
-    do {                                                                                                  \
-        dl_status s_ = (call);                                                                            \
-        if (s_ != DL_OK)                                                                                  \
-            DL_TEST_FAIL("%s failed: %s", #call, dl_error_message());                                     \
-    } while (0)
-
-static float *alloc_f(size_t n) {
-    float *p = malloc(n * sizeof(float));
-    assert_non_null(p);
-    return p;
-}
-
-static double *alloc_d(size_t n) {
-    double *p = calloc(n, sizeof(double));
-    assert_non_null(p);
-    return p;
-}
-
 /* Fills g with values on the scale of ref: accumulating into g then keeps the gradient's digits in float. */
 static void prefill_like(dl_rng *rng, float *g, const double *ref, size_t n) {
     double ss = 0.0;
@@ -52,13 +25,13 @@ static void prefill_like(dl_rng *rng, float *g, const double *ref, size_t n) {
 }
 
 static float *random_f(dl_rng *rng, size_t n) {
-    float *p = alloc_f(n);
+    float *p = dl_test_alloc_f(n);
     dl_test_fill_uniform(rng, p, n, -1.0f, 1.0f);
     return p;
 }
 
 static double *to_double(const float *x, size_t n) {
-    double *d = alloc_d(n);
+    double *d = dl_test_alloc_d(n);
     for (size_t i = 0; i < n; i++)
         d[i] = x[i];
     return d;
@@ -126,8 +99,8 @@ static void fd_grad(double (*loss)(void *), void *ctx, double *x, size_t n, doub
 /* g − g0 (what one or more backward calls added) against k·ref. */
 static void check_added(const float *g, const float *g0, const double *ref, size_t n, double k, double tol,
                         const char *what) {
-    float *diff = alloc_f(n);
-    double *want = alloc_d(n);
+    float *diff = dl_test_alloc_f(n);
+    double *want = dl_test_alloc_d(n);
     for (size_t i = 0; i < n; i++) {
         diff[i] = (float)((double)g[i] - (double)g0[i]);
         want[i] = k * ref[i];
@@ -144,11 +117,11 @@ static void check_added(const float *g, const float *g0, const double *ref, size
 
 static void forward_case(dl_rng *rng, int N, int C, int OC, int with_bias) {
     float *inp = random_f(rng, (size_t)N * C), *w = random_f(rng, (size_t)OC * C), *b = random_f(rng, OC);
-    float *out = alloc_f((size_t)N * OC);
+    float *out = dl_test_alloc_f((size_t)N * OC);
     dl_test_poison(out, (size_t)N * OC);
-    EXPECT_OK(dl_op_matmul_forward(&be, out, inp, w, with_bias ? b : NULL, N, C, OC));
+    DL_EXPECT_OK(dl_op_matmul_forward(&be, out, inp, w, with_bias ? b : NULL, N, C, OC));
     double *di = to_double(inp, (size_t)N * C), *dw = to_double(w, (size_t)OC * C), *db = to_double(b, OC);
-    double *ref = alloc_d((size_t)N * OC);
+    double *ref = dl_test_alloc_d((size_t)N * OC);
     ref_forward(ref, di, dw, with_bias ? db : NULL, N, C, OC);
     check_forward(out, ref, di, dw, with_bias ? db : NULL, N, C, OC, 3e-6);
     free(inp), free(w), free(b), free(out), free(di), free(dw), free(db), free(ref);
@@ -168,12 +141,12 @@ static void forward_matches_double_reference(void **state) {
 static void backward_case(dl_rng *rng, int N, int C, int OC, int with_dinp, int with_dbias) {
     size_t ni = (size_t)N * C, nw = (size_t)OC * C, no = (size_t)N * OC;
     float *inp = random_f(rng, ni), *w = random_f(rng, nw), *b = random_f(rng, OC), *dout = random_f(rng, no);
-    float *dinp = alloc_f(ni), *dw = alloc_f(nw), *dbias = alloc_f(OC);
-    float *dinp0 = alloc_f(ni), *dw0 = alloc_f(nw), *dbias0 = alloc_f(OC);
+    float *dinp = dl_test_alloc_f(ni), *dw = dl_test_alloc_f(nw), *dbias = dl_test_alloc_f(OC);
+    float *dinp0 = dl_test_alloc_f(ni), *dw0 = dl_test_alloc_f(nw), *dbias0 = dl_test_alloc_f(OC);
 
-    matmul_ctx m = {to_double(inp, ni), to_double(w, nw), to_double(b, OC), to_double(dout, no), alloc_d(no),
+    matmul_ctx m = {to_double(inp, ni), to_double(w, nw), to_double(b, OC), to_double(dout, no), dl_test_alloc_d(no),
                     N, C, OC};
-    double *gi = alloc_d(ni), *gw = alloc_d(nw), *gb = alloc_d(OC);
+    double *gi = dl_test_alloc_d(ni), *gw = dl_test_alloc_d(nw), *gb = dl_test_alloc_d(OC);
     fd_grad(matmul_loss, &m, m.inp, ni, gi);
     fd_grad(matmul_loss, &m, m.weight, nw, gw);
     fd_grad(matmul_loss, &m, m.bias, OC, gb);
@@ -185,7 +158,7 @@ static void backward_case(dl_rng *rng, int N, int C, int OC, int with_dinp, int 
     memcpy(dbias0, dbias, OC * sizeof(float));
 
     for (int call = 1; call <= 2; call++) {
-        EXPECT_OK(dl_op_matmul_backward(&be, with_dinp ? dinp : NULL, dw, with_dbias ? dbias : NULL, dout, inp, w,
+        DL_EXPECT_OK(dl_op_matmul_backward(&be, with_dinp ? dinp : NULL, dw, with_dbias ? dbias : NULL, dout, inp, w,
                                         N, C, OC));
         check_added(dw, dw0, gw, nw, call, 1e-4, "dweight");
         if (with_dinp)
@@ -221,7 +194,7 @@ static void split_case(dl_rng *rng, int N, int C, int OC) {
     size_t ni = (size_t)N * C, nw = (size_t)OC * C, no = (size_t)N * OC;
     float *inp = random_f(rng, ni), *w = random_f(rng, nw), *b = random_f(rng, OC), *dout = random_f(rng, no);
     double *di = to_double(inp, ni), *dw = to_double(w, nw), *db = to_double(b, OC), *ddout = to_double(dout, no);
-    double *ref = alloc_d(no), *gi = alloc_d(ni), *gw = alloc_d(nw);
+    double *ref = dl_test_alloc_d(no), *gi = dl_test_alloc_d(ni), *gw = dl_test_alloc_d(nw);
     ref_forward(ref, di, dw, db, N, C, OC);
     for (int n = 0; n < N; n++) /* gi = dout·weight, gw = doutᵀ·inp */
         for (int o = 0; o < OC; o++) {
@@ -231,18 +204,18 @@ static void split_case(dl_rng *rng, int N, int C, int OC) {
                 gw[(size_t)o * C + c] += g * di[(size_t)n * C + c];
             }
         }
-    float *out = alloc_f(no), *dinp = alloc_f(ni), *dweight = alloc_f(nw), *dinp0 = alloc_f(ni), *dw0 = alloc_f(nw);
+    float *out = dl_test_alloc_f(no), *dinp = dl_test_alloc_f(ni), *dweight = dl_test_alloc_f(nw), *dinp0 = dl_test_alloc_f(ni), *dw0 = dl_test_alloc_f(nw);
     int saved = omp_get_max_threads();
     for (int threads = 1; threads <= 3; threads++) {
         omp_set_num_threads(threads);
         dl_test_poison(out, no);
-        EXPECT_OK(dl_op_matmul_forward(&be, out, inp, w, b, N, C, OC));
+        DL_EXPECT_OK(dl_op_matmul_forward(&be, out, inp, w, b, N, C, OC));
         check_forward(out, ref, di, dw, db, N, C, OC, 3e-6);
         prefill_like(rng, dinp0, gi, ni);
         prefill_like(rng, dw0, gw, nw);
         memcpy(dinp, dinp0, ni * sizeof(float));
         memcpy(dweight, dw0, nw * sizeof(float));
-        EXPECT_OK(dl_op_matmul_backward(&be, dinp, dweight, NULL, dout, inp, w, N, C, OC));
+        DL_EXPECT_OK(dl_op_matmul_backward(&be, dinp, dweight, NULL, dout, inp, w, N, C, OC));
         check_added(dinp, dinp0, gi, ni, 1.0, 1e-5, "dinp");
         check_added(dweight, dw0, gw, nw, 1.0, 1e-5, "dweight");
     }
@@ -263,17 +236,17 @@ static void split_products_match_reference(void **state) {
 /* Round-to-nearest-even to bf16 and back, as the reference for the bf16 path sees its inputs. */
 static void bf16_case(dl_rng *rng, int N, int C, int OC, int with_bias) {
     size_t ni = (size_t)N * C, nw = (size_t)OC * C, no = (size_t)N * OC;
-    float *inp = random_f(rng, ni), *w = random_f(rng, nw), *b = random_f(rng, OC), *out = alloc_f(no);
+    float *inp = random_f(rng, ni), *w = random_f(rng, nw), *b = random_f(rng, OC), *out = dl_test_alloc_f(no);
     dl_bf16 *inp16 = malloc(ni * sizeof(dl_bf16)), *w16 = malloc(nw * sizeof(dl_bf16));
     assert_non_null(inp16);
     assert_non_null(w16);
-    EXPECT_OK(dl_op_f32_to_bf16(&be, inp16, inp, ni));
-    EXPECT_OK(dl_op_f32_to_bf16(&be, w16, w, nw));
-    EXPECT_OK(dl_op_bf16_to_f32(&be, inp, inp16, ni));
-    EXPECT_OK(dl_op_bf16_to_f32(&be, w, w16, nw));
+    DL_EXPECT_OK(dl_op_f32_to_bf16(&be, inp16, inp, ni));
+    DL_EXPECT_OK(dl_op_f32_to_bf16(&be, w16, w, nw));
+    DL_EXPECT_OK(dl_op_bf16_to_f32(&be, inp, inp16, ni));
+    DL_EXPECT_OK(dl_op_bf16_to_f32(&be, w, w16, nw));
     dl_test_poison(out, no);
-    EXPECT_OK(dl_op_matmul_forward_bf16(&be, out, inp16, w16, with_bias ? b : NULL, N, C, OC));
-    double *di = to_double(inp, ni), *dw = to_double(w, nw), *db = to_double(b, OC), *ref = alloc_d(no);
+    DL_EXPECT_OK(dl_op_matmul_forward_bf16(&be, out, inp16, w16, with_bias ? b : NULL, N, C, OC));
+    double *di = to_double(inp, ni), *dw = to_double(w, nw), *db = to_double(b, OC), *ref = dl_test_alloc_d(no);
     ref_forward(ref, di, dw, with_bias ? db : NULL, N, C, OC);
     check_forward(out, ref, di, dw, with_bias ? db : NULL, N, C, OC, 3e-6);
     free(inp), free(w), free(b), free(out), free(inp16), free(w16), free(di), free(dw), free(db), free(ref);
@@ -298,14 +271,14 @@ static void results_are_deterministic(void **state) {
     const int N = 200, C = 40, OC = 300; /* N·OC above the single-thread cut-off */
     size_t ni = (size_t)N * C, nw = (size_t)OC * C, no = (size_t)N * OC;
     float *inp = random_f(&rng, ni), *w = random_f(&rng, nw), *b = random_f(&rng, OC), *dout = random_f(&rng, no);
-    float *out1 = alloc_f(no), *out2 = alloc_f(no);
-    EXPECT_OK(dl_op_matmul_forward(&be, out1, inp, w, b, N, C, OC));
-    EXPECT_OK(dl_op_matmul_forward(&be, out2, inp, w, b, N, C, OC));
+    float *out1 = dl_test_alloc_f(no), *out2 = dl_test_alloc_f(no);
+    DL_EXPECT_OK(dl_op_matmul_forward(&be, out1, inp, w, b, N, C, OC));
+    DL_EXPECT_OK(dl_op_matmul_forward(&be, out2, inp, w, b, N, C, OC));
     assert_memory_equal(out1, out2, no * sizeof(float));
 
     int saved = omp_get_max_threads();
-    float *dw = alloc_f(nw), *db1 = alloc_f(OC), *db3 = alloc_f(OC);
-    double *ref = alloc_d(OC);
+    float *dw = dl_test_alloc_f(nw), *db1 = dl_test_alloc_f(OC), *db3 = dl_test_alloc_f(OC);
+    double *ref = dl_test_alloc_d(OC);
     for (int o = 0; o < OC; o++)
         for (int n = 0; n < N; n++)
             ref[o] += dout[(size_t)n * OC + o];
@@ -313,9 +286,9 @@ static void results_are_deterministic(void **state) {
     memset(db3, 0, OC * sizeof(float));
     memset(dw, 0, nw * sizeof(float));
     omp_set_num_threads(1);
-    EXPECT_OK(dl_op_matmul_backward(&be, NULL, dw, db1, dout, inp, w, N, C, OC));
+    DL_EXPECT_OK(dl_op_matmul_backward(&be, NULL, dw, db1, dout, inp, w, N, C, OC));
     omp_set_num_threads(3);
-    EXPECT_OK(dl_op_matmul_backward(&be, NULL, dw, db3, dout, inp, w, N, C, OC));
+    DL_EXPECT_OK(dl_op_matmul_backward(&be, NULL, dw, db3, dout, inp, w, N, C, OC));
     omp_set_num_threads(saved);
     DL_ASSERT_REL(db1, ref, OC, 1e-6);
     assert_memory_equal(db1, db3, OC * sizeof(float));
@@ -326,31 +299,31 @@ static void bad_arguments_are_invalid(void **state) {
     (void)state;
     float x[64] = {0}, y[64] = {0}, z[64] = {0}, g[64] = {0};
     dl_bf16 h[64] = {0};
-    EXPECT_INVALID(dl_op_matmul_forward(&be, NULL, x, y, NULL, 2, 2, 2));
-    EXPECT_INVALID(dl_op_matmul_forward(&be, z, NULL, y, NULL, 2, 2, 2));
-    EXPECT_INVALID(dl_op_matmul_forward(&be, z, x, NULL, NULL, 2, 2, 2));
-    EXPECT_INVALID(dl_op_matmul_forward(&be, z, x, y, NULL, 0, 2, 2));
-    EXPECT_INVALID(dl_op_matmul_forward(&be, z, x, y, NULL, 2, -1, 2));
-    EXPECT_INVALID(dl_op_matmul_forward(&be, z, x, y, NULL, 2, 2, 0));
-    EXPECT_INVALID(dl_op_matmul_forward(&be, z, x, y, NULL, INT_MAX, INT_MAX, 2)); /* N·C·4 bytes > PTRDIFF_MAX */
-    EXPECT_INVALID(dl_op_matmul_forward(&be, x, x, y, NULL, 2, 2, 2));             /* out overlaps inp */
-    EXPECT_INVALID(dl_op_matmul_forward(&be, x + 2, x, y, NULL, 2, 2, 2));
-    EXPECT_INVALID(dl_op_matmul_forward(NULL, z, x, y, NULL, 2, 2, 2));
+    DL_EXPECT_INVALID(dl_op_matmul_forward(&be, NULL, x, y, NULL, 2, 2, 2));
+    DL_EXPECT_INVALID(dl_op_matmul_forward(&be, z, NULL, y, NULL, 2, 2, 2));
+    DL_EXPECT_INVALID(dl_op_matmul_forward(&be, z, x, NULL, NULL, 2, 2, 2));
+    DL_EXPECT_INVALID(dl_op_matmul_forward(&be, z, x, y, NULL, 0, 2, 2));
+    DL_EXPECT_INVALID(dl_op_matmul_forward(&be, z, x, y, NULL, 2, -1, 2));
+    DL_EXPECT_INVALID(dl_op_matmul_forward(&be, z, x, y, NULL, 2, 2, 0));
+    DL_EXPECT_INVALID(dl_op_matmul_forward(&be, z, x, y, NULL, INT_MAX, INT_MAX, 2)); /* N·C·4 bytes > PTRDIFF_MAX */
+    DL_EXPECT_INVALID(dl_op_matmul_forward(&be, x, x, y, NULL, 2, 2, 2));             /* out overlaps inp */
+    DL_EXPECT_INVALID(dl_op_matmul_forward(&be, x + 2, x, y, NULL, 2, 2, 2));
+    DL_EXPECT_INVALID(dl_op_matmul_forward(NULL, z, x, y, NULL, 2, 2, 2));
     dl_backend closed = {0};
-    EXPECT_INVALID(dl_op_matmul_forward(&closed, z, x, y, NULL, 2, 2, 2));
-    EXPECT_INVALID(dl_op_matmul_backward(&be, g, NULL, NULL, z, x, y, 2, 2, 2)); /* dweight is required */
-    EXPECT_INVALID(dl_op_matmul_backward(&be, g, z, NULL, NULL, x, y, 2, 2, 2));
-    EXPECT_INVALID(dl_op_matmul_backward(&be, g, x, NULL, x, z, y, 2, 2, 2)); /* dweight is dout */
-    EXPECT_INVALID(dl_op_matmul_backward(&be, x, g, NULL, z, x, y, 2, 2, 2)); /* dinp is inp */
-    EXPECT_INVALID(dl_op_matmul_backward(&be, g, z, g + 2, x, y, x + 8, 2, 2, 2)); /* dbias overlaps dinp */
-    EXPECT_INVALID(dl_op_matmul_backward(&be, g, z, NULL, x, y, g + 32, 2, 0, 2));
-    EXPECT_INVALID(dl_op_matmul_forward_bf16(&be, z, NULL, h, NULL, 2, 2, 2));
-    EXPECT_INVALID(dl_op_matmul_forward_bf16(&be, z, h, h, NULL, 2, 2, -3));
+    DL_EXPECT_INVALID(dl_op_matmul_forward(&closed, z, x, y, NULL, 2, 2, 2));
+    DL_EXPECT_INVALID(dl_op_matmul_backward(&be, g, NULL, NULL, z, x, y, 2, 2, 2)); /* dweight is required */
+    DL_EXPECT_INVALID(dl_op_matmul_backward(&be, g, z, NULL, NULL, x, y, 2, 2, 2));
+    DL_EXPECT_INVALID(dl_op_matmul_backward(&be, g, x, NULL, x, z, y, 2, 2, 2)); /* dweight is dout */
+    DL_EXPECT_INVALID(dl_op_matmul_backward(&be, x, g, NULL, z, x, y, 2, 2, 2)); /* dinp is inp */
+    DL_EXPECT_INVALID(dl_op_matmul_backward(&be, g, z, g + 2, x, y, x + 8, 2, 2, 2)); /* dbias overlaps dinp */
+    DL_EXPECT_INVALID(dl_op_matmul_backward(&be, g, z, NULL, x, y, g + 32, 2, 0, 2));
+    DL_EXPECT_INVALID(dl_op_matmul_forward_bf16(&be, z, NULL, h, NULL, 2, 2, 2));
+    DL_EXPECT_INVALID(dl_op_matmul_forward_bf16(&be, z, h, h, NULL, 2, 2, -3));
     /* Nothing was written by any failed call. */
     for (int i = 0; i < 64; i++)
         assert_true(x[i] == 0.0f && y[i] == 0.0f && z[i] == 0.0f && g[i] == 0.0f);
     /* The message names the op and the argument. */
-    EXPECT_INVALID(dl_op_matmul_forward(&be, z, x, NULL, NULL, 2, 2, 2));
+    DL_EXPECT_INVALID(dl_op_matmul_forward(&be, z, x, NULL, NULL, 2, 2, 2));
     dl_status s = dl_op_matmul_forward(&be, z, x, y, NULL, 2, 0, 2);
     assert_int_equal(s, DL_ERR_INVALID);
     assert_non_null(strstr(dl_error_message(), "dl_op_matmul_forward"));

@@ -24,27 +24,15 @@ typedef struct buffers {
     double *rp, *rm, *rv, *p0;
 } buffers;
 
-static float *alloc_f(size_t n) {
-    float *x = malloc(n * sizeof *x);
-    assert_non_null(x);
-    return x;
-}
-
-static double *alloc_d(size_t n) {
-    double *x = malloc(n * sizeof *x);
-    assert_non_null(x);
-    return x;
-}
-
 static void buffers_init(buffers *b, size_t n) {
-    b->p = alloc_f(n);
-    b->g = alloc_f(n);
-    b->m = alloc_f(n);
-    b->v = alloc_f(n);
-    b->rp = alloc_d(n);
-    b->rm = alloc_d(n);
-    b->rv = alloc_d(n);
-    b->p0 = alloc_d(n);
+    b->p = dl_test_alloc_f(n);
+    b->g = dl_test_alloc_f(n);
+    b->m = dl_test_alloc_f(n);
+    b->v = dl_test_alloc_f(n);
+    b->rp = dl_test_alloc_d(n);
+    b->rm = dl_test_alloc_d(n);
+    b->rv = dl_test_alloc_d(n);
+    b->p0 = dl_test_alloc_d(n);
 }
 
 static void buffers_free(buffers *b) {
@@ -66,8 +54,8 @@ static dl_backend open_cpu(void) {
 
 /* Compares float params against the double reference as deltas from p0. */
 static void assert_delta(const float *p, const double *ref, const double *p0, size_t n, double tol, const char *what) {
-    float *dp = alloc_f(n);
-    double *dr = alloc_d(n);
+    float *dp = dl_test_alloc_f(n);
+    double *dr = dl_test_alloc_d(n);
     for (size_t i = 0; i < n; i++) {
         dp[i] = (float)((double)p[i] - p0[i]);
         dr[i] = ref[i] - p0[i];
@@ -153,12 +141,12 @@ static void adamw_is_bit_identical_across_thread_counts(void **state) {
     const size_t n = N_LARGE;
     dl_rng rng;
     dl_test_rng(&rng, 4);
-    float *p[2], *m[2], *v[2], *g = alloc_f(n);
+    float *p[2], *m[2], *v[2], *g = dl_test_alloc_f(n);
     dl_test_fill_uniform(&rng, g, n, -1.0f, 1.0f);
     for (int t = 0; t < 2; t++) {
-        p[t] = alloc_f(n);
-        m[t] = alloc_f(n);
-        v[t] = alloc_f(n);
+        p[t] = dl_test_alloc_f(n);
+        m[t] = dl_test_alloc_f(n);
+        v[t] = dl_test_alloc_f(n);
     }
     dl_test_fill_uniform(&rng, p[0], n, -1.0f, 1.0f);
     dl_test_fill_uniform(&rng, m[0], n, -0.1f, 0.1f);
@@ -286,7 +274,7 @@ static void sumsq_matches_double_and_is_repeatable(void **state) {
     int saved = omp_get_max_threads();
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
         size_t n = sizes[s];
-        float *x = alloc_f(n);
+        float *x = dl_test_alloc_f(n);
         /* Mixed magnitudes: a float accumulator would lose the small squares. */
         dl_test_fill_uniform(&rng, x, n, -1.0f, 1.0f);
         for (size_t i = 0; i < n; i += 97)
@@ -320,7 +308,7 @@ static void scale_multiplies_every_element(void **state) {
     dl_rng rng;
     dl_test_rng(&rng, 31);
     const size_t n = N_LARGE;
-    float *x = alloc_f(n), *want = alloc_f(n);
+    float *x = dl_test_alloc_f(n), *want = dl_test_alloc_f(n);
     dl_test_fill_uniform(&rng, x, n, -3.0f, 3.0f);
     const float factor = 0.3721f;
     for (size_t i = 0; i < n; i++)

@@ -14,32 +14,6 @@
 static dl_backend be;
 static const float THETA = 10000.0f;
 
-#define EXPECT_INVALID(call)                                                                              \
-    do {                                                                                                  \
-        dl_status s_ = (call);                                                                            \
-        if (s_ != DL_ERR_INVALID)                                                                         \
-            DL_TEST_FAIL("%s returned %d, want DL_ERR_INVALID", #call, (int)s_);                          \
-    } while (0)
-
-#define EXPECT_OK(call)                                                                                   \
-    do {                                                                                                  \
-        dl_status s_ = (call);                                                                            \
-        if (s_ != DL_OK)                                                                                  \
-            DL_TEST_FAIL("%s failed: %s", #call, dl_error_message());                                     \
-    } while (0)
-
-static float *alloc_f(size_t n) {
-    float *p = malloc(n * sizeof(float));
-    assert_non_null(p);
-    return p;
-}
-
-static double *alloc_d(size_t n) {
-    double *p = calloc(n, sizeof(double));
-    assert_non_null(p);
-    return p;
-}
-
 /* Fills g with values on the scale of ref: accumulating into g then keeps the gradient's digits in float. */
 static void prefill_like(dl_rng *rng, float *g, const double *ref, size_t n) {
     double ss = 0.0;
@@ -97,7 +71,7 @@ static int32_t *make_positions(dl_rng *rng, int N, int packed) {
 
 static void forward_case(dl_rng *rng, rope_shape s, int packed) {
     size_t nb = buffer_len(s), nv = view_len(s);
-    float *inp = alloc_f(nb), *out = alloc_f(nb), *inplace = alloc_f(nb);
+    float *inp = dl_test_alloc_f(nb), *out = dl_test_alloc_f(nb), *inplace = dl_test_alloc_f(nb);
     dl_test_fill_uniform(rng, inp, nb, -1.0f, 1.0f);
     int32_t *positions = make_positions(rng, s.N, packed);
     /* Elements outside the view keep a sentinel; those inside are poisoned. */
@@ -105,10 +79,10 @@ static void forward_case(dl_rng *rng, rope_shape s, int packed) {
         out[i] = 7.0f;
     for (size_t k = 0; k < nv; k++)
         out[view_offset(s, k)] = NAN;
-    EXPECT_OK(dl_op_rope_forward(&be, out, inp, positions, s.N, s.H, s.D, s.stride, THETA));
+    DL_EXPECT_OK(dl_op_rope_forward(&be, out, inp, positions, s.N, s.H, s.D, s.stride, THETA));
 
-    double *x = alloc_d(nv), *y = alloc_d(nv);
-    float *got = alloc_f(nv);
+    double *x = dl_test_alloc_d(nv), *y = dl_test_alloc_d(nv);
+    float *got = dl_test_alloc_f(nv);
     for (size_t k = 0; k < nv; k++) {
         x[k] = inp[view_offset(s, k)];
         got[k] = out[view_offset(s, k)];
@@ -126,7 +100,7 @@ static void forward_case(dl_rng *rng, rope_shape s, int packed) {
     }
     /* In place gives the same bits. */
     memcpy(inplace, inp, nb * sizeof(float));
-    EXPECT_OK(dl_op_rope_forward(&be, inplace, inplace, positions, s.N, s.H, s.D, s.stride, THETA));
+    DL_EXPECT_OK(dl_op_rope_forward(&be, inplace, inplace, positions, s.N, s.H, s.D, s.stride, THETA));
     for (size_t k = 0; k < nv; k++)
         if (inplace[view_offset(s, k)] != out[view_offset(s, k)])
             DL_TEST_FAIL("in-place rope differs at view element %zu", k);
@@ -150,14 +124,14 @@ static void forward_is_identical_for_any_thread_count(void **state) {
     dl_test_rng(&rng, 2);
     rope_shape s = {400, 4, 32, 128};
     size_t nb = buffer_len(s);
-    float *inp = alloc_f(nb), *o1 = alloc_f(nb), *o3 = alloc_f(nb);
+    float *inp = dl_test_alloc_f(nb), *o1 = dl_test_alloc_f(nb), *o3 = dl_test_alloc_f(nb);
     dl_test_fill_uniform(&rng, inp, nb, -1.0f, 1.0f);
     int32_t *positions = make_positions(&rng, s.N, 0);
     int saved = omp_get_max_threads();
     omp_set_num_threads(1);
-    EXPECT_OK(dl_op_rope_forward(&be, o1, inp, positions, s.N, s.H, s.D, s.stride, THETA));
+    DL_EXPECT_OK(dl_op_rope_forward(&be, o1, inp, positions, s.N, s.H, s.D, s.stride, THETA));
     omp_set_num_threads(3);
-    EXPECT_OK(dl_op_rope_forward(&be, o3, inp, positions, s.N, s.H, s.D, s.stride, THETA));
+    DL_EXPECT_OK(dl_op_rope_forward(&be, o3, inp, positions, s.N, s.H, s.D, s.stride, THETA));
     omp_set_num_threads(saved);
     assert_memory_equal(o1, o3, nb * sizeof(float));
     free(inp), free(o1), free(o3), free(positions);
@@ -180,15 +154,15 @@ static double rope_loss(void *p) {
 
 static void backward_case(dl_rng *rng, rope_shape s, int packed) {
     size_t nb = buffer_len(s), nv = view_len(s);
-    float *dout = alloc_f(nb), *dinp = alloc_f(nb), *dinp0 = alloc_f(nb);
+    float *dout = dl_test_alloc_f(nb), *dinp = dl_test_alloc_f(nb), *dinp0 = dl_test_alloc_f(nb);
     dl_test_fill_uniform(rng, dout, nb, -1.0f, 1.0f);
     int32_t *positions = make_positions(rng, s.N, packed);
-    rope_ctx r = {alloc_d(nv), alloc_d(nv), alloc_d(nv), positions, s};
+    rope_ctx r = {dl_test_alloc_d(nv), dl_test_alloc_d(nv), dl_test_alloc_d(nv), positions, s};
     for (size_t k = 0; k < nv; k++) {
         r.x[k] = dl_rng_uniform(rng) * 2.0 - 1.0;
         r.dout[k] = dout[view_offset(s, k)];
     }
-    double *grad = alloc_d(nv);
+    double *grad = dl_test_alloc_d(nv);
     for (size_t k = 0; k < nv; k++) { /* central differences, one element at a time */
         double save = r.x[k], h = 1e-5;
         r.x[k] = save + h;
@@ -198,17 +172,17 @@ static void backward_case(dl_rng *rng, rope_shape s, int packed) {
         r.x[k] = save;
         grad[k] = (lp - lm) / (2.0 * h);
     }
-    float *scaled = alloc_f(nv);
+    float *scaled = dl_test_alloc_f(nv);
     prefill_like(rng, scaled, grad, nv);
     dl_test_fill_uniform(rng, dinp, nb, -1.0f, 1.0f); /* the gaps between tokens */
     for (size_t k = 0; k < nv; k++)
         dinp[view_offset(s, k)] = scaled[k];
     free(scaled);
     memcpy(dinp0, dinp, nb * sizeof(float));
-    float *added = alloc_f(nv);
-    double *want = alloc_d(nv);
+    float *added = dl_test_alloc_f(nv);
+    double *want = dl_test_alloc_d(nv);
     for (int call = 1; call <= 2; call++) {
-        EXPECT_OK(dl_op_rope_backward(&be, dinp, dout, positions, s.N, s.H, s.D, s.stride, THETA));
+        DL_EXPECT_OK(dl_op_rope_backward(&be, dinp, dout, positions, s.N, s.H, s.D, s.stride, THETA));
         for (size_t k = 0; k < nv; k++) {
             size_t o = view_offset(s, k);
             added[k] = (float)((double)dinp[o] - (double)dinp0[o]);
@@ -220,9 +194,9 @@ static void backward_case(dl_rng *rng, rope_shape s, int packed) {
         if (i % (size_t)s.stride >= (size_t)s.H * s.D && dinp[i] != dinp0[i])
             DL_TEST_FAIL("dinp element %zu outside the view was changed", i);
     /* In place (dinp == dout) the op overwrites: the result is Rᵀ dout (ops.h). */
-    float *both = alloc_f(nb);
+    float *both = dl_test_alloc_f(nb);
     memcpy(both, dout, nb * sizeof(float));
-    EXPECT_OK(dl_op_rope_backward(&be, both, both, positions, s.N, s.H, s.D, s.stride, THETA));
+    DL_EXPECT_OK(dl_op_rope_backward(&be, both, both, positions, s.N, s.H, s.D, s.stride, THETA));
     for (size_t k = 0; k < nv; k++) {
         size_t o = view_offset(s, k);
         added[k] = both[o];
@@ -246,25 +220,25 @@ static void bad_arguments_are_invalid(void **state) {
     (void)state;
     float x[64] = {0}, y[64] = {0};
     int32_t positions[4] = {0, 1, 2, 3};
-    EXPECT_INVALID(dl_op_rope_forward(&be, NULL, x, positions, 2, 2, 4, 8, THETA));
-    EXPECT_INVALID(dl_op_rope_forward(&be, y, NULL, positions, 2, 2, 4, 8, THETA));
-    EXPECT_INVALID(dl_op_rope_forward(&be, y, x, NULL, 2, 2, 4, 8, THETA));
-    EXPECT_INVALID(dl_op_rope_forward(&be, y, x, positions, 0, 2, 4, 8, THETA));
-    EXPECT_INVALID(dl_op_rope_forward(&be, y, x, positions, 2, -2, 4, 8, THETA));
-    EXPECT_INVALID(dl_op_rope_forward(&be, y, x, positions, 2, 2, 3, 8, THETA)); /* D odd */
+    DL_EXPECT_INVALID(dl_op_rope_forward(&be, NULL, x, positions, 2, 2, 4, 8, THETA));
+    DL_EXPECT_INVALID(dl_op_rope_forward(&be, y, NULL, positions, 2, 2, 4, 8, THETA));
+    DL_EXPECT_INVALID(dl_op_rope_forward(&be, y, x, NULL, 2, 2, 4, 8, THETA));
+    DL_EXPECT_INVALID(dl_op_rope_forward(&be, y, x, positions, 0, 2, 4, 8, THETA));
+    DL_EXPECT_INVALID(dl_op_rope_forward(&be, y, x, positions, 2, -2, 4, 8, THETA));
+    DL_EXPECT_INVALID(dl_op_rope_forward(&be, y, x, positions, 2, 2, 3, 8, THETA)); /* D odd */
     assert_non_null(strstr(dl_error_message(), "D = 3"));
-    EXPECT_INVALID(dl_op_rope_forward(&be, y, x, positions, 2, 2, 4, 7, THETA)); /* stride < H·D */
-    EXPECT_INVALID(dl_op_rope_forward(&be, y, x, positions, 2, 2, 4, 8, 0.0f));
-    EXPECT_INVALID(dl_op_rope_forward(&be, y, x, positions, 2, 2, 4, 8, NAN));
-    EXPECT_INVALID(dl_op_rope_forward(&be, x + 1, x, positions, 2, 2, 4, 8, THETA)); /* partial overlap */
-    EXPECT_INVALID(dl_op_rope_forward(&be, y, x, positions, INT_MAX, 2, 4, INT_MAX, THETA)); /* N·stride too big */
-    EXPECT_INVALID(dl_op_rope_backward(&be, NULL, x, positions, 2, 2, 4, 8, THETA));
-    EXPECT_INVALID(dl_op_rope_backward(&be, y, x, positions, 2, 2, 0, 8, THETA));
-    EXPECT_INVALID(dl_op_rope_backward(&be, x + 3, x, positions, 2, 2, 4, 8, THETA));
+    DL_EXPECT_INVALID(dl_op_rope_forward(&be, y, x, positions, 2, 2, 4, 7, THETA)); /* stride < H·D */
+    DL_EXPECT_INVALID(dl_op_rope_forward(&be, y, x, positions, 2, 2, 4, 8, 0.0f));
+    DL_EXPECT_INVALID(dl_op_rope_forward(&be, y, x, positions, 2, 2, 4, 8, NAN));
+    DL_EXPECT_INVALID(dl_op_rope_forward(&be, x + 1, x, positions, 2, 2, 4, 8, THETA)); /* partial overlap */
+    DL_EXPECT_INVALID(dl_op_rope_forward(&be, y, x, positions, INT_MAX, 2, 4, INT_MAX, THETA)); /* N·stride too big */
+    DL_EXPECT_INVALID(dl_op_rope_backward(&be, NULL, x, positions, 2, 2, 4, 8, THETA));
+    DL_EXPECT_INVALID(dl_op_rope_backward(&be, y, x, positions, 2, 2, 0, 8, THETA));
+    DL_EXPECT_INVALID(dl_op_rope_backward(&be, x + 3, x, positions, 2, 2, 4, 8, THETA));
     positions[2] = -3;
-    EXPECT_INVALID(dl_op_rope_forward(&be, y, x, positions, 4, 2, 4, 8, THETA));
+    DL_EXPECT_INVALID(dl_op_rope_forward(&be, y, x, positions, 4, 2, 4, 8, THETA));
     assert_non_null(strstr(dl_error_message(), "positions[2] = -3"));
-    EXPECT_INVALID(dl_op_rope_backward(&be, y, x, positions, 4, 2, 4, 8, THETA));
+    DL_EXPECT_INVALID(dl_op_rope_backward(&be, y, x, positions, 4, 2, 4, 8, THETA));
     assert_non_null(strstr(dl_error_message(), "positions[2] = -3"));
     dl_error_clear();
     for (int i = 0; i < 64; i++)

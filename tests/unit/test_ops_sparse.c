@@ -28,8 +28,6 @@ static void *xmalloc(size_t bytes) {
     return p;
 }
 
-static float *alloc_f(size_t n) { return xmalloc(n * sizeof(float)); }
-static double *alloc_d(size_t n) { return xmalloc(n * sizeof(double)); }
 
 static int rand_int(dl_rng *rng, int n) { return (int)dl_rng_below(rng, (uint64_t)n); }
 
@@ -51,8 +49,8 @@ static batch make_batch(dl_rng *rng, int B, int max_n, int num_rows, int num_fie
     int n = bt.row_ptr[B];
     bt.rows = xmalloc((size_t)n * sizeof(int32_t));
     bt.fields = xmalloc((size_t)n * sizeof(int32_t));
-    bt.values = alloc_f((size_t)n);
-    bt.scale = alloc_f((size_t)B);
+    bt.values = dl_test_alloc_f((size_t)n);
+    bt.scale = dl_test_alloc_f((size_t)B);
     for (int b = 0; b < B; b++) {
         for (int32_t j = bt.row_ptr[b]; j < bt.row_ptr[b + 1]; j++) {
             bt.rows[j] = rand_int(rng, num_rows);
@@ -76,7 +74,7 @@ static void free_batch(batch *bt) {
 
 /* Random latent table [num_rows × vecs, kpad] with k real values per vector and zero padding. */
 static float *make_latent(dl_rng *rng, size_t vectors, int k, int kpad) {
-    float *v = alloc_f(vectors * (size_t)kpad);
+    float *v = dl_test_alloc_f(vectors * (size_t)kpad);
     for (size_t r = 0; r < vectors; r++)
         for (int f = 0; f < kpad; f++)
             v[r * (size_t)kpad + (size_t)f] = f < k ? dl_rng_uniform(rng) - 0.5f : 0.0f;
@@ -84,7 +82,7 @@ static float *make_latent(dl_rng *rng, size_t vectors, int k, int kpad) {
 }
 
 static double *to_double(const float *x, size_t n) {
-    double *d = alloc_d(n);
+    double *d = dl_test_alloc_d(n);
     for (size_t i = 0; i < n; i++)
         d[i] = x[i];
     return d;
@@ -121,9 +119,9 @@ static void embedding_bag_forward_matches_reference(void **state) {
     dl_test_rng(&rng, 1);
     const int num_rows = 40, dim = 19, B = 30;
     batch bt = make_batch(&rng, B, 9, num_rows, 1);
-    float *table = alloc_f((size_t)num_rows * dim), *out = alloc_f((size_t)B * dim);
+    float *table = dl_test_alloc_f((size_t)num_rows * dim), *out = dl_test_alloc_f((size_t)B * dim);
     dl_test_fill_uniform(&rng, table, (size_t)num_rows * dim, -1.0f, 1.0f);
-    double *dt = to_double(table, (size_t)num_rows * dim), *ref = alloc_d((size_t)B * dim);
+    double *dt = to_double(table, (size_t)num_rows * dim), *ref = dl_test_alloc_d((size_t)B * dim);
     for (int weighted = 0; weighted < 2; weighted++) {
         const float *w = weighted ? bt.values : NULL;
         dl_test_poison(out, (size_t)B * dim);
@@ -147,15 +145,15 @@ static void embedding_bag_backward_matches_finite_differences(void **state) {
     const int num_rows = 12, dim = 5, B = 10;
     const size_t nt = (size_t)num_rows * dim, no = (size_t)B * dim;
     batch bt = make_batch(&rng, B, 6, num_rows, 1);
-    float *table = alloc_f(nt), *dout = alloc_f(no), *dtable = alloc_f(nt), *init = alloc_f(nt);
+    float *table = dl_test_alloc_f(nt), *dout = dl_test_alloc_f(no), *dtable = dl_test_alloc_f(nt), *init = dl_test_alloc_f(nt);
     dl_test_fill_uniform(&rng, table, nt, -1.0f, 1.0f);
     dl_test_fill_uniform(&rng, dout, no, -1.0f, 1.0f);
     dl_test_fill_uniform(&rng, init, nt, -0.1f, 0.1f);
     memcpy(dtable, init, nt * sizeof(float));
     assert_int_equal(dl_op_embedding_bag_backward(&be, dtable, dout, bt.rows, bt.values, bt.row_ptr, B, dim, num_rows),
                      DL_OK);
-    double *dt = to_double(table, nt), *out = alloc_d(no), *fd = alloc_d(nt);
-    float *got = alloc_f(nt);
+    double *dt = to_double(table, nt), *out = dl_test_alloc_d(no), *fd = dl_test_alloc_d(nt);
+    float *got = dl_test_alloc_f(nt);
     for (size_t p = 0; p < nt; p++) {
         double saved = dt[p], j[2];
         for (int s = 0; s < 2; s++) {
@@ -222,12 +220,12 @@ static void fm_forward_matches_pair_sum(void **state) {
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         const int k = shapes[s][0], kpad = shapes[s][1];
         batch bt = make_batch(&rng, B, 12, num_rows, 1);
-        float *latent = make_latent(&rng, num_rows, k, kpad), *linear = alloc_f(num_rows);
+        float *latent = make_latent(&rng, num_rows, k, kpad), *linear = dl_test_alloc_f(num_rows);
         dl_test_fill_uniform(&rng, linear, num_rows, -1.0f, 1.0f);
         float bias = 0.3f;
         double *dl = to_double(latent, (size_t)num_rows * kpad), *dlin = to_double(linear, num_rows);
-        float *logits = alloc_f(B), *sum_vx = alloc_f((size_t)B * kpad);
-        double *ref = alloc_d(B), *ref_sv = alloc_d((size_t)B * kpad);
+        float *logits = dl_test_alloc_f(B), *sum_vx = dl_test_alloc_f((size_t)B * kpad);
+        double *ref = dl_test_alloc_d(B), *ref_sv = dl_test_alloc_d((size_t)B * kpad);
         for (int full = 0; full < 2; full++) {
             dl_test_poison(logits, B);
             dl_test_poison(sum_vx, (size_t)B * kpad);
@@ -256,7 +254,7 @@ static void fm_forward_matches_pair_sum(void **state) {
 /* J = Σ_b c_b·logit_b with the double reference. */
 static double fm_objective(const double *c, const double *linear, const double *latent, double bias, const batch *bt,
                            int k, int kpad) {
-    double *logits = alloc_d((size_t)bt->B);
+    double *logits = dl_test_alloc_d((size_t)bt->B);
     fm_reference(logits, NULL, linear, latent, bias, bt, bt->scale, k, kpad);
     double j = 0.0;
     for (int b = 0; b < bt->B; b++)
@@ -295,19 +293,19 @@ static void fm_backward_matches_finite_differences(void **state) {
     const int num_rows = 24, B = 16, k = 5, kpad = 8;
     const size_t nl = (size_t)num_rows * kpad;
     batch bt = make_batch(&rng, B, 8, num_rows, 1);
-    float *latent = make_latent(&rng, num_rows, k, kpad), *linear = alloc_f(num_rows), bias = -0.2f;
+    float *latent = make_latent(&rng, num_rows, k, kpad), *linear = dl_test_alloc_f(num_rows), bias = -0.2f;
     dl_test_fill_uniform(&rng, linear, num_rows, -1.0f, 1.0f);
-    float *logits = alloc_f(B), *sum_vx = alloc_f((size_t)B * kpad), *dlogits = alloc_f(B);
+    float *logits = dl_test_alloc_f(B), *sum_vx = dl_test_alloc_f((size_t)B * kpad), *dlogits = dl_test_alloc_f(B);
     dl_test_fill_uniform(&rng, dlogits, B, -1.0f, 1.0f);
     assert_int_equal(dl_op_fm_forward(&be, logits, sum_vx, linear, latent, &bias, bt.row_ptr, bt.rows, bt.values,
                                       bt.scale, B, k, kpad, num_rows),
                      DL_OK);
     /* Accumulate onto non-zero gradients (zero padding). */
-    float *dlatent = make_latent(&rng, num_rows, k, kpad), *dlinear = alloc_f(num_rows), dbias = 0.5f;
+    float *dlatent = make_latent(&rng, num_rows, k, kpad), *dlinear = dl_test_alloc_f(num_rows), dbias = 0.5f;
     for (size_t i = 0; i < nl; i++)
         dlatent[i] *= 0.1f;
     dl_test_fill_uniform(&rng, dlinear, num_rows, -0.1f, 0.1f);
-    float *init_latent = alloc_f(nl), *init_linear = alloc_f(num_rows);
+    float *init_latent = dl_test_alloc_f(nl), *init_linear = dl_test_alloc_f(num_rows);
     memcpy(init_latent, dlatent, nl * sizeof(float));
     memcpy(init_linear, dlinear, num_rows * sizeof(float));
     assert_int_equal(dl_op_fm_backward(&be, dlinear, dlatent, &dbias, dlogits, sum_vx, latent, bt.row_ptr, bt.rows,
@@ -318,8 +316,8 @@ static void fm_backward_matches_finite_differences(void **state) {
     double *c = to_double(dlogits, B);
     fm_ctx ctx = {.c = c, .linear = to_double(linear, num_rows), .latent = to_double(latent, nl), .bias = bias,
                   .bt = &bt, .k = k, .kpad = kpad};
-    float *got = alloc_f(nl);
-    double *fd = alloc_d(nl);
+    float *got = dl_test_alloc_f(nl);
+    double *fd = dl_test_alloc_d(nl);
     for (size_t i = 0; i < nl; i++) {
         got[i] = dlatent[i] - init_latent[i];
         fd[i] = (int)(i % kpad) < k ? central_difference(&ctx.latent[i], fm_eval, &ctx) : 0.0;
@@ -383,8 +381,8 @@ static void ffm_forward_matches_pair_sum(void **state) {
         const int k = shapes[s][0], kpad = shapes[s][1];
         const size_t nl = (size_t)num_rows * F * kpad;
         batch bt = make_batch(&rng, B, 14, num_rows, F);
-        float *latent = make_latent(&rng, (size_t)num_rows * F, k, kpad), *logits = alloc_f(B);
-        double *dl = to_double(latent, nl), *ref = alloc_d(B);
+        float *latent = make_latent(&rng, (size_t)num_rows * F, k, kpad), *logits = dl_test_alloc_f(B);
+        double *dl = to_double(latent, nl), *ref = dl_test_alloc_d(B);
         for (int scaled = 0; scaled < 2; scaled++) {
             const float *sc = scaled ? bt.scale : NULL;
             dl_test_poison(logits, B);
@@ -412,7 +410,7 @@ typedef struct ffm_ctx {
 
 static double ffm_eval(void *p) {
     ffm_ctx *x = p;
-    double *logits = alloc_d((size_t)x->bt->B);
+    double *logits = dl_test_alloc_d((size_t)x->bt->B);
     ffm_reference(logits, x->latent, x->bt, x->bt->scale, x->F, x->k, x->kpad);
     double j = 0.0;
     for (int b = 0; b < x->bt->B; b++)
@@ -429,9 +427,9 @@ static void ffm_backward_matches_finite_differences(void **state) {
     const int num_rows = 16, B = 12, F = 4, k = 3, kpad = 8;
     const size_t nv = (size_t)num_rows * F, nl = nv * kpad;
     batch bt = make_batch(&rng, B, 8, num_rows, F);
-    float *latent = make_latent(&rng, nv, k, kpad), *dlogits = alloc_f(B);
+    float *latent = make_latent(&rng, nv, k, kpad), *dlogits = dl_test_alloc_f(B);
     dl_test_fill_uniform(&rng, dlogits, B, -1.0f, 1.0f);
-    float *dlatent = make_latent(&rng, nv, k, kpad), *init = alloc_f(nl);
+    float *dlatent = make_latent(&rng, nv, k, kpad), *init = dl_test_alloc_f(nl);
     for (size_t i = 0; i < nl; i++)
         dlatent[i] *= 0.1f;
     memcpy(init, dlatent, nl * sizeof(float));
@@ -441,8 +439,8 @@ static void ffm_backward_matches_finite_differences(void **state) {
     assert_padding_zero(dlatent, nv, k, kpad, "dlatent");
     double *c = to_double(dlogits, B);
     ffm_ctx ctx = {.c = c, .latent = to_double(latent, nl), .bt = &bt, .F = F, .k = k, .kpad = kpad};
-    float *got = alloc_f(nl);
-    double *fd = alloc_d(nl);
+    float *got = dl_test_alloc_f(nl);
+    double *fd = dl_test_alloc_d(nl);
     for (size_t i = 0; i < nl; i++) {
         got[i] = dlatent[i] - init[i];
         fd[i] = (int)(i % kpad) < k ? central_difference(&ctx.latent[i], ffm_eval, &ctx) : 0.0;
@@ -464,7 +462,7 @@ static void ffm_backward_matches_finite_differences(void **state) {
 
 /* Copies a [vectors, from] table into [vectors, to] with zero padding. */
 static float *repad(const float *x, size_t vectors, int from, int to) {
-    float *y = alloc_f(vectors * (size_t)to);
+    float *y = dl_test_alloc_f(vectors * (size_t)to);
     for (size_t r = 0; r < vectors; r++)
         for (int f = 0; f < to; f++)
             y[r * (size_t)to + (size_t)f] = f < from ? x[r * (size_t)from + (size_t)f] : 0.0f;
@@ -481,14 +479,14 @@ static void results_do_not_depend_on_kpad(void **state) {
     const int kpads[] = {5, 8, 16, 32};
     batch bt = make_batch(&rng, B, 10, num_rows, F);
     float *fm_base = make_latent(&rng, num_rows, k, k), *ffm_base = make_latent(&rng, (size_t)num_rows * F, k, k);
-    float *dlogits = alloc_f(B);
+    float *dlogits = dl_test_alloc_f(B);
     dl_test_fill_uniform(&rng, dlogits, B, -1.0f, 1.0f);
     float fm_logit0[20], ffm_logit0[20];
-    float *fm_grad0 = alloc_f((size_t)num_rows * k), *ffm_grad0 = alloc_f((size_t)num_rows * F * k);
+    float *fm_grad0 = dl_test_alloc_f((size_t)num_rows * k), *ffm_grad0 = dl_test_alloc_f((size_t)num_rows * F * k);
     for (size_t t = 0; t < sizeof kpads / sizeof kpads[0]; t++) {
         const int kpad = kpads[t];
         float *fm_latent = repad(fm_base, num_rows, k, kpad), *ffm_latent = repad(ffm_base, (size_t)num_rows * F, k, kpad);
-        float fm_logits[20], ffm_logits[20], *sum_vx = alloc_f((size_t)B * kpad);
+        float fm_logits[20], ffm_logits[20], *sum_vx = dl_test_alloc_f((size_t)B * kpad);
         float *fm_grad = calloc((size_t)num_rows * kpad, sizeof(float));
         float *ffm_grad = calloc((size_t)num_rows * F * kpad, sizeof(float));
         assert_non_null(fm_grad);
@@ -547,8 +545,8 @@ static void scatter_adds_are_bit_identical_across_thread_counts(void **state) {
     batch bt = make_batch(&rng, B, 18, num_rows, F);
     const size_t nv = (size_t)num_rows * F, n = (size_t)bt.row_ptr[B];
     float *ffm_latent = make_latent(&rng, nv, k, kpad), *fm_latent = make_latent(&rng, num_rows, k, kpad);
-    float *table = alloc_f((size_t)num_rows * dim), *dout = alloc_f((size_t)B * dim), *dlogits = alloc_f(B);
-    float *linear = alloc_f(num_rows);
+    float *table = dl_test_alloc_f((size_t)num_rows * dim), *dout = dl_test_alloc_f((size_t)B * dim), *dlogits = dl_test_alloc_f(B);
+    float *linear = dl_test_alloc_f(num_rows);
     dl_test_fill_uniform(&rng, table, (size_t)num_rows * dim, -1.0f, 1.0f);
     dl_test_fill_uniform(&rng, dout, (size_t)B * dim, -1.0f, 1.0f);
     dl_test_fill_uniform(&rng, dlogits, B, -1.0f, 1.0f);
@@ -557,10 +555,10 @@ static void scatter_adds_are_bit_identical_across_thread_counts(void **state) {
     int saved = omp_get_max_threads();
     for (int t = 0; t < 2; t++) {
         omp_set_num_threads(t + 1);
-        out[t] = alloc_f((size_t)B * dim);
-        logits[t] = alloc_f(B);
-        fm_logits[t] = alloc_f(B);
-        sum_vx[t] = alloc_f((size_t)B * kpad);
+        out[t] = dl_test_alloc_f((size_t)B * dim);
+        logits[t] = dl_test_alloc_f(B);
+        fm_logits[t] = dl_test_alloc_f(B);
+        sum_vx[t] = dl_test_alloc_f((size_t)B * kpad);
         dffm[t] = calloc(nv * kpad, sizeof(float));
         dfm[t] = calloc((size_t)num_rows * kpad, sizeof(float));
         dlin[t] = calloc((size_t)num_rows, sizeof(float));
@@ -626,7 +624,7 @@ static void ffm_large_table_matches_small_table(void **state) {
     const size_t stride = (size_t)F * kpad;
     batch bt = make_batch(&rng, B, 18, small, F);
     const size_t n = (size_t)bt.row_ptr[B];
-    float *lat_s = make_latent(&rng, (size_t)small * F, k, kpad), *dlogits = alloc_f(B);
+    float *lat_s = make_latent(&rng, (size_t)small * F, k, kpad), *dlogits = dl_test_alloc_f(B);
     dl_test_fill_uniform(&rng, dlogits, B, -1.0f, 1.0f);
     float *lat_l = calloc((size_t)large * stride, sizeof(float)), *grad_l = calloc((size_t)large * stride, sizeof(float));
     float *grad_s = calloc((size_t)small * stride, sizeof(float));
@@ -679,7 +677,7 @@ static void adagrad_rows_update_matches_reference(void **state) {
     dl_test_rng(&rng, 9);
     const int num_rows = 50, row_floats = 37, touched = 20;
     const size_t nt = (size_t)num_rows * row_floats;
-    float *table = alloc_f(nt), *accum = alloc_f(nt), *grads = alloc_f((size_t)touched * row_floats);
+    float *table = dl_test_alloc_f(nt), *accum = dl_test_alloc_f(nt), *grads = dl_test_alloc_f((size_t)touched * row_floats);
     dl_test_fill_uniform(&rng, table, nt, -1.0f, 1.0f);
     for (size_t i = 0; i < nt; i++)
         accum[i] = 1.0f;
@@ -707,8 +705,8 @@ static void adagrad_rows_update_matches_reference(void **state) {
             }
     }
     DL_ASSERT_REL(accum, ra, nt, 1e-6);
-    float *delta = alloc_f(nt);
-    double *rdelta = alloc_d(nt);
+    float *delta = dl_test_alloc_f(nt);
+    double *rdelta = dl_test_alloc_d(nt);
     for (size_t i = 0; i < nt; i++) {
         delta[i] = (float)((double)table[i] - t0[i]);
         rdelta[i] = rt[i] - t0[i];
@@ -750,12 +748,12 @@ static void adagrad_rows_update_is_bit_identical_across_thread_counts(void **sta
         rows[i] = rows[j];
         rows[j] = tmp;
     }
-    float *grads = alloc_f(nt), *table[2], *accum[2];
+    float *grads = dl_test_alloc_f(nt), *table[2], *accum[2];
     dl_test_fill_uniform(&rng, grads, nt, -1.0f, 1.0f);
     int saved = omp_get_max_threads();
     for (int t = 0; t < 2; t++) {
-        table[t] = alloc_f(nt);
-        accum[t] = alloc_f(nt);
+        table[t] = dl_test_alloc_f(nt);
+        accum[t] = dl_test_alloc_f(nt);
         for (size_t i = 0; i < nt; i++) {
             table[t][i] = (float)(i % 17) * 0.125f - 1.0f;
             accum[t][i] = 1.0f;

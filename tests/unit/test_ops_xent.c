@@ -14,32 +14,6 @@
 
 static dl_backend be;
 
-#define EXPECT_INVALID(call)                                                                              \
-    do {                                                                                                  \
-        dl_status s_ = (call);                                                                            \
-        if (s_ != DL_ERR_INVALID)                                                                         \
-            DL_TEST_FAIL("%s returned %d, want DL_ERR_INVALID", #call, (int)s_);                          \
-    } while (0)
-
-#define EXPECT_OK(call)                                                                                   \
-    do {                                                                                                  \
-        dl_status s_ = (call);                                                                            \
-        if (s_ != DL_OK)                                                                                  \
-            DL_TEST_FAIL("%s failed: %s", #call, dl_error_message());                                     \
-    } while (0)
-
-static float *alloc_f(size_t n) {
-    float *p = malloc(n * sizeof(float));
-    assert_non_null(p);
-    return p;
-}
-
-static double *alloc_d(size_t n) {
-    double *p = calloc(n, sizeof(double));
-    assert_non_null(p);
-    return p;
-}
-
 /* Fills g with values on the scale of ref: accumulating into g then keeps the gradient's digits in float. */
 static void prefill_like(dl_rng *rng, float *g, const double *ref, size_t n) {
     double ss = 0.0;
@@ -89,7 +63,7 @@ static double xent_loss(void *p) {
 
 static void forward_case(dl_rng *rng, int N, int V, float lo, float hi, int ignore_row) {
     size_t nl = (size_t)N * V;
-    float *logits = alloc_f(nl), *losses = alloc_f(N), *lse = alloc_f(N);
+    float *logits = dl_test_alloc_f(nl), *losses = dl_test_alloc_f(N), *lse = dl_test_alloc_f(N);
     dl_test_fill_uniform(rng, logits, nl, lo, hi);
     int32_t *targets = random_targets(rng, N, V);
     if (ignore_row >= 0)
@@ -97,8 +71,8 @@ static void forward_case(dl_rng *rng, int N, int V, float lo, float hi, int igno
     targets[0] = ignore_row == 0 ? -1 : V - 1; /* the last class is a valid target */
     dl_test_poison(losses, N);
     dl_test_poison(lse, N);
-    EXPECT_OK(dl_op_xent_forward(&be, losses, lse, logits, targets, N, V));
-    double *rl = alloc_d(N), *rlse = alloc_d(N), *row = alloc_d(V);
+    DL_EXPECT_OK(dl_op_xent_forward(&be, losses, lse, logits, targets, N, V));
+    double *rl = dl_test_alloc_d(N), *rlse = dl_test_alloc_d(N), *row = dl_test_alloc_d(V);
     for (int n = 0; n < N; n++) {
         for (int v = 0; v < V; v++)
             row[v] = logits[(size_t)n * V + v];
@@ -130,20 +104,20 @@ static void forward_matches_double_log_sum_exp(void **state) {
 
 static void backward_case(dl_rng *rng, int N, int V) {
     size_t nl = (size_t)N * V;
-    float *logits = alloc_f(nl), *losses = alloc_f(N), *lse = alloc_f(N), *dlosses = alloc_f(N);
+    float *logits = dl_test_alloc_f(nl), *losses = dl_test_alloc_f(N), *lse = dl_test_alloc_f(N), *dlosses = dl_test_alloc_f(N);
     dl_test_fill_uniform(rng, logits, nl, -4.0f, 4.0f);
     dl_test_fill_uniform(rng, dlosses, N, 0.5f, 2.0f);
     int32_t *targets = random_targets(rng, N, V);
     if (N > 1)
         targets[N / 2] = -1;
-    EXPECT_OK(dl_op_xent_forward(&be, losses, lse, logits, targets, N, V));
+    DL_EXPECT_OK(dl_op_xent_forward(&be, losses, lse, logits, targets, N, V));
 
-    xent_ctx x = {alloc_d(nl), alloc_d(N), targets, N, V};
+    xent_ctx x = {dl_test_alloc_d(nl), dl_test_alloc_d(N), targets, N, V};
     for (size_t i = 0; i < nl; i++)
         x.logits[i] = logits[i];
     for (int n = 0; n < N; n++)
         x.dlosses[n] = dlosses[n];
-    double *grad = alloc_d(nl);
+    double *grad = dl_test_alloc_d(nl);
     for (size_t i = 0; i < nl; i++) {
         double save = x.logits[i], h = 1e-5;
         x.logits[i] = save + h;
@@ -153,12 +127,12 @@ static void backward_case(dl_rng *rng, int N, int V) {
         x.logits[i] = save;
         grad[i] = (lp - lm) / (2.0 * h);
     }
-    float *dlogits = alloc_f(nl), *dlogits0 = alloc_f(nl), *diff = alloc_f(nl);
-    double *want = alloc_d(nl);
+    float *dlogits = dl_test_alloc_f(nl), *dlogits0 = dl_test_alloc_f(nl), *diff = dl_test_alloc_f(nl);
+    double *want = dl_test_alloc_d(nl);
     prefill_like(rng, dlogits, grad, nl);
     memcpy(dlogits0, dlogits, nl * sizeof(float));
     for (int call = 1; call <= 2; call++) {
-        EXPECT_OK(dl_op_xent_backward(&be, dlogits, logits, lse, targets, dlosses, N, V));
+        DL_EXPECT_OK(dl_op_xent_backward(&be, dlogits, logits, lse, targets, dlosses, N, V));
         for (size_t i = 0; i < nl; i++) {
             diff[i] = (float)((double)dlogits[i] - dlogits0[i]);
             want[i] = call * grad[i];
@@ -169,9 +143,9 @@ static void backward_case(dl_rng *rng, int N, int V) {
         assert_memory_equal(dlogits + (size_t)(N / 2) * V, dlogits0 + (size_t)(N / 2) * V, V * sizeof(float));
 
     /* The fused classifier: logits become their own gradient, overwritten (ignored rows zeroed). */
-    float *buf = alloc_f(nl);
+    float *buf = dl_test_alloc_f(nl);
     memcpy(buf, logits, nl * sizeof(float));
-    EXPECT_OK(dl_op_xent_backward(&be, buf, buf, lse, targets, dlosses, N, V));
+    DL_EXPECT_OK(dl_op_xent_backward(&be, buf, buf, lse, targets, dlosses, N, V));
     DL_ASSERT_REL(buf, grad, nl, 1e-4);
     if (N > 1)
         for (int v = 0; v < V; v++)
@@ -197,12 +171,12 @@ static void backward_at_full_vocabulary(void **state) {
     dl_test_rng(&rng, 3);
     const int N = 3, V = 50304;
     size_t nl = (size_t)N * V;
-    float *logits = alloc_f(nl), *losses = alloc_f(N), *lse = alloc_f(N), *dl = alloc_f(N), *d = alloc_f(nl);
+    float *logits = dl_test_alloc_f(nl), *losses = dl_test_alloc_f(N), *lse = dl_test_alloc_f(N), *dl = dl_test_alloc_f(N), *d = dl_test_alloc_f(nl);
     dl_test_fill_uniform(&rng, logits, nl, -8.0f, 8.0f);
     dl_test_fill_uniform(&rng, dl, N, 0.5f, 2.0f);
     int32_t *targets = random_targets(&rng, N, V);
-    EXPECT_OK(dl_op_xent_forward(&be, losses, lse, logits, targets, N, V));
-    double *ref = alloc_d(nl), *row = alloc_d(V);
+    DL_EXPECT_OK(dl_op_xent_forward(&be, losses, lse, logits, targets, N, V));
+    double *ref = dl_test_alloc_d(nl), *row = dl_test_alloc_d(V);
     for (int n = 0; n < N; n++) {
         for (int v = 0; v < V; v++)
             row[v] = logits[(size_t)n * V + v];
@@ -211,7 +185,7 @@ static void backward_at_full_vocabulary(void **state) {
             ref[(size_t)n * V + v] = dl[n] * (exp(row[v] - l) - (v == targets[n]));
     }
     memcpy(d, logits, nl * sizeof(float));
-    EXPECT_OK(dl_op_xent_backward(&be, d, d, lse, targets, dl, N, V));
+    DL_EXPECT_OK(dl_op_xent_backward(&be, d, d, lse, targets, dl, N, V));
     DL_ASSERT_REL(d, ref, nl, 1e-5);
     free(logits), free(losses), free(lse), free(dl), free(d), free(targets), free(ref), free(row);
 }
@@ -222,20 +196,20 @@ static void results_are_identical_for_any_thread_count(void **state) {
     dl_test_rng(&rng, 4);
     const int N = 200, V = 1000;
     size_t nl = (size_t)N * V;
-    float *logits = alloc_f(nl), *dlosses = alloc_f(N), *l1 = alloc_f(N), *l3 = alloc_f(N), *s1 = alloc_f(N),
-          *s3 = alloc_f(N), *d1 = alloc_f(nl), *d3 = alloc_f(nl);
+    float *logits = dl_test_alloc_f(nl), *dlosses = dl_test_alloc_f(N), *l1 = dl_test_alloc_f(N), *l3 = dl_test_alloc_f(N), *s1 = dl_test_alloc_f(N),
+          *s3 = dl_test_alloc_f(N), *d1 = dl_test_alloc_f(nl), *d3 = dl_test_alloc_f(nl);
     dl_test_fill_uniform(&rng, logits, nl, -5.0f, 5.0f);
     dl_test_fill_uniform(&rng, dlosses, N, 0.5f, 1.5f);
     int32_t *targets = random_targets(&rng, N, V);
     int saved = omp_get_max_threads();
     omp_set_num_threads(1);
-    EXPECT_OK(dl_op_xent_forward(&be, l1, s1, logits, targets, N, V));
+    DL_EXPECT_OK(dl_op_xent_forward(&be, l1, s1, logits, targets, N, V));
     memcpy(d1, logits, nl * sizeof(float));
-    EXPECT_OK(dl_op_xent_backward(&be, d1, d1, s1, targets, dlosses, N, V));
+    DL_EXPECT_OK(dl_op_xent_backward(&be, d1, d1, s1, targets, dlosses, N, V));
     omp_set_num_threads(3);
-    EXPECT_OK(dl_op_xent_forward(&be, l3, s3, logits, targets, N, V));
+    DL_EXPECT_OK(dl_op_xent_forward(&be, l3, s3, logits, targets, N, V));
     memcpy(d3, logits, nl * sizeof(float));
-    EXPECT_OK(dl_op_xent_backward(&be, d3, d3, s3, targets, dlosses, N, V));
+    DL_EXPECT_OK(dl_op_xent_backward(&be, d3, d3, s3, targets, dlosses, N, V));
     omp_set_num_threads(saved);
     assert_memory_equal(l1, l3, N * sizeof(float));
     assert_memory_equal(s1, s3, N * sizeof(float));
@@ -252,11 +226,11 @@ static void bad_targets_fail_naming_row_and_value(void **state) {
         losses[i] = lse[i] = 5.0f;
     for (int i = 0; i < N * V; i++)
         d[i] = 5.0f;
-    EXPECT_INVALID(dl_op_xent_forward(&be, losses, lse, logits, targets, N, V));
+    DL_EXPECT_INVALID(dl_op_xent_forward(&be, losses, lse, logits, targets, N, V));
     assert_non_null(strstr(dl_error_message(), "targets[2] = 9"));
-    EXPECT_INVALID(dl_op_xent_backward(&be, d, logits, lse, targets, dl, N, V));
+    DL_EXPECT_INVALID(dl_op_xent_backward(&be, d, logits, lse, targets, dl, N, V));
     assert_non_null(strstr(dl_error_message(), "targets[2] = 9"));
-    EXPECT_INVALID(dl_op_xent_backward(&be, logits, logits, lse, targets, dl, N, V)); /* in place, too */
+    DL_EXPECT_INVALID(dl_op_xent_backward(&be, logits, logits, lse, targets, dl, N, V)); /* in place, too */
     dl_error_clear();
     for (int i = 0; i < N; i++)
         assert_true(losses[i] == 5.0f && lse[i] == 5.0f);
@@ -268,22 +242,22 @@ static void bad_arguments_are_invalid(void **state) {
     (void)state;
     float x[64] = {0}, a[8] = {0}, b[8] = {0}, g[64] = {0};
     int32_t t[8] = {0};
-    EXPECT_INVALID(dl_op_xent_forward(&be, NULL, b, x, t, 2, 8));
-    EXPECT_INVALID(dl_op_xent_forward(&be, a, NULL, x, t, 2, 8));
-    EXPECT_INVALID(dl_op_xent_forward(&be, a, b, NULL, t, 2, 8));
-    EXPECT_INVALID(dl_op_xent_forward(&be, a, b, x, NULL, 2, 8));
-    EXPECT_INVALID(dl_op_xent_forward(&be, a, b, x, t, 0, 8));
-    EXPECT_INVALID(dl_op_xent_forward(&be, a, b, x, t, 2, -8));
-    EXPECT_INVALID(dl_op_xent_forward(&be, a, b, x, t, INT_MAX, INT_MAX));
-    EXPECT_INVALID(dl_op_xent_forward(&be, a, a, x, t, 2, 8)); /* lse is losses */
-    EXPECT_INVALID(dl_op_xent_forward(&be, x, b, x, t, 2, 8)); /* losses inside logits */
-    EXPECT_INVALID(dl_op_xent_backward(&be, NULL, x, a, t, b, 2, 8));
-    EXPECT_INVALID(dl_op_xent_backward(&be, g, x, NULL, t, b, 2, 8));
-    EXPECT_INVALID(dl_op_xent_backward(&be, g, x, a, NULL, b, 2, 8));
-    EXPECT_INVALID(dl_op_xent_backward(&be, g, x, a, t, NULL, 2, 8));
-    EXPECT_INVALID(dl_op_xent_backward(&be, x + 1, x, a, t, b, 2, 8)); /* partial overlap with logits */
-    EXPECT_INVALID(dl_op_xent_backward(&be, g, x, g, t, b, 2, 8));     /* lse inside dlogits */
-    EXPECT_INVALID(dl_op_xent_backward(&be, g, x, a, t, b, 2, 0));
+    DL_EXPECT_INVALID(dl_op_xent_forward(&be, NULL, b, x, t, 2, 8));
+    DL_EXPECT_INVALID(dl_op_xent_forward(&be, a, NULL, x, t, 2, 8));
+    DL_EXPECT_INVALID(dl_op_xent_forward(&be, a, b, NULL, t, 2, 8));
+    DL_EXPECT_INVALID(dl_op_xent_forward(&be, a, b, x, NULL, 2, 8));
+    DL_EXPECT_INVALID(dl_op_xent_forward(&be, a, b, x, t, 0, 8));
+    DL_EXPECT_INVALID(dl_op_xent_forward(&be, a, b, x, t, 2, -8));
+    DL_EXPECT_INVALID(dl_op_xent_forward(&be, a, b, x, t, INT_MAX, INT_MAX));
+    DL_EXPECT_INVALID(dl_op_xent_forward(&be, a, a, x, t, 2, 8)); /* lse is losses */
+    DL_EXPECT_INVALID(dl_op_xent_forward(&be, x, b, x, t, 2, 8)); /* losses inside logits */
+    DL_EXPECT_INVALID(dl_op_xent_backward(&be, NULL, x, a, t, b, 2, 8));
+    DL_EXPECT_INVALID(dl_op_xent_backward(&be, g, x, NULL, t, b, 2, 8));
+    DL_EXPECT_INVALID(dl_op_xent_backward(&be, g, x, a, NULL, b, 2, 8));
+    DL_EXPECT_INVALID(dl_op_xent_backward(&be, g, x, a, t, NULL, 2, 8));
+    DL_EXPECT_INVALID(dl_op_xent_backward(&be, x + 1, x, a, t, b, 2, 8)); /* partial overlap with logits */
+    DL_EXPECT_INVALID(dl_op_xent_backward(&be, g, x, g, t, b, 2, 8));     /* lse inside dlogits */
+    DL_EXPECT_INVALID(dl_op_xent_backward(&be, g, x, a, t, b, 2, 0));
     dl_error_clear();
     for (int i = 0; i < 64; i++)
         assert_true(x[i] == 0.0f && g[i] == 0.0f);
@@ -295,12 +269,12 @@ static void bad_arguments_are_invalid(void **state) {
 
 static void sequence_sum_case(dl_rng *rng, const int32_t *cu, int num_seqs) {
     int total = cu[num_seqs];
-    float *values = alloc_f(total > 0 ? total : 1), *out = alloc_f(num_seqs), *dout = alloc_f(num_seqs);
+    float *values = dl_test_alloc_f(total > 0 ? total : 1), *out = dl_test_alloc_f(num_seqs), *dout = dl_test_alloc_f(num_seqs);
     dl_test_fill_uniform(rng, values, total, -1.0f, 1.0f);
     dl_test_fill_uniform(rng, dout, num_seqs, -1.0f, 1.0f);
     dl_test_poison(out, num_seqs);
-    EXPECT_OK(dl_op_sequence_sum_forward(&be, out, values, cu, num_seqs));
-    double *ref = alloc_d(num_seqs);
+    DL_EXPECT_OK(dl_op_sequence_sum_forward(&be, out, values, cu, num_seqs));
+    double *ref = dl_test_alloc_d(num_seqs);
     for (int s = 0; s < num_seqs; s++)
         for (int n = cu[s]; n < cu[s + 1]; n++)
             ref[s] += values[n];
@@ -308,17 +282,17 @@ static void sequence_sum_case(dl_rng *rng, const int32_t *cu, int num_seqs) {
         if (fabs(out[s] - ref[s]) > 1e-6 * fmax(1.0, fabs(ref[s])))
             DL_TEST_FAIL("document %d: sum %.9g, want %.9g", s, (double)out[s], ref[s]);
     /* Backward: L = Σ_s dout[s]·Σ_{n∈s} values[n]; value n moves only its document's term. */
-    double *grad = alloc_d(total), *want = alloc_d(total);
+    double *grad = dl_test_alloc_d(total), *want = dl_test_alloc_d(total);
     for (int s = 0; s < num_seqs; s++)
         for (int n = cu[s]; n < cu[s + 1]; n++) {
             double h = 1e-5, v = values[n], rest = ref[s] - v;
             grad[n] = (dout[s] * (rest + v + h) - dout[s] * (rest + v - h)) / (2.0 * h);
         }
-    float *dv = alloc_f(total), *dv0 = alloc_f(total), *diff = alloc_f(total);
+    float *dv = dl_test_alloc_f(total), *dv0 = dl_test_alloc_f(total), *diff = dl_test_alloc_f(total);
     prefill_like(rng, dv, grad, total);
     memcpy(dv0, dv, total * sizeof(float));
     for (int call = 1; call <= 2; call++) {
-        EXPECT_OK(dl_op_sequence_sum_backward(&be, dv, dout, cu, num_seqs));
+        DL_EXPECT_OK(dl_op_sequence_sum_backward(&be, dv, dout, cu, num_seqs));
         for (int n = 0; n < total; n++) {
             diff[n] = (float)((double)dv[n] - dv0[n]);
             want[n] = call * grad[n];
@@ -348,19 +322,19 @@ static void bad_cu_seqlens_are_invalid(void **state) {
     float values[8] = {0}, out[3] = {7, 7, 7}, dout[3] = {1, 1, 1}, dv[8] = {0};
     const int32_t not_from_zero[] = {1, 3, 5, 8};
     const int32_t decreasing[] = {0, 5, 4, 8};
-    EXPECT_INVALID(dl_op_sequence_sum_forward(&be, out, values, not_from_zero, 3));
+    DL_EXPECT_INVALID(dl_op_sequence_sum_forward(&be, out, values, not_from_zero, 3));
     assert_non_null(strstr(dl_error_message(), "cu_seqlens[0] = 1"));
-    EXPECT_INVALID(dl_op_sequence_sum_forward(&be, out, values, decreasing, 3));
+    DL_EXPECT_INVALID(dl_op_sequence_sum_forward(&be, out, values, decreasing, 3));
     assert_non_null(strstr(dl_error_message(), "[2]"));
-    EXPECT_INVALID(dl_op_sequence_sum_backward(&be, dv, dout, decreasing, 3));
-    EXPECT_INVALID(dl_op_sequence_sum_forward(&be, NULL, values, decreasing, 3));
-    EXPECT_INVALID(dl_op_sequence_sum_forward(&be, out, NULL, decreasing, 3));
-    EXPECT_INVALID(dl_op_sequence_sum_forward(&be, out, values, NULL, 3));
-    EXPECT_INVALID(dl_op_sequence_sum_forward(&be, out, values, decreasing, 0));
-    EXPECT_INVALID(dl_op_sequence_sum_backward(&be, NULL, dout, decreasing, 3));
-    EXPECT_INVALID(dl_op_sequence_sum_backward(&be, dv, NULL, decreasing, 3));
-    EXPECT_INVALID(dl_op_sequence_sum_backward(&be, dv, dout, NULL, 3));
-    EXPECT_INVALID(dl_op_sequence_sum_backward(&be, dv, dout, decreasing, -1));
+    DL_EXPECT_INVALID(dl_op_sequence_sum_backward(&be, dv, dout, decreasing, 3));
+    DL_EXPECT_INVALID(dl_op_sequence_sum_forward(&be, NULL, values, decreasing, 3));
+    DL_EXPECT_INVALID(dl_op_sequence_sum_forward(&be, out, NULL, decreasing, 3));
+    DL_EXPECT_INVALID(dl_op_sequence_sum_forward(&be, out, values, NULL, 3));
+    DL_EXPECT_INVALID(dl_op_sequence_sum_forward(&be, out, values, decreasing, 0));
+    DL_EXPECT_INVALID(dl_op_sequence_sum_backward(&be, NULL, dout, decreasing, 3));
+    DL_EXPECT_INVALID(dl_op_sequence_sum_backward(&be, dv, NULL, decreasing, 3));
+    DL_EXPECT_INVALID(dl_op_sequence_sum_backward(&be, dv, dout, NULL, 3));
+    DL_EXPECT_INVALID(dl_op_sequence_sum_backward(&be, dv, dout, decreasing, -1));
     dl_error_clear();
     for (int i = 0; i < 3; i++)
         assert_true(out[i] == 7.0f);
