@@ -13,20 +13,6 @@
 
 static dl_backend be;
 
-#define EXPECT_INVALID(call)                                                                              \
-    do {                                                                                                  \
-        dl_status s_ = (call);                                                                            \
-        if (s_ != DL_ERR_INVALID)                                                                         \
-            DL_TEST_FAIL("%s returned %d, want DL_ERR_INVALID", #call, (int)s_);                          \
-    } while (0)
-
-#define EXPECT_OK(call)                                                                                   \
-    do {                                                                                                  \
-        dl_status s_ = (call);                                                                            \
-        if (s_ != DL_OK)                                                                                  \
-            DL_TEST_FAIL("%s failed: %s", #call, dl_error_message());                                     \
-    } while (0)
-
 static float from_bits(uint32_t u) {
     float f;
     memcpy(&f, &u, sizeof f);
@@ -79,7 +65,7 @@ static void rounding_is_nearest_even(void **state) {
     }
     int saved = omp_get_max_threads();
     omp_set_num_threads(2);
-    EXPECT_OK(dl_op_f32_to_bf16(&be, h, x, n));
+    DL_EXPECT_OK(dl_op_f32_to_bf16(&be, h, x, n));
     omp_set_num_threads(saved);
     for (size_t i = 0; i < n; i++) {
         if (isnan(x[i])) {
@@ -98,7 +84,7 @@ static void rounding_is_nearest_even(void **state) {
     float special[6] = {1.0f, from_bits(0x3F808000), from_bits(0x3F818000), from_bits(0x7F7FFFFF), INFINITY,
                         -0.0f};
     dl_bf16 hs[6];
-    EXPECT_OK(dl_op_f32_to_bf16(&be, hs, special, 6));
+    DL_EXPECT_OK(dl_op_f32_to_bf16(&be, hs, special, 6));
     assert_int_equal(hs[0], 0x3F80);
     assert_int_equal(hs[1], 0x3F80); /* tie, even stays */
     assert_int_equal(hs[2], 0x3F82); /* tie, odd rounds up */
@@ -117,12 +103,12 @@ static void widening_is_exact(void **state) {
     for (size_t i = 0; i < n; i++)
         h[i] = (dl_bf16)i;
     dl_test_poison(f, n);
-    EXPECT_OK(dl_op_bf16_to_f32(&be, f, h, n));
+    DL_EXPECT_OK(dl_op_bf16_to_f32(&be, f, h, n));
     for (size_t i = 0; i < n; i++)
         if (to_bits(f[i]) != (uint32_t)i << 16)
             DL_TEST_FAIL("bf16 0x%04zx widened to 0x%08x", i, to_bits(f[i]));
     /* Narrowing a widened value gives it back, NaN payloads included where the quiet bit was already set. */
-    EXPECT_OK(dl_op_f32_to_bf16(&be, again, f, n));
+    DL_EXPECT_OK(dl_op_f32_to_bf16(&be, again, f, n));
     for (size_t i = 0; i < n; i++) {
         int quiet_or_number = !isnan(f[i]) || (i & 0x40);
         if (quiet_or_number && again[i] != h[i])
@@ -135,15 +121,15 @@ static void bad_arguments_are_invalid(void **state) {
     (void)state;
     float f[16] = {0};
     dl_bf16 h[16] = {0};
-    EXPECT_INVALID(dl_op_f32_to_bf16(&be, NULL, f, 16));
-    EXPECT_INVALID(dl_op_f32_to_bf16(&be, h, NULL, 16));
-    EXPECT_INVALID(dl_op_f32_to_bf16(&be, h, f, 0));
-    EXPECT_INVALID(dl_op_f32_to_bf16(&be, (dl_bf16 *)f, f, 16)); /* in place is not supported */
-    EXPECT_INVALID(dl_op_f32_to_bf16(&be, h, f, SIZE_MAX / 2));
-    EXPECT_INVALID(dl_op_bf16_to_f32(&be, NULL, h, 16));
-    EXPECT_INVALID(dl_op_bf16_to_f32(&be, f, NULL, 16));
-    EXPECT_INVALID(dl_op_bf16_to_f32(&be, f, h, 0));
-    EXPECT_INVALID(dl_op_bf16_to_f32(&be, f, (dl_bf16 *)f + 4, 8));
+    DL_EXPECT_INVALID(dl_op_f32_to_bf16(&be, NULL, f, 16));
+    DL_EXPECT_INVALID(dl_op_f32_to_bf16(&be, h, NULL, 16));
+    DL_EXPECT_INVALID(dl_op_f32_to_bf16(&be, h, f, 0));
+    DL_EXPECT_INVALID(dl_op_f32_to_bf16(&be, (dl_bf16 *)f, f, 16)); /* in place is not supported */
+    DL_EXPECT_INVALID(dl_op_f32_to_bf16(&be, h, f, SIZE_MAX / 2));
+    DL_EXPECT_INVALID(dl_op_bf16_to_f32(&be, NULL, h, 16));
+    DL_EXPECT_INVALID(dl_op_bf16_to_f32(&be, f, NULL, 16));
+    DL_EXPECT_INVALID(dl_op_bf16_to_f32(&be, f, h, 0));
+    DL_EXPECT_INVALID(dl_op_bf16_to_f32(&be, f, (dl_bf16 *)f + 4, 8));
     dl_error_clear();
     for (int i = 0; i < 16; i++)
         assert_true(f[i] == 0.0f && h[i] == 0);

@@ -10,20 +10,6 @@
 
 static dl_backend be;
 
-#define EXPECT_INVALID(call)                                                                              \
-    do {                                                                                                  \
-        dl_status s_ = (call);                                                                            \
-        if (s_ != DL_ERR_INVALID)                                                                         \
-            DL_TEST_FAIL("%s returned %d, want DL_ERR_INVALID", #call, (int)s_);                          \
-    } while (0)
-
-#define EXPECT_OK(call)                                                                                   \
-    do {                                                                                                  \
-        dl_status s_ = (call);                                                                            \
-        if (s_ != DL_OK)                                                                                  \
-            DL_TEST_FAIL("%s failed: %s", #call, dl_error_message());                                     \
-    } while (0)
-
 static float *random_f(dl_rng *rng, size_t n) {
     float *p = malloc(n * sizeof(float));
     assert_non_null(p);
@@ -40,7 +26,7 @@ static double *alloc_d(size_t n) {
 static void forward_case(dl_rng *rng, size_t n) {
     float *a = random_f(rng, n), *b = random_f(rng, n), *out = random_f(rng, n);
     dl_test_poison(out, n);
-    EXPECT_OK(dl_op_residual_forward(&be, out, a, b, n));
+    DL_EXPECT_OK(dl_op_residual_forward(&be, out, a, b, n));
     double *ref = alloc_d(n);
     for (size_t i = 0; i < n; i++)
         ref[i] = (double)a[i] + (double)b[i];
@@ -50,8 +36,8 @@ static void forward_case(dl_rng *rng, size_t n) {
     assert_true(a2 && b2);
     memcpy(a2, a, n * sizeof(float));
     memcpy(b2, b, n * sizeof(float));
-    EXPECT_OK(dl_op_residual_forward(&be, a2, a2, b, n));
-    EXPECT_OK(dl_op_residual_forward(&be, b2, a, b2, n));
+    DL_EXPECT_OK(dl_op_residual_forward(&be, a2, a2, b, n));
+    DL_EXPECT_OK(dl_op_residual_forward(&be, b2, a, b2, n));
     assert_memory_equal(a2, out, n * sizeof(float));
     assert_memory_equal(b2, out, n * sizeof(float));
     free(a), free(b), free(out), free(ref), free(a2), free(b2);
@@ -82,7 +68,7 @@ static void backward_case(dl_rng *rng, size_t n) {
         gb[i] = (dout[i] * (ai + (bi + h)) - dout[i] * (ai + (bi - h))) / (2.0 * h);
     }
     for (int call = 1; call <= 2; call++) {
-        EXPECT_OK(dl_op_residual_backward(&be, da, db, dout, n));
+        DL_EXPECT_OK(dl_op_residual_backward(&be, da, db, dout, n));
         for (size_t i = 0; i < n; i++) {
             diff[i] = (float)((double)da[i] - da0[i]);
             want[i] = call * ga[i];
@@ -97,7 +83,7 @@ static void backward_case(dl_rng *rng, size_t n) {
     /* da may be dout: da = dout + dout. */
     memcpy(da, dout, n * sizeof(float));
     memcpy(db, db0, n * sizeof(float));
-    EXPECT_OK(dl_op_residual_backward(&be, da, db, da, n));
+    DL_EXPECT_OK(dl_op_residual_backward(&be, da, db, da, n));
     for (size_t i = 0; i < n; i++)
         want[i] = 2.0 * dout[i];
     DL_ASSERT_REL(da, want, n, 1e-7);
@@ -116,18 +102,18 @@ static void backward_matches_finite_differences_and_accumulates(void **state) {
 static void bad_arguments_are_invalid(void **state) {
     (void)state;
     float a[16] = {0}, b[16] = {0}, c[16] = {0};
-    EXPECT_INVALID(dl_op_residual_forward(&be, NULL, a, b, 16));
-    EXPECT_INVALID(dl_op_residual_forward(&be, c, NULL, b, 16));
-    EXPECT_INVALID(dl_op_residual_forward(&be, c, a, NULL, 16));
-    EXPECT_INVALID(dl_op_residual_forward(&be, c, a, b, 0));
-    EXPECT_INVALID(dl_op_residual_forward(&be, a + 1, a, b, 8));
-    EXPECT_INVALID(dl_op_residual_forward(&be, c, a, b, SIZE_MAX / 4 + 1));
-    EXPECT_INVALID(dl_op_residual_backward(&be, NULL, b, c, 16));
-    EXPECT_INVALID(dl_op_residual_backward(&be, a, NULL, c, 16));
-    EXPECT_INVALID(dl_op_residual_backward(&be, a, b, NULL, 16));
-    EXPECT_INVALID(dl_op_residual_backward(&be, a, a + 4, c, 8));
-    EXPECT_INVALID(dl_op_residual_backward(&be, a, b, c, 0));
-    EXPECT_INVALID(dl_op_residual_forward(NULL, c, a, b, 16));
+    DL_EXPECT_INVALID(dl_op_residual_forward(&be, NULL, a, b, 16));
+    DL_EXPECT_INVALID(dl_op_residual_forward(&be, c, NULL, b, 16));
+    DL_EXPECT_INVALID(dl_op_residual_forward(&be, c, a, NULL, 16));
+    DL_EXPECT_INVALID(dl_op_residual_forward(&be, c, a, b, 0));
+    DL_EXPECT_INVALID(dl_op_residual_forward(&be, a + 1, a, b, 8));
+    DL_EXPECT_INVALID(dl_op_residual_forward(&be, c, a, b, SIZE_MAX / 4 + 1));
+    DL_EXPECT_INVALID(dl_op_residual_backward(&be, NULL, b, c, 16));
+    DL_EXPECT_INVALID(dl_op_residual_backward(&be, a, NULL, c, 16));
+    DL_EXPECT_INVALID(dl_op_residual_backward(&be, a, b, NULL, 16));
+    DL_EXPECT_INVALID(dl_op_residual_backward(&be, a, a + 4, c, 8));
+    DL_EXPECT_INVALID(dl_op_residual_backward(&be, a, b, c, 0));
+    DL_EXPECT_INVALID(dl_op_residual_forward(NULL, c, a, b, 16));
     dl_error_clear();
     for (int i = 0; i < 16; i++)
         assert_true(a[i] == 0.0f && b[i] == 0.0f && c[i] == 0.0f);
