@@ -466,12 +466,26 @@ static void log_step(trainer *t, double dt, const double sums[S_COUNT], double n
             ej += (size_t)snprintf(extra_json + ej, sizeof extra_json - ej, ", \"comm_ms\": %.6g, \"comm_hidden\": %.4g",
                                    cs.comm_seconds * 1e3, hidden);
     }
+    /* On a terminal a progress bar runs between the logged lines, on the line the next log line overwrites. */
+    static int tty = -1;
+    if (tty < 0)
+        tty = isatty(STDOUT_FILENO);
     if (log_now)
-        printf("step %6lld/%lld | loss %.4f | grad %.3f | lr %.2e | %7.1f ms | %8.0f tok/s | MFU %5.1f%% | "
+        printf("%sstep %6lld/%lld | loss %.4f | grad %.3f | lr %.2e | %7.1f ms | %8.0f tok/s | MFU %5.1f%% | "
                "pack %5.1f%%%s | ETA %s%s\n",
-               (long long)t->step, (long long)t->total_steps, loss, norm, lr, dt * 1e3, tokens_per_s, mfu * 100,
-               packing * 100, extra_line, eta, skipped ? " | skipped" : "");
-    if (log_now)
+               tty ? "\r\033[K" : "", (long long)t->step, (long long)t->total_steps, loss, norm, lr, dt * 1e3,
+               tokens_per_s, mfu * 100, packing * 100, extra_line, eta, skipped ? " | skipped" : "");
+    else if (tty) {
+        enum { WIDTH = 30 };
+        int filled = (int)((double)WIDTH * (double)t->step / (double)(t->total_steps > 0 ? t->total_steps : 1));
+        char bar[WIDTH + 1];
+        for (int i = 0; i < WIDTH; i++)
+            bar[i] = i < filled ? '=' : (i == filled ? '>' : ' ');
+        bar[WIDTH] = '\0';
+        printf("\r\033[K[%s] %lld/%lld | loss %.4f | %.0f tok/s | ETA %s", bar, (long long)t->step,
+               (long long)t->total_steps, loss, tokens_per_s, eta);
+    }
+    if (log_now || tty)
         fflush(stdout);
     if (t->tb) {
         const char *tags[5 + DL_MAX_MODEL_METRICS] = {"loss", "lr", "grad_norm", "tokens_per_s", "mfu"};
@@ -512,7 +526,7 @@ static dl_status run_eval(trainer *t, dl_eval_result *out) {
             j += (size_t)snprintf(json + j, sizeof json - j, ", \"%s%s\": %.6g", strncmp(r.names[i], "val", 3) ? "eval/" : "",
                                   r.names[i], isfinite(r.values[i]) ? r.values[i] : -1.0);
     }
-    printf("%s\n", line);
+    printf("%s%s\n", isatty(STDOUT_FILENO) ? "\r\033[K" : "", line); /* over a progress bar */
     fflush(stdout);
     if (t->tb) {
         /* The same names as in metrics.jsonl. */
