@@ -430,6 +430,22 @@ static void tb_write(trainer *t, int n, const char *const *tags, const double *v
     }
 }
 
+/* Whether stdout is a terminal a person watches. Under mpirun or srun a rank's stdout is a pseudo-terminal of the
+ * launcher even when the job's output goes to a file, so launched ranks show no bar unless DEALER_PROGRESS=1;
+ * DEALER_PROGRESS=0 turns it off everywhere. */
+static int progress_terminal(void) {
+    static int answer = -1;
+    if (answer < 0) {
+        const char *forced = getenv("DEALER_PROGRESS");
+        if (forced && *forced)
+            answer = strcmp(forced, "0") != 0;
+        else
+            answer = isatty(STDOUT_FILENO) && !getenv("OMPI_COMM_WORLD_SIZE") && !getenv("PMI_RANK") &&
+                     !getenv("PMIX_RANK") && !getenv("SLURM_PROCID");
+    }
+    return answer;
+}
+
 static void log_step(trainer *t, double dt, const double sums[S_COUNT], double norm, double lr, int skipped,
                      double elapsed, int64_t first_step) {
     double loss = sums[S_TARGETS] > 0 ? sums[S_LOSS] / sums[S_TARGETS] : NAN;
@@ -467,9 +483,7 @@ static void log_step(trainer *t, double dt, const double sums[S_COUNT], double n
                                    cs.comm_seconds * 1e3, hidden);
     }
     /* On a terminal a progress bar runs between the logged lines, on the line the next log line overwrites. */
-    static int tty = -1;
-    if (tty < 0)
-        tty = isatty(STDOUT_FILENO);
+    int tty = progress_terminal();
     if (log_now)
         printf("%sstep %6lld/%lld | loss %.4f | grad %.3f | lr %.2e | %7.1f ms | %8.0f tok/s | MFU %5.1f%% | "
                "pack %5.1f%%%s | ETA %s%s\n",
@@ -526,7 +540,7 @@ static dl_status run_eval(trainer *t, dl_eval_result *out) {
             j += (size_t)snprintf(json + j, sizeof json - j, ", \"%s%s\": %.6g", strncmp(r.names[i], "val", 3) ? "eval/" : "",
                                   r.names[i], isfinite(r.values[i]) ? r.values[i] : -1.0);
     }
-    printf("%s%s\n", isatty(STDOUT_FILENO) ? "\r\033[K" : "", line); /* over a progress bar */
+    printf("%s%s\n", progress_terminal() ? "\r\033[K" : "", line); /* over a progress bar */
     fflush(stdout);
     if (t->tb) {
         /* The same names as in metrics.jsonl. */

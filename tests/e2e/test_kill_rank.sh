@@ -66,7 +66,7 @@ wait_job() {
 }
 
 # ---- 1. kill -9 ------------------------------------------------------------------------------------------------
-start_job kill || fail "the job did not start training"
+start_job kill || { tail -n 5 "$work/kill.err.txt" >&2; tail -n 5 "$work/kill.out.txt" >&2; fail "the job did not start training"; }
 victim=$(rank_pid 1) || fail "cannot find rank 1 among mpirun's children"
 t0=$(date +%s%N)
 kill -KILL "$victim"
