@@ -5,11 +5,6 @@
 #include "cli/commands.h"
 #include "core/status.h"
 
-int dl_cli_not_implemented(const char *command, const char *work) {
-    fprintf(stderr, "dealer %s: not implemented yet (arrives with the %s work)\n", command, work);
-    return 2;
-}
-
 int dl_cli_report(const char *command, int status) {
     fprintf(stderr, "dealer %s: error: %s\n", command, dl_error_message());
     return dl_status_exit_code((dl_status)status);

@@ -13,8 +13,6 @@ int dl_cmd_config(int argc, char **argv);
 int dl_cmd_bench(int argc, char **argv);
 int dl_cmd_dpo(int argc, char **argv);
 
-/* Prints "dealer CMD: not implemented yet (arrives with the WORK work)" and returns 2. */
-int dl_cli_not_implemented(const char *command, const char *work);
 /* Prints the one-line error of the recorded failure as "dealer CMD: error: ..." and returns its exit code. */
 int dl_cli_report(const char *command, int status);
 /* True when argv[1..] holds -h or --help. */

@@ -144,9 +144,9 @@ dl_status dl_model_create(dl_model **out, const dl_config *cfg, const dl_backend
         s = dl_dpo_model_create(model, cfg, be, rows, seq_len);
         break;
     default:
-        s = DL_FAIL(DL_ERR_NOT_IMPLEMENTED, "model.kind %s is not implemented yet",
+        s = DL_FAIL(DL_ERR_CONFIG, "unknown model.kind %s",
                     dl_config_enum_text("model.kind", (int)cfg->model.kind));
-        dl_error_hint("use model.kind: gpt");
+        dl_error_hint("use model.kind: gpt, fm, ffm or dpo");
         break;
     }
     if (s != DL_OK) {
