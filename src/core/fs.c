@@ -119,6 +119,24 @@ dl_status dl_write_file_atomic(const char *path, const void *data, size_t len) {
     return dl_atomic_commit(&f);
 }
 
+dl_status dl_make_dirs(const char *path) {
+    DL_REQUIRE(path != NULL, DL_ERR_INVALID, "dl_make_dirs: NULL path");
+    char buffer[4096];
+    size_t len = strlen(path);
+    DL_REQUIRE(len > 0 && len < sizeof buffer, DL_ERR_INVALID, "directory path '%s' is empty or too long", path);
+    memcpy(buffer, path, len + 1);
+    for (size_t i = 1; i <= len; i++) {
+        if (buffer[i] != '/' && buffer[i] != '\0')
+            continue;
+        char saved = buffer[i];
+        buffer[i] = '\0';
+        if (mkdir(buffer, 0755) != 0 && errno != EEXIST)
+            return DL_FAIL(DL_ERR_IO, "cannot create directory %s: %s", buffer, strerror(errno));
+        buffer[i] = saved;
+    }
+    return DL_OK;
+}
+
 dl_status dl_open_failure(const char *path, int err, const char *hint) {
     int bad_path = err == ENOENT || err == ENOTDIR || err == EISDIR || err == ENAMETOOLONG;
     dl_status s = DL_FAIL(bad_path ? DL_ERR_INVALID : DL_ERR_IO, "cannot open %s: %s", path, strerror(err));

@@ -31,6 +31,10 @@ typedef struct dl_atomic_file {
     uint64_t written;
 } dl_atomic_file;
 
+/* Creates directory `path` and any missing parents (mkdir -p, mode 0755). An empty path is DL_ERR_INVALID; a
+ * directory the OS refuses is DL_ERR_IO naming it. */
+dl_status dl_make_dirs(const char *path);
+
 /* The failure for an input file that could not be opened (errno `err`): a path that names nothing (ENOENT,
  * ENOTDIR, EISDIR, ENAMETOOLONG) is bad input (DL_ERR_INVALID, exit 2); anything else the OS refused is DL_ERR_IO.
  * `hint` (may be NULL) becomes the message's hint for the bad-path case. */

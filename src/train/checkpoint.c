@@ -43,23 +43,6 @@
 
 static void quiet_hdf5(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
-static dl_status make_dirs(const char *path) {
-    char buffer[4096];
-    size_t len = strlen(path);
-    DL_REQUIRE(len > 0 && len < sizeof buffer, DL_ERR_INVALID, "bad directory path '%s'", path);
-    memcpy(buffer, path, len + 1);
-    for (size_t i = 1; i <= len; i++) {
-        if (buffer[i] == '/' || buffer[i] == '\0') {
-            char saved = buffer[i];
-            buffer[i] = '\0';
-            if (mkdir(buffer, 0755) != 0 && errno != EEXIST)
-                return DL_FAIL(DL_ERR_IO, "cannot create directory %s: %s", buffer, strerror(errno));
-            buffer[i] = saved;
-        }
-    }
-    return DL_OK;
-}
-
 /* ---- CRC32C of data held in pieces ------------------------------------------------------------------------------
  * The raw register R(s, M) of the reflected CRC-32C (no pre/post inversion) satisfies R(s, M) = Lⁿ(s) ⊕ R(0, M) for
  * |M| = n bytes, where L is the linear map of feeding one zero byte; dl_crc32c(c, M) = ~R(~c, M). zero_op[k] holds
@@ -817,7 +800,7 @@ dl_status dl_ckpt_save(dl_world *world, const char *run_dir, const dl_ckpt_meta 
     int n = snprintf(dir, sizeof dir, "%s/ckpt", run_dir);
     DL_REQUIRE(n > 0 && (size_t)n < sizeof dir, DL_ERR_INVALID, "run directory path '%s' is too long", run_dir);
     snprintf(path, sizeof path, "%s/step_%08lld.h5", dir, (long long)meta->step);
-    dl_status s = world->rank == 0 ? make_dirs(dir) : DL_OK;
+    dl_status s = world->rank == 0 ? dl_make_dirs(dir) : DL_OK;
     DL_CHECK(agree(world, s, "checkpoint directory"));
     DL_CHECK(dl_ckpt_write(world, path, meta, t, cursor, cursor_len, options));
     if (world->rank == 0) {

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/fs.h"
 #include "core/log.h"
 #include "core/signals.h"
 #include "core/timer.h"
@@ -57,22 +58,6 @@ typedef struct trainer {
 } trainer;
 
 static int rank0(const trainer *t) { return t->world->rank == 0; }
-
-static dl_status make_dir(const char *path) {
-    char buffer[4096];
-    size_t len = strlen(path);
-    DL_REQUIRE(len > 0 && len < sizeof buffer, DL_ERR_CONFIG, "run.dir '%s' is empty or too long", path);
-    memcpy(buffer, path, len + 1);
-    for (size_t i = 1; i <= len; i++)
-        if (buffer[i] == '/' || buffer[i] == '\0') {
-            char c = buffer[i];
-            buffer[i] = '\0';
-            if (mkdir(buffer, 0755) != 0 && errno != EEXIST)
-                return DL_FAIL(DL_ERR_IO, "cannot create run directory %s: %s", buffer, strerror(errno));
-            buffer[i] = c;
-        }
-    return DL_OK;
-}
 
 /* Every rank reports its status; all learn the worst. The failing rank keeps its own message. */
 static dl_status agree(trainer *t, dl_status local, const char *phase) {
@@ -591,7 +576,7 @@ static dl_status setup(trainer *t) {
 static dl_status open_run_records(trainer *t) {
     if (!rank0(t))
         return DL_OK;
-    DL_CHECK(make_dir(t->cfg->run.dir));
+    DL_CHECK_CTX(dl_make_dirs(t->cfg->run.dir), "run.dir");
     char path[4200];
     snprintf(path, sizeof path, "%s/config.yaml", t->cfg->run.dir);
     FILE *f = fopen(path, "w");
