@@ -142,39 +142,42 @@ static void report_waiting(dl_world *world, uint64_t sequence) {
             MPI_Send(&sequence, 1, MPI_UINT64_T, r, WATCH_TAG, world->watch_comm); /* 8 bytes: sent eagerly */
 }
 
+/* Ranks that reported an earlier collective (or none) had not arrived. Ranks that reported a later one already got
+ * past this one (a point-to-point exchange lets a rank finish its own part before the others) and are only named. */
 static dl_status timeout_failure(dl_world *world, uint64_t sequence, const char *what, double waited) {
-    char missing[512] = "", elsewhere[512] = "";
-    size_t used = 0, used_else = 0;
-    int n_missing = 0;
+    char missing[512] = "", ahead[512] = "";
+    size_t used = 0, used_ahead = 0;
+    int n_missing = 0, n_ahead = 0;
     drain_reports(world);
     for (int r = 0; r < world->size; r++) {
         if (world->waiting_at[r] == sequence)
             continue;
-        if (world->waiting_at[r] > sequence && used_else < sizeof elsewhere - 40)
-            used_else += (size_t)snprintf(elsewhere + used_else, sizeof elsewhere - used_else, "%s%d (in #%llu)",
-                                          used_else ? ", " : "", r, (unsigned long long)world->waiting_at[r]);
-        else if (used < sizeof missing - 16)
-            used += (size_t)snprintf(missing + used, sizeof missing - used, "%s%d", n_missing ? ", " : "", r);
-        n_missing++;
+        if (world->waiting_at[r] > sequence) {
+            if (used_ahead < sizeof ahead - 40)
+                used_ahead += (size_t)snprintf(ahead + used_ahead, sizeof ahead - used_ahead, "%s%d (in #%llu)",
+                                               n_ahead ? ", " : "", r, (unsigned long long)world->waiting_at[r]);
+            n_ahead++;
+        } else {
+            if (used < sizeof missing - 16)
+                used += (size_t)snprintf(missing + used, sizeof missing - used, "%s%d", n_missing ? ", " : "", r);
+            n_missing++;
+        }
     }
-    char step[48] = "";
+    char step[48] = "", moved[600] = "";
     if (world->step >= 0)
         snprintf(step, sizeof step, ", step %lld", (long long)world->step);
+    if (n_ahead)
+        snprintf(moved, sizeof moved, " (already past it: rank%s %s)", n_ahead == 1 ? "" : "s", ahead);
     dl_status s;
-    if (used_else)
-        s = DL_FAIL(DL_ERR_COMM,
-                    "collective '%s' (#%llu%s) timed out after %.0f s on rank %d: ranks out of step, waiting "
-                    "elsewhere: %s%s%s",
-                    what, (unsigned long long)sequence, step, waited, world->rank, elsewhere,
-                    used ? "; not arrived: " : "", missing);
-    else if (n_missing)
-        s = DL_FAIL(DL_ERR_COMM, "collective '%s' (#%llu%s) timed out after %.0f s on rank %d: rank%s %s had not arrived",
+    if (n_missing)
+        s = DL_FAIL(DL_ERR_COMM, "collective '%s' (#%llu%s) timed out after %.0f s on rank %d: rank%s %s had not "
+                                 "arrived%s",
                     what, (unsigned long long)sequence, step, waited, world->rank, n_missing == 1 ? "" : "s",
-                    missing);
+                    missing, moved);
     else
         s = DL_FAIL(DL_ERR_COMM,
-                    "collective '%s' (#%llu%s) timed out after %.0f s on rank %d although every rank arrived", what,
-                    (unsigned long long)sequence, step, waited, world->rank);
+                    "collective '%s' (#%llu%s) timed out after %.0f s on rank %d although every rank arrived%s", what,
+                    (unsigned long long)sequence, step, waited, world->rank, moved);
     dl_error_hint("a rank is stuck, slow or dead: read its log; raise comm.timeout_s if steps are legitimately slow");
     return s;
 }
