@@ -127,11 +127,11 @@ int main(int argc, char **argv) {
             dl_step_stats stats = {0};
             double t0 = dl_time_seconds(), loss;
             int64_t count;
-            dl_status s = which == 0   ? dl_dpo_batch(frozen, b, 1, NULL, NULL, &stats)
-                          : which == 1 ? dl_dpo_batch(pre, b, 1, NULL, NULL, &stats)
+            dl_status s = which == 0   ? dl_dpo_batch(frozen, b, 1, NULL, &stats)
+                          : which == 1 ? dl_dpo_batch(pre, b, 1, NULL, &stats)
                                        : dl_gpt_forward(plain, &in, &loss, &count);
             if (s == DL_OK && which == 2)
-                s = dl_gpt_backward(plain, NULL, NULL);
+                s = dl_gpt_backward(plain, NULL);
             if (s != DL_OK)
                 return fail(which == 0 ? "frozen-model batch" : which == 1 ? "precomputed batch" : "gpt step");
             ms[which] = (dl_time_seconds() - t0) * 1e3;

@@ -192,7 +192,7 @@ static void run_model(const char *name, const rows *d, int64_t buckets, int batc
         int64_t hi = lo + batch < d->n ? lo + batch : d->n;
         dl_batch b;
         view_batch(d, lo, hi, ptr, &b);
-        dl_step_context ctx = {world, ++step, 0.2, NULL, NULL};
+        dl_step_context ctx = {world, ++step, 0.2, NULL};
         if (model->train_batch(model, &b, &ctx, &stats) != DL_OK)
             die("training");
     }
@@ -227,7 +227,7 @@ static void run_memory(const char *name, const rows *d, int64_t buckets, int bat
         int64_t a = world->rank * per_rank + lo, hi = a + (lo + batch < per_rank ? batch : per_rank - lo);
         dl_batch b;
         view_batch(d, a, hi, ptr, &b);
-        dl_step_context ctx = {world, ++step, 0.2, NULL, NULL};
+        dl_step_context ctx = {world, ++step, 0.2, NULL};
         if (model->train_batch(model, &b, &ctx, &stats) != DL_OK)
             die("training");
     }

@@ -164,7 +164,7 @@ static double train_step(trainee *t, const dl_backend *be, const dl_gpt_inputs *
     int64_t targets;
     check(dl_gpt_forward(t->gpt, in, &loss, &targets), "forward");
     double t2 = dl_time_seconds();
-    check(dl_gpt_backward(t->gpt, NULL, NULL), "backward");
+    check(dl_gpt_backward(t->gpt, NULL), "backward");
     double t3 = dl_time_seconds();
     double sumsq;
     check(dl_op_sumsq(be, &sumsq, dl_gpt_grad_data(t->gpt), dl_gpt_num_params(t->gpt)), "gradient norm");

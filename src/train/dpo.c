@@ -602,14 +602,14 @@ static dl_status lookup_reference(dl_dpo *d, const dl_token_batch *b, int train)
     return DL_OK;
 }
 
-dl_status dl_dpo_batch(dl_dpo *d, const dl_token_batch *b, int train, dl_gpt_layer_hook hook, void *hook_ctx,
+dl_status dl_dpo_batch(dl_dpo *d, const dl_token_batch *b, int train, const dl_backward_hooks *hooks,
                        dl_step_stats *stats) {
     DL_REQUIRE(d && b && stats, DL_ERR_INVALID, "dl_dpo_batch: NULL argument");
     stats->tokens += b->num_tokens;
     stats->slots += (double)b->rows * b->seq_len;
     stats->metrics[DL_DPO_DROPPED] += b->num_dropped;
     if (b->num_tokens == 0) /* an empty end-of-data batch: nothing to add, but gradient buckets still hear of it */
-        return train && hook ? hook(hook_ctx, -1) : DL_OK;
+        return train && hooks && hooks->layer_done ? hooks->layer_done(hooks->ctx, -1) : DL_OK;
     DL_CHECK(check_pair_batch(d, b));
     for (int s = 0; s < b->num_seqs; s++) {
         double n = b->cu_seqlens[s + 1] - b->cu_seqlens[s];
@@ -644,7 +644,7 @@ dl_status dl_dpo_batch(dl_dpo *d, const dl_token_batch *b, int train, dl_gpt_lay
     DL_CHECK(dl_mem_to_device(be, d->dseq_dev, d->dseq_host, (size_t)S * sizeof(float)));
     DL_CHECK(dl_mem_zero(be, d->dtok_dev, (size_t)b->num_tokens * sizeof(float)));
     DL_CHECK(dl_op_sequence_sum_backward(be, d->dtok_dev, d->dseq_dev, d->cu_dev, S));
-    return dl_gpt_backward_weighted(d->policy, d->dtok_dev, hook, hook_ctx);
+    return dl_gpt_backward_weighted(d->policy, d->dtok_dev, hooks);
 }
 
 dl_status dl_dpo_sequence_table(dl_dpo *d, const dl_doc_source *source, const dl_loader_config *loader,
@@ -866,13 +866,12 @@ typedef struct dpo_model {
 static dl_status dpo_train_batch(dl_model *model, const dl_batch *batch, const dl_step_context *ctx,
                                  dl_step_stats *stats) {
     dpo_model *m = model->impl;
-    return dl_dpo_batch(m->dpo, &batch->tokens, 1, ctx ? (dl_gpt_layer_hook)ctx->hook : NULL,
-                        ctx ? ctx->hook_ctx : NULL, stats);
+    return dl_dpo_batch(m->dpo, &batch->tokens, 1, ctx ? ctx->hooks : NULL, stats);
 }
 
 static dl_status dpo_eval_batch(dl_model *model, const dl_batch *batch, dl_step_stats *stats) {
     dpo_model *m = model->impl;
-    return dl_dpo_batch(m->dpo, &batch->tokens, 0, NULL, NULL, stats);
+    return dl_dpo_batch(m->dpo, &batch->tokens, 0, NULL, stats);
 }
 
 /* The starting point is the checkpoint, not a random draw: the seed is not used. */

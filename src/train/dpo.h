@@ -134,10 +134,10 @@ dl_gpt *dl_dpo_reference_model(dl_dpo *dpo);
 dl_status dl_dpo_set_tables(dl_dpo *dpo, dl_dpo_table *train, dl_dpo_table *valid);
 
 /* One micro-batch of pairs: forward, loss and metrics added to *stats (targets = pairs); with train = 1 also the
- * backward, ACCUMULATING into the policy's gradients (hook as in dl_gpt_backward, may be NULL). Evaluation batches
- * (train = 0) look precomputed reference values up in the valid table. An empty batch adds nothing (the hook still
- * hears layer -1). */
-dl_status dl_dpo_batch(dl_dpo *dpo, const dl_token_batch *batch, int train, dl_gpt_layer_hook hook, void *hook_ctx,
+ * backward, ACCUMULATING into the policy's gradients (hooks as in dl_gpt_backward, may be NULL). Evaluation batches
+ * (train = 0) look precomputed reference values up in the valid table. An empty batch adds nothing (the layer hook
+ * still hears layer -1). */
+dl_status dl_dpo_batch(dl_dpo *dpo, const dl_token_batch *batch, int train, const dl_backward_hooks *hooks,
                        dl_step_stats *stats);
 
 /* Progress of a long job: `what` ("data.train", ...), records read so far of `total`. */

@@ -40,7 +40,9 @@ struct dl_gpt {
     int num_segments;
     dl_tensor_table params;
     size_t *layer_first, *layer_last; /* tensor indices spanning each block; [n_layer] */
-    size_t embed_first, embed_last, lnf_first, lnf_last;
+    size_t head_first, head_last; /* tensor indices of wte … lnf.bias: complete after the head (layer n_layer) */
+    size_t wpe_index;             /* valid when has_wpe */
+    int has_wpe;
     float *param_data, *grad_data;
     model_weights w, g;
     dl_arena arena;
@@ -90,8 +92,9 @@ static dl_status build_param_table(dl_gpt *m) {
     size_t C = (size_t)c->n_embd, V = (size_t)c->vocab_size;
     dl_tensor_table *t = &m->params;
     DL_CHECK(dl_tensor_table_init(t, DL_F32, 16));
-    DL_CHECK(add_param(t, &m->lnf_first, 1, DL_SHAPE(C), "lnf.weight"));
-    DL_CHECK(add_param(t, &m->lnf_last, 1, DL_SHAPE(C), "lnf.bias"));
+    DL_CHECK(add_param(t, &m->head_first, 2, DL_SHAPE(V, C), "wte"));
+    DL_CHECK(add_param(t, NULL, 1, DL_SHAPE(C), "lnf.weight"));
+    DL_CHECK(add_param(t, &m->head_last, 1, DL_SHAPE(C), "lnf.bias"));
     for (int l = c->n_layer - 1; l >= 0; l--) {
         DL_CHECK(add_param(t, &m->layer_first[l], 2, DL_SHAPE(C, 4 * C), "h.%d.mlp.proj.weight", l));
         DL_CHECK(add_param(t, NULL, 1, DL_SHAPE(C), "h.%d.mlp.proj.bias", l));
@@ -106,11 +109,9 @@ static dl_status build_param_table(dl_gpt *m) {
         DL_CHECK(add_param(t, NULL, 1, DL_SHAPE(C), "h.%d.ln1.weight", l));
         DL_CHECK(add_param(t, &m->layer_last[l], 1, DL_SHAPE(C), "h.%d.ln1.bias", l));
     }
+    m->has_wpe = !c->rope;
     if (!c->rope)
-        DL_CHECK(add_param(t, &m->embed_first, 2, DL_SHAPE((size_t)c->max_seq_len, C), "wpe"));
-    DL_CHECK(add_param(t, &m->embed_last, 2, DL_SHAPE(V, C), "wte"));
-    if (c->rope)
-        m->embed_first = m->embed_last;
+        DL_CHECK(add_param(t, &m->wpe_index, 2, DL_SHAPE((size_t)c->max_seq_len, C), "wpe"));
     return DL_OK;
 }
 
@@ -350,10 +351,12 @@ dl_byte_range dl_gpt_layer_param_range(const dl_gpt *m, int layer) {
     if (!m || layer < -1 || layer > m->config.n_layer)
         return r;
     size_t first, last;
-    if (layer == -1)
-        first = m->embed_first, last = m->embed_last;
-    else if (layer == m->config.n_layer)
-        first = m->lnf_first, last = m->lnf_last;
+    if (layer == -1) {
+        if (!m->has_wpe)
+            return r;
+        first = last = m->wpe_index;
+    } else if (layer == m->config.n_layer)
+        first = m->head_first, last = m->head_last;
     else
         first = m->layer_first[layer], last = m->layer_last[layer];
     r.begin = dl_tensor_byte_range(dl_tensor_table_at(&m->params, first)).begin;
@@ -568,7 +571,7 @@ static dl_status block_backward(dl_gpt *m, int layer, const block_acts *a, const
 }
 
 /* The backward pass with d(loss)/d(loss_n) = dlosses[n] (device memory). */
-static dl_status backward(dl_gpt *m, const float *dlosses, dl_gpt_layer_hook hook, void *hook_ctx) {
+static dl_status backward(dl_gpt *m, const float *dlosses, const dl_backward_hooks *hooks) {
     DL_REQUIRE(m->have_forward, DL_ERR_INVALID, "dl_gpt_backward: no forward pass to differentiate (or it was "
                                                 "already used)");
     m->have_forward = 0;
@@ -593,8 +596,10 @@ static dl_status backward(dl_gpt *m, const float *dlosses, dl_gpt_layer_hook hoo
     DL_CHECK(dl_mem_zero(be, m->dresid, nc * f));
     DL_CHECK(dl_op_layernorm_backward(be, m->dresid, m->g.lnf_w, m->g.lnf_b, m->dln,
                                       m->segment_inputs[m->num_segments], m->w.lnf_w, m->lnf_mean, m->lnf_rstd, N, C));
-    if (hook)
-        DL_CHECK(hook(hook_ctx, c->n_layer));
+    dl_status (*layer_done)(void *, int) = hooks ? hooks->layer_done : NULL;
+    void *ctx = hooks ? hooks->ctx : NULL;
+    if (layer_done)
+        DL_CHECK(layer_done(ctx, c->n_layer));
     for (int s = m->num_segments - 1; s >= 0; s--) {
         if (s != m->num_segments - 1) /* the last segment's activations are still there from forward */
             DL_CHECK_CTX(segment_forward(m, s, 1), "recomputing segment %d", s);
@@ -603,26 +608,36 @@ static dl_status backward(dl_gpt *m, const float *dlosses, dl_gpt_layer_hook hoo
         for (int layer = last; layer >= first; layer--) {
             int j = layer - first;
             DL_CHECK_CTX(block_backward(m, layer, &m->sets[j], block_input(m, s, j)), "block %d backward", layer);
-            if (hook)
-                DL_CHECK(hook(hook_ctx, layer));
+            if (layer_done)
+                DL_CHECK(layer_done(ctx, layer));
         }
     }
-    DL_CHECK_CTX(dl_op_embedding_backward(be, m->g.wte, c->rope ? NULL : m->g.wpe, m->dresid, m->tokens,
-                                          c->rope ? NULL : m->positions, N, C, V, c->max_seq_len),
-                 "embedding backward");
-    if (hook)
-        DL_CHECK(hook(hook_ctx, -1));
+    if (hooks && hooks->embedding_rows) {
+        /* The token table's input-side rows go to the hook; the position table's scatter is the same op with
+         * positions for ids (the same additions as the combined call, so the same bits). */
+        DL_CHECK_CTX(hooks->embedding_rows(ctx, m->g.wte, V, m->tokens, m->dresid, N, C), "embedding backward");
+        if (!c->rope)
+            DL_CHECK_CTX(dl_op_embedding_backward(be, m->g.wpe, NULL, m->dresid, m->positions, NULL, N, C,
+                                                  c->max_seq_len, 0),
+                         "position embedding backward");
+    } else {
+        DL_CHECK_CTX(dl_op_embedding_backward(be, m->g.wte, c->rope ? NULL : m->g.wpe, m->dresid, m->tokens,
+                                              c->rope ? NULL : m->positions, N, C, V, c->max_seq_len),
+                     "embedding backward");
+    }
+    if (layer_done)
+        DL_CHECK(layer_done(ctx, -1));
     return DL_OK;
 }
 
-dl_status dl_gpt_backward(dl_gpt *m, dl_gpt_layer_hook hook, void *hook_ctx) {
+dl_status dl_gpt_backward(dl_gpt *m, const dl_backward_hooks *hooks) {
     DL_REQUIRE(m != NULL, DL_ERR_INVALID, "dl_gpt_backward: NULL model");
-    return backward(m, m->ones, hook, hook_ctx);
+    return backward(m, m->ones, hooks);
 }
 
-dl_status dl_gpt_backward_weighted(dl_gpt *m, const float *dlosses, dl_gpt_layer_hook hook, void *hook_ctx) {
+dl_status dl_gpt_backward_weighted(dl_gpt *m, const float *dlosses, const dl_backward_hooks *hooks) {
     DL_REQUIRE(m != NULL && dlosses != NULL, DL_ERR_INVALID, "dl_gpt_backward_weighted: NULL argument");
-    return backward(m, dlosses, hook, hook_ctx);
+    return backward(m, dlosses, hooks);
 }
 
 /* Model FLOPs per trained token (PaLM appendix B convention, as llm.c): every matmul weight costs 6 FLOPs per token

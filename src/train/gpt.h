@@ -5,9 +5,12 @@
  * are explicit passes over the ops interface (src/ops/ops.h), so the same code runs on every backend.
  *
  * Memory (llm.c style): parameters in one contiguous buffer of named views, gradients in a second of the same
- * layout, laid out in reverse backward order — final LayerNorm, block L-1, ..., block 0, position and token
- * embeddings — so the gradients that backward finishes first are the first bytes of the buffer (gradient buckets
- * can start all-reducing them while earlier layers still compute). Activations come from one arena planned at
+ * layout, laid out in reverse backward order — the tied token embedding, final LayerNorm, block L-1, ..., block 0,
+ * position embedding — so the gradients that backward finishes first are the first bytes of the buffer (gradient
+ * buckets can start all-reducing them while earlier layers still compute). The token embedding counts as finished
+ * after the LM head: its input-side rows go to the backward hooks' embedding_rows when one is given
+ * (train/backward_hooks.h), so a third of GPT-2's gradient bytes can leave at the start of backward instead of the
+ * end. Activations come from one arena planned at
  * creation for `max_tokens` tokens; a step allocates nothing.
  *
  * Gradient checkpointing (`model.checkpoint`): blocks are grouped in segments of K (none: one segment of all L
@@ -31,6 +34,7 @@
 #include <stdint.h>
 
 #include "core/tensor.h"
+#include "train/backward_hooks.h"
 #include "ops/ops.h"
 
 #ifdef __cplusplus
@@ -57,10 +61,6 @@ typedef struct dl_gpt_inputs {
     int num_seqs;
     int num_tokens;
 } dl_gpt_inputs;
-
-/* Called after the backward of each block (layer L-1 down to 0) and once with layer -1 after the embeddings: the
- * point where gradient buckets whose layers are complete start their all-reduce. */
-typedef dl_status (*dl_gpt_layer_hook)(void *ctx, int layer);
 
 typedef struct dl_gpt dl_gpt;
 
@@ -94,13 +94,15 @@ size_t dl_gpt_num_params(const dl_gpt *model);
 dl_status dl_gpt_forward(dl_gpt *model, const dl_gpt_inputs *inputs, double *loss_sum, int64_t *num_targets);
 
 /* Backward of the last forward: ACCUMULATES d(loss_sum)/dθ into the gradient buffer (zero it with
- * dl_gpt_zero_grads at the start of a step). Calls hook(ctx, layer) as blocks finish (hook may be NULL). */
-dl_status dl_gpt_backward(dl_gpt *model, dl_gpt_layer_hook hook, void *hook_ctx);
+ * dl_gpt_zero_grads at the start of a step). hooks (nullable, and each member nullable): layer_done(ctx, layer)
+ * after the head and final LayerNorm (layer n_layer), after each block (n_layer-1 … 0) and after the embeddings
+ * (-1); embedding_rows receives the token embedding's input-side rows instead of the gradient buffer. */
+dl_status dl_gpt_backward(dl_gpt *model, const dl_backward_hooks *hooks);
 /* Like dl_gpt_backward for the loss Σ_n dlosses[n]·loss_n, where loss_n is the cross-entropy of token n (what
  * dl_gpt_token_losses holds): dlosses is device memory with one upstream gradient per token of the last forward.
  * Positions without a target get no gradient whatever their weight. DPO uses it to push d(loss)/d(log-prob of a
  * sequence) into every token of that sequence; dl_gpt_backward is this with every weight 1. */
-dl_status dl_gpt_backward_weighted(dl_gpt *model, const float *dlosses, dl_gpt_layer_hook hook, void *hook_ctx);
+dl_status dl_gpt_backward_weighted(dl_gpt *model, const float *dlosses, const dl_backward_hooks *hooks);
 dl_status dl_gpt_zero_grads(dl_gpt *model);
 
 /* Per-token losses of the last forward (device memory, [num_tokens]): −log p(target), 0 where ignored. */
@@ -109,8 +111,9 @@ const float *dl_gpt_token_losses(const dl_gpt *model);
  * NULL when checkpointing makes the head work in chunks (max_tokens above 16 MiB of logits): they never all exist. */
 const float *dl_gpt_logits(const dl_gpt *model);
 
-/* Byte ranges of the gradient buffer each block's parameters occupy (for buckets): layer -1 = embeddings,
- * layer n_layer = final LayerNorm. */
+/* Byte ranges of the gradient buffer each layer's parameters occupy (for buckets): layer n_layer = the token
+ * embedding and the final LayerNorm (complete after the head when backward hands the embedding's input-side rows to
+ * hooks->embedding_rows), n_layer-1 … 0 = the blocks, -1 = the position embedding (empty with rotary positions). */
 dl_byte_range dl_gpt_layer_param_range(const dl_gpt *model, int layer);
 
 /* FLOPs of forward+backward for one token at context length `context` (the MFU numerator; see gpt.c). */

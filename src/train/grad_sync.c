@@ -17,6 +17,7 @@
 #include "core/log.h"
 #include "core/timer.h"
 #include "train/gpt.h"
+#include "train/tied_rows.h"
 
 enum { PATH_NONE, PATH_HOST, PATH_NCCL, PATH_STAGED };
 
@@ -42,7 +43,14 @@ struct dl_grad_sync {
 #ifdef DEALER_HAVE_CUDA
     dl_nccl_exchange *nccl;
 #endif
+    dl_backward_hooks hooks; /* layer_done and embedding_rows on this sync, for the model's backward */
+    /* The tied token embedding (gpt): its bucket leaves after the head, its input-side rows go through `tied`. */
+    dl_tied_rows *tied;       /* NULL when the model has no such table or one rank runs alone */
+    size_t table_offset;      /* the table's gradient in the buffer */
+    int table_rows, table_width, head_layer;
     /* this step */
+    int final;                /* the micro-batch running is the step's last */
+    int head_done;            /* its backward has passed the head (layer head_layer) */
     int overlap;              /* the final micro-batch is running: hooks start buckets */
     int next;                 /* buckets started this step */
     int overlapped;           /* of which during backward */
@@ -181,6 +189,25 @@ static dl_status plan_buckets(dl_grad_sync *s, double bucket_mb) {
 
 /* ---- creation ------------------------------------------------------------------------------------------------- */
 
+/* A gpt's token table sits in the head's layer range (gpt.h): its input-side rows are exchanged apart. */
+static dl_status plan_tied_rows(dl_grad_sync *s) {
+    if (!s->layered)
+        return DL_OK;
+    const dl_gpt_config *gc = dl_gpt_get_config(s->model->impl);
+    const dl_tensor *wte = dl_tensor_table_find(s->model->params, "wte");
+    if (!gc || !wte || wte->ndim != 2)
+        return DL_OK;
+    dl_byte_range head = dl_gpt_layer_param_range(s->model->impl, gc->n_layer);
+    size_t lo = wte->offset * sizeof(float), hi = lo + wte->numel * sizeof(float);
+    if (lo < head.begin || hi > head.end)
+        return DL_OK;
+    s->table_offset = wte->offset;
+    s->table_rows = (int)wte->shape[0];
+    s->table_width = (int)wte->shape[1];
+    s->head_layer = gc->n_layer;
+    return dl_tied_rows_create(&s->tied, s->be, s->table_rows, s->table_width);
+}
+
 static dl_status plan_slices(dl_grad_sync *s) {
     int W = s->world->size;
     s->slices = calloc((size_t)W + 1, sizeof *s->slices);
@@ -251,6 +278,9 @@ dl_status dl_grad_sync_create(dl_grad_sync **out, dl_world *world, const dl_back
     }
     if (st == DL_OK && !model->self_updating && world->size > 1 && s->numel > 0)
         st = create_transport(s);
+    if (st == DL_OK && s->path != PATH_NONE)
+        st = plan_tied_rows(s);
+    s->hooks = (dl_backward_hooks){dl_grad_sync_layer_done, dl_grad_sync_embedding_rows, s};
     if (st != DL_OK) {
         dl_grad_sync_destroy(s);
         return st;
@@ -268,6 +298,7 @@ void dl_grad_sync_destroy(dl_grad_sync *s) {
 #ifdef DEALER_HAVE_CUDA
     dl_nccl_exchange_destroy(s->nccl);
 #endif
+    dl_tied_rows_destroy(s->tied);
     free(s->host_mirror);
     free(s->bounds);
     free(s->ready);
@@ -291,12 +322,33 @@ static dl_status start_bucket(dl_grad_sync *s) {
 dl_status dl_grad_sync_begin(dl_grad_sync *s, int final_micro_batch) {
     DL_REQUIRE(s != NULL, DL_ERR_INVALID, "dl_grad_sync_begin: NULL");
     s->overlap = final_micro_batch && s->layered && (s->path == PATH_HOST || s->path == PATH_NCCL);
+    s->final = final_micro_batch != 0;
+    s->head_done = 0;
     return DL_OK;
+}
+
+const dl_backward_hooks *dl_grad_sync_hooks(dl_grad_sync *s) { return s ? &s->hooks : NULL; }
+
+dl_status dl_grad_sync_embedding_rows(void *sync, float *table_grad, int table_rows, const int32_t *ids,
+                                      const float *rows, int n, int width) {
+    dl_grad_sync *s = sync;
+    DL_REQUIRE(s && table_grad && ids && rows, DL_ERR_INVALID, "dl_grad_sync_embedding_rows: NULL argument");
+    if (n <= 0)
+        return DL_OK;
+    int exchanged = s->tied && s->final && table_grad == s->model->grad_data + s->table_offset;
+    if (!exchanged) /* nothing in flight that they could miss: add them now */
+        return dl_op_embedding_backward(s->be, table_grad, NULL, rows, ids, NULL, n, width, table_rows, 0);
+    DL_REQUIRE(table_rows == s->table_rows && width == s->table_width, DL_ERR_INVALID,
+               "dl_grad_sync_embedding_rows: a %d × %d table, not the planned %d × %d", table_rows, width,
+               s->table_rows, s->table_width);
+    return dl_tied_rows_hold(s->tied, ids, rows, n);
 }
 
 dl_status dl_grad_sync_layer_done(void *sync, int layer) {
     dl_grad_sync *s = sync;
     DL_REQUIRE(s != NULL, DL_ERR_INVALID, "dl_grad_sync_layer_done: NULL");
+    if (s->final && layer == s->head_layer)
+        s->head_done = 1;
     if (!s->overlap)
         return DL_OK;
     while (s->next < s->num_buckets && s->ready[s->next] >= layer) {
@@ -330,7 +382,24 @@ static dl_status finish(dl_grad_sync *s) {
     }
 }
 
+/* Adds the ranks' tied-embedding rows once the table's bucket has arrived (collective). */
+static dl_status add_tied_rows(dl_grad_sync *s) {
+    if (!s->tied || !s->final)
+        return DL_OK;
+    /* A backward that passed the head without handing over its rows added them to a bucket already sent. */
+    int lost = s->head_done && !dl_tied_rows_held(s->tied);
+    dl_status mine = lost ? DL_FAIL(DL_ERR_INVALID, "gradient exchange: the backward pass reported its layers but "
+                                                    "added the token embedding's rows itself, after the table's "
+                                                    "bucket had left (pass dl_grad_sync_hooks whole)")
+                          : DL_OK;
+    dl_status st = dl_tied_rows_exchange(s->tied, s->world, s->model->grad_data + s->table_offset, lost);
+    return mine != DL_OK ? mine : st;
+}
+
 static void end_step(dl_grad_sync *s) {
+    dl_tied_rows_clear(s->tied);
+    s->final = 0;
+    s->head_done = 0;
     s->overlap = 0;
     s->next = 0;
     s->overlapped = 0;
@@ -344,6 +413,8 @@ dl_status dl_grad_sync_reduce(dl_grad_sync *s, double *sumsq) {
         double entered = dl_time_seconds();
         int overlapped = s->overlapped;
         dl_status st = finish(s);
+        if (st == DL_OK)
+            st = add_tied_rows(s);
         end_step(s);
         DL_CHECK(st);
         double done = dl_time_seconds();

@@ -14,9 +14,10 @@
  * gradients it holds; the GPT's layout (final LayerNorm, block L-1, …, block 0, embeddings) makes the first buckets
  * the first ready. During the final micro-batch's backward the layer hook starts every bucket whose ready layer was
  * reached, in order, and then drives the messages in flight (MPI progresses only inside MPI calls); `reduce` starts
- * the rest and waits. The tied token embedding gets gradient from the LM head first and from the embedding last, so
- * it belongs to layer -1 and its bucket leaves last. Models other than gpt report no layer ranges: their buckets all
- * leave in `reduce`.
+ * the rest and waits. The tied token embedding gets gradient from the LM head first and from the embedding last:
+ * the gpt hands the embedding's rows to the embedding_rows hook, so the table's bucket (first in the buffer) leaves
+ * right after the head, and `reduce` exchanges the rows apart and adds them once that bucket has arrived
+ * (train/tied_rows.h). Models other than gpt report no layer ranges: their buckets all leave in `reduce`.
  *
  * The reduction itself is comm/exchange.h (CPU: MPI point-to-point; GPU: NCCL, or host staging when NCCL cannot
  * start): each element's sum is added in rank order, so results do not depend on comm.bucket_mb or comm.zero.
@@ -56,8 +57,16 @@ void dl_grad_sync_destroy(dl_grad_sync *sync);
 
 /* Marks the start of a micro-batch; communication overlaps only the final micro-batch's backward. */
 dl_status dl_grad_sync_begin(dl_grad_sync *sync, int final_micro_batch);
-/* The model's layer hook (ctx = the dl_grad_sync): layer n_layer (final LayerNorm), n_layer-1 … 0, then -1. */
+/* The hooks to pass to the model's backward (dl_step_context.hooks): both of the calls below, on this sync. */
+const dl_backward_hooks *dl_grad_sync_hooks(dl_grad_sync *sync);
+/* The model's layer hook (ctx = the dl_grad_sync): layer n_layer (head and final LayerNorm), n_layer-1 … 0, then
+ * -1. */
 dl_status dl_grad_sync_layer_done(void *sync, int layer);
+/* The model's embedding_rows hook (train/backward_hooks.h): on the step's final micro-batch with several ranks,
+ * the token table's rows are kept and exchanged in `reduce` after the table's bucket; otherwise they are added to
+ * table_grad at once. */
+dl_status dl_grad_sync_embedding_rows(void *sync, float *table_grad, int table_rows, const int32_t *ids,
+                                      const float *rows, int n, int width);
 /* Completes the reduction of the gradient buffer over ranks; *sumsq gets Σ g² of the reduced gradient (all of it,
  * the same on every rank). Collective. */
 dl_status dl_grad_sync_reduce(dl_grad_sync *sync, double *sumsq);

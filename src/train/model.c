@@ -36,14 +36,14 @@ static dl_status gpt_train_batch(dl_model *model, const dl_batch *batch, const d
     const dl_token_batch *b = &batch->tokens;
     add_batch_counts(b, stats);
     if (b->num_tokens == 0) /* an empty end-of-data batch: this rank contributes nothing, but still reports layers */
-        return ctx && ctx->hook ? ctx->hook(ctx->hook_ctx, -1) : DL_OK;
+        return ctx && ctx->hooks && ctx->hooks->layer_done ? ctx->hooks->layer_done(ctx->hooks->ctx, -1) : DL_OK;
     dl_gpt_inputs in = gpt_inputs(b);
     double loss;
     int64_t targets;
     DL_CHECK(dl_gpt_forward(model->impl, &in, &loss, &targets));
     stats->loss_sum += loss;
     stats->targets += (double)targets;
-    return dl_gpt_backward(model->impl, ctx ? (dl_gpt_layer_hook)ctx->hook : NULL, ctx ? ctx->hook_ctx : NULL);
+    return dl_gpt_backward(model->impl, ctx ? ctx->hooks : NULL);
 }
 
 static dl_status gpt_eval_batch(dl_model *model, const dl_batch *batch, dl_step_stats *stats) {

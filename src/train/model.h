@@ -15,6 +15,7 @@
 #include "data/batch.h"
 #include "data/loader.h"
 #include "ops/ops.h"
+#include "train/backward_hooks.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -32,9 +33,6 @@ typedef struct dl_step_stats {
     double metrics[DL_MAX_MODEL_METRICS]; /* the model's own sums (model->metric_names), reported / targets */
 } dl_step_stats;
 
-/* Called by backward after each layer's gradients are complete (layer = n_layer-1 … 0, then -1 for embeddings). */
-typedef dl_status (*dl_layer_hook)(void *ctx, int layer);
-
 struct dl_world;
 
 /* What a training micro-batch needs besides the batch. */
@@ -42,8 +40,7 @@ typedef struct dl_step_context {
     struct dl_world *world;  /* for models that exchange rows themselves (sharded embeddings) */
     int64_t step;            /* the optimizer step being computed, 1-based */
     double lr;               /* its learning rate (self-updating models apply it themselves) */
-    dl_layer_hook hook;      /* may be NULL */
-    void *hook_ctx;
+    const dl_backward_hooks *hooks; /* may be NULL: what backward reports as it goes (the gradient exchange) */
 } dl_step_context;
 
 /* What an evaluation reports: the mean loss over its targets and named metrics ("val_auc", ...). */

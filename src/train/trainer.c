@@ -337,7 +337,7 @@ static dl_status train_step(trainer *t, double *step_seconds, double sums_out[S_
     int dense = !t->model->self_updating && t->numel > 0;
     dl_status local = dense ? dl_mem_zero(&t->be, t->model->grad_data, t->numel * sizeof(float)) : DL_OK;
     dl_step_context ctx = {t->world, t->step + 1, dl_schedule_lr(&t->schedule, t->step + 1),
-                           dense ? dl_grad_sync_layer_done : NULL, t->sync};
+                           dense ? dl_grad_sync_hooks(t->sync) : NULL};
     for (int micro = 0; micro < c->train.grad_accum && local == DL_OK; micro++) {
         const dl_batch *batch;
         local = dl_loader_next(t->loader, &batch);

@@ -198,8 +198,10 @@ static void tiny_close(tiny *t) {
     dl_config_free(&t->cfg);
 }
 
-/* One forward + backward on this rank's own two documents, with the hook; `hook` 0 passes none. */
-static void tiny_backward(tiny *t, int hook, uint64_t salt) {
+enum { HOOKS_NONE, HOOKS_ALL, HOOKS_LAYERS_ONLY };
+
+/* One forward + backward on this rank's own two documents; `hooks` says which of the sync's hooks it passes. */
+static void tiny_backward(tiny *t, int hooks, uint64_t salt) {
     int32_t tokens[T_TOKENS], targets[T_TOKENS], positions[T_TOKENS], cu[3] = {0, 10, T_TOKENS};
     for (int i = 0; i < T_TOKENS; i++) {
         tokens[i] = (int32_t)(dl_philox_word(seed, 500 + (uint64_t)world.rank * 16 + salt, (uint64_t)i) % T_VOCAB);
@@ -214,7 +216,12 @@ static void tiny_backward(tiny *t, int hook, uint64_t salt) {
     assert_int_equal(dl_mem_zero(&t->be, t->model->grad_data, numel * sizeof(float)), DL_OK);
     assert_int_equal(dl_grad_sync_begin(t->sync, 1), DL_OK);
     assert_int_equal(dl_gpt_forward(t->model->impl, &in, &loss, &n_targets), DL_OK);
-    assert_int_equal(dl_gpt_backward(t->model->impl, hook ? dl_grad_sync_layer_done : NULL, t->sync), DL_OK);
+    dl_backward_hooks layers_only = {dl_grad_sync_layer_done, NULL, t->sync};
+    const dl_backward_hooks *h = hooks == HOOKS_ALL           ? dl_grad_sync_hooks(t->sync)
+                                 : hooks == HOOKS_LAYERS_ONLY ? &layers_only
+                                                              : NULL;
+    if (dl_gpt_backward(t->model->impl, h) != DL_OK)
+        DL_TEST_FAIL("backward: %s", dl_error_message());
 }
 
 static void bucket_plan_follows_layers(void **state) {
@@ -246,11 +253,19 @@ static void bucket_plan_follows_layers(void **state) {
         }
         assert_int_equal(ready[b], lowest);
     }
-    /* The tied token embedding (layer -1's range) leaves only at layer -1. */
+    /* The tied token embedding is first in the buffer and its buckets leave right after the head; only the
+     * position table (layer -1's range) waits for the embedding backward. */
+    const dl_tensor *wte = dl_tensor_table_find(t.model->params, "wte");
+    assert_non_null(wte);
+    assert_int_equal(wte->offset, 0);
     dl_byte_range emb = dl_gpt_layer_param_range(gpt, -1);
-    for (int b = 0; b < nb; b++)
+    assert_true(emb.end > emb.begin);
+    for (int b = 0; b < nb; b++) {
+        if (bounds[b + 1] <= wte->numel)
+            assert_int_equal(ready[b], L);
         if (bounds[b + 1] > emb.begin / 4)
             assert_int_equal(ready[b], -1);
+    }
     tiny_close(&t);
 }
 
@@ -269,11 +284,11 @@ static void overlap_buckets_and_zero_agree_bitwise(void **state) {
     assert_true(stats.buckets > 5);
     assert_true(stats.buckets_overlapped > 0 && stats.buckets_overlapped <= stats.buckets);
     assert_true(stats.comm_seconds >= stats.exposed_seconds && stats.exposed_seconds >= 0);
-    tiny_backward(&big, 0, 0);
+    tiny_backward(&big, 1, 0);
     assert_int_equal(dl_grad_sync_reduce(big.sync, &sq_big), DL_OK);
     dl_grad_sync_stats_get(big.sync, &stats);
     assert_int_equal(stats.buckets, 1);
-    assert_int_equal(stats.buckets_overlapped, 0);
+    assert_true(stats.buckets_overlapped <= 1); /* one bucket holding the position table: it leaves at layer -1 */
     tiny_backward(&zero, 1, 0);
     assert_int_equal(dl_grad_sync_reduce(zero.sync, &sq_zero), DL_OK);
     if (memcmp(small.model->grad_data, big.model->grad_data, numel * sizeof(float)) != 0)
@@ -322,12 +337,63 @@ static void abandoned_step_leaves_nothing_in_flight(void **state) {
     double sq_a, sq_ref;
     tiny_backward(&a, 1, 4);
     assert_int_equal(dl_grad_sync_reduce(a.sync, &sq_a), DL_OK);
-    tiny_backward(&ref, 0, 4);
+    tiny_backward(&ref, 1, 4);
     assert_int_equal(dl_grad_sync_reduce(ref.sync, &sq_ref), DL_OK);
     if (memcmp(a.model->grad_data, ref.model->grad_data, numel * sizeof(float)) != 0)
         DL_TEST_FAIL("the step after an abandoned one has wrong gradients");
     tiny_close(&a);
     tiny_close(&ref);
+}
+
+/* The tied embedding's rows exchanged apart (the table's bucket leaves after the head) give the gradient of the
+ * plain all-reduce, where each rank adds its rows itself before one bucket leaves at the end: equal up to the
+ * order of float additions in the table, bit for bit everywhere else. */
+static void tied_rows_match_the_plain_sum(void **state) {
+    (void)state;
+    tiny split, plain;
+    tiny_open(&split, "0.002", 0);
+    tiny_open(&plain, "1000", 0);
+    size_t numel = dl_tensor_table_numel(split.model->params);
+    double sq_split, sq_plain;
+    tiny_backward(&split, HOOKS_ALL, 7);
+    assert_int_equal(dl_grad_sync_reduce(split.sync, &sq_split), DL_OK);
+    tiny_backward(&plain, HOOKS_NONE, 7);
+    assert_int_equal(dl_grad_sync_reduce(plain.sync, &sq_plain), DL_OK);
+    const dl_tensor *wte = dl_tensor_table_find(split.model->params, "wte");
+    double diff = 0, ref = 0;
+    for (size_t i = 0; i < wte->numel; i++) {
+        double d = (double)split.model->grad_data[i] - plain.model->grad_data[i];
+        diff += d * d;
+        ref += (double)plain.model->grad_data[i] * plain.model->grad_data[i];
+    }
+    if (!(ref > 0 && sqrt(diff / ref) <= 1e-6))
+        DL_TEST_FAIL("tied embedding gradient: relative difference %.3g", ref > 0 ? sqrt(diff / ref) : -1.0);
+    if (memcmp(split.model->grad_data + wte->numel, plain.model->grad_data + wte->numel,
+               (numel - wte->numel) * sizeof(float)) != 0)
+        DL_TEST_FAIL("gradients outside the tied embedding differ");
+    assert_true(fabs(sq_split - sq_plain) <= 1e-6 * sq_plain);
+    tiny_close(&split);
+    tiny_close(&plain);
+}
+
+/* A backward that reports its layers but adds the embedding rows itself (after the table's bucket left) is an
+ * error on every rank, named on the rank that did it, not a silently wrong gradient. */
+static void rows_added_after_the_bucket_left_fail_everywhere(void **state) {
+    (void)state;
+    tiny t;
+    tiny_open(&t, "0.002", 0);
+    double sq;
+    tiny_backward(&t, world.rank == 0 ? HOOKS_LAYERS_ONLY : HOOKS_ALL, 9);
+    dl_status s = dl_grad_sync_reduce(t.sync, &sq);
+    assert_int_not_equal(s, DL_OK);
+    if (world.rank == 0)
+        assert_non_null(strstr(dl_error_message(), "token embedding's rows"));
+    else
+        assert_non_null(strstr(dl_error_message(), "rank 0 could not hand over"));
+    /* The next step works. */
+    tiny_backward(&t, HOOKS_ALL, 10);
+    assert_int_equal(dl_grad_sync_reduce(t.sync, &sq), DL_OK);
+    tiny_close(&t);
 }
 
 int main(int argc, char **argv) {
@@ -351,6 +417,8 @@ int main(int argc, char **argv) {
         cmocka_unit_test(bucket_plan_follows_layers),
         cmocka_unit_test(overlap_buckets_and_zero_agree_bitwise),
         cmocka_unit_test(abandoned_step_leaves_nothing_in_flight),
+        cmocka_unit_test(tied_rows_match_the_plain_sum),
+        cmocka_unit_test(rows_added_after_the_bucket_left_fail_everywhere),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     dl_world_finalize(&world);

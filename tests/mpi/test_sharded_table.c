@@ -279,7 +279,7 @@ static void serial_reference(dl_model *m, float *table, size_t numel) {
         for (int r = 0; r < world.size; r++) {
             memcpy(m->param_data, old, numel * sizeof(float));
             fill_batch(&batch, r, step);
-            dl_step_context ctx = {NULL, step + 1, 0.2, NULL, NULL};
+            dl_step_context ctx = {NULL, step + 1, 0.2, NULL};
             dl_step_stats stats = {0};
             assert_int_equal(m->train_batch(m, &batch, &ctx, &stats), DL_OK);
             for (size_t i = 0; i < numel; i++)
@@ -319,7 +319,7 @@ static void ffm_sharded_equals_replicated_equals_serial(void **state) {
     assert_int_equal(dl_batch_alloc(&batch, DL_DATA_CLICKS, B, 1), DL_OK);
     for (int step = 0; step < STEPS; step++) {
         fill_batch(&batch, world.rank, step);
-        dl_step_context ctx = {&world, step + 1, 0.2, NULL, NULL};
+        dl_step_context ctx = {&world, step + 1, 0.2, NULL};
         dl_step_stats s1 = {0}, s2 = {0};
         assert_int_equal(rep->train_batch(rep, &batch, &ctx, &s1), DL_OK);
         assert_int_equal(sh->train_batch(sh, &batch, &ctx, &s2), DL_OK);

@@ -236,7 +236,7 @@ static void first_batch(const dl_doc_source *src, int shuffle, dl_batch *out) {
 
 static double batch_loss(dl_dpo *d, const dl_batch *b, int train, dl_step_stats *out) {
     dl_step_stats st = {0};
-    if (dl_dpo_batch(d, &b->tokens, train, NULL, NULL, &st) != DL_OK)
+    if (dl_dpo_batch(d, &b->tokens, train, NULL, &st) != DL_OK)
         DL_TEST_FAIL("dl_dpo_batch: %s", dl_error_message());
     if (out)
         *out = st;
@@ -303,17 +303,17 @@ static void gradient_is_the_chain_through_each_document(void **state) {
         ones[i] = 1.0f;
     assert_int_equal(dl_gpt_zero_grads(g), DL_OK);
     assert_int_equal(dl_gpt_forward(g, &in, &loss, &count), DL_OK);
-    assert_int_equal(dl_gpt_backward(g, NULL, NULL), DL_OK);
+    assert_int_equal(dl_gpt_backward(g, NULL), DL_OK);
     memcpy(plain, grad, n * sizeof(float));
     assert_int_equal(dl_gpt_zero_grads(g), DL_OK);
     assert_int_equal(dl_gpt_forward(g, &in, &loss, &count), DL_OK);
-    assert_int_equal(dl_gpt_backward_weighted(g, ones, NULL, NULL), DL_OK);
+    assert_int_equal(dl_gpt_backward_weighted(g, ones, NULL), DL_OK);
     assert_memory_equal(plain, grad, n * sizeof(float));
 
     /* dL/dπ per pair from the head, on the log-probs the model computes */
     assert_int_equal(dl_gpt_zero_grads(g), DL_OK);
     dl_step_stats stats = {0};
-    assert_int_equal(dl_dpo_batch(d, tb, 1, NULL, NULL, &stats), DL_OK);
+    assert_int_equal(dl_dpo_batch(d, tb, 1, NULL, &stats), DL_OK);
     float *dpo_grad = malloc(n * sizeof(float));
     assert_non_null(dpo_grad);
     memcpy(dpo_grad, grad, n * sizeof(float));
@@ -364,7 +364,7 @@ static void gradient_is_the_chain_through_each_document(void **state) {
         one.targets = masked;
         assert_int_equal(dl_gpt_zero_grads(g), DL_OK);
         assert_int_equal(dl_gpt_forward(g, &one, &loss, &count), DL_OK);
-        assert_int_equal(dl_gpt_backward(g, NULL, NULL), DL_OK);
+        assert_int_equal(dl_gpt_backward(g, NULL), DL_OK);
         for (size_t k = 0; k < n; k++)
             want[k] += -(double)w * (double)grad[k];
     }
@@ -644,13 +644,13 @@ static void damaged_or_foreign_reference_files_are_clear_errors(void **state) {
     full.chosen[hole] = NAN;
     assert_int_equal(dl_dpo_set_tables(d, &full, NULL), DL_OK);
     dl_step_stats st = {0};
-    assert_int_equal(dl_dpo_batch(d, &b.tokens, 1, NULL, NULL, &st), DL_ERR_FORMAT);
+    assert_int_equal(dl_dpo_batch(d, &b.tokens, 1, NULL, &st), DL_ERR_FORMAT);
     char want[64];
     snprintf(want, sizeof want, "record %llu of data.train", (unsigned long long)hole);
     if (!strstr(dl_error_message(), want))
         DL_TEST_FAIL("missing value: %s", dl_error_message());
     /* Evaluation needs the valid table, which was not given. */
-    assert_int_equal(dl_dpo_batch(d, &b.tokens, 0, NULL, NULL, &st), DL_ERR_CONFIG);
+    assert_int_equal(dl_dpo_batch(d, &b.tokens, 0, NULL, &st), DL_ERR_CONFIG);
     assert_non_null(strstr(dl_error_message(), "data.valid"));
     dl_dpo_destroy(d);
     dl_batch_free(&b);

@@ -483,7 +483,7 @@ static void ffm_train_batch_is_kernel_on_hashed_rows(void **state) {
     dl_click_rows r = {6, cb->row_ptr, rows, cb->fields, cb->values, cb->labels, scale};
     double logits[6];
     ref_sgd(&f, &r, 0.2, 2e-5, logits);
-    dl_step_context ctx = {NULL, 1, 0.2, NULL, NULL};
+    dl_step_context ctx = {NULL, 1, 0.2, NULL};
     dl_step_stats stats = {0};
     assert_int_equal(m->train_batch(m, &batch, &ctx, &stats), DL_OK);
     DL_ASSERT_REL(m->param_data, f.ref, f.numel, 1e-5);
@@ -524,7 +524,7 @@ static void ffm_reports_bad_data_and_settings(void **state) {
     cb->labels[0] = 1;
     cb->num_rows = 1;
     cb->nnz = 2;
-    dl_step_context ctx = {NULL, 1, 0.2, NULL, NULL};
+    dl_step_context ctx = {NULL, 1, 0.2, NULL};
     dl_step_stats stats = {0};
     assert_int_equal(m->train_batch(m, &batch, &ctx, &stats), DL_ERR_INVALID);
     assert_non_null(strstr(dl_error_message(), "field 3"));

@@ -293,7 +293,7 @@ static void fm_model_layout_and_learning(void **state) {
         }
         cb->num_rows = 32;
         cb->nnz = n;
-        dl_step_context ctx = {NULL, step + 1, 0.1, NULL, NULL};
+        dl_step_context ctx = {NULL, step + 1, 0.1, NULL};
         dl_step_stats stats = {0};
         assert_int_equal(m->train_batch(m, &batch, &ctx, &stats), DL_OK);
         if (step == 0)

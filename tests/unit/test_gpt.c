@@ -66,7 +66,7 @@ static void check_gradients_by_finite_differences(int rope) {
     make_batch(&b, &rng, cfg.vocab_size);
     assert_int_equal(dl_gpt_zero_grads(m), DL_OK);
     loss_of(m, &b);
-    assert_int_equal(dl_gpt_backward(m, NULL, NULL), DL_OK);
+    assert_int_equal(dl_gpt_backward(m, NULL), DL_OK);
     float *analytic = malloc(n * sizeof(float));
     memcpy(analytic, g, n * sizeof(float));
     /* Every parameter tensor on its own (a wrong gradient in a small tensor must not hide behind a large one). */
@@ -131,7 +131,7 @@ static float *gradients_with_checkpointing(int checkpoint_every, double *loss) {
     make_batch(&b, &rng, cfg.vocab_size);
     assert_int_equal(dl_gpt_zero_grads(m), DL_OK);
     *loss = loss_of(m, &b);
-    assert_int_equal(dl_gpt_backward(m, NULL, NULL), DL_OK);
+    assert_int_equal(dl_gpt_backward(m, NULL), DL_OK);
     size_t n = dl_gpt_num_params(m);
     float *g = malloc(n * sizeof(float));
     memcpy(g, dl_gpt_grad_data(m), n * sizeof(float));
@@ -196,7 +196,7 @@ static float *chunked_head_gradients(int checkpoint_every, double *loss, float *
     *have_logits = logits != NULL;
     if (logits)
         memcpy(logits_first_row, logits, (size_t)cfg.vocab_size * sizeof(float));
-    assert_int_equal(dl_gpt_backward(m, NULL, NULL), DL_OK);
+    assert_int_equal(dl_gpt_backward(m, NULL), DL_OK);
     size_t n = dl_gpt_num_params(m);
     float *g = malloc(n * sizeof(float));
     assert_non_null(g);
@@ -287,7 +287,7 @@ static void tiny_model_learns_a_cycle(void **state) {
         int64_t count;
         assert_int_equal(dl_gpt_zero_grads(m), DL_OK);
         assert_int_equal(dl_gpt_forward(m, &in, &loss, &count), DL_OK);
-        assert_int_equal(dl_gpt_backward(m, NULL, NULL), DL_OK);
+        assert_int_equal(dl_gpt_backward(m, NULL), DL_OK);
         assert_int_equal(dl_op_adamw_update(&be, dl_gpt_param_data(m), dl_gpt_grad_data(m), mom, var, n, 3e-2f, 0.9f,
                                             0.95f, 1e-8f, 0.0f, 1.0f / (float)count, step),
                          DL_OK);
@@ -362,7 +362,7 @@ static void bad_inputs_are_errors(void **state) {
     b.positions[4] = 4;
     b.in.num_tokens = 14;
     assert_int_equal(dl_gpt_forward(m, &b.in, &loss, &count), DL_ERR_INVALID);
-    assert_int_equal(dl_gpt_backward(m, NULL, NULL), DL_ERR_INVALID);
+    assert_int_equal(dl_gpt_backward(m, NULL), DL_ERR_INVALID);
     dl_gpt_config bad = cfg;
     bad.n_embd = 9;
     assert_int_equal(dl_gpt_config_check(&bad), DL_ERR_CONFIG);
