@@ -1,16 +1,22 @@
-/* bench_attention.c — the CPU flash attention: time and memory against sequence length, and speed against a naive
- * attention that materialises the T×T matrices.
+/* bench_attention.c — the CPU flash attention: time and memory against sequence length, and speed against two
+ * attentions that materialise the T×T matrices.
  *
- *   bench_attention [--threads T] [--repeat R] [--heads H] [--head-size D] [--compare-tokens T]
+ *   bench_attention [--threads T] [--repeat R] [--heads H] [--head-size D] [--compare-tokens T] [--naive-loops]
+ *                   [--jacobian-loop]
  *
  * (a) forward+backward of one document of T = 256, 1024, 4096 tokens (and a packed batch of 16 documents of 256),
  *     with the bytes the algorithm touches: inputs and outputs grow linearly with T, the per-thread tile scratch is
  *     constant.
- * (b) at T = 1024 (--compare-tokens), at the chosen thread count and on one thread, flash against a naive implementation in this
- *     file: per head, S = Q·Kᵀ and O = P·V and all four backward products through cblas_sgemm on the full T×T
- *     matrices (the causal mask applied to S), P kept from forward for backward. Both run in the same process with
- *     the same thread count, repeats interleaved; the figure that matters is the ratio. The two outputs are compared
- *     so the baseline is known to compute the same thing.
+ * (b) at T = 1024 (--compare-tokens), at the chosen thread count and on one thread, flash against two baselines in
+ *     this file, on the same packed qkv:
+ *     - naive loops: llm.c's CPU reference attention (train_gpt2.c), plain C loops per (query, head) over the causal
+ *       keys, with T×T preatt, att, datt and dpreatt matrices per head (what "naive attention" usually means). It
+ *       costs seconds at T = 4096, so it runs only up to T = 1024 unless --naive-loops is given; --jacobian-loop
+ *       applies the softmax Jacobian with llm.c's O(T³) double loop instead of its O(T²) closed form;
+ *     - standard attention: per head, S = Q·Kᵀ and O = P·V and all four backward products through cblas_sgemm on
+ *       the full T×T matrices (the causal mask applied to S), P kept from forward for backward.
+ *     All run in the same process with the same thread count, repeats interleaved; the figures that matter are the
+ *     ratios. The outputs are compared with flash's so each baseline is known to compute the same thing.
  * (c) the tile products of (b) done as 64×64×64 cblas_sgemm calls instead, single-threaded: the time of the sgemm
  *     calls alone, without any softmax work, against the flash kernels' whole time on one thread.
  * Each figure is the best of R timed repeats after a warm-up; the machine may be shared, so ratios inside one run are
@@ -138,7 +144,7 @@ static timing time_flash(const dl_backend *be, problem *p, int repeat) {
     return best;
 }
 
-/* ---- the naive baseline: full T×T matrices through cblas_sgemm (one document) -------------------------------- */
+/* ---- the standard-attention baseline: full T×T matrices through cblas_sgemm (one document) ------------------- */
 
 typedef struct naive {
     float *P;  /* [H, T, T] probabilities, kept from forward */
@@ -199,6 +205,137 @@ static void naive_backward(naive *nv, problem *p) {
     }
 }
 
+/* ---- the naive-loop baseline: llm.c's CPU reference algorithm, plain C loops on T×T matrices ------------------
+ *
+ * The attention of llm.c's train_gpt2.c, written from its algorithm: per (query t, head h) a row of T×T scores
+ * preatt[t2] = q·k/√D for t2 ≤ t, a max-subtracted softmax into att, out = Σ att·v. Both matrices are kept for every
+ * head (as llm.c keeps them); the backward fills datt = dout·v and dv += att·dout, dpreatt through the softmax
+ * Jacobian, then dq += dpreatt·k/√D and dk += dpreatt·q/√D, all over t2 ≤ t only, into T×T datt and dpreatt.
+ * Two choices keep it no weaker than llm.c's own build:
+ * - llm.c compiles with -Ofast, which vectorises the q·k and v·dout reductions; this project bans fast-math, so
+ *   those two loops (and the Jacobian's row sum) carry `omp simd reduction`, which lets the compiler vectorise them
+ *   the same way without changing any other arithmetic. expf stays scalar (-Ofast would use libmvec's vector expf).
+ * - llm.c applies the Jacobian as written, a t2 × t3 double loop: O(T³) per head. Here dpreatt = att ∘ (datt −
+ *   Σ att·datt), the same Jacobian-vector product in O(T²). --jacobian-loop runs llm.c's double loop instead.
+ * Threads: llm.c parallelises the forward over (batch, t, head) with `omp parallel for collapse(3)` and runs the
+ * backward serially (its dk and dv sums would race); the same here, with a packed document in place of a batch row.
+ * The matrices of document s (length L) start at H·Σ_{s'<s} L_{s'}²: per head an L×L block, row t at offset t·L. */
+
+typedef struct loops {
+    float *preatt, *att;   /* [H, L, L] per document: scores and probabilities, kept from forward */
+    float *datt, *dpreatt; /* [H, L, L] per document: their gradients in backward */
+    int jacobian_loop;     /* llm.c's O(T³) double loop for the softmax backward */
+} loops;
+
+static size_t loops_floats(const problem *p) {
+    size_t n = 0;
+    for (int s = 0; s < p->num_seqs; s++) {
+        const size_t L = (size_t)(p->cu[s + 1] - p->cu[s]);
+        n += (size_t)p->H * L * L;
+    }
+    return n;
+}
+
+static void loops_forward(loops *lp, problem *p) {
+    const int H = p->H, D = p->D;
+    const size_t C = (size_t)H * D, ld3 = 3 * C;
+    const float scale = 1.0f / sqrtf((float)D);
+    size_t base = 0;
+    for (int s = 0; s < p->num_seqs; s++) {
+        const int L = p->cu[s + 1] - p->cu[s];
+        const float *x = p->qkv + (size_t)p->cu[s] * ld3;
+        float *out = p->out + (size_t)p->cu[s] * C, *preatt = lp->preatt + base, *att = lp->att + base;
+#pragma omp parallel for collapse(2)
+        for (int t = 0; t < L; t++)
+            for (int h = 0; h < H; h++) {
+                const float *q = x + (size_t)t * ld3 + (size_t)h * D;
+                float *pre = preatt + ((size_t)h * L + t) * L, *a = att + ((size_t)h * L + t) * L;
+                float mx = -INFINITY;
+                for (int t2 = 0; t2 <= t; t2++) {
+                    const float *k = x + (size_t)t2 * ld3 + C + (size_t)h * D;
+                    float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+                    for (int i = 0; i < D; i++)
+                        dot += q[i] * k[i];
+                    dot *= scale;
+                    mx = dot > mx ? dot : mx;
+                    pre[t2] = dot;
+                }
+                float sum = 0.0f;
+                for (int t2 = 0; t2 <= t; t2++) {
+                    a[t2] = expf(pre[t2] - mx);
+                    sum += a[t2];
+                }
+                const float inv = 1.0f / sum;
+                for (int t2 = 0; t2 < L; t2++) /* llm.c also zeroes the masked part of the row */
+                    a[t2] = t2 <= t ? a[t2] * inv : 0.0f;
+                float *o = out + (size_t)t * C + (size_t)h * D;
+                for (int i = 0; i < D; i++)
+                    o[i] = 0.0f;
+                for (int t2 = 0; t2 <= t; t2++) {
+                    const float *v = x + (size_t)t2 * ld3 + 2 * C + (size_t)h * D, w = a[t2];
+                    for (int i = 0; i < D; i++)
+                        o[i] += w * v[i];
+                }
+            }
+        base += (size_t)H * L * L;
+    }
+}
+
+/* Adds into p->dqkv, like the op. */
+static void loops_backward(loops *lp, problem *p) {
+    const int H = p->H, D = p->D;
+    const size_t C = (size_t)H * D, ld3 = 3 * C;
+    const float scale = 1.0f / sqrtf((float)D);
+    size_t base = 0;
+    for (int s = 0; s < p->num_seqs; s++) {
+        const int L = p->cu[s + 1] - p->cu[s];
+        const float *x = p->qkv + (size_t)p->cu[s] * ld3, *dout = p->dout + (size_t)p->cu[s] * C;
+        float *dx = p->dqkv + (size_t)p->cu[s] * ld3;
+        for (int t = 0; t < L; t++)
+            for (int h = 0; h < H; h++) {
+                const size_t row = base + ((size_t)h * L + t) * L;
+                const float *a = lp->att + row, *q = x + (size_t)t * ld3 + (size_t)h * D;
+                const float *dout_t = dout + (size_t)t * C + (size_t)h * D;
+                float *da = lp->datt + row, *dpre = lp->dpreatt + row, *dq = dx + (size_t)t * ld3 + (size_t)h * D;
+                for (int t2 = 0; t2 <= t; t2++) { /* through out = Σ att·v */
+                    const float *v = x + (size_t)t2 * ld3 + 2 * C + (size_t)h * D;
+                    float *dv = dx + (size_t)t2 * ld3 + 2 * C + (size_t)h * D, dot = 0.0f;
+                    const float w = a[t2];
+#pragma omp simd reduction(+ : dot)
+                    for (int i = 0; i < D; i++) {
+                        dot += v[i] * dout_t[i];
+                        dv[i] += w * dout_t[i];
+                    }
+                    da[t2] = dot;
+                }
+                if (lp->jacobian_loop) { /* llm.c's form: dpre[t3] = Σ_t2 att[t2] (δ(t2,t3) − att[t3]) datt[t2] */
+                    for (int t3 = 0; t3 <= t; t3++)
+                        dpre[t3] = 0.0f;
+                    for (int t2 = 0; t2 <= t; t2++)
+                        for (int t3 = 0; t3 <= t; t3++)
+                            dpre[t3] += a[t2] * ((t2 == t3 ? 1.0f : 0.0f) - a[t3]) * da[t2];
+                } else { /* the same product in closed form */
+                    float delta = 0.0f;
+#pragma omp simd reduction(+ : delta)
+                    for (int t2 = 0; t2 <= t; t2++)
+                        delta += a[t2] * da[t2];
+                    for (int t2 = 0; t2 <= t; t2++)
+                        dpre[t2] = a[t2] * (da[t2] - delta);
+                }
+                for (int t2 = 0; t2 <= t; t2++) { /* through preatt = q·k/√D */
+                    const float *k = x + (size_t)t2 * ld3 + C + (size_t)h * D, g = dpre[t2] * scale;
+                    float *dk = dx + (size_t)t2 * ld3 + C + (size_t)h * D;
+                    for (int i = 0; i < D; i++) {
+                        dq[i] += k[i] * g;
+                        dk[i] += q[i] * g;
+                    }
+                }
+            }
+        base += (size_t)H * L * L;
+    }
+}
+
 static double rel_diff(const float *a, const float *b, size_t n) {
     double d = 0, r = 0;
     for (size_t i = 0; i < n; i++) {
@@ -249,8 +386,12 @@ static int parse_int(const char *text, const char *flag, int *out) {
 
 int main(int argc, char **argv) {
     dl_blas_select_kernel(argv);
-    int threads = omp_get_max_threads(), repeat = 3, H = 12, D = 64, T = 1024;
+    int threads = omp_get_max_threads(), repeat = 3, H = 12, D = 64, T = 1024, naive_loops = 0, jacobian_loop = 0;
     for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--naive-loops") == 0 || strcmp(argv[i], "--jacobian-loop") == 0) {
+            *(argv[i][2] == 'n' ? &naive_loops : &jacobian_loop) = 1;
+            continue;
+        }
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
         int *target = strcmp(argv[i], "--threads") == 0          ? &threads
                       : strcmp(argv[i], "--repeat") == 0         ? &repeat
@@ -260,7 +401,7 @@ int main(int argc, char **argv) {
                                                                  : NULL;
         if (!target) {
             fprintf(stderr, "usage: bench_attention [--threads T] [--repeat R] [--heads H] [--head-size D] "
-                            "[--compare-tokens T]\n");
+                            "[--compare-tokens T] [--naive-loops] [--jacobian-loop]\n");
             return 2;
         }
         if (parse_int(next, argv[i], target))
@@ -307,51 +448,89 @@ int main(int argc, char **argv) {
     }
 
     /* (b): at the chosen thread count, then on one thread (where OpenBLAS's threading plays no part) */
-    printf("\n## (b) flash against naive (T×T through cblas_sgemm), T=%d, 1 doc\n\n", T);
+    const int with_loops = T <= 1024 || naive_loops;
+    printf("\n## (b) flash against %sstandard attention (T×T through cblas_sgemm), T=%d, 1 doc\n\n",
+           with_loops ? "naive loops (llm.c-style) and " : "", T);
     printf("One-thread rows are in CPU time of the calling thread (all the work runs there; load from other\n"
-           "processes does not inflate it); the others in wall-clock time.\n\n");
-    printf("| threads | impl | fwd ms | bwd ms | fwd+bwd ms | extra memory MiB | speed-up fwd / bwd / fwd+bwd |\n"
+           "processes does not inflate it); the others in wall-clock time. The last column is flash's speed-up over\n"
+           "the row's implementation.%s\n\n",
+           with_loops ? " The naive loops' backward is serial at any thread count, as llm.c's is." : "");
+    printf("| threads | impl | fwd ms | bwd ms | fwd+bwd ms | extra memory MiB | flash speed-up fwd / bwd / fwd+bwd |\n"
            "|---|---|---|---|---|---|---|\n");
     problem p = make_problem(T, H, D, 1);
-    float *out_flash = xalloc((size_t)T * H * D * sizeof(float)), *dqkv_flash = xalloc((size_t)T * 3 * H * D * 4);
+    const size_t n_out = (size_t)T * H * D, n_dqkv = 3 * n_out;
+    float *out_flash = xalloc(n_out * sizeof(float)), *dqkv_flash = xalloc(n_dqkv * sizeof(float));
     naive nv = {xalloc((size_t)H * T * T * sizeof(float)), xalloc((size_t)T * T * sizeof(float))};
-    double out_diff = 0, dqkv_diff = 0;
+    loops lp = {NULL, NULL, NULL, NULL, jacobian_loop};
+    if (with_loops) {
+        const size_t n = loops_floats(&p) * sizeof(float);
+        lp.preatt = xalloc(n);
+        lp.att = xalloc(n);
+        lp.datt = xalloc(n);
+        lp.dpreatt = xalloc(n);
+    }
+    double diff[2][2] = {{0, 0}, {0, 0}}; /* [standard, loops][out, dqkv] against flash */
     const int counts[2] = {threads, 1};
     for (int c = 0; c < (threads > 1 ? 2 : 1); c++) {
         omp_set_num_threads(counts[c]);
         openblas_set_num_threads(counts[c]);
         cpu_clock = counts[c] == 1;
-        timing slow = {INFINITY, INFINITY}, flash = {INFINITY, INFINITY};
-        /* interleaved, so that a burst of load on a shared machine hits both */
+        timing flash = {INFINITY, INFINITY}, slow[2] = {{INFINITY, INFINITY}, {INFINITY, INFINITY}};
+        /* interleaved, so that a burst of load on a shared machine hits all of them */
         for (int r = 0; r <= repeat; r++) {
             timing f = time_flash(&be, &p, 1);
             flash.fwd = fmin(flash.fwd, f.fwd);
             flash.bwd = fmin(flash.bwd, f.bwd);
-            memcpy(out_flash, p.out, (size_t)T * H * D * sizeof(float));
-            memcpy(dqkv_flash, p.dqkv, (size_t)T * 3 * H * D * sizeof(float));
-            double t0 = now();
-            naive_forward(&nv, &p);
-            double t1 = now();
-            memset(p.dqkv, 0, (size_t)T * 3 * H * D * sizeof(float));
-            double t2 = now();
-            naive_backward(&nv, &p);
-            double t3 = now();
-            if (r > 0) {
-                slow.fwd = fmin(slow.fwd, t1 - t0);
-                slow.bwd = fmin(slow.bwd, t3 - t2);
+            memcpy(out_flash, p.out, n_out * sizeof(float));
+            memcpy(dqkv_flash, p.dqkv, n_dqkv * sizeof(float));
+            for (int b = 0; b < 1 + with_loops; b++) {
+                memset(p.out, 0xff, n_out * sizeof(float)); /* NaN: a baseline must write all of out */
+                double t0 = now();
+                if (b == 0)
+                    naive_forward(&nv, &p);
+                else
+                    loops_forward(&lp, &p);
+                double t1 = now();
+                memset(p.dqkv, 0, n_dqkv * sizeof(float));
+                double t2 = now();
+                if (b == 0)
+                    naive_backward(&nv, &p);
+                else
+                    loops_backward(&lp, &p);
+                double t3 = now();
+                if (r > 0) {
+                    slow[b].fwd = fmin(slow[b].fwd, t1 - t0);
+                    slow[b].bwd = fmin(slow[b].bwd, t3 - t2);
+                }
+                diff[b][0] = fmax(diff[b][0], rel_diff(out_flash, p.out, n_out));
+                diff[b][1] = fmax(diff[b][1], rel_diff(dqkv_flash, p.dqkv, n_dqkv));
             }
         }
-        out_diff = fmax(out_diff, rel_diff(out_flash, p.out, (size_t)T * H * D));
-        dqkv_diff = fmax(dqkv_diff, rel_diff(dqkv_flash, p.dqkv, (size_t)T * 3 * H * D));
-        printf("| %d | naive (sgemm, T×T) | %.2f | %.2f | %.2f | %.1f | |\n", counts[c], slow.fwd * 1e3,
-               slow.bwd * 1e3, (slow.fwd + slow.bwd) * 1e3, ((double)H + 1) * T * T * 4 / 1048576.0);
-        printf("| %d | flash | %.2f | %.2f | %.2f | %.2f | **%.2fx / %.2fx / %.2fx** |\n", counts[c], flash.fwd * 1e3,
-               flash.bwd * 1e3, (flash.fwd + flash.bwd) * 1e3, scratch * counts[c] / 1048576.0,
-               slow.fwd / flash.fwd, slow.bwd / flash.bwd, (slow.fwd + slow.bwd) / (flash.fwd + flash.bwd));
+        const double mib[2] = {((double)H + 1) * T * T * 4 / 1048576.0, 4.0 * loops_floats(&p) * 4 / 1048576.0};
+        for (int b = with_loops; b >= 0; b--)
+            printf("| %d | %s | %.2f | %.2f | %.2f | %.1f | %.2fx / %.2fx / **%.2fx** |\n", counts[c],
+                   b == 0 ? "standard attention (sgemm, T×T)"
+                   : jacobian_loop ? "naive loops (llm.c-style, T×T, O(T³) Jacobian loop)"
+                                   : "naive loops (llm.c-style, T×T)",
+                   slow[b].fwd * 1e3, slow[b].bwd * 1e3, (slow[b].fwd + slow[b].bwd) * 1e3, mib[b],
+                   slow[b].fwd / flash.fwd, slow[b].bwd / flash.bwd,
+                   (slow[b].fwd + slow[b].bwd) / (flash.fwd + flash.bwd));
+        printf("| %d | flash | %.2f | %.2f | %.2f | %.2f | |\n", counts[c], flash.fwd * 1e3, flash.bwd * 1e3,
+               (flash.fwd + flash.bwd) * 1e3, scratch * counts[c] / 1048576.0);
     }
-    printf("\nnaive vs flash: out rel. diff %.2g, dqkv rel. diff %.2g\n", out_diff, dqkv_diff);
+    printf("\nagainst flash (largest over all repeats): standard attention out rel. diff %.2g, dqkv rel. diff %.2g",
+           diff[0][0], diff[0][1]);
+    if (with_loops)
+        printf("; naive loops out rel. diff %.2g, dqkv rel. diff %.2g", diff[1][0], diff[1][1]);
+    else
+        printf("; naive loops skipped above T=1024 (--naive-loops runs them)");
+    printf("\n");
     free(nv.P);
     free(nv.dP);
+    free(lp.preatt);
+    free(lp.att);
+    free(lp.datt);
+    free(lp.dpreatt);
     free(out_flash);
     free(dqkv_flash);
 
