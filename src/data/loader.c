@@ -12,12 +12,13 @@
  * per thread) and stops; the consumer raises it once the full slots before it are used up.
  *
  * Cursor layout (varints unless noted):
- *     "DLCURSOR" (8 bytes), version = 1,
- *     kind, world, rank, num_records, seed, seq_len, rows, packing, window, shuffle   (the fingerprint)
+ *     "DLCURSOR" (8 bytes), version = 2,
+ *     kind, world, rank, num_records, seed, seq_len, rows, packing, window, shuffle, overlong   (the fingerprint)
  *     batches handed out,
  *     token kinds: the packer state (pack.h)
  * Fields that do not matter for a kind (seq_len and window for clicks, window without packing) are stored as 0 so
- * that changing them does not invalidate a cursor. */
+ * that changing them does not invalidate a cursor. Version 1 cursors (no overlong) are still read; their overlong
+ * is not checked. */
 #include "data/loader.h"
 
 #include <pthread.h>
@@ -30,7 +31,7 @@
 #include "data/shard.h"
 
 #define CURSOR_MAGIC "DLCURSOR"
-enum { CURSOR_VERSION = 1, CURSOR_FINGERPRINT = 10, SKIP_LOG_LIMIT = 10, ERROR_TEXT = 2048 };
+enum { CURSOR_VERSION = 2, CURSOR_FINGERPRINT = 11, SKIP_LOG_LIMIT = 10, ERROR_TEXT = 2048 };
 
 typedef struct loader_slot {
     dl_batch batch;
@@ -108,11 +109,15 @@ static void fingerprint(const dl_loader_config *c, uint64_t num_records, uint64_
     out[7] = tokens ? (uint64_t)(c->packing != 0) : 0;
     out[8] = tokens && c->packing ? (uint64_t)c->pack_window : 0;
     out[9] = (uint64_t)(c->shuffle != 0);
+    out[10] = tokens ? (uint64_t)c->overlong : 0;
 }
+
+/* A fingerprint field an older cursor version did not record: not checked. */
+#define NOT_RECORDED UINT64_MAX
 
 static const char *const fingerprint_names[CURSOR_FINGERPRINT] = {
     "data kind", "world size", "rank", "record count", "run.seed", "data.seq_len", "train.batch_per_rank",
-    "data.packing", "data.pack_window", "shuffle"};
+    "data.packing", "data.pack_window", "shuffle", "data.overlong"};
 
 /* Writes the cursor after the current producer state into out (cap bytes). */
 static dl_status cursor_encode(const dl_loader *l, uint8_t *out, size_t cap, size_t *len) {
@@ -151,16 +156,19 @@ static dl_status cursor_header(const uint8_t *in, size_t len, uint64_t fp[CURSOR
     if (!r)
         return DL_FAIL(DL_ERR_FORMAT, "data cursor: truncated at byte %zu", n);
     n += r;
-    if (version != CURSOR_VERSION)
-        return DL_FAIL(DL_ERR_FORMAT, "data cursor: version %llu, this dealer reads version %d",
+    if (version != 1 && version != CURSOR_VERSION)
+        return DL_FAIL(DL_ERR_FORMAT, "data cursor: version %llu, this dealer reads versions 1 and %d",
                        (unsigned long long)version, CURSOR_VERSION);
-    for (int i = 0; i < CURSOR_FINGERPRINT + 1; i++) {
+    int recorded = version == 1 ? CURSOR_FINGERPRINT - 1 : CURSOR_FINGERPRINT;
+    for (int i = 0; i < CURSOR_FINGERPRINT; i++)
+        fp[i] = NOT_RECORDED;
+    for (int i = 0; i < recorded + 1; i++) {
         uint64_t v;
         r = dl_varint_get(in + n, len - n, &v);
         if (!r)
             return DL_FAIL(DL_ERR_FORMAT, "data cursor: truncated at byte %zu", n);
         n += r;
-        if (i < CURSOR_FINGERPRINT)
+        if (i < recorded)
             fp[i] = v;
         else
             *batches = v;
@@ -575,7 +583,7 @@ dl_status dl_loader_open(dl_loader **loader, const dl_doc_source *src, const dl_
         s = cursor_header(cursor, cursor_len, fp, &batches, &rest);
         fingerprint(cfg, src->num_records, want);
         for (int i = 0; s == DL_OK && i < CURSOR_FINGERPRINT; i++)
-            if (fp[i] != want[i]) {
+            if (fp[i] != want[i] && fp[i] != NOT_RECORDED) {
                 s = DL_FAIL(DL_ERR_INVALID, "the data cursor was saved with %s %llu, this run has %llu",
                             fingerprint_names[i], (unsigned long long)fp[i], (unsigned long long)want[i]);
                 dl_error_hint("resume with the settings and data of the saved run, or start the data afresh");

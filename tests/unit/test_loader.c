@@ -13,6 +13,7 @@
 
 #include "data/dataset.h"
 #include "data/loader.h"
+#include "data/pack.h"
 #include "data/record.h"
 #include "data/shard.h"
 
@@ -627,6 +628,26 @@ static void foreign_or_damaged_cursor_is_rejected(void **state) {
     other.seed = c.seed + 1;
     assert_int_equal(dl_loader_open(&r, &src, &other, saved, len), DL_ERR_INVALID);
     assert_non_null(strstr(dl_error_message(), "run.seed"));
+    other = c;
+    other.overlong = c.overlong == DL_PACK_TRUNCATE ? DL_PACK_DROP : DL_PACK_TRUNCATE;
+    assert_int_equal(dl_loader_open(&r, &src, &other, saved, len), DL_ERR_INVALID);
+    assert_non_null(strstr(dl_error_message(), "data.overlong"));
+    /* A version-1 cursor (written before data.overlong was recorded) still resumes, overlong unchecked. */
+    uint8_t v1[4096];
+    size_t at = 9; /* magic, then the one-byte version 2 */
+    assert_int_equal(saved[8], 2);
+    for (int field = 0; field < 10; field++) /* skip 10 fingerprint varints */
+        while (saved[at++] & 0x80)
+            ;
+    size_t overlong_end = at;
+    while (saved[overlong_end++] & 0x80)
+        ;
+    memcpy(v1, saved, at);
+    memcpy(v1 + at, saved + overlong_end, len - overlong_end);
+    v1[8] = 1;
+    size_t v1_len = len - (overlong_end - at);
+    r = open_loader(&src, &other, v1, v1_len);
+    dl_loader_close(r);
     /* More epochs, or another prefetch depth, keep the cursor valid. */
     other = c;
     other.epochs = 9;
