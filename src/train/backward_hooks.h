@@ -3,7 +3,9 @@
  * Two calls, both optional:
  *   layer_done      after each layer's gradients are complete (gpt: n_layer for the LM head and the final
  *                   LayerNorm, n_layer-1 … 0 for the blocks, then -1 for the embeddings): buckets holding only
- *                   finished layers can start their all-reduce while earlier layers still compute;
+ *                   finished layers can start their all-reduce while earlier layers still compute. It may come
+ *                   again with the same layer (gpt: half-way through each block): the repeat only drives the
+ *                   messages in flight, which move only inside MPI calls;
  *   embedding_rows  the input side of a tied token embedding. The table's gradient gets a dense term from the LM
  *                   head at the very start of backward and a sparse one (a row per input token) at the very end.
  *                   Handing the sparse rows over instead of adding them lets the table's bucket (a third of GPT-2's

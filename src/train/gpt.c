@@ -536,7 +536,8 @@ dl_status dl_gpt_forward(dl_gpt *m, const dl_gpt_inputs *in, double *loss_sum, i
 /* ---- backward -------------------------------------------------------------------------------------------------- */
 
 /* On entry m->dresid holds d(block output); on return d(block input). */
-static dl_status block_backward(dl_gpt *m, int layer, const block_acts *a, const float *x) {
+static dl_status block_backward(dl_gpt *m, int layer, const block_acts *a, const float *x,
+                                const dl_backward_hooks *hooks) {
     const dl_backend *be = m->be;
     const dl_gpt_config *c = &m->config;
     const block_weights *w = &m->w.blocks[layer];
@@ -555,6 +556,10 @@ static dl_status block_backward(dl_gpt *m, int layer, const block_acts *a, const
     DL_CHECK(dl_op_matmul_backward(be, m->dln, g->fc_w, g->fc_b, dfch, a->ln2, w->fc_w, N, C, 4 * C));
     DL_CHECK(dl_op_layernorm_backward(be, m->dresid, g->ln2_w, g->ln2_b, m->dln, a->x2, w->ln2_w, a->ln2_mean,
                                       a->ln2_rstd, N, C));
+    /* Half-way: messages in flight move only inside MPI calls, so a repeat of the last finished layer drives them
+     * (it starts nothing new). */
+    if (hooks && hooks->layer_done)
+        DL_CHECK(hooks->layer_done(hooks->ctx, layer + 1));
     /* Attention half: x2 = x + attn(ln1(x))·Wprojᵀ. */
     DL_CHECK(dl_mem_zero(be, m->datty, nc * f));
     DL_CHECK(dl_op_matmul_backward(be, m->datty, g->proj_w, g->proj_b, m->dresid, a->atty, w->proj_w, N, C, C));
@@ -607,7 +612,7 @@ static dl_status backward(dl_gpt *m, const float *dlosses, const dl_backward_hoo
         int last = first + m->segment - 1 < c->n_layer - 1 ? first + m->segment - 1 : c->n_layer - 1;
         for (int layer = last; layer >= first; layer--) {
             int j = layer - first;
-            DL_CHECK_CTX(block_backward(m, layer, &m->sets[j], block_input(m, s, j)), "block %d backward", layer);
+            DL_CHECK_CTX(block_backward(m, layer, &m->sets[j], block_input(m, s, j), hooks), "block %d backward", layer);
             if (layer_done)
                 DL_CHECK(layer_done(ctx, layer));
         }
