@@ -181,8 +181,11 @@ static void forward_backward(bench_model *b, int overlap) {
         sleep_ms(head);
         if (overlap)
             TRY(timed_hook(b, c->n_layer));
-        for (int layer = c->n_layer - 1; layer >= 0; layer--) {
-            sleep_ms(simulate_block_ms);
+        for (int layer = c->n_layer - 1; layer >= 0; layer--) { /* the gpt also calls half-way through a block */
+            sleep_ms(simulate_block_ms / 2);
+            if (overlap)
+                TRY(timed_hook(b, layer + 1));
+            sleep_ms(simulate_block_ms / 2);
             if (overlap)
                 TRY(timed_hook(b, layer));
         }
