@@ -365,7 +365,8 @@ dl_status dl_op_adagrad_rows_update(const dl_backend *be, float *table, float *a
  * per pair, each side's gradient from the other side's current vector); FM updates each entry's vector once per
  * entry with the forward's sums; linear weights get κ·x·√scale + λ·w; the bias gets κ (no λ). With more than one thread
  * the rows are split into contiguous parts trained concurrently without locks (Hogwild, libffm's scheme): the
- * result then depends on timing. With one thread it is deterministic. */
+ * result then depends on timing. With one thread it is deterministic. The CUDA backend trains all rows of a batch
+ * at once (src/ops/cuda/click_fused.cu): deterministic, and equal to the CPU's, when no two rows share a table row. */
 typedef struct dl_click_table {
     float *data;          /* [num_rows, row_floats] */
     int64_t num_rows;

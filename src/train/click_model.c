@@ -5,7 +5,13 @@
  * takes part in every exchange of a step even when its own batch was bad (it then asks for nothing and reports the
  * error afterwards), so a bad batch on one rank ends the step with that rank's message instead of a hang.
  *
- * Nothing is allocated per step once the scratch buffers have grown to the largest batch. */
+ * Nothing is allocated per step once the scratch buffers have grown to the largest batch.
+ *
+ * Staged tables (the CUDA backend): the table lives in device memory and is touched only through the backend. Each
+ * prepared batch is copied over (click_device.h) and its logits come back; with replicated tables on several ranks
+ * a step trains a compact device copy of the batch's rows, so the table keeps every row's value from before the
+ * step, and then the ranks' summed changes are added to it: the host path's old + Σ changes, same roundings.
+ * Row-sharded tables exchange rows with MPI from host memory and stay on the CPU backend. */
 #include "train/click_model.h"
 
 #include <math.h>
@@ -16,6 +22,7 @@
 #include "core/hash.h"
 #include "core/philox.h"
 #include "data/loader.h"
+#include "train/click_device.h"
 
 /* Philox stream of the initial weights: "ClickIni". */
 #define INIT_STREAM 0x436c69636b496e69ull
@@ -28,6 +35,8 @@ typedef struct click {
     float lambda;
     float adagrad_init;
     int rank, world_size, sharded; /* sharded: the table is split over world_size > 1 ranks */
+    int staged;                    /* the table is in device memory: batches and rows move through `dev` */
+    dl_click_device dev;
     dl_tensor_table params;        /* the whole model, as checkpoints hold it */
     size_t full_bias;              /* offset of the bias in that layout */
     float *store;                  /* this rank's table rows, then the bias */
@@ -182,6 +191,20 @@ static dl_click_rows rows_view(const click *m, const dl_click_batch *cb, const i
                            cb->values,   cb->labels,    m->scale};
 }
 
+/* Scores (train 0) or trains (train 1, at rate lr) batch cb on table t, its entries on table rows `rows`; the logits
+ * land in m->logits. A staged model copies the batch to the device first and the logits back after. */
+static dl_status run_kernel(click *m, dl_click_table *t, const dl_click_batch *cb, const int32_t *rows, int train,
+                            float lr) {
+    dl_click_rows r = rows_view(m, cb, rows);
+    float *logits = m->logits;
+    if (m->staged)
+        DL_CHECK(dl_click_device_batch(&m->dev, &r, &logits));
+    DL_CHECK(train ? m->kind->sgd(m->be, logits, t, &r, lr, m->lambda) : m->kind->forward(m->be, logits, t, &r));
+    if (m->staged)
+        DL_CHECK(dl_mem_to_host(m->be, m->logits, logits, (size_t)cb->num_rows * sizeof(float)));
+    return DL_OK;
+}
+
 static double batch_loss(const click *m, const dl_click_batch *cb) {
     double sum = 0.0;
     for (int b = 0; b < cb->num_rows; b++)
@@ -193,17 +216,84 @@ static double batch_loss(const click *m, const dl_click_batch *cb) {
 static dl_status sync_bias(click *m, const float old[2], dl_world *world) {
     if (!m->linear)
         return DL_OK;
-    float *bias = m->store + m->store_bias;
+    float *bias = m->store + m->store_bias, staged[2] = {old[0], old[1]};
+    dl_status copied = DL_OK;
+    if (m->staged) { /* a failed copy still takes part in the sum (with no change) so no rank waits */
+        copied = dl_mem_to_host(m->be, staged, bias, sizeof staged);
+        if (copied != DL_OK)
+            memcpy(staged, old, sizeof staged);
+        bias = staged;
+    }
     float d[2] = {bias[0] - old[0], bias[1] - old[1]};
     DL_CHECK(dl_comm_allreduce_sum_f32(world, d, 2, "click model: bias changes"));
     bias[0] = old[0] + d[0];
     bias[1] = old[1] + d[1];
-    return DL_OK;
+    if (m->staged && copied == DL_OK)
+        copied = dl_mem_to_device(m->be, m->store + m->store_bias, staged, sizeof staged);
+    return copied;
+}
+
+/* The position of key in the n increasing values v (key is there). */
+static int64_t sorted_position(const int64_t *v, int64_t n, int64_t key) {
+    int64_t lo = 0, hi = n;
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if (v[mid] < key)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* train_replicated for a staged table: train a compact device copy of the batch's rows (the table keeps their
+ * values from before the step, which are `old`), bring it back to compute the changes, and add the ranks' summed
+ * changes to the table. Device failures go to `local` so every rank still joins every collective. */
+static dl_status train_replicated_staged(click *m, const dl_click_batch *cb, float lr, dl_world *world,
+                                         dl_status local, dl_step_stats *stats) {
+    const size_t rf = (size_t)m->row_floats;
+    const int64_t nnz = cb->num_rows ? cb->row_ptr[cb->num_rows] : 0;
+    int64_t n = 0;
+    if (local == DL_OK)
+        local = distinct_rows(m, nnz, &n);
+    if (local == DL_OK) {
+        qsort(m->uniq, (size_t)n, sizeof(int64_t), compare_i64);
+        for (int64_t e = 0; e < nnz; e++) /* the entries' rows in the compact copy, which follows the sorted order */
+            m->erows[e] = (int32_t)sorted_position(m->uniq, n, m->grows[e]);
+        local = reserve_compact(m, n);
+    }
+    float *compact = NULL;
+    if (local == DL_OK)
+        local = dl_click_device_gather(&m->dev, m->store, m->store_rows, m->row_floats, m->uniq, n, &compact, m->old);
+    float bias_old[2] = {0, 0};
+    if (local == DL_OK && m->linear)
+        local = dl_mem_to_host(m->be, bias_old, m->store + m->store_bias, sizeof bias_old);
+    if (local == DL_OK && cb->num_rows > 0) {
+        dl_click_table t = table_view(m, compact, n);
+        local = run_kernel(m, &t, cb, m->erows, 1, lr);
+        if (local == DL_OK)
+            stats->loss_sum += batch_loss(m, cb);
+        if (local == DL_OK && n > 0)
+            local = dl_mem_to_host(m->be, m->compact, compact, (size_t)n * rf * sizeof(float));
+    }
+    if (local != DL_OK)
+        n = 0; /* the table itself is untouched: nothing of this rank's step is shared */
+    for (size_t i = 0; i < (size_t)n * rf; i++)
+        m->compact[i] = m->compact[i] - m->old[i];
+    DL_CHECK(dl_sparse_sum_rows(&m->sum, m->uniq, n, m->compact, m->row_floats, world));
+    dl_status added = dl_click_device_add(&m->dev, m->store, m->store_rows, m->row_floats, m->sum.rows, m->sum.count,
+                                          m->sum.sums);
+    if (local == DL_OK)
+        local = added;
+    DL_CHECK(sync_bias(m, bias_old, world));
+    return local;
 }
 
 /* Replicated tables on several ranks: train on the local copy, then every copy becomes old + Σ changes. */
 static dl_status train_replicated(click *m, const dl_click_batch *cb, float lr, dl_world *world, dl_status local,
                                   dl_step_stats *stats) {
+    if (m->staged)
+        return train_replicated_staged(m, cb, lr, world, local, stats);
     const size_t rf = (size_t)m->row_floats;
     int64_t n = 0;
     if (local == DL_OK)
@@ -307,8 +397,7 @@ static dl_status click_train_batch(dl_model *model, const dl_batch *batch, const
     if (cb->num_rows == 0)
         return DL_OK;
     dl_click_table t = table_view(m, m->store, m->store_rows);
-    dl_click_rows r = rows_view(m, cb, m->grows);
-    DL_CHECK(m->kind->sgd(m->be, m->logits, &t, &r, lr, m->lambda));
+    DL_CHECK(run_kernel(m, &t, cb, m->grows, 1, lr));
     stats->loss_sum += batch_loss(m, cb);
     return DL_OK;
 }
@@ -337,8 +426,7 @@ static dl_status score_batch(click *m, const dl_click_batch *cb, dl_world *world
     if (*local != DL_OK || cb->num_rows == 0)
         return DL_OK;
     dl_click_table t = table_view(m, m->store, m->store_rows);
-    dl_click_rows r = rows_view(m, cb, m->grows);
-    *local = m->kind->forward(m->be, m->logits, &t, &r);
+    *local = run_kernel(m, &t, cb, m->grows, 0, 0.0f);
     return DL_OK;
 }
 
@@ -517,8 +605,36 @@ static void init_row(const click *m, uint64_t seed, int64_t g, float *dst) {
         dst[m->linear_offset + 1] = m->adagrad_init;
 }
 
+/* click_init_params for a staged table (never sharded): rows made in host chunks of about 4 MiB and copied over. */
+static dl_status init_staged(click *m, uint64_t seed) {
+    const size_t rf = (size_t)m->row_floats;
+    int64_t chunk = (int64_t)(((size_t)4 << 20) / (rf * sizeof(float)));
+    if (chunk < 1)
+        chunk = 1;
+    if (chunk > m->buckets)
+        chunk = m->buckets;
+    float *host = malloc((size_t)chunk * rf * sizeof(float));
+    DL_REQUIRE(host != NULL, DL_ERR_NOMEM, "cannot allocate %zu bytes to initialise the %s table",
+               (size_t)chunk * rf * sizeof(float), m->kind->name);
+    dl_status s = DL_OK;
+    for (int64_t g0 = 0; s == DL_OK && g0 < m->buckets; g0 += chunk) {
+        int64_t n = m->buckets - g0 < chunk ? m->buckets - g0 : chunk;
+        for (int64_t i = 0; i < n; i++)
+            init_row(m, seed, g0 + i, host + (size_t)i * rf);
+        s = dl_mem_to_device(m->be, m->store + (size_t)g0 * rf, host, (size_t)n * rf * sizeof(float));
+    }
+    free(host);
+    if (s == DL_OK && m->linear) {
+        const float bias[2] = {0.0f, m->adagrad_init};
+        s = dl_mem_to_device(m->be, m->store + m->store_bias, bias, sizeof bias);
+    }
+    return s;
+}
+
 static dl_status click_init_params(dl_model *model, uint64_t seed) {
     click *m = model->impl;
+    if (m->staged)
+        return init_staged(m, seed);
     const size_t rf = (size_t)m->row_floats;
     if (m->sharded) {
         for (int64_t g = 0; g < m->buckets; g++) {
@@ -565,6 +681,7 @@ static void click_destroy(dl_model *model) {
     dl_sharded_table_destroy(&m->shard);
     dl_sharded_plan_free(&m->plan);
     dl_sparse_sum_free(&m->sum);
+    dl_click_device_free(&m->dev);
     free(m->grows);
     free(m->erows);
     free(m->scale);
@@ -581,13 +698,7 @@ static void click_destroy(dl_model *model) {
 
 /* ---- construction ---------------------------------------------------------------------------------------------- */
 
-static dl_status check_settings(const dl_click_kind *kind, const dl_config *cfg, const dl_backend *be) {
-    if (be->kind != DL_DEVICE_CPU) {
-        dl_status s = DL_FAIL(DL_ERR_UNSUPPORTED, "model.kind %s runs on the CPU; this run opened the %s backend",
-                              kind->name, be->name);
-        dl_error_hint("set device: cpu");
-        return s;
-    }
+static dl_status check_settings(const dl_click_kind *kind, const dl_config *cfg) {
     if (cfg->optim.name != DL_OPTIM_ADAGRAD) {
         dl_status s = DL_FAIL(DL_ERR_CONFIG, "model.kind %s trains with per-instance AdaGrad, not optim.name %s",
                               kind->name, dl_config_enum_text("optim.name", (int)cfg->optim.name));
@@ -613,14 +724,16 @@ static dl_status check_settings(const dl_click_kind *kind, const dl_config *cfg,
     return DL_OK;
 }
 
-dl_status dl_click_model_create(dl_model *model, const dl_click_kind *kind, const dl_config *cfg,
-                                const dl_backend *be, int rows, int single_process) {
+static dl_status click_create(dl_model *model, const dl_click_kind *kind, const dl_config *cfg, const dl_backend *be,
+                              int rows, int single_process, int staged) {
     DL_REQUIRE(model && kind && cfg && be && rows >= 1, DL_ERR_INVALID, "dl_click_model_create: bad arguments");
-    DL_CHECK(check_settings(kind, cfg, be));
+    DL_CHECK(check_settings(kind, cfg));
     click *m = calloc(1, sizeof *m);
     DL_REQUIRE(m != NULL, DL_ERR_NOMEM, "cannot allocate a %s model", kind->name);
     m->kind = kind;
     m->be = be;
+    m->staged = staged;
+    dl_click_device_init(&m->dev, be);
     m->k = cfg->model.k;
     m->kpad = (m->k + 3) / 4 * 4;
     m->blocks = kind->field_aware ? cfg->model.num_fields : 1;
@@ -647,6 +760,13 @@ dl_status dl_click_model_create(dl_model *model, const dl_click_kind *kind, cons
         dl_comm_world_shape(&m->rank, &m->world_size);
     }
     m->sharded = !single_process && cfg->comm.embeddings == DL_EMBEDDINGS_SHARDED && m->world_size > 1;
+    if (s == DL_OK && m->sharded && m->staged) {
+        s = DL_FAIL(DL_ERR_UNSUPPORTED, "model.kind %s with comm.embeddings: sharded over %d ranks exchanges table rows "
+                    "with MPI from host memory, but on the %s backend the table lives in device memory", kind->name,
+                    m->world_size, be->name);
+        dl_error_hint("use comm.embeddings: replicated (each GPU holds the whole table; the ranks add up their "
+                      "changes every step), or device: cpu to shard the table over the ranks' host memory");
+    }
     char name[64];
     if (s == DL_OK)
         s = dl_tensor_table_init(&m->params, DL_F32, 16);
@@ -704,4 +824,14 @@ dl_status dl_click_model_create(dl_model *model, const dl_click_kind *kind, cons
         model->scatter_params = click_scatter;
     }
     return DL_OK;
+}
+
+dl_status dl_click_model_create(dl_model *model, const dl_click_kind *kind, const dl_config *cfg,
+                                const dl_backend *be, int rows, int single_process) {
+    return click_create(model, kind, cfg, be, rows, single_process, be != NULL && be->kind != DL_DEVICE_CPU);
+}
+
+dl_status dl_click_model_create_staged(dl_model *model, const dl_click_kind *kind, const dl_config *cfg,
+                                       const dl_backend *be, int rows, int single_process) {
+    return click_create(model, kind, cfg, be, rows, single_process, 1);
 }

@@ -25,7 +25,14 @@
  * The bias is replicated in both and summed like a row.
  *
  * Evaluation (model->evaluate): logloss and AUC over all of data.valid, computed on rank 0 from every rank's
- * scores, reported as val_logloss and val_auc (and as the evaluation loss). */
+ * scores, reported as val_logloss and val_auc (and as the evaluation loss).
+ *
+ * Devices. On the CPU backend the table is host memory and the kernels train it in place. On the CUDA backend it
+ * lives in device memory ("staged"): each batch is copied over, trained by the CUDA fused kernels (all its rows at
+ * once, Hogwild: see src/ops/cuda/click_fused.cu), and its logits copied back; replicated tables on several ranks
+ * exchange their changes through host copies of the rows a step touched. Checkpoints, the parameter broadcast and
+ * early stopping move param_data with the backend's copies, as for any model. Row-sharded tables over several ranks
+ * need the CPU backend (their MPI exchange reads rows from host memory). */
 #ifndef DL_TRAIN_CLICK_MODEL_H
 #define DL_TRAIN_CLICK_MODEL_H
 
@@ -51,10 +58,15 @@ typedef struct dl_click_kind {
 
 /* Builds an FM or FFM model from the config (model.*, optim.*, comm.embeddings) into *model, for batches of up to
  * `rows` rows. Checks the settings that only click models have (optim.name adagrad, optim.adagrad_init > 0,
- * hash_buckets < 2^31, device cpu) with one clear message each. When `single_process` is set the model ignores MPI
- * and keeps a whole replicated table (dealer predict). */
+ * hash_buckets < 2^31, no row-sharded table on a GPU) with one clear message each. When `single_process` is set the
+ * model ignores MPI and keeps a whole replicated table (dealer predict). */
 dl_status dl_click_model_create(dl_model *model, const dl_click_kind *kind, const dl_config *config,
                                 const dl_backend *be, int rows, int single_process);
+/* Like dl_click_model_create, but the model treats its table as device memory on any backend (staged, as on the
+ * CUDA backend): batches and rows move through the backend's copies and ops. On the CPU backend this gives the same
+ * bits as the direct path, which is how tests check the GPU's model code where no GPU is. */
+dl_status dl_click_model_create_staged(dl_model *model, const dl_click_kind *kind, const dl_config *config,
+                                       const dl_backend *be, int rows, int single_process);
 
 /* The table row feature id `id` trains (see the top of this file). */
 int64_t dl_click_feature_row(int64_t id, int64_t hash_buckets);

@@ -1291,6 +1291,183 @@ static void check_sparse(void) {
     }
 }
 
+/* ---- sparse, fused: libffm-style click tables --------------------------------------------------------------------
+ * Scoring reads only, so its batches share table rows freely. Training runs every row of a GPU batch at once
+ * (Hogwild, src/ops/cuda/click_fused.cu) where the CPU trains them in order, so the training checks use batches whose
+ * rows never share a table row — each batch row draws its entries from a pool of table rows of its own, with repeats
+ * inside the row (and, in one variant, repeated fields: pairs whose two blocks are the same) — and no bias (which
+ * every row updates), or a batch of one row with the bias. Then the GPU must give the CPU's result and the same bits
+ * on every run (no "atomics" flag here). Accumulators start small (0.05-0.1) so the AdaGrad steps are a large part
+ * of the table and an update in the wrong order or with the wrong operand shows in the norm.
+ *
+ * Tolerance 1e-5. The GPU kernels keep the CPU's per-lane order of every sum and never fuse a multiply-add, so the
+ * scores are the same bits; the training differs only through κ = −y·σ(−y·t), whose expf is within 2 ulp on the GPU
+ * and within 1 on the CPU, i.e. a relative 2e-7 on each step, far under 1e-5. */
+
+typedef struct clk_ctx {
+    buf *table, *bias, *row_ptr, *rows, *fields, *values, *labels, *scale, *logits;
+    int B, num_fields, k, kpad, row_floats, linear_offset;
+    int64_t num_rows;
+    float lr, lambda;
+} clk_ctx;
+
+static dl_click_table clk_table(const clk_ctx *c, int s) {
+    return (dl_click_table){fp(c->table, s), c->num_rows,        c->row_floats,  c->num_fields,
+                            c->k,            c->kpad,            c->linear_offset, fp(c->bias, s)};
+}
+
+static dl_click_rows clk_rows(const clk_ctx *c, int s) {
+    return (dl_click_rows){c->B,             ip(c->row_ptr, s), ip(c->rows, s),  ip(c->fields, s),
+                           fp(c->values, s), fp(c->labels, s),  fp(c->scale, s)};
+}
+
+static dl_status ffm_fused_fwd(const dl_backend *be, int s, const void *v) {
+    const clk_ctx *c = (const clk_ctx *)v;
+    dl_click_table t = clk_table(c, s);
+    dl_click_rows r = clk_rows(c, s);
+    return OP(be, sparse, ffm_fused_forward, fp(c->logits, s), &t, &r);
+}
+static dl_status ffm_fused_train(const dl_backend *be, int s, const void *v) {
+    const clk_ctx *c = (const clk_ctx *)v;
+    dl_click_table t = clk_table(c, s);
+    dl_click_rows r = clk_rows(c, s);
+    return OP(be, sparse, ffm_fused_sgd, fp(c->logits, s), &t, &r, c->lr, c->lambda);
+}
+static dl_status fm_fused_fwd(const dl_backend *be, int s, const void *v) {
+    const clk_ctx *c = (const clk_ctx *)v;
+    dl_click_table t = clk_table(c, s);
+    dl_click_rows r = clk_rows(c, s);
+    return OP(be, sparse, fm_fused_forward, fp(c->logits, s), &t, &r);
+}
+static dl_status fm_fused_train(const dl_backend *be, int s, const void *v) {
+    const clk_ctx *c = (const clk_ctx *)v;
+    dl_click_table t = clk_table(c, s);
+    dl_click_rows r = clk_rows(c, s);
+    return OP(be, sparse, fm_fused_sgd, fp(c->logits, s), &t, &r, c->lr, c->lambda);
+}
+
+/* A fused table: each block kpad weights (k in [-0.5, 0.5), padding 0) then kpad accumulators in [0.05, 0.1)
+ * (padding 1); with linear terms (weight in [-0.1, 0.1), accumulator in [0.05, 0.1)) at lin; zeros elsewhere. */
+static float *fused_table(int64_t rows, int rf, int blocks, int k, int kpad, int lin) {
+    float *t = (float *)halloc((size_t)rows * (size_t)rf * sizeof(float));
+    for (int64_t r = 0; r < rows; r++) {
+        float *row = t + (size_t)r * (size_t)rf;
+        for (int f = 0; f < blocks; f++) {
+            float *blk = row + (size_t)f * 2 * (size_t)kpad;
+            for (int d = 0; d < kpad; d++) {
+                blk[d] = d < k ? urand(-0.5f, 0.5f) : 0.0f;
+                blk[kpad + d] = d < k ? urand(0.05f, 0.1f) : 1.0f;
+            }
+        }
+        if (lin >= 0) {
+            row[lin] = urand(-0.1f, 0.1f);
+            row[lin + 1] = urand(0.05f, 0.1f);
+        }
+    }
+    return t;
+}
+
+/* One fused-op check. pool > 0: batch row b's entries use table rows [b·pool, (b+1)·pool) only (training);
+ * pool = 0: ids over num_rows rows, skewed so rows repeat across the batch (scoring). */
+typedef struct clk_spec {
+    const char *op, *variant;
+    int ffm, train;
+    int B, fields, k, kpad, max_len, pool;
+    int64_t num_rows;
+    int linear, bias, scale;
+} clk_spec;
+
+static void run_click(const clk_spec *p) {
+    if (!selected(p->op))
+        return;
+    clk_ctx c = {0};
+    c.B = p->B, c.num_fields = p->ffm ? p->fields : 1, c.k = p->k, c.kpad = p->kpad;
+    c.lr = 0.2f, c.lambda = 2e-3f;
+    const int blocks = c.num_fields * 2 * c.kpad;
+    c.linear_offset = p->linear ? blocks : -1;
+    c.row_floats = (blocks + (p->linear ? 2 : 0) + 3) / 4 * 4;
+    int32_t *ptr;
+    int nnz = make_csr(c.B, p->max_len, &ptr);
+    if (c.B == 1 && nnz < p->max_len) /* a single row: a full one */
+        nnz = ptr[1] = p->max_len;
+    c.num_rows = p->pool ? (int64_t)c.B * p->pool : p->num_rows;
+    int32_t *rows;
+    if (p->pool) {
+        rows = (int32_t *)halloc((size_t)nnz * sizeof(int32_t));
+        for (int b = 0; b < c.B; b++)
+            for (int j = ptr[b]; j < ptr[b + 1]; j++)
+                rows[j] = b * p->pool + irand(p->pool);
+    } else {
+        rows = skewed_ids((size_t)nnz, (int)c.num_rows);
+    }
+    float *values = uniform((size_t)nnz, 0.5f, 1.5f);
+    float *labels = (float *)halloc((size_t)c.B * sizeof(float));
+    for (int b = 0; b < c.B; b++)
+        labels[b] = (float)irand(2);
+    c.row_ptr = mk_i32(ptr, (size_t)c.B + 1);
+    c.rows = mk_i32(rows, (size_t)nnz);
+    if (p->ffm) {
+        int32_t *fields = (int32_t *)halloc((size_t)nnz * sizeof(int32_t));
+        for (int j = 0; j < nnz; j++)
+            fields[j] = irand(p->fields);
+        c.fields = mk_i32(fields, (size_t)nnz);
+    }
+    c.values = mk(T_F32, (size_t)nnz);
+    put(c.values, values);
+    c.labels = mk(T_F32, (size_t)c.B);
+    put(c.labels, labels);
+    c.scale = p->scale ? instance_scale(ptr, values, c.B) : NULL;
+    size_t numel = (size_t)c.num_rows * (size_t)c.row_floats;
+    float *table = fused_table(c.num_rows, c.row_floats, c.num_fields, c.k, c.kpad, c.linear_offset);
+    c.table = mk(T_F32, numel);
+    float *bias = (float *)halloc(2 * sizeof(float));
+    bias[0] = urand(-0.5f, 0.5f);
+    bias[1] = urand(0.05f, 0.1f);
+    if (p->bias)
+        c.bias = mk(T_F32, 2);
+    c.logits = mk(T_F32, (size_t)c.B);
+    check ck = {p->op, p->variant, 1e-5, NULL, &c, {OUT(c.logits, O_WRITE)}, 1, 0};
+    if (p->train) {
+        ck.call = p->ffm ? ffm_fused_train : fm_fused_train;
+        ck.out[ck.nout++] = OUT_INIT(c.table, table);
+        if (c.bias)
+            ck.out[ck.nout++] = OUT_INIT(c.bias, bias);
+    } else {
+        ck.call = p->ffm ? ffm_fused_fwd : fm_fused_fwd;
+        put(c.table, table);
+        if (c.bias)
+            put(c.bias, bias);
+    }
+    run(&ck);
+    release_all();
+}
+
+static void check_click(void) {
+    /* op, variant, ffm, train, B, fields, k, kpad, max_len, pool, num_rows, linear, bias, scale */
+    const clk_spec specs[] = {
+        {"ffm_fused_forward", "k = 4, 39 fields, linear + bias, instance scale", 1, 0, Q(4096, 40), Q(39, 8), 4, 4,
+         Q(39, 8), 0, Q(20000, 300), 1, 1, 1},
+        {"ffm_fused_forward", "k = 6, kpad = 8, no linear, no scale", 1, 0, Q(2048, 20), 8, 6, 8, 8, 0, Q(5000, 200),
+         0, 0, 0},
+        {"ffm_fused_forward", "k = 10, kpad = 12, linear", 1, 0, Q(1024, 20), 5, 10, 12, 6, 0, Q(5000, 200), 1, 0, 1},
+        {"ffm_fused_sgd", "k = 4, 39 fields, linear, instance scale, disjoint rows", 1, 1, Q(1024, 30), Q(39, 8), 4, 4,
+         Q(39, 8), Q(48, 10), 0, 1, 0, 1},
+        {"ffm_fused_sgd", "k = 6, kpad = 8, shared blocks inside a row, disjoint rows", 1, 1, Q(2048, 30), 3, 6, 8, 7,
+         3, 0, 0, 0, 0},
+        {"ffm_fused_sgd", "k = 10, kpad = 12, one row with bias", 1, 1, 1, 6, 10, 12, 12, 5, 0, 1, 1, 1},
+        {"fm_fused_forward", "k = 4, linear + bias, instance scale", 0, 0, Q(4096, 40), 1, 4, 4, 40, 0,
+         Q(100000, 800), 1, 1, 1},
+        {"fm_fused_forward", "k = 9, kpad = 12, no linear, no scale", 0, 0, Q(4096, 40), 1, 9, 12, 40, 0,
+         Q(100000, 800), 0, 0, 0},
+        {"fm_fused_sgd", "k = 4, linear, instance scale, disjoint rows", 0, 1, Q(4096, 40), 1, 4, 4, 30, 8, 0, 1, 0, 1},
+        {"fm_fused_sgd", "k = 20, kpad = 20, repeated rows inside a row, disjoint rows", 0, 1, Q(2048, 30), 1, 20, 20,
+         12, 3, 0, 0, 0, 1},
+        {"fm_fused_sgd", "k = 8, one row with bias", 0, 1, 1, 1, 8, 8, 16, 6, 0, 1, 1, 1},
+    };
+    for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++)
+        run_click(&specs[i]);
+}
+
 /* ---- bad indices on the GPU --------------------------------------------------------------------------------------
  * The CPU dispatcher can check ids before a kernel runs; on the GPU they live in device memory, so the CUDA kernels
  * check them and the op fails with DL_ERR_INVALID instead of reading out of bounds. These rows run the GPU alone
@@ -1416,6 +1593,32 @@ static void check_errors(void) {
         run_error("adagrad_rows_update", "row < 0", rows_update, &c);
         release_all();
     }
+    {
+        /* the fused ops check every id before any row trains */
+        clk_ctx c = {0};
+        c.B = 3, c.num_fields = 3, c.k = 3, c.kpad = 4, c.row_floats = 24, c.linear_offset = -1, c.num_rows = 10;
+        c.lr = 0.1f, c.lambda = 0.0f;
+        int32_t ptr[] = {0, 2, 2, 5}, bad_ptr[] = {0, 3, 2, 5};
+        int32_t rows[] = {1, 2, 3, 4, 9}, fields[] = {0, 1, 2, 0, 1};
+        c.row_ptr = mk_i32(ptr, 4);
+        c.fields = mk_i32(fields, 5);
+        c.values = mk_uniform(5, 0.5f, 1.5f);
+        c.labels = mk_uniform(3, 0, 1);
+        c.table = mk_uniform(10 * 24, 0.5f, 1);
+        c.logits = mk(T_F32, 3);
+        c.rows = mk_i32_bad(rows, 5, 4, 10);
+        run_error("ffm_fused_forward", "row = num_rows", ffm_fused_fwd, &c);
+        run_error("fm_fused_sgd", "row = num_rows", fm_fused_train, &c);
+        c.rows = mk_i32_bad(rows, 5, 0, -1);
+        run_error("fm_fused_forward", "row < 0", fm_fused_fwd, &c);
+        c.rows = mk_i32(rows, 5);
+        c.fields = mk_i32_bad(fields, 5, 3, 3);
+        run_error("ffm_fused_sgd", "field = num_fields", ffm_fused_train, &c);
+        c.fields = mk_i32(fields, 5);
+        c.row_ptr = mk_i32(bad_ptr, 4);
+        run_error("ffm_fused_sgd", "decreasing row_ptr", ffm_fused_train, &c);
+        release_all();
+    }
 }
 
 int main(int argc, char **argv) {
@@ -1461,6 +1664,7 @@ int main(int argc, char **argv) {
     check_optim();
     check_dpo();
     check_sparse();
+    check_click();
     check_errors();
 
     printf("\n%d checks, %d failed\n", g_rows, g_failed);

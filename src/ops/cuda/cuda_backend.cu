@@ -96,9 +96,8 @@ extern "C" const dl_optim_ops dl_cuda_optim_ops = {
 extern "C" const dl_sparse_ops dl_cuda_sparse_ops = {
     dl_cuda_embedding_bag_forward, dl_cuda_embedding_bag_backward, dl_cuda_fm_forward,
     dl_cuda_fm_backward,           dl_cuda_ffm_forward,            dl_cuda_ffm_backward,
-    dl_cuda_adagrad_rows_update,
-    /* The fused libffm-style FM/FFM steps are CPU kernels: FM/FFM models run with device: cpu. */
-    NULL, NULL, NULL, NULL,
+    dl_cuda_adagrad_rows_update,   dl_cuda_ffm_fused_forward,      dl_cuda_ffm_fused_sgd,
+    dl_cuda_fm_fused_forward,      dl_cuda_fm_fused_sgd,
 };
 
 static const dl_backend_ops cuda_backend_ops = {

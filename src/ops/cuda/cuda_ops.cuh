@@ -118,6 +118,16 @@ dl_status dl_cuda_ffm_backward(void *state, float *dlatent, const float *dlogits
                                const float *values, const float *instance_scale, int B, int num_fields, int k,
                                int kpad, int64_t num_rows);
 
+/* click_fused.cu */
+dl_status dl_cuda_ffm_fused_forward(void *state, float *logits, const dl_click_table *table,
+                                    const dl_click_rows *batch);
+dl_status dl_cuda_ffm_fused_sgd(void *state, float *logits, dl_click_table *table, const dl_click_rows *batch,
+                                float lr, float weight_decay);
+dl_status dl_cuda_fm_fused_forward(void *state, float *logits, const dl_click_table *table,
+                                   const dl_click_rows *batch);
+dl_status dl_cuda_fm_fused_sgd(void *state, float *logits, dl_click_table *table, const dl_click_rows *batch,
+                               float lr, float weight_decay);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,203 @@
+/* test_click_ranks.c — FM/FFM models with staged (device-memory) tables across ranks, on the CPU backend. Runs
+ * under mpirun -np 2 and -np 3.
+ *
+ * On a GPU, replicated click tables train a compact device copy of each step's rows and then add the ranks' summed
+ * changes to the table through the backend (click_model.c, click_device.h). dl_click_model_create_staged runs that
+ * code on the CPU backend, where it must give exactly the direct model's bits: the same global batches (one rank's
+ * batch empty at one step, rows repeated within and across batch rows, hashed ids, linear terms and bias) leave the
+ * same tables and losses on every rank, the copies stay identical across ranks, and the collective evaluation agrees.
+ * Row-sharded tables cannot be staged (their exchange reads host rows): that combination must fail clearly. */
+#include "testutil.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "comm/world.h"
+#include "core/config.h"
+#include "core/hash.h"
+#include "data/loader.h"
+#include "ops/ops.h"
+#include "train/click_model.h"
+#include "train/ffm.h"
+#include "train/fm.h"
+#include "train/model.h"
+
+static dl_world world;
+
+enum { FIELDS = 3, BUCKETS = 53, B = 5, STEPS = 5, VALID = 23 };
+
+/* Global row i of the training (stream 1) or validation (stream 2) data: 1-5 entries over ids partly beyond the
+ * table (hashed), a feature sometimes repeated. Every rank can make any row. */
+static void data_row(uint64_t stream, int64_t i, dl_click_row *row) {
+    dl_rng rng;
+    dl_rng_init(&rng, 31, stream * 100003 + (uint64_t)i);
+    int n = 1 + (int)dl_rng_below(&rng, 5);
+    row->field.len = row->feature.len = row->value.len = 0;
+    for (int e = 0; e < n; e++) {
+        int32_t id = e > 0 && dl_rng_below(&rng, 4) == 0 ? row->feature.data[e - 1] : (int32_t)dl_rng_below(&rng, 80);
+        dl_i32_array_push(&row->field, (int32_t)dl_rng_below(&rng, FIELDS));
+        dl_i32_array_push(&row->feature, id);
+        dl_f32_array_push(&row->value, 0.5f + dl_rng_uniform(&rng));
+    }
+    row->label = (float)dl_rng_below(&rng, 2);
+}
+
+/* Rank r's batch of step s: global rows [(s·W + r)·B, ... + B); rank 1's batch of step 2 is empty. */
+static void fill_batch(dl_batch *batch, int rank, int step) {
+    dl_click_batch *cb = &batch->clicks;
+    dl_click_row row;
+    memset(&row, 0, sizeof row);
+    cb->num_rows = 0;
+    cb->nnz = 0;
+    cb->row_ptr[0] = 0;
+    int rows = rank == 1 && step == 2 ? 0 : B;
+    for (int b = 0; b < rows; b++) {
+        data_row(1, ((int64_t)step * world.size + rank) * B + b, &row);
+        assert_int_equal(dl_click_batch_reserve(cb, cb->nnz + (int64_t)row.feature.len), DL_OK);
+        for (size_t e = 0; e < row.feature.len; e++) {
+            cb->features[cb->nnz] = row.feature.data[e];
+            cb->fields[cb->nnz] = row.field.data[e];
+            cb->values[cb->nnz++] = row.value.data[e];
+        }
+        cb->labels[b] = row.label;
+        cb->row_ptr[++cb->num_rows] = (int32_t)cb->nnz;
+    }
+    dl_click_row_free(&row);
+}
+
+static void click_config(dl_config *cfg, dl_model_kind kind, dl_embeddings mode) {
+    assert_int_equal(dl_config_defaults(cfg), DL_OK);
+    cfg->device = DL_CFG_DEVICE_CPU;
+    cfg->model.kind = kind;
+    cfg->model.k = 4;
+    cfg->model.num_fields = FIELDS;
+    cfg->model.hash_buckets = BUCKETS;
+    cfg->model.linear_terms = true;
+    cfg->optim.name = DL_OPTIM_ADAGRAD;
+    cfg->optim.lr = 0.2;
+    cfg->optim.weight_decay = 1e-3;
+    cfg->optim.adagrad_init = 1.0;
+    cfg->comm.embeddings = mode;
+}
+
+static dl_status mem_click(void *ctx, uint64_t record, dl_click_row *row) {
+    (void)ctx;
+    data_row(2, (int64_t)record, row);
+    return DL_OK;
+}
+
+static void replicated_staged_equals_direct(const dl_click_kind *kind, dl_model_kind mk) {
+    int saved_threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+    dl_backend be;
+    assert_int_equal(dl_backend_open(&be, "cpu", 0), DL_OK);
+    dl_config cfg;
+    click_config(&cfg, mk, DL_EMBEDDINGS_REPLICATED);
+    dl_model direct, staged;
+    memset(&direct, 0, sizeof direct);
+    memset(&staged, 0, sizeof staged);
+    assert_int_equal(dl_click_model_create(&direct, kind, &cfg, &be, B, 0), DL_OK);
+    DL_EXPECT_OK(dl_click_model_create_staged(&staged, kind, &cfg, &be, B, 0));
+    DL_EXPECT_OK(direct.init_params(&direct, 5));
+    DL_EXPECT_OK(staged.init_params(&staged, 5));
+    size_t numel = dl_tensor_table_numel(direct.params);
+    assert_memory_equal(direct.param_data, staged.param_data, numel * sizeof(float));
+    dl_batch batch;
+    assert_int_equal(dl_batch_alloc(&batch, DL_DATA_CLICKS, B, 1), DL_OK);
+    for (int step = 0; step < STEPS; step++) {
+        fill_batch(&batch, world.rank, step);
+        dl_step_context ctx = {&world, step + 1, 0.2, NULL, NULL};
+        dl_step_stats s1 = {0}, s2 = {0};
+        DL_EXPECT_OK(direct.train_batch(&direct, &batch, &ctx, &s1));
+        DL_EXPECT_OK(staged.train_batch(&staged, &batch, &ctx, &s2));
+        if (s1.loss_sum != s2.loss_sum)
+            DL_TEST_FAIL("rank %d step %d: loss %.9g direct, %.9g staged", world.rank, step, s1.loss_sum,
+                         s2.loss_sum);
+        if (memcmp(direct.param_data, staged.param_data, numel * sizeof(float)) != 0) {
+            size_t i = 0;
+            while (direct.param_data[i] == staged.param_data[i])
+                i++;
+            DL_TEST_FAIL("rank %d step %d: parameter %zu is %.9g staged, %.9g direct", world.rank, step, i,
+                         (double)staged.param_data[i], (double)direct.param_data[i]);
+        }
+    }
+    /* the staged copies are identical on every rank */
+    int64_t h[2] = {(int64_t)(dl_hash_bytes(staged.param_data, numel * sizeof(float), 0) >> 1), 0};
+    h[1] = -h[0];
+    assert_int_equal(dl_comm_allreduce_max_i64(&world, h, 2, "hash"), DL_OK);
+    assert_true(h[0] == -h[1]);
+    /* and evaluate the same */
+    dl_doc_source src = {NULL, VALID, "memory", NULL, mem_click, NULL};
+    dl_loader_config lc;
+    dl_loader_config_default(&lc);
+    lc.kind = DL_DATA_CLICKS;
+    lc.batch_rows = 4;
+    lc.shuffle = 0;
+    lc.epochs = 1;
+    lc.prefetch = 0;
+    lc.world = (uint32_t)world.size;
+    lc.rank = (uint32_t)world.rank;
+    uint64_t batches = 0;
+    assert_int_equal(dl_loader_count_batches(&src, &lc, &batches), DL_OK);
+    dl_eval_result e1, e2;
+    DL_EXPECT_OK(direct.evaluate(&direct, &world, &src, &lc, (int64_t)batches, &e1));
+    DL_EXPECT_OK(staged.evaluate(&staged, &world, &src, &lc, (int64_t)batches, &e2));
+    assert_true(e1.targets == VALID && e2.targets == VALID);
+    if (e1.loss != e2.loss || e1.values[1] != e2.values[1])
+        DL_TEST_FAIL("direct logloss %.9g AUC %.9g, staged %.9g %.9g", e1.loss, e1.values[1], e2.loss, e2.values[1]);
+    dl_batch_free(&batch);
+    direct.destroy(&direct);
+    staged.destroy(&staged);
+    dl_config_free(&cfg);
+    dl_backend_close(&be);
+    omp_set_num_threads(saved_threads);
+}
+
+static void ffm_replicated_staged_equals_direct(void **state) {
+    (void)state;
+    replicated_staged_equals_direct(&dl_ffm_kind, DL_MODEL_FFM);
+}
+
+static void fm_replicated_staged_equals_direct(void **state) {
+    (void)state;
+    replicated_staged_equals_direct(&dl_fm_kind, DL_MODEL_FM);
+}
+
+/* A row-sharded table over several ranks keeps its rows where MPI reads them: staged, it is refused by name. */
+static void sharded_staged_is_refused(void **state) {
+    (void)state;
+    dl_backend be;
+    assert_int_equal(dl_backend_open(&be, "cpu", 0), DL_OK);
+    dl_config cfg;
+    click_config(&cfg, DL_MODEL_FFM, DL_EMBEDDINGS_SHARDED);
+    dl_model m;
+    memset(&m, 0, sizeof m);
+    assert_int_equal(dl_click_model_create_staged(&m, &dl_ffm_kind, &cfg, &be, B, 0), DL_ERR_UNSUPPORTED);
+    assert_non_null(strstr(dl_error_message(), "comm.embeddings: sharded"));
+    assert_non_null(strstr(dl_error_message(), "replicated"));
+    dl_error_clear();
+    assert_null(m.impl);
+    /* one process (dealer predict) is never sharded */
+    DL_EXPECT_OK(dl_click_model_create_staged(&m, &dl_ffm_kind, &cfg, &be, B, 1));
+    m.destroy(&m);
+    dl_config_free(&cfg);
+    dl_backend_close(&be);
+}
+
+int main(int argc, char **argv) {
+    if (dl_world_init(&world, &argc, &argv, 120.0) != DL_OK) {
+        fprintf(stderr, "%s\n", dl_error_message());
+        return 1;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(ffm_replicated_staged_equals_direct),
+        cmocka_unit_test(fm_replicated_staged_equals_direct),
+        cmocka_unit_test(sharded_staged_is_refused),
+    };
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    dl_world_finalize(&world);
+    return failed;
+}
