@@ -109,7 +109,7 @@ static void replicated_staged_equals_direct(const dl_click_kind *kind, dl_model_
     assert_int_equal(dl_batch_alloc(&batch, DL_DATA_CLICKS, B, 1), DL_OK);
     for (int step = 0; step < STEPS; step++) {
         fill_batch(&batch, world.rank, step);
-        dl_step_context ctx = {&world, step + 1, 0.2, NULL, NULL};
+        dl_step_context ctx = {&world, step + 1, 0.2, NULL};
         dl_step_stats s1 = {0}, s2 = {0};
         DL_EXPECT_OK(direct.train_batch(&direct, &batch, &ctx, &s1));
         DL_EXPECT_OK(staged.train_batch(&staged, &batch, &ctx, &s2));

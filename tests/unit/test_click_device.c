@@ -108,7 +108,7 @@ static void staged_equals_direct(const dl_click_kind *kind, dl_model_kind mk, in
     dl_test_rng(&rng, 3);
     for (int step = 0; step < STEPS; step++) {
         fill_batch(&batch, &rng, fields);
-        dl_step_context ctx = {NULL, step + 1, 0.2 / (1 + step), NULL, NULL};
+        dl_step_context ctx = {NULL, step + 1, 0.2 / (1 + step), NULL};
         dl_step_stats s1 = {0}, s2 = {0};
         DL_EXPECT_OK(direct.train_batch(&direct, &batch, &ctx, &s1));
         DL_EXPECT_OK(staged.train_batch(&staged, &batch, &ctx, &s2));
@@ -131,7 +131,7 @@ static void staged_equals_direct(const dl_click_kind *kind, dl_model_kind mk, in
     /* an empty batch trains nothing on either */
     batch.clicks.num_rows = 0;
     batch.clicks.nnz = 0;
-    dl_step_context ctx = {NULL, STEPS + 1, 0.1, NULL, NULL};
+    dl_step_context ctx = {NULL, STEPS + 1, 0.1, NULL};
     dl_step_stats s1 = {0}, s2 = {0};
     DL_EXPECT_OK(direct.train_batch(&direct, &batch, &ctx, &s1));
     DL_EXPECT_OK(staged.train_batch(&staged, &batch, &ctx, &s2));
