@@ -149,18 +149,60 @@ static herr_t select_flat(hid_t space, int ndim, const hsize_t *dims, hsize_t *s
     return 0;
 }
 
-/* Selects the union of `runs` in a dataspace of shape dims (ndim 0: a scalar). */
-static herr_t select_runs(hid_t space, int ndim, const hsize_t *dims, const run *runs, size_t nruns) {
-    if (nruns == 0)
-        return H5Sselect_none(space);
-    if (ndim == 0)
-        return H5Sselect_all(space);
+/* Selects the union of `runs` (non-empty, increasing) in `space`, one block after another. */
+static herr_t select_runs_serial(hid_t space, int ndim, const hsize_t *dims, const run *runs, size_t nruns) {
     hsize_t start[DL_TENSOR_MAX_DIMS] = {0};
     int first = 1;
     for (size_t i = 0; i < nruns; i++)
         if (select_flat(space, ndim, dims, start, 0, runs[i].begin, runs[i].end, &first) < 0)
             return -1;
     return first ? H5Sselect_none(space) : 0;
+}
+
+/* Runs per leaf of the merge below: HDF5 1.10 adds a block to a selection in time proportional to the blocks already
+ * there, so one block at a time is quadratic (50,000 rows of a sharded table took 27 s); merging halves is not. */
+enum { SELECT_LEAF = 16 };
+
+/* A new dataspace of shape dims selecting the union of runs[0, nruns) (nruns > 0): halves merged recursively. */
+static hid_t runs_space_merged(int ndim, const hsize_t *dims, const run *runs, size_t nruns) {
+    if (nruns <= SELECT_LEAF) {
+        hid_t space = H5Screate_simple(ndim, dims, NULL);
+        if (space >= 0 && select_runs_serial(space, ndim, dims, runs, nruns) < 0) {
+            H5Sclose(space);
+            return -1;
+        }
+        return space;
+    }
+    size_t half = nruns / 2;
+    hid_t a = runs_space_merged(ndim, dims, runs, half);
+    hid_t b = a >= 0 ? runs_space_merged(ndim, dims, runs + half, nruns - half) : -1;
+    hid_t both = b >= 0 ? H5Scombine_select(a, H5S_SELECT_OR, b) : -1;
+    if (a >= 0)
+        H5Sclose(a);
+    if (b >= 0)
+        H5Sclose(b);
+    return both;
+}
+
+/* A new dataspace of shape dims (ndim 0: a scalar) selecting the union of `runs`; -1 on failure. */
+static hid_t runs_space(int ndim, const hsize_t *dims, const run *runs, size_t nruns) {
+    if (ndim == 0) {
+        hid_t space = H5Screate(H5S_SCALAR);
+        if (space >= 0 && (nruns ? H5Sselect_all(space) : H5Sselect_none(space)) < 0) {
+            H5Sclose(space);
+            return -1;
+        }
+        return space;
+    }
+    if (nruns == 0) {
+        hid_t space = H5Screate_simple(ndim, dims, NULL);
+        if (space >= 0 && H5Sselect_none(space) < 0) {
+            H5Sclose(space);
+            return -1;
+        }
+        return space;
+    }
+    return runs_space_merged(ndim, dims, runs, nruns);
 }
 
 /* ---- attributes ------------------------------------------------------------------------------------------------ */
@@ -207,6 +249,9 @@ typedef struct planned {
     size_t nruns;
     run single;          /* storage for the common one-run case */
     int chunked;
+    int packed;          /* the runs' elements lie back to back from base instead (rows of a split tensor) */
+    int64_t held_rows;   /* packed: rows in the runs, and Σ of their row_check (coverage check across ranks) */
+    int64_t row_check;
 } planned;
 
 typedef struct plan {
@@ -259,14 +304,38 @@ static void planned_set_run(planned *d, uint64_t begin, uint64_t end) {
     d->nruns = begin < end ? 1 : 0;
 }
 
-/* Runs of the rows of a row-sharded tensor this rank owns (consecutive owned rows merged). */
-static dl_status planned_set_owned_rows(planned *d, int rank, int world) {
+/* A 31-bit fingerprint of row r: the ranks' sums of these over the rows they hold add up to the sum over all
+ * rows only when every row is held exactly once (up to a 2^-31 chance), which int64 sums of 2^31 rows can hold. */
+static int64_t row_check(uint64_t r) { return (int64_t)(dl_hash_u64(r ^ 0x526f77436865636bull) >> 33); }
+
+/* Σ row_check over rows [0, rows): what the ranks' held rows must add up to. */
+static int64_t all_rows_check(uint64_t rows) {
+    int64_t sum = 0;
+    for (uint64_t r = 0; r < rows; r++)
+        sum += row_check(r);
+    return sum;
+}
+
+/* Runs of the rows of split tensor `tensor` this rank holds (consecutive rows merged), packed from d->base, with
+ * their count and row_check sum. The layout's slots must be 0, 1, 2, ... in row order (shard_layout.h). */
+static dl_status planned_set_held_rows(planned *d, const dl_shard_layout *layout, size_t tensor) {
     uint64_t rows = d->ndim > 0 ? d->dims[0] : 1, row_len = rows ? d->numel / rows : 0;
     run *runs = NULL;
     size_t n = 0, cap = 0;
+    int64_t held = 0, check = 0;
+    d->packed = 1;
     for (uint64_t r = 0; r < rows; r++) {
-        if (dl_hash_owner(r, world) != rank)
+        int64_t slot = layout->local_row(layout->ctx, tensor, (int64_t)r);
+        if (slot < 0)
             continue;
+        if (slot != held) {
+            free(runs);
+            return DL_FAIL(DL_ERR_INVALID, "%s: row %llu is in slot %lld of this rank's buffer, but the rows it holds "
+                           "must lie back to back in row order (slot %lld)", d->name, (unsigned long long)r,
+                           (long long)slot, (long long)held);
+        }
+        held++;
+        check += row_check(r);
         if (n > 0 && runs[n - 1].end == r * row_len) {
             runs[n - 1].end += row_len;
             continue;
@@ -284,20 +353,32 @@ static dl_status planned_set_owned_rows(planned *d, int rank, int world) {
     }
     d->runs = n ? runs : &d->single;
     d->nruns = n;
+    d->held_rows = held;
+    d->row_check = check;
     if (!n)
         free(runs);
     return DL_OK;
+}
+
+/* Elements in the runs of d. */
+static uint64_t planned_count(const planned *d) {
+    uint64_t count = 0;
+    for (size_t i = 0; i < d->nruns; i++)
+        count += d->runs[i].end - d->runs[i].begin;
+    return count;
 }
 
 /* The raw CRC register (from 0) of the dataset's bytes with this rank's runs in place and zeros elsewhere. */
 static uint32_t planned_raw_crc(const planned *d) {
     size_t es = dl_ckpt_dtype_size(d->dtype);
     uint32_t raw = 0;
-    uint64_t pos = 0;
+    uint64_t pos = 0, at = 0;
     for (size_t i = 0; i < d->nruns; i++) {
+        uint64_t len = d->runs[i].end - d->runs[i].begin;
         raw = raw_zeros(raw, (d->runs[i].begin - pos) * es);
-        raw = raw_feed(raw, d->base + d->runs[i].begin * es, (size_t)((d->runs[i].end - d->runs[i].begin) * es));
+        raw = raw_feed(raw, d->base + (d->packed ? at : d->runs[i].begin) * es, (size_t)(len * es));
         pos = d->runs[i].end;
+        at += len;
     }
     return raw_zeros(raw, (d->numel - pos) * es);
 }
@@ -350,13 +431,12 @@ static dl_status write_planned(hid_t file, hid_t dxpl, const planned *d, int com
     dl_status s = DL_OK;
     if (*dset < 0)
         s = DL_FAIL(DL_ERR_IO, "%s: cannot create dataset %s", path, d->name);
-    /* The memory side is one contiguous buffer: the data itself for one run, a packed copy for several. */
-    uint64_t count = 0;
-    for (size_t i = 0; i < d->nruns; i++)
-        count += d->runs[i].end - d->runs[i].begin;
-    const uint8_t *src = d->nruns == 1 ? d->base + d->runs[0].begin * es : NULL;
+    /* The memory side is one contiguous buffer: the data itself for one run or rows already back to back, a packed
+     * copy for several runs of a whole-layout buffer. */
+    uint64_t count = planned_count(d);
+    const uint8_t *src = d->packed ? d->base : d->nruns == 1 ? d->base + d->runs[0].begin * es : NULL;
     uint8_t *packed = NULL;
-    if (s == DL_OK && d->nruns > 1) {
+    if (s == DL_OK && d->nruns > 1 && !d->packed) {
         packed = malloc((size_t)(count * es));
         if (!packed)
             s = DL_FAIL(DL_ERR_NOMEM, "cannot pack %llu elements of %s", (unsigned long long)count, d->name);
@@ -372,9 +452,12 @@ static dl_status write_planned(hid_t file, hid_t dxpl, const planned *d, int com
         hid_t mspace = H5Screate_simple(1, mdims, NULL);
         if (count == 0)
             H5Sselect_none(mspace);
-        herr_t ok = select_runs(fspace, d->ndim, d->dims, d->runs, d->nruns);
-        if (ok >= 0)
-            ok = H5Dwrite(*dset, mem_type_of(d->dtype), mspace, fspace, dxpl, count ? (const void *)src : &count);
+        hid_t selected = runs_space(d->ndim, d->dims, d->runs, d->nruns);
+        herr_t ok = selected >= 0 ? H5Dwrite(*dset, mem_type_of(d->dtype), mspace, selected, dxpl,
+                                             count ? (const void *)src : &count)
+                                  : -1;
+        if (selected >= 0)
+            H5Sclose(selected);
         H5Sclose(mspace);
         if (ok < 0)
             s = DL_FAIL(DL_ERR_IO, "%s: cannot write dataset %s (disk full?)", path, d->name);
@@ -411,7 +494,7 @@ static dl_status allgather_bytes(dl_world *w, const void *mine, size_t bytes, vo
 }
 
 /* A fingerprint of the layout (tensor names and shapes, state names): every rank must pass the same. */
-static uint64_t layout_hash(const dl_ckpt_tensors *t) {
+static uint64_t layout_hash(const dl_ckpt_tensors *t, const dl_shard_layout *l) {
     uint64_t h = dl_hash_u64((uint64_t)t->params->count) ^ dl_hash_u64((uint64_t)t->num_states << 32);
     for (size_t i = 0; i < t->params->count; i++) {
         const dl_tensor *v = dl_tensor_table_at(t->params, i);
@@ -422,7 +505,60 @@ static uint64_t layout_hash(const dl_ckpt_tensors *t) {
     }
     for (int k = 0; k < t->num_states; k++)
         h = dl_hash_pair(h, dl_hash_str(t->state_names[k]));
+    for (size_t i = 0; l && i < t->params->count; i++) /* which tensors are split (offsets are per rank) */
+        h = dl_hash_pair(h, 0x5370 + (uint64_t)i * 2 + (l->split[i] != 0));
     return h;
+}
+
+/* A layout's own consistency with the table (shard_layout.h): one entry per tensor, unsplit tensors inside the
+ * buffer. Split tensors are checked row by row when the plan is built. */
+static dl_status check_layout(const dl_ckpt_tensors *t, const dl_shard_layout *l) {
+    if (!l)
+        return DL_OK;
+    DL_REQUIRE(l->local_offset && l->split && l->local_row, DL_ERR_INVALID, "checkpoint layout: NULL member");
+    DL_REQUIRE(l->count == t->params->count, DL_ERR_INVALID,
+               "checkpoint layout: it describes %zu tensors, the table has %zu", l->count, t->params->count);
+    for (size_t i = 0; i < l->count; i++) {
+        const dl_tensor *v = dl_tensor_table_at(t->params, i);
+        if (!l->split[i] && l->local_offset[i] + v->numel > l->local_numel)
+            return DL_FAIL(DL_ERR_INVALID, "checkpoint layout: tensor %s at float %zu of a %zu-float buffer does not "
+                           "fit", v->name, l->local_offset[i], l->local_numel);
+        if (l->split[i] && v->ndim < 1)
+            return DL_FAIL(DL_ERR_INVALID, "checkpoint layout: the scalar %s cannot be split by rows", v->name);
+    }
+    return DL_OK;
+}
+
+/* Collective: every row of every split dataset is held by exactly one rank, or all ranks fail. */
+static dl_status check_coverage(dl_world *w, const plan *p) {
+    size_t n = 0;
+    for (size_t i = 0; i < p->count; i++)
+        n += p->items[i].packed;
+    if (n == 0)
+        return DL_OK;
+    int64_t *sums = calloc(2 * n, sizeof *sums);
+    DL_REQUIRE(sums != NULL, DL_ERR_NOMEM, "cannot allocate %zu row counts", n);
+    for (size_t i = 0, j = 0; i < p->count; i++)
+        if (p->items[i].packed) {
+            sums[2 * j] = p->items[i].held_rows;
+            sums[2 * j + 1] = p->items[i].row_check;
+            j++;
+        }
+    dl_status s = dl_comm_allreduce_sum_i64(w, sums, 2 * n, "checkpoint row coverage");
+    for (size_t i = 0, j = 0; s == DL_OK && i < p->count; i++) {
+        const planned *d = &p->items[i];
+        if (!d->packed)
+            continue;
+        uint64_t rows = d->dims[0];
+        if (sums[2 * j] != (int64_t)rows || sums[2 * j + 1] != all_rows_check(rows)) {
+            s = DL_FAIL(DL_ERR_INVALID, "%s: the %d ranks hold %lld rows between them, but not each of its %llu rows "
+                        "exactly once", d->name, w->size, (long long)sums[2 * j], (unsigned long long)rows);
+            dl_error_hint("the model's shard layout must give every row to one rank (shard_layout.h)");
+        }
+        j++;
+    }
+    free(sums);
+    return s;
 }
 
 /* The element range each rank writes of the optimizer states: slices sorted by start, each rank taking what it
@@ -491,31 +627,48 @@ static void maybe_kill(const dl_world *w, const char *phase, int64_t step) {
 
 /* ---- writing ---------------------------------------------------------------------------------------------------- */
 
+/* Fails when the elements d takes from a layout's buffer reach past its local_numel floats. */
+static dl_status check_fits(const planned *d, const dl_shard_layout *l, size_t i) {
+    if (!l || d->nruns == 0)
+        return DL_OK;
+    uint64_t end = d->packed ? planned_count(d) : d->runs[d->nruns - 1].end;
+    if (l->local_offset[i] + end > l->local_numel)
+        return DL_FAIL(DL_ERR_INVALID, "%s: this rank's part ends at float %llu of its buffer, which holds %zu",
+                       d->name, (unsigned long long)(l->local_offset[i] + end), l->local_numel);
+    return DL_OK;
+}
+
 /* Builds the plan of every dataset and which elements this rank writes. */
-static dl_status build_plan(plan *p, const dl_world *w, const dl_ckpt_tensors *t, const dl_ckpt_options *o,
+static dl_status build_plan(plan *p, const dl_world *w, const dl_ckpt_tensors *t, const dl_shard_layout *l,
                             uint64_t state_begin, uint64_t state_end, const uint8_t *cursors, const int *lengths,
                             size_t cursor_total) {
     for (size_t i = 0; i < t->params->count; i++) {
         const dl_tensor *v = dl_tensor_table_at(t->params, i);
         char name[384];
         snprintf(name, sizeof name, "/model/%s", v->name);
-        planned *d;
-        DL_CHECK(plan_add(p, name, v->ndim, v->shape, DL_CKPT_F32, t->params_data + v->offset, 1, &d));
-        if (o->row_sharded && o->row_sharded[i])
-            DL_CHECK(planned_set_owned_rows(d, w->rank, w->size));
+        const float *base = t->params_data ? t->params_data + (l ? l->local_offset[i] : v->offset) : NULL;
+        planned *d = NULL;
+        DL_CHECK(plan_add(p, name, v->ndim, v->shape, DL_CKPT_F32, base, 1, &d));
+        if (l && l->split[i])
+            DL_CHECK(planned_set_held_rows(d, l, i));
         else
             planned_set_run(d, 0, w->rank == 0 ? d->numel : 0);
+        DL_REQUIRE(d->nruns == 0 || base != NULL, DL_ERR_INVALID,
+                   "dl_ckpt_write: rank %d holds part of %s but passed no parameters", w->rank, name);
+        DL_CHECK(check_fits(d, l, i));
     }
     for (int k = 0; k < t->num_states; k++) {
         for (size_t i = 0; i < t->params->count; i++) {
             const dl_tensor *v = dl_tensor_table_at(t->params, i);
             char name[384];
             snprintf(name, sizeof name, "/optimizer/%s/%s", t->state_names[k], v->name);
-            const float *base = t->states_data && t->states_data[k] ? t->states_data[k] + v->offset : NULL;
-            planned *d;
+            const float *base = t->states_data && t->states_data[k]
+                                    ? t->states_data[k] + (l ? l->local_offset[i] : v->offset)
+                                    : NULL;
+            planned *d = NULL;
             DL_CHECK(plan_add(p, name, v->ndim, v->shape, DL_CKPT_F32, base, 1, &d));
-            if (o->row_sharded && o->row_sharded[i]) {
-                DL_CHECK(planned_set_owned_rows(d, w->rank, w->size));
+            if (l && l->split[i]) {
+                DL_CHECK(planned_set_held_rows(d, l, i));
             } else {
                 uint64_t b = state_begin > v->offset ? state_begin - v->offset : 0;
                 uint64_t e = state_end > v->offset ? state_end - v->offset : 0;
@@ -523,9 +676,10 @@ static dl_status build_plan(plan *p, const dl_world *w, const dl_ckpt_tensors *t
             }
             DL_REQUIRE(d->nruns == 0 || base != NULL, DL_ERR_INVALID,
                        "dl_ckpt_write: rank %d holds part of %s but passed no state buffer", w->rank, name);
+            DL_CHECK(check_fits(d, l, i));
         }
     }
-    planned *d;
+    planned *d = NULL;
     size_t shape[1] = {cursor_total};
     DL_CHECK(plan_add(p, "/data/cursors", 1, shape, DL_CKPT_U8, cursors, 0, &d));
     planned_set_run(d, 0, w->rank == 0 ? cursor_total : 0);
@@ -657,12 +811,11 @@ dl_status dl_ckpt_write(dl_world *w, const char *path, const dl_ckpt_meta *meta,
         local = DL_FAIL(DL_ERR_INVALID, "dl_ckpt_write: bad cursor (%zu bytes)", cursor_len);
     else if (!meta->model_kind[0] || memchr(meta->model_kind, 0, sizeof meta->model_kind) == NULL)
         local = DL_FAIL(DL_ERR_INVALID, "dl_ckpt_write: no model kind");
-    for (size_t i = 0; local == DL_OK && o->row_sharded && i < t->params->count; i++)
-        if (o->row_sharded[i] && !t->params_data)
-            local = DL_FAIL(DL_ERR_INVALID, "dl_ckpt_write: rank %d holds rows of a sharded table but no parameters",
-                            w->rank);
+    if (local == DL_OK)
+        local = check_layout(t, o->layout);
     DL_CHECK(agree(w, local, "checkpoint arguments"));
-    int64_t fp[2] = {(int64_t)(layout_hash(t) >> 1), -(int64_t)(layout_hash(t) >> 1)};
+    uint64_t fingerprint = layout_hash(t, o->layout);
+    int64_t fp[2] = {(int64_t)(fingerprint >> 1), -(int64_t)(fingerprint >> 1)};
     DL_CHECK(dl_comm_allreduce_max_i64(w, fp, 2, "checkpoint layout"));
     if (fp[0] != -fp[1])
         return DL_FAIL(DL_ERR_INVALID, "dl_ckpt_write: ranks passed different tensor layouts for %s", path);
@@ -710,8 +863,10 @@ dl_status dl_ckpt_write(dl_world *w, const char *path, const dl_ckpt_meta *meta,
 
     plan p = {0};
     if (s == DL_OK)
-        s = build_plan(&p, w, t, o, state_begin, state_end, cursors, lengths, cursor_total);
+        s = build_plan(&p, w, t, o->layout, state_begin, state_end, cursors, lengths, cursor_total);
     s = agree(w, s, "checkpoint plan");
+    if (s == DL_OK)
+        s = check_coverage(w, &p);
     char tmp[4400];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     if (s == DL_OK) {
@@ -1105,9 +1260,9 @@ dl_status dl_ckpt_read(dl_ckpt_file *f, const dl_ckpt_dataset *d, void *out, int
     return DL_OK;
 }
 
-/* Reads a dataset that must exist with `dtype` and the given shape, checking its CRC; every failure names it. */
-static dl_status read_checked(dl_ckpt_file *f, const char *name, dl_ckpt_dtype dtype, int ndim, const size_t *shape,
-                              void *out) {
+/* The dataset `name`, which must exist with `dtype`, the given shape and a CRC attribute; every failure names it. */
+static dl_status find_checked(dl_ckpt_file *f, const char *name, dl_ckpt_dtype dtype, int ndim, const size_t *shape,
+                              const dl_ckpt_dataset **out) {
     const dl_ckpt_dataset *d = dl_ckpt_find(f, name);
     if (!d) {
         dl_status s = DL_FAIL(DL_ERR_FORMAT, "%s: tensor %s is missing", f->path, name);
@@ -1131,15 +1286,79 @@ static dl_status read_checked(dl_ckpt_file *f, const char *name, dl_ckpt_dtype d
     }
     if (!d->has_crc)
         return DL_FAIL(DL_ERR_FORMAT, "%s: tensor %s has no crc32c attribute", f->path, name);
+    *out = d;
+    return DL_OK;
+}
+
+static dl_status crc_mismatch(const char *path, const char *name, uint32_t stored, uint32_t computed) {
+    dl_status s = DL_FAIL(DL_ERR_FORMAT, "%s: tensor %s: CRC mismatch (stored 0x%08x, computed 0x%08x)", path, name,
+                          stored, computed);
+    dl_error_hint("the file is damaged; resume from an earlier step file");
+    return s;
+}
+
+/* Reads a dataset that must exist with `dtype` and the given shape, checking its CRC; every failure names it. */
+static dl_status read_checked(dl_ckpt_file *f, const char *name, dl_ckpt_dtype dtype, int ndim, const size_t *shape,
+                              void *out) {
+    const dl_ckpt_dataset *d;
+    DL_CHECK(find_checked(f, name, dtype, ndim, shape, &d));
     uint32_t computed = 0;
     DL_CHECK(read_whole(f, d, out, &computed));
-    if (computed != d->crc) {
-        dl_status s = DL_FAIL(DL_ERR_FORMAT, "%s: tensor %s: CRC mismatch (stored 0x%08x, computed 0x%08x)", f->path,
-                              name, d->crc, computed);
-        dl_error_hint("the file is damaged; resume from an earlier step file");
-        return s;
-    }
+    if (computed != d->crc)
+        return crc_mismatch(f->path, name, d->crc, computed);
     return DL_OK;
+}
+
+/* One split dataset read in part: the CRC its rows give with zeros elsewhere, and the one stored, to be combined
+ * over the ranks. */
+typedef struct partial_crc {
+    char name[384];
+    uint32_t stored, raw;
+    uint64_t bytes;
+} partial_crc;
+
+/* Reads the rows of split tensor `tensor` this rank's layout holds from dataset `name` into `out`, back to back
+ * (shard_layout.h); the CRC is left to the ranks together (*crc). */
+static dl_status read_held_rows(dl_ckpt_file *f, const char *name, const dl_tensor *v, const dl_shard_layout *l,
+                                size_t tensor, float *out, partial_crc *crc) {
+    const dl_ckpt_dataset *ds;
+    DL_CHECK(find_checked(f, name, DL_CKPT_F32, v->ndim, v->shape, &ds));
+    plan one = {0};
+    planned *d = NULL;
+    dl_status s = plan_add(&one, name, v->ndim, v->shape, DL_CKPT_F32, out, 1, &d);
+    if (s == DL_OK)
+        s = planned_set_held_rows(d, l, tensor);
+    if (s == DL_OK)
+        s = check_fits(d, l, tensor);
+    uint64_t count = s == DL_OK ? planned_count(d) : 0;
+    if (s == DL_OK && count > 0) {
+        hsize_t mdims[1] = {count};
+        hid_t dset = H5Dopen2(f->file, name, H5P_DEFAULT);
+        hid_t fspace = runs_space(d->ndim, d->dims, d->runs, d->nruns);
+        hid_t mspace = H5Screate_simple(1, mdims, NULL);
+        herr_t ok = dset >= 0 && fspace >= 0 && mspace >= 0
+                        ? H5Dread(dset, H5T_NATIVE_FLOAT, mspace, fspace, H5P_DEFAULT, out)
+                        : -1;
+        if (mspace >= 0)
+            H5Sclose(mspace);
+        if (fspace >= 0)
+            H5Sclose(fspace);
+        if (dset >= 0)
+            H5Dclose(dset);
+        if (ok < 0) {
+            s = DL_FAIL(DL_ERR_FORMAT, "%s: the rows of tensor %s cannot be read (truncated or damaged file?)", f->path,
+                        name);
+            dl_error_hint("resume from an earlier step file in the same directory");
+        }
+    }
+    if (s == DL_OK) {
+        snprintf(crc->name, sizeof crc->name, "%s", ds->name);
+        crc->stored = ds->crc;
+        crc->raw = planned_raw_crc(d);
+        crc->bytes = d->numel * sizeof(float);
+    }
+    plan_free(&one);
+    return s;
 }
 
 /* Fails when a dataset under `prefix` is not one `expect` accepts. */
@@ -1180,22 +1399,41 @@ static dl_status check_no_extra(dl_ckpt_file *f, const char *prefix, const dl_ck
     return DL_OK;
 }
 
-static dl_status load_from(dl_ckpt_file *f, const dl_ckpt_tensors *t, int rank, int world_size, uint8_t **cursor,
-                           size_t *cursor_len) {
+/* Reads tensor i of the table from dataset `name` into buffer `data` (t's layout, or the whole table's): whole, or
+ * the rows this rank holds of a split tensor, whose CRC goes to crcs[(*ncrc)++] for the ranks to check together. */
+static dl_status load_tensor(dl_ckpt_file *f, const dl_ckpt_tensors *t, const dl_shard_layout *l, size_t i,
+                             const char *name, float *data, partial_crc *crcs, size_t *ncrc) {
+    const dl_tensor *v = dl_tensor_table_at(t->params, i);
+    float *at = data + (l ? l->local_offset[i] : v->offset);
+    if (l && l->split[i])
+        return read_held_rows(f, name, v, l, i, at, &crcs[(*ncrc)++]);
+    return read_checked(f, name, DL_CKPT_F32, v->ndim, v->shape, at);
+}
+
+/* The split datasets a load reads in part: one per split tensor and per state. */
+static size_t split_datasets(const dl_ckpt_tensors *t, const dl_shard_layout *l) {
+    size_t n = 0;
+    for (size_t i = 0; l && i < t->params->count && i < l->count; i++)
+        n += l->split[i] ? 1u + (size_t)(t->num_states > 0 ? t->num_states : 0) : 0u;
+    return n;
+}
+
+static dl_status load_from(dl_ckpt_file *f, const dl_ckpt_tensors *t, const dl_shard_layout *l, int rank,
+                           int world_size, uint8_t **cursor, size_t *cursor_len, partial_crc *crcs) {
     char name[384];
+    size_t ncrc = 0;
     DL_CHECK(check_no_extra(f, "/model/", t, 0));
     for (size_t i = 0; i < t->params->count; i++) {
-        const dl_tensor *v = dl_tensor_table_at(t->params, i);
-        snprintf(name, sizeof name, "/model/%s", v->name);
-        DL_CHECK(read_checked(f, name, DL_CKPT_F32, v->ndim, v->shape, t->params_data + v->offset));
+        snprintf(name, sizeof name, "/model/%s", dl_tensor_table_at(t->params, i)->name);
+        DL_CHECK(load_tensor(f, t, l, i, name, t->params_data, crcs, &ncrc));
     }
     if (t->num_states > 0) {
         DL_CHECK(check_no_extra(f, "/optimizer/", t, 1));
         for (int k = 0; k < t->num_states; k++)
             for (size_t i = 0; i < t->params->count; i++) {
-                const dl_tensor *v = dl_tensor_table_at(t->params, i);
-                snprintf(name, sizeof name, "/optimizer/%s/%s", t->state_names[k], v->name);
-                DL_CHECK(read_checked(f, name, DL_CKPT_F32, v->ndim, v->shape, t->states_data[k] + v->offset));
+                snprintf(name, sizeof name, "/optimizer/%s/%s", t->state_names[k],
+                         dl_tensor_table_at(t->params, i)->name);
+                DL_CHECK(load_tensor(f, t, l, i, name, t->states_data[k], crcs, &ncrc));
             }
     }
     int64_t saved_world = 0;
@@ -1250,8 +1488,71 @@ dl_status dl_ckpt_load(const char *path, const dl_ckpt_tensors *t, int rank, int
     dl_status s = read_meta_from(f->file, path, &meta);
     free(meta.config_yaml);
     if (s == DL_OK)
-        s = load_from(f, t, rank, world_size, cursor, cursor_len);
+        s = load_from(f, t, NULL, rank, world_size, cursor, cursor_len, NULL);
     dl_ckpt_close(f);
+    if (s != DL_OK) {
+        free(*cursor);
+        *cursor = NULL;
+        *cursor_len = 0;
+    }
+    return s;
+}
+
+/* This rank's part of a collective load: everything it reads, and the partial CRCs of the split datasets. */
+static dl_status load_local(const char *path, const dl_ckpt_tensors *t, const dl_shard_layout *l, int rank,
+                            int world_size, uint8_t **cursor, size_t *cursor_len, partial_crc *crcs) {
+    DL_REQUIRE(t && t->params && t->params_data && cursor && cursor_len, DL_ERR_INVALID,
+               "dl_ckpt_load_collective: NULL argument");
+    DL_REQUIRE(t->num_states == 0 || (t->state_names && t->states_data), DL_ERR_INVALID,
+               "dl_ckpt_load_collective: %d states without buffers", t->num_states);
+    DL_CHECK(check_layout(t, l));
+    dl_ckpt_file *f;
+    DL_CHECK(dl_ckpt_open(&f, path));
+    dl_ckpt_meta meta;
+    memset(&meta, 0, sizeof meta);
+    dl_status s = read_meta_from(f->file, path, &meta);
+    free(meta.config_yaml);
+    if (s == DL_OK)
+        s = load_from(f, t, l, rank, world_size, cursor, cursor_len, crcs);
+    dl_ckpt_close(f);
+    return s;
+}
+
+dl_status dl_ckpt_load_collective(dl_world *w, const char *path, const dl_ckpt_tensors *t,
+                                  const dl_shard_layout *layout, uint8_t **cursor, size_t *cursor_len) {
+    DL_REQUIRE(w && path && cursor && cursor_len, DL_ERR_INVALID, "dl_ckpt_load_collective: NULL argument");
+    quiet_hdf5();
+    *cursor = NULL;
+    *cursor_len = 0;
+    /* Every rank reads on its own, then all exchange one record: whether they failed, and the raw CRC register of
+     * each split dataset with their rows in place and zeros elsewhere, whose XOR is the register of the whole. */
+    size_t n = t && t->params ? split_datasets(t, layout) : 0;
+    partial_crc *crcs = calloc(n + 1, sizeof *crcs);
+    uint32_t *mine = calloc(n + 1, sizeof *mine), *all = calloc((n + 1) * (size_t)w->size, sizeof *all);
+    dl_status local = crcs && mine && all ? DL_OK : DL_FAIL(DL_ERR_NOMEM, "cannot allocate %zu CRC records", n);
+    if (local == DL_OK)
+        local = load_local(path, t, layout, w->rank, w->size, cursor, cursor_len, crcs);
+    mine[0] = local != DL_OK;
+    for (size_t j = 0; mine && j < n; j++)
+        mine[j + 1] = crcs[j].raw;
+    dl_status s = all && mine ? allgather_bytes(w, mine, (n + 1) * sizeof *mine, all, "checkpoint load CRCs")
+                              : DL_ERR_NOMEM;
+    if (local != DL_OK)
+        s = local;
+    for (int r = 0; s == DL_OK && r < w->size; r++)
+        if (all[(size_t)r * (n + 1)])
+            s = DL_FAIL(DL_ERR_FORMAT, "another rank failed to load %s (see its message)", path);
+    for (size_t j = 0; s == DL_OK && j < n; j++) {
+        uint32_t x = 0;
+        for (int r = 0; r < w->size; r++)
+            x ^= all[(size_t)r * (n + 1) + j + 1];
+        uint32_t computed = raw_finish(x, crcs[j].bytes);
+        if (computed != crcs[j].stored)
+            s = crc_mismatch(path, crcs[j].name, crcs[j].stored, computed);
+    }
+    free(crcs);
+    free(mine);
+    free(all);
     if (s != DL_OK) {
         free(*cursor);
         *cursor = NULL;

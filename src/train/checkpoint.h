@@ -17,7 +17,8 @@
  * naming a complete file.
  *
  * Reading is per rank, with the serial API: every rank reads whole datasets and keeps the part it needs, which is
- * also how a different world size re-slices the optimizer state. */
+ * also how a different world size re-slices the optimizer state. Row-sharded tables are the exception: each rank
+ * reads only the rows its own model holds (dl_ckpt_load_collective), and the ranks check the CRC together. */
 #ifndef DL_TRAIN_CHECKPOINT_H
 #define DL_TRAIN_CHECKPOINT_H
 
@@ -26,6 +27,7 @@
 
 #include "comm/world.h"
 #include "core/tensor.h"
+#include "train/shard_layout.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -52,11 +54,12 @@ typedef struct dl_ckpt_meta {
  * states (each in the parameter layout), and this rank's data cursor. */
 typedef struct dl_ckpt_tensors {
     const dl_tensor_table *params;
-    float *params_data;            /* host, numel(params) floats */
+    float *params_data;            /* host, numel(params) floats (a shard layout's local_numel with one) */
     int num_states;
     const char *const *state_names;
-    float **states_data;           /* host, numel(params) floats each; only [state_begin, state_end) is this rank's */
-    size_t state_begin, state_end; /* the elements whose optimizer state this rank holds (all of them without ZeRO) */
+    float **states_data;           /* host, like params_data; only [state_begin, state_end) is this rank's */
+    size_t state_begin, state_end; /* the elements whose optimizer state this rank holds (all of them without ZeRO),
+                                    * in the whole table's element numbering */
 } dl_ckpt_tensors;
 
 /* How a checkpoint is saved. */
@@ -64,16 +67,18 @@ typedef struct dl_ckpt_options {
     int keep;        /* ckpt.keep: newest checkpoints kept (0: all) */
     int keep_every;  /* ckpt.keep_every: also keep steps that are multiples of this (0: none) */
     int compress;    /* ckpt.compress: byte-shuffle + deflate every chunked dataset */
-    /* NULL, or one flag per parameter tensor: a flagged tensor is a row-sharded table (comm.embeddings=sharded):
-     * row r of it (and of its optimizer states) is held only by rank dl_hash_owner(r, world size), in the usual
-     * full-layout buffers; other rows' contents are ignored. Unflagged parameters are replicated (rank 0 writes
-     * them), and unflagged states follow [state_begin, state_end). */
-    const unsigned char *row_sharded;
+    /* NULL: the buffers of dl_ckpt_tensors hold the whole table in its own layout (tensor i at its offset).
+     * Otherwise they hold this rank's share, laid out as shard_layout.h says: unsplit tensors whole at
+     * layout->local_offset[i], split ones only the rows this rank holds, back to back. Each rank writes the rows it
+     * holds of a split tensor (and of its states) straight from its buffer; rank 0 writes the unsplit parameters,
+     * the slice owners their states. */
+    const dl_shard_layout *layout;
 } dl_ckpt_options;
 
 /* Writes a checkpoint file at `path` atomically (path.tmp, fsync, rename, fsync of the directory). Collective:
  * every rank calls it with the same meta and table. The state slices [state_begin, state_end) of all ranks must
- * together cover every element (overlaps are allowed: the lowest-starting rank writes an element); each rank's
+ * together cover every element (overlaps are allowed: the lowest-starting rank writes an element); with a shard
+ * layout (options->layout) the ranks' rows of each split tensor must cover its rows once each; each rank's
  * `cursor` is stored under its rank. On failure every rank returns an error and `path` is untouched.
  * For tests, DEALER_TEST_KILL_CKPT=PHASE:STEP makes rank 0 kill itself with SIGKILL while writing step STEP:
  * PHASE is `data` (datasets written, file still open), `close` (file closed, not yet renamed), `rename` (renamed,
@@ -99,9 +104,18 @@ dl_status dl_ckpt_read_meta(const char *path, dl_ckpt_meta *meta);
  * NULL/0 when world_size differs from the checkpoint's). The file must hold exactly the table's tensors in the
  * table's shapes under /model, and, when t->num_states > 0, exactly the named states under /optimizer; every
  * dataset's CRC is checked. States are read whole, so any [state_begin, state_end) works. With num_states 0 only
- * the parameters are read (generation, export). Failures are DL_ERR_FORMAT naming the file and the tensor. */
+ * the parameters are read (generation, export). Failures are DL_ERR_FORMAT naming the file and the tensor.
+ * The buffers hold the whole table (a shard layout loads with dl_ckpt_load_collective). */
 dl_status dl_ckpt_load(const char *path, const dl_ckpt_tensors *t, int rank, int world_size, uint8_t **cursor,
                        size_t *cursor_len);
+
+/* dl_ckpt_load on every rank of `world` together (collective: every rank calls it, and all fail when one does).
+ * With a shard layout (NULL: the whole table) t's buffers are laid out as it says: each rank reads unsplit tensors
+ * whole and, of split ones, only the rows its layout holds, straight into its buffers, so a checkpoint of any world
+ * size loads on this one and no rank reads a whole split table; the CRC of a split dataset is checked by the ranks
+ * together. */
+dl_status dl_ckpt_load_collective(dl_world *world, const char *path, const dl_ckpt_tensors *t,
+                                  const dl_shard_layout *layout, uint8_t **cursor, size_t *cursor_len);
 
 /* ---- inspection (dealer ckpt) ---------------------------------------------------------------------------------- */
 
