@@ -5,8 +5,9 @@
  * so everything that shapes the file — the meta, the config text, the cursor lengths, the slices — is first
  * broadcast from rank 0), and each dataset is written with one collective H5Dwrite in which every rank selects the
  * elements it is responsible for: rank 0 for replicated data, each rank its ZeRO slice of an optimizer state (the
- * lowest-starting rank where slices overlap), each rank the rows it owns of a row-sharded table. An element is
- * written by exactly one rank.
+ * lowest-starting rank where slices overlap). An element is written by exactly one rank. Row-split tables (each
+ * rank holding its own rows, shard_layout.h) go through bounded slabs instead, so that no rank ever holds a whole
+ * table and no selection has a piece per row (the section "split tensors" below).
  *
  * CRC of a dataset written in pieces: CRC32C is linear over GF(2), so each rank computes the "raw" CRC register of
  * the whole dataset with its own bytes in place and zeros everywhere else (zero runs cost O(log n) through a
@@ -15,8 +16,9 @@
  * attribute. No rank ever reads the dataset back.
  *
  * Reading is per rank with the serial API, whole datasets at a time: simple, and it is also what makes a checkpoint
- * from any world size load on any other (each rank keeps its slice of what it read). HDF5's own error printing is
- * silenced; every failure becomes one dl_status line naming the file and the object. */
+ * from any world size load on any other (each rank keeps its slice of what it read). Split tables are read in slabs,
+ * a 1/W share per rank, each row then sent to the rank that holds it (dl_ckpt_load_collective). HDF5's own error
+ * printing is silenced; every failure becomes one dl_status line naming the file and the object. */
 #include "train/checkpoint.h"
 
 #include <dirent.h>
@@ -149,60 +151,18 @@ static herr_t select_flat(hid_t space, int ndim, const hsize_t *dims, hsize_t *s
     return 0;
 }
 
-/* Selects the union of `runs` (non-empty, increasing) in `space`, one block after another. */
-static herr_t select_runs_serial(hid_t space, int ndim, const hsize_t *dims, const run *runs, size_t nruns) {
+/* Selects the union of `runs` in a dataspace of shape dims (ndim 0: a scalar). */
+static herr_t select_runs(hid_t space, int ndim, const hsize_t *dims, const run *runs, size_t nruns) {
+    if (nruns == 0)
+        return H5Sselect_none(space);
+    if (ndim == 0)
+        return H5Sselect_all(space);
     hsize_t start[DL_TENSOR_MAX_DIMS] = {0};
     int first = 1;
     for (size_t i = 0; i < nruns; i++)
         if (select_flat(space, ndim, dims, start, 0, runs[i].begin, runs[i].end, &first) < 0)
             return -1;
     return first ? H5Sselect_none(space) : 0;
-}
-
-/* Runs per leaf of the merge below: HDF5 1.10 adds a block to a selection in time proportional to the blocks already
- * there, so one block at a time is quadratic (50,000 rows of a sharded table took 27 s); merging halves is not. */
-enum { SELECT_LEAF = 16 };
-
-/* A new dataspace of shape dims selecting the union of runs[0, nruns) (nruns > 0): halves merged recursively. */
-static hid_t runs_space_merged(int ndim, const hsize_t *dims, const run *runs, size_t nruns) {
-    if (nruns <= SELECT_LEAF) {
-        hid_t space = H5Screate_simple(ndim, dims, NULL);
-        if (space >= 0 && select_runs_serial(space, ndim, dims, runs, nruns) < 0) {
-            H5Sclose(space);
-            return -1;
-        }
-        return space;
-    }
-    size_t half = nruns / 2;
-    hid_t a = runs_space_merged(ndim, dims, runs, half);
-    hid_t b = a >= 0 ? runs_space_merged(ndim, dims, runs + half, nruns - half) : -1;
-    hid_t both = b >= 0 ? H5Scombine_select(a, H5S_SELECT_OR, b) : -1;
-    if (a >= 0)
-        H5Sclose(a);
-    if (b >= 0)
-        H5Sclose(b);
-    return both;
-}
-
-/* A new dataspace of shape dims (ndim 0: a scalar) selecting the union of `runs`; -1 on failure. */
-static hid_t runs_space(int ndim, const hsize_t *dims, const run *runs, size_t nruns) {
-    if (ndim == 0) {
-        hid_t space = H5Screate(H5S_SCALAR);
-        if (space >= 0 && (nruns ? H5Sselect_all(space) : H5Sselect_none(space)) < 0) {
-            H5Sclose(space);
-            return -1;
-        }
-        return space;
-    }
-    if (nruns == 0) {
-        hid_t space = H5Screate_simple(ndim, dims, NULL);
-        if (space >= 0 && H5Sselect_none(space) < 0) {
-            H5Sclose(space);
-            return -1;
-        }
-        return space;
-    }
-    return runs_space_merged(ndim, dims, runs, nruns);
 }
 
 /* ---- attributes ------------------------------------------------------------------------------------------------ */
@@ -249,9 +209,8 @@ typedef struct planned {
     size_t nruns;
     run single;          /* storage for the common one-run case */
     int chunked;
-    int packed;          /* the runs' elements lie back to back from base instead (rows of a split tensor) */
-    int64_t held_rows;   /* packed: rows in the runs, and Σ of their row_check (coverage check across ranks) */
-    int64_t row_check;
+    const dl_shard_layout *split; /* set for a split tensor: base is this rank's rows of it, moved in slabs */
+    size_t tensor;                /* its index in the layout */
 } planned;
 
 typedef struct plan {
@@ -304,83 +263,23 @@ static void planned_set_run(planned *d, uint64_t begin, uint64_t end) {
     d->nruns = begin < end ? 1 : 0;
 }
 
-/* A 31-bit fingerprint of row r: the ranks' sums of these over the rows they hold add up to the sum over all
- * rows only when every row is held exactly once (up to a 2^-31 chance), which int64 sums of 2^31 rows can hold. */
-static int64_t row_check(uint64_t r) { return (int64_t)(dl_hash_u64(r ^ 0x526f77436865636bull) >> 33); }
-
-/* Σ row_check over rows [0, rows): what the ranks' held rows must add up to. */
-static int64_t all_rows_check(uint64_t rows) {
-    int64_t sum = 0;
-    for (uint64_t r = 0; r < rows; r++)
-        sum += row_check(r);
-    return sum;
-}
-
-/* Runs of the rows of split tensor `tensor` this rank holds (consecutive rows merged), packed from d->base, with
- * their count and row_check sum. The layout's slots must be 0, 1, 2, ... in row order (shard_layout.h). */
-static dl_status planned_set_held_rows(planned *d, const dl_shard_layout *layout, size_t tensor) {
-    uint64_t rows = d->ndim > 0 ? d->dims[0] : 1, row_len = rows ? d->numel / rows : 0;
-    run *runs = NULL;
-    size_t n = 0, cap = 0;
-    int64_t held = 0, check = 0;
-    d->packed = 1;
-    for (uint64_t r = 0; r < rows; r++) {
-        int64_t slot = layout->local_row(layout->ctx, tensor, (int64_t)r);
-        if (slot < 0)
-            continue;
-        if (slot != held) {
-            free(runs);
-            return DL_FAIL(DL_ERR_INVALID, "%s: row %llu is in slot %lld of this rank's buffer, but the rows it holds "
-                           "must lie back to back in row order (slot %lld)", d->name, (unsigned long long)r,
-                           (long long)slot, (long long)held);
-        }
-        held++;
-        check += row_check(r);
-        if (n > 0 && runs[n - 1].end == r * row_len) {
-            runs[n - 1].end += row_len;
-            continue;
-        }
-        if (n == cap) {
-            cap = cap ? 2 * cap : 256;
-            run *grown = realloc(runs, cap * sizeof *grown);
-            if (!grown) {
-                free(runs);
-                return DL_FAIL(DL_ERR_NOMEM, "cannot allocate the row list of %s", d->name);
-            }
-            runs = grown;
-        }
-        runs[n++] = (run){r * row_len, (r + 1) * row_len};
-    }
-    d->runs = n ? runs : &d->single;
-    d->nruns = n;
-    d->held_rows = held;
-    d->row_check = check;
-    if (!n)
-        free(runs);
-    return DL_OK;
-}
-
-/* Elements in the runs of d. */
-static uint64_t planned_count(const planned *d) {
-    uint64_t count = 0;
-    for (size_t i = 0; i < d->nruns; i++)
-        count += d->runs[i].end - d->runs[i].begin;
-    return count;
-}
-
 /* The raw CRC register (from 0) of the dataset's bytes with this rank's runs in place and zeros elsewhere. */
 static uint32_t planned_raw_crc(const planned *d) {
     size_t es = dl_ckpt_dtype_size(d->dtype);
     uint32_t raw = 0;
-    uint64_t pos = 0, at = 0;
+    uint64_t pos = 0;
     for (size_t i = 0; i < d->nruns; i++) {
-        uint64_t len = d->runs[i].end - d->runs[i].begin;
         raw = raw_zeros(raw, (d->runs[i].begin - pos) * es);
-        raw = raw_feed(raw, d->base + (d->packed ? at : d->runs[i].begin) * es, (size_t)(len * es));
+        raw = raw_feed(raw, d->base + d->runs[i].begin * es, (size_t)((d->runs[i].end - d->runs[i].begin) * es));
         pos = d->runs[i].end;
-        at += len;
     }
     return raw_zeros(raw, (d->numel - pos) * es);
+}
+
+/* The raw CRC register (from 0) of a dataset of `total` bytes holding `bytes` bytes of data at byte `at` and zeros
+ * elsewhere: the part one slab contributes (XOR the parts for the whole). */
+static uint32_t raw_piece(const void *data, size_t bytes, uint64_t at, uint64_t total) {
+    return raw_zeros(raw_feed(0, data, bytes), total - at - bytes);
 }
 
 static hid_t file_type_of(dl_ckpt_dtype t) {
@@ -410,10 +309,8 @@ static void chunk_dims(const planned *d, hsize_t *chunk) {
     }
 }
 
-/* Creates the dataset and writes this rank's runs collectively. The dataset stays open in *dset for the CRC. */
-static dl_status write_planned(hid_t file, hid_t dxpl, const planned *d, int compress, hid_t *dset,
-                               const char *path) {
-    size_t es = dl_ckpt_dtype_size(d->dtype);
+/* Creates the dataset (chunked, and compressed when asked, as planned) on every rank: a collective call. */
+static dl_status create_dataset(hid_t file, const planned *d, int compress, hid_t *dset, const char *path) {
     hid_t fspace = d->ndim == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(d->ndim, d->dims, NULL);
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
     H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
@@ -428,15 +325,24 @@ static dl_status write_planned(hid_t file, hid_t dxpl, const planned *d, int com
     }
     *dset = H5Dcreate2(file, d->name, file_type_of(d->dtype), fspace, H5P_DEFAULT, dcpl, H5P_DEFAULT);
     H5Pclose(dcpl);
-    dl_status s = DL_OK;
+    H5Sclose(fspace);
     if (*dset < 0)
-        s = DL_FAIL(DL_ERR_IO, "%s: cannot create dataset %s", path, d->name);
-    /* The memory side is one contiguous buffer: the data itself for one run or rows already back to back, a packed
-     * copy for several runs of a whole-layout buffer. */
-    uint64_t count = planned_count(d);
-    const uint8_t *src = d->packed ? d->base : d->nruns == 1 ? d->base + d->runs[0].begin * es : NULL;
+        return DL_FAIL(DL_ERR_IO, "%s: cannot create dataset %s", path, d->name);
+    return DL_OK;
+}
+
+/* Creates the dataset and writes this rank's runs collectively. The dataset stays open in *dset for the CRC. */
+static dl_status write_planned(hid_t file, hid_t dxpl, const planned *d, int compress, hid_t *dset,
+                               const char *path) {
+    size_t es = dl_ckpt_dtype_size(d->dtype);
+    dl_status s = create_dataset(file, d, compress, dset, path);
+    /* The memory side is one contiguous buffer: the data itself for one run, a packed copy for several. */
+    uint64_t count = 0;
+    for (size_t i = 0; i < d->nruns; i++)
+        count += d->runs[i].end - d->runs[i].begin;
+    const uint8_t *src = d->nruns == 1 ? d->base + d->runs[0].begin * es : NULL;
     uint8_t *packed = NULL;
-    if (s == DL_OK && d->nruns > 1 && !d->packed) {
+    if (s == DL_OK && d->nruns > 1) {
         packed = malloc((size_t)(count * es));
         if (!packed)
             s = DL_FAIL(DL_ERR_NOMEM, "cannot pack %llu elements of %s", (unsigned long long)count, d->name);
@@ -449,22 +355,331 @@ static dl_status write_planned(hid_t file, hid_t dxpl, const planned *d, int com
     }
     if (s == DL_OK && d->numel > 0) {
         hsize_t mdims[1] = {count ? count : 1};
+        hid_t fspace = d->ndim == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(d->ndim, d->dims, NULL);
         hid_t mspace = H5Screate_simple(1, mdims, NULL);
         if (count == 0)
             H5Sselect_none(mspace);
-        hid_t selected = runs_space(d->ndim, d->dims, d->runs, d->nruns);
-        herr_t ok = selected >= 0 ? H5Dwrite(*dset, mem_type_of(d->dtype), mspace, selected, dxpl,
-                                             count ? (const void *)src : &count)
-                                  : -1;
-        if (selected >= 0)
-            H5Sclose(selected);
+        herr_t ok = select_runs(fspace, d->ndim, d->dims, d->runs, d->nruns);
+        if (ok >= 0)
+            ok = H5Dwrite(*dset, mem_type_of(d->dtype), mspace, fspace, dxpl, count ? (const void *)src : &count);
         H5Sclose(mspace);
+        H5Sclose(fspace);
         if (ok < 0)
             s = DL_FAIL(DL_ERR_IO, "%s: cannot write dataset %s (disk full?)", path, d->name);
     }
     free(packed);
-    H5Sclose(fspace);
     return s;
+}
+
+/* ---- split tensors: rows through contiguous slabs ----------------------------------------------------------------
+ * A split tensor's rows lie scattered over the ranks (by hash, so neighbours mostly live on different ranks), and
+ * this rank's rows are back to back in its own buffer. Writing them where they are would hand HDF5 and MPI-IO one
+ * selection piece per row, and both keep hundreds of bytes of bookkeeping per piece: measured, 33 MiB more heap on
+ * each of 2 ranks to write a 34 MiB table (85 MiB on 3), as much as gathering the table (and HDF5 1.10 builds such
+ * selections in quadratic time). So split tensors move in rounds over windows of rows: in each window rank r owns
+ * the contiguous slab of rows [a + r·per, a + (r+1)·per); to write, the ranks holding that slab's rows send them to
+ * it (their ids, then the rows straight from their buffers, where a window's rows are back to back) and it writes
+ * one contiguous block; to load, each rank reads its slab and sends every row to the rank asking for it, which
+ * receives them straight into its buffer. Per round and rank that is one slab (options->slab_bytes, 4 MiB unless
+ * set, rounded up to whole chunks when it holds one, so that a compressed chunk is written whole by one rank) plus
+ * the rows in transit, whatever the table size.
+ *
+ * The slab owners also check the layout: every row of their slab must arrive (be asked for) exactly once. A failed
+ * check, like a failed read, does not stop the rounds (the other ranks are waiting in them): it is reported when
+ * they are done, and the checkpoint is not committed (or the load fails) on every rank. */
+enum { DEFAULT_SLAB_BYTES = 4 << 20 };
+
+typedef struct slab_plan {
+    uint64_t rows, row_len; /* the tensor's rows, floats per row */
+    uint64_t per;           /* rows per slab */
+    uint64_t window;        /* rows per round: per · world size */
+} slab_plan;
+
+/* The rounds of split tensor d on `world` ranks with slabs of about slab_bytes (0: the default). */
+static slab_plan slab_plan_of(const planned *d, int world, size_t slab_bytes) {
+    slab_plan g;
+    g.rows = d->dims[0];
+    g.row_len = g.rows ? d->numel / g.rows : 1;
+    hsize_t chunk[DL_TENSOR_MAX_DIMS];
+    chunk_dims(d, chunk);
+    uint64_t chunk_rows = chunk[0] ? chunk[0] : 1;
+    uint64_t per = (slab_bytes ? slab_bytes : DEFAULT_SLAB_BYTES) / (g.row_len * sizeof(float));
+    per = per < 1 ? 1 : per;
+    g.per = per >= chunk_rows ? (per + chunk_rows - 1) / chunk_rows * chunk_rows : per;
+    g.window = g.per * (uint64_t)world;
+    return g;
+}
+
+/* Buffers of the rounds, reused across rounds and tensors (they grow to the largest, then stay). */
+typedef struct slab_route {
+    int *to, *from;      /* [W]: rows this rank sends to / receives from each rank in a round */
+    int *bytes[4];       /* [W] each: send counts, send displacements, receive counts, receive displacements */
+    int64_t *ids_out, *ids_in;
+    float *slab, *transit;
+    uint8_t *seen;       /* per row of the slab: arrived (asked for) */
+    size_t cap_out, cap_in, cap_slab, cap_transit, cap_seen;
+} slab_route;
+
+static void slab_route_free(slab_route *r) {
+    free(r->to);
+    free(r->from);
+    for (int k = 0; k < 4; k++)
+        free(r->bytes[k]);
+    free(r->ids_out);
+    free(r->ids_in);
+    free(r->slab);
+    free(r->transit);
+    free(r->seen);
+    memset(r, 0, sizeof *r);
+}
+
+static dl_status slab_route_init(slab_route *r, int world) {
+    memset(r, 0, sizeof *r);
+    int ok = (r->to = calloc((size_t)world, sizeof(int))) && (r->from = calloc((size_t)world, sizeof(int)));
+    for (int k = 0; k < 4 && ok; k++)
+        ok = (r->bytes[k] = calloc((size_t)world, sizeof(int))) != NULL;
+    if (!ok) {
+        slab_route_free(r);
+        return DL_FAIL(DL_ERR_NOMEM, "cannot allocate the checkpoint's row routes for %d ranks", world);
+    }
+    return DL_OK;
+}
+
+static dl_status grow(void **p, size_t *cap, size_t need, size_t elem) {
+    if (need <= *cap)
+        return DL_OK;
+    void *q = realloc(*p, (need ? need : 1) * elem);
+    DL_REQUIRE(q != NULL, DL_ERR_NOMEM, "cannot allocate %zu bytes to move checkpoint rows", need * elem);
+    *p = q;
+    *cap = need;
+    return DL_OK;
+}
+
+/* Byte counts and displacements of per-rank item counts (MPI's int counts; a round stays far below 2 GiB). */
+static dl_status layout_bytes(const int *items, int world, size_t item_bytes, int *counts, int *displs) {
+    uint64_t at = 0;
+    for (int q = 0; q < world; q++) {
+        uint64_t bytes = (uint64_t)items[q] * item_bytes;
+        DL_REQUIRE(bytes <= INT32_MAX && at <= INT32_MAX, DL_ERR_INVALID,
+                   "a round of checkpoint rows exceeds MPI's 2 GiB message limit");
+        counts[q] = (int)bytes;
+        displs[q] = (int)at;
+        at += bytes;
+    }
+    DL_REQUIRE(at <= INT32_MAX, DL_ERR_INVALID, "a round of checkpoint rows exceeds MPI's 2 GiB message limit");
+    return DL_OK;
+}
+
+/* Checks a split tensor's layout on this rank before any row moves: the rows it holds are in slots 0, 1, 2, ...
+ * in row order and inside its buffer (shard_layout.h). */
+static dl_status check_split_rows(const planned *d) {
+    const dl_shard_layout *l = d->split;
+    uint64_t rows = d->dims[0], row_len = rows ? d->numel / rows : 1;
+    int64_t next = 0;
+    for (uint64_t row = 0; row < rows; row++) {
+        int64_t slot = l->local_row(l->ctx, d->tensor, (int64_t)row);
+        if (slot < 0)
+            continue;
+        if (slot != next) {
+            dl_status s = DL_FAIL(DL_ERR_INVALID, "%s: row %llu is in slot %lld of this rank's buffer, but the rows "
+                                  "it holds must lie back to back in row order (slot %lld)", d->name,
+                                  (unsigned long long)row, (long long)slot, (long long)next);
+            dl_error_hint("a model's shard layout numbers its rows in increasing order (train/shard_layout.h)");
+            return s;
+        }
+        next++;
+    }
+    if (l->local_offset[d->tensor] + (uint64_t)next * row_len > l->local_numel)
+        return DL_FAIL(DL_ERR_INVALID, "%s: this rank's %lld rows end past its %zu-float buffer", d->name,
+                       (long long)next, l->local_numel);
+    return DL_OK;
+}
+
+/* The rows of window [a, b) this rank holds (a checked layout) into r->ids_out, increasing, with, in r->to, how many
+ * fall in each rank's slab; *first is the slot of the first, *next the slot after this window's. */
+static dl_status held_rows(slab_route *r, const planned *d, const slab_plan *g, int world, uint64_t a, uint64_t b,
+                           int64_t *next, int64_t *first, int64_t *held) {
+    const dl_shard_layout *l = d->split;
+    memset(r->to, 0, (size_t)world * sizeof(int));
+    *first = *next;
+    *held = 0;
+    for (uint64_t row = a; row < b; row++) {
+        if (l->local_row(l->ctx, d->tensor, (int64_t)row) < 0)
+            continue;
+        DL_CHECK(grow((void **)&r->ids_out, &r->cap_out, (size_t)*held + 1, sizeof(int64_t)));
+        r->ids_out[(*held)++] = (int64_t)row;
+        r->to[(row - a) / g->per]++;
+        (*next)++;
+    }
+    return DL_OK;
+}
+
+/* The slab this rank owns in window [a, b): rows [*lo, *hi). */
+static void slab_of(const slab_plan *g, int rank, uint64_t a, uint64_t b, uint64_t *lo, uint64_t *hi) {
+    uint64_t start = a + (uint64_t)rank * g->per;
+    *lo = start < b ? start : b;
+    *hi = start + g->per < b ? start + g->per : b;
+    if (*hi < *lo)
+        *hi = *lo;
+}
+
+/* Collective: every rank tells every slab owner which of its rows it holds (ids into r->ids_in, r->from[q] from
+ * rank q), and sizes r->transit and r->seen for the round. */
+static dl_status exchange_ids(dl_world *w, slab_route *r, const slab_plan *g, uint64_t held, uint64_t *arriving) {
+    DL_CHECK(dl_comm_alltoall_int(w, r->to, r->from, "checkpoint rows: counts"));
+    DL_CHECK(layout_bytes(r->to, w->size, sizeof(int64_t), r->bytes[0], r->bytes[1]));
+    DL_CHECK(layout_bytes(r->from, w->size, sizeof(int64_t), r->bytes[2], r->bytes[3]));
+    uint64_t n = 0;
+    for (int q = 0; q < w->size; q++)
+        n += (uint64_t)r->from[q];
+    DL_CHECK(grow((void **)&r->ids_in, &r->cap_in, (size_t)n, sizeof(int64_t)));
+    DL_CHECK(grow((void **)&r->transit, &r->cap_transit, (size_t)((n > held ? n : held) * g->row_len), sizeof(float)));
+    DL_CHECK(grow((void **)&r->slab, &r->cap_slab, (size_t)(g->per * g->row_len), sizeof(float)));
+    DL_CHECK(grow((void **)&r->seen, &r->cap_seen, (size_t)g->per, 1));
+    *arriving = n;
+    return dl_comm_alltoallv(w, r->ids_out, r->bytes[0], r->bytes[1], r->ids_in, r->bytes[2], r->bytes[3],
+                             "checkpoint rows: ids");
+}
+
+/* Checks that the ids that arrived are each row of slab [lo, hi) once (marking r->seen); the first fault names
+ * the row. */
+static dl_status check_slab_ids(slab_route *r, const planned *d, uint64_t n, uint64_t lo, uint64_t hi) {
+    memset(r->seen, 0, (size_t)(hi - lo));
+    dl_status s = DL_OK;
+    for (uint64_t j = 0; j < n && s == DL_OK; j++) {
+        int64_t id = r->ids_in[j];
+        if (id < (int64_t)lo || id >= (int64_t)hi)
+            s = DL_FAIL(DL_ERR_INVALID, "%s: row %lld was routed to the slab of rows [%llu, %llu)", d->name,
+                        (long long)id, (unsigned long long)lo, (unsigned long long)hi);
+        else if (r->seen[id - (int64_t)lo]++)
+            s = DL_FAIL(DL_ERR_INVALID, "%s: row %lld is held by two ranks", d->name, (long long)id);
+    }
+    for (uint64_t i = 0; i < hi - lo && s == DL_OK; i++)
+        if (!r->seen[i])
+            s = DL_FAIL(DL_ERR_INVALID, "%s: row %llu is held by no rank", d->name, (unsigned long long)(lo + i));
+    if (s != DL_OK)
+        dl_error_hint("the model's shard layout must give every row to exactly one rank (train/shard_layout.h)");
+    return s;
+}
+
+/* This rank's rows of window [a, b) (none once *local failed: it still takes part in the rounds). */
+static void held_or_none(slab_route *r, const planned *d, const slab_plan *g, int world, uint64_t a, uint64_t b,
+                         int64_t *next, int64_t *first, int64_t *held, dl_status *local) {
+    if (*local == DL_OK)
+        *local = held_rows(r, d, g, world, a, b, next, first, held);
+    if (*local != DL_OK) {
+        memset(r->to, 0, (size_t)world * sizeof(int));
+        *first = 0;
+        *held = 0;
+    }
+}
+
+/* Collective: writes split dataset d (created, open in dset) in rounds; *raw gets this rank's share of its CRC
+ * register. Coverage and write failures go to *local (the first one; later rounds then check nothing) and the
+ * rounds go on; a failed exchange is returned. */
+static dl_status write_split(dl_world *w, hid_t dset, hid_t dxpl, const planned *d, size_t slab_bytes,
+                             slab_route *r, uint32_t *raw, dl_status *local, const char *path) {
+    const slab_plan g = slab_plan_of(d, w->size, slab_bytes);
+    const size_t row_bytes = (size_t)g.row_len * sizeof(float);
+    int64_t next = 0;
+    *raw = 0;
+    for (uint64_t a = 0; a < g.rows; a += g.window) {
+        uint64_t b = a + g.window < g.rows ? a + g.window : g.rows, lo, hi, n;
+        int64_t first = 0, held = 0;
+        held_or_none(r, d, &g, w->size, a, b, &next, &first, &held, local);
+        slab_of(&g, w->rank, a, b, &lo, &hi);
+        DL_CHECK(exchange_ids(w, r, &g, (uint64_t)held, &n));
+        DL_CHECK(layout_bytes(r->to, w->size, row_bytes, r->bytes[0], r->bytes[1]));
+        DL_CHECK(layout_bytes(r->from, w->size, row_bytes, r->bytes[2], r->bytes[3]));
+        DL_CHECK(dl_comm_alltoallv(w, d->base + (size_t)first * row_bytes, r->bytes[0], r->bytes[1], r->transit,
+                                   r->bytes[2], r->bytes[3], "checkpoint rows: data"));
+        if (*local == DL_OK)
+            *local = check_slab_ids(r, d, n, lo, hi);
+        for (uint64_t j = 0; *local == DL_OK && j < n; j++)
+            memcpy(r->slab + (size_t)((uint64_t)r->ids_in[j] - lo) * g.row_len, r->transit + (size_t)j * g.row_len,
+                   row_bytes);
+        /* One contiguous block of rows per rank (possibly none), written collectively. */
+        hsize_t start[DL_TENSOR_MAX_DIMS] = {lo}, count[DL_TENSOR_MAX_DIMS], mdims[1] = {(hi - lo) * g.row_len};
+        for (int k = 0; k < d->ndim; k++)
+            count[k] = k == 0 ? hi - lo : d->dims[k];
+        hid_t fspace = H5Screate_simple(d->ndim, d->dims, NULL);
+        hid_t mspace = H5Screate_simple(1, mdims[0] ? mdims : (hsize_t[]){1}, NULL);
+        herr_t ok = hi > lo ? H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL)
+                            : H5Sselect_none(fspace);
+        if (ok >= 0 && hi == lo)
+            ok = H5Sselect_none(mspace);
+        if (ok >= 0)
+            ok = H5Dwrite(dset, H5T_NATIVE_FLOAT, mspace, fspace, dxpl, r->slab);
+        H5Sclose(mspace);
+        H5Sclose(fspace);
+        if (ok < 0 && *local == DL_OK)
+            *local = DL_FAIL(DL_ERR_IO, "%s: cannot write rows [%llu, %llu) of %s (disk full?)", path,
+                             (unsigned long long)lo, (unsigned long long)hi, d->name);
+        if (hi > lo)
+            *raw ^= raw_piece(r->slab, (size_t)(hi - lo) * row_bytes, lo * row_bytes, d->numel * sizeof(float));
+    }
+    return DL_OK;
+}
+
+/* Collective: reads split dataset `d` (open in dset, or -1 when this rank could not open it) in rounds, each rank
+ * its slab, into the rows this rank holds at `out`; *raw gets this rank's share of its CRC register (the slabs
+ * cover every row once). Read and coverage failures go to *local (the first one) and the rounds go on; a failed
+ * exchange is returned. */
+static dl_status read_split(dl_world *w, hid_t dset, const planned *d, size_t slab_bytes, float *out,
+                            slab_route *r, uint32_t *raw, dl_status *local, const char *path) {
+    const slab_plan g = slab_plan_of(d, w->size, slab_bytes);
+    const size_t row_bytes = (size_t)g.row_len * sizeof(float);
+    int64_t next = 0;
+    if (dset < 0 && *local == DL_OK)
+        *local = DL_FAIL(DL_ERR_FORMAT, "%s: cannot open %s", path, d->name);
+    *raw = 0;
+    for (uint64_t a = 0; a < g.rows; a += g.window) {
+        uint64_t b = a + g.window < g.rows ? a + g.window : g.rows, lo, hi, n;
+        int64_t first = 0, held = 0;
+        held_or_none(r, d, &g, w->size, a, b, &next, &first, &held, local);
+        slab_of(&g, w->rank, a, b, &lo, &hi);
+        DL_CHECK(exchange_ids(w, r, &g, (uint64_t)held, &n));
+        if (hi > lo) { /* this rank's slab, one contiguous block */
+            herr_t ok = -1;
+            if (dset >= 0) {
+                hsize_t start[DL_TENSOR_MAX_DIMS] = {lo}, count[DL_TENSOR_MAX_DIMS], mdims[1] = {(hi - lo) * g.row_len};
+                for (int k = 0; k < d->ndim; k++)
+                    count[k] = k == 0 ? hi - lo : d->dims[k];
+                hid_t fspace = H5Dget_space(dset);
+                hid_t mspace = H5Screate_simple(1, mdims, NULL);
+                ok = fspace >= 0 ? H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL) : -1;
+                if (ok >= 0)
+                    ok = H5Dread(dset, H5T_NATIVE_FLOAT, mspace, fspace, H5P_DEFAULT, r->slab);
+                H5Sclose(mspace);
+                if (fspace >= 0)
+                    H5Sclose(fspace);
+            }
+            if (ok < 0) {
+                memset(r->slab, 0, (size_t)(hi - lo) * row_bytes);
+                if (*local == DL_OK) {
+                    *local = DL_FAIL(DL_ERR_FORMAT, "%s: rows [%llu, %llu) of tensor %s cannot be read (truncated "
+                                     "or damaged file?)", path, (unsigned long long)lo, (unsigned long long)hi, d->name);
+                    dl_error_hint("resume from an earlier step file in the same directory");
+                }
+            }
+            *raw ^= raw_piece(r->slab, (size_t)(hi - lo) * row_bytes, lo * row_bytes, d->numel * sizeof(float));
+        }
+        if (*local == DL_OK)
+            *local = check_slab_ids(r, d, n, lo, hi);
+        for (uint64_t j = 0; j < n; j++) { /* the answers, in the order asked (a row outside the slab: zeros) */
+            int64_t id = r->ids_in[j];
+            float *dst = r->transit + (size_t)j * g.row_len;
+            if (id >= (int64_t)lo && id < (int64_t)hi)
+                memcpy(dst, r->slab + (size_t)((uint64_t)id - lo) * g.row_len, row_bytes);
+            else
+                memset(dst, 0, row_bytes);
+        }
+        DL_CHECK(layout_bytes(r->from, w->size, row_bytes, r->bytes[0], r->bytes[1]));
+        DL_CHECK(layout_bytes(r->to, w->size, row_bytes, r->bytes[2], r->bytes[3]));
+        DL_CHECK(dl_comm_alltoallv(w, r->transit, r->bytes[0], r->bytes[1], out + (size_t)first * g.row_len,
+                                   r->bytes[2], r->bytes[3], "checkpoint rows: data"));
+    }
+    return DL_OK;
 }
 
 /* ---- what every rank must agree on ------------------------------------------------------------------------------ */
@@ -527,38 +742,6 @@ static dl_status check_layout(const dl_ckpt_tensors *t, const dl_shard_layout *l
             return DL_FAIL(DL_ERR_INVALID, "checkpoint layout: the scalar %s cannot be split by rows", v->name);
     }
     return DL_OK;
-}
-
-/* Collective: every row of every split dataset is held by exactly one rank, or all ranks fail. */
-static dl_status check_coverage(dl_world *w, const plan *p) {
-    size_t n = 0;
-    for (size_t i = 0; i < p->count; i++)
-        n += p->items[i].packed;
-    if (n == 0)
-        return DL_OK;
-    int64_t *sums = calloc(2 * n, sizeof *sums);
-    DL_REQUIRE(sums != NULL, DL_ERR_NOMEM, "cannot allocate %zu row counts", n);
-    for (size_t i = 0, j = 0; i < p->count; i++)
-        if (p->items[i].packed) {
-            sums[2 * j] = p->items[i].held_rows;
-            sums[2 * j + 1] = p->items[i].row_check;
-            j++;
-        }
-    dl_status s = dl_comm_allreduce_sum_i64(w, sums, 2 * n, "checkpoint row coverage");
-    for (size_t i = 0, j = 0; s == DL_OK && i < p->count; i++) {
-        const planned *d = &p->items[i];
-        if (!d->packed)
-            continue;
-        uint64_t rows = d->dims[0];
-        if (sums[2 * j] != (int64_t)rows || sums[2 * j + 1] != all_rows_check(rows)) {
-            s = DL_FAIL(DL_ERR_INVALID, "%s: the %d ranks hold %lld rows between them, but not each of its %llu rows "
-                        "exactly once", d->name, w->size, (long long)sums[2 * j], (unsigned long long)rows);
-            dl_error_hint("the model's shard layout must give every row to one rank (shard_layout.h)");
-        }
-        j++;
-    }
-    free(sums);
-    return s;
 }
 
 /* The element range each rank writes of the optimizer states: slices sorted by start, each rank taking what it
@@ -627,11 +810,19 @@ static void maybe_kill(const dl_world *w, const char *phase, int64_t step) {
 
 /* ---- writing ---------------------------------------------------------------------------------------------------- */
 
-/* Fails when the elements d takes from a layout's buffer reach past its local_numel floats. */
+/* A split tensor of the plan: its rows move in slabs (write_split), from this rank's rows at d->base. */
+static void planned_set_split(planned *d, const dl_shard_layout *l, size_t tensor) {
+    d->split = l;
+    d->tensor = tensor;
+    d->nruns = 0;
+}
+
+/* Fails when the elements d takes from a layout's buffer reach past its local_numel floats (split tensors are
+ * checked row by row as they move). */
 static dl_status check_fits(const planned *d, const dl_shard_layout *l, size_t i) {
     if (!l || d->nruns == 0)
         return DL_OK;
-    uint64_t end = d->packed ? planned_count(d) : d->runs[d->nruns - 1].end;
+    uint64_t end = d->runs[d->nruns - 1].end;
     if (l->local_offset[i] + end > l->local_numel)
         return DL_FAIL(DL_ERR_INVALID, "%s: this rank's part ends at float %llu of its buffer, which holds %zu",
                        d->name, (unsigned long long)(l->local_offset[i] + end), l->local_numel);
@@ -649,11 +840,13 @@ static dl_status build_plan(plan *p, const dl_world *w, const dl_ckpt_tensors *t
         const float *base = t->params_data ? t->params_data + (l ? l->local_offset[i] : v->offset) : NULL;
         planned *d = NULL;
         DL_CHECK(plan_add(p, name, v->ndim, v->shape, DL_CKPT_F32, base, 1, &d));
-        if (l && l->split[i])
-            DL_CHECK(planned_set_held_rows(d, l, i));
-        else
+        if (l && l->split[i]) {
+            planned_set_split(d, l, i);
+            DL_CHECK(check_split_rows(d));
+        } else {
             planned_set_run(d, 0, w->rank == 0 ? d->numel : 0);
-        DL_REQUIRE(d->nruns == 0 || base != NULL, DL_ERR_INVALID,
+        }
+        DL_REQUIRE((d->nruns == 0 && !d->split) || base != NULL, DL_ERR_INVALID,
                    "dl_ckpt_write: rank %d holds part of %s but passed no parameters", w->rank, name);
         DL_CHECK(check_fits(d, l, i));
     }
@@ -668,13 +861,14 @@ static dl_status build_plan(plan *p, const dl_world *w, const dl_ckpt_tensors *t
             planned *d = NULL;
             DL_CHECK(plan_add(p, name, v->ndim, v->shape, DL_CKPT_F32, base, 1, &d));
             if (l && l->split[i]) {
-                DL_CHECK(planned_set_held_rows(d, l, i));
+                planned_set_split(d, l, i);
+                DL_CHECK(check_split_rows(d));
             } else {
                 uint64_t b = state_begin > v->offset ? state_begin - v->offset : 0;
                 uint64_t e = state_end > v->offset ? state_end - v->offset : 0;
                 planned_set_run(d, b < d->numel ? b : d->numel, e < d->numel ? e : d->numel);
             }
-            DL_REQUIRE(d->nruns == 0 || base != NULL, DL_ERR_INVALID,
+            DL_REQUIRE((d->nruns == 0 && !d->split) || base != NULL, DL_ERR_INVALID,
                        "dl_ckpt_write: rank %d holds part of %s but passed no state buffer", w->rank, name);
             DL_CHECK(check_fits(d, l, i));
         }
@@ -699,7 +893,8 @@ static hid_t create_group(hid_t file, const char *name) {
 
 /* The collective part: the file, its attributes, groups and datasets, then the CRCs. */
 static dl_status write_contents(dl_world *w, const char *tmp, const char *path, const meta_wire *m,
-                                const char *config, const dl_ckpt_tensors *t, plan *p, int compress) {
+                                const char *config, const dl_ckpt_tensors *t, plan *p, const dl_ckpt_options *o) {
+    const int compress = o->compress;
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     H5Pset_fapl_mpio(fapl, w->comm, MPI_INFO_NULL);
     H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_LATEST);
@@ -752,13 +947,33 @@ static dl_status write_contents(dl_world *w, const char *tmp, const char *path, 
     uint32_t *raw = calloc(p->count ? p->count : 1, sizeof *raw);
     if (s == DL_OK && (!dsets || !raw))
         s = DL_FAIL(DL_ERR_NOMEM, "cannot allocate %zu dataset handles", p->count);
+    for (size_t i = 0; dsets && i < p->count; i++)
+        dsets[i] = -1;
     size_t opened = 0;
+    slab_route route;
+    memset(&route, 0, sizeof route);
+    int routed = 0;
+    dl_status deferred = DL_OK; /* a split tensor's layout or write failure: reported after the collective part */
     for (size_t i = 0; i < p->count && s == DL_OK; i++) {
-        s = write_planned(file, dxpl, &p->items[i], compress, &dsets[i], path);
+        const planned *d = &p->items[i];
+        if (d->split) {
+            if (!routed) {
+                s = slab_route_init(&route, w->size);
+                routed = s == DL_OK;
+            }
+            if (s == DL_OK)
+                s = create_dataset(file, d, compress, &dsets[i], path);
+            opened = i + 1;
+            if (s == DL_OK)
+                s = write_split(w, dsets[i], dxpl, d, o->slab_bytes, &route, &raw[i], &deferred, path);
+            continue;
+        }
+        s = write_planned(file, dxpl, d, compress, &dsets[i], path);
         opened = i + 1;
         if (s == DL_OK)
-            raw[i] = planned_raw_crc(&p->items[i]);
+            raw[i] = planned_raw_crc(d);
     }
+    slab_route_free(&route);
     if (s == DL_OK)
         maybe_kill(w, "data", m->step);
     /* The CRCs: XOR of the ranks' raw registers, finished on rank 0, broadcast, written by all. */
@@ -788,7 +1003,8 @@ static dl_status write_contents(dl_world *w, const char *tmp, const char *path, 
         s = DL_FAIL(DL_ERR_IO, "%s: flushing the file failed (disk full?)", tmp);
     if (H5Fclose(file) < 0 && s == DL_OK)
         s = DL_FAIL(DL_ERR_IO, "%s: closing the file failed (disk full?)", tmp);
-    return s;
+    /* Only now, after every collective call: a split tensor's layout or write failure. */
+    return s == DL_OK ? deferred : s;
 }
 
 dl_status dl_ckpt_write(dl_world *w, const char *path, const dl_ckpt_meta *meta, const dl_ckpt_tensors *t,
@@ -865,12 +1081,10 @@ dl_status dl_ckpt_write(dl_world *w, const char *path, const dl_ckpt_meta *meta,
     if (s == DL_OK)
         s = build_plan(&p, w, t, o->layout, state_begin, state_end, cursors, lengths, cursor_total);
     s = agree(w, s, "checkpoint plan");
-    if (s == DL_OK)
-        s = check_coverage(w, &p);
     char tmp[4400];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     if (s == DL_OK) {
-        s = write_contents(w, tmp, path, &m, config, t, &p, o->compress);
+        s = write_contents(w, tmp, path, &m, config, t, &p, o);
         s = agree(w, s, "checkpoint write");
     }
     if (s == DL_OK)
@@ -1309,57 +1523,13 @@ static dl_status read_checked(dl_ckpt_file *f, const char *name, dl_ckpt_dtype d
     return DL_OK;
 }
 
-/* One split dataset read in part: the CRC its rows give with zeros elsewhere, and the one stored, to be combined
- * over the ranks. */
-typedef struct partial_crc {
+/* A split dataset to load in rounds (read_split): found and checked, with the CRC its slabs must add up to. */
+typedef struct split_load {
     char name[384];
+    size_t tensor;
+    float *out; /* where this rank's rows of it go */
     uint32_t stored, raw;
-    uint64_t bytes;
-} partial_crc;
-
-/* Reads the rows of split tensor `tensor` this rank's layout holds from dataset `name` into `out`, back to back
- * (shard_layout.h); the CRC is left to the ranks together (*crc). */
-static dl_status read_held_rows(dl_ckpt_file *f, const char *name, const dl_tensor *v, const dl_shard_layout *l,
-                                size_t tensor, float *out, partial_crc *crc) {
-    const dl_ckpt_dataset *ds;
-    DL_CHECK(find_checked(f, name, DL_CKPT_F32, v->ndim, v->shape, &ds));
-    plan one = {0};
-    planned *d = NULL;
-    dl_status s = plan_add(&one, name, v->ndim, v->shape, DL_CKPT_F32, out, 1, &d);
-    if (s == DL_OK)
-        s = planned_set_held_rows(d, l, tensor);
-    if (s == DL_OK)
-        s = check_fits(d, l, tensor);
-    uint64_t count = s == DL_OK ? planned_count(d) : 0;
-    if (s == DL_OK && count > 0) {
-        hsize_t mdims[1] = {count};
-        hid_t dset = H5Dopen2(f->file, name, H5P_DEFAULT);
-        hid_t fspace = runs_space(d->ndim, d->dims, d->runs, d->nruns);
-        hid_t mspace = H5Screate_simple(1, mdims, NULL);
-        herr_t ok = dset >= 0 && fspace >= 0 && mspace >= 0
-                        ? H5Dread(dset, H5T_NATIVE_FLOAT, mspace, fspace, H5P_DEFAULT, out)
-                        : -1;
-        if (mspace >= 0)
-            H5Sclose(mspace);
-        if (fspace >= 0)
-            H5Sclose(fspace);
-        if (dset >= 0)
-            H5Dclose(dset);
-        if (ok < 0) {
-            s = DL_FAIL(DL_ERR_FORMAT, "%s: the rows of tensor %s cannot be read (truncated or damaged file?)", f->path,
-                        name);
-            dl_error_hint("resume from an earlier step file in the same directory");
-        }
-    }
-    if (s == DL_OK) {
-        snprintf(crc->name, sizeof crc->name, "%s", ds->name);
-        crc->stored = ds->crc;
-        crc->raw = planned_raw_crc(d);
-        crc->bytes = d->numel * sizeof(float);
-    }
-    plan_free(&one);
-    return s;
-}
+} split_load;
 
 /* Fails when a dataset under `prefix` is not one `expect` accepts. */
 static dl_status check_no_extra(dl_ckpt_file *f, const char *prefix, const dl_ckpt_tensors *t, int states) {
@@ -1399,18 +1569,34 @@ static dl_status check_no_extra(dl_ckpt_file *f, const char *prefix, const dl_ck
     return DL_OK;
 }
 
-/* Reads tensor i of the table from dataset `name` into buffer `data` (t's layout, or the whole table's): whole, or
- * the rows this rank holds of a split tensor, whose CRC goes to crcs[(*ncrc)++] for the ranks to check together. */
+/* Reads tensor i of the table from dataset `name` into buffer `data` (laid out as l says, or as the whole table):
+ * whole, or for a split tensor only checked and noted in splits[(*nsplit)++], to be read in rounds by all ranks. */
 static dl_status load_tensor(dl_ckpt_file *f, const dl_ckpt_tensors *t, const dl_shard_layout *l, size_t i,
-                             const char *name, float *data, partial_crc *crcs, size_t *ncrc) {
+                             const char *name, float *data, split_load *splits, size_t *nsplit) {
     const dl_tensor *v = dl_tensor_table_at(t->params, i);
     float *at = data + (l ? l->local_offset[i] : v->offset);
-    if (l && l->split[i])
-        return read_held_rows(f, name, v, l, i, at, &crcs[(*ncrc)++]);
-    return read_checked(f, name, DL_CKPT_F32, v->ndim, v->shape, at);
+    if (!(l && l->split[i]))
+        return read_checked(f, name, DL_CKPT_F32, v->ndim, v->shape, at);
+    const dl_ckpt_dataset *d;
+    DL_CHECK(find_checked(f, name, DL_CKPT_F32, v->ndim, v->shape, &d));
+    plan one = {0};
+    planned *p = NULL;
+    dl_status s = plan_add(&one, name, v->ndim, v->shape, DL_CKPT_F32, NULL, 1, &p);
+    if (s == DL_OK) {
+        planned_set_split(p, l, i);
+        s = check_split_rows(p);
+    }
+    plan_free(&one);
+    DL_CHECK(s);
+    split_load *sl = &splits[(*nsplit)++];
+    snprintf(sl->name, sizeof sl->name, "%s", name);
+    sl->tensor = i;
+    sl->out = at;
+    sl->stored = d->crc;
+    return DL_OK;
 }
 
-/* The split datasets a load reads in part: one per split tensor and per state. */
+/* The split datasets of a load: one per split tensor and per state. */
 static size_t split_datasets(const dl_ckpt_tensors *t, const dl_shard_layout *l) {
     size_t n = 0;
     for (size_t i = 0; l && i < t->params->count && i < l->count; i++)
@@ -1419,13 +1605,13 @@ static size_t split_datasets(const dl_ckpt_tensors *t, const dl_shard_layout *l)
 }
 
 static dl_status load_from(dl_ckpt_file *f, const dl_ckpt_tensors *t, const dl_shard_layout *l, int rank,
-                           int world_size, uint8_t **cursor, size_t *cursor_len, partial_crc *crcs) {
+                           int world_size, uint8_t **cursor, size_t *cursor_len, split_load *splits) {
     char name[384];
-    size_t ncrc = 0;
+    size_t nsplit = 0;
     DL_CHECK(check_no_extra(f, "/model/", t, 0));
     for (size_t i = 0; i < t->params->count; i++) {
         snprintf(name, sizeof name, "/model/%s", dl_tensor_table_at(t->params, i)->name);
-        DL_CHECK(load_tensor(f, t, l, i, name, t->params_data, crcs, &ncrc));
+        DL_CHECK(load_tensor(f, t, l, i, name, t->params_data, splits, &nsplit));
     }
     if (t->num_states > 0) {
         DL_CHECK(check_no_extra(f, "/optimizer/", t, 1));
@@ -1433,7 +1619,7 @@ static dl_status load_from(dl_ckpt_file *f, const dl_ckpt_tensors *t, const dl_s
             for (size_t i = 0; i < t->params->count; i++) {
                 snprintf(name, sizeof name, "/optimizer/%s/%s", t->state_names[k],
                          dl_tensor_table_at(t->params, i)->name);
-                DL_CHECK(load_tensor(f, t, l, i, name, t->states_data[k], crcs, &ncrc));
+                DL_CHECK(load_tensor(f, t, l, i, name, t->states_data[k], splits, &nsplit));
             }
     }
     int64_t saved_world = 0;
@@ -1498,9 +1684,11 @@ dl_status dl_ckpt_load(const char *path, const dl_ckpt_tensors *t, int rank, int
     return s;
 }
 
-/* This rank's part of a collective load: everything it reads, and the partial CRCs of the split datasets. */
+/* This rank's own part of a collective load: the meta, the unsplit tensors, the cursor, and the split datasets
+ * found and checked (splits). The file stays open in *out for the rounds. */
 static dl_status load_local(const char *path, const dl_ckpt_tensors *t, const dl_shard_layout *l, int rank,
-                            int world_size, uint8_t **cursor, size_t *cursor_len, partial_crc *crcs) {
+                            int world_size, uint8_t **cursor, size_t *cursor_len, split_load *splits,
+                            dl_ckpt_file **out) {
     DL_REQUIRE(t && t->params && t->params_data && cursor && cursor_len, DL_ERR_INVALID,
                "dl_ckpt_load_collective: NULL argument");
     DL_REQUIRE(t->num_states == 0 || (t->state_names && t->states_data), DL_ERR_INVALID,
@@ -1513,31 +1701,69 @@ static dl_status load_local(const char *path, const dl_ckpt_tensors *t, const dl
     dl_status s = read_meta_from(f->file, path, &meta);
     free(meta.config_yaml);
     if (s == DL_OK)
-        s = load_from(f, t, l, rank, world_size, cursor, cursor_len, crcs);
-    dl_ckpt_close(f);
+        s = load_from(f, t, l, rank, world_size, cursor, cursor_len, splits);
+    if (s != DL_OK) {
+        dl_ckpt_close(f);
+        return s;
+    }
+    *out = f;
+    return DL_OK;
+}
+
+/* Collective: every split dataset in rounds, each rank reading its slabs and receiving its rows; read and layout
+ * failures go to *local. */
+static dl_status load_splits(dl_world *w, dl_ckpt_file *f, const dl_ckpt_tensors *t, const dl_shard_layout *l,
+                             size_t slab_bytes, split_load *splits, size_t n, dl_status *local) {
+    slab_route route;
+    DL_CHECK(slab_route_init(&route, w->size));
+    dl_status s = DL_OK;
+    for (size_t j = 0; j < n && s == DL_OK; j++) {
+        const dl_tensor *v = dl_tensor_table_at(t->params, splits[j].tensor);
+        plan one = {0};
+        planned *d = NULL;
+        s = plan_add(&one, splits[j].name, v->ndim, v->shape, DL_CKPT_F32, NULL, 1, &d);
+        if (s == DL_OK) {
+            planned_set_split(d, l, splits[j].tensor);
+            hid_t dset = H5Dopen2(f->file, splits[j].name, H5P_DEFAULT);
+            s = read_split(w, dset, d, slab_bytes, splits[j].out, &route, &splits[j].raw, local, f->path);
+            if (dset >= 0)
+                H5Dclose(dset);
+        }
+        plan_free(&one);
+    }
+    slab_route_free(&route);
     return s;
 }
 
 dl_status dl_ckpt_load_collective(dl_world *w, const char *path, const dl_ckpt_tensors *t,
-                                  const dl_shard_layout *layout, uint8_t **cursor, size_t *cursor_len) {
+                                  const dl_ckpt_options *options, uint8_t **cursor, size_t *cursor_len) {
     DL_REQUIRE(w && path && cursor && cursor_len, DL_ERR_INVALID, "dl_ckpt_load_collective: NULL argument");
+    const dl_shard_layout *layout = options ? options->layout : NULL;
+    const size_t slab_bytes = options ? options->slab_bytes : 0;
     quiet_hdf5();
     *cursor = NULL;
     *cursor_len = 0;
-    /* Every rank reads on its own, then all exchange one record: whether they failed, and the raw CRC register of
-     * each split dataset with their rows in place and zeros elsewhere, whose XOR is the register of the whole. */
+    /* Each rank reads what it reads whole; then, when all did, the split datasets in rounds; then all exchange
+     * one record: whether they failed, and their share of each split dataset's CRC register (the XOR of the
+     * shares is the register of the whole dataset). */
     size_t n = t && t->params ? split_datasets(t, layout) : 0;
-    partial_crc *crcs = calloc(n + 1, sizeof *crcs);
+    split_load *splits = calloc(n + 1, sizeof *splits);
     uint32_t *mine = calloc(n + 1, sizeof *mine), *all = calloc((n + 1) * (size_t)w->size, sizeof *all);
-    dl_status local = crcs && mine && all ? DL_OK : DL_FAIL(DL_ERR_NOMEM, "cannot allocate %zu CRC records", n);
+    dl_ckpt_file *f = NULL;
+    dl_status local = splits && mine && all ? DL_OK : DL_FAIL(DL_ERR_NOMEM, "cannot allocate %zu CRC records", n);
     if (local == DL_OK)
-        local = load_local(path, t, layout, w->rank, w->size, cursor, cursor_len, crcs);
-    mine[0] = local != DL_OK;
-    for (size_t j = 0; mine && j < n; j++)
-        mine[j + 1] = crcs[j].raw;
-    dl_status s = all && mine ? allgather_bytes(w, mine, (n + 1) * sizeof *mine, all, "checkpoint load CRCs")
-                              : DL_ERR_NOMEM;
-    if (local != DL_OK)
+        local = load_local(path, t, layout, w->rank, w->size, cursor, cursor_len, splits, &f);
+    dl_status s = agree(w, local, "checkpoint load");
+    if (s == DL_OK && n > 0)
+        s = load_splits(w, f, t, layout, slab_bytes, splits, n, &local);
+    dl_ckpt_close(f);
+    if (s == DL_OK) {
+        mine[0] = local != DL_OK;
+        for (size_t j = 0; j < n; j++)
+            mine[j + 1] = splits[j].raw;
+        s = allgather_bytes(w, mine, (n + 1) * sizeof *mine, all, "checkpoint load CRCs");
+    }
+    if (s == DL_OK && local != DL_OK)
         s = local;
     for (int r = 0; s == DL_OK && r < w->size; r++)
         if (all[(size_t)r * (n + 1)])
@@ -1546,11 +1772,12 @@ dl_status dl_ckpt_load_collective(dl_world *w, const char *path, const dl_ckpt_t
         uint32_t x = 0;
         for (int r = 0; r < w->size; r++)
             x ^= all[(size_t)r * (n + 1) + j + 1];
-        uint32_t computed = raw_finish(x, crcs[j].bytes);
-        if (computed != crcs[j].stored)
-            s = crc_mismatch(path, crcs[j].name, crcs[j].stored, computed);
+        const dl_tensor *v = dl_tensor_table_at(t->params, splits[j].tensor);
+        uint32_t computed = raw_finish(x, v->numel * sizeof(float));
+        if (computed != splits[j].stored)
+            s = crc_mismatch(path, splits[j].name, splits[j].stored, computed);
     }
-    free(crcs);
+    free(splits);
     free(mine);
     free(all);
     if (s != DL_OK) {

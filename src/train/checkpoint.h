@@ -10,15 +10,16 @@
  * carries a crc32c attribute: the CRC32C of its whole contents as little-endian bytes, checked on load.
  *
  * Writing is collective and parallel (MPI-IO through parallel HDF5): every rank writes the parts it holds into the
- * whole datasets — rank 0 the replicated parameters, each rank its ZeRO slice of the optimizer state, each rank the
- * rows it owns of a row-sharded table — so the file does not depend on the world size, and any world size can
- * resume from it. Writes are atomic: the file is written as step_N.h5.tmp, flushed, fsynced and renamed, the
+ * whole datasets — rank 0 the replicated parameters, each rank its ZeRO slice of the optimizer state, each rank a
+ * 1/W share of a row-sharded table, sent to it in bounded slabs by the ranks that hold the rows — so the file does
+ * not depend on the world size, and any world size can resume from it. Writes are atomic: the file is written as step_N.h5.tmp, flushed, fsynced and renamed, the
  * directory fsynced, and only then `latest` is replaced (atomically too). A crash at any moment leaves `latest`
  * naming a complete file.
  *
  * Reading is per rank, with the serial API: every rank reads whole datasets and keeps the part it needs, which is
  * also how a different world size re-slices the optimizer state. Row-sharded tables are the exception: each rank
- * reads only the rows its own model holds (dl_ckpt_load_collective), and the ranks check the CRC together. */
+ * reads a 1/W share in slabs and sends each row to the rank that holds it, so each receives only its own rows
+ * (dl_ckpt_load_collective), and the ranks check the CRC together. */
 #ifndef DL_TRAIN_CHECKPOINT_H
 #define DL_TRAIN_CHECKPOINT_H
 
@@ -69,10 +70,13 @@ typedef struct dl_ckpt_options {
     int compress;    /* ckpt.compress: byte-shuffle + deflate every chunked dataset */
     /* NULL: the buffers of dl_ckpt_tensors hold the whole table in its own layout (tensor i at its offset).
      * Otherwise they hold this rank's share, laid out as shard_layout.h says: unsplit tensors whole at
-     * layout->local_offset[i], split ones only the rows this rank holds, back to back. Each rank writes the rows it
-     * holds of a split tensor (and of its states) straight from its buffer; rank 0 writes the unsplit parameters,
-     * the slice owners their states. */
+     * layout->local_offset[i], split ones only the rows this rank holds, back to back. Each rank sends the rows it
+     * holds of a split tensor (and of its states) straight from its buffer to the ranks writing them, a 1/W share
+     * each; rank 0 writes the unsplit parameters, the slice owners their states. */
     const dl_shard_layout *layout;
+    /* Split tensors move in rounds through slabs of about this many bytes per rank (0: 4 MiB): with the rows in
+     * transit, what a checkpoint of a split table takes beyond the buffers, whatever the table size. */
+    size_t slab_bytes;
 } dl_ckpt_options;
 
 /* Writes a checkpoint file at `path` atomically (path.tmp, fsync, rename, fsync of the directory). Collective:
@@ -109,13 +113,15 @@ dl_status dl_ckpt_read_meta(const char *path, dl_ckpt_meta *meta);
 dl_status dl_ckpt_load(const char *path, const dl_ckpt_tensors *t, int rank, int world_size, uint8_t **cursor,
                        size_t *cursor_len);
 
-/* dl_ckpt_load on every rank of `world` together (collective: every rank calls it, and all fail when one does).
- * With a shard layout (NULL: the whole table) t's buffers are laid out as it says: each rank reads unsplit tensors
- * whole and, of split ones, only the rows its layout holds, straight into its buffers, so a checkpoint of any world
- * size loads on this one and no rank reads a whole split table; the CRC of a split dataset is checked by the ranks
- * together. */
+/* dl_ckpt_load on every rank of `world` together (collective: every rank calls it, with the same options, and all
+ * fail when one does). With a shard layout (options->layout; NULL options or layout: the whole table) t's buffers
+ * are laid out as it says: each rank reads unsplit tensors whole and, of each split one, a 1/W share of the file in
+ * slabs (options->slab_bytes), sending every row to the rank that holds it, so a checkpoint of any world size
+ * loads on this one, each rank receives exactly its own rows (straight into its buffer) and none ever holds a
+ * whole split table. The CRC of a split dataset is checked by the ranks together. keep, keep_every and compress
+ * are ignored. */
 dl_status dl_ckpt_load_collective(dl_world *world, const char *path, const dl_ckpt_tensors *t,
-                                  const dl_shard_layout *layout, uint8_t **cursor, size_t *cursor_len);
+                                  const dl_ckpt_options *options, uint8_t **cursor, size_t *cursor_len);
 
 /* ---- inspection (dealer ckpt) ---------------------------------------------------------------------------------- */
 

@@ -85,8 +85,8 @@ struct dl_model {
     /* Optional, for models whose param_data holds only this rank's share of the parameters (row-sharded tables,
      * comm.embeddings: sharded): NULL otherwise. `params` still describes the whole model as checkpoints hold it;
      * param_data holds local_numel floats laid out as shard_layout says (which rows of which tensor this rank
-     * holds, and where). The trainer then never broadcasts param_data, and every rank writes its own rows to a
-     * checkpoint and reads only its own rows back (on any world size), so no rank ever holds the whole table.
+     * holds, and where). The trainer then never broadcasts param_data, and checkpoints move each rank's own rows
+     * (through bounded slabs, on any world size), so no rank ever holds the whole table.
      * Only self-updating models split their parameters (their optimizer state lives in the rows). */
     const dl_shard_layout *shard_layout;
     size_t local_numel;

@@ -13,9 +13,10 @@
  * The model answers local_row from the structure that really places its rows (for fm/ffm the sharded table's own
  * index, comm/sharded_table.h), so the model, the trainer and the checkpoint cannot disagree about who holds what.
  * The checkpoint relies on two properties and checks both: the slots of the rows a rank holds are 0, 1, 2, ... in
- * increasing order of the global row (rows back to back, so they are written and read straight from the buffer,
- * with no copy), and across the ranks every row is held by exactly one rank. Nothing here depends on the world
- * size: a checkpoint holds whole tensors, and a resume on another world size asks its own model which rows to read.
+ * increasing order of the global row (rows back to back, so the rows of any range of the table are one contiguous
+ * piece of the buffer, sent and received in place), and across the ranks every row is held by exactly one rank.
+ * Nothing here depends on the world size: a checkpoint holds whole tensors, and a resume on another world size asks
+ * its own model which rows it needs.
  *
  * Optimizer states follow the same layout (a model whose state lives in its rows, like the fused fm/ffm table with
  * its AdaGrad accumulators, has none apart from them). */

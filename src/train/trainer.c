@@ -298,7 +298,8 @@ static dl_status maybe_resume(trainer *t, uint8_t **cursor, size_t *cursor_len, 
         s = agree(t, s, "resume");
         if (s == DL_OK) {
             dl_ckpt_tensors tensors = {t->model->params, share, 0, NULL, NULL, 0, 0};
-            s = dl_ckpt_load_collective(t->world, path, &tensors, layout, cursor, cursor_len);
+            dl_ckpt_options how = {.layout = layout};
+            s = dl_ckpt_load_collective(t->world, path, &tensors, &how, cursor, cursor_len);
         }
         if (s == DL_OK && share != t->model->param_data)
             s = dl_mem_to_device(&t->be, t->model->param_data, share, t->model->local_numel * sizeof(float));

@@ -297,10 +297,12 @@ static void split_check(const split *s, const model *m, const char *name) {
     }
 }
 
-/* Writes from split buffers (rows in runs of three per rank, states in ZeRO slices), then: the file is the whole
- * reference (read whole, CRCs checked), and a collective load under another split (hash-owned rows: a resume on
- * another world size) and under the same one puts exactly the reference into each rank's buffers. */
-static void split_write_and_check(int compress, const char *name) {
+/* Writes from split buffers (rows in runs of three per rank, states in ZeRO slices) through slabs of write_slab
+ * bytes, then: the file is the whole reference (read whole, CRCs checked), and a collective load through slabs of
+ * read_slab bytes under another split (hash-owned rows: a resume on another world size) and under the same one puts
+ * exactly the reference into each rank's buffers. A slab of 0 is the default (one round for this table); a few
+ * rows' worth makes many rounds, slabs that share HDF5 chunks, and empty slabs at the end. */
+static void split_write_and_check(int compress, size_t write_slab, size_t read_slab, const char *name) {
     model m;
     model_init(&m);
     size_t W = (size_t)world.size, r = (size_t)world.rank;
@@ -314,7 +316,7 @@ static void split_write_and_check(int compress, const char *name) {
     fill_meta(&meta);
     uint8_t cursor[64];
     size_t cursor_len = cursor_of(world.rank, cursor);
-    dl_ckpt_options o = {.compress = compress, .layout = &s.layout};
+    dl_ckpt_options o = {.compress = compress, .layout = &s.layout, .slab_bytes = write_slab};
     char path[512];
     snprintf(path, sizeof path, "%s/%s.h5", dir, name);
     ASSERT_OK(dl_ckpt_write(&world, path, &meta, &t, cursor, cursor_len, &o));
@@ -328,7 +330,8 @@ static void split_write_and_check(int compress, const char *name) {
         split_init(&back, &m, kind);
         float *back_states[2] = {back.buf[1], back.buf[2]};
         dl_ckpt_tensors bt = {&m.table, back.buf[0], 2, names, back_states, 0, m.numel};
-        ASSERT_OK(dl_ckpt_load_collective(&world, path, &bt, &back.layout, &got, &got_len));
+        dl_ckpt_options how = {.layout = &back.layout, .slab_bytes = read_slab};
+        ASSERT_OK(dl_ckpt_load_collective(&world, path, &bt, &how, &got, &got_len));
         split_check(&back, &m, name);
         assert_int_equal(got_len, cursor_len);
         if (cursor_len)
@@ -341,18 +344,30 @@ static void split_write_and_check(int compress, const char *name) {
     ASSERT_OK(dl_comm_barrier(&world, "after split check"));
 }
 
+enum { EMB_ROW_BYTES = 7 * sizeof(float) };
+
 static void split_table_plain(void **state) {
     (void)state;
-    split_write_and_check(0, "split");
+    split_write_and_check(0, 0, 0, "split");
 }
 
 static void split_table_compressed(void **state) {
     (void)state;
-    split_write_and_check(1, "split_compressed");
+    split_write_and_check(1, 0, 0, "split_compressed");
 }
 
-/* A layout that gives a row to two ranks, to none, or places rows out of order stops the write on every rank and
- * leaves no file. */
+static void split_table_in_rounds(void **state) {
+    (void)state;
+    split_write_and_check(0, EMB_ROW_BYTES, 4 * EMB_ROW_BYTES, "split_rounds");
+}
+
+static void split_table_compressed_in_rounds(void **state) {
+    (void)state;
+    split_write_and_check(1, 3 * EMB_ROW_BYTES, 5 * EMB_ROW_BYTES - 1, "split_compressed_rounds");
+}
+
+/* A layout that gives a row to two ranks, to none, or places rows out of order stops the write on every rank, with
+ * the fault named where it is seen, and leaves no file. */
 static void split_layouts_that_miss_or_repeat_rows_fail(void **state) {
     (void)state;
     model m;
@@ -387,9 +402,14 @@ static void split_layouts_that_miss_or_repeat_rows_fail(void **state) {
         dl_ckpt_options o = {.layout = &s.layout};
         char path[512];
         snprintf(path, sizeof path, "%s/bad_split_%d.h5", dir, fault);
-        int bystander = fault == 2 && world.rank != world.size - 1; /* told that another rank failed */
-        assert_int_equal(dl_ckpt_write(&world, path, &meta, &t, NULL, 0, &o), bystander ? DL_ERR_IO : DL_ERR_INVALID);
-        const char *want = fault < 2 ? "exactly once" : world.rank == world.size - 1 ? "back to back" : "another rank";
+        /* The rank that sees the fault names it (rank 0 owns the slab of row 0); the others learn that one did. */
+        int culprit = fault == 2 ? world.size - 1 : 0;
+        const char *want = world.rank != culprit ? "another rank failed"
+                           : fault == 0          ? "/model/emb: row 0 is held by two ranks"
+                           : fault == 1          ? "/model/emb: row 0 is held by no rank"
+                                                 : "lie back to back in row order";
+        assert_int_equal(dl_ckpt_write(&world, path, &meta, &t, NULL, 0, &o),
+                         world.rank == culprit ? DL_ERR_INVALID : DL_ERR_IO);
         if (!strstr(dl_error_message(), want))
             DL_TEST_FAIL("fault %d, rank %d: message '%s' lacks '%s'", fault, world.rank, dl_error_message(), want);
         assert_int_equal(access(path, F_OK), -1);
@@ -411,7 +431,7 @@ static void split_damage_fails_every_rank(void **state) {
     dl_ckpt_tensors t = {&m.table, s.buf[0], 2, names, states, 0, m.numel};
     dl_ckpt_meta meta;
     fill_meta(&meta);
-    dl_ckpt_options o = {.layout = &s.layout};
+    dl_ckpt_options o = {.layout = &s.layout, .slab_bytes = 2 * EMB_ROW_BYTES};
     char path[512];
     snprintf(path, sizeof path, "%s/damaged.h5", dir);
     ASSERT_OK(dl_ckpt_write(&world, path, &meta, &t, NULL, 0, &o));
@@ -436,7 +456,8 @@ static void split_damage_fails_every_rank(void **state) {
     dl_ckpt_tensors bt = {&m.table, back.buf[0], 2, names, back_states, 0, m.numel};
     uint8_t *got = NULL;
     size_t got_len = 0;
-    assert_int_equal(dl_ckpt_load_collective(&world, path, &bt, &back.layout, &got, &got_len), DL_ERR_FORMAT);
+    dl_ckpt_options how = {.layout = &back.layout, .slab_bytes = 3 * EMB_ROW_BYTES};
+    assert_int_equal(dl_ckpt_load_collective(&world, path, &bt, &how, &got, &got_len), DL_ERR_FORMAT);
     if (!strstr(dl_error_message(), "/optimizer/adam_v/emb: CRC mismatch"))
         DL_TEST_FAIL("rank %d: %s", world.rank, dl_error_message());
     assert_null(got);
@@ -488,6 +509,8 @@ int main(int argc, char **argv) {
         cmocka_unit_test(replicated_state),
         cmocka_unit_test(split_table_plain),
         cmocka_unit_test(split_table_compressed),
+        cmocka_unit_test(split_table_in_rounds),
+        cmocka_unit_test(split_table_compressed_in_rounds),
         cmocka_unit_test(split_layouts_that_miss_or_repeat_rows_fail),
         cmocka_unit_test(split_damage_fails_every_rank),
         cmocka_unit_test(slices_with_a_gap_fail_on_every_rank),
