@@ -599,11 +599,11 @@ static dl_status write_split(dl_world *w, hid_t dset, hid_t dxpl, const planned 
             memcpy(r->slab + (size_t)((uint64_t)r->ids_in[j] - lo) * g.row_len, r->transit + (size_t)j * g.row_len,
                    row_bytes);
         /* One contiguous block of rows per rank (possibly none), written collectively. */
-        hsize_t start[DL_TENSOR_MAX_DIMS] = {lo}, count[DL_TENSOR_MAX_DIMS], mdims[1] = {(hi - lo) * g.row_len};
+        hsize_t start[DL_TENSOR_MAX_DIMS] = {lo}, count[DL_TENSOR_MAX_DIMS];
         for (int k = 0; k < d->ndim; k++)
-            count[k] = k == 0 ? hi - lo : d->dims[k];
+            count[k] = k == 0 ? (hi > lo ? hi - lo : 1) : d->dims[k];
         hid_t fspace = H5Screate_simple(d->ndim, d->dims, NULL);
-        hid_t mspace = H5Screate_simple(1, mdims[0] ? mdims : (hsize_t[]){1}, NULL);
+        hid_t mspace = H5Screate_simple(d->ndim, count, NULL); /* the block's shape: HDF5's fast path */
         herr_t ok = hi > lo ? H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL)
                             : H5Sselect_none(fspace);
         if (ok >= 0 && hi == lo)
@@ -642,11 +642,11 @@ static dl_status read_split(dl_world *w, hid_t dset, const planned *d, size_t sl
         if (hi > lo) { /* this rank's slab, one contiguous block */
             herr_t ok = -1;
             if (dset >= 0) {
-                hsize_t start[DL_TENSOR_MAX_DIMS] = {lo}, count[DL_TENSOR_MAX_DIMS], mdims[1] = {(hi - lo) * g.row_len};
+                hsize_t start[DL_TENSOR_MAX_DIMS] = {lo}, count[DL_TENSOR_MAX_DIMS];
                 for (int k = 0; k < d->ndim; k++)
                     count[k] = k == 0 ? hi - lo : d->dims[k];
                 hid_t fspace = H5Dget_space(dset);
-                hid_t mspace = H5Screate_simple(1, mdims, NULL);
+                hid_t mspace = H5Screate_simple(d->ndim, count, NULL); /* the block's shape: HDF5's fast path */
                 ok = fspace >= 0 ? H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL) : -1;
                 if (ok >= 0)
                     ok = H5Dread(dset, H5T_NATIVE_FLOAT, mspace, fspace, H5P_DEFAULT, r->slab);
