@@ -356,7 +356,10 @@ static dl_status write_planned(hid_t file, hid_t dxpl, const planned *d, int com
     if (s == DL_OK && d->numel > 0) {
         hsize_t mdims[1] = {count ? count : 1};
         hid_t fspace = d->ndim == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(d->ndim, d->dims, NULL);
-        hid_t mspace = H5Screate_simple(1, mdims, NULL);
+        /* A whole dataset goes in its own shape, which HDF5 copies straight through (a flat memory space against an
+         * N-d file space takes its general selection path: several times slower for a large table). */
+        int whole = d->ndim > 0 && count == d->numel;
+        hid_t mspace = whole ? H5Screate_simple(d->ndim, d->dims, NULL) : H5Screate_simple(1, mdims, NULL);
         if (count == 0)
             H5Sselect_none(mspace);
         herr_t ok = select_runs(fspace, d->ndim, d->dims, d->runs, d->nruns);
@@ -445,14 +448,28 @@ static dl_status slab_route_init(slab_route *r, int world) {
     return DL_OK;
 }
 
+/* Makes *p hold at least `need` elements (growing by half again at least, so a buffer filled element by element
+ * is reallocated a logarithmic number of times). */
 static dl_status grow(void **p, size_t *cap, size_t need, size_t elem) {
     if (need <= *cap)
         return DL_OK;
-    void *q = realloc(*p, (need ? need : 1) * elem);
-    DL_REQUIRE(q != NULL, DL_ERR_NOMEM, "cannot allocate %zu bytes to move checkpoint rows", need * elem);
+    size_t n = need > *cap + *cap / 2 ? need : *cap + *cap / 2;
+    void *q = realloc(*p, (n ? n : 1) * elem);
+    DL_REQUIRE(q != NULL, DL_ERR_NOMEM, "cannot allocate %zu bytes to move checkpoint rows", n * elem);
     *p = q;
-    *cap = need;
+    *cap = n;
     return DL_OK;
+}
+
+/* Sizes the buffers for the rounds of a tensor with slabs of g->per rows up front: a balanced round then never
+ * reallocates (a reallocation briefly holds both copies). */
+static dl_status slab_route_reserve(slab_route *r, const slab_plan *g) {
+    size_t per = (size_t)g->per, floats = per * (size_t)g->row_len;
+    DL_CHECK(grow((void **)&r->ids_out, &r->cap_out, per + per / 4, sizeof(int64_t)));
+    DL_CHECK(grow((void **)&r->ids_in, &r->cap_in, per, sizeof(int64_t)));
+    DL_CHECK(grow((void **)&r->slab, &r->cap_slab, floats, sizeof(float)));
+    DL_CHECK(grow((void **)&r->transit, &r->cap_transit, floats, sizeof(float)));
+    return grow((void **)&r->seen, &r->cap_seen, per, 1);
 }
 
 /* Byte counts and displacements of per-rank item counts (MPI's int counts; a round stays far below 2 GiB). */
@@ -524,8 +541,8 @@ static void slab_of(const slab_plan *g, int rank, uint64_t a, uint64_t b, uint64
 }
 
 /* Collective: every rank tells every slab owner which of its rows it holds (ids into r->ids_in, r->from[q] from
- * rank q), and sizes r->transit and r->seen for the round. */
-static dl_status exchange_ids(dl_world *w, slab_route *r, const slab_plan *g, uint64_t held, uint64_t *arriving) {
+ * rank q), and sizes r->transit for the rows of the round. */
+static dl_status exchange_ids(dl_world *w, slab_route *r, const slab_plan *g, uint64_t *arriving) {
     DL_CHECK(dl_comm_alltoall_int(w, r->to, r->from, "checkpoint rows: counts"));
     DL_CHECK(layout_bytes(r->to, w->size, sizeof(int64_t), r->bytes[0], r->bytes[1]));
     DL_CHECK(layout_bytes(r->from, w->size, sizeof(int64_t), r->bytes[2], r->bytes[3]));
@@ -533,9 +550,7 @@ static dl_status exchange_ids(dl_world *w, slab_route *r, const slab_plan *g, ui
     for (int q = 0; q < w->size; q++)
         n += (uint64_t)r->from[q];
     DL_CHECK(grow((void **)&r->ids_in, &r->cap_in, (size_t)n, sizeof(int64_t)));
-    DL_CHECK(grow((void **)&r->transit, &r->cap_transit, (size_t)((n > held ? n : held) * g->row_len), sizeof(float)));
-    DL_CHECK(grow((void **)&r->slab, &r->cap_slab, (size_t)(g->per * g->row_len), sizeof(float)));
-    DL_CHECK(grow((void **)&r->seen, &r->cap_seen, (size_t)g->per, 1));
+    DL_CHECK(grow((void **)&r->transit, &r->cap_transit, (size_t)(n * g->row_len), sizeof(float)));
     *arriving = n;
     return dl_comm_alltoallv(w, r->ids_out, r->bytes[0], r->bytes[1], r->ids_in, r->bytes[2], r->bytes[3],
                              "checkpoint rows: ids");
@@ -583,12 +598,13 @@ static dl_status write_split(dl_world *w, hid_t dset, hid_t dxpl, const planned 
     const size_t row_bytes = (size_t)g.row_len * sizeof(float);
     int64_t next = 0;
     *raw = 0;
+    DL_CHECK(slab_route_reserve(r, &g));
     for (uint64_t a = 0; a < g.rows; a += g.window) {
         uint64_t b = a + g.window < g.rows ? a + g.window : g.rows, lo, hi, n;
         int64_t first = 0, held = 0;
         held_or_none(r, d, &g, w->size, a, b, &next, &first, &held, local);
         slab_of(&g, w->rank, a, b, &lo, &hi);
-        DL_CHECK(exchange_ids(w, r, &g, (uint64_t)held, &n));
+        DL_CHECK(exchange_ids(w, r, &g, &n));
         DL_CHECK(layout_bytes(r->to, w->size, row_bytes, r->bytes[0], r->bytes[1]));
         DL_CHECK(layout_bytes(r->from, w->size, row_bytes, r->bytes[2], r->bytes[3]));
         DL_CHECK(dl_comm_alltoallv(w, d->base + (size_t)first * row_bytes, r->bytes[0], r->bytes[1], r->transit,
@@ -633,12 +649,13 @@ static dl_status read_split(dl_world *w, hid_t dset, const planned *d, size_t sl
     if (dset < 0 && *local == DL_OK)
         *local = DL_FAIL(DL_ERR_FORMAT, "%s: cannot open %s", path, d->name);
     *raw = 0;
+    DL_CHECK(slab_route_reserve(r, &g));
     for (uint64_t a = 0; a < g.rows; a += g.window) {
         uint64_t b = a + g.window < g.rows ? a + g.window : g.rows, lo, hi, n;
         int64_t first = 0, held = 0;
         held_or_none(r, d, &g, w->size, a, b, &next, &first, &held, local);
         slab_of(&g, w->rank, a, b, &lo, &hi);
-        DL_CHECK(exchange_ids(w, r, &g, (uint64_t)held, &n));
+        DL_CHECK(exchange_ids(w, r, &g, &n));
         if (hi > lo) { /* this rank's slab, one contiguous block */
             herr_t ok = -1;
             if (dset >= 0) {
@@ -910,6 +927,10 @@ static dl_status write_contents(dl_world *w, const char *tmp, const char *path, 
     }
     hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
     H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
+    /* Slabs of split tables are one contiguous block per rank: each writes its own, without MPI-IO's aggregation
+     * (which would move every slab once more); compressed chunks still need the collective path. */
+    hid_t dxpl_own = H5Pcreate(H5P_DATASET_XFER);
+    H5Pset_dxpl_mpio(dxpl_own, H5FD_MPIO_INDEPENDENT);
     dl_status s = DL_OK;
 #define TRY(expr)     \
     if (s == DL_OK)   \
@@ -965,7 +986,8 @@ static dl_status write_contents(dl_world *w, const char *tmp, const char *path, 
                 s = create_dataset(file, d, compress, &dsets[i], path);
             opened = i + 1;
             if (s == DL_OK)
-                s = write_split(w, dsets[i], dxpl, d, o->slab_bytes, &route, &raw[i], &deferred, path);
+                s = write_split(w, dsets[i], compress ? dxpl : dxpl_own, d, o->slab_bytes, &route, &raw[i],
+                                &deferred, path);
             continue;
         }
         s = write_planned(file, dxpl, d, compress, &dsets[i], path);
@@ -999,6 +1021,7 @@ static dl_status write_contents(dl_world *w, const char *tmp, const char *path, 
     free(dsets);
     free(raw);
     H5Pclose(dxpl);
+    H5Pclose(dxpl_own);
     if (s == DL_OK && H5Fflush(file, H5F_SCOPE_GLOBAL) < 0)
         s = DL_FAIL(DL_ERR_IO, "%s: flushing the file failed (disk full?)", tmp);
     if (H5Fclose(file) < 0 && s == DL_OK)
