@@ -13,11 +13,11 @@
  * on every run. Replicated tables (every rank holds every row) use dl_sparse_sum instead: the union of the rows the
  * ranks touched and the sum of their changes, identical on every rank, so the copies stay equal.
  *
- * Checkpoints hold whole tables: dl_sharded_gather assembles one on a root rank in chunks (each rank sends the rows
- * it owns in a range of global rows), dl_sharded_take_local copies this rank's rows out of a whole table.
+ * No rank ever assembles the whole table: checkpoints are written and read by every rank for its own rows
+ * (train/shard_layout.h; the model hands the checkpoint dl_sharded_table_local as the row map).
  *
  * Ids travel as int64, rows as raw floats, all through dl_comm_alltoallv (watchdog-guarded); a single message is
- * limited to 2 GiB by MPI's int counts, which a step's rows never approach and the gather's chunks respect. */
+ * limited to 2 GiB by MPI's int counts, which a step's rows never approach. */
 #ifndef DL_COMM_SHARDED_TABLE_H
 #define DL_COMM_SHARDED_TABLE_H
 
@@ -81,11 +81,6 @@ dl_status dl_sharded_plan_build(dl_sharded_table *table, dl_sharded_plan *plan, 
 dl_status dl_sharded_fetch(dl_sharded_table *table, dl_sharded_plan *plan, float *out, dl_world *world);
 /* Collective: each owner adds deltas[i·row_floats ...] of every rank to row rows[i] (in rank order). */
 dl_status dl_sharded_push_add(dl_sharded_table *table, dl_sharded_plan *plan, const float *deltas, dl_world *world);
-
-/* Collective: root receives the whole table into full ([num_rows, row_floats]; NULL on other ranks). */
-dl_status dl_sharded_gather(dl_sharded_table *table, float *full, int root, dl_world *world);
-/* Copies this rank's rows out of a whole table full ([num_rows, row_floats]) into table->data. */
-dl_status dl_sharded_take_local(dl_sharded_table *table, const float *full);
 
 /* The union of the rows several ranks changed, with the sum of their changes (replicated tables). */
 typedef struct dl_sparse_sum {

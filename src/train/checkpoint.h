@@ -10,14 +10,16 @@
  * carries a crc32c attribute: the CRC32C of its whole contents as little-endian bytes, checked on load.
  *
  * Writing is collective and parallel (MPI-IO through parallel HDF5): every rank writes the parts it holds into the
- * whole datasets — rank 0 the replicated parameters, each rank its ZeRO slice of the optimizer state, each rank the
- * rows it owns of a row-sharded table — so the file does not depend on the world size, and any world size can
- * resume from it. Writes are atomic: the file is written as step_N.h5.tmp, flushed, fsynced and renamed, the
+ * whole datasets — rank 0 the replicated parameters, each rank its ZeRO slice of the optimizer state, each rank a
+ * 1/W share of a row-sharded table, sent to it in bounded slabs by the ranks that hold the rows — so the file does
+ * not depend on the world size, and any world size can resume from it. Writes are atomic: the file is written as step_N.h5.tmp, flushed, fsynced and renamed, the
  * directory fsynced, and only then `latest` is replaced (atomically too). A crash at any moment leaves `latest`
  * naming a complete file.
  *
  * Reading is per rank, with the serial API: every rank reads whole datasets and keeps the part it needs, which is
- * also how a different world size re-slices the optimizer state. */
+ * also how a different world size re-slices the optimizer state. Row-sharded tables are the exception: each rank
+ * reads a 1/W share in slabs and sends each row to the rank that holds it, so each receives only its own rows
+ * (dl_ckpt_load_collective), and the ranks check the CRC together. */
 #ifndef DL_TRAIN_CHECKPOINT_H
 #define DL_TRAIN_CHECKPOINT_H
 
@@ -26,6 +28,7 @@
 
 #include "comm/world.h"
 #include "core/tensor.h"
+#include "train/shard_layout.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -52,11 +55,12 @@ typedef struct dl_ckpt_meta {
  * states (each in the parameter layout), and this rank's data cursor. */
 typedef struct dl_ckpt_tensors {
     const dl_tensor_table *params;
-    float *params_data;            /* host, numel(params) floats */
+    float *params_data;            /* host, numel(params) floats (a shard layout's local_numel with one) */
     int num_states;
     const char *const *state_names;
-    float **states_data;           /* host, numel(params) floats each; only [state_begin, state_end) is this rank's */
-    size_t state_begin, state_end; /* the elements whose optimizer state this rank holds (all of them without ZeRO) */
+    float **states_data;           /* host, like params_data; only [state_begin, state_end) is this rank's */
+    size_t state_begin, state_end; /* the elements whose optimizer state this rank holds (all of them without ZeRO),
+                                    * in the whole table's element numbering */
 } dl_ckpt_tensors;
 
 /* How a checkpoint is saved. */
@@ -64,16 +68,21 @@ typedef struct dl_ckpt_options {
     int keep;        /* ckpt.keep: newest checkpoints kept (0: all) */
     int keep_every;  /* ckpt.keep_every: also keep steps that are multiples of this (0: none) */
     int compress;    /* ckpt.compress: byte-shuffle + deflate every chunked dataset */
-    /* NULL, or one flag per parameter tensor: a flagged tensor is a row-sharded table (comm.embeddings=sharded):
-     * row r of it (and of its optimizer states) is held only by rank dl_hash_owner(r, world size), in the usual
-     * full-layout buffers; other rows' contents are ignored. Unflagged parameters are replicated (rank 0 writes
-     * them), and unflagged states follow [state_begin, state_end). */
-    const unsigned char *row_sharded;
+    /* NULL: the buffers of dl_ckpt_tensors hold the whole table in its own layout (tensor i at its offset).
+     * Otherwise they hold this rank's share, laid out as shard_layout.h says: unsplit tensors whole at
+     * layout->local_offset[i], split ones only the rows this rank holds, back to back. Each rank sends the rows it
+     * holds of a split tensor (and of its states) straight from its buffer to the ranks writing them, a 1/W share
+     * each; rank 0 writes the unsplit parameters, the slice owners their states. */
+    const dl_shard_layout *layout;
+    /* Split tensors move in rounds through slabs of about this many bytes per rank (0: 4 MiB): with the rows in
+     * transit, what a checkpoint of a split table takes beyond the buffers, whatever the table size. */
+    size_t slab_bytes;
 } dl_ckpt_options;
 
 /* Writes a checkpoint file at `path` atomically (path.tmp, fsync, rename, fsync of the directory). Collective:
  * every rank calls it with the same meta and table. The state slices [state_begin, state_end) of all ranks must
- * together cover every element (overlaps are allowed: the lowest-starting rank writes an element); each rank's
+ * together cover every element (overlaps are allowed: the lowest-starting rank writes an element); with a shard
+ * layout (options->layout) the ranks' rows of each split tensor must cover its rows once each; each rank's
  * `cursor` is stored under its rank. On failure every rank returns an error and `path` is untouched.
  * For tests, DEALER_TEST_KILL_CKPT=PHASE:STEP makes rank 0 kill itself with SIGKILL while writing step STEP:
  * PHASE is `data` (datasets written, file still open), `close` (file closed, not yet renamed), `rename` (renamed,
@@ -99,9 +108,20 @@ dl_status dl_ckpt_read_meta(const char *path, dl_ckpt_meta *meta);
  * NULL/0 when world_size differs from the checkpoint's). The file must hold exactly the table's tensors in the
  * table's shapes under /model, and, when t->num_states > 0, exactly the named states under /optimizer; every
  * dataset's CRC is checked. States are read whole, so any [state_begin, state_end) works. With num_states 0 only
- * the parameters are read (generation, export). Failures are DL_ERR_FORMAT naming the file and the tensor. */
+ * the parameters are read (generation, export). Failures are DL_ERR_FORMAT naming the file and the tensor.
+ * The buffers hold the whole table (a shard layout loads with dl_ckpt_load_collective). */
 dl_status dl_ckpt_load(const char *path, const dl_ckpt_tensors *t, int rank, int world_size, uint8_t **cursor,
                        size_t *cursor_len);
+
+/* dl_ckpt_load on every rank of `world` together (collective: every rank calls it, with the same options, and all
+ * fail when one does). With a shard layout (options->layout; NULL options or layout: the whole table) t's buffers
+ * are laid out as it says: each rank reads unsplit tensors whole and, of each split one, a 1/W share of the file in
+ * slabs (options->slab_bytes), sending every row to the rank that holds it, so a checkpoint of any world size
+ * loads on this one, each rank receives exactly its own rows (straight into its buffer) and none ever holds a
+ * whole split table. The CRC of a split dataset is checked by the ranks together. keep, keep_every and compress
+ * are ignored. */
+dl_status dl_ckpt_load_collective(dl_world *world, const char *path, const dl_ckpt_tensors *t,
+                                  const dl_ckpt_options *options, uint8_t **cursor, size_t *cursor_len);
 
 /* ---- inspection (dealer ckpt) ---------------------------------------------------------------------------------- */
 

@@ -43,6 +43,9 @@ typedef struct click {
     size_t store_numel, store_bias;
     int64_t store_rows;
     dl_sharded_table shard;
+    dl_shard_layout layout;        /* sharded: this rank's store as the trainer and checkpoints see it */
+    size_t layout_offset[2];       /* table, bias */
+    unsigned char layout_split[2];
     dl_sharded_plan plan;
     dl_sparse_sum sum;
     /* scratch, grown to the largest batch */
@@ -653,22 +656,25 @@ static dl_status click_init_params(dl_model *model, uint64_t seed) {
     return DL_OK;
 }
 
-static dl_status click_gather(dl_model *model, struct dl_world *world, float *host) {
-    click *m = model->impl;
-    DL_REQUIRE(world != NULL, DL_ERR_INVALID, "gather_params: NULL world");
-    DL_CHECK(dl_sharded_gather(&m->shard, world->rank == 0 ? host : NULL, 0, world));
-    if (world->rank == 0 && m->linear)
-        memcpy(host + m->full_bias, m->store + m->store_bias, 2 * sizeof(float));
-    return DL_OK;
+/* The shard layout's row map: the sharded table's own index, so checkpoints place rows exactly where training
+ * keeps them (its local rows are back to back in increasing global row, as shard_layout.h requires). */
+static int64_t click_local_row(const void *ctx, size_t tensor, int64_t row) {
+    (void)tensor; /* only the table (tensor 0) is split */
+    return dl_sharded_table_local(ctx, row);
 }
 
-static dl_status click_scatter(dl_model *model, struct dl_world *world, const float *host) {
-    click *m = model->impl;
-    (void)world;
-    DL_CHECK(dl_sharded_take_local(&m->shard, host));
-    if (m->linear)
-        memcpy(m->store + m->store_bias, host + m->full_bias, 2 * sizeof(float));
-    return DL_OK;
+/* Describes the sharded store: the table's rows this rank holds from 0, then the replicated bias at store_bias. */
+static void describe_layout(click *m) {
+    m->layout_offset[0] = 0;
+    m->layout_offset[1] = m->store_bias;
+    m->layout_split[0] = 1;
+    m->layout_split[1] = 0;
+    m->layout = (dl_shard_layout){.count = m->params.count,
+                                  .local_numel = m->store_numel,
+                                  .local_offset = m->layout_offset,
+                                  .split = m->layout_split,
+                                  .local_row = click_local_row,
+                                  .ctx = &m->shard};
 }
 
 static void click_destroy(dl_model *model) {
@@ -819,9 +825,9 @@ static dl_status click_create(dl_model *model, const dl_click_kind *kind, const 
     model->self_updating = 1;
     model->evaluate = click_evaluate;
     if (m->sharded) {
+        describe_layout(m);
+        model->shard_layout = &m->layout;
         model->local_numel = m->store_numel;
-        model->gather_params = click_gather;
-        model->scatter_params = click_scatter;
     }
     return DL_OK;
 }

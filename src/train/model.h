@@ -16,6 +16,7 @@
 #include "data/loader.h"
 #include "ops/ops.h"
 #include "train/backward_hooks.h"
+#include "train/shard_layout.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -79,14 +80,13 @@ struct dl_model {
     dl_status (*evaluate)(dl_model *model, struct dl_world *world, const dl_doc_source *valid,
                           const dl_loader_config *config, int64_t max_batches, dl_eval_result *result);
     /* Optional, for models whose param_data holds only this rank's share of the parameters (row-sharded tables,
-     * comm.embeddings: sharded): NULL otherwise. `params` still describes the whole model as checkpoints hold it,
-     * and param_data holds local_numel floats. The trainer then never broadcasts param_data, and moves parameters
-     * to and from checkpoints through these collectives: gather_params writes the whole model into host
-     * (numel(params) floats) on rank 0 (other ranks pass NULL); scatter_params keeps this rank's share of the whole
-     * model in host (every rank passes it). */
+     * comm.embeddings: sharded): NULL otherwise. `params` still describes the whole model as checkpoints hold it;
+     * param_data holds local_numel floats laid out as shard_layout says (which rows of which tensor this rank
+     * holds, and where). The trainer then never broadcasts param_data, and checkpoints move each rank's own rows
+     * (through bounded slabs, on any world size), so no rank ever holds the whole table.
+     * Only self-updating models split their parameters (their optimizer state lives in the rows). */
+    const dl_shard_layout *shard_layout;
     size_t local_numel;
-    dl_status (*gather_params)(dl_model *model, struct dl_world *world, float *host);
-    dl_status (*scatter_params)(dl_model *model, struct dl_world *world, const float *host);
     /* Activation bytes the model planned (and would plan without gradient checkpointing). */
     size_t activation_bytes, activation_bytes_without_checkpointing;
     void (*destroy)(dl_model *model);

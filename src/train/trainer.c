@@ -142,7 +142,7 @@ static dl_status count_eval_batches(trainer *t) {
 }
 
 static dl_status broadcast_params(trainer *t) {
-    if (t->model->gather_params) /* each rank holds and initialised its own share */
+    if (t->model->shard_layout) /* each rank holds and initialised its own share */
         return DL_OK;
     size_t bytes = t->numel * sizeof(float);
     if (t->be.kind == DL_DEVICE_CPU)
@@ -188,13 +188,42 @@ static dl_status host_state_alloc(trainer *t, host_state *h) {
     return DL_OK;
 }
 
+/* A model whose parameters are split over the ranks (model->shard_layout) checkpoints its own share, straight from
+ * param_data on the CPU, through a host copy of that share otherwise; it keeps no optimizer state of its own. */
+static dl_status shard_host_params(trainer *t, float **host) {
+    *host = t->model->param_data;
+    DL_REQUIRE(t->opt->num_states == 0, DL_ERR_INVALID,
+               "a %s model with split parameters cannot keep optimizer state outside them", t->model->kind);
+    if (t->be.kind == DL_DEVICE_CPU)
+        return DL_OK;
+    size_t bytes = t->model->local_numel * sizeof(float);
+    *host = malloc(bytes ? bytes : 1);
+    DL_REQUIRE(*host != NULL, DL_ERR_NOMEM, "cannot allocate %zu bytes for this rank's share of the parameters",
+               bytes);
+    return DL_OK;
+}
+
+static void shard_host_free(trainer *t, float *host) {
+    if (host != t->model->param_data)
+        free(host);
+}
+
 static dl_status save_checkpoint(trainer *t) {
+    const dl_shard_layout *layout = t->model->shard_layout;
     host_state h;
-    DL_CHECK(host_state_alloc(t, &h));
+    memset(&h, 0, sizeof h);
+    float *share = NULL;
+    dl_status s = DL_OK;
+    if (layout) {
+        s = shard_host_params(t, &share);
+        if (s == DL_OK && share != t->model->param_data)
+            s = dl_mem_to_host(&t->be, share, t->model->param_data, t->model->local_numel * sizeof(float));
+        h.tensors = (dl_ckpt_tensors){t->model->params, share, 0, NULL, NULL, 0, 0};
+    } else {
+        DL_CHECK(host_state_alloc(t, &h));
+        s = dl_mem_to_host(&t->be, h.params, t->model->param_data, t->numel * sizeof(float));
+    }
     size_t span = t->opt->end - t->opt->begin;
-    dl_status s = t->model->gather_params
-                      ? t->model->gather_params(t->model, t->world, rank0(t) ? h.params : NULL)
-                      : dl_mem_to_host(&t->be, h.params, t->model->param_data, t->numel * sizeof(float));
     for (int k = 0; k < t->opt->num_states && s == DL_OK; k++)
         s = dl_mem_to_host(&t->be, h.states[k] + t->opt->begin, t->opt->states[k], span * sizeof(float));
     const uint8_t *cursor = NULL;
@@ -218,12 +247,14 @@ static dl_status save_checkpoint(trainer *t) {
         meta.epoch = (int64_t)info.epoch;
     char path[4300] = "";
     dl_ckpt_options options = {.keep = t->cfg->ckpt.keep, .keep_every = t->cfg->ckpt.keep_every,
-                               .compress = t->cfg->ckpt.compress};
+                               .compress = t->cfg->ckpt.compress, .layout = layout};
     dl_status agreed = agree(t, s, "checkpoint copy");
     if (agreed == DL_OK)
         agreed = dl_ckpt_save(t->world, t->cfg->run.dir, &meta, &h.tensors, cursor, cursor_len, &options, path,
                               sizeof path);
     host_state_free(&h);
+    if (share)
+        shard_host_free(t, share);
     DL_CHECK(agreed);
     if (rank0(t))
         DL_INFO("checkpoint %s", path);
@@ -247,22 +278,41 @@ static dl_status maybe_resume(trainer *t, uint8_t **cursor, size_t *cursor_len, 
     if (!found)
         return DL_OK;
     dl_ckpt_meta meta;
-    DL_CHECK(dl_ckpt_read_meta(path, &meta));
+    memset(&meta, 0, sizeof meta);
+    dl_status s = dl_ckpt_read_meta(path, &meta);
     free(meta.config_yaml);
-    if (strcmp(meta.model_kind, t->model->kind) != 0) {
-        dl_status s = DL_FAIL(DL_ERR_FORMAT, "%s holds a %s model, the config trains %s", path, meta.model_kind,
-                              t->model->kind);
+    if (s == DL_OK && strcmp(meta.model_kind, t->model->kind) != 0) {
+        s = DL_FAIL(DL_ERR_FORMAT, "%s holds a %s model, the config trains %s", path, meta.model_kind,
+                    t->model->kind);
         dl_error_hint("use another run.dir, or train.resume=never");
-        return s;
     }
     host_state h;
-    DL_CHECK(host_state_alloc(t, &h));
-    dl_status s = dl_ckpt_load(path, &h.tensors, t->world->rank, t->world->size, cursor, cursor_len);
+    memset(&h, 0, sizeof h);
+    const dl_shard_layout *layout = t->model->shard_layout;
+    if (layout) {
+        /* Collective: every rank reads the rows it holds now, whatever world size wrote the file; so all ranks
+         * enter the load or none does. */
+        float *share = NULL;
+        if (s == DL_OK)
+            s = shard_host_params(t, &share);
+        s = agree(t, s, "resume");
+        if (s == DL_OK) {
+            dl_ckpt_tensors tensors = {t->model->params, share, 0, NULL, NULL, 0, 0};
+            dl_ckpt_options how = {.layout = layout};
+            s = dl_ckpt_load_collective(t->world, path, &tensors, &how, cursor, cursor_len);
+        }
+        if (s == DL_OK && share != t->model->param_data)
+            s = dl_mem_to_device(&t->be, t->model->param_data, share, t->model->local_numel * sizeof(float));
+        if (share)
+            shard_host_free(t, share);
+    } else {
+        DL_CHECK(s);
+        DL_CHECK(host_state_alloc(t, &h));
+        s = dl_ckpt_load(path, &h.tensors, t->world->rank, t->world->size, cursor, cursor_len);
+        if (s == DL_OK)
+            s = dl_mem_to_device(&t->be, t->model->param_data, h.params, t->numel * sizeof(float));
+    }
     size_t span = t->opt->end - t->opt->begin;
-    if (s == DL_OK)
-        s = t->model->scatter_params
-                ? t->model->scatter_params(t->model, t->world, h.params)
-                : dl_mem_to_device(&t->be, t->model->param_data, h.params, t->numel * sizeof(float));
     for (int k = 0; k < t->opt->num_states && s == DL_OK; k++)
         s = dl_mem_to_device(&t->be, t->opt->states[k], h.states[k] + t->opt->begin, span * sizeof(float));
     host_state_free(&h);

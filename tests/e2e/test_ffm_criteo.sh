@@ -66,7 +66,7 @@ echo "sharded: 2 ranks $v2, 1 rank $v1"
 awk -v a="$v2" -v b="$v1" 'BEGIN { d = a - b; exit !(d <= 0.005 && d >= -0.005) }' ||
   fail "2 sharded ranks reached $v2, 1 rank $v1: more than 0.005 apart"
 
-# ---- dealer predict: from the 2-rank sharded checkpoint (gathered whole), one probability per line -----------------
+# ---- dealer predict: from the 2-rank sharded checkpoint (read whole), one probability per line ---------------------
 "$dealer" predict "$work/w2" "$src/data/criteo/va400.ffm" -o "$work/va.pred" >"$work/pred.out" ||
   fail "predict failed"
 cat "$work/pred.out"

@@ -6,7 +6,9 @@
  * replicated and with sharded tables and check (1) both give the same parameters (to float rounding of the order in
  * which the ranks' changes are added), (2) the replicated copies are bit-identical on every rank, (3) both equal a
  * serial computation of the documented semantics — every rank trains per instance on the same starting table and
- * the changes are summed — and (4) the collective evaluation gives the logloss and AUC of all validation rows. */
+ * the changes are summed — and (4) the collective evaluation gives the logloss and AUC of all validation rows.
+ * A sharded model's checkpoint (each rank writing its own rows) holds exactly what the ranks hold, loads whole
+ * into a one-process model, and loads back collectively into fresh sharded models that then train identically. */
 #include "testutil.h"
 
 #include <math.h>
@@ -14,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "comm/sharded_table.h"
 #include "comm/world.h"
@@ -21,6 +24,7 @@
 #include "core/hash.h"
 #include "data/loader.h"
 #include "ops/ops.h"
+#include "train/checkpoint.h"
 #include "train/click_model.h"
 #include "train/ffm.h"
 #include "train/model.h"
@@ -121,25 +125,12 @@ static void fetch_and_push_reach_the_owners(void **state) {
         }
         free(other);
     }
-    for (int root = 0; root < world.size; root += world.size - 1 > 0 ? world.size - 1 : 1) {
-        float *full = world.rank == root ? xmalloc((size_t)N * rf * sizeof(float)) : NULL;
-        assert_int_equal(dl_sharded_gather(&t, full, root, &world), DL_OK);
-        if (full) {
-            for (int64_t i = 0; i < N * rf; i++)
-                if (full[i] != expect[i])
-                    DL_TEST_FAIL("gathered element %lld = %g, want %g", (long long)i, (double)full[i],
-                                 (double)expect[i]);
-            free(full);
-        }
-        if (world.size == 1)
-            break;
-    }
-    memset(t.data, 0, (size_t)t.local_rows * rf * sizeof(float));
-    assert_int_equal(dl_sharded_take_local(&t, expect), DL_OK);
-    for (int64_t g = 0; g < N; g++) {
+    for (int64_t g = 0; g < N; g++) { /* every owner holds the sum of every rank's changes to its rows */
         int64_t l = dl_sharded_table_local(&t, g);
-        if (l >= 0)
-            assert_memory_equal(t.data + l * rf, expect + g * rf, rf * sizeof(float));
+        for (int f = 0; l >= 0 && f < rf; f++)
+            if (t.data[l * rf + f] != expect[g * rf + f])
+                DL_TEST_FAIL("row %lld value %d = %g after the pushes, want %g", (long long)g, f,
+                             (double)t.data[l * rf + f], (double)expect[g * rf + f]);
     }
     free(rows);
     free(got);
@@ -305,9 +296,9 @@ static void ffm_sharded_equals_replicated_equals_serial(void **state) {
     dl_model *rep, *sh;
     assert_int_equal(dl_model_create(&rep, &rc, &be, B, 1), DL_OK);
     assert_int_equal(dl_model_create(&sh, &sc, &be, B, 1), DL_OK);
-    assert_null(rep->gather_params);
+    assert_null(rep->shard_layout);
     if (world.size > 1) {
-        assert_non_null(sh->gather_params);
+        assert_non_null(sh->shard_layout);
         assert_true(sh->local_numel < dl_tensor_table_numel(sh->params));
     }
     assert_int_equal(rep->init_params(rep, 9), DL_OK);
@@ -331,17 +322,38 @@ static void ffm_sharded_equals_replicated_equals_serial(void **state) {
     h[1] = -h[0];
     assert_int_equal(dl_comm_allreduce_max_i64(&world, h, 2, "hash"), DL_OK);
     assert_true(h[0] == -h[1]);
-    /* the sharded table, gathered, equals the replicated one */
+    /* the rows each rank holds of the sharded table equal the replicated ones (and its bias the replicated bias) */
     float *full = xmalloc(numel * sizeof(float));
-    if (sh->gather_params)
-        assert_int_equal(sh->gather_params(sh, &world, world.rank == 0 ? full : NULL), DL_OK);
-    else
+    memcpy(full, rep->param_data, numel * sizeof(float));
+    const dl_shard_layout *l = sh->shard_layout;
+    if (l) {
+        const dl_tensor *table = dl_tensor_table_at(sh->params, 0), *bias = dl_tensor_table_at(sh->params, 1);
+        size_t rf = table->shape[1];
+        int64_t held = 0;
+        for (int64_t g = 0; g < (int64_t)table->shape[0]; g++) {
+            int64_t slot = l->local_row(l->ctx, 0, g);
+            if (slot < 0)
+                continue;
+            assert_int_equal(slot, held++);
+            memcpy(full + table->offset + (size_t)g * rf, sh->param_data + l->local_offset[0] + (size_t)slot * rf,
+                   rf * sizeof(float));
+        }
+        assert_int_equal(held, dl_sharded_owned_count((int64_t)table->shape[0], world.rank, world.size));
+        memcpy(full + bias->offset, sh->param_data + l->local_offset[1], bias->numel * sizeof(float));
+    } else {
         memcpy(full, sh->param_data, numel * sizeof(float));
-    if (world.rank == 0) {
+    }
+    {
         double *want = xmalloc(numel * sizeof(double));
         for (size_t i = 0; i < numel; i++)
             want[i] = rep->param_data[i];
         DL_ASSERT_REL(full, want, numel, 1e-6);
+        free(want);
+    }
+    if (world.rank == 0) {
+        double *want = xmalloc(numel * sizeof(double));
+        for (size_t i = 0; i < numel; i++)
+            want[i] = rep->param_data[i];
         /* and both equal the serial semantics, computed here with a one-process model */
         dl_model serial;
         memset(&serial, 0, sizeof serial);
@@ -413,6 +425,137 @@ static void ffm_sharded_equals_replicated_equals_serial(void **state) {
     omp_set_num_threads(saved_threads);
 }
 
+/* The checkpoint of a sharded model after a few steps: written by every rank from its own store, it holds the
+ * whole table bit for bit as the ranks hold it (each rank reads the file whole and compares its rows and the bias),
+ * a one-process model reads it whole (dealer predict's path) and scores like the ranks together, and a fresh
+ * sharded model loaded collectively has every rank's store exactly and trains on identically. */
+static void ffm_sharded_checkpoint_round_trip(void **state) {
+    (void)state;
+    int saved_threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+    dl_backend be;
+    assert_int_equal(dl_backend_open(&be, "cpu", 0), DL_OK);
+    dl_config sc;
+    ffm_config(&sc, DL_EMBEDDINGS_SHARDED);
+    dl_model *sh, *back;
+    assert_int_equal(dl_model_create(&sh, &sc, &be, B, 1), DL_OK);
+    assert_int_equal(dl_model_create(&back, &sc, &be, B, 1), DL_OK);
+    const dl_shard_layout *l = sh->shard_layout;
+    assert_non_null(l);
+    assert_int_equal(sh->init_params(sh, 5), DL_OK);
+    dl_batch batch;
+    assert_int_equal(dl_batch_alloc(&batch, DL_DATA_CLICKS, B, 1), DL_OK);
+    for (int step = 0; step < STEPS; step++) {
+        fill_batch(&batch, world.rank, step);
+        dl_step_context ctx = {&world, step + 1, 0.2, NULL};
+        dl_step_stats st = {0};
+        assert_int_equal(sh->train_batch(sh, &batch, &ctx, &st), DL_OK);
+    }
+    char dir[256] = "";
+    if (world.rank == 0) {
+        snprintf(dir, sizeof dir, "/tmp/dealer_test_ffm_ckpt_XXXXXX");
+        assert_non_null(mkdtemp(dir));
+    }
+    assert_int_equal(dl_comm_broadcast(&world, dir, sizeof dir, 0, "dir"), DL_OK);
+    char path[300];
+    snprintf(path, sizeof path, "%s/ffm.h5", dir);
+    dl_ckpt_meta meta;
+    memset(&meta, 0, sizeof meta);
+    meta.step = STEPS;
+    meta.world_size = world.size;
+    snprintf(meta.model_kind, sizeof meta.model_kind, "ffm");
+    meta.config_yaml = (char *)"model:\n  kind: ffm\n";
+    dl_ckpt_tensors t = {sh->params, sh->param_data, 0, NULL, NULL, 0, 0};
+    dl_ckpt_options o = {.layout = l};
+    assert_int_equal(dl_ckpt_write(&world, path, &meta, &t, NULL, 0, &o), DL_OK);
+
+    /* The file, read whole on every rank, holds this rank's rows and the bias exactly. */
+    const dl_tensor *table = dl_tensor_table_find(sh->params, "ffm.table"), *bias = dl_tensor_table_find(sh->params,
+                                                                                                         "ffm.bias");
+    assert_non_null(table);
+    assert_non_null(bias);
+    size_t rf = table->shape[1];
+    dl_model one;
+    memset(&one, 0, sizeof one);
+    assert_int_equal(dl_click_model_create(&one, &dl_ffm_kind, &sc, &be, B, 1), DL_OK);
+    assert_null(one.shard_layout);
+    dl_ckpt_tensors whole = {one.params, one.param_data, 0, NULL, NULL, 0, 0};
+    uint8_t *cursor = NULL;
+    size_t cursor_len = 0;
+    assert_int_equal(dl_ckpt_load(path, &whole, world.rank, world.size, &cursor, &cursor_len), DL_OK);
+    free(cursor);
+    int64_t held = 0;
+    for (int64_t g = 0; g < (int64_t)table->shape[0]; g++) {
+        int64_t slot = l->local_row(l->ctx, 0, g);
+        if (slot < 0)
+            continue;
+        held++;
+        if (memcmp(one.param_data + table->offset + (size_t)g * rf,
+                   sh->param_data + l->local_offset[0] + (size_t)slot * rf, rf * sizeof(float)) != 0)
+            DL_TEST_FAIL("rank %d: row %lld in the file differs from the row the rank holds", world.rank,
+                         (long long)g);
+    }
+    assert_memory_equal(one.param_data + bias->offset, sh->param_data + l->local_offset[1], 2 * sizeof(float));
+    int64_t rows = held;
+    assert_int_equal(dl_comm_allreduce_sum_i64(&world, &rows, 1, "rows"), DL_OK);
+    assert_int_equal(rows, (int64_t)table->shape[0]); /* so every row of the file was compared by its holder */
+
+    /* Predictions of the one-process model equal the sharded model's collective evaluation. */
+    dl_doc_source src = {NULL, VALID, "memory", NULL, mem_click, NULL};
+    dl_loader_config lc;
+    dl_loader_config_default(&lc);
+    lc.kind = DL_DATA_CLICKS;
+    lc.batch_rows = 4;
+    lc.shuffle = 0;
+    lc.epochs = 1;
+    lc.prefetch = 0;
+    lc.world = (uint32_t)world.size;
+    lc.rank = (uint32_t)world.rank;
+    uint64_t batches = 0;
+    assert_int_equal(dl_loader_count_batches(&src, &lc, &batches), DL_OK);
+    int64_t most = (int64_t)batches;
+    assert_int_equal(dl_comm_allreduce_max_i64(&world, &most, 1, "batches"), DL_OK);
+    dl_eval_result e_sh, e_one;
+    assert_int_equal(sh->evaluate(sh, &world, &src, &lc, most, &e_sh), DL_OK);
+    assert_int_equal(one.evaluate(&one, &world, &src, &lc, most, &e_one), DL_OK);
+    if (e_sh.loss != e_one.loss || e_sh.values[1] != e_one.values[1])
+        DL_TEST_FAIL("sharded model: logloss %.9g AUC %.9g; loaded whole: %.9g %.9g", e_sh.loss, e_sh.values[1],
+                     e_one.loss, e_one.values[1]);
+
+    /* A fresh sharded model, loaded collectively, holds exactly this rank's store and trains on identically. */
+    dl_test_poison(back->param_data, back->local_numel);
+    dl_ckpt_tensors bt = {back->params, back->param_data, 0, NULL, NULL, 0, 0};
+    dl_ckpt_options how = {.layout = back->shard_layout};
+    assert_int_equal(dl_ckpt_load_collective(&world, path, &bt, &how, &cursor, &cursor_len), DL_OK);
+    free(cursor);
+    assert_int_equal(back->local_numel, sh->local_numel);
+    size_t table_floats = (size_t)held * rf;
+    assert_memory_equal(back->param_data, sh->param_data, table_floats * sizeof(float));
+    assert_memory_equal(back->param_data + l->local_offset[1], sh->param_data + l->local_offset[1], 2 * sizeof(float));
+    for (int step = STEPS; step < STEPS + 2; step++) {
+        fill_batch(&batch, world.rank, step);
+        dl_step_context ctx = {&world, step + 1, 0.2, NULL};
+        dl_step_stats s1 = {0}, s2 = {0};
+        assert_int_equal(sh->train_batch(sh, &batch, &ctx, &s1), DL_OK);
+        assert_int_equal(back->train_batch(back, &batch, &ctx, &s2), DL_OK);
+        assert_true(s1.loss_sum == s2.loss_sum);
+    }
+    assert_memory_equal(back->param_data, sh->param_data, table_floats * sizeof(float));
+
+    assert_int_equal(dl_comm_barrier(&world, "before cleanup"), DL_OK);
+    if (world.rank == 0) {
+        unlink(path);
+        rmdir(dir);
+    }
+    one.destroy(&one);
+    dl_batch_free(&batch);
+    dl_model_destroy(sh);
+    dl_model_destroy(back);
+    dl_config_free(&sc);
+    dl_backend_close(&be);
+    omp_set_num_threads(saved_threads);
+}
+
 int main(int argc, char **argv) {
     if (dl_world_init(&world, &argc, &argv, 120.0) != DL_OK) {
         fprintf(stderr, "%s\n", dl_error_message());
@@ -428,6 +571,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(fetch_and_push_reach_the_owners),
         cmocka_unit_test(sparse_sum_gives_union_and_sums),
         cmocka_unit_test(ffm_sharded_equals_replicated_equals_serial),
+        cmocka_unit_test(ffm_sharded_checkpoint_round_trip),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     dl_world_finalize(&world);

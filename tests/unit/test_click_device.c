@@ -97,7 +97,7 @@ static void staged_equals_direct(const dl_click_kind *kind, dl_model_kind mk, in
     memset(&staged, 0, sizeof staged);
     assert_int_equal(dl_click_model_create(&direct, kind, &cfg, &be, ROWS, 0), DL_OK);
     DL_EXPECT_OK(dl_click_model_create_staged(&staged, kind, &cfg, &be, ROWS, 0));
-    assert_null(staged.gather_params);
+    assert_null(staged.shard_layout);
     assert_true(staged.self_updating);
     DL_EXPECT_OK(direct.init_params(&direct, 11));
     DL_EXPECT_OK(staged.init_params(&staged, 11));

@@ -388,7 +388,7 @@ static void ffm_init_is_libffm_uniform(void **state) {
     assert_int_equal(dl_model_create(&b, &cfg, &be, 8, 1), DL_OK);
     assert_string_equal(a->kind, "ffm");
     assert_true(a->self_updating);
-    assert_null(a->gather_params);
+    assert_null(a->shard_layout);
     assert_int_equal(a->init_params(a, 7), DL_OK);
     assert_int_equal(b->init_params(b, 7), DL_OK);
     size_t numel = dl_tensor_table_numel(a->params);
