@@ -40,6 +40,7 @@ struct dl_gpt {
     int num_segments;
     dl_tensor_table params;
     size_t *layer_first, *layer_last; /* tensor indices spanning each block; [n_layer] */
+    size_t *layer_part_last;          /* the last tensor of each block's MLP half (ln2.bias); [n_layer] */
     size_t head_first, head_last; /* tensor indices of wte … lnf.bias: complete after the head (layer n_layer) */
     size_t wpe_index;             /* valid when has_wpe */
     int has_wpe;
@@ -101,7 +102,7 @@ static dl_status build_param_table(dl_gpt *m) {
         DL_CHECK(add_param(t, NULL, 2, DL_SHAPE(4 * C, C), "h.%d.mlp.fc.weight", l));
         DL_CHECK(add_param(t, NULL, 1, DL_SHAPE(4 * C), "h.%d.mlp.fc.bias", l));
         DL_CHECK(add_param(t, NULL, 1, DL_SHAPE(C), "h.%d.ln2.weight", l));
-        DL_CHECK(add_param(t, NULL, 1, DL_SHAPE(C), "h.%d.ln2.bias", l));
+        DL_CHECK(add_param(t, &m->layer_part_last[l], 1, DL_SHAPE(C), "h.%d.ln2.bias", l));
         DL_CHECK(add_param(t, NULL, 2, DL_SHAPE(C, C), "h.%d.attn.proj.weight", l));
         DL_CHECK(add_param(t, NULL, 1, DL_SHAPE(C), "h.%d.attn.proj.bias", l));
         DL_CHECK(add_param(t, NULL, 2, DL_SHAPE(3 * C, C), "h.%d.attn.qkv.weight", l));
@@ -247,6 +248,7 @@ dl_status dl_gpt_create(dl_gpt **out, const dl_gpt_config *config, const dl_back
     int L = config->n_layer;
     m->layer_first = calloc((size_t)L, sizeof(size_t));
     m->layer_last = calloc((size_t)L, sizeof(size_t));
+    m->layer_part_last = calloc((size_t)L, sizeof(size_t));
     m->w.blocks = calloc((size_t)L, sizeof(block_weights));
     m->g.blocks = calloc((size_t)L, sizeof(block_weights));
     m->sets = calloc((size_t)m->segment, sizeof(block_acts));
@@ -255,7 +257,7 @@ dl_status dl_gpt_create(dl_gpt **out, const dl_gpt_config *config, const dl_back
     size_t *segment_ids = calloc((size_t)m->num_segments + 1, sizeof(size_t));
     plan_ids ids;
     dl_status s = DL_OK;
-    if (!m->layer_first || !m->layer_last || !m->w.blocks || !m->g.blocks || !m->sets || !m->segment_inputs ||
+    if (!m->layer_first || !m->layer_last || !m->layer_part_last || !m->w.blocks || !m->g.blocks || !m->sets || !m->segment_inputs ||
         !set_ids || !segment_ids) {
         s = DL_FAIL(DL_ERR_NOMEM, "cannot allocate the GPT model's tables");
         goto done;
@@ -326,6 +328,7 @@ void dl_gpt_destroy(dl_gpt *m) {
     dl_tensor_table_free(&m->params);
     free(m->layer_first);
     free(m->layer_last);
+    free(m->layer_part_last);
     free(m->w.blocks);
     free(m->g.blocks);
     free(m->sets);
@@ -344,6 +347,15 @@ const float *dl_gpt_logits(const dl_gpt *m) { return m && m->head_chunk >= m->ma
 dl_status dl_gpt_zero_grads(dl_gpt *m) {
     DL_REQUIRE(m != NULL, DL_ERR_INVALID, "dl_gpt_zero_grads: NULL model");
     return dl_mem_zero(m->be, m->grad_data, dl_tensor_table_bytes(&m->params));
+}
+
+dl_byte_range dl_gpt_layer_part_range(const dl_gpt *m, int layer) {
+    dl_byte_range r = {0, 0};
+    if (!m || layer < 0 || layer >= m->config.n_layer)
+        return r;
+    r.begin = dl_tensor_byte_range(dl_tensor_table_at(&m->params, m->layer_first[layer])).begin;
+    r.end = dl_tensor_byte_range(dl_tensor_table_at(&m->params, m->layer_part_last[layer])).end;
+    return r;
 }
 
 dl_byte_range dl_gpt_layer_param_range(const dl_gpt *m, int layer) {
@@ -556,10 +568,9 @@ static dl_status block_backward(dl_gpt *m, int layer, const block_acts *a, const
     DL_CHECK(dl_op_matmul_backward(be, m->dln, g->fc_w, g->fc_b, dfch, a->ln2, w->fc_w, N, C, 4 * C));
     DL_CHECK(dl_op_layernorm_backward(be, m->dresid, g->ln2_w, g->ln2_b, m->dln, a->x2, w->ln2_w, a->ln2_mean,
                                       a->ln2_rstd, N, C));
-    /* Half-way: messages in flight move only inside MPI calls, so a repeat of the last finished layer drives them
-     * (it starts nothing new). */
-    if (hooks && hooks->layer_done)
-        DL_CHECK(hooks->layer_done(hooks->ctx, layer + 1));
+    /* The MLP half's weights (the first part of the block's range) are final. */
+    if (hooks && hooks->part_done)
+        DL_CHECK(hooks->part_done(hooks->ctx, layer));
     /* Attention half: x2 = x + attn(ln1(x))·Wprojᵀ. */
     DL_CHECK(dl_mem_zero(be, m->datty, nc * f));
     DL_CHECK(dl_op_matmul_backward(be, m->datty, g->proj_w, g->proj_b, m->dresid, a->atty, w->proj_w, N, C, C));

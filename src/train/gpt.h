@@ -96,7 +96,8 @@ dl_status dl_gpt_forward(dl_gpt *model, const dl_gpt_inputs *inputs, double *los
 /* Backward of the last forward: ACCUMULATES d(loss_sum)/dθ into the gradient buffer (zero it with
  * dl_gpt_zero_grads at the start of a step). hooks (nullable, and each member nullable): layer_done(ctx, layer)
  * after the head and final LayerNorm (layer n_layer), after each block (n_layer-1 … 0) and after the embeddings
- * (-1); embedding_rows receives the token embedding's input-side rows instead of the gradient buffer. */
+ * (-1); part_done(ctx, layer) half-way through each block, when its MLP half is done; embedding_rows receives the
+ * token embedding's input-side rows instead of the gradient buffer. */
 dl_status dl_gpt_backward(dl_gpt *model, const dl_backward_hooks *hooks);
 /* Like dl_gpt_backward for the loss Σ_n dlosses[n]·loss_n, where loss_n is the cross-entropy of token n (what
  * dl_gpt_token_losses holds): dlosses is device memory with one upstream gradient per token of the last forward.
@@ -115,6 +116,9 @@ const float *dl_gpt_logits(const dl_gpt *model);
  * embedding and the final LayerNorm (complete after the head when backward hands the embedding's input-side rows to
  * hooks->embedding_rows), n_layer-1 … 0 = the blocks, -1 = the position embedding (empty with rotary positions). */
 dl_byte_range dl_gpt_layer_param_range(const dl_gpt *model, int layer);
+/* The first part of block `layer`'s range (its MLP half and ln2), complete when backward calls hooks->part_done;
+ * empty for other layers. */
+dl_byte_range dl_gpt_layer_part_range(const dl_gpt *model, int layer);
 
 /* FLOPs of forward+backward for one token at context length `context` (the MFU numerator; see gpt.c). */
 double dl_gpt_flops_per_token(const dl_gpt_config *config, double context);

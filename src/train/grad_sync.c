@@ -33,7 +33,7 @@ struct dl_grad_sync {
     /* buckets */
     int num_buckets;
     size_t *bounds;           /* [num_buckets + 1] */
-    int *ready;               /* [num_buckets]: the layer after whose hook the bucket may leave */
+    int *ready;               /* [num_buckets]: the stage after which the bucket may leave */
     int layered;              /* the model reports its layers: hooks may start buckets */
     size_t *slices;           /* [W + 1]: ZeRO-1 slices of the parameter buffer */
     int *slice_counts;        /* [W]: the same as int counts, for the all-gather */
@@ -60,9 +60,16 @@ struct dl_grad_sync {
 
 /* ---- bucket plan ------------------------------------------------------------------------------------------------ */
 
+/* Stages: the points of backward after which buckets may leave, in half-layers so that a block's first part (gpt:
+ * its MLP half) can leave half a block early: 2·layer once layer `layer` is done (2·n_layer: the head), 2·layer + 1
+ * once its first part is, STAGE_END after the embeddings. Backward passes them in decreasing order. */
+enum { STAGE_END = -2 };
+static int stage_of_layer(int layer) { return 2 * layer; }
+static int stage_of_part(int layer) { return 2 * layer + 1; }
+
 typedef struct segment {
     size_t begin, end; /* elements */
-    int layer;
+    int stage;
 } segment;
 
 static int by_begin(const void *a, const void *b) {
@@ -70,8 +77,9 @@ static int by_begin(const void *a, const void *b) {
     return x->begin < y->begin ? -1 : x->begin > y->begin;
 }
 
-/* The model's layers as element ranges, sorted, gaps filled with layer -1 (ready only at the end). Only gpt reports
- * layers; for other models one segment of layer -1 covers everything and *layered = 0. */
+/* The model's layers (and the blocks' first parts) as element ranges with their stages, sorted, gaps filled with
+ * STAGE_END. Only gpt reports layers; for other models one segment of STAGE_END covers everything and
+ * *layered = 0. */
 static dl_status layer_segments(dl_grad_sync *s, segment **out, int *count, int *layered) {
     *layered = 0;
     int L = -1;
@@ -86,8 +94,14 @@ static dl_status layer_segments(dl_grad_sync *s, segment **out, int *count, int 
     int n = 0;
     for (int layer = -1; layer <= L && n_layers > 0; layer++) {
         dl_byte_range r = dl_gpt_layer_param_range(s->model->impl, layer);
+        dl_byte_range part = dl_gpt_layer_part_range(s->model->impl, layer);
+        int stage = layer < 0 ? STAGE_END : stage_of_layer(layer);
+        if (part.end > part.begin && part.begin == r.begin && part.end <= r.end) {
+            seg[n++] = (segment){part.begin / sizeof(float), part.end / sizeof(float), stage_of_part(layer)};
+            r.begin = part.end;
+        }
         if (r.end > r.begin)
-            seg[n++] = (segment){r.begin / sizeof(float), r.end / sizeof(float), layer};
+            seg[n++] = (segment){r.begin / sizeof(float), r.end / sizeof(float), stage};
     }
     qsort(seg, (size_t)n, sizeof *seg, by_begin);
     /* Keep the ranges only if they tile part of the buffer without overlapping; fill the gaps. */
@@ -103,7 +117,7 @@ static dl_status layer_segments(dl_grad_sync *s, segment **out, int *count, int 
     size_t pos = 0;
     for (int i = 0; i < n && ok; i++) {
         if (seg[i].begin > pos)
-            tiled[m++] = (segment){pos, seg[i].begin, -1};
+            tiled[m++] = (segment){pos, seg[i].begin, STAGE_END};
         tiled[m++] = seg[i];
         pos = seg[i].end;
     }
@@ -112,7 +126,7 @@ static dl_status layer_segments(dl_grad_sync *s, segment **out, int *count, int 
         pos = 0;
     }
     if (pos < s->numel || m == 0)
-        tiled[m++] = (segment){pos, s->numel, -1};
+        tiled[m++] = (segment){pos, s->numel, STAGE_END};
     free(seg);
     *out = tiled;
     *count = m;
@@ -121,7 +135,9 @@ static dl_status layer_segments(dl_grad_sync *s, segment **out, int *count, int 
 }
 
 /* Cuts the buffer into buckets of about `target` elements: a bucket closes at the first segment (layer) end where
- * it reached `target`. A segment that would make the bucket more than twice `target` closes the open bucket at its
+ * it reached `target`, or at the end of a block's first part once it reached half of it: a bucket that ends with
+ * an MLP half leaves half a block before one that ends with the block (the layout runs MLP, attention, next
+ * block's MLP, …, so [attention of block k+1, MLP of block k] is ready half-way through block k). A segment that would make the bucket more than twice `target` closes the open bucket at its
  * start and is cut into buckets of `target` (the last piece up to twice that). Returns the count, or -1 when more
  * than `capacity`. */
 static int cut_buckets(const segment *seg, int n_seg, size_t numel, size_t target, size_t *bounds, int *ready,
@@ -134,7 +150,7 @@ static int cut_buckets(const segment *seg, int n_seg, size_t numel, size_t targe
         if (nb >= capacity)                            \
             return -1;                                 \
         bounds[nb] = cur;                              \
-        ready[nb] = cur_ready == INT_MAX ? -1 : cur_ready; \
+        ready[nb] = cur_ready == INT_MAX ? STAGE_END : cur_ready; \
         nb++;                                          \
         cur = (at);                                    \
         cur_ready = INT_MAX;                           \
@@ -143,14 +159,14 @@ static int cut_buckets(const segment *seg, int n_seg, size_t numel, size_t targe
         size_t pos = seg[i].begin;
         while (pos < seg[i].end) {
             if (seg[i].end - cur <= 2 * target) { /* the rest of the segment fits */
-                cur_ready = seg[i].layer < cur_ready ? seg[i].layer : cur_ready;
+                cur_ready = seg[i].stage < cur_ready ? seg[i].stage : cur_ready;
                 pos = seg[i].end;
-                if (pos - cur >= target)
+                if (pos - cur >= target || (seg[i].stage > 0 && seg[i].stage % 2 == 1 && pos - cur >= target / 2))
                     CLOSE(pos);
             } else if (pos > cur) { /* a big segment: close the open bucket at the layer boundary first */
                 CLOSE(pos);
             } else { /* cut a bucket out of the big segment */
-                cur_ready = seg[i].layer < cur_ready ? seg[i].layer : cur_ready;
+                cur_ready = seg[i].stage < cur_ready ? seg[i].stage : cur_ready;
                 pos = cur + target;
                 CLOSE(pos);
             }
@@ -280,7 +296,7 @@ dl_status dl_grad_sync_create(dl_grad_sync **out, dl_world *world, const dl_back
         st = create_transport(s);
     if (st == DL_OK && s->path != PATH_NONE)
         st = plan_tied_rows(s);
-    s->hooks = (dl_backward_hooks){dl_grad_sync_layer_done, dl_grad_sync_embedding_rows, s};
+    s->hooks = (dl_backward_hooks){dl_grad_sync_layer_done, dl_grad_sync_part_done, dl_grad_sync_embedding_rows, s};
     if (st != DL_OK) {
         dl_grad_sync_destroy(s);
         return st;
@@ -344,20 +360,31 @@ dl_status dl_grad_sync_embedding_rows(void *sync, float *table_grad, int table_r
     return dl_tied_rows_hold(s->tied, ids, rows, n);
 }
 
-dl_status dl_grad_sync_layer_done(void *sync, int layer) {
-    dl_grad_sync *s = sync;
-    DL_REQUIRE(s != NULL, DL_ERR_INVALID, "dl_grad_sync_layer_done: NULL");
-    if (s->final && layer == s->head_layer)
-        s->head_done = 1;
+/* Starts every bucket whose stage was reached, in order, then drives the messages in flight. */
+static dl_status reach_stage(dl_grad_sync *s, int stage) {
     if (!s->overlap)
         return DL_OK;
-    while (s->next < s->num_buckets && s->ready[s->next] >= layer) {
+    while (s->next < s->num_buckets && s->ready[s->next] >= stage) {
         DL_CHECK(start_bucket(s));
         s->overlapped++;
     }
     if (s->path == PATH_HOST && s->next > 0)
         DL_CHECK(dl_exchange_progress(s->exchange, NULL));
     return DL_OK;
+}
+
+dl_status dl_grad_sync_layer_done(void *sync, int layer) {
+    dl_grad_sync *s = sync;
+    DL_REQUIRE(s != NULL, DL_ERR_INVALID, "dl_grad_sync_layer_done: NULL");
+    if (s->final && layer == s->head_layer)
+        s->head_done = 1;
+    return reach_stage(s, layer < 0 ? STAGE_END : stage_of_layer(layer));
+}
+
+dl_status dl_grad_sync_part_done(void *sync, int layer) {
+    dl_grad_sync *s = sync;
+    DL_REQUIRE(s != NULL && layer >= 0, DL_ERR_INVALID, "dl_grad_sync_part_done: NULL sync or layer %d", layer);
+    return reach_stage(s, stage_of_part(layer));
 }
 
 /* Starts what is left and waits for every bucket. */

@@ -9,10 +9,11 @@
  *     dl_grad_sync_reduce(sync, &sumsq);               // all gradients summed over ranks; Σ g² of the sum
  *     dl_grad_sync_update(sync, lr, grad_scale);       // optimizer on this rank's slice (+ all-gather with ZeRO)
  *
- * Buckets: the gradient buffer is cut into contiguous buckets of about comm.bucket_mb, at layer boundaries where
- * possible (a layer bigger than two buckets is cut inside). A bucket's ready layer is the lowest layer whose
- * gradients it holds; the GPT's layout (final LayerNorm, block L-1, …, block 0, embeddings) makes the first buckets
- * the first ready. During the final micro-batch's backward the layer hook starts every bucket whose ready layer was
+ * Buckets: the gradient buffer is cut into contiguous buckets of about comm.bucket_mb, at layer boundaries (and at
+ * the boundary between a block's MLP and attention halves) where possible (a layer bigger than two buckets is cut
+ * inside). A bucket's ready stage is the earliest point of backward at which all its gradients are final; the
+ * GPT's layout (token embedding and final LayerNorm, block L-1, …, block 0, position embedding) makes the first
+ * buckets the first ready. During the final micro-batch's backward the hooks start every bucket whose stage was
  * reached, in order, and then drives the messages in flight (MPI progresses only inside MPI calls); `reduce` starts
  * the rest and waits. The tied token embedding gets gradient from the LM head first and from the embedding last:
  * the gpt hands the embedding's rows to the embedding_rows hook, so the table's bucket (first in the buffer) leaves
@@ -62,6 +63,8 @@ const dl_backward_hooks *dl_grad_sync_hooks(dl_grad_sync *sync);
 /* The model's layer hook (ctx = the dl_grad_sync): layer n_layer (head and final LayerNorm), n_layer-1 … 0, then
  * -1. */
 dl_status dl_grad_sync_layer_done(void *sync, int layer);
+/* The model's part_done hook: the first part of block `layer` (its MLP half) is complete. */
+dl_status dl_grad_sync_part_done(void *sync, int layer);
 /* The model's embedding_rows hook (train/backward_hooks.h): on the step's final micro-batch with several ranks,
  * the token table's rows are kept and exchanged in `reduce` after the table's bucket; otherwise they are added to
  * table_grad at once. */
@@ -80,8 +83,9 @@ dl_status dl_grad_sync_abandon(dl_grad_sync *sync);
 dl_optimizer *dl_grad_sync_optimizer(dl_grad_sync *sync);
 void dl_grad_sync_stats_get(const dl_grad_sync *sync, dl_grad_sync_stats *stats);
 
-/* The bucket plan, for tests and benchmarks: bucket b is [bounds[b], bounds[b+1]) elements and leaves after the
- * hook for layer ready[b]. Pointers stay valid for the sync's life. */
+/* The bucket plan, for tests and benchmarks: bucket b is [bounds[b], bounds[b+1]) elements and leaves at stage
+ * ready[b]: 2·layer after layer_done(layer), 2·layer + 1 after part_done(layer), -2 only after the embeddings
+ * (layer_done(-1)). Pointers stay valid for the sync's life. */
 int dl_grad_sync_buckets(const dl_grad_sync *sync, const size_t **bounds, const int **ready);
 
 #ifdef __cplusplus
