@@ -5,7 +5,11 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
+
+#include "data/batch.h"
+#include "data/example.h"
 
 static uint64_t test_seed;
 static int test_seed_ready;
@@ -104,4 +108,26 @@ double *dl_test_alloc_d(size_t n) {
     double *p = calloc(n ? n : 1, sizeof(double));
     assert_non_null(p);
     return p;
+}
+
+void dl_test_click_batch_build(struct dl_click_batch *cb, int rows, int64_t first, uint64_t stream,
+                               void (*row_at)(uint64_t stream, int64_t i, struct dl_click_row *row)) {
+    dl_click_row row;
+    memset(&row, 0, sizeof row);
+    cb->num_rows = 0;
+    cb->nnz = 0;
+    cb->row_ptr[0] = 0;
+    for (int b = 0; b < rows; b++) {
+        row_at(stream, first + b, &row);
+        if (dl_click_batch_reserve(cb, cb->nnz + (int64_t)row.feature.len) != DL_OK)
+            DL_TEST_FAIL("dl_click_batch_reserve: %s", dl_error_message());
+        for (size_t e = 0; e < row.feature.len; e++) {
+            cb->features[cb->nnz] = row.feature.data[e];
+            cb->fields[cb->nnz] = row.field.data[e];
+            cb->values[cb->nnz++] = row.value.data[e];
+        }
+        cb->labels[b] = row.label;
+        cb->row_ptr[++cb->num_rows] = (int32_t)cb->nnz;
+    }
+    dl_click_row_free(&row);
 }

@@ -54,6 +54,13 @@ double *dl_test_alloc_d(size_t n);
             DL_TEST_FAIL("%s returned %d, want DL_ERR_INVALID", #call, (int)dl_expect_s_);                   \
     } while (0)
 
+struct dl_click_batch;
+struct dl_click_row;
+/* Refills a click batch with `rows` rows: row b is what row_at(stream, first + b, &row) makes (the test's own
+ * synthetic data). */
+void dl_test_click_batch_build(struct dl_click_batch *batch, int rows, int64_t first, uint64_t stream,
+                               void (*row_at)(uint64_t stream, int64_t i, struct dl_click_row *row));
+
 /* Fails the test with a formatted message that includes the seed. */
 void dl_test_fail(const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 #define DL_TEST_FAIL(...) dl_test_fail(__FILE__, __LINE__, __VA_ARGS__)

@@ -47,25 +47,8 @@ static void data_row(uint64_t stream, int64_t i, dl_click_row *row) {
 
 /* Rank r's batch of step s: global rows [(s·W + r)·B, ... + B); rank 1's batch of step 2 is empty. */
 static void fill_batch(dl_batch *batch, int rank, int step) {
-    dl_click_batch *cb = &batch->clicks;
-    dl_click_row row;
-    memset(&row, 0, sizeof row);
-    cb->num_rows = 0;
-    cb->nnz = 0;
-    cb->row_ptr[0] = 0;
     int rows = rank == 1 && step == 2 ? 0 : B;
-    for (int b = 0; b < rows; b++) {
-        data_row(1, ((int64_t)step * world.size + rank) * B + b, &row);
-        assert_int_equal(dl_click_batch_reserve(cb, cb->nnz + (int64_t)row.feature.len), DL_OK);
-        for (size_t e = 0; e < row.feature.len; e++) {
-            cb->features[cb->nnz] = row.feature.data[e];
-            cb->fields[cb->nnz] = row.field.data[e];
-            cb->values[cb->nnz++] = row.value.data[e];
-        }
-        cb->labels[b] = row.label;
-        cb->row_ptr[++cb->num_rows] = (int32_t)cb->nnz;
-    }
-    dl_click_row_free(&row);
+    dl_test_click_batch_build(&batch->clicks, rows, ((int64_t)step * world.size + rank) * B, 1, data_row);
 }
 
 static void click_config(dl_config *cfg, dl_model_kind kind, dl_embeddings mode) {
