@@ -342,6 +342,8 @@ float *dl_gpt_param_data(dl_gpt *m) { return m ? m->param_data : NULL; }
 float *dl_gpt_grad_data(dl_gpt *m) { return m ? m->grad_data : NULL; }
 size_t dl_gpt_num_params(const dl_gpt *m) { return m ? dl_tensor_table_numel(&m->params) : 0; }
 const float *dl_gpt_token_losses(const dl_gpt *m) { return m ? m->losses : NULL; }
+int dl_gpt_max_tokens(const dl_gpt *m) { return m ? m->max_tokens : 0; }
+
 const float *dl_gpt_logits(const dl_gpt *m) { return m && m->head_chunk >= m->max_tokens ? m->logits : NULL; }
 
 dl_status dl_gpt_zero_grads(dl_gpt *m) {

@@ -88,6 +88,8 @@ const dl_tensor_table *dl_gpt_params(const dl_gpt *model);
 float *dl_gpt_param_data(dl_gpt *model);
 float *dl_gpt_grad_data(dl_gpt *model);
 size_t dl_gpt_num_params(const dl_gpt *model);
+/* The most tokens a micro-batch may hold (dl_gpt_create's max_tokens); 0 for NULL. */
+int dl_gpt_max_tokens(const dl_gpt *model);
 
 /* Forward pass: *loss_sum = Σ cross-entropy over target positions, *num_targets = their count. Keeps what backward
  * needs. Token ids outside the vocabulary or positions beyond max_seq_len fail with DL_ERR_INVALID. */

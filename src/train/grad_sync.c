@@ -45,7 +45,8 @@ struct dl_grad_sync {
 #endif
     dl_backward_hooks hooks; /* layer_done and embedding_rows on this sync, for the model's backward */
     /* The tied token embedding (gpt): its bucket leaves after the head, its input-side rows go through `tied`. */
-    dl_tied_rows *tied;       /* NULL when the model has no such table or one rank runs alone */
+    int split;                /* decide_split: the table leaves with the head */
+    dl_tied_rows *tied;       /* when split: the rows' exchange */
     size_t table_offset;      /* the table's gradient in the buffer */
     int table_rows, table_width, head_layer;
     /* this step */
@@ -96,6 +97,14 @@ static dl_status layer_segments(dl_grad_sync *s, segment **out, int *count, int 
         dl_byte_range r = dl_gpt_layer_param_range(s->model->impl, layer);
         dl_byte_range part = dl_gpt_layer_part_range(s->model->impl, layer);
         int stage = layer < 0 ? STAGE_END : stage_of_layer(layer);
+        if (layer == L && !s->split) { /* the tied token table, first in the head's range, completes at the end */
+            const dl_tensor *wte = dl_tensor_table_find(s->model->params, "wte");
+            size_t wte_end = wte ? (wte->offset + wte->numel) * sizeof(float) : 0;
+            if (wte && wte->offset * sizeof(float) == r.begin && wte_end <= r.end) {
+                seg[n++] = (segment){r.begin / sizeof(float), wte_end / sizeof(float), STAGE_END};
+                r.begin = wte_end;
+            }
+        }
         if (part.end > part.begin && part.begin == r.begin && part.end <= r.end) {
             seg[n++] = (segment){part.begin / sizeof(float), part.end / sizeof(float), stage_of_part(layer)};
             r.begin = part.end;
@@ -205,23 +214,31 @@ static dl_status plan_buckets(dl_grad_sync *s, double bucket_mb) {
 
 /* ---- creation ------------------------------------------------------------------------------------------------- */
 
-/* A gpt's token table sits in the head's layer range (gpt.h): its input-side rows are exchanged apart. */
-static dl_status plan_tied_rows(dl_grad_sync *s) {
-    if (!s->layered)
-        return DL_OK;
+/* Whether a gpt's tied token table leaves with the head, its input-side rows exchanged apart (tied_rows.h), or
+ * as one tensor after the embeddings. Apart pays when the rows a step gathers, at most W × max_tokens, cost less
+ * than the table's own all-reduce (2·(W-1)/W of its rows): the gathered rows arrive after backward either way.
+ * Decided before the bucket plan, which puts the table in the head's stage or at the end accordingly. */
+static void decide_split(dl_grad_sync *s) {
+    s->split = 0;
+    if (s->world->size < 2 || s->model->self_updating || s->numel == 0 || !s->model->kind ||
+        strcmp(s->model->kind, "gpt") != 0 || !s->model->impl)
+        return;
     const dl_gpt_config *gc = dl_gpt_get_config(s->model->impl);
     const dl_tensor *wte = dl_tensor_table_find(s->model->params, "wte");
     if (!gc || !wte || wte->ndim != 2)
-        return DL_OK;
+        return;
     dl_byte_range head = dl_gpt_layer_param_range(s->model->impl, gc->n_layer);
     size_t lo = wte->offset * sizeof(float), hi = lo + wte->numel * sizeof(float);
-    if (lo < head.begin || hi > head.end)
-        return DL_OK;
+    if (lo != head.begin || hi > head.end)
+        return;
+    double gathered = (double)s->world->size * dl_gpt_max_tokens(s->model->impl);
+    if (gathered > 2.0 * (double)wte->shape[0])
+        return;
+    s->split = 1;
     s->table_offset = wte->offset;
     s->table_rows = (int)wte->shape[0];
     s->table_width = (int)wte->shape[1];
     s->head_layer = gc->n_layer;
-    return dl_tied_rows_create(&s->tied, s->be, s->table_rows, s->table_width);
 }
 
 static dl_status plan_slices(dl_grad_sync *s) {
@@ -282,6 +299,7 @@ dl_status dl_grad_sync_create(dl_grad_sync **out, dl_world *world, const dl_back
     s->numel = dl_tensor_table_numel(model->params);
     s->zero = config->comm.zero == 1 && world->size > 1;
     s->path = PATH_NONE;
+    decide_split(s);
     dl_status st = plan_buckets(s, config->comm.bucket_mb);
     if (st == DL_OK && s->zero)
         st = plan_slices(s);
@@ -294,8 +312,8 @@ dl_status dl_grad_sync_create(dl_grad_sync **out, dl_world *world, const dl_back
     }
     if (st == DL_OK && !model->self_updating && world->size > 1 && s->numel > 0)
         st = create_transport(s);
-    if (st == DL_OK && s->path != PATH_NONE)
-        st = plan_tied_rows(s);
+    if (st == DL_OK && s->split && s->path != PATH_NONE)
+        st = dl_tied_rows_create(&s->tied, s->be, s->table_rows, s->table_width);
     s->hooks = (dl_backward_hooks){dl_grad_sync_layer_done, dl_grad_sync_part_done, dl_grad_sync_embedding_rows, s};
     if (st != DL_OK) {
         dl_grad_sync_destroy(s);

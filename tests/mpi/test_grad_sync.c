@@ -176,7 +176,8 @@ typedef struct tiny {
 
 enum { T_TOKENS = 24, T_VOCAB = 40 };
 
-static void tiny_open(tiny *t, const char *bucket_mb, int zero) {
+/* rows: the micro-batch rows the model is made for (max tokens = rows × T_TOKENS; the batches use one). */
+static void tiny_open_rows(tiny *t, const char *bucket_mb, int zero, int rows) {
     char bucket[64], zero_kv[32];
     snprintf(bucket, sizeof bucket, "comm.bucket_mb=%s", bucket_mb);
     snprintf(zero_kv, sizeof zero_kv, "comm.zero=%d", zero);
@@ -185,11 +186,13 @@ static void tiny_open(tiny *t, const char *bucket_mb, int zero) {
     memset(t, 0, sizeof *t);
     assert_int_equal(dl_config_load(&t->cfg, NULL, 8, overrides), DL_OK);
     assert_int_equal(dl_backend_open(&t->be, "cpu", 0), DL_OK);
-    assert_int_equal(dl_model_create(&t->model, &t->cfg, &t->be, 1, T_TOKENS), DL_OK);
+    assert_int_equal(dl_model_create(&t->model, &t->cfg, &t->be, rows, T_TOKENS), DL_OK);
     assert_int_equal(t->model->init_params(t->model, 5), DL_OK);
     dl_optimizer_settings os = {.kind = DL_OPT_ADAMW, .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.1};
     assert_int_equal(dl_grad_sync_create(&t->sync, &world, &t->be, t->model, &t->cfg, &os), DL_OK);
 }
+
+static void tiny_open(tiny *t, const char *bucket_mb, int zero) { tiny_open_rows(t, bucket_mb, zero, 1); }
 
 static void tiny_close(tiny *t) {
     dl_grad_sync_destroy(t->sync);
@@ -384,6 +387,33 @@ static void tied_rows_match_the_plain_sum(void **state) {
     tiny_close(&plain);
 }
 
+/* When a step's rows could outweigh the table (W × max tokens > 2 × vocabulary: here 4 rows of 24 tokens against
+ * 40 ids), the table is not split: it leaves at the end as one tensor, and the gradients are the plain
+ * all-reduce's bit for bit. */
+static void table_not_split_when_rows_would_cost_more(void **state) {
+    (void)state;
+    tiny whole, plain;
+    tiny_open_rows(&whole, "0.002", 0, 4);
+    tiny_open_rows(&plain, "1000", 0, 4);
+    const size_t *bounds;
+    const int *ready;
+    int nb = dl_grad_sync_buckets(whole.sync, &bounds, &ready);
+    const dl_tensor *wte = dl_tensor_table_find(whole.model->params, "wte");
+    for (int b = 0; b < nb; b++)
+        if (bounds[b] < wte->numel)
+            assert_int_equal(ready[b], -2);
+    size_t numel = dl_tensor_table_numel(whole.model->params);
+    double sq_whole, sq_plain;
+    tiny_backward(&whole, HOOKS_ALL, 11);
+    assert_int_equal(dl_grad_sync_reduce(whole.sync, &sq_whole), DL_OK);
+    tiny_backward(&plain, HOOKS_NONE, 11);
+    assert_int_equal(dl_grad_sync_reduce(plain.sync, &sq_plain), DL_OK);
+    if (memcmp(whole.model->grad_data, plain.model->grad_data, numel * sizeof(float)) != 0)
+        DL_TEST_FAIL("gradients with the table kept whole differ from the plain all-reduce");
+    tiny_close(&whole);
+    tiny_close(&plain);
+}
+
 /* A backward that reports its layers but adds the embedding rows itself (after the table's bucket left) is an
  * error on every rank, named on the rank that did it, not a silently wrong gradient. */
 static void rows_added_after_the_bucket_left_fail_everywhere(void **state) {
@@ -426,6 +456,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(overlap_buckets_and_zero_agree_bitwise),
         cmocka_unit_test(abandoned_step_leaves_nothing_in_flight),
         cmocka_unit_test(tied_rows_match_the_plain_sum),
+        cmocka_unit_test(table_not_split_when_rows_would_cost_more),
         cmocka_unit_test(rows_added_after_the_bucket_left_fail_everywhere),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
