@@ -2,7 +2,8 @@
  *
  * Every MFU figure dealer prints is a fraction of this number, so it measures what training actually gets: a
  * square single-precision GEMM through CBLAS with the thread count training uses (OMP_NUM_THREADS / --threads),
- * best of several timed repeats after a warm-up. */
+ * best of several timed repeats after a warm-up, each timed by the wall clock or by CPU time per thread, whichever is
+ * shorter (so a busy shared machine does not lower the reference). */
 #include <errno.h>
 #include <omp.h>
 #include <stdio.h>
@@ -15,7 +16,8 @@
 static void usage(FILE *out) {
     fprintf(out, "usage: dealer bench gemm [--size N] [--threads T] [--repeat R] [--json]\n\n"
                  "Times C = A·B for N×N fp32 matrices through OpenBLAS (default N=2048, R=5, T=OpenMP's thread\n"
-                 "count) and prints the best rate in GFLOP/s (2·N³ flops per GEMM). MFU figures are relative to it.\n");
+                 "count) and prints the best rate in GFLOP/s (2·N³ flops per GEMM; each product timed by the wall clock or by\n"
+                 "CPU time per thread, whichever is shorter). MFU figures are relative to it.\n");
 }
 
 static int parse_positive(const char *text, const char *flag, long *out) {

@@ -29,7 +29,9 @@ void dl_blas_select_kernel(char **argv);
 const char *dl_blas_describe(void);
 
 /* The best sgemm rate (GFLOP/s) of `repeats` n×n×n products through CBLAS with `threads` threads (0: OpenMP's
- * count), after one warm-up: the reference every MFU figure is measured against (`dealer bench gemm`).
+ * count), after one warm-up: the reference every MFU figure is measured against (`dealer bench gemm`). Each
+ * product is timed by the wall clock or by the process's CPU time per thread, whichever is shorter, so other jobs
+ * on the cores do not lower the reference.
  * Returns a negative value when the matrices cannot be allocated. */
 double dl_blas_gemm_gflops(int n, int repeats, int threads);
 
