@@ -131,3 +131,21 @@ void dl_test_click_batch_build(struct dl_click_batch *cb, int rows, int64_t firs
     }
     dl_click_row_free(&row);
 }
+
+void dl_test_click_config(dl_config *cfg, dl_model_kind kind, int k, int fields, int64_t buckets, bool linear_terms,
+                          double lambda, dl_embeddings embeddings) {
+    if (dl_config_defaults(cfg) != DL_OK)
+        DL_TEST_FAIL("dl_config_defaults: %s", dl_error_message());
+    cfg->device = DL_CFG_DEVICE_CPU;
+    cfg->model.kind = kind;
+    cfg->model.k = k;
+    cfg->model.num_fields = fields;
+    cfg->model.hash_buckets = buckets;
+    cfg->model.linear_terms = linear_terms;
+    cfg->model.normalize = true;
+    cfg->optim.name = DL_OPTIM_ADAGRAD;
+    cfg->optim.lr = 0.2;
+    cfg->optim.weight_decay = lambda;
+    cfg->optim.adagrad_init = 1.0;
+    cfg->comm.embeddings = embeddings;
+}

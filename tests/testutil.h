@@ -54,6 +54,13 @@ double *dl_test_alloc_d(size_t n);
             DL_TEST_FAIL("%s returned %d, want DL_ERR_INVALID", #call, (int)dl_expect_s_);                   \
     } while (0)
 
+#include "core/config.h"
+
+/* A CPU FM/FFM configuration for model tests: kind, k, fields, hash buckets, linear terms, λ and the embeddings
+ * mode; libffm's normalisation and AdaGrad (η 0.2, G from 1). */
+void dl_test_click_config(dl_config *cfg, dl_model_kind kind, int k, int fields, int64_t buckets, bool linear_terms,
+                          double lambda, dl_embeddings embeddings);
+
 struct dl_click_batch;
 struct dl_click_row;
 /* Refills a click batch with `rows` rows: row b is what row_at(stream, first + b, &row) makes (the test's own

@@ -51,21 +51,6 @@ static void fill_batch(dl_batch *batch, int rank, int step) {
     dl_test_click_batch_build(&batch->clicks, rows, ((int64_t)step * world.size + rank) * B, 1, data_row);
 }
 
-static void click_config(dl_config *cfg, dl_model_kind kind, dl_embeddings mode) {
-    assert_int_equal(dl_config_defaults(cfg), DL_OK);
-    cfg->device = DL_CFG_DEVICE_CPU;
-    cfg->model.kind = kind;
-    cfg->model.k = 4;
-    cfg->model.num_fields = FIELDS;
-    cfg->model.hash_buckets = BUCKETS;
-    cfg->model.linear_terms = true;
-    cfg->optim.name = DL_OPTIM_ADAGRAD;
-    cfg->optim.lr = 0.2;
-    cfg->optim.weight_decay = 1e-3;
-    cfg->optim.adagrad_init = 1.0;
-    cfg->comm.embeddings = mode;
-}
-
 static dl_status mem_click(void *ctx, uint64_t record, dl_click_row *row) {
     (void)ctx;
     data_row(2, (int64_t)record, row);
@@ -78,7 +63,7 @@ static void replicated_staged_equals_direct(const dl_click_kind *kind, dl_model_
     dl_backend be;
     assert_int_equal(dl_backend_open(&be, "cpu", 0), DL_OK);
     dl_config cfg;
-    click_config(&cfg, mk, DL_EMBEDDINGS_REPLICATED);
+    dl_test_click_config(&cfg, mk, 4, FIELDS, BUCKETS, true, 1e-3, DL_EMBEDDINGS_REPLICATED);
     dl_model direct, staged;
     memset(&direct, 0, sizeof direct);
     memset(&staged, 0, sizeof staged);
@@ -155,7 +140,7 @@ static void sharded_staged_is_refused(void **state) {
     dl_backend be;
     assert_int_equal(dl_backend_open(&be, "cpu", 0), DL_OK);
     dl_config cfg;
-    click_config(&cfg, DL_MODEL_FFM, DL_EMBEDDINGS_SHARDED);
+    dl_test_click_config(&cfg, DL_MODEL_FFM, 4, FIELDS, BUCKETS, true, 1e-3, DL_EMBEDDINGS_SHARDED);
     dl_model m;
     memset(&m, 0, sizeof m);
     assert_int_equal(dl_click_model_create_staged(&m, &dl_ffm_kind, &cfg, &be, B, 0), DL_ERR_UNSUPPORTED);

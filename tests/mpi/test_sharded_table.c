@@ -220,21 +220,6 @@ static void fill_batch(dl_batch *batch, int rank, int step) {
     dl_test_click_batch_build(&batch->clicks, rows, ((int64_t)step * world.size + rank) * B, 1, data_row);
 }
 
-static void ffm_config(dl_config *cfg, dl_embeddings mode) {
-    assert_int_equal(dl_config_defaults(cfg), DL_OK);
-    cfg->device = DL_CFG_DEVICE_CPU;
-    cfg->model.kind = DL_MODEL_FFM;
-    cfg->model.k = 4;
-    cfg->model.num_fields = FIELDS;
-    cfg->model.hash_buckets = BUCKETS;
-    cfg->model.linear_terms = true;
-    cfg->optim.name = DL_OPTIM_ADAGRAD;
-    cfg->optim.lr = 0.2;
-    cfg->optim.weight_decay = 1e-3;
-    cfg->optim.adagrad_init = 1.0;
-    cfg->comm.embeddings = mode;
-}
-
 static dl_status mem_click(void *ctx, uint64_t record, dl_click_row *row) {
     (void)ctx;
     data_row(2, (int64_t)record, row);
@@ -274,8 +259,8 @@ static void ffm_sharded_equals_replicated_equals_serial(void **state) {
     dl_backend be;
     assert_int_equal(dl_backend_open(&be, "cpu", 0), DL_OK);
     dl_config rc, sc;
-    ffm_config(&rc, DL_EMBEDDINGS_REPLICATED);
-    ffm_config(&sc, DL_EMBEDDINGS_SHARDED);
+    dl_test_click_config(&rc, DL_MODEL_FFM, 4, FIELDS, BUCKETS, true, 1e-3, DL_EMBEDDINGS_REPLICATED);
+    dl_test_click_config(&sc, DL_MODEL_FFM, 4, FIELDS, BUCKETS, true, 1e-3, DL_EMBEDDINGS_SHARDED);
     dl_model *rep, *sh;
     assert_int_equal(dl_model_create(&rep, &rc, &be, B, 1), DL_OK);
     assert_int_equal(dl_model_create(&sh, &sc, &be, B, 1), DL_OK);
@@ -341,7 +326,7 @@ static void ffm_sharded_equals_replicated_equals_serial(void **state) {
         dl_model serial;
         memset(&serial, 0, sizeof serial);
         dl_config one;
-        ffm_config(&one, DL_EMBEDDINGS_REPLICATED);
+        dl_test_click_config(&one, DL_MODEL_FFM, 4, FIELDS, BUCKETS, true, 1e-3, DL_EMBEDDINGS_REPLICATED);
         assert_int_equal(dl_click_model_create(&serial, &dl_ffm_kind, &one, &be, B, 1), DL_OK);
         assert_int_equal(dl_tensor_table_numel(serial.params), numel);
         serial_reference(&serial, initial, numel);
@@ -419,7 +404,7 @@ static void ffm_sharded_checkpoint_round_trip(void **state) {
     dl_backend be;
     assert_int_equal(dl_backend_open(&be, "cpu", 0), DL_OK);
     dl_config sc;
-    ffm_config(&sc, DL_EMBEDDINGS_SHARDED);
+    dl_test_click_config(&sc, DL_MODEL_FFM, 4, FIELDS, BUCKETS, true, 1e-3, DL_EMBEDDINGS_SHARDED);
     dl_model *sh, *back;
     assert_int_equal(dl_model_create(&sh, &sc, &be, B, 1), DL_OK);
     assert_int_equal(dl_model_create(&back, &sc, &be, B, 1), DL_OK);

@@ -57,22 +57,6 @@ static void fill_batch(dl_batch *batch, dl_rng *rng, int fields) {
     cb->nnz = n;
 }
 
-static void click_config(dl_config *cfg, dl_model_kind kind, int k, int fields) {
-    assert_int_equal(dl_config_defaults(cfg), DL_OK);
-    cfg->device = DL_CFG_DEVICE_CPU;
-    cfg->model.kind = kind;
-    cfg->model.k = k;
-    cfg->model.num_fields = fields;
-    cfg->model.hash_buckets = BUCKETS;
-    cfg->model.linear_terms = true;
-    cfg->model.normalize = true;
-    cfg->optim.name = DL_OPTIM_ADAGRAD;
-    cfg->optim.lr = 0.2;
-    cfg->optim.weight_decay = 1e-3;
-    cfg->optim.adagrad_init = 1.0;
-    cfg->comm.embeddings = DL_EMBEDDINGS_SHARDED; /* one process: the same single table as replicated */
-}
-
 static void assert_same_params(const dl_model *a, const dl_model *b, const char *when) {
     size_t numel = dl_tensor_table_numel(a->params);
     assert_int_equal(numel, dl_tensor_table_numel(b->params));
@@ -91,7 +75,8 @@ static void staged_equals_direct(const dl_click_kind *kind, dl_model_kind mk, in
     int saved = omp_get_max_threads();
     omp_set_num_threads(1); /* several threads train Hogwild: only one thread is deterministic */
     dl_config cfg;
-    click_config(&cfg, mk, k, fields);
+    /* sharded on one process: the same single table as replicated */
+    dl_test_click_config(&cfg, mk, k, fields, BUCKETS, true, 1e-3, DL_EMBEDDINGS_SHARDED);
     dl_model direct, staged;
     memset(&direct, 0, sizeof direct);
     memset(&staged, 0, sizeof staged);

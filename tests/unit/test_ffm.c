@@ -349,21 +349,6 @@ static void fused_ops_reject_bad_arguments(void **state) {
 
 /* ---- the model ----------------------------------------------------------------------------------------------- */
 
-static void ffm_config(dl_config *cfg, int k, int fields, int64_t buckets) {
-    assert_int_equal(dl_config_defaults(cfg), DL_OK);
-    cfg->device = DL_CFG_DEVICE_CPU;
-    cfg->model.kind = DL_MODEL_FFM;
-    cfg->model.k = k;
-    cfg->model.num_fields = fields;
-    cfg->model.hash_buckets = buckets;
-    cfg->model.linear_terms = false;
-    cfg->model.normalize = true;
-    cfg->optim.name = DL_OPTIM_ADAGRAD;
-    cfg->optim.lr = 0.2;
-    cfg->optim.weight_decay = 2e-5;
-    cfg->optim.adagrad_init = 1.0;
-}
-
 static void feature_rows_are_identity_then_hashed(void **state) {
     (void)state;
     assert_int_equal(dl_click_feature_row(0, 100), 0);
@@ -381,7 +366,7 @@ static void ffm_init_is_libffm_uniform(void **state) {
     (void)state;
     dl_backend be = open_cpu();
     dl_config cfg;
-    ffm_config(&cfg, 3, 5, 97);
+    dl_test_click_config(&cfg, DL_MODEL_FFM, 3, 5, 97, false, 2e-5, DL_EMBEDDINGS_REPLICATED);
     cfg.optim.adagrad_init = 0.5;
     dl_model *a, *b;
     assert_int_equal(dl_model_create(&a, &cfg, &be, 8, 1), DL_OK);
@@ -433,7 +418,7 @@ static void ffm_train_batch_is_kernel_on_hashed_rows(void **state) {
     dl_rng rng;
     dl_test_rng(&rng, 5);
     dl_config cfg;
-    ffm_config(&cfg, 4, 4, 50);
+    dl_test_click_config(&cfg, DL_MODEL_FFM, 4, 4, 50, false, 2e-5, DL_EMBEDDINGS_REPLICATED);
     cfg.model.linear_terms = true;
     dl_model *m;
     assert_int_equal(dl_model_create(&m, &cfg, &be, 6, 1), DL_OK);
@@ -508,7 +493,7 @@ static void ffm_reports_bad_data_and_settings(void **state) {
     (void)state;
     dl_backend be = open_cpu();
     dl_config cfg;
-    ffm_config(&cfg, 4, 3, 100);
+    dl_test_click_config(&cfg, DL_MODEL_FFM, 4, 3, 100, false, 2e-5, DL_EMBEDDINGS_REPLICATED);
     dl_model *m;
     assert_int_equal(dl_model_create(&m, &cfg, &be, 2, 1), DL_OK);
     assert_int_equal(m->init_params(m, 1), DL_OK);
