@@ -149,3 +149,17 @@ void dl_test_click_config(dl_config *cfg, dl_model_kind kind, int k, int fields,
     cfg->optim.adagrad_init = 1.0;
     cfg->comm.embeddings = embeddings;
 }
+
+dl_backend dl_test_open_cpu(void) {
+    dl_backend be;
+    if (dl_backend_open(&be, "cpu", 0) != DL_OK)
+        DL_TEST_FAIL("dl_backend_open(cpu): %s", dl_error_message());
+    return be;
+}
+
+void *dl_test_calloc(size_t bytes) {
+    void *p = calloc(1, bytes ? bytes : 1);
+    if (!p)
+        DL_TEST_FAIL("cannot allocate %zu bytes", bytes);
+    return p;
+}

@@ -61,6 +61,13 @@ double *dl_test_alloc_d(size_t n);
 void dl_test_click_config(dl_config *cfg, dl_model_kind kind, int k, int fields, int64_t buckets, bool linear_terms,
                           double lambda, dl_embeddings embeddings);
 
+#include "ops/ops.h"
+
+/* The CPU backend, opened (fails the test otherwise). */
+dl_backend dl_test_open_cpu(void);
+/* Zeroed memory of at least one byte (fails the test when it cannot be had). */
+void *dl_test_calloc(size_t bytes);
+
 struct dl_click_batch;
 struct dl_click_row;
 /* Refills a click batch with `rows` rows: row b is what row_at(stream, first + b, &row) makes (the test's own

@@ -34,12 +34,6 @@ static uint64_t shared_seed; /* rank 0's test seed, so every rank can regenerate
 
 static void shared_rng(dl_rng *rng, uint64_t stream) { dl_rng_init(rng, shared_seed, stream); }
 
-static void *xmalloc(size_t bytes) {
-    void *p = calloc(1, bytes ? bytes : 1);
-    assert_non_null(p);
-    return p;
-}
-
 static float cell(int64_t g, int f) { return (float)g + 0.25f * (float)f; }
 
 /* Distinct rows rank r asks for in round `round`: each row with probability 1/3 (none at all for rank 1 in round 1). */
@@ -93,13 +87,13 @@ static void fetch_and_push_reach_the_owners(void **state) {
     const int rf = 5;
     dl_sharded_table t;
     assert_int_equal(dl_sharded_table_create(&t, world.rank, world.size, N, rf), DL_OK);
-    t.data = xmalloc(((size_t)t.local_rows + 1) * rf * sizeof(float));
+    t.data = dl_test_calloc(((size_t)t.local_rows + 1) * rf * sizeof(float));
     fill(&t);
     dl_sharded_plan plan;
     memset(&plan, 0, sizeof plan);
-    int64_t *rows = xmalloc((size_t)N * sizeof(int64_t));
-    float *got = xmalloc((size_t)N * rf * sizeof(float)), *deltas = xmalloc((size_t)N * rf * sizeof(float));
-    float *expect = xmalloc((size_t)N * rf * sizeof(float));
+    int64_t *rows = dl_test_calloc((size_t)N * sizeof(int64_t));
+    float *got = dl_test_calloc((size_t)N * rf * sizeof(float)), *deltas = dl_test_calloc((size_t)N * rf * sizeof(float));
+    float *expect = dl_test_calloc((size_t)N * rf * sizeof(float));
     for (int64_t g = 0; g < N; g++)
         for (int f = 0; f < rf; f++)
             expect[g * rf + f] = cell(g, f);
@@ -116,7 +110,7 @@ static void fetch_and_push_reach_the_owners(void **state) {
         for (int64_t i = 0; i < n * rf; i++)
             deltas[i] = (float)(world.rank + 1);
         assert_int_equal(dl_sharded_push_add(&t, &plan, deltas, &world), DL_OK);
-        int64_t *other = xmalloc((size_t)N * sizeof(int64_t));
+        int64_t *other = dl_test_calloc((size_t)N * sizeof(int64_t));
         for (int r = 0; r < world.size; r++) {
             int64_t m = requests(r, round, N, other);
             for (int64_t i = 0; i < m; i++)
@@ -152,9 +146,9 @@ static void sparse_sum_gives_union_and_sums(void **state) {
     const int rf = 2;
     dl_sparse_sum sum;
     memset(&sum, 0, sizeof sum);
-    int64_t *rows = xmalloc((size_t)N * sizeof(int64_t));
-    float *deltas = xmalloc((size_t)N * rf * sizeof(float)), *want = xmalloc((size_t)N * rf * sizeof(float));
-    char *in_union = xmalloc((size_t)N);
+    int64_t *rows = dl_test_calloc((size_t)N * sizeof(int64_t));
+    float *deltas = dl_test_calloc((size_t)N * rf * sizeof(float)), *want = dl_test_calloc((size_t)N * rf * sizeof(float));
+    char *in_union = dl_test_calloc((size_t)N);
     for (int round = 0; round < 2; round++) {
         int64_t n = requests(world.rank, round, N, rows);
         qsort(rows, (size_t)n, sizeof(int64_t), compare_i64);
@@ -164,7 +158,7 @@ static void sparse_sum_gives_union_and_sums(void **state) {
         assert_int_equal(dl_sparse_sum_rows(&sum, rows, n, deltas, rf, &world), DL_OK);
         memset(want, 0, (size_t)N * rf * sizeof(float));
         memset(in_union, 0, (size_t)N);
-        int64_t *other = xmalloc((size_t)N * sizeof(int64_t));
+        int64_t *other = dl_test_calloc((size_t)N * sizeof(int64_t));
         for (int r = 0; r < world.size; r++) {
             int64_t m = requests(r, round, N, other);
             for (int64_t i = 0; i < m; i++) {
@@ -231,7 +225,7 @@ static dl_status mem_click(void *ctx, uint64_t record, dl_click_row *row) {
 static void serial_reference(dl_model *m, float *table, size_t numel) {
     dl_batch batch;
     assert_int_equal(dl_batch_alloc(&batch, DL_DATA_CLICKS, B, 1), DL_OK);
-    float *old = xmalloc(numel * sizeof(float)), *sum = xmalloc(numel * sizeof(float));
+    float *old = dl_test_calloc(numel * sizeof(float)), *sum = dl_test_calloc(numel * sizeof(float));
     for (int step = 0; step < STEPS; step++) {
         memcpy(old, table, numel * sizeof(float));
         memset(sum, 0, numel * sizeof(float));
@@ -272,7 +266,7 @@ static void ffm_sharded_equals_replicated_equals_serial(void **state) {
     assert_int_equal(rep->init_params(rep, 9), DL_OK);
     assert_int_equal(sh->init_params(sh, 9), DL_OK);
     size_t numel = dl_tensor_table_numel(rep->params);
-    float *initial = xmalloc(numel * sizeof(float));
+    float *initial = dl_test_calloc(numel * sizeof(float));
     memcpy(initial, rep->param_data, numel * sizeof(float));
     dl_batch batch;
     assert_int_equal(dl_batch_alloc(&batch, DL_DATA_CLICKS, B, 1), DL_OK);
@@ -291,7 +285,7 @@ static void ffm_sharded_equals_replicated_equals_serial(void **state) {
     assert_int_equal(dl_comm_allreduce_max_i64(&world, h, 2, "hash"), DL_OK);
     assert_true(h[0] == -h[1]);
     /* the rows each rank holds of the sharded table equal the replicated ones (and its bias the replicated bias) */
-    float *full = xmalloc(numel * sizeof(float));
+    float *full = dl_test_calloc(numel * sizeof(float));
     memcpy(full, rep->param_data, numel * sizeof(float));
     const dl_shard_layout *l = sh->shard_layout;
     if (l) {
@@ -312,14 +306,14 @@ static void ffm_sharded_equals_replicated_equals_serial(void **state) {
         memcpy(full, sh->param_data, numel * sizeof(float));
     }
     {
-        double *want = xmalloc(numel * sizeof(double));
+        double *want = dl_test_calloc(numel * sizeof(double));
         for (size_t i = 0; i < numel; i++)
             want[i] = rep->param_data[i];
         DL_ASSERT_REL(full, want, numel, 1e-6);
         free(want);
     }
     if (world.rank == 0) {
-        double *want = xmalloc(numel * sizeof(double));
+        double *want = dl_test_calloc(numel * sizeof(double));
         for (size_t i = 0; i < numel; i++)
             want[i] = rep->param_data[i];
         /* and both equal the serial semantics, computed here with a one-process model */

@@ -24,12 +24,6 @@
 
 enum { BUCKETS = 61, ROWS = 7, STEPS = 6 };
 
-static dl_backend open_cpu(void) {
-    dl_backend be;
-    assert_int_equal(dl_backend_open(&be, "cpu", 0), DL_OK);
-    return be;
-}
-
 static int rand_int(dl_rng *rng, int n) { return (int)dl_rng_below(rng, (uint64_t)n); }
 
 /* A batch of ROWS rows (row 3 empty) of 1-6 entries: ids below the table (identity) and far above (hashed), a
@@ -71,7 +65,7 @@ static void assert_same_params(const dl_model *a, const dl_model *b, const char 
 
 /* The staged model (table as device memory, batches and rows copied through the backend) against the direct one. */
 static void staged_equals_direct(const dl_click_kind *kind, dl_model_kind mk, int k, int fields) {
-    dl_backend be = open_cpu();
+    dl_backend be = dl_test_open_cpu();
     int saved = omp_get_max_threads();
     omp_set_num_threads(1); /* several threads train Hogwild: only one thread is deterministic */
     dl_config cfg;
@@ -151,7 +145,7 @@ static void staged_fm_equals_direct(void **state) {
 /* The staging module on its own: packing, gathers, adds, and refusals. */
 static void staging_moves_batches_and_rows(void **state) {
     (void)state;
-    dl_backend be = open_cpu();
+    dl_backend be = dl_test_open_cpu();
     dl_click_device d;
     dl_click_device_init(&d, &be);
     int32_t ptr[4] = {0, 2, 2, 5}, rows[5] = {4, 1, 0, 4, 3}, fields[5] = {0, 1, 1, 0, 2};

@@ -35,14 +35,8 @@ static const float PR[NP] = {-12.0f, -18.0f, -5.0f, -4.0f};
 static const float RC[NP] = {-11.0f, -19.0f, -5.0f, -2.0f};
 static const float RR[NP] = {-11.5f, -19.0f, -5.0f, -2.0f};
 
-static dl_backend open_cpu(void) {
-    dl_backend be;
-    assert_int_equal(dl_backend_open(&be, "cpu", 0), DL_OK);
-    return be;
-}
-
 static void check_head(int kind, float eps, const double want_loss[NP], const double want_dc[NP]) {
-    dl_backend be = open_cpu();
+    dl_backend be = dl_test_open_cpu();
     dl_dpo_settings st = {kind, 0.5f, eps};
     dl_dpo_head *h;
     assert_int_equal(dl_dpo_head_create(&h, &st, &be, NP), DL_OK);
@@ -245,7 +239,7 @@ static double batch_loss(dl_dpo *d, const dl_batch *b, int train, dl_step_stats 
 
 static void untrained_policy_scores_log2_and_half(void **state) {
     (void)state;
-    dl_backend be = open_cpu();
+    dl_backend be = dl_test_open_cpu();
     mem_pairs m;
     dl_doc_source src;
     mem_pairs_init(&m, &src, 1);
@@ -276,7 +270,7 @@ static void untrained_policy_scores_log2_and_half(void **state) {
  * masked. The DPO gradient is then Σ over pairs of dL/dπ times those document gradients. */
 static void gradient_is_the_chain_through_each_document(void **state) {
     (void)state;
-    dl_backend be = open_cpu();
+    dl_backend be = dl_test_open_cpu();
     mem_pairs m;
     dl_doc_source src;
     mem_pairs_init(&m, &src, 3);
@@ -384,7 +378,7 @@ static void gradient_is_the_chain_through_each_document(void **state) {
 
 /* Whole-model gradients of Σ loss against central differences, per parameter tensor (as test_gpt.c does). */
 static void check_model_gradients(dl_dpo_settings st, uint64_t stream) {
-    dl_backend be = open_cpu();
+    dl_backend be = dl_test_open_cpu();
     mem_pairs m;
     dl_doc_source src;
     mem_pairs_init(&m, &src, stream);
@@ -473,7 +467,7 @@ static void compare_stats(const dl_step_stats *a, const dl_step_stats *b, int ex
  * bit-identical (the same computation); on differently packed batches they agree to float rounding. */
 static void precomputed_reference_matches_frozen_model(void **state) {
     (void)state;
-    dl_backend be = open_cpu();
+    dl_backend be = dl_test_open_cpu();
     mem_pairs m;
     dl_doc_source src;
     mem_pairs_init(&m, &src, 6);
@@ -628,7 +622,7 @@ static void damaged_or_foreign_reference_files_are_clear_errors(void **state) {
     free(bytes);
 
     /* A lookup of a record without a value (NaN: no pair was made of it) fails the batch, naming the record. */
-    dl_backend be = open_cpu();
+    dl_backend be = dl_test_open_cpu();
     mem_pairs m;
     dl_doc_source src;
     mem_pairs_init(&m, &src, 7);

@@ -20,18 +20,6 @@
 #include "train/click_model.h"
 #include "train/model.h"
 
-static dl_backend open_cpu(void) {
-    dl_backend be;
-    assert_int_equal(dl_backend_open(&be, "cpu", 0), DL_OK);
-    return be;
-}
-
-static void *xmalloc(size_t bytes) {
-    void *p = calloc(1, bytes ? bytes : 1);
-    assert_non_null(p);
-    return p;
-}
-
 static int rand_int(dl_rng *rng, int n) { return (int)dl_rng_below(rng, (uint64_t)n); }
 
 /* A fused table with its layout, in float (for the kernel) and double (for the reference). */
@@ -45,14 +33,14 @@ typedef struct fused {
 static fused make_table(dl_rng *rng, int64_t num_rows, int num_fields, int k, int linear, int bias) {
     fused f;
     memset(&f, 0, sizeof f);
-    f.bias = xmalloc(2 * sizeof(float));
+    f.bias = dl_test_calloc(2 * sizeof(float));
     int kpad = (k + 3) / 4 * 4;
     int blocks = num_fields * 2 * kpad;
     int rf = (blocks + (linear ? 2 : 0) + 3) / 4 * 4;
     f.t = (dl_click_table){NULL, num_rows, rf, num_fields, k, kpad, linear ? blocks : -1, bias ? f.bias : NULL};
     f.numel = (size_t)num_rows * (size_t)rf;
-    f.t.data = xmalloc(f.numel * sizeof(float));
-    f.ref = xmalloc(f.numel * sizeof(double));
+    f.t.data = dl_test_calloc(f.numel * sizeof(float));
+    f.ref = dl_test_calloc(f.numel * sizeof(double));
     for (int64_t r = 0; r < num_rows; r++) {
         float *row = f.t.data + (size_t)r * (size_t)rf;
         for (int b = 0; b < num_fields; b++)
@@ -91,15 +79,15 @@ typedef struct batch {
 static batch make_batch(dl_rng *rng, int B, int max_n, int row_lo, int span, int num_fields) {
     batch b;
     memset(&b, 0, sizeof b);
-    b.row_ptr = xmalloc((size_t)(B + 1) * sizeof(int32_t));
+    b.row_ptr = dl_test_calloc((size_t)(B + 1) * sizeof(int32_t));
     for (int i = 0; i < B; i++)
         b.row_ptr[i + 1] = b.row_ptr[i] + (i % 7 == 3 ? 0 : 1 + rand_int(rng, max_n));
     int n = b.row_ptr[B];
-    b.rows = xmalloc((size_t)n * sizeof(int32_t));
-    b.fields = xmalloc((size_t)n * sizeof(int32_t));
-    b.values = xmalloc((size_t)n * sizeof(float));
-    b.labels = xmalloc((size_t)B * sizeof(float));
-    b.scale = xmalloc((size_t)B * sizeof(float));
+    b.rows = dl_test_calloc((size_t)n * sizeof(int32_t));
+    b.fields = dl_test_calloc((size_t)n * sizeof(int32_t));
+    b.values = dl_test_calloc((size_t)n * sizeof(float));
+    b.labels = dl_test_calloc((size_t)B * sizeof(float));
+    b.scale = dl_test_calloc((size_t)B * sizeof(float));
     for (int e = 0; e < n; e++) {
         b.rows[e] = row_lo + rand_int(rng, span);
         b.fields[e] = rand_int(rng, num_fields);
@@ -204,7 +192,7 @@ static void assert_padding_untouched(const fused *f) {
 
 static void fused_forward_matches_reference(void **state) {
     (void)state;
-    dl_backend be = open_cpu();
+    dl_backend be = dl_test_open_cpu();
     dl_rng rng;
     dl_test_rng(&rng, 1);
     const int ks[] = {1, 3, 4, 5, 8, 12, 16};
@@ -212,8 +200,8 @@ static void fused_forward_matches_reference(void **state) {
         int k = ks[c % 7], F = 2 + rand_int(&rng, 5), linear = c % 2, bias = c % 3 != 0;
         fused f = make_table(&rng, 41, F, k, linear, bias);
         batch b = make_batch(&rng, 13, 9, 0, 41, F);
-        float *logits = xmalloc(13 * sizeof(float));
-        double *want = xmalloc(13 * sizeof(double));
+        float *logits = dl_test_calloc(13 * sizeof(float));
+        double *want = dl_test_calloc(13 * sizeof(double));
         dl_test_poison(logits, 13);
         assert_int_equal(dl_op_ffm_fused_forward(&be, logits, &f.t, &b.r), DL_OK);
         for (int i = 0; i < 13; i++)
@@ -229,7 +217,7 @@ static void fused_forward_matches_reference(void **state) {
 
 static void fused_sgd_is_libffm_per_instance_adagrad(void **state) {
     (void)state;
-    dl_backend be = open_cpu();
+    dl_backend be = dl_test_open_cpu();
     int saved = omp_get_max_threads();
     omp_set_num_threads(1);
     dl_rng rng;
@@ -239,8 +227,8 @@ static void fused_sgd_is_libffm_per_instance_adagrad(void **state) {
         int k = ks[c % 7], F = 2 + rand_int(&rng, 5), linear = c % 2, bias = c % 3 != 0;
         fused f = make_table(&rng, 23, F, k, linear, bias); /* small: rows repeat across and inside batch rows */
         batch b = make_batch(&rng, 11, 8, 0, 23, F);
-        float *logits = xmalloc(11 * sizeof(float));
-        double *want = xmalloc(11 * sizeof(double));
+        float *logits = dl_test_calloc(11 * sizeof(float));
+        double *want = dl_test_calloc(11 * sizeof(double));
         dl_test_poison(logits, 11);
         assert_int_equal(dl_op_ffm_fused_sgd(&be, logits, &f.t, &b.r, 0.2f, 0.01f), DL_OK);
         ref_sgd(&f, &b.r, 0.2, 0.01, want);
@@ -262,23 +250,23 @@ static void fused_sgd_is_libffm_per_instance_adagrad(void **state) {
  * once, in order within each half. */
 static void fused_sgd_threads_split_the_batch(void **state) {
     (void)state;
-    dl_backend be = open_cpu();
+    dl_backend be = dl_test_open_cpu();
     int saved = omp_get_max_threads();
     dl_rng rng;
     dl_test_rng(&rng, 3);
     fused one = make_table(&rng, 40, 4, 4, 1, 0), two = one;
-    two.t.data = xmalloc(one.numel * sizeof(float));
+    two.t.data = dl_test_calloc(one.numel * sizeof(float));
     memcpy(two.t.data, one.t.data, one.numel * sizeof(float));
     batch lo = make_batch(&rng, 16, 6, 0, 20, 4), hi = make_batch(&rng, 16, 6, 20, 20, 4);
     batch b = make_batch(&rng, 32, 1, 0, 1, 4); /* sized, then filled with lo then hi */
     free_batch(&b);
     int n = lo.row_ptr[16] + hi.row_ptr[16];
-    b.row_ptr = xmalloc(33 * sizeof(int32_t));
-    b.rows = xmalloc((size_t)n * sizeof(int32_t));
-    b.fields = xmalloc((size_t)n * sizeof(int32_t));
-    b.values = xmalloc((size_t)n * sizeof(float));
-    b.labels = xmalloc(32 * sizeof(float));
-    b.scale = xmalloc(32 * sizeof(float));
+    b.row_ptr = dl_test_calloc(33 * sizeof(int32_t));
+    b.rows = dl_test_calloc((size_t)n * sizeof(int32_t));
+    b.fields = dl_test_calloc((size_t)n * sizeof(int32_t));
+    b.values = dl_test_calloc((size_t)n * sizeof(float));
+    b.labels = dl_test_calloc(32 * sizeof(float));
+    b.scale = dl_test_calloc(32 * sizeof(float));
     int at = 0;
     for (int part = 0; part < 2; part++) {
         const batch *p = part ? &hi : &lo;
@@ -312,7 +300,7 @@ static void fused_sgd_threads_split_the_batch(void **state) {
 
 static void fused_ops_reject_bad_arguments(void **state) {
     (void)state;
-    dl_backend be = open_cpu();
+    dl_backend be = dl_test_open_cpu();
     dl_rng rng;
     dl_test_rng(&rng, 4);
     fused f = make_table(&rng, 10, 3, 4, 1, 1);
@@ -364,7 +352,7 @@ static void feature_rows_are_identity_then_hashed(void **state) {
 
 static void ffm_init_is_libffm_uniform(void **state) {
     (void)state;
-    dl_backend be = open_cpu();
+    dl_backend be = dl_test_open_cpu();
     dl_config cfg;
     dl_test_click_config(&cfg, DL_MODEL_FFM, 3, 5, 97, false, 2e-5, DL_EMBEDDINGS_REPLICATED);
     cfg.optim.adagrad_init = 0.5;
@@ -412,7 +400,7 @@ static void ffm_init_is_libffm_uniform(void **state) {
 /* train_batch = hash the ids, scale by 1/Σx², run the kernel: checked against the reference on the same table. */
 static void ffm_train_batch_is_kernel_on_hashed_rows(void **state) {
     (void)state;
-    dl_backend be = open_cpu();
+    dl_backend be = dl_test_open_cpu();
     int saved = omp_get_max_threads();
     omp_set_num_threads(1);
     dl_rng rng;
@@ -433,7 +421,7 @@ static void ffm_train_batch_is_kernel_on_hashed_rows(void **state) {
     int rf = (int)dl_tensor_table_find(m->params, "ffm.table")->shape[1];
     f.t = (dl_click_table){NULL, 50, rf, 4, 4, 4, 4 * 2 * 4, f.bias};
     f.numel = (size_t)50 * (size_t)rf;
-    f.ref = xmalloc(f.numel * sizeof(double));
+    f.ref = dl_test_calloc(f.numel * sizeof(double));
     for (size_t i = 0; i < f.numel; i++)
         f.ref[i] = m->param_data[i];
     f.ref_bias[0] = m->param_data[bias->offset];
@@ -491,7 +479,7 @@ static void ffm_train_batch_is_kernel_on_hashed_rows(void **state) {
 
 static void ffm_reports_bad_data_and_settings(void **state) {
     (void)state;
-    dl_backend be = open_cpu();
+    dl_backend be = dl_test_open_cpu();
     dl_config cfg;
     dl_test_click_config(&cfg, DL_MODEL_FFM, 4, 3, 100, false, 2e-5, DL_EMBEDDINGS_REPLICATED);
     dl_model *m;

@@ -16,18 +16,6 @@
 #include "train/click_model.h"
 #include "train/model.h"
 
-static dl_backend open_cpu(void) {
-    dl_backend be;
-    assert_int_equal(dl_backend_open(&be, "cpu", 0), DL_OK);
-    return be;
-}
-
-static void *xmalloc(size_t bytes) {
-    void *p = calloc(1, bytes ? bytes : 1);
-    assert_non_null(p);
-    return p;
-}
-
 static int rand_int(dl_rng *rng, int n) { return (int)dl_rng_below(rng, (uint64_t)n); }
 
 typedef struct fm_table {
@@ -40,13 +28,13 @@ typedef struct fm_table {
 static fm_table make_table(dl_rng *rng, int64_t num_rows, int k, int linear, int bias) {
     fm_table f;
     memset(&f, 0, sizeof f);
-    f.bias = xmalloc(2 * sizeof(float));
+    f.bias = dl_test_calloc(2 * sizeof(float));
     int kpad = (k + 3) / 4 * 4;
     int rf = (2 * kpad + (linear ? 2 : 0) + 3) / 4 * 4;
     f.t = (dl_click_table){NULL, num_rows, rf, 1, k, kpad, linear ? 2 * kpad : -1, bias ? f.bias : NULL};
     f.numel = (size_t)num_rows * (size_t)rf;
-    f.t.data = xmalloc(f.numel * sizeof(float));
-    f.ref = xmalloc(f.numel * sizeof(double));
+    f.t.data = dl_test_calloc(f.numel * sizeof(float));
+    f.ref = dl_test_calloc(f.numel * sizeof(double));
     for (int64_t r = 0; r < num_rows; r++) {
         float *row = f.t.data + (size_t)r * (size_t)rf;
         for (int d = 0; d < kpad; d++) {
@@ -82,14 +70,14 @@ typedef struct batch {
 static batch make_batch(dl_rng *rng, int B, int max_n, int num_rows) {
     batch b;
     memset(&b, 0, sizeof b);
-    b.row_ptr = xmalloc((size_t)(B + 1) * sizeof(int32_t));
+    b.row_ptr = dl_test_calloc((size_t)(B + 1) * sizeof(int32_t));
     for (int i = 0; i < B; i++)
         b.row_ptr[i + 1] = b.row_ptr[i] + (i % 5 == 2 ? 0 : 1 + rand_int(rng, max_n));
     int n = b.row_ptr[B];
-    b.rows = xmalloc((size_t)n * sizeof(int32_t));
-    b.values = xmalloc((size_t)n * sizeof(float));
-    b.labels = xmalloc((size_t)B * sizeof(float));
-    b.scale = xmalloc((size_t)B * sizeof(float));
+    b.rows = dl_test_calloc((size_t)n * sizeof(int32_t));
+    b.values = dl_test_calloc((size_t)n * sizeof(float));
+    b.labels = dl_test_calloc((size_t)B * sizeof(float));
+    b.scale = dl_test_calloc((size_t)B * sizeof(float));
     for (int e = 0; e < n; e++) {
         b.rows[e] = rand_int(rng, num_rows);
         b.values[e] = 2.0f * dl_rng_uniform(rng) - 1.0f;
@@ -138,7 +126,7 @@ static void ref_adagrad(double *w, double *G, double g, double lr) {
 static void ref_sgd(fm_table *f, const dl_click_rows *b, double lr, double lambda, double *logits) {
     const dl_click_table *t = &f->t;
     const size_t rf = (size_t)t->row_floats;
-    double *s = xmalloc((size_t)t->kpad * sizeof(double));
+    double *s = dl_test_calloc((size_t)t->kpad * sizeof(double));
     for (int row = 0; row < b->B; row++) {
         const int32_t e0 = b->row_ptr[row], e1 = b->row_ptr[row + 1];
         double score = ref_score(f, b, row), y = b->labels[row] > 0 ? 1.0 : -1.0;
@@ -165,7 +153,7 @@ static void ref_sgd(fm_table *f, const dl_click_rows *b, double lr, double lambd
 
 static void fm_forward_matches_explicit_pairs(void **state) {
     (void)state;
-    dl_backend be = open_cpu();
+    dl_backend be = dl_test_open_cpu();
     dl_rng rng;
     dl_test_rng(&rng, 1);
     const int ks[] = {1, 4, 7, 8, 13, 32};
@@ -187,7 +175,7 @@ static void fm_forward_matches_explicit_pairs(void **state) {
 
 static void fm_sgd_is_per_instance_adagrad(void **state) {
     (void)state;
-    dl_backend be = open_cpu();
+    dl_backend be = dl_test_open_cpu();
     int saved = omp_get_max_threads();
     omp_set_num_threads(1);
     dl_rng rng;
@@ -217,7 +205,7 @@ static void fm_sgd_is_per_instance_adagrad(void **state) {
 
 static void fm_ops_reject_bad_arguments(void **state) {
     (void)state;
-    dl_backend be = open_cpu();
+    dl_backend be = dl_test_open_cpu();
     dl_rng rng;
     dl_test_rng(&rng, 3);
     fm_table f = make_table(&rng, 8, 4, 1, 1);
@@ -243,7 +231,7 @@ static void fm_ops_reject_bad_arguments(void **state) {
  * at k 4; training moves the loss down on a learnable toy problem. */
 static void fm_model_layout_and_learning(void **state) {
     (void)state;
-    dl_backend be = open_cpu();
+    dl_backend be = dl_test_open_cpu();
     dl_config cfg;
     assert_int_equal(dl_config_defaults(&cfg), DL_OK);
     cfg.device = DL_CFG_DEVICE_CPU;

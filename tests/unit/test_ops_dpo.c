@@ -27,16 +27,10 @@ static const float BETA = 0.5f;
 static const double CHOSEN_REWARDS[NP] = {0.5, -0.5, 0.125, 0.5};
 static const double REJECTED_REWARDS[NP] = {-0.25, 0.5, 0.0, -1.0};
 
-static dl_backend open_cpu(void) {
-    dl_backend be;
-    assert_int_equal(dl_backend_open(&be, "cpu", 0), DL_OK);
-    return be;
-}
-
 /* Runs forward (NaN-poisoned outputs) and backward (dlosses = 1, gradients from zero) on the fixed pairs and
  * compares with the expected loss and ∂L/∂πc. */
 static void check_fixed_pairs(int kind, float eps, const double want_loss[NP], const double want_dchosen[NP]) {
-    dl_backend be = open_cpu();
+    dl_backend be = dl_test_open_cpu();
     float loss[NP], chosen[NP], rejected[NP];
     dl_test_poison(loss, NP);
     dl_test_poison(chosen, NP);
@@ -95,7 +89,7 @@ static void hinge_matches_hand_values(void **state) {
 /* Central differences of each pair's loss in πc and πr (each loss depends on its own pair only, so all pairs are
  * perturbed at once), weighted by dlosses, against backward. */
 static void check_fd(int kind, float beta, float eps, uint64_t stream) {
-    dl_backend be = open_cpu();
+    dl_backend be = dl_test_open_cpu();
     dl_rng rng;
     dl_test_rng(&rng, stream);
     float pc[NFD], pr[NFD], rc[NFD], rr[NFD], dl[NFD];
@@ -153,7 +147,7 @@ static void gradients_match_finite_differences(void **state) {
 
 static void huge_margins_stay_finite(void **state) {
     (void)state;
-    dl_backend be = open_cpu();
+    dl_backend be = dl_test_open_cpu();
     /* h = +1000 and −1000 with β = 1, ε = 0.1: softplus(−1000) underflows to 0, softplus(1000) = 1000. */
     const float pc[2] = {0.0f, -1000.0f}, pr[2] = {-1000.0f, 0.0f}, rc[2] = {0, 0}, rr[2] = {0, 0};
     float loss[2], dc[2] = {0, 0}, dr[2] = {0, 0}, dl[2] = {1, 1};
@@ -171,7 +165,7 @@ static void huge_margins_stay_finite(void **state) {
 
 static void backward_accumulates(void **state) {
     (void)state;
-    dl_backend be = open_cpu();
+    dl_backend be = dl_test_open_cpu();
     float dl[NP] = {1.0f, 2.0f, -1.0f, 0.5f};
     float dc[NP] = {10, 20, 30, 40}, dr[NP] = {-1, -2, -3, -4};
     assert_int_equal(dl_op_dpo_loss_backward(&be, dc, dr, dl, PC, PR, RC, RR, NP, DL_DPO_IPO, BETA, 0.0f), DL_OK);
@@ -197,7 +191,7 @@ static void backward_accumulates(void **state) {
 
 static void arguments_are_checked(void **state) {
     (void)state;
-    dl_backend be = open_cpu();
+    dl_backend be = dl_test_open_cpu();
     float loss[NP], dl[NP] = {1, 1, 1, 1}, dc[NP] = {0}, dr[NP] = {0};
     EXPECT_FAIL(dl_op_dpo_loss_forward(&be, loss, NULL, NULL, PC, PR, RC, RR, NP, 3, BETA, 0.0f),
                 "unknown loss_kind 3");

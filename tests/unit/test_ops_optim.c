@@ -46,12 +46,6 @@ static void buffers_free(buffers *b) {
     free(b->p0);
 }
 
-static dl_backend open_cpu(void) {
-    dl_backend be;
-    assert_int_equal(dl_backend_open(&be, "cpu", 0), DL_OK);
-    return be;
-}
-
 /* Compares float params against the double reference as deltas from p0. */
 static void assert_delta(const float *p, const double *ref, const double *p0, size_t n, double tol, const char *what) {
     float *dp = dl_test_alloc_f(n);
@@ -84,7 +78,7 @@ static void adamw_reference(double *p, const float *g, double *m, double *v, siz
 }
 
 static void run_adamw_case(size_t n, float wd, float gs, uint64_t stream) {
-    dl_backend be = open_cpu();
+    dl_backend be = dl_test_open_cpu();
     dl_rng rng;
     dl_test_rng(&rng, stream);
     buffers b;
@@ -123,7 +117,7 @@ static void adamw_matches_double_reference_with_decay_and_grad_scale(void **stat
 /* The first step's update is lr·sign(g) (m̂ = g, v̂ = g²) when eps is negligible: a check by hand. */
 static void adamw_first_step_is_lr_times_sign(void **state) {
     (void)state;
-    dl_backend be = open_cpu();
+    dl_backend be = dl_test_open_cpu();
     float p[4] = {1.0f, -1.0f, 0.5f, 0.0f}, g[4] = {0.5f, -2.0f, 4.0f, -0.125f};
     float m[4] = {0}, v[4] = {0};
     assert_int_equal(dl_op_adamw_update(&be, p, g, m, v, 4, 0.25f, 0.9f, 0.999f, 1e-12f, 0.0f, 1.0f, 1), DL_OK);
@@ -137,7 +131,7 @@ static void adamw_first_step_is_lr_times_sign(void **state) {
 /* Runs `fn` on copies with one and with two threads and requires identical bits. */
 static void adamw_is_bit_identical_across_thread_counts(void **state) {
     (void)state;
-    dl_backend be = open_cpu();
+    dl_backend be = dl_test_open_cpu();
     const size_t n = N_LARGE;
     dl_rng rng;
     dl_test_rng(&rng, 4);
@@ -176,7 +170,7 @@ static void adamw_is_bit_identical_across_thread_counts(void **state) {
 /* ---- AdaGrad ---------------------------------------------------------------------------------------------------- */
 
 static void run_adagrad_case(size_t n, float wd, float gs, uint64_t stream) {
-    dl_backend be = open_cpu();
+    dl_backend be = dl_test_open_cpu();
     dl_rng rng;
     dl_test_rng(&rng, stream);
     buffers b;
@@ -213,7 +207,7 @@ static void adagrad_matches_double_reference(void **state) {
 /* One step by hand: w = 1, g = 0.5 + 0.1·1 = 0.6, G = 1 + 0.36 = 1.36, w = 1 − 0.1·0.6/√1.36 = 0.948550... */
 static void adagrad_one_step_by_hand(void **state) {
     (void)state;
-    dl_backend be = open_cpu();
+    dl_backend be = dl_test_open_cpu();
     float p = 1.0f, g = 0.5f, a = 1.0f;
     assert_int_equal(dl_op_adagrad_update(&be, &p, &g, &a, 1, 0.1f, 0.1f, 1.0f), DL_OK);
     if (fabsf(a - 1.36f) > 1e-6f || fabs((double)p - 0.94855042) > 1e-6)
@@ -224,7 +218,7 @@ static void adagrad_one_step_by_hand(void **state) {
 /* ---- SGD -------------------------------------------------------------------------------------------------------- */
 
 static void run_sgd_case(size_t n, float momentum, float wd, float gs, uint64_t stream) {
-    dl_backend be = open_cpu();
+    dl_backend be = dl_test_open_cpu();
     dl_rng rng;
     dl_test_rng(&rng, stream);
     buffers b;
@@ -267,7 +261,7 @@ static void sgd_matches_double_reference(void **state) {
 
 static void sumsq_matches_double_and_is_repeatable(void **state) {
     (void)state;
-    dl_backend be = open_cpu();
+    dl_backend be = dl_test_open_cpu();
     dl_rng rng;
     dl_test_rng(&rng, 30);
     const size_t sizes[] = {1, 7, 8, 9, N_SMALL, N_LARGE, 300007};
@@ -304,7 +298,7 @@ static void sumsq_matches_double_and_is_repeatable(void **state) {
 
 static void scale_multiplies_every_element(void **state) {
     (void)state;
-    dl_backend be = open_cpu();
+    dl_backend be = dl_test_open_cpu();
     dl_rng rng;
     dl_test_rng(&rng, 31);
     const size_t n = N_LARGE;
@@ -336,7 +330,7 @@ static void scale_multiplies_every_element(void **state) {
 
 static void optimizer_arguments_are_checked(void **state) {
     (void)state;
-    dl_backend be = open_cpu();
+    dl_backend be = dl_test_open_cpu();
     float p[4] = {0}, g[4] = {0}, m[4] = {0}, v[4] = {0};
     EXPECT_FAIL(dl_op_adamw_update(&be, NULL, g, m, v, 4, 1e-3f, 0.9f, 0.95f, 1e-8f, 0, 1, 1), DL_ERR_INVALID,
                 "params is NULL");

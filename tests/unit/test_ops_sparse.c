@@ -16,18 +16,6 @@
 
 #include "ops/ops.h"
 
-static dl_backend open_cpu(void) {
-    dl_backend be;
-    assert_int_equal(dl_backend_open(&be, "cpu", 0), DL_OK);
-    return be;
-}
-
-static void *xmalloc(size_t bytes) {
-    void *p = malloc(bytes ? bytes : 1);
-    assert_non_null(p);
-    return p;
-}
-
 
 static int rand_int(dl_rng *rng, int n) { return (int)dl_rng_below(rng, (uint64_t)n); }
 
@@ -42,13 +30,13 @@ typedef struct batch {
  * [0, num_fields); every few rows repeat a table row inside the row. */
 static batch make_batch(dl_rng *rng, int B, int max_n, int num_rows, int num_fields) {
     batch bt = {.B = B};
-    bt.row_ptr = xmalloc((size_t)(B + 1) * sizeof(int32_t));
+    bt.row_ptr = dl_test_calloc((size_t)(B + 1) * sizeof(int32_t));
     bt.row_ptr[0] = 0;
     for (int b = 0; b < B; b++)
         bt.row_ptr[b + 1] = bt.row_ptr[b] + (b % 7 == 3 ? 0 : 1 + rand_int(rng, max_n));
     int n = bt.row_ptr[B];
-    bt.rows = xmalloc((size_t)n * sizeof(int32_t));
-    bt.fields = xmalloc((size_t)n * sizeof(int32_t));
+    bt.rows = dl_test_calloc((size_t)n * sizeof(int32_t));
+    bt.fields = dl_test_calloc((size_t)n * sizeof(int32_t));
     bt.values = dl_test_alloc_f((size_t)n);
     bt.scale = dl_test_alloc_f((size_t)B);
     for (int b = 0; b < B; b++) {
@@ -114,7 +102,7 @@ static void bag_reference(double *out, const double *table, const batch *bt, con
 
 static void embedding_bag_forward_matches_reference(void **state) {
     (void)state;
-    dl_backend be = open_cpu();
+    dl_backend be = dl_test_open_cpu();
     dl_rng rng;
     dl_test_rng(&rng, 1);
     const int num_rows = 40, dim = 19, B = 30;
@@ -139,7 +127,7 @@ static void embedding_bag_forward_matches_reference(void **state) {
 
 static void embedding_bag_backward_matches_finite_differences(void **state) {
     (void)state;
-    dl_backend be = open_cpu();
+    dl_backend be = dl_test_open_cpu();
     dl_rng rng;
     dl_test_rng(&rng, 2);
     const int num_rows = 12, dim = 5, B = 10;
@@ -212,7 +200,7 @@ static void fm_reference(double *logits, double *sum_vx, const double *linear, c
 
 static void fm_forward_matches_pair_sum(void **state) {
     (void)state;
-    dl_backend be = open_cpu();
+    dl_backend be = dl_test_open_cpu();
     dl_rng rng;
     dl_test_rng(&rng, 3);
     const int num_rows = 50, B = 40;
@@ -287,7 +275,7 @@ static double fm_eval(void *p) {
 
 static void fm_backward_matches_finite_differences(void **state) {
     (void)state;
-    dl_backend be = open_cpu();
+    dl_backend be = dl_test_open_cpu();
     dl_rng rng;
     dl_test_rng(&rng, 4);
     const int num_rows = 24, B = 16, k = 5, kpad = 8;
@@ -372,7 +360,7 @@ static void ffm_reference(double *logits, const double *latent, const batch *bt,
 
 static void ffm_forward_matches_pair_sum(void **state) {
     (void)state;
-    dl_backend be = open_cpu();
+    dl_backend be = dl_test_open_cpu();
     dl_rng rng;
     dl_test_rng(&rng, 5);
     const int num_rows = 60, B = 40, F = 6;
@@ -421,7 +409,7 @@ static double ffm_eval(void *p) {
 
 static void ffm_backward_matches_finite_differences(void **state) {
     (void)state;
-    dl_backend be = open_cpu();
+    dl_backend be = dl_test_open_cpu();
     dl_rng rng;
     dl_test_rng(&rng, 6);
     const int num_rows = 16, B = 12, F = 4, k = 3, kpad = 8;
@@ -472,7 +460,7 @@ static float *repad(const float *x, size_t vectors, int from, int to) {
 /* The same model stored with kpad = k, 8, 16 and 32 gives bit-identical logits and gradients on the real lanes. */
 static void results_do_not_depend_on_kpad(void **state) {
     (void)state;
-    dl_backend be = open_cpu();
+    dl_backend be = dl_test_open_cpu();
     dl_rng rng;
     dl_test_rng(&rng, 7);
     const int num_rows = 30, B = 20, F = 5, k = 5;
@@ -538,7 +526,7 @@ static void results_do_not_depend_on_kpad(void **state) {
  * every op must give the same bits with one and two threads. */
 static void scatter_adds_are_bit_identical_across_thread_counts(void **state) {
     (void)state;
-    dl_backend be = open_cpu();
+    dl_backend be = dl_test_open_cpu();
     dl_rng rng;
     dl_test_rng(&rng, 8);
     const int num_rows = 300, B = 256, F = 18, k = 4, kpad = 8, dim = 24;
@@ -617,7 +605,7 @@ static void scatter_adds_are_bit_identical_across_thread_counts(void **state) {
  * must change no bit of the logits or of the gradients. */
 static void ffm_large_table_matches_small_table(void **state) {
     (void)state;
-    dl_backend be = open_cpu();
+    dl_backend be = dl_test_open_cpu();
     dl_rng rng;
     dl_test_rng(&rng, 11);
     const int small = 64, spread = 256, large = small * spread, B = 64, F = 18, k = 4, kpad = 8;
@@ -628,7 +616,7 @@ static void ffm_large_table_matches_small_table(void **state) {
     dl_test_fill_uniform(&rng, dlogits, B, -1.0f, 1.0f);
     float *lat_l = calloc((size_t)large * stride, sizeof(float)), *grad_l = calloc((size_t)large * stride, sizeof(float));
     float *grad_s = calloc((size_t)small * stride, sizeof(float));
-    int32_t *rows_l = xmalloc(n * sizeof(int32_t));
+    int32_t *rows_l = dl_test_calloc(n * sizeof(int32_t));
     assert_true(lat_l && grad_l && grad_s);
     for (int r = 0; r < small; r++)
         memcpy(lat_l + (size_t)r * spread * stride, lat_s + (size_t)r * stride, stride * sizeof(float));
@@ -672,7 +660,7 @@ static void ffm_large_table_matches_small_table(void **state) {
 
 static void adagrad_rows_update_matches_reference(void **state) {
     (void)state;
-    dl_backend be = open_cpu();
+    dl_backend be = dl_test_open_cpu();
     dl_rng rng;
     dl_test_rng(&rng, 9);
     const int num_rows = 50, row_floats = 37, touched = 20;
@@ -734,12 +722,12 @@ static void adagrad_rows_update_matches_reference(void **state) {
  * must give the same bits (each row is updated once, by its owner). */
 static void adagrad_rows_update_is_bit_identical_across_thread_counts(void **state) {
     (void)state;
-    dl_backend be = open_cpu();
+    dl_backend be = dl_test_open_cpu();
     dl_rng rng;
     dl_test_rng(&rng, 10);
     const int num_rows = 4001, row_floats = 16;
     const size_t nt = (size_t)num_rows * row_floats;
-    int32_t *rows = xmalloc((size_t)num_rows * sizeof(int32_t));
+    int32_t *rows = dl_test_calloc((size_t)num_rows * sizeof(int32_t));
     for (int i = 0; i < num_rows; i++)
         rows[i] = i;
     for (int i = num_rows - 1; i > 0; i--) {
@@ -788,7 +776,7 @@ static void adagrad_rows_update_is_bit_identical_across_thread_counts(void **sta
 
 static void arguments_are_checked(void **state) {
     (void)state;
-    dl_backend be = open_cpu();
+    dl_backend be = dl_test_open_cpu();
     const int F = 3, k = 4, kpad = 8;
     int32_t row_ptr[3] = {0, 2, 4}, rows[4] = {1, 2, 3, 4}, fields[4] = {0, 1, 2, 0};
     float values[4] = {1, 1, 1, 1}, latent[20 * 3 * 8] = {0}, logits[2], sum_vx[16], dl[2] = {1, 1};
