@@ -17,7 +17,8 @@ struct dl_tied_rows {
     unsigned char *recv;    /* every rank's send buffer, in rank order */
     int32_t *all_ids;       /* union of every rank's ids, sorted */
     float *sums;            /* [union × width] */
-    size_t cap_ids, cap_slots, cap_send, cap_recv, cap_all, cap_sums;
+    int *ints;              /* the exchange's per-rank counts and displacements (6 × world) */
+    size_t cap_ids, cap_slots, cap_send, cap_recv, cap_all, cap_sums, cap_ints;
     /* device */
     int32_t *dev_ids;
     float *dev_rows;
@@ -67,6 +68,7 @@ void dl_tied_rows_destroy(dl_tied_rows *t) {
     free(t->recv);
     free(t->all_ids);
     free(t->sums);
+    free(t->ints);
     dl_mem_free(t->be, t->dev_ids);
     dl_mem_free(t->be, t->dev_rows);
     free(t);
@@ -142,8 +144,9 @@ dl_status dl_tied_rows_exchange(dl_tied_rows *t, dl_world *world, float *table_g
     size_t w = (size_t)t->width, pair = sizeof(int32_t) + w * sizeof(float);
     /* [W] each: what this rank announces, the announced row counts, then the all-gather's byte counts and
      * displacements (the send displacements stay 0: every rank gets the same buffer). */
-    int *ints = calloc((size_t)W * 6, sizeof(int));
-    DL_REQUIRE(ints != NULL, DL_ERR_NOMEM, "cannot allocate %d counts", W);
+    DL_CHECK(grow_host((void **)&t->ints, &t->cap_ints, (size_t)W * 6 * sizeof(int)));
+    int *ints = t->ints;
+    memset(ints, 0, (size_t)W * 6 * sizeof(int));
     int *announce = ints, *counts = ints + W, *send_bytes = ints + 2 * W, *send_displs = ints + 3 * W,
         *recv_bytes = ints + 4 * W, *recv_displs = ints + 5 * W;
     for (int r = 0; r < W; r++)
@@ -211,7 +214,6 @@ dl_status dl_tied_rows_exchange(dl_tied_rows *t, dl_world *world, float *table_g
             s = dl_op_embedding_backward(be, table_grad, NULL, t->dev_rows, t->dev_ids, NULL, U, t->width,
                                          t->table_rows, 0);
     }
-    free(ints);
     dl_tied_rows_clear(t);
     return s;
 }
