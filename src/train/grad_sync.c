@@ -43,12 +43,12 @@ struct dl_grad_sync {
 #ifdef DEALER_HAVE_CUDA
     dl_nccl_exchange *nccl;
 #endif
-    dl_backward_hooks hooks; /* layer_done and embedding_rows on this sync, for the model's backward */
-    /* The tied token embedding (gpt): its bucket leaves after the head, its input-side rows go through `tied`. */
-    int split;                /* decide_split: the table leaves with the head */
-    dl_tied_rows *tied;       /* when split: the rows' exchange */
-    size_t table_offset;      /* the table's gradient in the buffer */
+    dl_backward_hooks hooks; /* this sync's three hooks, for the model's backward */
+    /* The tied token embedding (gpt), first in the head's range: found by decide_split. */
+    size_t table_offset, table_numel; /* its gradient in the buffer; numel 0: the model has none */
     int table_rows, table_width, head_layer;
+    int split;                /* it leaves with the head, its input-side rows exchanged apart through `tied` */
+    dl_tied_rows *tied;       /* when split (and several ranks): the rows' exchange */
     /* this step */
     int final;                /* the micro-batch running is the step's last */
     int head_done;            /* its backward has passed the head (layer head_layer) */
@@ -97,13 +97,9 @@ static dl_status layer_segments(dl_grad_sync *s, segment **out, int *count, int 
         dl_byte_range r = dl_gpt_layer_param_range(s->model->impl, layer);
         dl_byte_range part = dl_gpt_layer_part_range(s->model->impl, layer);
         int stage = layer < 0 ? STAGE_END : stage_of_layer(layer);
-        if (layer == L && !s->split) { /* the tied token table, first in the head's range, completes at the end */
-            const dl_tensor *wte = dl_tensor_table_find(s->model->params, "wte");
-            size_t wte_end = wte ? (wte->offset + wte->numel) * sizeof(float) : 0;
-            if (wte && wte->offset * sizeof(float) == r.begin && wte_end <= r.end) {
-                seg[n++] = (segment){r.begin / sizeof(float), wte_end / sizeof(float), STAGE_END};
-                r.begin = wte_end;
-            }
+        if (layer == L && s->table_numel > 0 && !s->split) { /* the tied table, first, completes at the end */
+            seg[n++] = (segment){s->table_offset, s->table_offset + s->table_numel, STAGE_END};
+            r.begin = (s->table_offset + s->table_numel) * sizeof(float);
         }
         if (part.end > part.begin && part.begin == r.begin && part.end <= r.end) {
             seg[n++] = (segment){part.begin / sizeof(float), part.end / sizeof(float), stage_of_part(layer)};
@@ -146,8 +142,8 @@ static dl_status layer_segments(dl_grad_sync *s, segment **out, int *count, int 
 /* Cuts the buffer into buckets of about `target` elements: a bucket closes at the first segment (layer) end where
  * it reached `target`, or at the end of a block's first part once it reached half of it: a bucket that ends with
  * an MLP half leaves half a block before one that ends with the block (the layout runs MLP, attention, next
- * block's MLP, …, so [attention of block k+1, MLP of block k] is ready half-way through block k). A segment that would make the bucket more than twice `target` closes the open bucket at its
- * start and is cut into buckets of `target` (the last piece up to twice that). Returns the count, or -1 when more
+ * block's MLP, …, so [attention of block k+1, MLP of block k] is ready half-way through block k). A segment that
+ * would make the bucket more than twice `target` closes the open bucket at its start and is cut into buckets of `target` (the last piece up to twice that). Returns the count, or -1 when more
  * than `capacity`. */
 static int cut_buckets(const segment *seg, int n_seg, size_t numel, size_t target, size_t *bounds, int *ready,
                        int capacity) {
@@ -214,14 +210,15 @@ static dl_status plan_buckets(dl_grad_sync *s, double bucket_mb) {
 
 /* ---- creation ------------------------------------------------------------------------------------------------- */
 
-/* Whether a gpt's tied token table leaves with the head, its input-side rows exchanged apart (tied_rows.h), or
- * as one tensor after the embeddings. Apart pays when the rows a step gathers, at most W × max_tokens, cost less
- * than the table's own all-reduce (2·(W-1)/W of its rows): the gathered rows arrive after backward either way.
- * Decided before the bucket plan, which puts the table in the head's stage or at the end accordingly. */
+/* Finds a gpt's tied token table (first in the head's layer range) and decides whether it leaves with the head,
+ * its input-side rows exchanged apart (tied_rows.h), or as one tensor after the embeddings. Apart pays when the
+ * rows a step gathers, at most W × max_tokens, cost less than the table's own all-reduce (2·(W-1)/W of its rows):
+ * the gathered rows arrive after backward either way. Runs before the bucket plan, which puts the table in the
+ * head's stage or at the end accordingly. */
 static void decide_split(dl_grad_sync *s) {
     s->split = 0;
-    if (s->world->size < 2 || s->model->self_updating || s->numel == 0 || !s->model->kind ||
-        strcmp(s->model->kind, "gpt") != 0 || !s->model->impl)
+    s->table_numel = 0;
+    if (!s->model->kind || strcmp(s->model->kind, "gpt") != 0 || !s->model->impl)
         return;
     const dl_gpt_config *gc = dl_gpt_get_config(s->model->impl);
     const dl_tensor *wte = dl_tensor_table_find(s->model->params, "wte");
@@ -231,14 +228,13 @@ static void decide_split(dl_grad_sync *s) {
     size_t lo = wte->offset * sizeof(float), hi = lo + wte->numel * sizeof(float);
     if (lo != head.begin || hi > head.end)
         return;
-    double gathered = (double)s->world->size * dl_gpt_max_tokens(s->model->impl);
-    if (gathered > 2.0 * (double)wte->shape[0])
-        return;
-    s->split = 1;
     s->table_offset = wte->offset;
+    s->table_numel = wte->numel;
     s->table_rows = (int)wte->shape[0];
     s->table_width = (int)wte->shape[1];
     s->head_layer = gc->n_layer;
+    double gathered = (double)s->world->size * dl_gpt_max_tokens(s->model->impl);
+    s->split = s->world->size > 1 && !s->model->self_updating && gathered <= 2.0 * (double)s->table_rows;
 }
 
 static dl_status plan_slices(dl_grad_sync *s) {
