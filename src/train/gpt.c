@@ -42,8 +42,7 @@ struct dl_gpt {
     size_t *layer_first, *layer_last; /* tensor indices spanning each block; [n_layer] */
     size_t *layer_part_last;          /* the last tensor of each block's MLP half (ln2.bias); [n_layer] */
     size_t head_first, head_last; /* tensor indices of wte … lnf.bias: complete after the head (layer n_layer) */
-    size_t wpe_index;             /* valid when has_wpe */
-    int has_wpe;
+    size_t wpe_index;             /* learned positions only (not config.rope) */
     float *param_data, *grad_data;
     model_weights w, g;
     dl_arena arena;
@@ -110,7 +109,6 @@ static dl_status build_param_table(dl_gpt *m) {
         DL_CHECK(add_param(t, NULL, 1, DL_SHAPE(C), "h.%d.ln1.weight", l));
         DL_CHECK(add_param(t, &m->layer_last[l], 1, DL_SHAPE(C), "h.%d.ln1.bias", l));
     }
-    m->has_wpe = !c->rope;
     if (!c->rope)
         DL_CHECK(add_param(t, &m->wpe_index, 2, DL_SHAPE((size_t)c->max_seq_len, C), "wpe"));
     return DL_OK;
@@ -257,8 +255,8 @@ dl_status dl_gpt_create(dl_gpt **out, const dl_gpt_config *config, const dl_back
     size_t *segment_ids = calloc((size_t)m->num_segments + 1, sizeof(size_t));
     plan_ids ids;
     dl_status s = DL_OK;
-    if (!m->layer_first || !m->layer_last || !m->layer_part_last || !m->w.blocks || !m->g.blocks || !m->sets || !m->segment_inputs ||
-        !set_ids || !segment_ids) {
+    if (!m->layer_first || !m->layer_last || !m->layer_part_last || !m->w.blocks || !m->g.blocks || !m->sets ||
+        !m->segment_inputs || !set_ids || !segment_ids) {
         s = DL_FAIL(DL_ERR_NOMEM, "cannot allocate the GPT model's tables");
         goto done;
     }
@@ -343,7 +341,6 @@ float *dl_gpt_grad_data(dl_gpt *m) { return m ? m->grad_data : NULL; }
 size_t dl_gpt_num_params(const dl_gpt *m) { return m ? dl_tensor_table_numel(&m->params) : 0; }
 const float *dl_gpt_token_losses(const dl_gpt *m) { return m ? m->losses : NULL; }
 int dl_gpt_max_tokens(const dl_gpt *m) { return m ? m->max_tokens : 0; }
-
 const float *dl_gpt_logits(const dl_gpt *m) { return m && m->head_chunk >= m->max_tokens ? m->logits : NULL; }
 
 dl_status dl_gpt_zero_grads(dl_gpt *m) {
@@ -366,7 +363,7 @@ dl_byte_range dl_gpt_layer_param_range(const dl_gpt *m, int layer) {
         return r;
     size_t first, last;
     if (layer == -1) {
-        if (!m->has_wpe)
+        if (m->config.rope)
             return r;
         first = last = m->wpe_index;
     } else if (layer == m->config.n_layer)
