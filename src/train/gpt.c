@@ -622,7 +622,8 @@ static dl_status backward(dl_gpt *m, const float *dlosses, const dl_backward_hoo
         int last = first + m->segment - 1 < c->n_layer - 1 ? first + m->segment - 1 : c->n_layer - 1;
         for (int layer = last; layer >= first; layer--) {
             int j = layer - first;
-            DL_CHECK_CTX(block_backward(m, layer, &m->sets[j], block_input(m, s, j), hooks), "block %d backward", layer);
+            DL_CHECK_CTX(block_backward(m, layer, &m->sets[j], block_input(m, s, j), hooks), "block %d backward",
+                         layer);
             if (layer_done)
                 DL_CHECK(layer_done(ctx, layer));
         }
