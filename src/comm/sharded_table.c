@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "core/hash.h"
+#include "core/grow.h"
 
 void dl_comm_world_shape(int *rank, int *size) {
     int up = 0, down = 0;
@@ -80,21 +81,6 @@ int64_t dl_sharded_owned_count(int64_t num_rows, int rank, int world_size) {
     for (int64_t g = 0; g < num_rows; g++)
         n += dl_hash_owner((uint64_t)g, world_size) == rank;
     return n;
-}
-
-/* ---- helpers ---------------------------------------------------------------------------------------------------- */
-
-static dl_status grow(void **p, size_t *cap, size_t need, size_t elem, const char *what) {
-    if (need <= *cap)
-        return DL_OK;
-    size_t n = *cap ? *cap : 64;
-    while (n < need)
-        n *= 2;
-    void *q = realloc(*p, n * elem);
-    DL_REQUIRE(q != NULL, DL_ERR_NOMEM, "cannot allocate %zu bytes for %s", n * elem, what);
-    *p = q;
-    *cap = n;
-    return DL_OK;
 }
 
 /* Byte counts and displacements of `per_rank` items of `item_bytes` each, for alltoallv (int counts). */
@@ -174,9 +160,9 @@ dl_status dl_sharded_plan_build(dl_sharded_table *t, dl_sharded_plan *p, const i
     const int W = world->size;
     DL_CHECK(plan_prepare(p, W));
     const size_t rf = (size_t)t->row_floats;
-    DL_CHECK(grow((void **)&p->slot, &p->cap_slot, (size_t)n + 1, sizeof(int64_t), "the exchange plan"));
-    DL_CHECK(grow((void **)&p->ids_out, &p->cap_ids_out, (size_t)n + 1, sizeof(int64_t), "the exchange plan"));
-    DL_CHECK(grow((void **)&p->rows_out, &p->cap_rows_out, ((size_t)n + 1) * rf, sizeof(float), "the exchange rows"));
+    DL_CHECK(dl_grow((void **)&p->slot, &p->cap_slot, (size_t)n + 1, sizeof(int64_t), "the exchange plan"));
+    DL_CHECK(dl_grow((void **)&p->ids_out, &p->cap_ids_out, (size_t)n + 1, sizeof(int64_t), "the exchange plan"));
+    DL_CHECK(dl_grow((void **)&p->rows_out, &p->cap_rows_out, ((size_t)n + 1) * rf, sizeof(float), "the exchange rows"));
     memset(p->send_counts, 0, (size_t)W * sizeof(int));
     for (int64_t i = 0; i < n; i++) {
         DL_REQUIRE(rows[i] >= 0 && rows[i] < t->num_rows, DL_ERR_INVALID,
@@ -204,9 +190,9 @@ dl_status dl_sharded_plan_build(dl_sharded_table *t, dl_sharded_plan *p, const i
         served += p->recv_counts[r];
         DL_REQUIRE(served <= INT_MAX, DL_ERR_INVALID, "a step serves more than 2^31 rows");
     }
-    DL_CHECK(grow((void **)&p->ids_in, &p->cap_ids_in, (size_t)served + 1, sizeof(int64_t), "the exchange plan"));
-    DL_CHECK(grow((void **)&p->served_local, &p->cap_local, (size_t)served + 1, sizeof(int64_t), "the exchange plan"));
-    DL_CHECK(grow((void **)&p->rows_in, &p->cap_rows_in, ((size_t)served + 1) * rf, sizeof(float),
+    DL_CHECK(dl_grow((void **)&p->ids_in, &p->cap_ids_in, (size_t)served + 1, sizeof(int64_t), "the exchange plan"));
+    DL_CHECK(dl_grow((void **)&p->served_local, &p->cap_local, (size_t)served + 1, sizeof(int64_t), "the exchange plan"));
+    DL_CHECK(dl_grow((void **)&p->rows_in, &p->cap_rows_in, ((size_t)served + 1) * rf, sizeof(float),
                   "the exchange rows"));
     p->served = served;
     int *sc = p->byte_counts[0], *sd = p->byte_counts[1], *rc = p->byte_counts[2], *rd = p->byte_counts[3];
@@ -300,7 +286,7 @@ dl_status dl_sparse_sum_rows(dl_sparse_sum *s, const int64_t *rows, int64_t n, c
     int64_t total = 0;
     for (int r = 0; r < W; r++)
         total += s->counts[r];
-    DL_CHECK(grow((void **)&s->all_ids, &s->cap_all, (size_t)total + 1, sizeof(int64_t), "the union of rows"));
+    DL_CHECK(dl_grow((void **)&s->all_ids, &s->cap_all, (size_t)total + 1, sizeof(int64_t), "the union of rows"));
     int *sc = s->byte_counts[0], *sd = s->byte_counts[1], *rc = s->byte_counts[2], *rd = s->byte_counts[3];
     DL_CHECK(byte_layout(s->counts, W, sizeof(int64_t), rc, rd, "replicated table: row ids"));
     for (int r = 0; r < W; r++) {
@@ -313,10 +299,10 @@ dl_status dl_sparse_sum_rows(dl_sparse_sum *s, const int64_t *rows, int64_t n, c
     for (int64_t i = 0; i < total; i++)
         if (count == 0 || s->all_ids[i] != s->all_ids[count - 1])
             s->all_ids[count++] = s->all_ids[i];
-    DL_CHECK(grow((void **)&s->rows, &s->cap_rows, (size_t)count + 1, sizeof(int64_t), "the union of rows"));
-    DL_CHECK(grow((void **)&s->sums, &s->cap_sums, ((size_t)count + 1) * (size_t)row_floats, sizeof(float),
+    DL_CHECK(dl_grow((void **)&s->rows, &s->cap_rows, (size_t)count + 1, sizeof(int64_t), "the union of rows"));
+    DL_CHECK(dl_grow((void **)&s->sums, &s->cap_sums, ((size_t)count + 1) * (size_t)row_floats, sizeof(float),
                   "the sums of row changes"));
-    DL_CHECK(grow((void **)&s->mine, &s->cap_mine, (size_t)n + 1, sizeof(int64_t), "the union of rows"));
+    DL_CHECK(dl_grow((void **)&s->mine, &s->cap_mine, (size_t)n + 1, sizeof(int64_t), "the union of rows"));
     memcpy(s->rows, s->all_ids, (size_t)count * sizeof(int64_t));
     s->count = count;
     const size_t rf = (size_t)row_floats;

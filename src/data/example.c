@@ -22,6 +22,7 @@
 
 #include "example.pb-c.h"
 #include "feature.pb-c.h"
+#include "core/grow.h"
 
 /* ---- growable arrays ---------------------------------------------------------------------------------------- */
 
@@ -41,27 +42,10 @@ void dl_f32_array_free(dl_f32_array *a) {
     a->len = a->cap = 0;
 }
 
-/* Grows *data (elements of `size` bytes) to hold n, at least doubling. */
-static dl_status grow(void **data, size_t *cap, size_t n, size_t size) {
-    if (n <= *cap && *data)
-        return DL_OK;
-    size_t want = *cap * 2 > n ? *cap * 2 : n;
-    if (want < 16)
-        want = 16;
-    if (want > SIZE_MAX / size)
-        return DL_FAIL(DL_ERR_NOMEM, "array of %zu elements is too large", n);
-    void *p = realloc(*data, want * size);
-    if (!p)
-        return DL_FAIL(DL_ERR_NOMEM, "out of memory growing an array to %zu elements", n);
-    *data = p;
-    *cap = want;
-    return DL_OK;
-}
-
 dl_status dl_i32_array_reserve(dl_i32_array *a, size_t n) {
     DL_REQUIRE(a, DL_ERR_INVALID, "dl_i32_array_reserve: NULL array");
     void *p = a->data;
-    dl_status s = grow(&p, &a->cap, n, sizeof(int32_t));
+    dl_status s = dl_grow(&p, &a->cap, n, sizeof(int32_t), "an int32 array");
     a->data = p;
     return s;
 }
@@ -69,7 +53,7 @@ dl_status dl_i32_array_reserve(dl_i32_array *a, size_t n) {
 dl_status dl_f32_array_reserve(dl_f32_array *a, size_t n) {
     DL_REQUIRE(a, DL_ERR_INVALID, "dl_f32_array_reserve: NULL array");
     void *p = a->data;
-    dl_status s = grow(&p, &a->cap, n, sizeof(float));
+    dl_status s = dl_grow(&p, &a->cap, n, sizeof(float), "a float array");
     a->data = p;
     return s;
 }

@@ -2,6 +2,7 @@
  *
  * `auto` asks the CUDA backend (when built) how many GPUs answer; an error from the driver on a machine without a
  * GPU counts as none, so the same binary runs on CPU-only machines. */
+#include <stdint.h>
 #include <string.h>
 
 #include "ops/backend_internal.h"
@@ -74,6 +75,23 @@ dl_status dl_mem_alloc(const dl_backend *be, void **ptr, size_t bytes) {
     *ptr = NULL;
     DL_REQUIRE(bytes > 0, DL_ERR_INVALID, "dl_mem_alloc: zero bytes requested");
     return be->ops->memory->alloc(be->state, ptr, bytes);
+}
+
+dl_status dl_mem_grow(const dl_backend *be, void **p, size_t *cap, size_t need, size_t elem, const char *what) {
+    DL_REQUIRE(p && cap && elem > 0, DL_ERR_INVALID, "dl_mem_grow: NULL buffer or zero element size");
+    if (need <= *cap && *p)
+        return DL_OK;
+    size_t n = *cap > 16 ? *cap : 16;
+    while (n < need && n <= SIZE_MAX / 2)
+        n *= 2;
+    DL_REQUIRE(n >= need && n <= SIZE_MAX / elem, DL_ERR_NOMEM, "%s: %zu elements of %zu bytes are too many",
+               what ? what : "device buffer", need, elem);
+    dl_mem_free(be, *p);
+    *p = NULL;
+    *cap = 0;
+    DL_CHECK_CTX(dl_mem_alloc(be, p, n * elem), "allocating device memory for %s", what ? what : "a buffer");
+    *cap = n;
+    return DL_OK;
 }
 
 void dl_mem_free(const dl_backend *be, void *ptr) {

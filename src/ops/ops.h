@@ -197,6 +197,9 @@ dl_status dl_mem_zero(const dl_backend *be, void *ptr, size_t bytes);
 dl_status dl_mem_to_device(const dl_backend *be, void *dst, const void *host_src, size_t bytes);
 dl_status dl_mem_to_host(const dl_backend *be, void *host_dst, const void *src, size_t bytes);
 dl_status dl_mem_copy(const dl_backend *be, void *dst, const void *src, size_t bytes);
+/* Makes the device buffer *p (capacity *cap elements of `elem` bytes) hold at least `need` elements, at least
+ * doubling; its content is NOT kept when it grows. `what` names it in messages. */
+dl_status dl_mem_grow(const dl_backend *be, void **p, size_t *cap, size_t need, size_t elem, const char *what);
 dl_status dl_synchronize(const dl_backend *be);
 
 /* ---- dense (src/ops/dense.c dispatches) ------------------------------------------------------------------------ */

@@ -6,6 +6,7 @@
  * (wte[ids[n]] += dout[n]) over whole rows; with distinct ids every float of the table receives exactly one
  * addition, on either backend. */
 #include "train/click_device.h"
+#include "core/grow.h"
 
 #include <limits.h>
 #include <stdlib.h>
@@ -34,42 +35,6 @@ void dl_click_device_free(dl_click_device *d) {
     d->be = be;
 }
 
-/* Capacity for `need` elements: doubling from 256, so a growing batch reallocates a few times only. */
-static size_t grown(size_t cap, size_t need) {
-    size_t n = cap ? cap : 256;
-    while (n < need)
-        n *= 2;
-    return n;
-}
-
-/* A device buffer of at least `need` elements of `elem` bytes (its content is not kept). */
-static dl_status device_room(const dl_backend *be, void **p, size_t *cap, size_t need, size_t elem,
-                             const char *what) {
-    if (need <= *cap && *p)
-        return DL_OK;
-    size_t n = grown(*cap, need);
-    if (*p)
-        dl_mem_free(be, *p);
-    *p = NULL;
-    *cap = 0;
-    DL_CHECK_CTX(dl_mem_alloc(be, p, n * elem), "allocating device memory for %s", what);
-    *cap = n;
-    return DL_OK;
-}
-
-/* A host buffer of at least `need` elements of `elem` bytes (its content is not kept). */
-static dl_status host_room(void **p, size_t *cap, size_t need, size_t elem, const char *what) {
-    if (need <= *cap && *p)
-        return DL_OK;
-    size_t n = grown(*cap, need);
-    void *q = malloc(n * elem);
-    DL_REQUIRE(q != NULL, DL_ERR_NOMEM, "cannot allocate %zu bytes for %s", n * elem, what);
-    free(*p);
-    *p = q;
-    *cap = n;
-    return DL_OK;
-}
-
 dl_status dl_click_device_batch(dl_click_device *d, dl_click_rows *rows, float **logits) {
     DL_REQUIRE(d && d->be && rows && logits && rows->B >= 0 && rows->row_ptr, DL_ERR_INVALID,
                "dl_click_device_batch: bad arguments");
@@ -90,8 +55,8 @@ dl_status dl_click_device_batch(dl_click_device *d, dl_click_rows *rows, float *
     const size_t o_scale = at;
     at += rows->instance_scale ? B : 0;
     const size_t inputs = at, total = at + B;
-    DL_CHECK(host_room((void **)&d->stage, &d->stage_cap, inputs, sizeof(uint32_t), "a staged click batch"));
-    DL_CHECK(device_room(d->be, &d->batch, &d->batch_cap, total, sizeof(uint32_t), "a click batch"));
+    DL_CHECK(dl_grow((void **)&d->stage, &d->stage_cap, inputs, sizeof(uint32_t), "a staged click batch"));
+    DL_CHECK(dl_mem_grow(d->be, &d->batch, &d->batch_cap, total, sizeof(uint32_t), "a click batch"));
     uint32_t *w = d->stage;
     memcpy(w, rows->row_ptr, (B + 1) * sizeof(int32_t));
     if (nnz) {
@@ -126,15 +91,15 @@ static dl_status stage_ids(dl_click_device *d, const int64_t *ids, int64_t n, in
     DL_REQUIRE(n >= 0 && n <= INT_MAX && table_rows <= INT_MAX && row_floats > 0, DL_ERR_INVALID,
                "%s: %lld rows of a %lld-row table with %d floats a row is more than one step can move", op,
                (long long)n, (long long)table_rows, row_floats);
-    DL_CHECK(host_room((void **)&d->ids, &d->ids_cap, (size_t)n, sizeof(int32_t), "row ids"));
-    DL_CHECK(device_room(d->be, (void **)&d->dev_ids, &d->dev_ids_cap, (size_t)n, sizeof(int32_t), "row ids"));
+    DL_CHECK(dl_grow((void **)&d->ids, &d->ids_cap, (size_t)n, sizeof(int32_t), "row ids"));
+    DL_CHECK(dl_mem_grow(d->be, (void **)&d->dev_ids, &d->dev_ids_cap, (size_t)n, sizeof(int32_t), "row ids"));
     for (int64_t i = 0; i < n; i++) {
         DL_REQUIRE(ids[i] >= 0 && ids[i] < table_rows, DL_ERR_INVALID, "%s: row %lld is outside the table [0, %lld)",
                    op, (long long)ids[i], (long long)table_rows);
         d->ids[i] = (int32_t)ids[i];
     }
     DL_CHECK(dl_mem_to_device(d->be, d->dev_ids, d->ids, (size_t)n * sizeof(int32_t)));
-    return device_room(d->be, (void **)&d->rows, &d->rows_cap, (size_t)n * (size_t)row_floats, sizeof(float),
+    return dl_mem_grow(d->be, (void **)&d->rows, &d->rows_cap, (size_t)n * (size_t)row_floats, sizeof(float),
                        "table rows");
 }
 

@@ -23,6 +23,7 @@
 #include "core/philox.h"
 #include "data/loader.h"
 #include "train/click_device.h"
+#include "core/grow.h"
 
 /* Philox stream of the initial weights: "ClickIni". */
 #define INIT_STREAM 0x436c69636b496e69ull
@@ -70,19 +71,6 @@ int64_t dl_click_feature_row(int64_t id, int64_t hash_buckets) {
     return (int64_t)dl_hash_bucket((uint64_t)id, (uint64_t)hash_buckets);
 }
 
-static dl_status grow_buffer(void **p, size_t *cap, size_t need, size_t elem, const char *what) {
-    if (need <= *cap)
-        return DL_OK;
-    size_t n = *cap ? *cap : 256;
-    while (n < need)
-        n *= 2;
-    void *q = realloc(*p, n * elem);
-    DL_REQUIRE(q != NULL, DL_ERR_NOMEM, "cannot allocate %zu bytes for %s", n * elem, what);
-    *p = q;
-    *cap = n;
-    return DL_OK;
-}
-
 /* softplus(-y·t): the logloss of logit t for label y (> 0: click). */
 static double logloss(float t, float label) {
     double z = label > 0.0f ? -(double)t : (double)t;
@@ -96,8 +84,8 @@ static dl_status prepare(click *m, const dl_click_batch *cb) {
     const int B = cb->num_rows;
     const int64_t nnz = B > 0 ? cb->row_ptr[B] : 0;
     size_t cap = m->cap_entries, cap2 = m->cap_entries;
-    DL_CHECK(grow_buffer((void **)&m->grows, &cap, (size_t)nnz + 1, sizeof(int32_t), "batch rows"));
-    DL_CHECK(grow_buffer((void **)&m->erows, &cap2, (size_t)nnz + 1, sizeof(int32_t), "batch rows"));
+    DL_CHECK(dl_grow((void **)&m->grows, &cap, (size_t)nnz + 1, sizeof(int32_t), "batch rows"));
+    DL_CHECK(dl_grow((void **)&m->erows, &cap2, (size_t)nnz + 1, sizeof(int32_t), "batch rows"));
     m->cap_entries = cap < cap2 ? cap : cap2;
     if (B > m->cap_batch) {
         float *s = realloc(m->scale, (size_t)B * sizeof(float));
@@ -150,7 +138,7 @@ static dl_status distinct_rows(click *m, int64_t nnz, int64_t *n) {
         DL_REQUIRE(k && v, DL_ERR_NOMEM, "cannot allocate the row set of a batch");
         m->set_cap = need;
     }
-    DL_CHECK(grow_buffer((void **)&m->uniq, &m->cap_uniq, (size_t)nnz + 1, sizeof(int64_t), "batch rows"));
+    DL_CHECK(dl_grow((void **)&m->uniq, &m->cap_uniq, (size_t)nnz + 1, sizeof(int64_t), "batch rows"));
     const size_t mask = need - 1;
     memset(m->set_keys, 0xff, need * sizeof(int64_t));
     int64_t count = 0;
@@ -178,8 +166,8 @@ static int compare_i64(const void *a, const void *b) {
 static dl_status reserve_compact(click *m, int64_t n) {
     size_t need = ((size_t)n + 1) * (size_t)m->row_floats;
     size_t c1 = m->cap_compact, c2 = m->cap_compact;
-    DL_CHECK(grow_buffer((void **)&m->compact, &c1, need, sizeof(float), "the rows of a step"));
-    DL_CHECK(grow_buffer((void **)&m->old, &c2, need, sizeof(float), "the rows of a step"));
+    DL_CHECK(dl_grow((void **)&m->compact, &c1, need, sizeof(float), "the rows of a step"));
+    DL_CHECK(dl_grow((void **)&m->old, &c2, need, sizeof(float), "the rows of a step"));
     m->cap_compact = c1 < c2 ? c1 : c2;
     return DL_OK;
 }
@@ -516,7 +504,7 @@ static dl_status click_evaluate(dl_model *model, struct dl_world *world, const d
         if (s != DL_OK)
             break; /* a failed exchange: the ranks are no longer in step */
         if (local == DL_OK && cb->num_rows > 0) {
-            local = grow_buffer((void **)&m->ev_pairs, &m->cap_ev, 2 * (size_t)(count + cb->num_rows), sizeof(float),
+            local = dl_grow((void **)&m->ev_pairs, &m->cap_ev, 2 * (size_t)(count + cb->num_rows), sizeof(float),
                                 "validation scores");
             for (int b = 0; local == DL_OK && b < cb->num_rows; b++) {
                 m->ev_pairs[2 * (count + b)] = m->logits[b];

@@ -5,6 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/grow.h"
+
+static const char *const WHAT = "tied embedding rows";
+
 struct dl_tied_rows {
     const dl_backend *be;
     int table_rows, width;
@@ -18,35 +22,12 @@ struct dl_tied_rows {
     int32_t *all_ids;       /* union of every rank's ids, sorted */
     float *sums;            /* [union × width] */
     int *ints;              /* the exchange's per-rank counts and displacements (6 × world) */
-    size_t cap_ids, cap_slots, cap_send, cap_recv, cap_all, cap_sums, cap_ints;
+    size_t cap_ids, cap_slots, cap_send, cap_recv, cap_all, cap_sums, cap_ints; /* elements (send, recv: bytes) */
     /* device */
     int32_t *dev_ids;
     float *dev_rows;
-    size_t cap_dev_ids, cap_dev_rows;
+    size_t cap_dev_ids, cap_dev_rows; /* elements */
 };
-
-static dl_status grow_host(void **buf, size_t *cap, size_t bytes) {
-    if (bytes <= *cap)
-        return DL_OK;
-    size_t want = bytes + bytes / 2 + 64;
-    void *p = realloc(*buf, want);
-    DL_REQUIRE(p != NULL, DL_ERR_NOMEM, "tied embedding rows: cannot allocate %zu bytes", want);
-    *buf = p;
-    *cap = want;
-    return DL_OK;
-}
-
-static dl_status grow_device(const dl_backend *be, void **buf, size_t *cap, size_t bytes) {
-    if (bytes <= *cap)
-        return DL_OK;
-    size_t want = bytes + bytes / 2 + 64;
-    dl_mem_free(be, *buf);
-    *buf = NULL;
-    *cap = 0;
-    DL_CHECK_CTX(dl_mem_alloc(be, buf, want), "tied embedding rows");
-    *cap = want;
-    return DL_OK;
-}
 
 dl_status dl_tied_rows_create(dl_tied_rows **out, const dl_backend *be, int table_rows, int width) {
     DL_REQUIRE(out && be && table_rows > 0 && width > 0, DL_ERR_INVALID,
@@ -101,8 +82,8 @@ dl_status dl_tied_rows_hold(dl_tied_rows *t, const int32_t *ids, const float *gr
                "dl_tied_rows_hold: rows of an earlier backward pass are still waiting for their exchange");
     const dl_backend *be = t->be;
     size_t w = (size_t)t->width;
-    DL_CHECK(grow_host((void **)&t->ids, &t->cap_ids, (size_t)n * sizeof(int32_t)));
-    DL_CHECK(grow_host((void **)&t->slots, &t->cap_slots, (size_t)n * sizeof(int32_t)));
+    DL_CHECK(dl_grow((void **)&t->ids, &t->cap_ids, (size_t)n, sizeof(int32_t), WHAT));
+    DL_CHECK(dl_grow((void **)&t->slots, &t->cap_slots, (size_t)n, sizeof(int32_t), WHAT));
     DL_CHECK(dl_mem_to_host(be, t->slots, ids, (size_t)n * sizeof(int32_t)));
     for (int i = 0; i < n; i++)
         DL_REQUIRE(t->slots[i] >= 0 && t->slots[i] < t->table_rows, DL_ERR_INVALID,
@@ -114,13 +95,13 @@ dl_status dl_tied_rows_hold(dl_tied_rows *t, const int32_t *ids, const float *gr
         t->slots[i] = find_id(t->ids, u, t->slots[i]);
     /* Sum the rows per distinct id on the device: the embedding's own scatter-add onto a u-row table. */
     size_t row_bytes = (size_t)u * w * sizeof(float);
-    DL_CHECK(grow_device(be, (void **)&t->dev_ids, &t->cap_dev_ids, (size_t)n * sizeof(int32_t)));
-    DL_CHECK(grow_device(be, (void **)&t->dev_rows, &t->cap_dev_rows, row_bytes));
+    DL_CHECK(dl_mem_grow(be, (void **)&t->dev_ids, &t->cap_dev_ids, (size_t)n, sizeof(int32_t), WHAT));
+    DL_CHECK(dl_mem_grow(be, (void **)&t->dev_rows, &t->cap_dev_rows, (size_t)u * w, sizeof(float), WHAT));
     DL_CHECK(dl_mem_to_device(be, t->dev_ids, t->slots, (size_t)n * sizeof(int32_t)));
     DL_CHECK(dl_mem_zero(be, t->dev_rows, row_bytes));
     DL_CHECK(dl_op_embedding_backward(be, t->dev_rows, NULL, grad_rows, t->dev_ids, NULL, n, t->width, u, 0));
     size_t id_bytes = (size_t)u * sizeof(int32_t);
-    DL_CHECK(grow_host((void **)&t->send, &t->cap_send, id_bytes + row_bytes));
+    DL_CHECK(dl_grow((void **)&t->send, &t->cap_send, id_bytes + row_bytes, 1, WHAT));
     memcpy(t->send, t->ids, id_bytes);
     DL_CHECK(dl_mem_to_host(be, t->send + id_bytes, t->dev_rows, row_bytes));
     t->count = u;
@@ -139,12 +120,12 @@ int dl_tied_rows_held(const dl_tied_rows *t) { return t ? t->held : 0; }
 
 dl_status dl_tied_rows_exchange(dl_tied_rows *t, dl_world *world, float *table_grad, int local_failure) {
     DL_REQUIRE(t && world && table_grad, DL_ERR_INVALID, "dl_tied_rows_exchange: NULL argument");
-    const char *what = "tied embedding rows";
+    const char *what = WHAT;
     int W = world->size;
     size_t w = (size_t)t->width, pair = sizeof(int32_t) + w * sizeof(float);
     /* [W] each: what this rank announces, the announced row counts, then the all-gather's byte counts and
      * displacements (the send displacements stay 0: every rank gets the same buffer). */
-    DL_CHECK(grow_host((void **)&t->ints, &t->cap_ints, (size_t)W * 6 * sizeof(int)));
+    DL_CHECK(dl_grow((void **)&t->ints, &t->cap_ints, (size_t)W * 6, sizeof(int), WHAT));
     int *ints = t->ints;
     memset(ints, 0, (size_t)W * 6 * sizeof(int));
     int *announce = ints, *counts = ints + W, *send_bytes = ints + 2 * W, *send_displs = ints + 3 * W,
@@ -170,9 +151,9 @@ dl_status dl_tied_rows_exchange(dl_tied_rows *t, dl_world *world, float *table_g
         total += b;
     }
     if (s == DL_OK)
-        s = grow_host((void **)&t->recv, &t->cap_recv, total + 1);
+        s = dl_grow((void **)&t->recv, &t->cap_recv, total + 1, 1, WHAT);
     if (s == DL_OK)
-        s = grow_host((void **)&t->all_ids, &t->cap_all, (total / pair + 1) * sizeof(int32_t));
+        s = dl_grow((void **)&t->all_ids, &t->cap_all, total / pair + 1, sizeof(int32_t), WHAT);
     if (s == DL_OK) {
         for (int r = 0; r < W; r++)
             send_bytes[r] = t->held ? (int)((size_t)t->count * pair) : 0;
@@ -186,7 +167,7 @@ dl_status dl_tied_rows_exchange(dl_tied_rows *t, dl_world *world, float *table_g
             U += n;
         }
         U = sort_unique(t->all_ids, U);
-        s = grow_host((void **)&t->sums, &t->cap_sums, (size_t)U * w * sizeof(float));
+        s = dl_grow((void **)&t->sums, &t->cap_sums, (size_t)U * w, sizeof(float), WHAT);
     }
     if (s == DL_OK && U > 0) {
         memset(t->sums, 0, (size_t)U * w * sizeof(float));
@@ -203,9 +184,9 @@ dl_status dl_tied_rows_exchange(dl_tied_rows *t, dl_world *world, float *table_g
             }
         }
         const dl_backend *be = t->be;
-        s = grow_device(be, (void **)&t->dev_ids, &t->cap_dev_ids, (size_t)U * sizeof(int32_t));
+        s = dl_mem_grow(be, (void **)&t->dev_ids, &t->cap_dev_ids, (size_t)U, sizeof(int32_t), WHAT);
         if (s == DL_OK)
-            s = grow_device(be, (void **)&t->dev_rows, &t->cap_dev_rows, (size_t)U * w * sizeof(float));
+            s = dl_mem_grow(be, (void **)&t->dev_rows, &t->cap_dev_rows, (size_t)U * w, sizeof(float), WHAT);
         if (s == DL_OK)
             s = dl_mem_to_device(be, t->dev_ids, t->all_ids, (size_t)U * sizeof(int32_t));
         if (s == DL_OK)
