@@ -162,7 +162,8 @@ dl_status dl_sharded_plan_build(dl_sharded_table *t, dl_sharded_plan *p, const i
     const size_t rf = (size_t)t->row_floats;
     DL_CHECK(dl_grow((void **)&p->slot, &p->cap_slot, (size_t)n + 1, sizeof(int64_t), "the exchange plan"));
     DL_CHECK(dl_grow((void **)&p->ids_out, &p->cap_ids_out, (size_t)n + 1, sizeof(int64_t), "the exchange plan"));
-    DL_CHECK(dl_grow((void **)&p->rows_out, &p->cap_rows_out, ((size_t)n + 1) * rf, sizeof(float), "the exchange rows"));
+    DL_CHECK(dl_grow((void **)&p->rows_out, &p->cap_rows_out, ((size_t)n + 1) * rf, sizeof(float),
+                     "the exchange rows"));
     memset(p->send_counts, 0, (size_t)W * sizeof(int));
     for (int64_t i = 0; i < n; i++) {
         DL_REQUIRE(rows[i] >= 0 && rows[i] < t->num_rows, DL_ERR_INVALID,
@@ -191,7 +192,8 @@ dl_status dl_sharded_plan_build(dl_sharded_table *t, dl_sharded_plan *p, const i
         DL_REQUIRE(served <= INT_MAX, DL_ERR_INVALID, "a step serves more than 2^31 rows");
     }
     DL_CHECK(dl_grow((void **)&p->ids_in, &p->cap_ids_in, (size_t)served + 1, sizeof(int64_t), "the exchange plan"));
-    DL_CHECK(dl_grow((void **)&p->served_local, &p->cap_local, (size_t)served + 1, sizeof(int64_t), "the exchange plan"));
+    DL_CHECK(dl_grow((void **)&p->served_local, &p->cap_local, (size_t)served + 1, sizeof(int64_t),
+                     "the exchange plan"));
     DL_CHECK(dl_grow((void **)&p->rows_in, &p->cap_rows_in, ((size_t)served + 1) * rf, sizeof(float),
                   "the exchange rows"));
     p->served = served;
