@@ -28,8 +28,8 @@
 #include "core/config.h"
 #include "core/hash.h"
 #include "core/timer.h"
-#include "train/checkpoint.h"
-#include "train/model.h"
+#include "ckpt/checkpoint.h"
+#include "models/model.h"
 
 static dl_world world;
 

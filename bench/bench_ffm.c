@@ -31,7 +31,7 @@
 #include "core/hash.h"
 #include "core/timer.h"
 #include "data/convert.h"
-#include "train/model.h"
+#include "models/model.h"
 
 static void die(const char *what) {
     fprintf(stderr, "bench_ffm: %s: %s\n", what, dl_error_message());

@@ -34,7 +34,7 @@
 #include "data/loader.h"
 #include "ops/blas_runtime.h"
 #include "ops/ops.h"
-#include "train/gpt.h"
+#include "models/gpt.h"
 #include "train/optimizer.h"
 
 void openblas_set_num_threads(int num_threads);

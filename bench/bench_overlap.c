@@ -38,9 +38,9 @@
 #include "core/config.h"
 #include "core/philox.h"
 #include "core/timer.h"
-#include "train/gpt.h"
+#include "models/gpt.h"
 #include "train/grad_sync.h"
-#include "train/model.h"
+#include "models/model.h"
 
 void openblas_set_num_threads(int num_threads);
 

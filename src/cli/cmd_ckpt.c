@@ -1,9 +1,9 @@
 /* cmd_ckpt.c — `dealer ckpt {ls,show,diff,export}`: list, inspect, compare and export checkpoints.
  *
- * Everything reads through the checkpoint module's serial reader (train/checkpoint.h), so these commands need no
+ * Everything reads through the checkpoint module's serial reader (ckpt/checkpoint.h), so these commands need no
  * MPI and work on a laptop with a copy of a run directory. Exit codes: 0 ok, 1 `diff` found a difference (or an I/O
  * failure), 2 bad usage or a bad file (unreadable, damaged: a CRC mismatch is reported for every tensor, then exit 2).
- * The safetensors writer is dl_ckpt_export_safetensors (train/checkpoint.h). */
+ * The safetensors writer is dl_ckpt_export_safetensors (ckpt/checkpoint.h). */
 #include <errno.h>
 #include <float.h>
 #include <math.h>
@@ -18,7 +18,7 @@
 #include "core/fs.h"
 #include "core/status.h"
 #include "data/loader.h"
-#include "train/checkpoint.h"
+#include "ckpt/checkpoint.h"
 
 static void usage(FILE *out) {
     fprintf(out, "usage: dealer ckpt <command> [options]\n\n"

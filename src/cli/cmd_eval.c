@@ -20,8 +20,8 @@
 #include "core/timer.h"
 #include "data/dataset.h"
 #include "data/loader.h"
-#include "train/checkpoint.h"
-#include "train/model.h"
+#include "ckpt/checkpoint.h"
+#include "models/model.h"
 
 static void usage(FILE *out) {
     fprintf(out,

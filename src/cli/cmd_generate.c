@@ -13,8 +13,8 @@
 #include "cli/commands.h"
 #include "core/config.h"
 #include "core/philox.h"
-#include "train/checkpoint.h"
-#include "train/gpt.h"
+#include "ckpt/checkpoint.h"
+#include "models/gpt.h"
 
 static void usage(FILE *out) {
     fprintf(out, "usage: dealer generate CKPT [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--seed S]\n"

@@ -20,9 +20,9 @@
 #include "data/batch.h"
 #include "data/convert.h"
 #include "data/dataset.h"
-#include "train/checkpoint.h"
-#include "train/ffm.h"
-#include "train/fm.h"
+#include "ckpt/checkpoint.h"
+#include "models/click/ffm.h"
+#include "models/click/fm.h"
 
 static void usage(FILE *out) {
     fprintf(out,

@@ -14,7 +14,7 @@
  * ranks touched and the sum of their changes, identical on every rank, so the copies stay equal.
  *
  * No rank ever assembles the whole table: checkpoints are written and read by every rank for its own rows
- * (train/shard_layout.h; the model hands the checkpoint dl_sharded_table_local as the row map).
+ * (comm/shard_layout.h; the model hands the checkpoint dl_sharded_table_local as the row map).
  *
  * Ids travel as int64, rows as raw floats, all through dl_comm_alltoallv (watchdog-guarded); a single message is
  * limited to 2 GiB by MPI's int counts, which a step's rows never approach. */

@@ -16,8 +16,8 @@
 #include "comm/nccl_exchange.h"
 #include "core/log.h"
 #include "core/timer.h"
-#include "train/gpt.h"
-#include "train/tied_rows.h"
+#include "models/gpt.h"
+#include "comm/tied_rows.h"
 
 enum { PATH_NONE, PATH_HOST, PATH_NCCL, PATH_STAGED };
 

@@ -18,7 +18,7 @@
  * the rest and waits. The tied token embedding gets gradient from the LM head first and from the embedding last:
  * the gpt hands the embedding's rows to the embedding_rows hook, so the table's bucket (first in the buffer) leaves
  * right after the head, and `reduce` exchanges the rows apart and adds them once that bucket has arrived
- * (train/tied_rows.h). Models other than gpt report no layer ranges: their buckets all leave in `reduce`.
+ * (comm/tied_rows.h). Models other than gpt report no layer ranges: their buckets all leave in `reduce`.
  *
  * The reduction itself is comm/exchange.h (CPU: MPI point-to-point; GPU: NCCL, or host staging when NCCL cannot
  * start): each element's sum is added in rank order, so results do not depend on comm.bucket_mb or comm.zero.
@@ -32,7 +32,7 @@
 
 #include "comm/world.h"
 #include "core/config.h"
-#include "train/model.h"
+#include "models/model.h"
 #include "train/optimizer.h"
 
 #ifdef __cplusplus
@@ -65,7 +65,7 @@ const dl_backward_hooks *dl_grad_sync_hooks(dl_grad_sync *sync);
 dl_status dl_grad_sync_layer_done(void *sync, int layer);
 /* The model's part_done hook: the first part of block `layer` (its MLP half) is complete. */
 dl_status dl_grad_sync_part_done(void *sync, int layer);
-/* The model's embedding_rows hook (train/backward_hooks.h): on the step's final micro-batch with several ranks,
+/* The model's embedding_rows hook (comm/backward_hooks.h): on the step's final micro-batch with several ranks,
  * the token table's rows are kept and exchanged in `reduce` after the table's bucket; otherwise they are added to
  * table_grad at once. */
 dl_status dl_grad_sync_embedding_rows(void *sync, float *table_grad, int table_rows, const int32_t *ids,

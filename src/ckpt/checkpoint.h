@@ -20,15 +20,15 @@
  * also how a different world size re-slices the optimizer state. Row-sharded tables are the exception: each rank
  * reads a 1/W share in slabs and sends each row to the rank that holds it, so each receives only its own rows
  * (dl_ckpt_load_collective), and the ranks check the CRC together. */
-#ifndef DL_TRAIN_CHECKPOINT_H
-#define DL_TRAIN_CHECKPOINT_H
+#ifndef DL_CKPT_CHECKPOINT_H
+#define DL_CKPT_CHECKPOINT_H
 
 #include <stddef.h>
 #include <stdint.h>
 
 #include "comm/world.h"
 #include "core/tensor.h"
-#include "train/shard_layout.h"
+#include "comm/shard_layout.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -9,7 +9,7 @@
  * position embedding — so the gradients that backward finishes first are the first bytes of the buffer (gradient
  * buckets can start all-reducing them while earlier layers still compute). The token embedding counts as finished
  * after the LM head: its input-side rows go to the backward hooks' embedding_rows when one is given
- * (train/backward_hooks.h), so a third of GPT-2's gradient bytes can leave at the start of backward instead of the
+ * (comm/backward_hooks.h), so a third of GPT-2's gradient bytes can leave at the start of backward instead of the
  * end. Activations come from one arena planned at
  * creation for `max_tokens` tokens; a step allocates nothing.
  *
@@ -27,14 +27,14 @@
  * Loss: forward returns the SUM of per-token cross-entropies over target positions (targets < 0 are ignored) and
  * the number of targets; backward produces gradients of that sum. The trainer divides by the total target count
  * across micro-batches and ranks (through the optimizer's grad_scale), so the normalisation is exact. */
-#ifndef DL_TRAIN_GPT_H
-#define DL_TRAIN_GPT_H
+#ifndef DL_MODELS_GPT_H
+#define DL_MODELS_GPT_H
 
 #include <stddef.h>
 #include <stdint.h>
 
 #include "core/tensor.h"
-#include "train/backward_hooks.h"
+#include "comm/backward_hooks.h"
 #include "ops/ops.h"
 
 #ifdef __cplusplus

@@ -1,6 +1,6 @@
 /* fm.c — the FM model: click_model.c with the FM kernels (ops.h: dl_op_fm_fused_*). An FM row is one block of
  * [k weights | k accumulators] plus, with model.linear_terms, its linear weight; fields are ignored. */
-#include "train/fm.h"
+#include "models/click/fm.h"
 
 const dl_click_kind dl_fm_kind = {
     .name = "fm",

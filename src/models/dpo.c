@@ -5,7 +5,7 @@
  * arrays are gathered on the host: document sums come back from the device, are matched to pairs through the
  * batch's pair_chosen / pair_rejected, and go to the device again only for the loss ops. That keeps one code path
  * for every backend at the cost of a few kilobytes copied per step. */
-#include "train/dpo.h"
+#include "models/dpo.h"
 
 #include <errno.h>
 #include <hdf5.h>
@@ -19,8 +19,8 @@
 #include "core/fs.h"
 #include "core/log.h"
 #include "data/pack.h"
-#include "data/record.h"
-#include "train/checkpoint.h"
+#include "core/crc32c.h"
+#include "ckpt/checkpoint.h"
 
 const char *const dl_dpo_metric_names[DL_DPO_NUM_METRICS] = {
     "rewards/chosen", "rewards/rejected", "rewards/accuracy", "rewards/margin",

@@ -6,10 +6,10 @@
  * per-instance AdaGrad, λ per pair, weights initialised uniform in [0, 1)/√k. With model.linear_terms false and
  * libffm's hyper-parameters (k 4, λ 2e-5, η 0.2, 15 epochs) it reproduces libffm. Everything an FFM shares with FM
  * (hashing, tables, ranks, evaluation) is in click_model.h. */
-#ifndef DL_TRAIN_FFM_H
-#define DL_TRAIN_FFM_H
+#ifndef DL_MODELS_CLICK_FFM_H
+#define DL_MODELS_CLICK_FFM_H
 
-#include "train/click_model.h"
+#include "models/click/click_model.h"
 
 #ifdef __cplusplus
 extern "C" {

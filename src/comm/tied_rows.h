@@ -11,8 +11,8 @@
  *
  * The all-gather moves (W-1)·Σu rows per rank where a reduction would move about 2u: fine while the rows are few
  * (they are bounded by the batch's tokens), not meant for tables whose every row changes each step. */
-#ifndef DL_TRAIN_TIED_ROWS_H
-#define DL_TRAIN_TIED_ROWS_H
+#ifndef DL_COMM_TIED_ROWS_H
+#define DL_COMM_TIED_ROWS_H
 
 #include <stdint.h>
 

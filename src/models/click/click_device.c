@@ -5,7 +5,7 @@
  * move with the embedding ops because they are a gather (out[n] = wte[ids[n]], a copy) and a scatter-add
  * (wte[ids[n]] += dout[n]) over whole rows; with distinct ids every float of the table receives exactly one
  * addition, on either backend. */
-#include "train/click_device.h"
+#include "models/click/click_device.h"
 #include "core/grow.h"
 
 #include <limits.h>

@@ -11,7 +11,7 @@
 #include <pthread.h>
 #include <string.h>
 
-#include "data/record.h"
+#include "core/crc32c.h"
 
 #if defined(__SSE4_2__)
 #include <nmmintrin.h>

@@ -1,5 +1,5 @@
 /* gpt.c — the transformer's forward and backward passes over the ops interface (see gpt.h for the design). */
-#include "train/gpt.h"
+#include "models/gpt.h"
 
 #include <math.h>
 #include <stdarg.h>

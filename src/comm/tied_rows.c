@@ -1,5 +1,5 @@
 /* tied_rows.c — local row sums, the all-gather of (id, row) pairs and the rank-order sum (see tied_rows.h). */
-#include "train/tied_rows.h"
+#include "comm/tied_rows.h"
 
 #include <limits.h>
 #include <stdlib.h>

@@ -5,8 +5,8 @@
  * rest — gradient all-reduce, clipping, the optimizer, schedules, evaluation, logging and checkpoints — the same
  * way for every kind. Losses are SUMS over the batch's targets (tokens for gpt, rows for fm/ffm, pairs for dpo);
  * the trainer divides by the global count. */
-#ifndef DL_TRAIN_MODEL_H
-#define DL_TRAIN_MODEL_H
+#ifndef DL_MODELS_MODEL_H
+#define DL_MODELS_MODEL_H
 
 #include <stdint.h>
 
@@ -15,8 +15,8 @@
 #include "data/batch.h"
 #include "data/loader.h"
 #include "ops/ops.h"
-#include "train/backward_hooks.h"
-#include "train/shard_layout.h"
+#include "comm/backward_hooks.h"
+#include "comm/shard_layout.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -1,13 +1,13 @@
 /* model.c — the model factory, and the gpt model behind the generic interface (model.h); fm and ffm live in
  * fm.c, ffm.c and click_model.c, dpo in dpo.c. */
-#include "train/model.h"
+#include "models/model.h"
 
 #include <stdlib.h>
 
-#include "train/dpo.h"
-#include "train/ffm.h"
-#include "train/fm.h"
-#include "train/gpt.h"
+#include "models/dpo.h"
+#include "models/click/ffm.h"
+#include "models/click/fm.h"
+#include "models/gpt.h"
 
 dl_data_kind dl_model_data_kind(const dl_config *config) {
     switch (config->model.kind) {

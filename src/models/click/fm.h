@@ -4,10 +4,10 @@
  *
  * with the pairwise sum computed by the O(kn) identity, trained per instance with AdaGrad (libffm's semantics, as
  * xLearn's FM does). Everything an FM shares with FFM (hashing, tables, ranks, evaluation) is in click_model.h. */
-#ifndef DL_TRAIN_FM_H
-#define DL_TRAIN_FM_H
+#ifndef DL_MODELS_CLICK_FM_H
+#define DL_MODELS_CLICK_FM_H
 
-#include "train/click_model.h"
+#include "models/click/click_model.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -14,8 +14,8 @@
  *                   adds them once the bucket has arrived (train/grad_sync.h). A receiver that has nothing to
  *                   overlap simply adds them at once.
  * A model that gets no embedding_rows adds the rows to its gradients itself. */
-#ifndef DL_TRAIN_BACKWARD_HOOKS_H
-#define DL_TRAIN_BACKWARD_HOOKS_H
+#ifndef DL_COMM_BACKWARD_HOOKS_H
+#define DL_COMM_BACKWARD_HOOKS_H
 
 #include <stdint.h>
 

@@ -24,8 +24,8 @@
  *   difference), logps/chosen πc and logps/rejected πr (the policy's log-probs: a falling logps/chosen is the
  *   "chosen likelihood collapses" failure), data/truncated and data/dropped (pairs cut or left out per kept pair,
  *   data.overlong). */
-#ifndef DL_TRAIN_DPO_H
-#define DL_TRAIN_DPO_H
+#ifndef DL_MODELS_DPO_H
+#define DL_MODELS_DPO_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -35,8 +35,8 @@
 #include "data/dataset.h"
 #include "data/loader.h"
 #include "ops/ops.h"
-#include "train/gpt.h"
-#include "train/model.h"
+#include "models/gpt.h"
+#include "models/model.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -12,7 +12,7 @@
  * a step trains a compact device copy of the batch's rows, so the table keeps every row's value from before the
  * step, and then the ranks' summed changes are added to it: the host path's old + Σ changes, same roundings.
  * Row-sharded tables exchange rows with MPI from host memory and stay on the CPU backend. */
-#include "train/click_model.h"
+#include "models/click/click_model.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -22,7 +22,7 @@
 #include "core/hash.h"
 #include "core/philox.h"
 #include "data/loader.h"
-#include "train/click_device.h"
+#include "models/click/click_device.h"
 #include "core/grow.h"
 
 /* Philox stream of the initial weights: "ClickIni". */

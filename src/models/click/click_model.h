@@ -33,15 +33,15 @@
  * exchange their changes through host copies of the rows a step touched. Checkpoints, the parameter broadcast and
  * early stopping move param_data with the backend's copies, as for any model. Row-sharded tables over several ranks
  * need the CPU backend (their MPI exchange reads rows from host memory). */
-#ifndef DL_TRAIN_CLICK_MODEL_H
-#define DL_TRAIN_CLICK_MODEL_H
+#ifndef DL_MODELS_CLICK_CLICK_MODEL_H
+#define DL_MODELS_CLICK_CLICK_MODEL_H
 
 #include <stdint.h>
 
 #include "core/config.h"
 #include "data/batch.h"
 #include "ops/ops.h"
-#include "train/model.h"
+#include "models/model.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -19,7 +19,7 @@
  * from any world size load on any other (each rank keeps its slice of what it read). Split tables are read in slabs,
  * a 1/W share per rank, each row then sent to the rank that holds it (dl_ckpt_load_collective). HDF5's own error
  * printing is silenced; every failure becomes one dl_status line naming the file and the object. */
-#include "train/checkpoint.h"
+#include "ckpt/checkpoint.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -37,7 +37,7 @@
 #include "core/fs.h"
 #include "core/hash.h"
 #include "core/log.h"
-#include "data/record.h"
+#include "core/crc32c.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "checkpoint CRCs are defined over little-endian bytes; this file assumes a little-endian host"
@@ -501,7 +501,7 @@ static dl_status check_split_rows(const planned *d) {
             dl_status s = DL_FAIL(DL_ERR_INVALID, "%s: row %llu is in slot %lld of this rank's buffer, but the rows "
                                   "it holds must lie back to back in row order (slot %lld)", d->name,
                                   (unsigned long long)row, (long long)slot, (long long)next);
-            dl_error_hint("a model's shard layout numbers its rows in increasing order (train/shard_layout.h)");
+            dl_error_hint("a model's shard layout numbers its rows in increasing order (comm/shard_layout.h)");
             return s;
         }
         next++;
@@ -573,7 +573,7 @@ static dl_status check_slab_ids(slab_route *r, const planned *d, uint64_t n, uin
         if (!r->seen[i])
             s = DL_FAIL(DL_ERR_INVALID, "%s: row %llu is held by no rank", d->name, (unsigned long long)(lo + i));
     if (s != DL_OK)
-        dl_error_hint("the model's shard layout must give every row to exactly one rank (train/shard_layout.h)");
+        dl_error_hint("the model's shard layout must give every row to exactly one rank (comm/shard_layout.h)");
     return s;
 }
 

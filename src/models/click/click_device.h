@@ -11,8 +11,8 @@
  * gather and scatter-add of whole rows), so the same code runs on the CPU backend, where tests check it against the
  * direct host path bit for bit. Buffers grow to the largest batch and then stay: a training loop allocates nothing
  * once they have. */
-#ifndef DL_TRAIN_CLICK_DEVICE_H
-#define DL_TRAIN_CLICK_DEVICE_H
+#ifndef DL_MODELS_CLICK_CLICK_DEVICE_H
+#define DL_MODELS_CLICK_CLICK_DEVICE_H
 
 #include <stddef.h>
 #include <stdint.h>

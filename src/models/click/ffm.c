@@ -1,6 +1,6 @@
 /* ffm.c — the FFM model: click_model.c with the FFM kernels (ops.h: dl_op_ffm_fused_*). An FFM row is one block of
  * [k weights | k accumulators] per field plus, with model.linear_terms, its linear weight. */
-#include "train/ffm.h"
+#include "models/click/ffm.h"
 
 const dl_click_kind dl_ffm_kind = {
     .name = "ffm",

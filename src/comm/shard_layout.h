@@ -20,8 +20,8 @@
  *
  * Optimizer states follow the same layout (a model whose state lives in its rows, like the fused fm/ffm table with
  * its AdaGrad accumulators, has none apart from them). */
-#ifndef DL_TRAIN_SHARD_LAYOUT_H
-#define DL_TRAIN_SHARD_LAYOUT_H
+#ifndef DL_COMM_SHARD_LAYOUT_H
+#define DL_COMM_SHARD_LAYOUT_H
 
 #include <stddef.h>
 #include <stdint.h>
