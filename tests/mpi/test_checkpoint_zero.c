@@ -21,8 +21,8 @@
 
 #include "comm/world.h"
 #include "core/hash.h"
-#include "train/shard_layout.h"
-#include "train/checkpoint.h"
+#include "comm/shard_layout.h"
+#include "ckpt/checkpoint.h"
 
 static dl_world world;
 static char dir[256];

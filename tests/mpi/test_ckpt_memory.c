@@ -27,8 +27,8 @@
 #include "core/hash.h"
 #include "core/config.h"
 #include "ops/ops.h"
-#include "train/checkpoint.h"
-#include "train/model.h"
+#include "ckpt/checkpoint.h"
+#include "models/model.h"
 
 /* ---- heap accounting --------------------------------------------------------------------------------------------- */
 

@@ -20,10 +20,10 @@
 #include "core/hash.h"
 #include "data/loader.h"
 #include "ops/ops.h"
-#include "train/click_model.h"
-#include "train/ffm.h"
-#include "train/fm.h"
-#include "train/model.h"
+#include "models/click/click_model.h"
+#include "models/click/ffm.h"
+#include "models/click/fm.h"
+#include "models/model.h"
 
 static dl_world world;
 

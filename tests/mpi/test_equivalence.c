@@ -31,8 +31,8 @@
 #include "data/loader.h"
 #include "data/record.h"
 #include "ops/ops.h"
-#include "train/checkpoint.h"
-#include "train/model.h"
+#include "ckpt/checkpoint.h"
+#include "models/model.h"
 #include "train/trainer.h"
 
 enum { ROWS = 4, STEPS = 20, SEQ = 16, VOCAB = 32 };

@@ -18,9 +18,9 @@
 #include "comm/exchange.h"
 #include "comm/world.h"
 #include "core/config.h"
-#include "train/gpt.h"
+#include "models/gpt.h"
 #include "train/grad_sync.h"
-#include "train/model.h"
+#include "models/model.h"
 
 static dl_world world;
 static uint64_t seed;

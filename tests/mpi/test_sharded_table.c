@@ -24,10 +24,10 @@
 #include "core/hash.h"
 #include "data/loader.h"
 #include "ops/ops.h"
-#include "train/checkpoint.h"
-#include "train/click_model.h"
-#include "train/ffm.h"
-#include "train/model.h"
+#include "ckpt/checkpoint.h"
+#include "models/click/click_model.h"
+#include "models/click/ffm.h"
+#include "models/model.h"
 
 static dl_world world;
 static uint64_t shared_seed; /* rank 0's test seed, so every rank can regenerate every rank's random choices */

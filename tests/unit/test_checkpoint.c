@@ -16,7 +16,7 @@
 #include "comm/world.h"
 #include "core/fs.h"
 #include "data/record.h"
-#include "train/checkpoint.h"
+#include "ckpt/checkpoint.h"
 
 static dl_world world;
 static char test_dir[256];

@@ -16,11 +16,11 @@
 #include "core/config.h"
 #include "data/batch.h"
 #include "ops/ops.h"
-#include "train/click_device.h"
-#include "train/click_model.h"
-#include "train/ffm.h"
-#include "train/fm.h"
-#include "train/model.h"
+#include "models/click/click_device.h"
+#include "models/click/click_model.h"
+#include "models/click/ffm.h"
+#include "models/click/fm.h"
+#include "models/model.h"
 
 enum { BUCKETS = 61, ROWS = 7, STEPS = 6 };
 

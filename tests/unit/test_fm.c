@@ -13,8 +13,8 @@
 
 #include "core/config.h"
 #include "ops/ops.h"
-#include "train/click_model.h"
-#include "train/model.h"
+#include "models/click/click_model.h"
+#include "models/model.h"
 
 static int rand_int(dl_rng *rng, int n) { return (int)dl_rng_below(rng, (uint64_t)n); }
 

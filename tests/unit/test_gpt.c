@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "train/gpt.h"
+#include "models/gpt.h"
 
 enum { MAX_T = 16 };
 
