@@ -41,10 +41,13 @@ static void print_usage(FILE *out) {
 }
 
 static void print_version(void) {
-    int gpus = dl_cuda_device_count();
+    int gpus = 0;
+    dl_status probe = dl_cuda_device_count(&gpus);
     printf("dealer %s (git %s)\n", DEALER_VERSION, DEALER_GIT_REV);
     printf("cuda: %s", dl_cuda_built() ? "built in" : "not built");
-    if (dl_cuda_built())
+    if (probe != DL_OK)
+        printf(", GPU unusable: %s", dl_error_message());
+    else if (dl_cuda_built())
         printf(", %d GPU%s found", gpus, gpus == 1 ? "" : "s");
     printf("\nblas: OpenBLAS %s\n", dl_blas_describe());
 }

@@ -14,7 +14,8 @@
 
 #include "comm/nccl_exchange.h"
 #include "core/log.h"
-#include "ops/cuda/cuda_common.cuh"
+#include "core/status.h"
+#include "ops/ops.h"
 
 #define NCCL_TRY(call, what)                                                                                  \
     do {                                                                                                      \
@@ -112,19 +113,19 @@ dl_status dl_nccl_exchange_create(dl_nccl_exchange **out, dl_world *world, const
                                   const dl_exchange_layout *layout) {
     DL_REQUIRE(out != NULL && world != NULL && be != NULL && layout != NULL, DL_ERR_INVALID,
                "dl_nccl_exchange_create: NULL argument");
-    DL_REQUIRE(be->kind == DL_DEVICE_CUDA && be->state != NULL, DL_ERR_INVALID,
-               "dl_nccl_exchange_create: the backend is not CUDA");
     DL_REQUIRE(layout->num_buckets >= 1 && layout->bucket_bounds != NULL, DL_ERR_INVALID,
                "dl_nccl_exchange_create: no buckets");
     DL_REQUIRE(layout->bucket_bounds[0] == 0 && layout->bucket_bounds[layout->num_buckets] == layout->count,
                DL_ERR_INVALID, "dl_nccl_exchange_create: the buckets do not cover the buffer");
     *out = NULL;
-    const dl_cuda_state *cs = (const dl_cuda_state *)be->state;
+    int device = 0;
+    void *stream = NULL;
+    DL_CHECK(dl_backend_cuda_handles(be, &device, &stream));
     dl_nccl_exchange *x = (dl_nccl_exchange *)calloc(1, sizeof *x);
     DL_REQUIRE(x != NULL, DL_ERR_NOMEM, "cannot allocate the NCCL exchange");
     x->world = world;
-    x->device = cs->device;
-    x->compute = cs->stream;
+    x->device = device;
+    x->compute = (cudaStream_t)stream;
     x->buffer = buffer;
     x->W = world->size;
     x->me = world->rank;

@@ -1,7 +1,8 @@
 /* backend.c — choosing a backend at start-up and the memory calls every backend answers.
  *
- * `auto` asks the CUDA backend (when built) how many GPUs answer; an error from the driver on a machine without a
- * GPU counts as none, so the same binary runs on CPU-only machines. */
+ * `auto` asks the CUDA backend (when built) how many GPUs answer; a machine without a GPU or an NVIDIA driver counts
+ * as none, so the same binary runs on CPU-only machines, but an installed driver that CUDA cannot use is an error:
+ * silently training on the CPU of a GPU node would be a far worse surprise. */
 #include <stdint.h>
 #include <string.h>
 
@@ -16,11 +17,25 @@ int dl_cuda_built(void) {
 #endif
 }
 
-int dl_cuda_device_count(void) {
+dl_status dl_cuda_device_count(int *count) {
+    DL_REQUIRE(count != NULL, DL_ERR_INVALID, "dl_cuda_device_count: NULL argument");
+    *count = 0;
 #ifdef DEALER_HAVE_CUDA
-    return dl_cuda_count_devices();
+    return dl_cuda_count_devices(count);
 #else
-    return 0;
+    return DL_OK;
+#endif
+}
+
+dl_status dl_backend_cuda_handles(const dl_backend *be, int *device, void **stream) {
+    DL_REQUIRE(be != NULL && device != NULL && stream != NULL, DL_ERR_INVALID,
+               "dl_backend_cuda_handles: NULL argument");
+    DL_REQUIRE(be->kind == DL_DEVICE_CUDA && be->state != NULL, DL_ERR_INVALID,
+               "dl_backend_cuda_handles: the backend is '%s', not an open CUDA backend", be->name ? be->name : "?");
+#ifdef DEALER_HAVE_CUDA
+    return dl_cuda_backend_handles(be, device, stream);
+#else
+    return DL_FAIL(DL_ERR_UNSUPPORTED, "dl_backend_cuda_handles: this dealer was built without CUDA");
 #endif
 }
 
@@ -34,7 +49,9 @@ dl_status dl_backend_open(dl_backend *be, const char *device, int local_rank) {
     } else if (strcmp(device, "cuda") == 0) {
         want_cuda = 1;
     } else if (strcmp(device, "auto") == 0) {
-        want_cuda = dl_cuda_device_count() > 0;
+        int gpus = 0;
+        DL_CHECK(dl_cuda_device_count(&gpus)); /* a broken driver is an error, not "no GPU" */
+        want_cuda = gpus > 0;
     } else {
         dl_status s = DL_FAIL(DL_ERR_INVALID, "unknown device '%s'", device);
         dl_error_hint("use device: auto, cpu or cuda");

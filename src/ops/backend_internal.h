@@ -20,7 +20,10 @@ extern const dl_optim_ops dl_cpu_optim_ops;
 extern const dl_sparse_ops dl_cpu_sparse_ops;
 
 #ifdef DEALER_HAVE_CUDA
-int dl_cuda_count_devices(void);
+/* GPUs that answer; 0 without a GPU or driver; an error when a driver is installed but CUDA cannot use it. */
+dl_status dl_cuda_count_devices(int *count);
+/* The CUDA backend's device index and cudaStream_t (be is a CUDA backend). */
+dl_status dl_cuda_backend_handles(const dl_backend *be, int *device, void **stream);
 dl_status dl_cuda_backend_open(dl_backend *be, int local_rank);
 void dl_cuda_backend_close(dl_backend *be);
 #endif

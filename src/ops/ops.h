@@ -185,8 +185,12 @@ typedef struct dl_backend {
 dl_status dl_backend_open(dl_backend *be, const char *device, int local_rank);
 void dl_backend_close(dl_backend *be);
 
-/* Number of CUDA devices that answer; 0 without a CUDA build or a GPU (cudaGetDeviceCount's error means none). */
-int dl_cuda_device_count(void);
+/* *count = CUDA devices that answer; 0 without a CUDA build, a GPU or an NVIDIA driver. An installed driver that
+ * CUDA cannot use (too old for the runtime, not loaded, no permission) is DL_ERR_DEVICE naming the cause. */
+dl_status dl_cuda_device_count(int *count);
+/* The device index and cudaStream_t (as void *) of an open CUDA backend, for code outside ops/ that queues its own
+ * GPU work behind the kernels (the NCCL exchange). DL_ERR_INVALID for any other backend. */
+dl_status dl_backend_cuda_handles(const dl_backend *be, int *device, void **stream);
 /* Whether this build includes the CUDA backend. */
 int dl_cuda_built(void);
 

@@ -1636,7 +1636,12 @@ int main(int argc, char **argv) {
             g_filter = argv[i];
         }
     }
-    if (dl_cuda_device_count() <= 0) {
+    int gpus = 0;
+    if (dl_cuda_device_count(&gpus) != DL_OK) {
+        fprintf(stderr, "gpu_check: %s\n", dl_error_message());
+        return 1; /* a broken driver on a GPU machine is a failure, never a skip */
+    }
+    if (gpus <= 0) {
         fprintf(stderr, "gpu_check: no CUDA GPU answers on this machine (cudaGetDeviceCount finds none): this check "
                         "compares the CUDA ops with the CPU ops and needs a GPU; run scripts/gpu-check where one is\n");
         return 77;

@@ -1,24 +1,53 @@
 /* cuda_backend.cu — the CUDA backend: device selection, device memory, and the tables of CUDA kernel families.
  *
  * cudaGetDeviceCount returns an error (not zero) on a machine without a GPU or driver; that counts as no GPU so
- * `device: auto` falls back to the CPU. Opening records what kernels need to size themselves (multiprocessor count,
+ * `device: auto` falls back to the CPU. The same error where an NVIDIA driver is installed is a broken or too old
+ * driver, and every caller (`device: auto` included) reports it instead of silently running on the CPU. Opening records what kernels need to size themselves (multiprocessor count,
  * the shared-memory opt-in limit); cuBLAS and scratch come later, on first use. Every op runs on the backend's one
  * non-blocking stream. */
 #include <cuda_runtime.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ops/backend_internal.h"
 #include "ops/cuda/cuda_common.cuh"
 #include "ops/cuda/cuda_ops.cuh"
 
-extern "C" int dl_cuda_count_devices(void) {
-    int count = 0;
-    if (cudaGetDeviceCount(&count) != cudaSuccess) {
-        cudaGetLastError(); /* clear the sticky error */
-        return 0;
+/* Whether an NVIDIA kernel driver is installed on this machine: without one, cudaGetDeviceCount's
+ * "insufficient driver" only means "no GPU here"; with one, it means the driver is too old or broken. */
+static int nvidia_driver_present(void) {
+    return access("/proc/driver/nvidia/version", F_OK) == 0 || access("/dev/nvidiactl", F_OK) == 0;
+}
+
+extern "C" dl_status dl_cuda_count_devices(int *count) {
+    *count = 0;
+    int n = 0;
+    cudaError_t err = cudaGetDeviceCount(&n);
+    cudaGetLastError(); /* clear the sticky error */
+    if (err == cudaSuccess) {
+        *count = n;
+        return DL_OK;
     }
-    return count;
+    if (err == cudaErrorNoDevice || (err == cudaErrorInsufficientDriver && !nvidia_driver_present()))
+        return DL_OK; /* a machine without a GPU or a driver: none */
+    int runtime = 0, driver = 0;
+    cudaRuntimeGetVersion(&runtime);
+    cudaDriverGetVersion(&driver);
+    dl_status s = DL_FAIL(DL_ERR_DEVICE,
+                          "the NVIDIA driver is installed but CUDA cannot use it: %s (%s; driver supports CUDA %d.%d, "
+                          "dealer was built with CUDA %d.%d)",
+                          cudaGetErrorString(err), cudaGetErrorName(err), driver / 1000, (driver % 1000) / 10,
+                          runtime / 1000, (runtime % 1000) / 10);
+    dl_error_hint("check nvidia-smi; update the driver or rebuild with a matching CUDA, or run with device: cpu");
+    return s;
+}
+
+extern "C" dl_status dl_cuda_backend_handles(const dl_backend *be, int *device, void **stream) {
+    const dl_cuda_state *st = (const dl_cuda_state *)be->state;
+    *device = st->device;
+    *stream = (void *)st->stream;
+    return DL_OK;
 }
 
 static dl_status cuda_alloc(void *state, void **ptr, size_t bytes) {
@@ -105,7 +134,8 @@ static const dl_backend_ops cuda_backend_ops = {
 };
 
 extern "C" dl_status dl_cuda_backend_open(dl_backend *be, int local_rank) {
-    int count = dl_cuda_count_devices();
+    int count = 0;
+    DL_CHECK(dl_cuda_count_devices(&count));
     if (count <= 0) {
         dl_status s = DL_FAIL(DL_ERR_DEVICE, "device 'cuda' requested but no CUDA GPU answers on this machine");
         dl_error_hint("use device: auto or cpu, or check nvidia-smi and CUDA_VISIBLE_DEVICES");
