@@ -5,6 +5,7 @@
  *                                                                     the shape llm.c's CPU trainer runs)
  *   bench_gpt ckpt [--threads T] [--steps R] [shape options]        model.checkpoint none against blocks: activation
  *                                                                     bytes and step time, interleaved
+ *   bench_gpt step --device cuda --peak-tflops P [shape options]    the same step on a GPU: ms, tokens/s, MFU of P
  *   bench_gpt pack [--threads T] [--steps R] [--data FILE] [shape]  Shakespeare speeches at T=512 on the demo model:
  *                                                                     real tokens/s packed, one speech per row
  *                                                                     (data.packing: false, padding stripped) and
@@ -54,6 +55,8 @@ typedef struct options {
     const char *data;
     int threads, steps;
     int layers, heads, embd, vocab, batch, seq, max_seq, rope;
+    const char *device;  /* "cpu" or "cuda" (step mode) */
+    double peak_tflops;  /* cuda: the GPU's peak the MFU is quoted against (no sgemm reference there) */
 } options;
 
 static int parse_int(const char *flag, const char *text, int *out) {
@@ -75,7 +78,7 @@ static void demo_shape(options *o) {
 }
 
 static int parse(int argc, char **argv, options *o) {
-    *o = (options){"step", "data/shakespeare/train.tfrecord", 2, 5, 12, 12, 768, 50257, 4, 64, 1024, 0};
+    *o = (options){"step", "data/shakespeare/train.tfrecord", 2, 5, 12, 12, 768, 50257, 4, 64, 1024, 0, "cpu", 0.0};
     int i = 1;
     if (argc > 1 && argv[1][0] != '-')
         o->mode = argv[i++];
@@ -101,6 +104,17 @@ static int parse(int argc, char **argv, options *o) {
             i++;
         } else if (strcmp(a, "--demo") == 0) {
             demo_shape(o);
+        } else if (strcmp(a, "--device") == 0 && v && (strcmp(v, "cpu") == 0 || strcmp(v, "cuda") == 0)) {
+            o->device = v;
+            i++;
+        } else if (strcmp(a, "--peak-tflops") == 0 && v) {
+            char *end;
+            o->peak_tflops = strtod(v, &end);
+            if (*end || !(o->peak_tflops > 0.0)) {
+                fprintf(stderr, "bench_gpt: --peak-tflops needs a positive number, got '%s'\n", v);
+                return -1;
+            }
+            i++;
         } else {
             fprintf(stderr, "bench_gpt: unknown option '%s' (modes: step, ckpt, pack; see the top of bench_gpt.c)\n",
                     a);
@@ -111,6 +125,11 @@ static int parse(int argc, char **argv, options *o) {
         o->max_seq = o->seq;
     if (strcmp(o->mode, "step") && strcmp(o->mode, "ckpt") && strcmp(o->mode, "pack")) {
         fprintf(stderr, "bench_gpt: unknown mode '%s' (step, ckpt, pack)\n", o->mode);
+        return -1;
+    }
+    if (strcmp(o->device, "cuda") == 0 && (strcmp(o->mode, "step") || o->peak_tflops <= 0.0)) {
+        fprintf(stderr, "bench_gpt: --device cuda runs the step mode and needs --peak-tflops (the GPU's peak for "
+                        "the MFU, e.g. 989 for an H100's dense bf16)\n");
         return -1;
     }
     return 0;
@@ -165,6 +184,7 @@ static double train_step(trainee *t, const dl_backend *be, const dl_gpt_inputs *
     check(dl_gpt_forward(t->gpt, in, &loss, &targets), "forward");
     double t2 = dl_time_seconds();
     check(dl_gpt_backward(t->gpt, NULL), "backward");
+    check(dl_synchronize(be), "waiting for the backward"); /* a GPU backward returns before it is done */
     double t3 = dl_time_seconds();
     double sumsq;
     check(dl_op_sumsq(be, &sumsq, dl_gpt_grad_data(t->gpt), dl_gpt_num_params(t->gpt)), "gradient norm");
@@ -249,7 +269,42 @@ static double gemm_reference(int threads, double *per_cpu_second) {
     return gflops;
 }
 
+/* The step on a GPU: tokens/s and MFU against the peak the caller names (the sgemm reference is a CPU figure). */
+static int run_step_gpu(const options *o, const dl_backend *be) {
+    trainee t;
+    trainee_open(&t, be, o, 0, o->batch * o->seq);
+    print_shape(o, &t);
+    token_buffers b;
+    random_batch(&b, o->batch, o->seq, o->vocab);
+    double loss0 = train_step(&t, be, &b.in, NULL); /* warm-up: cuBLASLt plans, scratch */
+    double *total = calloc((size_t)o->steps, sizeof(double));
+    double loss = loss0;
+    for (int r = 0; r < o->steps; r++) {
+        phase_times p;
+        loss = train_step(&t, be, &b.in, &p);
+        total[r] = p.total;
+        printf("  step %d: %.2f ms (zero %.2f, forward %.2f, backward %.2f, norm+AdamW %.2f), loss %.4f\n", r + 1,
+               p.total * 1e3, p.zero * 1e3, p.forward * 1e3, p.backward * 1e3, p.optimizer * 1e3, loss);
+    }
+    double best = total[0];
+    for (int r = 1; r < o->steps; r++)
+        best = total[r] < best ? total[r] : best;
+    double ms = median(total, o->steps) * 1e3, tokens = b.in.num_tokens;
+    double flops = dl_gpt_flops_per_token(&t.config, attended_context(&b.in)) * tokens;
+    printf("\nmedian step: %.2f ms | tokens/s %.0f | model %.1f GFLOP/step, %.1f TFLOP/s | MFU %.1f%% of %.1f "
+           "TFLOP/s | loss %.4f -> %.4f\n", ms, tokens / (ms / 1e3), flops / 1e9, flops / (ms / 1e3) / 1e12,
+           100.0 * flops / (ms / 1e3) / (o->peak_tflops * 1e12), o->peak_tflops, loss0, loss);
+    printf("best step: %.2f ms, %.0f tokens/s, MFU %.1f%%\n", best * 1e3, tokens / best,
+           100.0 * flops / best / (o->peak_tflops * 1e12));
+    free(total);
+    free_batch(&b);
+    trainee_close(&t);
+    return 0;
+}
+
 static int run_step(const options *o, const dl_backend *be) {
+    if (be->kind == DL_DEVICE_CUDA)
+        return run_step_gpu(o, be);
     double cpu_rate_before, cpu_rate_after;
     double peak_before = gemm_reference(o->threads, &cpu_rate_before);
     trainee t;
@@ -456,7 +511,7 @@ int main(int argc, char **argv) {
     omp_set_num_threads(o.threads);
     openblas_set_num_threads(o.threads);
     dl_backend be;
-    check(dl_backend_open(&be, "cpu", 0), "opening the CPU backend");
+    check(dl_backend_open(&be, o.device, 0), "opening the backend");
     printf("bench_gpt %s: BLAS %s; OMP_WAIT_POLICY=%s\n", o.mode, dl_blas_describe(),
            getenv("OMP_WAIT_POLICY") ? getenv("OMP_WAIT_POLICY") : "(unset)");
     int rc = strcmp(o.mode, "step") == 0   ? run_step(&o, &be)

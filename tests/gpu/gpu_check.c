@@ -29,6 +29,7 @@
  *
  * Usage: gpu_gpu_check [--quick] [FILTER]   (--quick: small shapes; FILTER: run the ops whose name contains it)
  * Seed: DEALER_TEST_SEED (default 1234). */
+#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
@@ -303,35 +304,91 @@ static dl_status timed(const check *c, int s, double *ms) {
     return st;
 }
 
-/* ‖gpu − cpu‖₂ / ‖cpu‖₂ (0 when both are zero). NaN anywhere gives NaN, which fails every tolerance.
- * exact (bf16 outputs and checks with tolerance 0): the fraction of elements whose bits differ. */
-static double compare(const buf *b, int exact) {
+/* How far the GPU's output is from the CPU's: the norm-relative error ‖gpu − cpu‖₂ / ‖cpu‖₂ (0 when both are zero;
+ * what the tolerance bounds), and per element the largest absolute error, the largest relative error
+ * |gpu − cpu| / (|cpu| + floor) and the index of that worst element. The floor (1e-6 of the output's largest |cpu|)
+ * keeps elements that are zero up to rounding from reading as infinitely wrong. NaN anywhere gives NaN, which fails
+ * every tolerance. exact (bf16 outputs and checks with tolerance 0): norm_rel is the fraction of elements whose
+ * bits differ, and the worst element is the first that differs. */
+typedef struct err_stats {
+    double norm_rel, max_abs, max_rel;
+    size_t worst;           /* index of the element with the largest relative error */
+    const char *worst_out;  /* the output it belongs to */
+} err_stats;
+
+static double elem_value(const buf *b, const void *host, size_t i) {
+    if (b->type == T_HOST_F64)
+        return ((const double *)host)[i];
+    if (b->type == T_BF16) {
+        uint32_t bits = (uint32_t)((const uint16_t *)host)[i] << 16;
+        float f;
+        memcpy(&f, &bits, sizeof f);
+        return f;
+    }
+    return ((const float *)host)[i];
+}
+
+static err_stats compare(const buf *b, int exact, const char *name) {
     size_t size = elem_size(b->type), bytes = b->n * size;
     void *hc = xmalloc(bytes), *hg = xmalloc(bytes);
     get(b, CPU, hc);
     get(b, GPU, hg);
-    if (exact || b->type == T_BF16) {
-        size_t bad = 0;
-        for (size_t i = 0; i < b->n; i++)
-            bad += memcmp((char *)hc + i * size, (char *)hg + i * size, size) != 0;
-        free(hc);
-        free(hg);
-        return b->n ? (double)bad / (double)b->n : 0.0;
-    }
-    double diff = 0.0, ref = 0.0;
+    const char *dot = strrchr(name, '.'); /* "c.dwte" -> "dwte" */
+    err_stats e = {0.0, 0.0, 0.0, 0, dot ? dot + 1 : name};
+    double diff = 0.0, ref = 0.0, peak = 0.0;
+    size_t bad = 0, first_bad = b->n;
     for (size_t i = 0; i < b->n; i++) {
-        double c = b->type == T_HOST_F64 ? ((double *)hc)[i] : (double)((float *)hc)[i];
-        double g = b->type == T_HOST_F64 ? ((double *)hg)[i] : (double)((float *)hg)[i];
-        diff += (g - c) * (g - c);
+        double c = elem_value(b, hc, i);
+        peak = fmax(peak, fabs(c));
+        if (memcmp((char *)hc + i * size, (char *)hg + i * size, size) != 0) {
+            bad++;
+            if (first_bad == b->n)
+                first_bad = i;
+        }
+    }
+    double floor_abs = 1e-6 * peak;
+    for (size_t i = 0; i < b->n; i++) {
+        double c = elem_value(b, hc, i), g = elem_value(b, hg, i);
+        double d = fabs(g - c);
+        if (isnan(d)) {
+            e.max_abs = e.max_rel = NAN;
+            e.worst = i;
+            diff = NAN;
+            break;
+        }
+        diff += d * d;
         ref += c * c;
+        e.max_abs = fmax(e.max_abs, d);
+        double rel = d / (fabs(c) + floor_abs + 1e-300);
+        if (rel > e.max_rel) {
+            e.max_rel = rel;
+            e.worst = i;
+        }
     }
     free(hc);
     free(hg);
+    if (exact || b->type == T_BF16) {
+        e.norm_rel = b->n ? (double)bad / (double)b->n : 0.0;
+        if (bad)
+            e.worst = first_bad;
+        return e;
+    }
     if (isnan(diff) || isnan(ref))
-        return NAN;
-    if (diff == 0.0)
-        return 0.0;
-    return sqrt(diff) / fmax(sqrt(ref), 1e-300);
+        e.norm_rel = NAN;
+    else if (diff == 0.0)
+        e.norm_rel = 0.0;
+    else
+        e.norm_rel = sqrt(diff) / fmax(sqrt(ref), 1e-300);
+    return e;
+}
+
+/* Keeps the worse of two comparisons (by the norm error that decides pass/fail; NaN is the worst). */
+static void keep_worse(err_stats *acc, err_stats e) {
+    if (isnan(acc->norm_rel))
+        return;
+    if (strcmp(acc->worst_out, "-") == 0 || isnan(e.norm_rel) || e.norm_rel > acc->norm_rel ||
+        (e.norm_rel == acc->norm_rel && e.max_rel > acc->max_rel))
+        *acc = e;
 }
 
 static void note_error(char *note, size_t size, const char *side) {
@@ -381,21 +438,72 @@ static double time_reps(const check *c, int s, double first_ms, double budget, i
 }
 
 static void print_header(void) {
-    printf("| op | variant | rel err | tol | result | gpu ms | cpu ms | note |\n");
-    printf("|---|---|---:|---:|---|---:|---:|---|\n");
+    printf("| op | variant | norm rel err | max abs err | max rel err at [worst element] | tol | result | gpu ms | "
+           "cpu ms | note |\n");
+    printf("|---|---|---:|---:|---|---:|---|---:|---:|---|\n");
+}
+
+/* --json FILE: one object per check, the same figures as the table, for the report scripts/gpu-check writes. */
+static FILE *g_json;
+static int g_json_rows;
+
+static void json_string(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            fprintf(f, "\\%c", *s);
+        else if ((unsigned char)*s < 0x20)
+            fprintf(f, "\\u%04x", (unsigned)(unsigned char)*s);
+        else
+            fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+static void json_number(FILE *f, double v) {
+    if (isfinite(v))
+        fprintf(f, "%.6e", v);
+    else
+        fputs("null", f);
+}
+
+static void json_row(const check *c, int ok, const err_stats *err, int pass, int reproducible, double gpu_ms,
+                     double cpu_ms, const char *note) {
+    if (!g_json)
+        return;
+    fprintf(g_json, "%s\n  {\"op\": ", g_json_rows++ ? "," : "");
+    json_string(g_json, c->op);
+    fputs(", \"variant\": ", g_json);
+    json_string(g_json, c->variant);
+    fputs(", \"norm_rel_err\": ", g_json);
+    json_number(g_json, ok ? err->norm_rel : NAN);
+    fputs(", \"max_abs_err\": ", g_json);
+    json_number(g_json, ok ? err->max_abs : NAN);
+    fputs(", \"max_rel_err\": ", g_json);
+    json_number(g_json, ok ? err->max_rel : NAN);
+    fputs(", \"worst_output\": ", g_json);
+    json_string(g_json, err->worst_out);
+    fprintf(g_json, ", \"worst_index\": %zu, \"tol\": ", err->worst);
+    json_number(g_json, c->tol);
+    fprintf(g_json, ", \"pass\": %s, \"reproducible\": %s, \"gpu_ms\": ", pass ? "true" : "false",
+            reproducible ? "true" : "false");
+    json_number(g_json, gpu_ms);
+    fputs(", \"cpu_ms\": ", g_json);
+    json_number(g_json, cpu_ms);
+    fputs(", \"note\": ", g_json);
+    json_string(g_json, note);
+    fputc('}', g_json);
 }
 
 /* Whether FILTER selects this op (or, for a family's space-separated list of ops, any of them). */
 static int selected(const char *ops) { return !g_filter || strstr(ops, g_filter) != NULL; }
 
-/* The worse of two errors, NaN staying NaN (fmax would drop it). */
-static double worse(double a, double b) { return (isnan(a) || isnan(b)) ? NAN : fmax(a, b); }
-
 static void run(const check *c) {
     if (!selected(c->op))
         return;
     char note[512] = "";
-    double err = 0.0, gpu_ms = NAN, cpu_ms = NAN, ms[2];
+    err_stats err = {0.0, 0.0, 0.0, 0, "-"};
+    double gpu_ms = NAN, cpu_ms = NAN, ms[2];
     int ok = 1, has_accum = 0;
     for (int i = 0; i < c->nout; i++)
         has_accum |= c->out[i].kind == O_ACCUM;
@@ -410,7 +518,7 @@ static void run(const check *c) {
     ok = sc == DL_OK && sg == DL_OK;
     if (ok)
         for (int i = 0; i < c->nout; i++)
-            err = worse(err, compare(c->out[i].b, c->tol == 0.0));
+            keep_worse(&err, compare(c->out[i].b, c->tol == 0.0, c->out[i].name));
     int reproducible = 1;
     if (sg == DL_OK) {
         void *first[MAX_OUT] = {0};
@@ -459,32 +567,36 @@ static void run(const check *c) {
         ok = sc == DL_OK && sg == DL_OK;
         if (ok)
             for (int i = 0; i < c->nout; i++)
-                err = worse(err, compare(c->out[i].b, c->tol == 0.0));
+                keep_worse(&err, compare(c->out[i].b, c->tol == 0.0, c->out[i].name));
     }
     if (sg == DL_OK)
         gpu_ms = time_reps(c, GPU, ms[GPU], 0.2, 50);
     if (sc == DL_OK)
         cpu_ms = time_reps(c, CPU, ms[CPU], 0.3, 5);
 
-    int pass = ok && err <= c->tol && (reproducible || c->atomics); /* NaN fails */
+    int pass = ok && err.norm_rel <= c->tol && (reproducible || c->atomics); /* NaN fails */
     g_rows++;
     g_failed += !pass;
-    char errs[32] = "-", gs[32] = "-", cs[32] = "-";
-    if (ok)
-        snprintf(errs, sizeof errs, "%.2e", err);
+    char errs[32] = "-", abss[32] = "-", rels[96] = "-", gs[32] = "-", cs[32] = "-";
+    if (ok) {
+        snprintf(errs, sizeof errs, "%.2e", err.norm_rel);
+        snprintf(abss, sizeof abss, "%.2e", err.max_abs);
+        snprintf(rels, sizeof rels, "%.2e at %s[%zu]", err.max_rel, err.worst_out, err.worst);
+    }
     if (!isnan(gpu_ms))
         snprintf(gs, sizeof gs, "%.3f", gpu_ms);
     if (!isnan(cpu_ms))
         snprintf(cs, sizeof cs, "%.3f", cpu_ms);
     if (ok && !pass && !note[0])
         snprintf(note, sizeof note, "%s",
-                 isnan(err) ? "NaN in an output (unwritten or not finite)" : "outside tolerance");
+                 isnan(err.norm_rel) ? "NaN in an output (unwritten or not finite)" : "outside tolerance");
     for (char *p = note; *p; p++)
         if (*p == '|' || *p == '\n')
             *p = ' ';
-    printf("| %s | %s | %s | %.0e | %s | %s | %s | %s |\n", c->op, c->variant, errs, c->tol, pass ? "pass" : "FAIL",
-           gs, cs, note);
+    printf("| %s | %s | %s | %s | %s | %.0e | %s | %s | %s | %s |\n", c->op, c->variant, errs, abss, rels, c->tol,
+           pass ? "pass" : "FAIL", gs, cs, note);
     fflush(stdout);
+    json_row(c, ok, &err, pass, reproducible, gpu_ms, cpu_ms, note);
 }
 
 /* Runs `call` (a forward) on the CPU, or the GPU when the CPU cannot, and copies the listed outputs to both sides:
@@ -1474,8 +1586,10 @@ static void check_click(void) {
  * (the CPU table may rely on the dispatcher's checks) and pass when the op fails cleanly and the backend still works
  * afterwards. */
 
+static int g_dry_run;
+
 static void run_error(const char *op, const char *variant, call_fn call, const void *ctx) {
-    if (!selected(op))
+    if (!selected(op) || g_dry_run) /* the CPU stand-in has no GPU-side index checks to exercise */
         return;
     char note[512] = "";
     dl_status st = call(&g_be[GPU], GPU, ctx);
@@ -1495,8 +1609,13 @@ static void run_error(const char *op, const char *variant, call_fn call, const v
             *p = ' ';
     g_rows++;
     g_failed += !pass;
-    printf("| %s | %s -> invalid | - | - | %s | - | - | %s |\n", op, variant, pass ? "pass" : "FAIL", note);
+    printf("| %s | %s -> invalid | - | - | - | - | %s | - | - | %s |\n", op, variant, pass ? "pass" : "FAIL", note);
     fflush(stdout);
+    char full[256];
+    snprintf(full, sizeof full, "%s -> invalid", variant);
+    check row = {op, full, 0.0, call, ctx, {{0}}, 0, 0};
+    err_stats none = {NAN, NAN, NAN, 0, "-"};
+    json_row(&row, 0, &none, pass, 1, NAN, NAN, note);
 }
 
 /* Uploads `host` with element `at` replaced by `bad`. */
@@ -1622,12 +1741,21 @@ static void check_errors(void) {
 }
 
 int main(int argc, char **argv) {
+    const char *json_path = NULL;
+    int dry_run = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0) {
             g_quick = 1;
+        } else if (strcmp(argv[i], "--dry-run") == 0) {
+            dry_run = 1;
+        } else if (strcmp(argv[i], "--json") == 0 && i + 1 < argc) {
+            json_path = argv[++i];
         } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            printf("usage: %s [--quick] [FILTER]\n  --quick  small shapes\n"
-                   "  FILTER   only ops whose name contains it\n", argv[0]);
+            printf("usage: %s [--quick] [--json FILE] [--dry-run] [FILTER]\n  --quick    small shapes\n"
+                   "  --json F   also write every check as a JSON array to F\n"
+                   "  --dry-run  no GPU: a second CPU backend stands in for it, to exercise this program and the\n"
+                   "             report on a CPU machine (its figures say nothing about CUDA)\n"
+                   "  FILTER     only ops whose name contains it\n", argv[0]);
             return 0;
         } else if (argv[i][0] == '-') {
             fprintf(stderr, "gpu_check: unknown option '%s' (try --help)\n", argv[i]);
@@ -1641,20 +1769,31 @@ int main(int argc, char **argv) {
         fprintf(stderr, "gpu_check: %s\n", dl_error_message());
         return 1; /* a broken driver on a GPU machine is a failure, never a skip */
     }
-    if (gpus <= 0) {
+    g_dry_run = dry_run;
+    if (gpus <= 0 && !dry_run) {
         fprintf(stderr, "gpu_check: no CUDA GPU answers on this machine (cudaGetDeviceCount finds none): this check "
                         "compares the CUDA ops with the CPU ops and needs a GPU; run scripts/gpu-check where one is\n");
         return 77;
     }
     if (dl_backend_open(&g_be[CPU], "cpu", 0) != DL_OK)
         die("opening the CPU backend");
-    if (dl_backend_open(&g_be[GPU], "cuda", 0) != DL_OK)
-        die("opening the CUDA backend");
+    if (dl_backend_open(&g_be[GPU], dry_run ? "cpu" : "cuda", 0) != DL_OK)
+        die(dry_run ? "opening the stand-in CPU backend" : "opening the CUDA backend");
+    if (json_path) {
+        g_json = fopen(json_path, "w");
+        if (!g_json) {
+            fprintf(stderr, "gpu_check: cannot write %s: %s\n", json_path, strerror(errno));
+            return 2;
+        }
+        fputc('[', g_json);
+    }
     const char *env = getenv("DEALER_TEST_SEED");
     uint64_t seed = env && *env ? strtoull(env, NULL, 10) : 1234u;
     dl_rng_init(&g_rng, seed, DL_STREAM_DATA);
     printf("# dealer gpu_check: CUDA ops vs CPU ops (%s shapes, seed %" PRIu64 ", CPU threads %d, GPU %d)\n\n",
            g_quick ? "quick" : "full", seed, g_be[CPU].num_threads, g_be[GPU].device_index);
+    if (dry_run)
+        printf("DRY RUN: the 'gpu' side is a second CPU backend; these rows test the checker, not CUDA.\n\n");
     print_header();
 
     check_matmul();
@@ -1673,6 +1812,13 @@ int main(int argc, char **argv) {
     check_errors();
 
     printf("\n%d checks, %d failed\n", g_rows, g_failed);
+    if (g_json) {
+        fputs("\n]\n", g_json);
+        if (fclose(g_json) != 0) {
+            fprintf(stderr, "gpu_check: writing %s failed: %s\n", json_path, strerror(errno));
+            return 1;
+        }
+    }
     dl_backend_close(&g_be[GPU]);
     dl_backend_close(&g_be[CPU]);
     if (g_rows == 0) {
