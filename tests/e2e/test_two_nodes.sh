@@ -5,10 +5,10 @@
 # host name (Open MPI decides which ranks share a node from the host it launched them on, and prints it). The two
 # are joined by a veth pair addressed 10.213.7.1/30 and .2/30; those addresses exist only inside the two namespaces,
 # so no traffic leaves them and nothing on the machine's own networks changes. Open MPI is restricted to TCP
-# (--mca btl tcp,self: no shared memory, so every byte between ranks crosses the veth) with both its MPI and its
-# out-of-band traffic pinned to the /30. launch/mpirun.sh runs inside node 1 with a hostfile; a remote-shell agent
-# (--mca plm_rsh_agent) enters node 2 instead of ssh, with a fresh environment as ssh would give, so the remote rank
-# sees only what mpirun forwards (-x OMP_NUM_THREADS).
+# (--mca btl tcp,self: no shared memory; every byte between the nodes crosses the veth, and two ranks on one node
+# talk TCP too) with both its MPI and its out-of-band traffic pinned to the /30. launch/mpirun.sh runs inside node 1
+# with a hostfile; a remote-shell agent (--mca plm_rsh_agent) enters node 2 instead of ssh, with a fresh
+# environment as ssh would give, so the remote rank sees only what mpirun forwards (-x OMP_NUM_THREADS, ...).
 #
 # Checks (the "Several nodes" section of docs/launching.md says what they back):
 #   1. 2 nodes x 1 rank, the launcher's default threads: start-up names two nodes, each running one rank as local
@@ -31,8 +31,8 @@
 #
 # Skips (exit 77, one line) only where namespaces cannot be made: not root, or the kernel refuses (no
 # CAP_SYS_ADMIN). Names carry this shell's PID and a random tag, so concurrent runs never collide; namespaces and
-# every process in them are removed on any exit, and namespaces a killed earlier run left behind (its PID gone) are
-# removed at start.
+# every process in them are removed on any exit, and the namespaces and files a killed earlier run left behind (its
+# PID gone) are removed at start.
 set -euo pipefail
 dealer=${DEALER_BIN:?DEALER_BIN must point at the dealer binary}
 src=${DEALER_SOURCE_DIR:?DEALER_SOURCE_DIR must point at the repository}
@@ -62,14 +62,18 @@ remove_namespace() {
   ip netns delete "$1" 2>/dev/null || true
 }
 for ns in $(ip netns list 2>/dev/null | awk '{print $1}'); do
-  [[ $ns =~ ^$prefix-([0-9]+)-[a-z0-9]+-[12]$ ]] || continue
+  [[ $ns =~ ^$prefix-([0-9]+)-[0-9a-f]+-[12]$ ]] || continue
   kill -0 "${BASH_REMATCH[1]}" 2>/dev/null || remove_namespace "$ns"
+done
+for dir in /tmp/"$prefix"-*; do
+  [[ $dir =~ ^/tmp/$prefix-([0-9]+)-[0-9a-f]+\.[A-Za-z0-9]+$ && -d $dir ]] || continue
+  kill -0 "${BASH_REMATCH[1]}" 2>/dev/null || rm -rf "$dir"
 done
 
 tag=$$-$(printf '%04x%04x' $RANDOM $RANDOM)
 ns1=$prefix-$tag-1 ns2=$prefix-$tag-2
 host1=node1-$tag host2=node2-$tag
-work=$(mktemp -d "/tmp/$prefix.XXXXXX")
+work=$(mktemp -d "/tmp/$prefix-$tag.XXXXXX")
 job=""
 cleanup() {
   if [[ -n $job ]]; then
@@ -88,12 +92,12 @@ t_start=$(date +%s%N)
 # ---- the two nodes ----------------------------------------------------------------------------------------------
 ip netns add "$ns1" || fail "cannot create network namespace $ns1"
 ip netns add "$ns2" || fail "cannot create network namespace $ns2"
-ip -n "$ns1" link add dl0 type veth peer name dl0 netns "$ns2"
-ip -n "$ns1" addr add 10.213.7.1/30 dev dl0
-ip -n "$ns2" addr add 10.213.7.2/30 dev dl0
+ip -n "$ns1" link add dl0 type veth peer name dl0 netns "$ns2" ||
+  fail "cannot create a veth pair between $ns1 and $ns2 (a kernel without veth support?)"
+ip -n "$ns1" addr add 10.213.7.1/30 dev dl0 || fail "cannot address dl0 in $ns1"
+ip -n "$ns2" addr add 10.213.7.2/30 dev dl0 || fail "cannot address dl0 in $ns2"
 for ns in "$ns1" "$ns2"; do
-  ip -n "$ns" link set lo up
-  ip -n "$ns" link set dl0 up
+  ip -n "$ns" link set lo up && ip -n "$ns" link set dl0 up || fail "cannot bring up lo and dl0 in $ns"
 done
 
 # node_exec NODE CMD...: runs CMD on NODE: in its network namespace, with its host name in a UTS namespace.
