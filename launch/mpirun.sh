@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # launch/mpirun.sh — start `dealer train` under Open MPI's mpirun with sane defaults, printing the exact command.
 #
-#   launch/mpirun.sh [-n RANKS] [--hosts h1:slots,h2:slots | --hostfile FILE] [--dealer PATH] CONFIG [key=value ...]
+#   launch/mpirun.sh [-n RANKS] [--hosts h1:slots,h2:slots | --hostfile FILE] [--mca NAME VALUE ...]
+#                    [--dealer PATH] CONFIG [key=value ...]
 #
 #   -n, -np RANKS     ranks in all (default 2)
 #   --hosts LIST      hosts and their slots (ranks per host), as mpirun --host takes them
 #   --hostfile FILE   an Open MPI hostfile ("node1 slots=8" per line)
+#   --mca NAME VALUE  an Open MPI parameter, passed to mpirun (which hands it to the other nodes' daemons);
+#                     repeat for more, e.g. --mca btl_tcp_if_include eth0 --mca oob_tcp_if_include eth0
 #   --dealer PATH     the dealer binary (default: $DEALER_BIN, else build/dealer of this checkout)
 #   --dry-run         print the command and exit
 #
@@ -21,13 +24,19 @@ hosts=""
 hostfile=""
 dry_run=0
 dealer="${DEALER_BIN:-$root/build/dealer}"
-usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
+mca=()
+usage() { sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0"; } # the comment block above
 die() { echo "launch/mpirun.sh: $*" >&2; exit 2; }
 while (($#)); do
   case $1 in
     -n|-np|--ranks) (($# >= 2)) || die "$1 needs a number"; ranks=$2; shift 2 ;;
     --hosts) (($# >= 2)) || die "--hosts needs host:slots,..."; hosts=$2; shift 2 ;;
     --hostfile) (($# >= 2)) || die "--hostfile needs a file"; hostfile=$2; shift 2 ;;
+    --mca)
+      (($# >= 3)) || die "--mca needs a parameter name and a value"
+      [[ $2 =~ ^[A-Za-z0-9_]+$ ]] || die "--mca: '$2' is not an Open MPI parameter name (letters, digits, _)"
+      [[ -n $3 ]] || die "--mca $2 needs a value"
+      mca+=(--mca "$2" "$3"); shift 3 ;;
     --dealer) (($# >= 2)) || die "--dealer needs a path"; dealer=$2; shift 2 ;;
     --dry-run) dry_run=1; shift ;;
     -h|--help) usage; exit 0 ;;
@@ -70,7 +79,7 @@ if ((${#slot_counts[@]})); then
   ((per_host >= 1)) || per_host=1
 fi
 
-args=(mpirun -np "$ranks" --bind-to none --map-by slot)
+args=(mpirun -np "$ranks" --bind-to none --map-by slot "${mca[@]}")
 if [[ -n $hosts ]]; then
   args+=(--host "$hosts")
 elif [[ -n $hostfile ]]; then

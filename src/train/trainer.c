@@ -19,6 +19,7 @@
 #include "data/loader.h"
 #include "ops/blas_runtime.h"
 #include "ckpt/checkpoint.h"
+#include "comm/nodes.h"
 #include "train/grad_sync.h"
 #include "models/model.h"
 #include "train/optimizer.h"
@@ -662,13 +663,14 @@ static void teardown(trainer *t) {
         dl_backend_close(&t->be);
 }
 
-static void print_startup(trainer *t) {
+static void print_startup(trainer *t, const char *nodes) {
     if (!rank0(t))
         return;
     const dl_config *c = t->cfg;
     DL_INFO("%s model: %zu parameters; %d rank%s on %s (%d thread%s each); BLAS %s", t->model->kind, t->numel,
             t->world->size, t->world->size == 1 ? "" : "s", t->be.name, t->be.num_threads,
             t->be.num_threads == 1 ? "" : "s", dl_blas_describe());
+    DL_INFO("%s", nodes);
     DL_INFO("activation memory per rank: %.1f MiB with model.checkpoint=%s, %.1f MiB without checkpointing",
             (double)t->model->activation_bytes / 1048576.0, dl_config_enum_text("model.checkpoint", c->model.checkpoint),
             (double)t->model->activation_bytes_without_checkpointing / 1048576.0);
@@ -749,9 +751,12 @@ dl_status dl_train(const dl_config *cfg, dl_world *world) {
     }
     if (s == DL_OK)
         s = agree(&t, open_run_records(&t), "run directory");
+    char nodes[1024] = "";
+    if (s == DL_OK)
+        s = agree(&t, dl_world_describe_nodes(world, t.be.num_threads, nodes, sizeof nodes), "node summary");
     if (s == DL_OK) {
         t.peak_gflops = dl_blas_gemm_gflops(1024, 3, t.be.num_threads);
-        print_startup(&t);
+        print_startup(&t, nodes);
     }
     int64_t first_step = t.step;
     double started = dl_time_seconds();

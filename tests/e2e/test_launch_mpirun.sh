@@ -59,8 +59,15 @@ grep -q "^+ OMP_NUM_THREADS=$want_threads " <<<"$out" || fail "8 ranks per host:
 printf 'a slots=2\n# a comment\nb slots=2\n' >"$work/hosts"
 out=$(dry -n 4 --hostfile "$work/hosts" "$work/cfg.yaml")
 grep -q -- "--hostfile $work/hosts" <<<"$out" || fail "--hostfile not passed on: $out"
+out=$(dry -n 2 --hostfile "$work/hosts" --mca btl tcp,self --mca btl_tcp_if_include 10.213.7.0/30 "$work/cfg.yaml")
+grep -qF -- "--map-by slot --mca btl tcp,self --mca btl_tcp_if_include 10.213.7.0/30 --hostfile $work/hosts" <<<"$out" ||
+  fail "--mca not passed on in order: $out"
 out=$(dry -n 1 "$work/cfg.yaml" "run.dir=a b")
 grep -qF 'run.dir=a\ b' <<<"$out" || fail "an argument with a space is not quoted: $out"
+
+help=$(clean "$launcher" --help)
+grep -qF -- "--mca NAME VALUE" <<<"$help" || fail "--help does not list --mca: $help"
+grep -q "^set \|^root=" <<<"$help" && fail "--help prints the script's code: $help"
 
 # ---- bad usage: exit 2 and one line -------------------------------------------------------------------------
 expect_usage_error() { # expect_usage_error MESSAGE ARGS...
@@ -75,6 +82,9 @@ expect_usage_error "-n needs a positive integer, got '0'" -n 0 --dealer "$fake" 
 expect_usage_error "config '$work/nope.yaml' not found" --dealer "$fake" "$work/nope.yaml"
 expect_usage_error "no dealer binary at $work/nope" --dealer "$work/nope" "$work/cfg.yaml"
 expect_usage_error "unknown option '--bogus'" --bogus "$work/cfg.yaml"
+expect_usage_error "--mca needs a parameter name and a value" --mca btl
+expect_usage_error "--mca: 'btl tcp' is not an Open MPI parameter name" --mca "btl tcp" self "$work/cfg.yaml"
+expect_usage_error "--mca btl needs a value" --mca btl "" "$work/cfg.yaml"
 expect_usage_error "give --hosts or --hostfile, not both" --hosts a:1 --hostfile "$work/hosts" "$work/cfg.yaml"
 
 # ---- a real run as an unprivileged user: SIGUSR1 to the launcher reaches the ranks ---------------------------
