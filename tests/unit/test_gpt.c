@@ -154,6 +154,8 @@ static void checkpointing_gives_bit_identical_gradients(void **state) {
     float *none = gradients_with_checkpointing(0, &loss_none);
     float *blocks = gradients_with_checkpointing(1, &loss_blocks);
     float *every2 = gradients_with_checkpointing(2, &loss_every2); /* segments of 2 and 1 blocks */
+    /* Bits hold: checkpointing recomputes each block's forward with the same ops on the same shapes (13 tokens, a
+     * vocabulary of 11 keeps the head in one chunk), so every float operation repeats exactly. */
     assert_true(loss_none == loss_blocks && loss_none == loss_every2);
     assert_memory_equal(none, blocks, n * sizeof(float));
     assert_memory_equal(none, every2, n * sizeof(float));
@@ -341,6 +343,8 @@ static void init_matches_sequential_normals(void **state) {
         dl_rng_init(&rng, seed, ((uint64_t)DL_STREAM_INIT << 32) | i);
         for (size_t k = 0; k < v->numel; k++) {
             float want = std * dl_rng_normal(&rng);
+            /* Bits hold: element k is the same double formula on the same Philox block in both (no reduction), so
+             * thread splits cannot change it. */
             if (memcmp(&want, &p[v->offset + k], sizeof want) != 0)
                 DL_TEST_FAIL("%s[%zu] = %.9g, the sequential draw is %.9g", v->name, k, (double)p[v->offset + k],
                              (double)want);
