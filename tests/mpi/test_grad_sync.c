@@ -306,6 +306,7 @@ static void overlap_buckets_and_zero_agree_bitwise(void **state) {
      * algorithm depends on the message size), so bucket size and ZeRO change no addition. */
     if (memcmp(small.model->grad_data, big.model->grad_data, numel * sizeof(float)) != 0)
         DL_TEST_FAIL("gradients with small overlapped buckets differ from one bucket");
+    /* Bits hold: the same dl_op_sumsq over bit-identical gradient buffers. */
     assert_true(sq_small == sq_big);
     assert_true(sq_zero > 0 && fabs(sq_zero - sq_small) <= 1e-12 * sq_small);
     /* ZeRO-1: this rank's slice holds the same sums. */

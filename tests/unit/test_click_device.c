@@ -93,6 +93,7 @@ static void staged_equals_direct(const dl_click_kind *kind, dl_model_kind mk, in
         dl_step_stats s1 = {0}, s2 = {0};
         DL_EXPECT_OK(direct.train_batch(&direct, &batch, &ctx, &s1));
         DL_EXPECT_OK(staged.train_batch(&staged, &batch, &ctx, &s2));
+        /* Bits hold: see assert_same_params (same kernels, same rows, same order, one thread). */
         if (s1.loss_sum != s2.loss_sum || s1.targets != s2.targets)
             DL_TEST_FAIL("step %d: loss %.9g over %g rows direct, %.9g over %g staged", step, s1.loss_sum, s1.targets,
                          s2.loss_sum, s2.targets);

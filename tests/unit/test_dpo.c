@@ -257,6 +257,8 @@ static void untrained_policy_scores_log2_and_half(void **state) {
     /* Equal policy and reference: every margin is 0, so L = log 2 whatever ε, rewards 0, every pair a tie. */
     if (fabs(loss - P * log(2.0)) > 1e-6 * P)
         DL_TEST_FAIL("loss %.9g, want %d·log 2 = %.9g", loss, P, P * log(2.0));
+    /* Exact zeros: policy and reference are the same weights through the same code path and shapes, so each
+     * log-probability difference is x - x. */
     assert_true(st.metrics[DL_DPO_REWARD_CHOSEN] == 0.0 && st.metrics[DL_DPO_REWARD_REJECTED] == 0.0);
     assert_true(st.metrics[DL_DPO_ACCURACY] == 0.5 * P);
     assert_true(st.metrics[DL_DPO_LOGP_CHOSEN] < 0 && st.metrics[DL_DPO_LOGP_REJECTED] < 0);
