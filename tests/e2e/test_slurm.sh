@@ -66,7 +66,8 @@ overrides=(data.train=data/train.tfrecord data.valid=data/valid.tfrecord "train.
 "$src/tests/slurm/cluster_start.sh" "$cluster" || fail "the cluster did not start"
 export SLURM_CONF=$cluster/etc/slurm.conf
 
-# Polls CMD every 0.25 s for at most SECONDS; fails naming WHAT.
+# Polls CMD every 0.25 s for at most SECONDS; fails naming WHAT. The limits are bounds for a hung job, not waits:
+# generous enough for a machine ten times slower than an idle 2-core one running ASan builds.
 wait_until() { # wait_until SECONDS WHAT CMD...
   local limit=$1 what=$2; shift 2
   local deadline=$((SECONDS + limit))
@@ -110,9 +111,9 @@ job_a=$(DEALER_BIN=$trainer sbatch --parsable --ntasks=2 --cpus-per-task=1 --tim
   "$src/launch/slurm/train.sbatch" "$config" "${overrides[@]}") || fail "sbatch refused job A"
 run_a=$work/runs/$job_a
 echo "test_slurm: job A is $job_a (run dir $run_a)"
-wait_until 60 "job A to log 3 steps" has_metrics "$run_a/metrics.jsonl" 3
+wait_until 300 "job A to log 3 steps" has_metrics "$run_a/metrics.jsonl" 3
 scancel --signal=USR1 --batch "$job_a" || fail "scancel --signal=USR1 --batch $job_a failed"
-wait_until 90 "job A to be requeued and finish" job_ended "$job_a"
+wait_until 600 "job A to be requeued and finish" job_ended "$job_a"
 
 state=$(job_field "$job_a" JobState)
 [[ $state == COMPLETED ]] || fail "job A ended $state (exit $(job_field "$job_a" ExitCode)), want COMPLETED"
@@ -144,9 +145,9 @@ job_logs+=("$log_b")
 job_b=$(DEALER_BIN=$trainer DEALER_LAUNCHER=mpirun sbatch --parsable --ntasks=2 --cpus-per-task=1 --time=10 \
   --output="$log_b" "$src/launch/slurm/train.sbatch" "$config" "${overrides[@]}") || fail "sbatch refused job B"
 run_b=$work/runs/$job_b
-wait_until 60 "job B to log 3 steps" has_metrics "$run_b/metrics.jsonl" 3
+wait_until 300 "job B to log 3 steps" has_metrics "$run_b/metrics.jsonl" 3
 scancel --signal=TERM --batch "$job_b" || fail "scancel --signal=TERM --batch $job_b failed"
-wait_until 60 "job B to end" job_ended "$job_b"
+wait_until 300 "job B to end" job_ended "$job_b"
 [[ $(job_field "$job_b" JobState) == FAILED ]] || fail "job B ended $(job_field "$job_b" JobState), want FAILED (exit 75)"
 [[ $(job_field "$job_b" ExitCode) == 75:0 ]] || fail "job B exit code $(job_field "$job_b" ExitCode), want 75:0"
 [[ $(job_field "$job_b" Restarts) == 0 ]] || fail "job B was requeued after SIGTERM"
