@@ -93,9 +93,9 @@ typedef struct dl_comm_watch {
 
 /* Starts watching one collective: takes the next sequence number. Every rank must call it at the same point. */
 void dl_comm_watch_start(dl_world *world, dl_comm_watch *watch, const char *what);
-/* One turn of a wait loop that found nothing complete: after a few thousand quick turns it reports a slow wait to
- * the other ranks (once), naps 20 µs per turn, and fails with the watchdog's message (the collective, its number,
- * the step, the ranks that had not arrived) once comm.timeout_s has passed. */
+/* One turn of a wait loop that found nothing complete: after 2 ms of quick turns it naps 20 µs per turn, reports a
+ * slow wait to the other ranks (once, after a quarter of comm.timeout_s, at most 2 s), and fails with the watchdog's
+ * message (the collective, its number, the step, the ranks that had not arrived) once comm.timeout_s has passed. */
 dl_status dl_comm_watch_idle(dl_world *world, dl_comm_watch *watch);
 /* MPI's error text for `code` as a DL_ERR_COMM failure: "<what>: <call> failed: <text>". */
 dl_status dl_comm_mpi_failure(int code, const char *call, const char *what);

@@ -24,7 +24,7 @@ RANDOM=$seed
 head -c 60000 "$src/data/tinyshakespeare.txt" > "$work/text.txt"
 "$dealer" data convert --format text "$work/text.txt" -o "$work/train.tfrecord" --no-progress >/dev/null
 
-steps=40
+steps=60
 args=(data.train="$work/train.tfrecord" data.valid= model.n_layer=1 model.n_head=2 model.n_embd=16
       model.max_seq_len=16 data.seq_len=16 train.batch_per_rank=2 train.steps=$steps optim.warmup_steps=3
       train.eval_every=0 log.every=1000 train.threads=1 ckpt.every=1 ckpt.keep=3)
@@ -71,22 +71,37 @@ done
 
 # 2. Kills at random moments of the training: once the resumed run has logged 1 to 3 new steps, a random 0-20 ms
 # more (a step and its checkpoint write take 10-50 ms, so kills land in both). Counting steps rather than time keeps
-# the progress per round, and so the number of kills, the same on fast and slow machines.
+# the progress per round, and so the number of kills, the same on fast and slow machines. The watcher starts no
+# process while the trainer runs (bash builtins only: a pipe nobody writes to naps, the metrics file is read by bash):
+# under load a fork+exec per poll took so long that the trainer ran 25 steps past its target before the kill (load
+# average 30), leaving no steps for the later rounds. SIGSTOP then SIGKILL: the process dies where it was stopped.
+exec {nap_fd}<> <(:)
+nap() { read -r -t "$1" -u "$nap_fd" _ || true; }
+read_last_step() { # sets now to the newest step in metrics.jsonl (0 when none), without starting a process
+  local line last=
+  now=0
+  [[ -f $run/metrics.jsonl ]] || return 0
+  while IFS= read -r line || [[ -n $line ]]; do last=$line; done <"$run/metrics.jsonl"
+  [[ $last =~ \"step\":\ ([0-9]+) ]] && now=${BASH_REMATCH[1]}
+  return 0
+}
 for round in $(seq 1 6); do
   before=$(last_step)
   target=$(( ${before:-0} + 1 + RANDOM % 3 ))
+  printf -v delay '0.%03d' $((RANDOM % 21))
   # Started directly, not through the train function, so $! is dealer itself and not a subshell.
   "$dealer" train "$src/configs/gpt-shakespeare.yaml" "${args[@]}" run.dir="$run" >"$work/kill.out" 2>&1 &
   pid=$!
-  for _ in $(seq 1 2000); do
-    now=$(last_step)
-    [[ ${now:-0} -ge $target ]] && break
+  deadline=$((SECONDS + 120)) # a bound only: the loop ends at the target step (seconds, or minutes 10x slower)
+  while ((SECONDS < deadline)); do
+    read_last_step
+    ((now >= target)) && break
     kill -0 "$pid" 2>/dev/null || break
-    sleep 0.005
+    nap 0.002
   done
-  delay=$(awk -v r=$RANDOM 'BEGIN { printf "%.3f", 0.02 * r / 32767.0 }')
-  sleep "$delay"
-  if kill -9 "$pid" 2>/dev/null; then
+  nap "$delay"
+  if kill -STOP "$pid" 2>/dev/null; then
+    kill -KILL "$pid"
     kills=$((kills + 1))
     echo "killed ${delay}s after step $target was logged (metrics had step ${before:-0} before this start, $(last_step) at the kill)"
   else
@@ -103,6 +118,8 @@ done
 train run.dir="$run" >"$work/last.out" 2>&1 || { cat "$work/last.out"; fail "the final resume failed"; }
 grep -q "resumed from" "$work/last.out" || grep -q "resumed from" "$work/kill.out" || fail "no run ever resumed"
 final=step_$(printf %08d $steps).h5
+# --tol 0 holds: both runs are this binary on this machine with the same thread count, BLAS kernel and shapes, so
+# every step repeats the same float operations; a resume must restore state, not approximate it.
 "$dealer" ckpt diff "$work/ref/ckpt/$final" "$run/ckpt/$final" --tol 0 >"$work/diff.out" ||
   { cat "$work/diff.out"; fail "after $kills kills the final checkpoint differs from the uninterrupted run's"; }
 tail -1 "$work/diff.out"

@@ -49,18 +49,31 @@ run2 train "${dpo[@]}" "${short[@]}" run.dir="$work/model-ref" >"$work/a.txt" 2>
 run2 train "${dpo[@]}" "${short[@]}" run.dir="$work/pre-ref" dpo.reference=precomputed \
   dpo.reference_file="$work/ref.h5" >"$work/b.txt" 2>&1 || { cat "$work/b.txt"; fail "precomputed DPO exited non-zero"; }
 grep -q "activation memory" "$work/b.txt" || fail "no start-up lines"
+# Not bit for bit: precompute-ref batches the pairs otherwise than training does, so the reference log-probs come
+# from other matmul shapes (BLAS blocks them otherwise: ~1e-7 relative on a log-prob of ~100 nats). Over 12 steps at
+# lr 1e-4 that stays near 1e-5 relative, so loss, margin and log-probs are compared to 1e-3; a wrong reference (another
+# pair's log-probs, a shifted token) moves them by whole nats. Accuracy counts margins above 0, a step function: at
+# step 1 policy = reference, so every margin is exactly 0 with the frozen model and rounding noise (~1e-5 nats) with
+# the precomputed one, and the tie may break either way; later a pair may still sit within that noise of 0. So
+# accuracy is compared from step 2 and may differ by one of the step's 8 pairs (2 ranks x 4); the margins themselves
+# are held to 1e-3 above.
 for key in loss rewards/accuracy rewards/margin logps/chosen; do
   paste <(grep -oE "\"$key\": -?[0-9.e+-]+" "$work/model-ref/metrics.jsonl" | awk '{print $2}') \
         <(grep -oE "\"$key\": -?[0-9.e+-]+" "$work/pre-ref/metrics.jsonl" | awk '{print $2}') |
-    awk -v k="$key" '{ d = $1 - $2; if (d < 0) d = -d; s = ($1 < 0 ? -$1 : $1); if (d > 1e-3 * (s > 1 ? s : 1)) {
-                       printf "step %d %s: model %s vs precomputed %s\n", NR, k, $1, $2; bad = 1 } }
-                     END { exit bad }' || fail "the precomputed reference trains differently from the frozen model"
+    awk -v k="$key" '{ d = $1 - $2; if (d < 0) d = -d; s = ($1 < 0 ? -$1 : $1);
+                       if (k == "rewards/accuracy") { if (NR > 1 && d > 0.125 + 1e-9) bad_line = 1 }
+                       else if (d > 1e-3 * (s > 1 ? s : 1)) bad_line = 1;
+                       if (bad_line) { printf "step %d %s: model %s vs precomputed %s\n", NR, k, $1, $2; bad = 1 }
+                       bad_line = 0; n++ }
+                     END { exit bad || n < 12 }' || fail "the precomputed reference trains differently from the frozen model"
 done
 # A precomputed run resumes from its checkpoint like any other (the tables are reloaded, the policy restored).
 run2 train "${dpo[@]}" "${short[@]}" train.steps=14 run.dir="$work/pre-ref" dpo.reference=precomputed \
   dpo.reference_file="$work/ref.h5" >"$work/b2.txt" 2>&1 || { cat "$work/b2.txt"; fail "precomputed resume failed"; }
 grep -q "resumed from .*step_00000012.h5 at step 12" "$work/b2.txt" || fail "the precomputed run did not resume"
 grep -q "step     14/14" "$work/b2.txt" || fail "the resumed run did not reach step 14"
+# Exact for the frozen reference: at step 1 it is the policy's weights through the same code path and shapes, so
+# every margin is x - x = 0.
 first_loss=$(first_metric "$work/model-ref/metrics.jsonl" loss)
 first_acc=$(first_metric "$work/model-ref/metrics.jsonl" rewards/accuracy)
 awk -v l="$first_loss" -v a="$first_acc" 'BEGIN { exit !(l > 0.6930 && l < 0.6932 && a == 0.5) }' \

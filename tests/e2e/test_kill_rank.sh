@@ -37,7 +37,7 @@ start_job() {
   mpirun -np 3 --oversubscribe --bind-to none "$dealer" train "$src/configs/gpt-shakespeare.yaml" \
     run.dir="$work/$name" "${args[@]}" "$@" >"$work/$name.out.txt" 2>"$work/$name.err.txt" &
   job=$!
-  for ((i = 0; i < 600; i++)); do
+  for ((i = 0; i < 1800; i++)); do # up to 3 min for start-up and 3 steps: a bound, not a wait
     [[ $(grep -c '^step' "$work/$name.out.txt" 2>/dev/null || true) -ge 3 ]] && return 0
     kill -0 "$job" 2>/dev/null || return 1
     sleep 0.1

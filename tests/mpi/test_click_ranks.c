@@ -72,6 +72,7 @@ static void replicated_staged_equals_direct(const dl_click_kind *kind, dl_model_
     DL_EXPECT_OK(direct.init_params(&direct, 5));
     DL_EXPECT_OK(staged.init_params(&staged, 5));
     size_t numel = dl_tensor_table_numel(direct.params);
+    /* Bits hold: staged and direct run the same kernels in the same order on one thread; staging copies bytes. */
     assert_memory_equal(direct.param_data, staged.param_data, numel * sizeof(float));
     dl_batch batch;
     assert_int_equal(dl_batch_alloc(&batch, DL_DATA_CLICKS, B, 1), DL_OK);

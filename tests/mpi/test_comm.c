@@ -131,33 +131,72 @@ static void iallreduce_completes_with_test_and_wait(void **state) {
         assert_true(x[i] == expected_sum(world.size, (size_t)i));
 }
 
+/* The last rank joins an all-reduce only after every other rank's watchdog has fired, so the message must name it
+ * alone. Nothing here races the clock on a slow machine:
+ *   - the late rank is told when to come (a message from each waiting rank after its timeout), not made late by a
+ *     sleep, so it cannot arrive before the timeout however slowly the others run;
+ *   - the waiting ranks start together after a barrier and report "waiting" to each other a quarter of the timeout
+ *     in, so with WAIT_TIMEOUT_S = 4 a waiting rank may reach the all-reduce up to 3 s after another and still count
+ *     as arrived. Measured at np 3 with --oversubscribe on 2 cores at load average 19: the waiting ranks timed out
+ *     within 0.08 s of each other (12 of 12 runs), so the margin is over 30x.
+ * Every path completes the all-reduce before any check fails, so MPI finalises with nothing in flight (a check that
+ * failed mid-collective used to leave a request pending, and MPI_Finalize then crashed in NBC progress). */
+enum { GO_TAG = 4242 };
+#define WAIT_TIMEOUT_S 4.0
+#define GO_WAIT_S 120.0
+
 static void watchdog_names_the_late_rank(void **state) {
     (void)state;
     int late = world.size - 1;
     float x = 1.0f;
     dl_comm_request req = {0};
     double saved_timeout = world.timeout_s;
-    world.timeout_s = 0.5;
+    assert_int_equal(dl_comm_barrier(&world, "before the late all-reduce"), DL_OK);
+    char problem[600] = "";
     if (world.rank == late) {
-        usleep(1500 * 1000);
+        /* Wait (bounded) for every other rank's "timed out" message, then join. */
+        int go = 0, got = 0;
+        double start = MPI_Wtime();
+        while (got < world.size - 1 && MPI_Wtime() - start < GO_WAIT_S) {
+            int flag = 0;
+            MPI_Status st;
+            assert_int_equal(MPI_Iprobe(MPI_ANY_SOURCE, GO_TAG, world.comm, &flag, &st), MPI_SUCCESS);
+            if (flag) {
+                assert_int_equal(MPI_Recv(&go, 1, MPI_INT, st.MPI_SOURCE, GO_TAG, world.comm, MPI_STATUS_IGNORE),
+                                 MPI_SUCCESS);
+                got++;
+            } else {
+                usleep(1000);
+            }
+        }
+        if (got < world.size - 1)
+            snprintf(problem, sizeof problem, "only %d of %d ranks timed out within %.0f s", got, world.size - 1,
+                     GO_WAIT_S);
         world.timeout_s = 60;
         assert_int_equal(dl_comm_iallreduce_sum_f32(&world, &x, 1, "late all-reduce", &req), DL_OK);
         assert_int_equal(dl_comm_wait(&world, &req), DL_OK);
     } else {
+        world.timeout_s = WAIT_TIMEOUT_S;
         assert_int_equal(dl_comm_iallreduce_sum_f32(&world, &x, 1, "late all-reduce", &req), DL_OK);
         dl_status s = dl_comm_wait(&world, &req);
-        assert_int_equal(s, DL_ERR_COMM);
         char want[64];
         snprintf(want, sizeof want, "rank %d had not arrived", late);
         const char *msg = dl_error_message();
-        if (!strstr(msg, want) || !strstr(msg, "late all-reduce") || !strstr(msg, "timed out"))
-            DL_TEST_FAIL("unexpected watchdog message: %s", msg);
+        if (s != DL_ERR_COMM)
+            snprintf(problem, sizeof problem, "the wait returned %d, want DL_ERR_COMM (%d)", (int)s, (int)DL_ERR_COMM);
+        else if (!strstr(msg, want) || !strstr(msg, "late all-reduce") || !strstr(msg, "timed out"))
+            snprintf(problem, sizeof problem, "unexpected watchdog message: %s", msg);
+        int go = 1;
+        assert_int_equal(MPI_Send(&go, 1, MPI_INT, late, GO_TAG, world.comm), MPI_SUCCESS);
         world.timeout_s = 60;
-        assert_int_equal(dl_comm_wait(&world, &req), DL_OK);
+        if (req.active)
+            assert_int_equal(dl_comm_wait(&world, &req), DL_OK);
     }
-    assert_true(x == (float)world.size);
     world.timeout_s = saved_timeout;
     assert_int_equal(dl_comm_barrier(&world, "after watchdog"), DL_OK);
+    if (problem[0])
+        DL_TEST_FAIL("rank %d: %s", world.rank, problem);
+    assert_true(x == (float)world.size);
 }
 
 int main(int argc, char **argv) {

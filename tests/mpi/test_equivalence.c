@@ -238,6 +238,7 @@ static void data_parallel_equals_one_rank(void **state) {
     float *zero_small_p = final_params("zero_small", &m);
     float *zero_one_p = final_params("zero_one", &m);
     float *zero_accum_p = final_params("zero_accum", &m);
+    /* Bits hold: bucket size changes no float operation (exchange.c sums in rank order itself). */
     if (memcmp(plain_small_p, plain_one_p, n * sizeof(float)) != 0)
         DL_TEST_FAIL("small buckets and one bucket differ (relative %.3g)", rel_error(plain_small_p, plain_one_p, n));
     if (memcmp(zero_small_p, zero_one_p, n * sizeof(float)) != 0)

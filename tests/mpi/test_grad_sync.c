@@ -302,8 +302,11 @@ static void overlap_buckets_and_zero_agree_bitwise(void **state) {
     assert_true(stats.buckets_overlapped <= 1); /* one bucket holding the position table: it leaves at layer -1 */
     tiny_backward(&zero, 1, 0);
     assert_int_equal(dl_grad_sync_reduce(zero.sync, &sq_zero), DL_OK);
+    /* Bits hold: exchange.c adds the W copies of every element in rank order itself (never MPI's reduction, whose
+     * algorithm depends on the message size), so bucket size and ZeRO change no addition. */
     if (memcmp(small.model->grad_data, big.model->grad_data, numel * sizeof(float)) != 0)
         DL_TEST_FAIL("gradients with small overlapped buckets differ from one bucket");
+    /* Bits hold: the same dl_op_sumsq over bit-identical gradient buffers. */
     assert_true(sq_small == sq_big);
     assert_true(sq_zero > 0 && fabs(sq_zero - sq_small) <= 1e-12 * sq_small);
     /* ZeRO-1: this rank's slice holds the same sums. */
@@ -350,6 +353,7 @@ static void abandoned_step_leaves_nothing_in_flight(void **state) {
     assert_int_equal(dl_grad_sync_reduce(a.sync, &sq_a), DL_OK);
     tiny_backward(&ref, 1, 4);
     assert_int_equal(dl_grad_sync_reduce(ref.sync, &sq_ref), DL_OK);
+    /* Bits hold: rank-order sums whatever the buckets (see overlap_buckets_and_zero_agree_bitwise). */
     if (memcmp(a.model->grad_data, ref.model->grad_data, numel * sizeof(float)) != 0)
         DL_TEST_FAIL("the step after an abandoned one has wrong gradients");
     tiny_close(&a);
@@ -379,6 +383,8 @@ static void tied_rows_match_the_plain_sum(void **state) {
     }
     if (!(ref > 0 && sqrt(diff / ref) <= 1e-6))
         DL_TEST_FAIL("tied embedding gradient: relative difference %.3g", ref > 0 ? sqrt(diff / ref) : -1.0);
+    /* Outside wte, bits hold: the same backward and rank-order sums; only the table's additions are regrouped (the
+     * 1e-6 above: each element of wte's gradient is a sum of a few dozen rows, regrouped, ~u·sqrt(terms)). */
     if (memcmp(split.model->grad_data + wte->numel, plain.model->grad_data + wte->numel,
                (numel - wte->numel) * sizeof(float)) != 0)
         DL_TEST_FAIL("gradients outside the tied embedding differ");
@@ -408,6 +414,7 @@ static void table_not_split_when_rows_would_cost_more(void **state) {
     assert_int_equal(dl_grad_sync_reduce(whole.sync, &sq_whole), DL_OK);
     tiny_backward(&plain, HOOKS_NONE, 11);
     assert_int_equal(dl_grad_sync_reduce(plain.sync, &sq_plain), DL_OK);
+    /* Bits hold: with the table kept whole both runs do the same additions in the same order. */
     if (memcmp(whole.model->grad_data, plain.model->grad_data, numel * sizeof(float)) != 0)
         DL_TEST_FAIL("gradients with the table kept whole differ from the plain all-reduce");
     tiny_close(&whole);

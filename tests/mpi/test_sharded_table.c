@@ -480,6 +480,8 @@ static void ffm_sharded_checkpoint_round_trip(void **state) {
     dl_eval_result e_sh, e_one;
     assert_int_equal(sh->evaluate(sh, &world, &src, &lc, most, &e_sh), DL_OK);
     assert_int_equal(one.evaluate(&one, &world, &src, &lc, most, &e_one), DL_OK);
+    /* Bits hold: the sharded model gathers the very rows the whole model reads and runs the same kernel on them;
+     * both sum per rank and all-reduce the same way. */
     if (e_sh.loss != e_one.loss || e_sh.values[1] != e_one.values[1])
         DL_TEST_FAIL("sharded model: logloss %.9g AUC %.9g; loaded whole: %.9g %.9g", e_sh.loss, e_sh.values[1],
                      e_one.loss, e_one.values[1]);

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # tests/slurm/fake_trainer.sh — a stand-in for `dealer train` with the same outside behaviour, so the launch scripts
-# and the Slurm test can be checked before (and independently of) the real trainer:
+# can be checked independently of the real trainer (tests/e2e/test_launch_mpirun.sh; test_slurm.sh runs the real one):
 #
 #   fake_trainer.sh train CONFIG [run.dir=DIR] [train.steps=N] [train.resume=auto|never] [other.keys=ignored]
 #

@@ -135,6 +135,7 @@ static void save(fixture *f, int64_t step, const dl_ckpt_options *o, char *path,
 static void expect_same_views(const dl_tensor_table *table, const float *a, const float *b, const char *what) {
     for (size_t i = 0; i < table->count; i++) {
         const dl_tensor *v = dl_tensor_table_at(table, i);
+        /* Bits hold: a checkpoint round trip copies bytes; no arithmetic. */
         if (memcmp(a + v->offset, b + v->offset, v->numel * sizeof(float)) != 0)
             DL_TEST_FAIL("%s: tensor %s differs after the round trip", what, v->name);
     }

@@ -54,6 +54,8 @@ static void fill_batch(dl_batch *batch, dl_rng *rng, int fields) {
 static void assert_same_params(const dl_model *a, const dl_model *b, const char *when) {
     size_t numel = dl_tensor_table_numel(a->params);
     assert_int_equal(numel, dl_tensor_table_numel(b->params));
+    /* Bits hold: staged and direct run the same kernels on the same rows in the same order on one thread; staging
+     * only copies bytes. */
     if (memcmp(a->param_data, b->param_data, numel * sizeof(float)) != 0) {
         size_t i = 0;
         while (i < numel && memcmp(a->param_data + i, b->param_data + i, sizeof(float)) == 0)
@@ -91,6 +93,7 @@ static void staged_equals_direct(const dl_click_kind *kind, dl_model_kind mk, in
         dl_step_stats s1 = {0}, s2 = {0};
         DL_EXPECT_OK(direct.train_batch(&direct, &batch, &ctx, &s1));
         DL_EXPECT_OK(staged.train_batch(&staged, &batch, &ctx, &s2));
+        /* Bits hold: see assert_same_params (same kernels, same rows, same order, one thread). */
         if (s1.loss_sum != s2.loss_sum || s1.targets != s2.targets)
             DL_TEST_FAIL("step %d: loss %.9g over %g rows direct, %.9g over %g staged", step, s1.loss_sum, s1.targets,
                          s2.loss_sum, s2.targets);
@@ -196,6 +199,7 @@ static void staging_moves_batches_and_rows(void **state) {
         for (int f = 0; f < RF; f++) {
             int i = g == 5 ? 0 : g == 0 ? 1 : g == 3 ? 2 : -1;
             float want = i < 0 ? before[g * RF + f] : before[g * RF + f] + sums[i * RF + f];
+            /* Bits hold: the op does one float addition per element, as here. */
             if (memcmp(&want, &table[g * RF + f], sizeof want) != 0)
                 DL_TEST_FAIL("row %d float %d: %.9g, want %.9g", g, f, (double)table[g * RF + f], (double)want);
         }

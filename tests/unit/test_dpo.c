@@ -70,6 +70,7 @@ static void check_head(int kind, float eps, const double want_loss[NP], const do
     /* Without gradients the sums are the same. */
     double again = 0, m2[DL_DPO_NUM_METRICS] = {0};
     assert_int_equal(dl_dpo_head_run(h, NP, PC, PR, RC, RR, &again, m2, NULL, NULL), DL_OK);
+    /* Bits hold: the loss sums do not depend on whether gradients are written. */
     assert_true(again == loss);
     dl_dpo_head_destroy(h);
     dl_backend_close(&be);
@@ -256,6 +257,8 @@ static void untrained_policy_scores_log2_and_half(void **state) {
     /* Equal policy and reference: every margin is 0, so L = log 2 whatever ε, rewards 0, every pair a tie. */
     if (fabs(loss - P * log(2.0)) > 1e-6 * P)
         DL_TEST_FAIL("loss %.9g, want %d·log 2 = %.9g", loss, P, P * log(2.0));
+    /* Exact zeros: policy and reference are the same weights through the same code path and shapes, so each
+     * log-probability difference is x - x. */
     assert_true(st.metrics[DL_DPO_REWARD_CHOSEN] == 0.0 && st.metrics[DL_DPO_REWARD_REJECTED] == 0.0);
     assert_true(st.metrics[DL_DPO_ACCURACY] == 0.5 * P);
     assert_true(st.metrics[DL_DPO_LOGP_CHOSEN] < 0 && st.metrics[DL_DPO_LOGP_REJECTED] < 0);
@@ -302,6 +305,7 @@ static void gradient_is_the_chain_through_each_document(void **state) {
     assert_int_equal(dl_gpt_zero_grads(g), DL_OK);
     assert_int_equal(dl_gpt_forward(g, &in, &loss, &count), DL_OK);
     assert_int_equal(dl_gpt_backward_weighted(g, ones, NULL), DL_OK);
+    /* Bits hold: weights of 1 multiply exactly; every other operation and shape is the plain backward's. */
     assert_memory_equal(plain, grad, n * sizeof(float));
 
     /* dL/dπ per pair from the head, on the log-probs the model computes */
@@ -533,6 +537,8 @@ static void precomputed_reference_matches_frozen_model(void **state) {
                 continue;
             const float *ga = dl_gpt_grad_data(dl_dpo_policy(frozen)), *gp = dl_gpt_grad_data(dl_dpo_policy(pre));
             if (!shuffled) {
+                /* Bits hold: same batch, same policy code path and shapes; only where the reference log-probs come
+                 * from differs, and those are copied bits. */
                 assert_memory_equal(ga, gp, bytes);
             } else {
                 double *ref = malloc(n * sizeof(double));

@@ -287,6 +287,8 @@ static void fused_sgd_threads_split_the_batch(void **state) {
     assert_int_equal(dl_op_ffm_fused_sgd(&be, l1, &one.t, &b.r, 0.2f, 2e-5f), DL_OK);
     omp_set_num_threads(2);
     assert_int_equal(dl_op_ffm_fused_sgd(&be, l2, &two.t, &b.r, 0.2f, 2e-5f), DL_OK);
+    /* Bits hold: the rows of the two halves touch disjoint table rows, so each row's update is the same sequence of
+     * operations whichever thread runs it. */
     assert_memory_equal(l1, l2, sizeof l1);
     assert_memory_equal(one.t.data, two.t.data, one.numel * sizeof(float));
     omp_set_num_threads(saved);
@@ -365,6 +367,7 @@ static void ffm_init_is_libffm_uniform(void **state) {
     assert_int_equal(a->init_params(a, 7), DL_OK);
     assert_int_equal(b->init_params(b, 7), DL_OK);
     size_t numel = dl_tensor_table_numel(a->params);
+    /* Bits hold: the same initialisation code on the same seed. */
     assert_memory_equal(a->param_data, b->param_data, numel * sizeof(float));
     const dl_tensor *t = dl_tensor_table_find(a->params, "ffm.table");
     assert_non_null(t);

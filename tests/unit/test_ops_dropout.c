@@ -44,6 +44,7 @@ static void forward_case(dl_rng *rng, size_t n, float p, uint64_t seed, uint64_t
     omp_set_num_threads(3);
     DL_EXPECT_OK(dl_op_dropout_forward(&be, y3, x, n, p, seed, stream));
     omp_set_num_threads(saved);
+    /* Bits hold: each element's mask comes from its own Philox counter and one multiply (no reduction). */
     assert_memory_equal(y, y3, n * sizeof(float));
     memcpy(inplace, x, n * sizeof(float));
     DL_EXPECT_OK(dl_op_dropout_forward(&be, inplace, inplace, n, p, seed, stream));
@@ -75,6 +76,7 @@ static void zero_probability_is_the_identity(void **state) {
     memcpy(d0, d, n * sizeof(float));
     dl_test_poison(y, n);
     DL_EXPECT_OK(dl_op_dropout_forward(&be, y, x, n, 0.0f, 1, 2));
+    /* p = 0: the op must copy, and x·1 is exact. */
     assert_memory_equal(y, x, n * sizeof(float));
     DL_EXPECT_OK(dl_op_dropout_forward(&be, y, y, n, 0.0f, 1, 2));
     assert_memory_equal(y, x, n * sizeof(float));

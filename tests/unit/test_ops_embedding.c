@@ -191,6 +191,7 @@ static void backward_is_identical_for_any_thread_count(void **state) {
             ref[(size_t)tokens[n] * C + c] += dout[(size_t)n * C + c];
     DL_ASSERT_REL(te[0], ref, (size_t)V * C, 1e-6);
     for (int t = 1; t < 3; t++) {
+        /* Bits hold: each element adds its rows in token order whatever thread owns it (no BLAS). */
         assert_memory_equal(te[0], te[t], (size_t)V * C * sizeof(float));
         assert_memory_equal(pe[0], pe[t], (size_t)P * C * sizeof(float));
     }

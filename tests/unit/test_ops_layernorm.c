@@ -202,6 +202,8 @@ static void backward_is_identical_for_any_thread_count(void **state) {
         DL_EXPECT_OK(dl_op_layernorm_backward(&be, dinp[t], dw[t], db[t], dout, inp, w, mean, rstd, N, C));
     }
     omp_set_num_threads(saved);
+    /* Bits hold: dinp is per row; dw and db are column sums over rows in a fixed order that the thread count does
+     * not change (our code, no BLAS). */
     assert_memory_equal(dinp[0], dinp[1], na * sizeof(float));
     assert_memory_equal(dw[0], dw[1], C * sizeof(float));
     assert_memory_equal(db[0], db[1], C * sizeof(float));

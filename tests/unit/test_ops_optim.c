@@ -155,6 +155,7 @@ static void adamw_is_bit_identical_across_thread_counts(void **state) {
                          DL_OK);
     }
     omp_set_num_threads(saved);
+    /* Bits hold: AdamW is elementwise; threads only split the elements. */
     assert_memory_equal(p[0], p[1], n * sizeof(float));
     assert_memory_equal(m[0], m[1], n * sizeof(float));
     assert_memory_equal(v[0], v[1], n * sizeof(float));
@@ -310,6 +311,7 @@ static void scale_multiplies_every_element(void **state) {
     omp_set_num_threads(2);
     assert_int_equal(dl_op_scale(&be, x, n, factor), DL_OK);
     omp_set_num_threads(1);
+    /* Bits hold: one multiply per element, rounded once, the same in the op and here (no FMA contraction in C17). */
     assert_memory_equal(x, want, n * sizeof(float));
     free(x);
     free(want);

@@ -38,6 +38,7 @@ static void forward_case(dl_rng *rng, size_t n) {
     memcpy(b2, b, n * sizeof(float));
     DL_EXPECT_OK(dl_op_residual_forward(&be, a2, a2, b, n));
     DL_EXPECT_OK(dl_op_residual_forward(&be, b2, a, b2, n));
+    /* Bits hold: one addition per element, in place or not. */
     assert_memory_equal(a2, out, n * sizeof(float));
     assert_memory_equal(b2, out, n * sizeof(float));
     free(a), free(b), free(out), free(ref), free(a2), free(b2);

@@ -500,6 +500,8 @@ static void results_do_not_depend_on_kpad(void **state) {
             memcpy(fm_grad0, fm_g, (size_t)num_rows * k * sizeof(float));
             memcpy(ffm_grad0, ffm_g, (size_t)num_rows * F * k * sizeof(float));
         } else {
+            /* Bits hold: every kpad runs the same 8-lane accumulation (lane l sums features l, l+8, ...); padding
+             * lanes hold exact zeros, and x + 0 = x, so the real lanes see the same roundings in the same order. */
             assert_memory_equal(fm_logits, fm_logit0, sizeof fm_logit0);
             assert_memory_equal(ffm_logits, ffm_logit0, sizeof ffm_logit0);
             assert_memory_equal(fm_g, fm_grad0, (size_t)num_rows * k * sizeof(float));
@@ -573,6 +575,8 @@ static void scatter_adds_are_bit_identical_across_thread_counts(void **state) {
     }
     omp_set_num_threads(saved);
     assert_true(n > 0);
+    /* Bits hold: these ops (our code, no BLAS) fix every sum's order by the batch's entry order and give each table
+     * row to one thread, so the thread count changes who computes an element, never how. */
     assert_memory_equal(out[0], out[1], (size_t)B * dim * sizeof(float));
     assert_memory_equal(dtab[0], dtab[1], (size_t)num_rows * dim * sizeof(float));
     assert_memory_equal(logits[0], logits[1], (size_t)B * sizeof(float));
@@ -629,6 +633,7 @@ static void ffm_large_table_matches_small_table(void **state) {
     assert_int_equal(dl_op_ffm_forward(&be, logits_l, lat_l, bt.row_ptr, rows_l, bt.fields, bt.values, bt.scale, B, F,
                                        k, kpad, large),
                      DL_OK);
+    /* Bits hold: the large table differs only by prefetch hints, which change no arithmetic. */
     assert_memory_equal(logits_s, logits_l, sizeof logits_s);
     assert_int_equal(dl_op_ffm_backward(&be, grad_s, dlogits, lat_s, bt.row_ptr, bt.rows, bt.fields, bt.values,
                                         bt.scale, B, F, k, kpad, small),
@@ -752,6 +757,7 @@ static void adagrad_rows_update_is_bit_identical_across_thread_counts(void **sta
                          DL_OK);
     }
     omp_set_num_threads(saved);
+    /* Bits hold: every row is updated once, by one thread, with the same elementwise formula. */
     assert_memory_equal(table[0], table[1], nt * sizeof(float));
     assert_memory_equal(accum[0], accum[1], nt * sizeof(float));
     for (int t = 0; t < 2; t++) {
