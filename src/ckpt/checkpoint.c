@@ -1112,8 +1112,8 @@ static dl_status write_contents(dl_world *w, const char *tmp, const char *path, 
     s = agree(w, s, "checkpoint CRCs");
     if (s == DL_OK) {
         GUARD("flushing checkpoint %s", tmp);
-        int injected = dl_fault_hit(DL_FAULT_FSYNC);
-        if (injected || H5Fflush(file, H5F_SCOPE_GLOBAL) < 0)
+        int injected = dl_fault_hit(DL_FAULT_FSYNC); /* the flush is collective: it runs all the same */
+        if (H5Fflush(file, H5F_SCOPE_GLOBAL) < 0 || injected)
             s = write_failure(tmp, injected, "flushing the file failed");
         dl_comm_guard_end(w);
         s = agree(w, s, "checkpoint flush");
