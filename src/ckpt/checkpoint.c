@@ -1114,7 +1114,7 @@ static dl_status write_contents(dl_world *w, const char *tmp, const char *path, 
         GUARD("flushing checkpoint %s", tmp);
         int injected = dl_fault_hit(DL_FAULT_FSYNC); /* the flush is collective: it runs all the same */
         if (H5Fflush(file, H5F_SCOPE_GLOBAL) < 0 || injected)
-            s = write_failure(tmp, injected, "flushing the file failed");
+            s = write_failure(path, injected, "flushing the file failed");
         dl_comm_guard_end(w);
         s = agree(w, s, "checkpoint flush");
     }
@@ -1126,7 +1126,7 @@ static dl_status write_contents(dl_world *w, const char *tmp, const char *path, 
     GUARD("closing checkpoint %s", tmp);
     int still_open = 0;
     if (H5Fclose(file) < 0) {
-        s = write_failure(tmp, 0, "closing the file failed");
+        s = write_failure(path, 0, "closing the file failed");
         still_open = H5Iis_valid(file) > 0;
     }
     dl_comm_guard_end(w);
