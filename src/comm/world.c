@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -475,12 +476,24 @@ static void *guard_main(void *unused) {
         unsigned long generation = guard.generation;
         int r = pthread_cond_timedwait(&guard.wake, &guard.lock, &guard.deadline);
         if (r == ETIMEDOUT && guard.armed && guard.generation == generation) {
-            char line[700];
+            /* The likeliest cause of a write stuck inside MPI-IO, when it is so: a full file system. */
+            char space[96] = "";
+            char dir[sizeof guard.cleanup];
+            memcpy(dir, guard.cleanup, sizeof dir);
+            char *slash = strrchr(dir, '/');
+            struct statvfs fs;
+            if (slash && slash != dir) {
+                *slash = '\0';
+                if (statvfs(dir, &fs) == 0 && (uint64_t)fs.f_bavail * fs.f_frsize < ((uint64_t)1 << 20))
+                    snprintf(space, sizeof space, "; its file system has %llu KiB free",
+                             (unsigned long long)((uint64_t)fs.f_bavail * fs.f_frsize >> 10));
+            }
+            char line[900];
             int n = snprintf(line, sizeof line,
                              "dealer: error (rank %d): %s did not finish within comm.timeout_s = %.0f s (another rank "
-                             "failed or is stuck inside it); ending this rank (hint: read the other ranks' messages "
+                             "failed or is stuck inside it%s); ending this rank (hint: read the other ranks' messages "
                              "above)\n",
-                             guard.rank, guard.what, guard.timeout_s);
+                             guard.rank, guard.what, guard.timeout_s, space);
             if (n > 0)
                 (void)!write(STDERR_FILENO, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
             if (guard.cleanup[0])
@@ -509,9 +522,12 @@ void dl_comm_guard_begin(dl_world *world, const char *what, const char *cleanup_
         }
     }
     clock_gettime(CLOCK_REALTIME, &guard.deadline);
-    double whole = (double)(long long)world->timeout_s;
+    /* Ranks other than 0 wait 5 s longer: when all are stuck, rank 0 speaks first and its exit makes the launcher
+     * end the others, so the job prints one line rather than one per rank. */
+    double wait = world->timeout_s + (world->rank > 0 ? 5.0 : 0.0);
+    double whole = (double)(long long)wait;
     guard.deadline.tv_sec += (time_t)whole;
-    guard.deadline.tv_nsec += (long)((world->timeout_s - whole) * 1e9);
+    guard.deadline.tv_nsec += (long)((wait - whole) * 1e9);
     if (guard.deadline.tv_nsec >= 1000000000L) {
         guard.deadline.tv_sec++;
         guard.deadline.tv_nsec -= 1000000000L;

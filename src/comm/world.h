@@ -106,7 +106,8 @@ dl_status dl_comm_mpi_failure(int code, const char *call, const char *what);
  * for ever. A guard bounds such a call from outside: a helper thread that, once comm.timeout_s passes before
  * dl_comm_guard_end, prints one line naming this rank and the call, removes `cleanup_path` (may be NULL: a
  * half-written file) and ends the process with exit 1, because MPI may only be called from the main thread (so no
- * MPI_Abort here); the launcher then ends the other ranks. With timeout_s <= 0 a guard does nothing. One guard at a
+ * MPI_Abort here); the launcher then ends the other ranks (which wait 5 s longer than rank 0, so that when all are
+ * stuck one line is printed, not one per rank). With timeout_s <= 0 a guard does nothing. One guard at a
  * time per process; begin again to move it to the next call (the clock restarts). */
 void dl_comm_guard_begin(dl_world *world, const char *what, const char *cleanup_path);
 void dl_comm_guard_end(dl_world *world);

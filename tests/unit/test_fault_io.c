@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "comm/world.h"
 #include "core/fault.h"
 #include "core/fs.h"
 
@@ -210,6 +211,69 @@ static void leftovers_of_dead_writers_are_removed_live_ones_kept(void **state) {
     unlink(unrelated);
 }
 
+/* Runs `body` in a child process with stderr going to `err_path`; returns its wait status. */
+static int in_child(void (*body)(const char *), const char *arg, const char *err_path) {
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (!freopen(err_path, "w", stderr))
+            _exit(3);
+        body(arg);
+        _exit(0);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    return status;
+}
+
+static void stuck_under_guard(const char *cleanup) {
+    dl_world w;
+    memset(&w, 0, sizeof w);
+    w.timeout_s = 0.3;
+    dl_comm_guard_begin(&w, "a library call in the test", cleanup);
+    sleep(20); /* a call that never returns: the guard must end the process long before */
+}
+
+static void guarded_in_time(const char *cleanup) {
+    dl_world w;
+    memset(&w, 0, sizeof w);
+    w.timeout_s = 1.5; /* 15x each call's 100 ms: room for a slow, loaded machine's wake-ups */
+    for (int i = 0; i < 3; i++) { /* moved from call to call, each well within its time */
+        dl_comm_guard_begin(&w, "a quick call", cleanup);
+        usleep(100 * 1000);
+    }
+    dl_comm_guard_end(&w);
+    usleep(2000 * 1000); /* past where an ended guard would have fired */
+}
+
+/* The guard over collective calls made inside a library (comm/world.h): a call that does not return within
+ * comm.timeout_s ends the process with exit 1 and one line naming the rank and the call, and removes the
+ * half-written file; calls that return in time, and a guard that was ended, fire nothing. */
+static void guard_ends_a_stuck_call_and_only_a_stuck_one(void **state) {
+    (void)state;
+    char file[320], err[320];
+    path_in_dir(file, sizeof file, "half-written.h5");
+    path_in_dir(err, sizeof err, "guard.err");
+    touch(file);
+    int status = in_child(stuck_under_guard, file, err);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 1)
+        DL_TEST_FAIL("a stuck guarded call: wait status %d, want exit 1", status);
+    uint8_t *text = NULL;
+    size_t len = 0;
+    ASSERT_OK(dl_read_file(err, &text, &len));
+    if (!strstr((const char *)text, "error (rank 0): a library call in the test did not finish within"))
+        DL_TEST_FAIL("the guard printed '%s'", (const char *)text);
+    free(text);
+    assert_int_equal(access(file, F_OK), -1);
+    touch(file);
+    status = in_child(guarded_in_time, file, err);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        DL_TEST_FAIL("calls that returned in time: wait status %d, want exit 0", status);
+    assert_int_equal(access(file, F_OK), 0);
+    unlink(file);
+}
+
 static void free_space_is_reported(void **state) {
     (void)state;
     uint64_t bytes = 0;
@@ -228,6 +292,7 @@ int main(void) {
         cmocka_unit_test(two_writers_of_one_path_never_share_a_temporary),
         cmocka_unit_test(leftovers_of_dead_writers_are_removed_live_ones_kept),
         cmocka_unit_test(free_space_is_reported),
+        cmocka_unit_test(guard_ends_a_stuck_call_and_only_a_stuck_one),
     };
     return cmocka_run_group_tests(tests, make_dir, remove_dir);
 }
