@@ -57,8 +57,12 @@ static void atomic_release(dl_atomic_file *f) {
 }
 
 /* A host name fit for a file name: characters other than letters, digits and '.' become '_' (so '-' separates the
- * name's fields unambiguously). */
+ * name's fields unambiguously), and at most TMP_HOST_CHARS of them (a long name would push long file names past
+ * NAME_MAX). */
+enum { TMP_HOST_CHARS = 32 };
 static void tmp_host(char *out, size_t cap) {
+    if (cap > TMP_HOST_CHARS + 1)
+        cap = TMP_HOST_CHARS + 1;
     char host[256] = "";
     if (gethostname(host, sizeof host - 1) != 0 || !host[0])
         snprintf(host, sizeof host, "host");
