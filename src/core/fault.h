@@ -8,8 +8,8 @@
  * OP is `write` (fails with ENOSPC, as a full disk does), `fsync` (EIO) or `rename` (EIO); RANK is an MPI rank or `*`
  * for every rank; NTH counts this process's calls of that kind from 1, and `NTH+` fails that call and every later
  * one (a disk that stays full). Dealer's own write paths ask dl_fault_hit before each real call: the atomic files
- * of core/fs.c, the checkpoint's dataset writes and its rename, `latest`, metrics.jsonl, TensorBoard events and the
- * step log. A malformed value stops the process with exit 2 at the first check, naming the variable: a test hook
+ * of core/fs.c (records, indexes, `latest`, config.yaml, exports), the checkpoint's dataset writes, flush and
+ * rename, metrics.jsonl and TensorBoard events. A malformed value stops the process with exit 2 at the first check, naming the variable: a test hook
  * that silently did nothing would let a test pass for the wrong reason.
  *
  *     int err = dl_fault_hit(DL_FAULT_WRITE);
