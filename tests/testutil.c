@@ -1,4 +1,5 @@
 /* testutil.c — see testutil.h. */
+#include <dirent.h>
 #include "testutil.h"
 
 #include <inttypes.h>
@@ -162,4 +163,27 @@ void *dl_test_calloc(size_t bytes) {
     if (!p)
         DL_TEST_FAIL("cannot allocate %zu bytes", bytes);
     return p;
+}
+
+int dl_test_tmp_count(const char *path) {
+    char dir[4096], prefix[1024];
+    const char *slash = strrchr(path, '/');
+    if (slash) {
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+        snprintf(prefix, sizeof prefix, "%s.tmp", slash + 1);
+    } else {
+        snprintf(dir, sizeof dir, ".");
+        snprintf(prefix, sizeof prefix, "%s.tmp", path);
+    }
+    DIR *d = opendir(dir[0] ? dir : "/");
+    if (!d)
+        return 0;
+    int n = 0;
+    size_t len = strlen(prefix);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (strncmp(e->d_name, prefix, len) == 0 && (e->d_name[len] == '\0' || e->d_name[len] == '.'))
+            n++;
+    closedir(d);
+    return n;
 }

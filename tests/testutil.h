@@ -75,6 +75,10 @@ struct dl_click_row;
 void dl_test_click_batch_build(struct dl_click_batch *batch, int rows, int64_t first, uint64_t stream,
                                void (*row_at)(uint64_t stream, int64_t i, struct dl_click_row *row));
 
+/* How many temporary files of writers of PATH lie next to it (PATH.tmp, or PATH.tmp.* as core/fs.h names them):
+ * "nothing half-written is left" checks. */
+int dl_test_tmp_count(const char *path);
+
 /* Fails the test with a formatted message that includes the seed. */
 void dl_test_fail(const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 #define DL_TEST_FAIL(...) dl_test_fail(__FILE__, __LINE__, __VA_ARGS__)

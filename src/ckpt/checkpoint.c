@@ -26,14 +26,17 @@
 #include <fcntl.h>
 #include <hdf5.h>
 #include <jansson.h>
+#include <libgen.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/fault.h"
 #include "core/fs.h"
 #include "core/hash.h"
 #include "core/log.h"
@@ -309,6 +312,45 @@ static void chunk_dims(const planned *d, hsize_t *chunk) {
     }
 }
 
+/* What made an HDF5 write fail: the injected errno, else the MPI-IO error HDF5 recorded on its error stack, and
+ * the free space when the disk is (nearly) full. */
+static herr_t find_mpi_error(unsigned n, const H5E_error2_t *e, void *data) {
+    (void)n;
+    char *out = data;
+    if (!out[0] && e->desc && (strstr(e->desc, "MPI_ERR") || strstr(e->desc, "errno")))
+        snprintf(out, 256, "%s", e->desc);
+    return 0;
+}
+
+static dl_status write_failure(const char *path, int injected, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static dl_status write_failure(const char *path, int injected, const char *fmt, ...) {
+    char what[512], cause[256] = "", space[96] = "";
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    if (injected)
+        snprintf(cause, sizeof cause, "%s (injected by DEALER_FAULT)", strerror(injected));
+    else
+        H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, find_mpi_error, cause);
+    char *dir = dl_path_join_suffix(path, "");
+    uint64_t free_bytes = 0;
+    int full = 0;
+    if (dir && dl_free_space(dirname(dir), &free_bytes) == DL_OK && free_bytes < ((uint64_t)1 << 20)) {
+        full = 1;
+        snprintf(space, sizeof space, "; %llu KiB free on its file system", (unsigned long long)(free_bytes >> 10));
+    }
+    free(dir);
+    dl_status s = DL_FAIL(DL_ERR_IO, "%s: %s: %s%s", path, what,
+                          cause[0] ? cause : full ? "no space left on device" : "the file system refused the write",
+                          space);
+    if (full || injected == ENOSPC)
+        dl_error_hint("free space on the checkpoint's file system (or lower ckpt.keep); latest still names the last "
+                      "good checkpoint");
+    return s;
+}
+
 /* Creates the dataset (chunked, and compressed when asked, as planned) on every rank: a collective call. */
 static dl_status create_dataset(hid_t file, const planned *d, int compress, hid_t *dset, const char *path) {
     hid_t fspace = d->ndim == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(d->ndim, d->dims, NULL);
@@ -331,8 +373,11 @@ static dl_status create_dataset(hid_t file, const planned *d, int compress, hid_
     return DL_OK;
 }
 
-/* Creates the dataset and writes this rank's runs collectively. The dataset stays open in *dset for the CRC. */
-static dl_status write_planned(hid_t file, hid_t dxpl, const planned *d, int compress, hid_t *dset,
+/* Creates the dataset (a collective call) and writes this rank's runs with transfer list dxpl: independent (each
+ * rank writes its own bytes, so one that fails leaves no other inside HDF5; the caller agrees on the outcome after)
+ * unless `collective` (compressed datasets, which parallel HDF5 writes only collectively). The dataset stays open
+ * in *dset for the CRC. */
+static dl_status write_planned(hid_t file, hid_t dxpl, int collective, const planned *d, int compress, hid_t *dset,
                                const char *path) {
     size_t es = dl_ckpt_dtype_size(d->dtype);
     dl_status s = create_dataset(file, d, compress, dset, path);
@@ -353,7 +398,7 @@ static dl_status write_planned(hid_t file, hid_t dxpl, const planned *d, int com
         }
         src = packed;
     }
-    if (s == DL_OK && d->numel > 0) {
+    if (s == DL_OK && d->numel > 0 && (collective || count > 0)) {
         hsize_t mdims[1] = {count ? count : 1};
         hid_t fspace = d->ndim == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(d->ndim, d->dims, NULL);
         /* A whole dataset goes in its own shape, which HDF5 copies straight through (a flat memory space against an
@@ -363,12 +408,14 @@ static dl_status write_planned(hid_t file, hid_t dxpl, const planned *d, int com
         if (count == 0)
             H5Sselect_none(mspace);
         herr_t ok = select_runs(fspace, d->ndim, d->dims, d->runs, d->nruns);
-        if (ok >= 0)
+        /* An injected failure skips an independent write; a collective one still takes part (the others wait). */
+        int injected = count ? dl_fault_hit(DL_FAULT_WRITE) : 0;
+        if (ok >= 0 && (!injected || collective))
             ok = H5Dwrite(*dset, mem_type_of(d->dtype), mspace, fspace, dxpl, count ? (const void *)src : &count);
         H5Sclose(mspace);
         H5Sclose(fspace);
-        if (ok < 0)
-            s = DL_FAIL(DL_ERR_IO, "%s: cannot write dataset %s (disk full?)", path, d->name);
+        if (ok < 0 || injected)
+            s = write_failure(path, injected, "cannot write dataset %s", d->name);
     }
     free(packed);
     return s;
@@ -592,8 +639,8 @@ static void held_or_none(slab_route *r, const planned *d, const slab_plan *g, in
 /* Collective: writes split dataset d (created, open in dset) in rounds; *raw gets this rank's share of its CRC
  * register. Coverage and write failures go to *local (the first one; later rounds then check nothing) and the
  * rounds go on; a failed exchange is returned. */
-static dl_status write_split(dl_world *w, hid_t dset, hid_t dxpl, const planned *d, size_t slab_bytes,
-                             slab_route *r, uint32_t *raw, dl_status *local, const char *path) {
+static dl_status write_split(dl_world *w, hid_t dset, hid_t dxpl, int collective, const planned *d,
+                             size_t slab_bytes, slab_route *r, uint32_t *raw, dl_status *local, const char *path) {
     const slab_plan g = slab_plan_of(d, w->size, slab_bytes);
     const size_t row_bytes = (size_t)g.row_len * sizeof(float);
     int64_t next = 0;
@@ -624,13 +671,14 @@ static dl_status write_split(dl_world *w, hid_t dset, hid_t dxpl, const planned 
                             : H5Sselect_none(fspace);
         if (ok >= 0 && hi == lo)
             ok = H5Sselect_none(mspace);
-        if (ok >= 0)
+        int injected = hi > lo ? dl_fault_hit(DL_FAULT_WRITE) : 0;
+        if (ok >= 0 && (!injected || collective))
             ok = H5Dwrite(dset, H5T_NATIVE_FLOAT, mspace, fspace, dxpl, r->slab);
         H5Sclose(mspace);
         H5Sclose(fspace);
-        if (ok < 0 && *local == DL_OK)
-            *local = DL_FAIL(DL_ERR_IO, "%s: cannot write rows [%llu, %llu) of %s (disk full?)", path,
-                             (unsigned long long)lo, (unsigned long long)hi, d->name);
+        if ((ok < 0 || injected) && *local == DL_OK)
+            *local = write_failure(path, injected, "cannot write rows [%llu, %llu) of %s", (unsigned long long)lo,
+                                   (unsigned long long)hi, d->name);
         if (hi > lo)
             *raw ^= raw_piece(r->slab, (size_t)(hi - lo) * row_bytes, lo * row_bytes, d->numel * sizeof(float));
     }
@@ -908,30 +956,63 @@ static hid_t create_group(hid_t file, const char *name) {
     return g;
 }
 
-/* The collective part: the file, its attributes, groups and datasets, then the CRCs. */
+/* Closes a file that failed on some rank, on every rank together (they agreed on the failure first), so that HDF5
+ * keeps nothing open: HDF5 flushes its metadata at close, and on a full disk that flush fails again and leaves the
+ * file open inside the library, which then crashes in MPI_Finalize trying once more. So the file is first cut to
+ * nothing (MPI_File_set_size, collective), which gives the space of its data back and leaves room for the few
+ * metadata bytes of the close; the file itself is deleted afterwards. Returns whether HDF5 let go of it. */
+static int close_failed(dl_world *w, hid_t file, const char *tmp) {
+    char what[4500];
+    snprintf(what, sizeof what, "closing the failed checkpoint %s", tmp);
+    dl_comm_guard_begin(w, what, tmp);
+    void *handle = NULL;
+    hid_t fapl = H5Fget_access_plist(file);
+    if (fapl >= 0 && H5Fget_vfd_handle(file, fapl, &handle) >= 0 && handle)
+        MPI_File_set_size(*(MPI_File *)handle, 0);
+    if (fapl >= 0)
+        H5Pclose(fapl);
+    herr_t closed = H5Fclose(file);
+    dl_comm_guard_end(w);
+    return closed >= 0 || H5Iis_valid(file) <= 0;
+}
+
+/* The collective part: the file, its attributes, groups and datasets, then the CRCs. After each phase the ranks
+ * agree on its outcome (an all-reduce under the watchdog), so a rank that failed never leaves the others inside one
+ * of HDF5's collective calls; those calls themselves run under a guard (dl_comm_guard_begin), in case one fails
+ * inside HDF5. Raw data is written with independent transfers (compressed datasets excepted: parallel HDF5 writes
+ * those only collectively). On failure every rank closes what it opened and the file is closed together. */
 static dl_status write_contents(dl_world *w, const char *tmp, const char *path, const meta_wire *m,
                                 const char *config, const dl_ckpt_tensors *t, plan *p, const dl_ckpt_options *o) {
     const int compress = o->compress;
+    char what[4600];
+#define GUARD(...)                                         \
+    do {                                                   \
+        snprintf(what, sizeof what, __VA_ARGS__);          \
+        dl_comm_guard_begin(w, what, tmp);                 \
+    } while (0)
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     H5Pset_fapl_mpio(fapl, w->comm, MPI_INFO_NULL);
     H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_LATEST);
     hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
     H5Pset_link_creation_order(fcpl, H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED);
+    GUARD("creating checkpoint %s", tmp);
     hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, fapl);
+    dl_comm_guard_end(w);
     H5Pclose(fcpl);
     H5Pclose(fapl);
+    dl_status s = DL_OK;
     if (file < 0) {
-        dl_status s = DL_FAIL(DL_ERR_IO, "cannot create checkpoint %s", tmp);
+        s = DL_FAIL(DL_ERR_IO, "rank %d: cannot create checkpoint %s", w->rank, tmp);
         dl_error_hint("check that the run directory is writable and the disk has room");
+    }
+    s = agree(w, s, "checkpoint create");
+    if (s != DL_OK) {
+        if (file >= 0) /* created here but not on another rank: this close cannot be collective, so it is guarded */
+            close_failed(w, file, tmp);
         return s;
     }
     hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
-    H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
-    /* Slabs of split tables are one contiguous block per rank: each writes its own, without MPI-IO's aggregation
-     * (which would move every slab once more); compressed chunks still need the collective path. */
-    hid_t dxpl_own = H5Pcreate(H5P_DATASET_XFER);
-    H5Pset_dxpl_mpio(dxpl_own, H5FD_MPIO_INDEPENDENT);
-    dl_status s = DL_OK;
+    H5Pset_dxpl_mpio(dxpl, compress ? H5FD_MPIO_COLLECTIVE : H5FD_MPIO_INDEPENDENT);
 #define TRY(expr)     \
     if (s == DL_OK)   \
     s = (expr)
@@ -957,6 +1038,7 @@ static dl_status write_contents(dl_world *w, const char *tmp, const char *path, 
     for (int k = 0; k < t->num_states; k++)
         snprintf(groups[ngroups++], sizeof groups[0], "/optimizer/%s", t->state_names[k]);
     snprintf(groups[ngroups++], sizeof groups[0], "/data");
+    GUARD("writing the metadata of checkpoint %s", tmp);
     for (size_t g = 0; g < ngroups && s == DL_OK; g++) {
         hid_t gid = create_group(file, groups[g]);
         if (gid < 0)
@@ -964,36 +1046,39 @@ static dl_status write_contents(dl_world *w, const char *tmp, const char *path, 
         else
             H5Gclose(gid);
     }
+    dl_comm_guard_end(w);
     hid_t *dsets = malloc((p->count ? p->count : 1) * sizeof *dsets);
     uint32_t *raw = calloc(p->count ? p->count : 1, sizeof *raw);
     if (s == DL_OK && (!dsets || !raw))
         s = DL_FAIL(DL_ERR_NOMEM, "cannot allocate %zu dataset handles", p->count);
     for (size_t i = 0; dsets && i < p->count; i++)
         dsets[i] = -1;
-    size_t opened = 0;
+    s = agree(w, s, "checkpoint metadata");
     slab_route route;
     memset(&route, 0, sizeof route);
     int routed = 0;
-    dl_status deferred = DL_OK; /* a split tensor's layout or write failure: reported after the collective part */
     for (size_t i = 0; i < p->count && s == DL_OK; i++) {
         const planned *d = &p->items[i];
+        GUARD("writing %s of checkpoint %s", d->name, tmp);
         if (d->split) {
+            dl_status deferred = DL_OK; /* a layout or write failure: the rounds go on, all ranks agree after */
             if (!routed) {
                 s = slab_route_init(&route, w->size);
                 routed = s == DL_OK;
             }
             if (s == DL_OK)
                 s = create_dataset(file, d, compress, &dsets[i], path);
-            opened = i + 1;
             if (s == DL_OK)
-                s = write_split(w, dsets[i], compress ? dxpl : dxpl_own, d, o->slab_bytes, &route, &raw[i],
-                                &deferred, path);
-            continue;
+                s = write_split(w, dsets[i], dxpl, compress, d, o->slab_bytes, &route, &raw[i], &deferred, path);
+            if (s == DL_OK)
+                s = deferred;
+        } else {
+            s = write_planned(file, dxpl, compress, d, compress, &dsets[i], path);
+            if (s == DL_OK)
+                raw[i] = planned_raw_crc(d);
         }
-        s = write_planned(file, dxpl, d, compress, &dsets[i], path);
-        opened = i + 1;
-        if (s == DL_OK)
-            raw[i] = planned_raw_crc(d);
+        dl_comm_guard_end(w);
+        s = agree(w, s, "checkpoint write");
     }
     slab_route_free(&route);
     if (s == DL_OK)
@@ -1006,6 +1091,8 @@ static dl_status write_contents(dl_world *w, const char *tmp, const char *path, 
         s = all ? allgather_bytes(w, raw, bytes, all, "checkpoint CRCs")
                 : DL_FAIL(DL_ERR_NOMEM, "cannot allocate CRC table");
     }
+    if (s == DL_OK)
+        GUARD("writing the CRCs of checkpoint %s", tmp);
     for (size_t i = 0; i < p->count && s == DL_OK; i++) {
         uint32_t x = 0;
         for (int r = 0; r < w->size; r++)
@@ -1013,21 +1100,83 @@ static dl_status write_contents(dl_world *w, const char *tmp, const char *path, 
         uint32_t crc = raw_finish(x, p->items[i].numel * dl_ckpt_dtype_size(p->items[i].dtype));
         s = attr_write(dsets[i], "crc32c", H5T_STD_U32LE, H5T_NATIVE_UINT32, &crc, path);
     }
+    dl_comm_guard_end(w);
 #undef TRY
     free(all);
-    for (size_t i = 0; dsets && i < opened; i++)
+    for (size_t i = 0; dsets && i < p->count; i++)
         if (dsets[i] >= 0)
             H5Dclose(dsets[i]);
     free(dsets);
     free(raw);
     H5Pclose(dxpl);
-    H5Pclose(dxpl_own);
-    if (s == DL_OK && H5Fflush(file, H5F_SCOPE_GLOBAL) < 0)
-        s = DL_FAIL(DL_ERR_IO, "%s: flushing the file failed (disk full?)", tmp);
-    if (H5Fclose(file) < 0 && s == DL_OK)
-        s = DL_FAIL(DL_ERR_IO, "%s: closing the file failed (disk full?)", tmp);
-    /* Only now, after every collective call: a split tensor's layout or write failure. */
-    return s == DL_OK ? deferred : s;
+    s = agree(w, s, "checkpoint CRCs");
+    if (s == DL_OK) {
+        GUARD("flushing checkpoint %s", tmp);
+        int injected = dl_fault_hit(DL_FAULT_FSYNC); /* the flush is collective: it runs all the same */
+        if (H5Fflush(file, H5F_SCOPE_GLOBAL) < 0 || injected)
+            s = write_failure(path, injected, "flushing the file failed");
+        dl_comm_guard_end(w);
+        s = agree(w, s, "checkpoint flush");
+    }
+    if (s != DL_OK) {
+        if (!close_failed(w, file, tmp))
+            DL_WARN("rank %d: HDF5 could not close the failed checkpoint %s", w->rank, tmp);
+        return s;
+    }
+    GUARD("closing checkpoint %s", tmp);
+    int still_open = 0;
+    if (H5Fclose(file) < 0) {
+        s = write_failure(path, 0, "closing the file failed");
+        still_open = H5Iis_valid(file) > 0;
+    }
+    dl_comm_guard_end(w);
+    dl_status agreed = agree(w, s, "checkpoint close");
+    /* A close that failed on one rank only: every rank is past its own close, so only that rank cuts and closes
+     * again (MPI_File_set_size is collective: it would wait for the others; the guard bounds it). */
+    if (still_open && !close_failed(w, file, tmp))
+        DL_WARN("rank %d: HDF5 could not close the failed checkpoint %s", w->rank, tmp);
+    return agreed;
+#undef GUARD
+}
+
+/* Rank 0 names the temporary file (unique to this writer, next to `path`) and every rank learns the name; rank 0
+ * also refuses to start when the file system has less room than the checkpoint needs (uncompressed: a compressed
+ * file's size is not known before it is written). */
+static dl_status prepare_tmp(dl_world *w, const char *path, const plan *p, size_t config_len, int compress,
+                             char *tmp, size_t cap) {
+    dl_status s = DL_OK;
+    memset(tmp, 0, cap);
+    if (w->rank == 0) {
+        uint64_t need = 64 * 1024 + config_len;
+        for (size_t i = 0; i < p->count; i++) /* data, plus chunk indexes and headers: a few KiB per dataset */
+            need += p->items[i].numel * dl_ckpt_dtype_size(p->items[i].dtype) + 4096;
+        char *dir = dl_path_join_suffix(path, "");
+        uint64_t free_bytes = 0;
+        s = dir ? dl_free_space(dirname(dir), &free_bytes) : DL_FAIL(DL_ERR_NOMEM, "out of memory");
+        free(dir);
+        if (s == DL_OK && !compress && free_bytes < need) {
+            s = DL_FAIL(DL_ERR_IO, "%s: the checkpoint needs %.1f MiB and its file system has %.1f MiB free; "
+                        "nothing was written", path, (double)need / 1048576.0, (double)free_bytes / 1048576.0);
+            dl_error_hint("free space (or lower ckpt.keep, or set ckpt.compress: true); latest still names the last "
+                          "good checkpoint");
+        }
+        char *name = NULL;
+        int fd = -1;
+        if (s == DL_OK)
+            s = dl_tmp_create(path, &name, &fd);
+        if (s == DL_OK) {
+            close(fd);
+            if (strlen(name) >= cap) {
+                unlink(name);
+                s = DL_FAIL(DL_ERR_INVALID, "checkpoint path %s is too long", name);
+            } else {
+                snprintf(tmp, cap, "%s", name);
+            }
+        }
+        free(name);
+    }
+    DL_CHECK(agree(w, s, "checkpoint space"));
+    return dl_comm_broadcast(w, tmp, cap, 0, "checkpoint file name");
 }
 
 dl_status dl_ckpt_write(dl_world *w, const char *path, const dl_ckpt_meta *meta, const dl_ckpt_tensors *t,
@@ -1104,19 +1253,19 @@ dl_status dl_ckpt_write(dl_world *w, const char *path, const dl_ckpt_meta *meta,
     if (s == DL_OK)
         s = build_plan(&p, w, t, o->layout, state_begin, state_end, cursors, lengths, cursor_total);
     s = agree(w, s, "checkpoint plan");
-    char tmp[4400];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    if (s == DL_OK) {
+    char tmp[4400] = "";
+    if (s == DL_OK)
+        s = prepare_tmp(w, path, &p, m.config_len, o->compress, tmp, sizeof tmp);
+    int created = s == DL_OK;
+    if (s == DL_OK)
         s = write_contents(w, tmp, path, &m, config, t, &p, o);
-        s = agree(w, s, "checkpoint write");
-    }
     if (s == DL_OK)
         maybe_kill(w, "close", m.step);
     if (s == DL_OK && w->rank == 0)
         s = dl_rename_durable(tmp, path);
-    if (s != DL_OK && w->rank == 0)
+    if (s != DL_OK && created && w->rank == 0)
         unlink(tmp);
-    s = agree(w, s, "checkpoint commit");
+    s = agree(w, s, "checkpoint rename");
     plan_free(&p);
     free(cursors);
     free(lengths);
@@ -1138,7 +1287,8 @@ static int parse_step_name(const char *name, int64_t *step) {
 }
 
 /* Deletes complete checkpoints older than the newest `keep` up to `current` (later steps belong to a run this one
- * branched from and are left alone), except multiples of keep_every, and leftover *.h5.tmp files of dead writers. */
+ * branched from and are left alone), except multiples of keep_every, and leftover step_*.h5.tmp[.*] files of dead
+ * writers (this run's own temporary is renamed by now, and a run directory has one run at a time). */
 static void prune(const char *dir, int64_t current, int keep, int keep_every) {
     DIR *d = opendir(dir);
     if (!d)
@@ -1147,8 +1297,8 @@ static void prune(const char *dir, int64_t current, int keep, int keep_every) {
     size_t n = 0, cap = 0;
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
-        size_t len = strlen(e->d_name);
-        if (len > 7 && strcmp(e->d_name + len - 7, ".h5.tmp") == 0 && strncmp(e->d_name, "step_", 5) == 0) {
+        const char *tmp_mark = strstr(e->d_name, ".h5.tmp");
+        if (tmp_mark && strncmp(e->d_name, "step_", 5) == 0 && (tmp_mark[7] == '\0' || tmp_mark[7] == '.')) {
             char path[4400];
             snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
             if (unlink(path) != 0 && errno != ENOENT)

@@ -12,7 +12,8 @@
  * Writing is collective and parallel (MPI-IO through parallel HDF5): every rank writes the parts it holds into the
  * whole datasets — rank 0 the replicated parameters, each rank its ZeRO slice of the optimizer state, each rank a
  * 1/W share of a row-sharded table, sent to it in bounded slabs by the ranks that hold the rows — so the file does
- * not depend on the world size, and any world size can resume from it. Writes are atomic: the file is written as step_N.h5.tmp, flushed, fsynced and renamed, the
+ * not depend on the world size, and any world size can resume from it. Writes are atomic: the file is written as
+ * step_N.h5.tmp.HOST-PID-XXXXXX (a name rank 0 makes with mkstemp), flushed, fsynced and renamed, the
  * directory fsynced, and only then `latest` is replaced (atomically too). A crash at any moment leaves `latest`
  * naming a complete file.
  *
@@ -79,11 +80,15 @@ typedef struct dl_ckpt_options {
     size_t slab_bytes;
 } dl_ckpt_options;
 
-/* Writes a checkpoint file at `path` atomically (path.tmp, fsync, rename, fsync of the directory). Collective:
+/* Writes a checkpoint file at `path` atomically (a temporary, fsync, rename, fsync of the directory). Collective:
  * every rank calls it with the same meta and table. The state slices [state_begin, state_end) of all ranks must
  * together cover every element (overlaps are allowed: the lowest-starting rank writes an element); with a shard
  * layout (options->layout) the ranks' rows of each split tensor must cover its rows once each; each rank's
- * `cursor` is stored under its rank. On failure every rank returns an error and `path` is untouched.
+ * `cursor` is stored under its rank. On failure every rank returns an error and `path` is untouched: the ranks
+ * agree on success after every phase, so a failure on one rank never leaves another inside a collective call (and
+ * HDF5's own collective calls run under dl_comm_guard_begin); the file is closed on every rank and its temporary
+ * removed; the failing rank's message names the rank, the file and the cause. A file system without room for the
+ * (uncompressed) checkpoint is refused before anything is written. Failures can be injected: core/fault.h.
  * For tests, DEALER_TEST_KILL_CKPT=PHASE:STEP makes rank 0 kill itself with SIGKILL while writing step STEP:
  * PHASE is `data` (datasets written, file still open), `close` (file closed, not yet renamed), `rename` (renamed,
  * `latest` not yet updated; only through dl_ckpt_save). */
@@ -92,7 +97,7 @@ dl_status dl_ckpt_write(dl_world *world, const char *path, const dl_ckpt_meta *m
 
 /* Saves a checkpoint of `meta->step` as run_dir/ckpt/step_%08d.h5 (dl_ckpt_write), then rank 0 points `latest` at
  * it and deletes older checkpoints beyond options->keep (never the one just written, never a later step, always
- * multiples of keep_every) and leftover *.tmp files. The path written goes to path_out (may be NULL). */
+ * multiples of keep_every) and leftover step_*.h5.tmp* files. The path written goes to path_out (may be NULL). */
 dl_status dl_ckpt_save(dl_world *world, const char *run_dir, const dl_ckpt_meta *meta, const dl_ckpt_tensors *t,
                        const uint8_t *cursor, size_t cursor_len, const dl_ckpt_options *options, char *path_out,
                        size_t path_cap);

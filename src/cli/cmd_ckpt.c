@@ -169,7 +169,8 @@ static int cmd_ls(int argc, char **argv) {
         int used = 0;
         if (sscanf(e->d_name, "step_%8lld.h5%n", &step, &used) != 1 || used == 0 || strncmp(e->d_name, "step_", 5))
             continue;
-        int incomplete = strcmp(e->d_name + used, ".tmp") == 0;
+        const char *rest = e->d_name + used;
+        int incomplete = strncmp(rest, ".tmp", 4) == 0 && (rest[4] == '\0' || rest[4] == '.');
         if (e->d_name[used] != '\0' && !incomplete)
             continue;
         if (n == cap) {

@@ -1,12 +1,17 @@
 /* world.c — MPI start-up, checked collectives and the collective watchdog (see world.h for the design). */
 #include "comm/world.h"
 
+#include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "core/fault.h"
 #include "core/log.h"
 #include "core/timer.h"
 
@@ -60,6 +65,7 @@ dl_status dl_world_init(dl_world *world, int *argc, char ***argv, double timeout
     world->timeout_s = timeout_s;
     world->step = -1;
     dl_log_set_rank(world->rank, 0);
+    dl_fault_set_rank(world->rank);
     return DL_OK;
 }
 
@@ -446,4 +452,106 @@ dl_status dl_comm_gather_bytes(dl_world *world, const void *data, int bytes, int
     }
     *out = buffer;
     return DL_OK;
+}
+
+/* ---- the guard over library collectives ---------------------------------------------------------------------------
+ * One helper thread per process, started at the first guard, sleeping on a condition variable while nothing is
+ * guarded. `generation` changes at every begin and end, so a deadline that passes just as its call ends fires
+ * nothing. The fired path writes with write(2) and leaves with _exit: the main thread is stuck inside MPI and holds
+ * whatever locks it holds. */
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    int started, armed, rank;
+    unsigned long generation;
+    struct timespec deadline;
+    double timeout_s;
+    char what[160];
+    char cleanup[4400];
+} guard = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
+
+static void *guard_main(void *unused) {
+    (void)unused;
+    pthread_mutex_lock(&guard.lock);
+    for (;;) {
+        while (!guard.armed)
+            pthread_cond_wait(&guard.wake, &guard.lock);
+        unsigned long generation = guard.generation;
+        int r = pthread_cond_timedwait(&guard.wake, &guard.lock, &guard.deadline);
+        if (r == ETIMEDOUT && guard.armed && guard.generation == generation) {
+            /* The likeliest cause of a write stuck inside MPI-IO, when it is so: a full file system. */
+            char space[96] = "";
+            char dir[sizeof guard.cleanup];
+            memcpy(dir, guard.cleanup, sizeof dir);
+            char *slash = strrchr(dir, '/');
+            struct statvfs fs;
+            if (slash && slash != dir) {
+                *slash = '\0';
+                if (statvfs(dir, &fs) == 0 && (uint64_t)fs.f_bavail * fs.f_frsize < ((uint64_t)1 << 20))
+                    snprintf(space, sizeof space, "; its file system has %llu KiB free",
+                             (unsigned long long)((uint64_t)fs.f_bavail * fs.f_frsize >> 10));
+            }
+            char line[900];
+            int n = snprintf(line, sizeof line,
+                             "dealer: error (rank %d): %s did not finish within comm.timeout_s = %.0f s (another rank "
+                             "failed or is stuck inside it%s); ending this rank (hint: read the other ranks' messages "
+                             "above)\n",
+                             guard.rank, guard.what, guard.timeout_s, space);
+            if (n > 0)
+                (void)!write(STDERR_FILENO, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+            if (guard.cleanup[0])
+                unlink(guard.cleanup);
+            _exit(1);
+        }
+    }
+    return NULL;
+}
+
+void dl_comm_guard_begin(dl_world *world, const char *what, const char *cleanup_path) {
+    if (!world || world->timeout_s <= 0)
+        return;
+    pthread_mutex_lock(&guard.lock);
+    if (!guard.started) {
+        pthread_t thread;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        guard.started = pthread_create(&thread, &attr, guard_main, NULL) == 0;
+        pthread_attr_destroy(&attr);
+        if (!guard.started) {
+            pthread_mutex_unlock(&guard.lock);
+            DL_WARN("cannot start the watchdog thread for %s: it runs unguarded", what ? what : "a collective call");
+            return;
+        }
+    }
+    clock_gettime(CLOCK_REALTIME, &guard.deadline);
+    /* Ranks other than 0 wait 5 s longer: when all are stuck, rank 0 speaks first and its exit makes the launcher
+     * end the others, so the job prints one line rather than one per rank. */
+    double wait = world->timeout_s + (world->rank > 0 ? 5.0 : 0.0);
+    double whole = (double)(long long)wait;
+    guard.deadline.tv_sec += (time_t)whole;
+    guard.deadline.tv_nsec += (long)((wait - whole) * 1e9);
+    if (guard.deadline.tv_nsec >= 1000000000L) {
+        guard.deadline.tv_sec++;
+        guard.deadline.tv_nsec -= 1000000000L;
+    }
+    guard.timeout_s = world->timeout_s;
+    guard.rank = world->rank;
+    snprintf(guard.what, sizeof guard.what, "%s", what ? what : "a collective call");
+    snprintf(guard.cleanup, sizeof guard.cleanup, "%s", cleanup_path ? cleanup_path : "");
+    guard.armed = 1;
+    guard.generation++;
+    pthread_cond_signal(&guard.wake);
+    pthread_mutex_unlock(&guard.lock);
+}
+
+void dl_comm_guard_end(dl_world *world) {
+    (void)world;
+    pthread_mutex_lock(&guard.lock);
+    if (guard.armed) {
+        guard.armed = 0;
+        guard.generation++;
+        pthread_cond_signal(&guard.wake);
+    }
+    pthread_mutex_unlock(&guard.lock);
 }

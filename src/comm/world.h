@@ -100,6 +100,18 @@ dl_status dl_comm_watch_idle(dl_world *world, dl_comm_watch *watch);
 /* MPI's error text for `code` as a DL_ERR_COMM failure: "<what>: <call> failed: <text>". */
 dl_status dl_comm_mpi_failure(int code, const char *call, const char *what);
 
+/* ---- a deadline over collective calls made inside a library ------------------------------------------------------
+ * HDF5's parallel calls (file create and close, collective writes, metadata flushes) communicate inside the library,
+ * where the wait loop above cannot see them: a rank that fails inside one and leaves would leave the others there
+ * for ever. A guard bounds such a call from outside: a helper thread that, once comm.timeout_s passes before
+ * dl_comm_guard_end, prints one line naming this rank and the call, removes `cleanup_path` (may be NULL: a
+ * half-written file) and ends the process with exit 1, because MPI may only be called from the main thread (so no
+ * MPI_Abort here); the launcher then ends the other ranks (which wait 5 s longer than rank 0, so that when all are
+ * stuck one line is printed, not one per rank). With timeout_s <= 0 a guard does nothing. One guard at a
+ * time per process; begin again to move it to the next call (the clock restarts). */
+void dl_comm_guard_begin(dl_world *world, const char *what, const char *cleanup_path);
+void dl_comm_guard_end(dl_world *world);
+
 /* ---- non-blocking all-reduce for gradient buckets ------------------------------------------------------------ */
 typedef struct dl_comm_request {
     MPI_Request request;

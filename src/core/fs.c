@@ -6,12 +6,20 @@
  * buffer: record writers append many small pieces and a syscall per record would dominate. */
 #include "core/fs.h"
 
+#include "core/fault.h"
+
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 enum { DL_FS_WRITE_BUFFER = 1 << 20 };
@@ -26,6 +34,20 @@ char *dl_path_join_suffix(const char *path, const char *suffix) {
     return out;
 }
 
+/* DL_ERR_IO with "WHAT: strerror(err)", and a hint when the disk is full. */
+static dl_status io_failure(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static dl_status io_failure(int err, const char *fmt, ...) {
+    char what[4600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    dl_status s = DL_FAIL(DL_ERR_IO, "%s: %s", what, strerror(err));
+    if (err == ENOSPC || err == EDQUOT)
+        dl_error_hint("the disk is full: free space, or write elsewhere");
+    return s;
+}
+
 static void atomic_release(dl_atomic_file *f) {
     free(f->path);
     free(f->tmp_path);
@@ -34,23 +56,151 @@ static void atomic_release(dl_atomic_file *f) {
     f->fp = NULL;
 }
 
-dl_status dl_atomic_open(dl_atomic_file *f, const char *path) {
-    DL_REQUIRE(f && path && *path, DL_ERR_INVALID, "dl_atomic_open: no path given");
-    memset(f, 0, sizeof *f);
-    f->path = dl_path_join_suffix(path, "");
-    f->tmp_path = dl_path_join_suffix(path, ".tmp");
-    if (!f->path || !f->tmp_path) {
-        atomic_release(f);
+/* A host name fit for a file name: characters other than letters, digits and '.' become '_' (so '-' separates the
+ * name's fields unambiguously), and at most TMP_HOST_CHARS of them (a long name would push long file names past
+ * NAME_MAX). */
+enum { TMP_HOST_CHARS = 32 };
+static void tmp_host(char *out, size_t cap) {
+    if (cap > TMP_HOST_CHARS + 1)
+        cap = TMP_HOST_CHARS + 1;
+    char host[256] = "";
+    if (gethostname(host, sizeof host - 1) != 0 || !host[0])
+        snprintf(host, sizeof host, "host");
+    size_t n = 0;
+    for (const char *c = host; *c && n + 1 < cap; c++)
+        out[n++] = isalnum((unsigned char)*c) || *c == '.' ? *c : '_';
+    out[n] = '\0';
+}
+
+/* The permissions a plain fopen(path, "w") would give (0666 less the umask): mkstemp creates files 0600. The umask
+ * is read once; umask() has no read-only form. */
+static mode_t create_mode(void) {
+    static atomic_int cached = -1;
+    int m = atomic_load(&cached);
+    if (m < 0) {
+        mode_t mask = umask(022);
+        umask(mask);
+        m = (int)(0666 & ~mask);
+        atomic_store(&cached, m);
+    }
+    return (mode_t)m;
+}
+
+int dl_tmp_name_is_stale(const char *name, const char *base) {
+    size_t b = strlen(base);
+    if (strncmp(name, base, b) != 0 || strncmp(name + b, ".tmp", 4) != 0)
+        return 0;
+    const char *rest = name + b + 4;
+    if (*rest == '\0')
+        return 1; /* PATH.tmp: the fixed name of earlier releases, whose writer truncated it anyway */
+    if (*rest != '.')
+        return 0;
+    /* PATH.tmp.HOST-PID-XXXXXX */
+    const char *dash2 = strrchr(rest, '-');
+    if (!dash2 || dash2 == rest)
+        return 0;
+    const char *dash1 = dash2 - 1;
+    while (dash1 > rest && *dash1 != '-')
+        dash1--;
+    if (*dash1 != '-')
+        return 0;
+    char host[256], mine[256];
+    size_t hl = (size_t)(dash1 - (rest + 1));
+    if (hl == 0 || hl >= sizeof host)
+        return 0;
+    memcpy(host, rest + 1, hl);
+    host[hl] = '\0';
+    tmp_host(mine, sizeof mine);
+    if (strcmp(host, mine) != 0)
+        return 0; /* another machine's writer: whether it lives cannot be known from here */
+    char *end = NULL;
+    long pid = strtol(dash1 + 1, &end, 10);
+    if (end != dash2 || pid <= 0)
+        return 0;
+    if ((pid_t)pid == getpid())
+        return 0;
+    return kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+}
+
+/* Removes leftovers of dead writers of PATH on this host (see dl_tmp_name_is_stale). Best effort: a directory that
+ * cannot be listed leaves them, and creating the new file reports what matters. */
+static void remove_stale_tmps(const char *dir, const char *base) {
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (!dl_tmp_name_is_stale(e->d_name, base))
+            continue;
+        char full[4352];
+        int n = snprintf(full, sizeof full, "%s/%s", dir, e->d_name);
+        if (n > 0 && (size_t)n < sizeof full)
+            unlink(full);
+    }
+    closedir(d);
+}
+
+dl_status dl_tmp_create(const char *path, char **tmp_path, int *fd) {
+    DL_REQUIRE(path && *path && tmp_path && fd, DL_ERR_INVALID, "dl_tmp_create: no path given");
+    *tmp_path = NULL;
+    *fd = -1;
+    char host[128];
+    tmp_host(host, sizeof host);
+    size_t cap = strlen(path) + sizeof host + 48;
+    char *tmp = malloc(cap);
+    char *dir_copy = dl_path_join_suffix(path, ""), *base_copy = dl_path_join_suffix(path, "");
+    if (!tmp || !dir_copy || !base_copy) {
+        free(tmp);
+        free(dir_copy);
+        free(base_copy);
         return DL_FAIL(DL_ERR_NOMEM, "out of memory opening %s", path);
     }
-    f->fp = fopen(f->tmp_path, "wb");
-    if (!f->fp) {
+    remove_stale_tmps(dirname(dir_copy), basename(base_copy));
+    free(dir_copy);
+    free(base_copy);
+    snprintf(tmp, cap, "%s.tmp.%s-%ld-XXXXXX", path, host, (long)getpid());
+    int f = mkostemp(tmp, O_CLOEXEC);
+    if (f < 0) {
         int e = errno;
-        dl_status s = DL_FAIL(DL_ERR_IO, "cannot create %s: %s", f->tmp_path, strerror(e));
+        dl_status s = DL_FAIL(DL_ERR_IO, "cannot create %s: %s", tmp, strerror(e));
         if (e == ENOENT)
             dl_error_hint("create the output directory first");
         else if (e == EACCES || e == EROFS)
             dl_error_hint("the output directory is not writable");
+        else if (e == ENOSPC || e == EDQUOT)
+            dl_error_hint("the disk is full");
+        free(tmp);
+        return s;
+    }
+    if (fchmod(f, create_mode()) != 0) {
+        dl_status s = DL_FAIL(DL_ERR_IO, "cannot set the permissions of %s: %s", tmp, strerror(errno));
+        close(f);
+        unlink(tmp);
+        free(tmp);
+        return s;
+    }
+    *tmp_path = tmp;
+    *fd = f;
+    return DL_OK;
+}
+
+dl_status dl_atomic_open(dl_atomic_file *f, const char *path) {
+    DL_REQUIRE(f && path && *path, DL_ERR_INVALID, "dl_atomic_open: no path given");
+    memset(f, 0, sizeof *f);
+    f->path = dl_path_join_suffix(path, "");
+    if (!f->path)
+        return DL_FAIL(DL_ERR_NOMEM, "out of memory opening %s", path);
+    int fd = -1;
+    dl_status s = dl_tmp_create(path, &f->tmp_path, &fd);
+    if (s != DL_OK) {
+        atomic_release(f);
+        return s;
+    }
+    f->fp = fdopen(fd, "wb");
+    if (!f->fp) {
+        s = DL_FAIL(DL_ERR_IO, "cannot open %s: %s", f->tmp_path, strerror(errno));
+        close(fd);
+        unlink(f->tmp_path);
         atomic_release(f);
         return s;
     }
@@ -62,8 +212,9 @@ dl_status dl_atomic_open(dl_atomic_file *f, const char *path) {
 dl_status dl_atomic_write(dl_atomic_file *f, const void *data, size_t len) {
     DL_REQUIRE(f && f->fp, DL_ERR_INVALID, "dl_atomic_write: the file is not open");
     DL_REQUIRE(data || len == 0, DL_ERR_INVALID, "dl_atomic_write: NULL data");
-    if (len && fwrite(data, 1, len, f->fp) != len) {
-        int e = errno;
+    int injected = len ? dl_fault_hit(DL_FAULT_WRITE) : 0;
+    if (len && (injected || fwrite(data, 1, len, f->fp) != len)) {
+        int e = injected ? injected : errno;
         dl_status s = DL_FAIL(DL_ERR_IO, "writing %s at byte %llu: %s", f->tmp_path, (unsigned long long)f->written,
                               strerror(e));
         if (e == ENOSPC)
@@ -77,15 +228,16 @@ dl_status dl_atomic_write(dl_atomic_file *f, const void *data, size_t len) {
 dl_status dl_atomic_commit(dl_atomic_file *f) {
     DL_REQUIRE(f && f->fp, DL_ERR_INVALID, "dl_atomic_commit: the file is not open");
     dl_status s = DL_OK;
+    int injected = 0;
     if (fflush(f->fp) != 0)
-        s = DL_FAIL(DL_ERR_IO, "writing %s: %s", f->tmp_path, strerror(errno));
-    else if (fsync(fileno(f->fp)) != 0)
-        s = DL_FAIL(DL_ERR_IO, "fsync %s: %s", f->tmp_path, strerror(errno));
+        s = io_failure(errno, "writing %s", f->tmp_path);
+    else if ((injected = dl_fault_hit(DL_FAULT_FSYNC)) != 0 || fsync(fileno(f->fp)) != 0)
+        s = io_failure(injected ? injected : errno, "fsync %s", f->tmp_path);
     if (fclose(f->fp) != 0 && s == DL_OK)
-        s = DL_FAIL(DL_ERR_IO, "closing %s: %s", f->tmp_path, strerror(errno));
+        s = io_failure(errno, "closing %s", f->tmp_path);
     f->fp = NULL;
-    if (s == DL_OK && rename(f->tmp_path, f->path) != 0)
-        s = DL_FAIL(DL_ERR_IO, "renaming %s to %s: %s", f->tmp_path, f->path, strerror(errno));
+    if (s == DL_OK && ((injected = dl_fault_hit(DL_FAULT_RENAME)) != 0 || rename(f->tmp_path, f->path) != 0))
+        s = io_failure(injected ? injected : errno, "renaming %s to %s", f->tmp_path, f->path);
     if (s != DL_OK) {
         unlink(f->tmp_path);
         atomic_release(f);
@@ -206,8 +358,9 @@ dl_status dl_fread_exact(FILE *fp, void *buf, size_t n, const char *path) {
 
 dl_status dl_fwrite_all(FILE *fp, const void *buf, size_t n, const char *path) {
     DL_REQUIRE(fp && (buf || n == 0), DL_ERR_INVALID, "dl_fwrite_all: NULL argument");
-    if (n && fwrite(buf, 1, n, fp) != n)
-        return DL_FAIL(DL_ERR_IO, "writing %s: %s", path ? path : "?", strerror(errno));
+    int injected = n ? dl_fault_hit(DL_FAULT_WRITE) : 0;
+    if (n && (injected || fwrite(buf, 1, n, fp) != n))
+        return io_failure(injected ? injected : errno, "writing %s", path ? path : "?");
     return DL_OK;
 }
 
@@ -256,14 +409,16 @@ dl_status dl_rename_durable(const char *from, const char *to) {
     int fd = open(from, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return DL_FAIL(DL_ERR_IO, "cannot open %s: %s", from, strerror(errno));
-    if (fsync(fd) != 0) {
-        dl_status s = DL_FAIL(DL_ERR_IO, "fsync %s: %s", from, strerror(errno));
+    int injected = dl_fault_hit(DL_FAULT_FSYNC);
+    if (injected || fsync(fd) != 0) {
+        dl_status s = io_failure(injected ? injected : errno, "fsync %s", from);
         close(fd);
         return s;
     }
     close(fd);
-    if (rename(from, to) != 0)
-        return DL_FAIL(DL_ERR_IO, "renaming %s to %s: %s", from, to, strerror(errno));
+    injected = dl_fault_hit(DL_FAULT_RENAME);
+    if (injected || rename(from, to) != 0)
+        return io_failure(injected ? injected : errno, "renaming %s to %s", from, to);
     return dl_fsync_parent_dir(to);
 }
 
@@ -280,5 +435,14 @@ dl_status dl_file_size(const char *path, uint64_t *size) {
     if (stat(path, &st) != 0)
         return DL_FAIL(DL_ERR_IO, "cannot stat %s: %s", path, strerror(errno));
     *size = (uint64_t)st.st_size;
+    return DL_OK;
+}
+
+dl_status dl_free_space(const char *path, uint64_t *bytes) {
+    DL_REQUIRE(path && bytes, DL_ERR_INVALID, "dl_free_space: NULL argument");
+    struct statvfs st;
+    if (statvfs(path, &st) != 0)
+        return DL_FAIL(DL_ERR_IO, "cannot query the free space of %s: %s", path, strerror(errno));
+    *bytes = (uint64_t)st.f_bavail * (uint64_t)st.f_frsize;
     return DL_OK;
 }

@@ -4,12 +4,17 @@
  * format errno themselves. Files users keep (records, indexes, checkpoints) are written atomically:
  *
  *     dl_atomic_file f;
- *     DL_CHECK(dl_atomic_open(&f, "out/train.tfrecord"));     // writes go to out/train.tfrecord.tmp
+ *     DL_CHECK(dl_atomic_open(&f, "out/train.tfrecord"));     // writes go to out/train.tfrecord.tmp.HOST-PID-XXXXXX
  *     ... dl_atomic_write(&f, data, n) ...                     // on failure: dl_atomic_abort(&f) removes the .tmp
  *     DL_CHECK(dl_atomic_commit(&f));                          // flush, fsync, rename, fsync the directory
  *
  * After commit returns, the file is on disk under its final name even if the machine loses power; before, the final
- * name holds the previous version (or nothing). A crash may leave PATH.tmp behind; the next writer truncates it. */
+ * name holds the previous version (or nothing). Every writer has a temporary file of its own (mkstemp in the target
+ * directory, named PATH.tmp.HOST-PID-XXXXXX), so two writers of one PATH never write into each other's bytes: the
+ * last rename wins with a whole file. A crash may leave a temporary behind; the next writer of PATH on the same
+ * host removes those whose process is gone (and the plain PATH.tmp of earlier releases).
+ *
+ * Failures can be injected for tests (core/fault.h: DEALER_FAULT=write|fsync|rename:RANK:NTH). */
 #ifndef DL_CORE_FS_H
 #define DL_CORE_FS_H
 
@@ -56,6 +61,17 @@ dl_status dl_write_file_atomic(const char *path, const void *data, size_t len);
 /* Reads a whole file into a fresh malloc'd buffer (*data, freed by the caller; NUL-terminated one byte past *len so
  * text can be parsed in place). Fails with DL_ERR_IO naming the path. */
 dl_status dl_read_file(const char *path, uint8_t **data, size_t *len);
+
+/* Creates a new, empty temporary file next to PATH for one writer: PATH.tmp.HOST-PID-XXXXXX (mkstemp), with the
+ * permissions a plain create gives, after removing the leftovers of dead writers of PATH on this host. *tmp_path is
+ * malloc'd (the caller frees it) and *fd open for writing (the caller closes it). */
+dl_status dl_tmp_create(const char *path, char **tmp_path, int *fd);
+/* Whether directory entry `name` is a leftover temporary of a writer of `base` (a file name, no directory) that
+ * is gone: `base`.tmp, or `base`.tmp.HOST-PID-XXXXXX of this host whose PID no longer runs. */
+int dl_tmp_name_is_stale(const char *name, const char *base);
+
+/* Bytes available to this user on the file system holding `path` (statvfs: f_bavail · f_frsize). */
+dl_status dl_free_space(const char *path, uint64_t *bytes);
 
 /* fopen that fails with DL_ERR_IO naming the path and errno. */
 dl_status dl_fopen(FILE **fp, const char *path, const char *mode);

@@ -1,8 +1,9 @@
 /* record.c — TFRecord writing, scanning, the .idx sidecar, and random-access reading (see record.h).
  *
- * Writer: records are framed into PATH.tmp through an atomic file (core/fs.h) while their offsets collect in
- * memory; close commits the data, then writes the index the same way. Any old PATH.idx is removed before the data
- * is renamed into place, so a crash between the two commits leaves "no index" (rebuilt on open), never a stale one.
+ * Writer: records are framed into a temporary of its own through an atomic file (core/fs.h) while their offsets
+ * collect in memory; close commits the data, then writes the index the same way. Any old PATH.idx is removed before
+ * the data is renamed into place, so a crash between the two commits leaves "no index" (rebuilt on open), never a
+ * stale one.
  *
  * Reader: the data file is mapped read-only. If PATH.idx is present, no older than the data, and passes every
  * check (size, magic, version, CRC, the data size it records, increasing offsets that fit in the file), it is mapped

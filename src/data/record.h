@@ -28,10 +28,11 @@ extern "C" {
 #define DL_RECORD_OVERHEAD 16u
 
 /* ---- writing ---------------------------------------------------------------------------------------------------
- * Records go to PATH.tmp; close flushes, fsyncs and renames it to PATH and writes PATH.idx the same way, so a
- * crash never leaves a half-written file under the final name. */
+ * Records go to a temporary of this writer (PATH.tmp.HOST-PID-XXXXXX, core/fs.h); close flushes, fsyncs and
+ * renames it to PATH and writes PATH.idx the same way, so a crash never leaves a half-written file under the final
+ * name, and two writers of one PATH never share a file. */
 typedef struct dl_record_writer dl_record_writer;
-/* Creates PATH.tmp (truncating a leftover one). */
+/* Creates the writer's temporary next to PATH (removing leftovers of dead writers). */
 dl_status dl_record_writer_open(dl_record_writer **writer, const char *path);
 /* Appends one framed record (len may be 0). */
 dl_status dl_record_writer_append(dl_record_writer *writer, const void *payload, size_t len);
@@ -40,9 +41,9 @@ uint64_t dl_record_writer_count(const dl_record_writer *writer);
 /* Bytes written so far (framing included): the record file's size after close. */
 uint64_t dl_record_writer_bytes(const dl_record_writer *writer);
 /* Commits PATH then PATH.idx (any old PATH.idx is removed first, so a crash in between leaves no stale index).
- * Always frees the writer; on failure PATH.tmp is removed. */
+ * Always frees the writer; on failure the temporary is removed. */
 dl_status dl_record_writer_close(dl_record_writer *writer);
-/* Drops the .tmp file (after an error) and frees the writer. NULL is allowed. */
+/* Drops the temporary (after an error) and frees the writer. NULL is allowed. */
 void dl_record_writer_abort(dl_record_writer *writer);
 
 /* ---- reading ---------------------------------------------------------------------------------------------------

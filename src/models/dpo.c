@@ -338,8 +338,11 @@ dl_status dl_dpo_reference_write(const char *path, const dl_dpo_reference_meta *
                                  const dl_dpo_table *valid) {
     DL_REQUIRE(path && meta && train && train->chosen, DL_ERR_INVALID, "dl_dpo_reference_write: NULL argument");
     DL_CHECK(make_parent_dirs(path));
-    char *tmp = dl_path_join_suffix(path, ".tmp");
-    DL_REQUIRE(tmp != NULL, DL_ERR_NOMEM, "cannot allocate a path");
+    /* A temporary of this writer's own (core/fs.h), which HDF5 then truncates and fills. */
+    char *tmp = NULL;
+    int fd = -1;
+    DL_CHECK(dl_tmp_create(path, &tmp, &fd));
+    close(fd);
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     dl_status s = file >= 0 ? DL_OK : DL_FAIL(DL_ERR_IO, "cannot create %s", tmp);

@@ -105,8 +105,8 @@ typedef struct dl_dpo_reference_meta {
     char checkpoint[4096]; /* the checkpoint file */
 } dl_dpo_reference_meta;
 
-/* Writes the tables (valid may be NULL) to `path` atomically (path.tmp, then renamed); parent directories are
- * created. */
+/* Writes the tables (valid may be NULL) to `path` atomically (a temporary of this writer's own, then renamed);
+ * parent directories are created. */
 dl_status dl_dpo_reference_write(const char *path, const dl_dpo_reference_meta *meta, const dl_dpo_table *train,
                                  const dl_dpo_table *valid);
 /* Reads a file written by dl_dpo_reference_write; valid may be NULL (not read); *has_valid says whether the file

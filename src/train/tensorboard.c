@@ -1,8 +1,9 @@
 /* tensorboard.c — writing and reading TensorBoard event files (see tensorboard.h).
  *
  * Events are packed with protobuf-c into one buffer together with their TFRecord frame, so each event is a single
- * fwrite + fflush: a process killed between events leaves only whole records, and one killed inside a write leaves
- * at most one short record at the end, which TensorBoard skips. The record writer of data/record.h is not used
+ * write(2): a process killed between events leaves only whole records, and one killed inside a write leaves at most
+ * one short record at the end, which TensorBoard skips. A write that fails (a full disk) is cut off again, so the
+ * file still ends with whole records, and reported. The record writer of data/record.h is not used
  * because it commits a .tmp file at close, while an event file must be readable as it grows; only its CRC helpers
  * are shared. */
 #include "train/tensorboard.h"
@@ -10,19 +11,22 @@
 #include <endian.h>
 #include <stdatomic.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "core/fault.h"
 #include "core/fs.h"
 #include "data/record.h"
 #include "event.pb-c.h"
 #include "summary.pb-c.h"
 
 struct dl_tb_writer {
-    FILE *fp;
+    int fd;          /* -1 when closed */
+    uint64_t size;   /* bytes of whole records written so far */
     char path[4352];
     uint8_t *buffer;
     size_t capacity;
@@ -52,8 +56,26 @@ static dl_status write_event(dl_tb_writer *w, const Tensorflow__Event *event) {
     tensorflow__event__pack(event, b + 12);
     uint32_t data_crc = htole32(dl_crc32c_mask(dl_crc32c(0, b + 12, len)));
     memcpy(b + 12 + len, &data_crc, 4);
-    if (fwrite(b, 1, need, w->fp) != need || fflush(w->fp) != 0)
-        return DL_FAIL(DL_ERR_IO, "cannot write to %s: %s", w->path, strerror(errno));
+    int err = dl_fault_hit(DL_FAULT_WRITE);
+    for (size_t done = 0; !err && done < need;) {
+        ssize_t n = write(w->fd, b + done, need - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            err = n < 0 ? errno : EIO;
+        else
+            done += (size_t)n;
+    }
+    if (err) {
+        /* Cut the partial record off: the file keeps ending with whole events. */
+        if (ftruncate(w->fd, (off_t)w->size) == 0)
+            lseek(w->fd, (off_t)w->size, SEEK_SET);
+        dl_status s = DL_FAIL(DL_ERR_IO, "cannot write to %s: %s", w->path, strerror(err));
+        if (err == ENOSPC || err == EDQUOT)
+            dl_error_hint("the disk is full: free space (or set log.tensorboard: false)");
+        return s;
+    }
+    w->size += need;
     return DL_OK;
 }
 
@@ -70,6 +92,7 @@ dl_status dl_tb_open(dl_tb_writer **out, const char *dir) {
             *c = '_';
     dl_tb_writer *w = calloc(1, sizeof *w);
     DL_REQUIRE(w != NULL, DL_ERR_NOMEM, "cannot allocate the event writer");
+    w->fd = -1;
     /* The counter keeps two writers of one process apart even within the same second. */
     static atomic_int opened = 0;
     double t = now_seconds();
@@ -80,8 +103,8 @@ dl_status dl_tb_open(dl_tb_writer **out, const char *dir) {
         return DL_FAIL(DL_ERR_INVALID, "event file path in '%s' is too long", dir);
     }
     /* "x": never append to or clobber a file another process made. */
-    w->fp = fopen(w->path, "wbx");
-    if (!w->fp) {
+    w->fd = open(w->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (w->fd < 0) {
         dl_status s = DL_FAIL(DL_ERR_IO, "cannot create %s: %s", w->path, strerror(errno));
         free(w);
         return s;
@@ -152,8 +175,8 @@ dl_status dl_tb_session_start(dl_tb_writer *w, int64_t step) {
 void dl_tb_close(dl_tb_writer *w) {
     if (!w)
         return;
-    if (w->fp)
-        fclose(w->fp);
+    if (w->fd >= 0)
+        close(w->fd);
     free(w->buffer);
     free(w);
 }

@@ -2,6 +2,7 @@
 #include "train/trainer.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/fault.h"
 #include "core/fs.h"
 #include "core/log.h"
 #include "core/signals.h"
@@ -28,7 +30,7 @@
 
 
 /* Scalars every rank contributes to a step, summed in one all-reduce. */
-enum { S_LOSS, S_TARGETS, S_TOKENS, S_SLOTS, S_ATTENDED, S_FAILED, S_STOP, S_METRICS,
+enum { S_LOSS, S_TARGETS, S_TOKENS, S_SLOTS, S_ATTENDED, S_FAILED, S_STOP, S_RECORDS, S_METRICS,
        S_COUNT = S_METRICS + DL_MAX_MODEL_METRICS };
 
 typedef struct trainer {
@@ -49,8 +51,12 @@ typedef struct trainer {
     int64_t bad_steps;
     double tokens_seen, samples_seen;
     double peak_gflops;
-    FILE *metrics;
+    int metrics_fd;          /* metrics.jsonl (rank 0, log.jsonl), opened for appending; -1 when not written */
     dl_tb_writer *tb;        /* TensorBoard events (rank 0, log.tensorboard) */
+    /* The first failed write of a run record (metrics.jsonl, events, the step log) on rank 0: it rides on the next
+     * step's all-reduce, then every rank checkpoints and the run stops with this message. */
+    int records_failed;
+    char records_error[1200];
     char *config_yaml;
     /* train.early_stop: a host copy of the parameters after the best epoch so far (param_data's floats) */
     float *best;
@@ -400,7 +406,7 @@ static dl_status train_step(trainer *t, double *step_seconds, double sums_out[S_
     /* A stop request (SIGUSR1/SIGTERM) rides on the step's all-reduce, so every rank sees it at the same step. */
     double sums[S_COUNT] = {stats.loss_sum, stats.targets,   stats.tokens,
                             stats.slots,    stats.attended, local != DL_OK,
-                            dl_signals_stop_requested() ? 1.0 : 0.0};
+                            dl_signals_stop_requested() ? 1.0 : 0.0, t->records_failed ? 1.0 : 0.0};
     memcpy(sums + S_METRICS, stats.metrics, sizeof stats.metrics);
     dl_status s = dl_comm_allreduce_sum_f64(t->world, sums, S_COUNT, "step statistics");
     /* Every rank now knows whether the step failed somewhere. Buckets that left during backward must complete on
@@ -456,14 +462,61 @@ static dl_status train_step(trainer *t, double *step_seconds, double sums_out[S_
     return DL_OK;
 }
 
-/* One TensorBoard event at this step; a failing event file is reported once and then left alone (the curves are
- * not worth stopping a run for; metrics.jsonl still has them). */
+/* Notes the first failed write of a run record (rank 0); later ones are not written at all. */
+static void records_failure(trainer *t) {
+    if (t->records_failed)
+        return;
+    t->records_failed = 1;
+    snprintf(t->records_error, sizeof t->records_error, "%s", dl_error_message());
+}
+
+/* One TensorBoard event at this step. A failed write stops the run (at the next step, after a checkpoint): curves
+ * that silently end are a loss the user finds out about too late. */
 static void tb_write(trainer *t, int n, const char *const *tags, const double *values) {
-    if (dl_tb_scalars(t->tb, t->step, n, tags, values) != DL_OK) {
-        DL_WARN("%s; TensorBoard events stop here", dl_error_message());
-        dl_tb_close(t->tb);
-        t->tb = NULL;
+    if (t->records_failed)
+        return;
+    if (dl_tb_scalars(t->tb, t->step, n, tags, values) != DL_OK)
+        records_failure(t);
+}
+
+/* Appends one line to metrics.jsonl with one write(2). A line the disk cannot take is cut off again, so the file
+ * keeps ending with whole lines (a resumed run appends after them). */
+static void metrics_line(trainer *t, const char *line, size_t len) {
+    if (t->metrics_fd < 0 || t->records_failed)
+        return;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", t->cfg->run.dir);
+    struct stat st;
+    off_t before = fstat(t->metrics_fd, &st) == 0 ? st.st_size : -1;
+    int err = dl_fault_hit(DL_FAULT_WRITE);
+    for (size_t done = 0; !err && done < len;) {
+        ssize_t n = write(t->metrics_fd, line + done, len - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            err = n < 0 ? errno : EIO;
+        else
+            done += (size_t)n;
     }
+    if (!err)
+        return;
+    if (before >= 0)
+        (void)!ftruncate(t->metrics_fd, before);
+    DL_FAIL(DL_ERR_IO, "cannot write %s at step %lld: %s", path, (long long)t->step, strerror(err));
+    if (err == ENOSPC || err == EDQUOT)
+        dl_error_hint("the disk is full: free space, then rerun to resume from the last checkpoint");
+    records_failure(t);
+}
+
+/* Flushes the step log on stdout; a stdout that cannot take it (a full disk under `> train.log`) stops the run. */
+static void flush_stdout(trainer *t) {
+    if (fflush(stdout) == 0 || t->records_failed)
+        return;
+    int err = errno;
+    DL_FAIL(DL_ERR_IO, "cannot write the step log to stdout at step %lld: %s", (long long)t->step, strerror(err));
+    if (err == ENOSPC || err == EDQUOT)
+        dl_error_hint("the disk holding the log is full: free space, then rerun to resume from the last checkpoint");
+    records_failure(t);
 }
 
 /* Whether stdout is a terminal a person watches. Under mpirun or srun a rank's stdout is a pseudo-terminal of the
@@ -536,7 +589,7 @@ static void log_step(trainer *t, double dt, const double sums[S_COUNT], double n
                (long long)t->total_steps, loss, tokens_per_s, eta);
     }
     if (log_now || tty)
-        fflush(stdout);
+        flush_stdout(t);
     if (t->tb) {
         const char *tags[5 + DL_MAX_MODEL_METRICS] = {"loss", "lr", "grad_norm", "tokens_per_s", "mfu"};
         double values[5 + DL_MAX_MODEL_METRICS] = {loss, lr, norm, tokens_per_s, mfu};
@@ -547,14 +600,33 @@ static void log_step(trainer *t, double dt, const double sums[S_COUNT], double n
         }
         tb_write(t, n, tags, values);
     }
-    if (t->metrics) {
-        fprintf(t->metrics,
-                "{\"step\": %lld, \"loss\": %.6g, \"lr\": %.6g, \"grad_norm\": %.6g, \"tokens_per_s\": %.6g, "
-                "\"mfu\": %.6g, \"packing_efficiency\": %.6g, \"ms\": %.6g, \"tokens_seen\": %.0f%s%s}\n",
-                (long long)t->step, isfinite(loss) ? loss : -1.0, lr, isfinite(norm) ? norm : -1.0, tokens_per_s, mfu,
-                packing, dt * 1e3, t->tokens_seen, extra_json, skipped ? ", \"skipped\": true" : "");
-        fflush(t->metrics);
+    if (t->metrics_fd >= 0) {
+        char line[2048];
+        int n = snprintf(line, sizeof line,
+                         "{\"step\": %lld, \"loss\": %.6g, \"lr\": %.6g, \"grad_norm\": %.6g, \"tokens_per_s\": %.6g, "
+                         "\"mfu\": %.6g, \"packing_efficiency\": %.6g, \"ms\": %.6g, \"tokens_seen\": %.0f%s%s}\n",
+                         (long long)t->step, isfinite(loss) ? loss : -1.0, lr, isfinite(norm) ? norm : -1.0,
+                         tokens_per_s, mfu, packing, dt * 1e3, t->tokens_seen, extra_json,
+                         skipped ? ", \"skipped\": true" : "");
+        metrics_line(t, line, n > 0 && (size_t)n < sizeof line ? (size_t)n : 0);
     }
+}
+
+/* The status a run stops with after a failed record write (rank 0's message names the file and the cause), given
+ * how the checkpoint that followed went. */
+static dl_status records_stop_status(trainer *t, dl_status checkpoint) {
+    if (!rank0(t))
+        return checkpoint != DL_OK ? checkpoint
+                                   : DL_FAIL(DL_ERR_IO, "another rank failed writing the run records (see its "
+                                                        "message)");
+    char latest[4400] = "";
+    int found = 0;
+    if (checkpoint != DL_OK && dl_ckpt_latest(t->cfg->run.dir, latest, sizeof latest, &found) != DL_OK)
+        found = 0;
+    return DL_FAIL(DL_ERR_IO, "the run stopped at step %lld (%s%s): %s", (long long)t->step,
+                   checkpoint == DL_OK ? "after a checkpoint of this step"
+                                       : "its checkpoint failed too; the last good one is ",
+                   checkpoint == DL_OK ? "" : found ? latest : "none", t->records_error);
 }
 
 static dl_status run_eval(trainer *t, dl_eval_result *out) {
@@ -577,7 +649,7 @@ static dl_status run_eval(trainer *t, dl_eval_result *out) {
                                   r.names[i], isfinite(r.values[i]) ? r.values[i] : -1.0);
     }
     printf("%s%s\n", progress_terminal() ? "\r\033[K" : "", line); /* over a progress bar */
-    fflush(stdout);
+    flush_stdout(t);
     if (t->tb) {
         /* The same names as in metrics.jsonl. */
         char names[DL_MAX_MODEL_METRICS][96];
@@ -590,9 +662,9 @@ static dl_status run_eval(trainer *t, dl_eval_result *out) {
         }
         tb_write(t, 1 + (r.count < DL_MAX_MODEL_METRICS ? r.count : DL_MAX_MODEL_METRICS), tags, values);
     }
-    if (t->metrics) {
-        fprintf(t->metrics, "%s}\n", json);
-        fflush(t->metrics);
+    if (t->metrics_fd >= 0 && j + 2 < sizeof json) {
+        memcpy(json + j, "}\n", 3);
+        metrics_line(t, json, j + 2);
     }
     return DL_OK;
 }
@@ -630,14 +702,11 @@ static dl_status open_run_records(trainer *t) {
     DL_CHECK_CTX(dl_make_dirs(t->cfg->run.dir), "run.dir");
     char path[4200];
     snprintf(path, sizeof path, "%s/config.yaml", t->cfg->run.dir);
-    FILE *f = fopen(path, "w");
-    DL_REQUIRE(f != NULL, DL_ERR_IO, "cannot write %s: %s", path, strerror(errno));
-    fputs(t->config_yaml, f);
-    fclose(f);
+    DL_CHECK(dl_write_file_atomic(path, t->config_yaml, strlen(t->config_yaml)));
     if (t->cfg->log.jsonl) {
         snprintf(path, sizeof path, "%s/metrics.jsonl", t->cfg->run.dir);
-        t->metrics = fopen(path, "a");
-        DL_REQUIRE(t->metrics != NULL, DL_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+        t->metrics_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
+        DL_REQUIRE(t->metrics_fd >= 0, DL_ERR_IO, "cannot open %s: %s", path, strerror(errno));
     }
     if (t->cfg->log.tensorboard) {
         DL_CHECK(dl_tb_open(&t->tb, t->cfg->run.dir));
@@ -649,8 +718,8 @@ static dl_status open_run_records(trainer *t) {
 }
 
 static void teardown(trainer *t) {
-    if (t->metrics)
-        fclose(t->metrics);
+    if (t->metrics_fd >= 0)
+        close(t->metrics_fd);
     dl_tb_close(t->tb);
     dl_loader_close(t->loader);
     dl_grad_sync_destroy(t->sync);
@@ -715,6 +784,7 @@ dl_status dl_train(const dl_config *cfg, dl_world *world) {
     memset(&t, 0, sizeof t);
     t.cfg = cfg;
     t.world = world;
+    t.metrics_fd = -1;
     uint8_t *cursor = NULL;
     size_t cursor_len = 0;
     int resumed = 0;
@@ -780,8 +850,14 @@ dl_status dl_train(const dl_config *cfg, dl_world *world) {
                 s = early_stop_check(&t, &r, &early);
         }
         int stop = sums[S_STOP] > 0;
-        if (s == DL_OK && (last || stop || early || (cfg->ckpt.every > 0 && t.step % cfg->ckpt.every == 0)))
+        int records_stop = sums[S_RECORDS] > 0;
+        if (s == DL_OK && (last || stop || early || records_stop ||
+                           (cfg->ckpt.every > 0 && t.step % cfg->ckpt.every == 0)))
             s = save_checkpoint(&t);
+        if (records_stop) {
+            s = records_stop_status(&t, s);
+            break;
+        }
         if (s == DL_OK && early)
             break;
         if (s == DL_OK && stop && !last) {
@@ -792,6 +868,9 @@ dl_status dl_train(const dl_config *cfg, dl_world *world) {
                         dl_signals_which() ? dl_signals_which_name() : "a signal on another rank", (long long)t.step);
         }
     }
+    /* A record that failed at the last step: the final checkpoint is written, the run still fails. */
+    if (s == DL_OK)
+        s = agree(&t, t.records_failed ? records_stop_status(&t, DL_OK) : DL_OK, "writing the run records");
     if (s == DL_OK && rank0(&t)) {
         char took[32];
         format_duration(took, sizeof took, dl_time_seconds() - started);

@@ -48,6 +48,12 @@ h5dump -d /model/lnf.weight "$final" | grep -q 'DATASPACE  SIMPLE { ( 16 ) / ( 1
 expect_exit 0 "$dealer" ckpt ls "$run"
 grep -q 'step_00000003.h5 .*step 3, gpt, 2 ranks' "$work/out" || { cat "$work/out"; fail "ls: no step 3 line"; }
 grep -q 'step_00000006.h5 .*<- latest' "$work/out" || { cat "$work/out"; fail "ls: latest not marked"; }
+# A temporary a dead writer left (core/fs.h names them step_N.h5.tmp.HOST-PID-XXXXXX) shows as incomplete.
+touch "$run/ckpt/step_00000007.h5.tmp.somehost-12345-AbCdEf"
+expect_exit 0 "$dealer" ckpt ls "$run"
+grep -q 'step_00000007.h5.tmp.somehost-12345-AbCdEf *(incomplete' "$work/out" ||
+  { cat "$work/out"; fail "ls: a leftover temporary is not shown as incomplete"; }
+rm "$run/ckpt/step_00000007.h5.tmp.somehost-12345-AbCdEf"
 expect_exit 0 "$dealer" ckpt ls "$final"
 expect_exit 2 "$dealer" ckpt ls "$work/nothing"
 

@@ -17,7 +17,13 @@ expect() {
     [ "$got" -eq "$want" ] || { cat "$T/out" "$T/err" >&2; fail "'$*' exited $got, want $want"; }
 }
 has() { grep -qF -- "$2" "$T/$1" || { cat "$T/$1" >&2; fail "$1 lacks '$2'"; }; }
-absent() { for f in "$@"; do [ ! -e "$f" ] || fail "$f was left behind"; done; }
+# A NAME.tmp also covers the per-writer temporaries NAME.tmp.HOST-PID-XXXXXX (core/fs.h).
+absent() {
+  for f in "$@"; do
+    [ ! -e "$f" ] || fail "$f was left behind"
+    if [[ $f == *.tmp ]] && compgen -G "$f.*" >/dev/null; then fail "$(compgen -G "$f.*" | head -1) was left behind"; fi
+  done
+}
 
 # ---- help and usage ----
 expect 0 "$D" data --help; has out "convert"

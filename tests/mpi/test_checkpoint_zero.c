@@ -23,6 +23,7 @@
 #include "core/hash.h"
 #include "comm/shard_layout.h"
 #include "ckpt/checkpoint.h"
+#include "core/fault.h"
 
 static dl_world world;
 static char dir[256];
@@ -482,6 +483,77 @@ static void slices_with_a_gap_fail_on_every_rank(void **state) {
     ASSERT_OK(dl_comm_barrier(&world, "after gap"));
 }
 
+/* A write or flush that fails on one rank (injected, core/fault.h) fails dl_ckpt_write on every rank, promptly (no
+ * rank is left inside a collective call), and leaves the previous file at the path whole, no temporary, and no HDF5
+ * object open (a file left open inside HDF5 crashes MPI_Finalize); a write after it succeeds. Plain and compressed
+ * (whose writes are collective), on each rank in turn. */
+static void a_failure_on_one_rank_fails_every_rank_and_keeps_the_old_file(void **state) {
+    (void)state;
+    model m;
+    model_init(&m);
+    size_t n = m.numel, W = (size_t)world.size, r = (size_t)world.rank;
+    size_t begin = n * r / W, end = n * (r + 1) / W;
+    if (world.rank == 0)
+        give(&m, 0, 0, n);
+    for (int k = 1; k < 3; k++)
+        give(&m, k, begin, end);
+    float *states[2] = {m.mine[1], m.mine[2]};
+    dl_ckpt_tensors t = {&m.table, m.mine[0], 2, names, states, begin, end};
+    dl_ckpt_meta meta;
+    fill_meta(&meta);
+    char path[512];
+    snprintf(path, sizeof path, "%s/faulty.h5", dir);
+    unsetenv("DEALER_FAULT");
+    dl_fault_reset();
+    ASSERT_OK(dl_ckpt_write(&world, path, &meta, &t, NULL, 0, NULL));
+    const char *ops[] = {"write", "fsync"};
+    for (int compress = 0; compress < 2; compress++)
+        for (int failing = 0; failing < world.size; failing++)
+            for (int op = 0; op < 2; op++) {
+                char spec[64];
+                snprintf(spec, sizeof spec, "%s:%d:1", ops[op], failing);
+                setenv("DEALER_FAULT", spec, 1);
+                dl_fault_reset();
+                dl_ckpt_options o = {.compress = compress};
+                meta.step = 8;
+                dl_status s = dl_ckpt_write(&world, path, &meta, &t, NULL, 0, &o);
+                unsetenv("DEALER_FAULT");
+                dl_fault_reset();
+                if (s != DL_ERR_IO)
+                    DL_TEST_FAIL("rank %d, %s%s: got %s '%s', want an I/O failure", world.rank, spec,
+                                 compress ? ", compressed" : "", dl_status_name(s), dl_error_message());
+                const char *want = world.rank == failing ? (op == 0 ? "No space left on device" : "flushing")
+                                                         : "another rank failed";
+                if (!strstr(dl_error_message(), want))
+                    DL_TEST_FAIL("rank %d, %s: '%s' does not say '%s'", world.rank, spec, dl_error_message(), want);
+                if (world.rank == failing && !strstr(dl_error_message(), path))
+                    DL_TEST_FAIL("rank %d, %s: '%s' does not name the file", world.rank, spec, dl_error_message());
+                ssize_t open_objects = H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL);
+                if (open_objects != 0)
+                    DL_TEST_FAIL("rank %d, %s: %zd HDF5 objects left open", world.rank, spec, open_objects);
+                ASSERT_OK(dl_comm_barrier(&world, "after a failed write"));
+                if (world.rank == 0 && dl_test_tmp_count(path) != 0)
+                    DL_TEST_FAIL("%s: a temporary of %s was left behind", spec, path);
+                dl_ckpt_meta back;
+                ASSERT_OK(dl_ckpt_read_meta(path, &back));
+                free(back.config_yaml);
+                if (back.step != 7)
+                    DL_TEST_FAIL("%s: the file at the path is step %lld, want the old step 7", spec,
+                                 (long long)back.step);
+                ASSERT_OK(dl_comm_barrier(&world, "after the check"));
+            }
+    uint8_t *cursor = NULL;
+    size_t cursor_len = 0;
+    check_whole(&m, path, "after failed writes", &cursor, &cursor_len);
+    free(cursor);
+    meta.step = 9;
+    ASSERT_OK(dl_ckpt_write(&world, path, &meta, &t, NULL, 0, NULL));
+    check_whole(&m, path, "written after failed writes", &cursor, &cursor_len);
+    free(cursor);
+    model_free(&m);
+    ASSERT_OK(dl_comm_barrier(&world, "end of the fault test"));
+}
+
 int main(int argc, char **argv) {
     if (dl_world_init(&world, &argc, &argv, 120.0) != DL_OK) {
         fprintf(stderr, "%s\n", dl_error_message());
@@ -508,6 +580,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(split_layouts_that_miss_or_repeat_rows_fail),
         cmocka_unit_test(split_damage_fails_every_rank),
         cmocka_unit_test(slices_with_a_gap_fail_on_every_rank),
+        cmocka_unit_test(a_failure_on_one_rank_fails_every_rank_and_keeps_the_old_file),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     dl_comm_barrier(&world, "end");
