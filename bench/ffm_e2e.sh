@@ -62,21 +62,20 @@ timed() {
              w, r, e, u, s, n / e, l }'
 }
 
-run_libffm() { OMP_NUM_THREADS=$threads "${pin[@]}" "$libffm/ffm-train" -t 1 -s "$threads" -k "$k" "$text" "$work/model.libffm"; }
-run_dealer() {
-  if [[ $ranks -gt 1 ]]; then
-    OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "${pin[@]}" mpirun -np "$ranks" --oversubscribe \
-      --bind-to none "$dealer" train "$work/ffm.yaml" train.threads=1
-  else
-    OMP_NUM_THREADS=$threads "${pin[@]}" "$dealer" train "$work/ffm.yaml"
-  fi
-}
+libffm_cmd=(env OMP_NUM_THREADS="$threads" "${pin[@]}" "$libffm/ffm-train" -t 1 -s "$threads" -k "$k" "$text"
+            "$work/model.libffm")
+if [[ $ranks -gt 1 ]]; then
+  dealer_cmd=(env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "${pin[@]}" mpirun -np "$ranks"
+              --oversubscribe --bind-to none "$dealer" train "$work/ffm.yaml" train.threads=1)
+else
+  dealer_cmd=(env OMP_NUM_THREADS="$threads" "${pin[@]}" "$dealer" train "$work/ffm.yaml")
+fi
 
 echo "# $rows rows, k=$k, $threads thread(s), $ranks rank(s); $(nproc) CPUs; $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
 if [[ -n $libffm ]]; then
-  (cd "$work" && run_libffm >/dev/null 2>&1) || true # builds libffm's .bin cache beside the text: not timed
+  (cd "$work" && "${libffm_cmd[@]}" >/dev/null 2>&1) || true # builds libffm's .bin cache beside the text: not timed
 fi
 for round in $(seq 1 "$rounds"); do
-  [[ -n $libffm ]] && (cd "$work" && timed libffm "$round" run_libffm)
-  timed dealer "$round" run_dealer
+  if [[ -n $libffm ]]; then (cd "$work" && timed libffm "$round" "${libffm_cmd[@]}"); fi
+  timed dealer "$round" "${dealer_cmd[@]}"
 done

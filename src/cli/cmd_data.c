@@ -189,6 +189,8 @@ static int cmd_convert(int argc, char **argv) {
            grouped(b, sizeof b, res.blank_lines), grouped(c, sizeof c, res.input_bytes));
     if (opt.format == DL_CONVERT_TEXT || opt.format == DL_CONVERT_JSONL_PAIRS)
         printf("; %s tokens", grouped(a, sizeof a, res.tokens));
+    if (opt.format == DL_CONVERT_LIBFFM || opt.format == DL_CONVERT_LIBSVM)
+        printf("; %s feature ids at or above 2^31 hashed", grouped(a, sizeof a, res.hashed_ids));
     printf("\n");
     if (res.records + res.valid_records == 0)
         fprintf(stderr, "dealer data convert: warning: the inputs held no records\n");

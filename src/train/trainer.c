@@ -82,7 +82,7 @@ static dl_status agree(trainer *t, dl_status local, const char *phase) {
 
 static dl_status open_dataset(const dl_str_list *list, dl_dataset **set, const char *key) {
     DL_REQUIRE(list->count > 0, DL_ERR_CONFIG, "%s names no record files", key);
-    DL_CHECK_CTX(dl_dataset_open(set, (const char *const *)list->items, (size_t)list->count), "%s", key);
+    DL_CHECK_CTX(dl_dataset_open_as(set, (const char *const *)list->items, (size_t)list->count, key), "%s", key);
     return DL_OK;
 }
 

@@ -65,9 +65,14 @@ typedef struct click {
     size_t cap_ev;
 } click;
 
+/* Hashed wide ids (negative, see dl_feature_id_fold) hash with the top bit set: a key no real id has. */
+#define HASHED_ID_KEY 0x8000000000000000ull
+
 int64_t dl_click_feature_row(int64_t id, int64_t hash_buckets) {
     if (id >= 0 && id < hash_buckets)
         return id;
+    if (id < 0)
+        return (int64_t)dl_hash_bucket(HASHED_ID_KEY | (uint64_t)(-1 - id), (uint64_t)hash_buckets);
     return (int64_t)dl_hash_bucket((uint64_t)id, (uint64_t)hash_buckets);
 }
 
@@ -110,7 +115,6 @@ static dl_status prepare(click *m, const dl_click_batch *cb) {
                               "(dealer data stat shows it)");
                 return s;
             }
-            DL_REQUIRE(id >= 0, DL_ERR_INVALID, "a data row has the negative feature id %d", (int)id);
             DL_REQUIRE(isfinite(x), DL_ERR_INVALID, "a data row has the non-finite value %g (feature %d)", (double)x,
                        (int)id);
             m->grows[e] = (int32_t)dl_click_feature_row(id, m->buckets);
