@@ -13,8 +13,9 @@
 # libffm's feature ids are its table rows and dealer's table has --buckets rows (ids below it are their own row).
 # With --ranks W > 1 dealer runs under mpirun with comm.embeddings: sharded, one thread per rank.
 #
-# Each run prints one line: who, round, wall s, user s, sys s, rows/s (wall), load average. The load matters: on a
-# shared machine wall time measures the other jobs too, so report min and median of the interleaved rounds.
+# Each run prints one line: who, round, wall s, user s, sys s, rows/s (wall), rows per CPU-second (user + sys), peak
+# resident memory (per rank for dealer), load average at the start. The load matters: on a shared machine wall time
+# measures the other jobs too (CPU time much less), so report min and median of the interleaved rounds.
 set -euo pipefail
 dealer=build/dealer libffm= text= records= k=4 threads=1 ranks=1 rounds=3 fields=18 buckets=1000000 cpus= work=
 while [[ $# -gt 0 ]]; do
@@ -54,12 +55,17 @@ timed() {
   rm -rf "$work/run" "$work/model.libffm"
   local load
   load=$(cut -d' ' -f1 /proc/loadavg)
-  /usr/bin/time -f "%e %U %S" -o "$work/time" "$@" >"$work/$who.$round.log" 2>&1 ||
+  /usr/bin/time -f "%e %U %S %M" -o "$work/time" "$@" >"$work/$who.$round.log" 2>&1 ||
     { cat "$work/$who.$round.log" >&2; echo "ffm_e2e.sh: $who failed" >&2; exit 1; }
-  read -r wall user sys <"$work/time"
-  awk -v w="$who" -v r="$round" -v e="$wall" -v u="$user" -v s="$sys" -v n="$rows" -v l="$load" \
-    'BEGIN { printf "%-8s round %d | wall %6.2f s | user %6.2f s | sys %5.2f s | %9.0f rows/s | load %s\n",
-             w, r, e, u, s, n / e, l }'
+  read -r wall user sys rss <"$work/time"
+  # peak memory: libffm's own (time's %M); dealer's from its last line, the most any rank held (under mpirun %M
+  # would be mpirun's)
+  local peak
+  peak=$(grep -oE 'peak resident memory [0-9]+ MiB' "$work/$who.$round.log" | grep -oE '[0-9]+' || true)
+  [[ -n $peak ]] || peak=$((rss / 1024))
+  awk -v w="$who" -v r="$round" -v e="$wall" -v u="$user" -v s="$sys" -v n="$rows" -v l="$load" -v m="$peak" \
+    'BEGIN { printf "%-8s round %d | wall %7.2f s | user %7.2f s | sys %6.2f s | %9.0f rows/s | %9.0f rows/CPU-s | peak %5d MiB/rank | load %s\n",
+             w, r, e, u, s, n / e, n / (u + s), m, l }'
 }
 
 libffm_cmd=(env OMP_NUM_THREADS="$threads" "${pin[@]}" "$libffm/ffm-train" -t 1 -s "$threads" -k "$k" "$text"

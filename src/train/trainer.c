@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -883,11 +884,21 @@ dl_status dl_train(const dl_config *cfg, dl_world *world) {
                         dl_signals_which() ? dl_signals_which_name() : "a signal on another rank", (long long)t.step);
         }
     }
+    /* Click runs also say the most memory any rank held (tables are the memory question there). */
+    int64_t peak_kib = 0;
+    if (s == DL_OK && t.rows_data) {
+        struct rusage usage;
+        peak_kib = getrusage(RUSAGE_SELF, &usage) == 0 ? (int64_t)usage.ru_maxrss : 0;
+        s = dl_comm_allreduce_max_i64(t.world, &peak_kib, 1, "peak memory");
+    }
     if (s == DL_OK && rank0(&t)) {
         char took[32];
         format_duration(took, sizeof took, dl_time_seconds() - started);
-        DL_INFO("finished %lld steps in %s (%.3g %s seen)", (long long)t.step, took, t.tokens_seen,
-                t.rows_data ? "rows" : "tokens");
+        if (t.rows_data)
+            DL_INFO("finished %lld steps in %s (%.3g rows seen; peak resident memory %.0f MiB per rank at most)",
+                    (long long)t.step, took, t.tokens_seen, (double)peak_kib / 1024.0);
+        else
+            DL_INFO("finished %lld steps in %s (%.3g tokens seen)", (long long)t.step, took, t.tokens_seen);
     }
     teardown(&t);
     return s;
