@@ -5,6 +5,7 @@
 #
 #   bench/ffm_e2e.sh --dealer build/dealer --libffm /path/to/libffm --text ROWS.txt --records ROWS.tfrecord \
 #       [--k 4] [--threads 1] [--ranks 1] [--rounds 3] [--fields 18] [--buckets 1000000] [--cpus 0-1] [--work DIR]
+#       [--before OLD/dealer]   (a second dealer build, e.g. the commit before a change, run third in each round)
 #
 # ROWS.txt is libffm text and ROWS.tfrecord the same rows as records (`dealer data synth-clicks SAMPLE --rows N`
 # writes either; bench/criteo_kaggle.sh makes Criteo-shaped ones). libffm converts the text to its .bin cache on
@@ -17,10 +18,10 @@
 # resident memory (per rank for dealer), load average at the start. The load matters: on a shared machine wall time
 # measures the other jobs too (CPU time much less), so report min and median of the interleaved rounds.
 set -euo pipefail
-dealer=build/dealer libffm= text= records= k=4 threads=1 ranks=1 rounds=3 fields=18 buckets=1000000 cpus= work=
+dealer=build/dealer before= libffm= text= records= k=4 threads=1 ranks=1 rounds=3 fields=18 buckets=1000000 cpus= work=
 while [[ $# -gt 0 ]]; do
   case $1 in
-    --dealer) dealer=$2 ;; --libffm) libffm=$2 ;; --text) text=$2 ;; --records) records=$2 ;; --k) k=$2 ;;
+    --dealer) dealer=$2 ;; --before) before=$2 ;; --libffm) libffm=$2 ;; --text) text=$2 ;; --records) records=$2 ;; --k) k=$2 ;;
     --threads) threads=$2 ;; --ranks) ranks=$2 ;; --rounds) rounds=$2 ;; --fields) fields=$2 ;;
     --buckets) buckets=$2 ;; --cpus) cpus=$2 ;; --work) work=$2 ;;
     *) echo "ffm_e2e.sh: unknown option $1 (see the top of the script)" >&2; exit 2 ;;
@@ -70,12 +71,17 @@ timed() {
 
 libffm_cmd=(env OMP_NUM_THREADS="$threads" "${pin[@]}" "$libffm/ffm-train" -t 1 -s "$threads" -k "$k" "$text"
             "$work/model.libffm")
-if [[ $ranks -gt 1 ]]; then
-  dealer_cmd=(env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "${pin[@]}" mpirun -np "$ranks"
-              --oversubscribe --bind-to none "$dealer" train "$work/ffm.yaml" train.threads=1)
-else
-  dealer_cmd=(env OMP_NUM_THREADS="$threads" "${pin[@]}" "$dealer" train "$work/ffm.yaml")
-fi
+dealer_command() { # binary: the command line of one dealer run
+  if [[ $ranks -gt 1 ]]; then
+    echo env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "${pin[@]}" mpirun -np "$ranks" \
+      --oversubscribe --bind-to none "$1" train "$work/ffm.yaml" train.threads=1
+  else
+    echo env OMP_NUM_THREADS="$threads" "${pin[@]}" "$1" train "$work/ffm.yaml"
+  fi
+}
+read -r -a dealer_cmd <<<"$(dealer_command "$dealer")"
+before_cmd=()
+[[ -n $before ]] && read -r -a before_cmd <<<"$(dealer_command "$before")"
 
 echo "# $rows rows, k=$k, $threads thread(s), $ranks rank(s); $(nproc) CPUs; $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
 if [[ -n $libffm ]]; then
@@ -84,4 +90,5 @@ fi
 for round in $(seq 1 "$rounds"); do
   if [[ -n $libffm ]]; then (cd "$work" && timed libffm "$round" "${libffm_cmd[@]}"); fi
   timed dealer "$round" "${dealer_cmd[@]}"
+  if [[ -n $before ]]; then timed before "$round" "${before_cmd[@]}"; fi
 done
