@@ -34,6 +34,8 @@ static void usage_convert(FILE *out) {
             "  text          byte-level token documents (token = byte value 0..255), feature 'tokens'\n"
             "  libffm        'label field:feature:value ...' lines -> click rows (label, field, feature, value)\n"
             "  libsvm        'label feature:value ...' lines -> click rows (field 0, or see --libsvm-fields)\n"
+            "                (click rows: feature ids >= 2^31 are stored hashed, and counted in the summary;\n"
+            "                an input without a row is an error, exit 2)\n"
             "  jsonl-pairs   {\"prompt\": ..., \"chosen\": ..., \"rejected\": ...} lines -> preference pairs,\n"
             "                strings tokenised byte-level (their UTF-8 bytes)\n\n"
             "options:\n"
