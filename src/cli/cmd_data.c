@@ -34,6 +34,8 @@ static void usage_convert(FILE *out) {
             "  text          byte-level token documents (token = byte value 0..255), feature 'tokens'\n"
             "  libffm        'label field:feature:value ...' lines -> click rows (label, field, feature, value)\n"
             "  libsvm        'label feature:value ...' lines -> click rows (field 0, or see --libsvm-fields)\n"
+            "                (click rows: feature ids >= 2^31 are stored hashed, and counted in the summary;\n"
+            "                an input without a row is an error, exit 2)\n"
             "  jsonl-pairs   {\"prompt\": ..., \"chosen\": ..., \"rejected\": ...} lines -> preference pairs,\n"
             "                strings tokenised byte-level (their UTF-8 bytes)\n\n"
             "options:\n"
@@ -189,6 +191,8 @@ static int cmd_convert(int argc, char **argv) {
            grouped(b, sizeof b, res.blank_lines), grouped(c, sizeof c, res.input_bytes));
     if (opt.format == DL_CONVERT_TEXT || opt.format == DL_CONVERT_JSONL_PAIRS)
         printf("; %s tokens", grouped(a, sizeof a, res.tokens));
+    if (opt.format == DL_CONVERT_LIBFFM || opt.format == DL_CONVERT_LIBSVM)
+        printf("; %s feature ids at or above 2^31 hashed", grouped(a, sizeof a, res.hashed_ids));
     printf("\n");
     if (res.records + res.valid_records == 0)
         fprintf(stderr, "dealer data convert: warning: the inputs held no records\n");

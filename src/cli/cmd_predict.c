@@ -201,7 +201,7 @@ static dl_status score_text(predictor *p, const char *path) {
 
 static dl_status score_records(predictor *p, const char *path) {
     dl_dataset *set = NULL;
-    DL_CHECK(dl_dataset_open(&set, &path, 1));
+    DL_CHECK(dl_dataset_open_as(&set, &path, 1, "dealer predict's DATA argument"));
     dl_doc_source src;
     dl_dataset_source(set, &src);
     dl_click_row row;

@@ -125,6 +125,8 @@ void dl_sharded_plan_free(dl_sharded_plan *p) {
     for (int i = 0; i < 4; i++)
         free(p->byte_counts[i]);
     free(p->slot);
+    free(p->own_pos);
+    free(p->own_local);
     free(p->served_local);
     free(p->ids_out);
     free(p->ids_in);
@@ -164,12 +166,17 @@ dl_status dl_sharded_plan_build(dl_sharded_table *t, dl_sharded_plan *p, const i
     DL_CHECK(dl_grow((void **)&p->ids_out, &p->cap_ids_out, (size_t)n + 1, sizeof(int64_t), "the exchange plan"));
     DL_CHECK(dl_grow((void **)&p->rows_out, &p->cap_rows_out, ((size_t)n + 1) * rf, sizeof(float),
                      "the exchange rows"));
+    DL_CHECK(dl_grow((void **)&p->own_pos, &p->cap_own_pos, (size_t)n + 1, sizeof(int64_t), "the exchange plan"));
+    DL_CHECK(dl_grow((void **)&p->own_local, &p->cap_own_local, (size_t)n + 1, sizeof(int64_t), "the exchange plan"));
     memset(p->send_counts, 0, (size_t)W * sizeof(int));
     for (int64_t i = 0; i < n; i++) {
         DL_REQUIRE(rows[i] >= 0 && rows[i] < t->num_rows, DL_ERR_INVALID,
                    "row %lld is outside the sharded table [0, %lld)", (long long)rows[i], (long long)t->num_rows);
         p->send_counts[dl_hash_owner((uint64_t)rows[i], W)]++;
     }
+    /* Own rows are copied straight between the table and the caller's buffers: through MPI each would be copied
+     * three times more each way (into the send buffer, through the all-to-all, out of the receive buffer). */
+    p->send_counts[t->rank] = 0;
     int at = 0;
     for (int r = 0; r < W; r++) {
         p->send_displs[r] = at;
@@ -177,8 +184,15 @@ dl_status dl_sharded_plan_build(dl_sharded_table *t, dl_sharded_plan *p, const i
     }
     int *fill = p->byte_counts[0];
     memcpy(fill, p->send_displs, (size_t)W * sizeof(int));
+    p->own = 0;
     for (int64_t i = 0; i < n; i++) {
         int o = dl_hash_owner((uint64_t)rows[i], W);
+        if (o == t->rank) {
+            p->slot[i] = -1;
+            p->own_pos[p->own] = i;
+            p->own_local[p->own++] = dl_sharded_table_local(t, rows[i]);
+            continue;
+        }
         p->slot[i] = fill[o]++;
         p->ids_out[p->slot[i]] = rows[i];
     }
@@ -221,7 +235,10 @@ dl_status dl_sharded_fetch(dl_sharded_table *t, dl_sharded_plan *p, float *out, 
     DL_CHECK(byte_layout(p->send_counts, W, rf * sizeof(float), rc, rd, "sharded table: rows"));
     DL_CHECK(dl_comm_alltoallv(world, p->rows_in, sc, sd, p->rows_out, rc, rd, "sharded table: rows"));
     for (int64_t i = 0; i < p->requested; i++)
-        memcpy(out + (size_t)i * rf, p->rows_out + (size_t)p->slot[i] * rf, rf * sizeof(float));
+        if (p->slot[i] >= 0)
+            memcpy(out + (size_t)i * rf, p->rows_out + (size_t)p->slot[i] * rf, rf * sizeof(float));
+    for (int64_t k = 0; k < p->own; k++)
+        memcpy(out + (size_t)p->own_pos[k] * rf, t->data + (size_t)p->own_local[k] * rf, rf * sizeof(float));
     return DL_OK;
 }
 
@@ -231,16 +248,29 @@ dl_status dl_sharded_push_add(dl_sharded_table *t, dl_sharded_plan *p, const flo
     const size_t rf = (size_t)t->row_floats;
     const int W = world->size;
     for (int64_t i = 0; i < p->requested; i++)
-        memcpy(p->rows_out + (size_t)p->slot[i] * rf, deltas + (size_t)i * rf, rf * sizeof(float));
+        if (p->slot[i] >= 0)
+            memcpy(p->rows_out + (size_t)p->slot[i] * rf, deltas + (size_t)i * rf, rf * sizeof(float));
     int *sc = p->byte_counts[0], *sd = p->byte_counts[1], *rc = p->byte_counts[2], *rd = p->byte_counts[3];
     DL_CHECK(byte_layout(p->send_counts, W, rf * sizeof(float), sc, sd, "sharded table: changes"));
     DL_CHECK(byte_layout(p->recv_counts, W, rf * sizeof(float), rc, rd, "sharded table: changes"));
     DL_CHECK(dl_comm_alltoallv(world, p->rows_out, sc, sd, p->rows_in, rc, rd, "sharded table: changes"));
-    for (int64_t i = 0; i < p->served; i++) {
-        float *dst = t->data + (size_t)p->served_local[i] * rf;
-        const float *src = p->rows_in + (size_t)i * rf;
-        for (size_t f = 0; f < rf; f++)
-            dst[f] += src[f];
+    /* In rank order, this rank's own changes in its place, so the sums round the same whoever holds the row. */
+    for (int r = 0; r < W; r++) {
+        if (r == t->rank) {
+            for (int64_t k = 0; k < p->own; k++) {
+                float *dst = t->data + (size_t)p->own_local[k] * rf;
+                const float *src = deltas + (size_t)p->own_pos[k] * rf;
+                for (size_t f = 0; f < rf; f++)
+                    dst[f] += src[f];
+            }
+            continue;
+        }
+        for (int64_t i = p->recv_displs[r]; i < (int64_t)p->recv_displs[r] + p->recv_counts[r]; i++) {
+            float *dst = t->data + (size_t)p->served_local[i] * rf;
+            const float *src = p->rows_in + (size_t)i * rf;
+            for (size_t f = 0; f < rf; f++)
+                dst[f] += src[f];
+        }
     }
     return DL_OK;
 }

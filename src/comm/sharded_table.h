@@ -63,7 +63,10 @@ typedef struct dl_sharded_plan {
     int *send_counts, *send_displs, *recv_counts, *recv_displs; /* in rows, per rank */
     int *byte_counts[4];      /* scratch: byte counts and displacements for alltoallv */
     int64_t requested;        /* n: rows this rank asked for */
-    int64_t *slot;            /* [n]: position of rows[i] in the grouped send order */
+    int64_t *slot;            /* [n]: position of rows[i] in the grouped send order; -1 for a row this rank owns */
+    /* Rows this rank owns itself skip the exchange (no copies through MPI): request positions and local rows. */
+    int64_t own, *own_pos, *own_local;
+    size_t cap_own_pos, cap_own_local;
     int64_t served;           /* rows asked of this rank (all ranks together) */
     int64_t *served_local;    /* [served]: their local indices, in receive order */
     int64_t *ids_out, *ids_in;
@@ -79,7 +82,8 @@ dl_status dl_sharded_plan_build(dl_sharded_table *table, dl_sharded_plan *plan, 
                                 dl_world *world);
 /* Collective: out[i·row_floats ...] = global row rows[i] of the last plan_build. */
 dl_status dl_sharded_fetch(dl_sharded_table *table, dl_sharded_plan *plan, float *out, dl_world *world);
-/* Collective: each owner adds deltas[i·row_floats ...] of every rank to row rows[i] (in rank order). */
+/* Collective: each owner adds deltas[i·row_floats ...] of every rank to row rows[i] (in rank order; its own
+ * deltas in their rank's place, straight from `deltas`). */
 dl_status dl_sharded_push_add(dl_sharded_table *table, dl_sharded_plan *plan, const float *deltas, dl_world *world);
 
 /* The union of the rows several ranks changed, with the sum of their changes (replicated tables). */

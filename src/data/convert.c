@@ -96,6 +96,11 @@ static dl_status text_sink(void *ctx, const uint8_t *doc, size_t len, uint64_t f
     return emit(c, n);
 }
 
+static void count_hashed_ids(converter *c) {
+    for (size_t i = 0; i < c->row.feature.len; i++)
+        c->res.hashed_ids += c->row.feature.data[i] < 0; /* parsed ids are >= 0: negative means hashed */
+}
+
 /* Parses and writes one non-blank line of a line format. */
 static dl_status convert_line(converter *c, const char *line, size_t len) {
     size_t n;
@@ -103,10 +108,12 @@ static dl_status convert_line(converter *c, const char *line, size_t len) {
     case DL_CONVERT_LIBFFM:
         DL_CHECK(dl_parse_libffm_line(line, len, &c->row));
         DL_CHECK(dl_example_encode_click(&c->row, &c->payload, &c->payload_cap, &n));
+        count_hashed_ids(c);
         break;
     case DL_CONVERT_LIBSVM:
         DL_CHECK(dl_parse_libsvm_line(line, len, c->opt->libsvm_field_by_position, &c->row));
         DL_CHECK(dl_example_encode_click(&c->row, &c->payload, &c->payload_cap, &n));
+        count_hashed_ids(c);
         break;
     case DL_CONVERT_JSONL_PAIRS:
         DL_CHECK(dl_parse_pair_json(line, len, &c->pair));
@@ -229,6 +236,20 @@ dl_status dl_convert(const dl_convert_options *opt, dl_convert_result *result) {
     dl_progress_end(&c.progress);
     c.res.output_bytes = dl_record_writer_bytes(c.train);
     c.res.valid_bytes = dl_record_writer_bytes(c.valid);
+    /* Click rows: a file without one is a mistake (a wrong path, a failed export), better said now than when a
+     * training run finds an empty data set. Nothing is written (the writers are aborted below). */
+    if (s == DL_OK && (opt->format == DL_CONVERT_LIBFFM || opt->format == DL_CONVERT_LIBSVM) &&
+        c.res.records + c.res.valid_records == 0) {
+        const int ffm = opt->format == DL_CONVERT_LIBFFM;
+        char lines[64] = "no lines";
+        if (c.res.lines)
+            snprintf(lines, sizeof lines, "%llu lines, all blank", (unsigned long long)c.res.lines);
+        s = DL_FAIL(DL_ERR_FORMAT, "%s%s hold%s no %s rows (%s)", opt->inputs[0],
+                    opt->num_inputs > 1 ? " and the other inputs" : "", opt->num_inputs > 1 ? "" : "s",
+                    ffm ? "libffm" : "libsvm", lines);
+        dl_error_hint("check the input path; a %s line is '%s'", ffm ? "libffm" : "libsvm",
+                      ffm ? "label field:feature:value ..." : "label feature:value ...");
+    }
     if (s == DL_OK) {
         s = dl_record_writer_close(c.train);
         c.train = NULL;

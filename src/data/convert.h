@@ -75,6 +75,7 @@ typedef struct dl_convert_result {
     uint64_t output_bytes;  /* size of OUT */
     uint64_t valid_bytes;   /* size of VALID */
     uint64_t tokens;        /* text and pairs: tokens written (both files) */
+    uint64_t hashed_ids;    /* libffm, libsvm: feature ids >= 2^31 stored hashed (dl_feature_id_fold) */
 } dl_convert_result;
 
 /* Runs a conversion (see the top of this file). `result` may be NULL. */

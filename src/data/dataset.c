@@ -45,11 +45,18 @@ static void describe(dl_dataset *ds, const char *const *paths, size_t count) {
 }
 
 dl_status dl_dataset_open(dl_dataset **dataset, const char *const *paths, size_t count) {
+    return dl_dataset_open_as(dataset, paths, count, NULL);
+}
+
+dl_status dl_dataset_open_as(dl_dataset **dataset, const char *const *paths, size_t count, const char *source) {
     DL_REQUIRE(dataset != NULL, DL_ERR_INVALID, "dl_dataset_open: dataset is NULL");
     *dataset = NULL;
     if (count == 0 || !paths) {
         dl_status s = DL_FAIL(DL_ERR_INVALID, "the dataset names no record file");
-        dl_error_hint("set data.train (and data.valid) to record files, e.g. data/train.tfrecord");
+        if (source)
+            dl_error_hint("set %s to record files, e.g. data/train.tfrecord", source);
+        else
+            dl_error_hint("name record files, e.g. data/train.tfrecord");
         return s;
     }
     /* The same file twice would be read twice per epoch: compare device and inode, which also catches aliases. */
@@ -94,7 +101,10 @@ dl_status dl_dataset_open(dl_dataset **dataset, const char *const *paths, size_t
     }
     if (ds->first[count] == 0) {
         dl_status s = DL_FAIL(DL_ERR_INVALID, "dataset %s has no records", ds->name);
-        dl_error_hint("convert some data into it first (dealer data convert), or point data.train elsewhere");
+        if (source)
+            dl_error_hint("convert some data into it first (dealer data convert), or point %s elsewhere", source);
+        else
+            dl_error_hint("convert some data into it first (dealer data convert), or use another record file");
         dl_dataset_close(ds);
         return s;
     }

@@ -42,6 +42,9 @@ typedef struct dl_dataset dl_dataset;
 
 /* Opens the record files `paths[0..count)` (taken as they are, no glob expansion). */
 dl_status dl_dataset_open(dl_dataset **dataset, const char *const *paths, size_t count);
+/* dl_dataset_open, with `source` naming where the user gave the files ("data.valid", "dealer predict's DATA
+ * argument") so that a hint says what to change; NULL gives a hint that names no setting. */
+dl_status dl_dataset_open_as(dl_dataset **dataset, const char *const *paths, size_t count, const char *source);
 /* Opens a comma-separated list of files and glob patterns (the value of data.train / data.valid). */
 dl_status dl_dataset_open_spec(dl_dataset **dataset, const char *spec);
 /* Closes the files; NULL is allowed. */

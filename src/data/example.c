@@ -92,13 +92,13 @@ void dl_pref_pair_free(dl_pref_pair *pair) {
 }
 
 int32_t dl_feature_id_fold(int64_t id) {
-    if (id >= 0 && id <= INT32_MAX)
+    if (id >= INT32_MIN && id <= INT32_MAX) /* a real id, or one hashed already (negative) */
         return (int32_t)id;
     uint64_t u = (uint64_t)id;
     u ^= u >> 31;
     u *= 0x9E3779B97F4A7C15ull; /* spread the high bits into the low ones before masking */
     u ^= u >> 29;
-    return (int32_t)(u & 0x7fffffffu);
+    return (int32_t)(-1 - (int64_t)(u & 0x7fffffffu));
 }
 
 /* ---- the arena -------------------------------------------------------------------------------------------- */

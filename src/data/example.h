@@ -43,11 +43,14 @@ dl_status dl_f32_array_push(dl_f32_array *a, float v);
 typedef struct dl_click_row {
     float label;          /* 0 or 1 (a stored label in [0,1] is kept as is; -1 reads as 0) */
     dl_i32_array field;   /* per entry, >= 0 */
-    dl_i32_array feature; /* per entry: raw feature id (hashed later by the model) — int64 ids are folded to 31 bits */
+    dl_i32_array feature; /* per entry: feature id (>= 0), or a hashed wide id (< 0; dl_feature_id_fold) */
     dl_f32_array value;   /* per entry */
 } dl_click_row;
 
-/* The fold of an int64 feature id into [0, 2^31): identity on 0..2^31-1, a fixed mix of the bits otherwise. */
+/* A feature id as batches carry it (int32): ids in [0, 2^31) are themselves; wider ids (>= 2^31, or below -2^31)
+ * become -1 - h, h a 31-bit mix of all their bits, so they never meet a real id; a value in [-2^31, -1] is taken
+ * as hashed already (what the converters write for wide ids), so folding twice changes nothing. The model puts a
+ * hashed id on its own hashed table row (dl_click_feature_row), never on the row of the real id h. */
 int32_t dl_feature_id_fold(int64_t id);
 
 typedef struct dl_pref_pair {

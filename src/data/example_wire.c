@@ -186,7 +186,7 @@ static int decode_int64(span s, int mode, dl_i32_array *out) {
             }
             int64_t v = (int64_t)u;
             if (mode == IDS_FEATURE) {
-                dst[n++] = v >= 0 && v <= INT32_MAX ? (int32_t)v : dl_feature_id_fold(v);
+                dst[n++] = v >= INT32_MIN && v <= INT32_MAX ? (int32_t)v : dl_feature_id_fold(v);
             } else {
                 if (v < 0 || v > INT32_MAX)
                     return 0;

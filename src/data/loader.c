@@ -514,7 +514,7 @@ dl_status dl_loader_open(dl_loader **loader, const dl_doc_source *src, const dl_
     const char *name = src->name && src->name[0] ? src->name : "the data";
     if (src->num_records == 0) {
         dl_status s = DL_FAIL(DL_ERR_INVALID, "dataset %s has no records", name);
-        dl_error_hint("convert some data into it first (dealer data convert), or point data.train elsewhere");
+        dl_error_hint("convert some data into it first (dealer data convert), or use another record file");
         return s;
     }
     dl_loader *l = calloc(1, sizeof *l);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -52,6 +53,8 @@ typedef struct trainer {
     double tokens_seen, samples_seen;
     double peak_gflops;
     int metrics_fd;          /* metrics.jsonl (rank 0, log.jsonl), opened for appending; -1 when not written */
+    int rows_data;           /* click models (fm, ffm): the log speaks rows, with no MFU, packing or gradient norm */
+    double startup_seconds[4]; /* set-up (data, model), parameter initialisation, loader, records (click start-up line) */
     dl_tb_writer *tb;        /* TensorBoard events (rank 0, log.tensorboard) */
     /* The first failed write of a run record (metrics.jsonl, events, the step log) on rank 0: it rides on the next
      * step's all-reduce, then every rank checkpoints and the run stops with this message. */
@@ -62,6 +65,12 @@ typedef struct trainer {
     float *best;
     double best_loss;
     int64_t best_epoch;
+    /* ... and where the run stood after that epoch, so the kept checkpoint is named and resumes for its step */
+    int64_t best_step;
+    double best_tokens_seen, best_samples_seen;
+    uint8_t *best_cursor;
+    size_t best_cursor_len;
+    int restored_best;       /* the best epoch's parameters are back in param_data: checkpoint them as that step */
 } trainer;
 
 static int rank0(const trainer *t) { return t->world->rank == 0; }
@@ -81,7 +90,7 @@ static dl_status agree(trainer *t, dl_status local, const char *phase) {
 
 static dl_status open_dataset(const dl_str_list *list, dl_dataset **set, const char *key) {
     DL_REQUIRE(list->count > 0, DL_ERR_CONFIG, "%s names no record files", key);
-    DL_CHECK_CTX(dl_dataset_open(set, (const char *const *)list->items, (size_t)list->count), "%s", key);
+    DL_CHECK_CTX(dl_dataset_open_as(set, (const char *const *)list->items, (size_t)list->count, key), "%s", key);
     return DL_OK;
 }
 
@@ -179,18 +188,20 @@ static void host_state_free(host_state *h) {
     memset(h, 0, sizeof *h);
 }
 
-static dl_status host_state_alloc(trainer *t, host_state *h) {
+/* With `params` given (the CPU backend's own param_data, for a checkpoint write) only the optimizer states get
+ * host copies: copying a large table first would cost as much memory traffic and page faults as writing it. */
+static dl_status host_state_alloc(trainer *t, host_state *h, float *params) {
     memset(h, 0, sizeof *h);
     size_t bytes = t->numel * sizeof(float);
-    h->params = calloc(t->numel, sizeof(float));
-    int ok = h->params != NULL;
+    h->params = params ? NULL : calloc(t->numel, sizeof(float));
+    int ok = params || h->params != NULL;
     for (int k = 0; k < t->opt->num_states; k++)
         ok = ok && (h->states[k] = calloc(t->numel, sizeof(float))) != NULL;
     if (!ok) {
         host_state_free(h);
         return DL_FAIL(DL_ERR_NOMEM, "cannot allocate %zu bytes for a checkpoint copy", bytes);
     }
-    h->tensors = (dl_ckpt_tensors){t->model->params, h->params,   t->opt->num_states, t->opt->state_names,
+    h->tensors = (dl_ckpt_tensors){t->model->params, params ? params : h->params, t->opt->num_states, t->opt->state_names,
                                    h->states,        t->opt->begin, t->opt->end};
     return DL_OK;
 }
@@ -226,8 +237,10 @@ static dl_status save_checkpoint(trainer *t) {
         if (s == DL_OK && share != t->model->param_data)
             s = dl_mem_to_host(&t->be, share, t->model->param_data, t->model->local_numel * sizeof(float));
         h.tensors = (dl_ckpt_tensors){t->model->params, share, 0, NULL, NULL, 0, 0};
+    } else if (t->be.kind == DL_DEVICE_CPU) {
+        DL_CHECK(host_state_alloc(t, &h, t->model->param_data));
     } else {
-        DL_CHECK(host_state_alloc(t, &h));
+        DL_CHECK(host_state_alloc(t, &h, NULL));
         s = dl_mem_to_host(&t->be, h.params, t->model->param_data, t->numel * sizeof(float));
     }
     size_t span = t->opt->end - t->opt->begin;
@@ -248,6 +261,13 @@ static dl_status save_checkpoint(trainer *t) {
         .zero_stage = t->cfg->comm.zero,
         .config_yaml = t->config_yaml,
     };
+    if (t->restored_best) { /* early stopping kept an earlier epoch: the file is that epoch's step, as it stood */
+        meta.step = t->best_step;
+        meta.tokens_seen = t->best_tokens_seen;
+        meta.samples_seen = t->best_samples_seen;
+        cursor = t->best_cursor;
+        cursor_len = t->best_cursor_len;
+    }
     snprintf(meta.model_kind, sizeof meta.model_kind, "%s", t->model->kind);
     dl_cursor_info info;
     if (cursor_len && dl_cursor_info_get(cursor, cursor_len, &info) == DL_OK)
@@ -256,14 +276,20 @@ static dl_status save_checkpoint(trainer *t) {
     dl_ckpt_options options = {.keep = t->cfg->ckpt.keep, .keep_every = t->cfg->ckpt.keep_every,
                                .compress = t->cfg->ckpt.compress, .layout = layout};
     dl_status agreed = agree(t, s, "checkpoint copy");
+    double began = dl_time_seconds();
     if (agreed == DL_OK)
         agreed = dl_ckpt_save(t->world, t->cfg->run.dir, &meta, &h.tensors, cursor, cursor_len, &options, path,
                               sizeof path);
+    double took = dl_time_seconds() - began;
     host_state_free(&h);
     if (share)
         shard_host_free(t, share);
     DL_CHECK(agreed);
-    if (rank0(t))
+    uint64_t size = 0;
+    if (rank0(t) && dl_file_size(path, &size) == DL_OK && took > 0)
+        DL_INFO("checkpoint %s (%.1f MB in %.2f s, %.0f MB/s including fsync)", path, (double)size / 1e6, took,
+                (double)size / 1e6 / took);
+    else if (rank0(t))
         DL_INFO("checkpoint %s", path);
     return DL_OK;
 }
@@ -314,7 +340,7 @@ static dl_status maybe_resume(trainer *t, uint8_t **cursor, size_t *cursor_len, 
             shard_host_free(t, share);
     } else {
         DL_CHECK(s);
-        DL_CHECK(host_state_alloc(t, &h));
+        DL_CHECK(host_state_alloc(t, &h, NULL));
         s = dl_ckpt_load(path, &h.tensors, t->world->rank, t->world->size, cursor, cursor_len);
         if (s == DL_OK)
             s = dl_mem_to_device(&t->be, t->model->param_data, h.params, t->numel * sizeof(float));
@@ -573,7 +599,11 @@ static void log_step(trainer *t, double dt, const double sums[S_COUNT], double n
     }
     /* On a terminal a progress bar runs between the logged lines, on the line the next log line overwrites. */
     int tty = progress_terminal();
-    if (log_now)
+    if (log_now && t->rows_data)
+        printf("%sstep %6lld/%lld | loss %.4f | lr %.2e | %7.1f ms | %8.0f rows/s%s | ETA %s%s\n", tty ? "\r\033[K" : "",
+               (long long)t->step, (long long)t->total_steps, loss, lr, dt * 1e3, tokens_per_s, extra_line, eta,
+               skipped ? " | skipped" : "");
+    else if (log_now)
         printf("%sstep %6lld/%lld | loss %.4f | grad %.3f | lr %.2e | %7.1f ms | %8.0f tok/s | MFU %5.1f%% | "
                "pack %5.1f%%%s | ETA %s%s\n",
                tty ? "\r\033[K" : "", (long long)t->step, (long long)t->total_steps, loss, norm, lr, dt * 1e3,
@@ -585,8 +615,8 @@ static void log_step(trainer *t, double dt, const double sums[S_COUNT], double n
         for (int i = 0; i < WIDTH; i++)
             bar[i] = i < filled ? '=' : (i == filled ? '>' : ' ');
         bar[WIDTH] = '\0';
-        printf("\r\033[K[%s] %lld/%lld | loss %.4f | %.0f tok/s | ETA %s", bar, (long long)t->step,
-               (long long)t->total_steps, loss, tokens_per_s, eta);
+        printf("\r\033[K[%s] %lld/%lld | loss %.4f | %.0f %s/s | ETA %s", bar, (long long)t->step,
+               (long long)t->total_steps, loss, tokens_per_s, t->rows_data ? "rows" : "tok", eta);
     }
     if (log_now || tty)
         flush_stdout(t);
@@ -594,6 +624,11 @@ static void log_step(trainer *t, double dt, const double sums[S_COUNT], double n
         const char *tags[5 + DL_MAX_MODEL_METRICS] = {"loss", "lr", "grad_norm", "tokens_per_s", "mfu"};
         double values[5 + DL_MAX_MODEL_METRICS] = {loss, lr, norm, tokens_per_s, mfu};
         int n = 5;
+        if (t->rows_data) { /* click models: loss, lr, rows_per_s (docs/ffm.md) */
+            tags[2] = "rows_per_s";
+            values[2] = tokens_per_s;
+            n = 3;
+        }
         for (int i = 0; i < DL_MAX_MODEL_METRICS && t->model->metric_names[i]; i++, n++) {
             tags[n] = t->model->metric_names[i];
             values[n] = sums[S_TARGETS] > 0 ? sums[S_METRICS + i] / sums[S_TARGETS] : NAN;
@@ -602,12 +637,18 @@ static void log_step(trainer *t, double dt, const double sums[S_COUNT], double n
     }
     if (t->metrics_fd >= 0) {
         char line[2048];
-        int n = snprintf(line, sizeof line,
-                         "{\"step\": %lld, \"loss\": %.6g, \"lr\": %.6g, \"grad_norm\": %.6g, \"tokens_per_s\": %.6g, "
-                         "\"mfu\": %.6g, \"packing_efficiency\": %.6g, \"ms\": %.6g, \"tokens_seen\": %.0f%s%s}\n",
-                         (long long)t->step, isfinite(loss) ? loss : -1.0, lr, isfinite(norm) ? norm : -1.0,
-                         tokens_per_s, mfu, packing, dt * 1e3, t->tokens_seen, extra_json,
-                         skipped ? ", \"skipped\": true" : "");
+        int n = t->rows_data
+                    ? snprintf(line, sizeof line,
+                               "{\"step\": %lld, \"loss\": %.6g, \"lr\": %.6g, \"rows_per_s\": %.6g, \"ms\": %.6g, "
+                               "\"rows_seen\": %.0f%s%s}\n",
+                               (long long)t->step, isfinite(loss) ? loss : -1.0, lr, tokens_per_s, dt * 1e3,
+                               t->tokens_seen, extra_json, skipped ? ", \"skipped\": true" : "")
+                    : snprintf(line, sizeof line,
+                               "{\"step\": %lld, \"loss\": %.6g, \"lr\": %.6g, \"grad_norm\": %.6g, \"tokens_per_s\": %.6g, "
+                               "\"mfu\": %.6g, \"packing_efficiency\": %.6g, \"ms\": %.6g, \"tokens_seen\": %.0f%s%s}\n",
+                               (long long)t->step, isfinite(loss) ? loss : -1.0, lr, isfinite(norm) ? norm : -1.0,
+                               tokens_per_s, mfu, packing, dt * 1e3, t->tokens_seen, extra_json,
+                               skipped ? ", \"skipped\": true" : "");
         metrics_line(t, line, n > 0 && (size_t)n < sizeof line ? (size_t)n : 0);
     }
 }
@@ -728,13 +769,33 @@ static void teardown(trainer *t) {
     dl_dataset_close(t->valid_set);
     free(t->config_yaml);
     free(t->best);
+    free(t->best_cursor);
     if (t->backend_open)
         dl_backend_close(&t->be);
+}
+
+/* Click models: what the table costs and where start-up time went, in rows (no BLAS, activations or MFU: they do
+ * no dense math). */
+static void print_startup_rows(trainer *t, const char *nodes) {
+    const dl_config *c = t->cfg;
+    const double *st = t->startup_seconds;
+    DL_INFO("%s model: %zu parameters (%.1f MiB); %d rank%s on %s (%d thread%s each)", t->model->kind, t->numel,
+            (double)t->numel * sizeof(float) / 1048576.0, t->world->size, t->world->size == 1 ? "" : "s", t->be.name,
+            t->be.num_threads, t->be.num_threads == 1 ? "" : "s");
+    DL_INFO("%s", nodes);
+    DL_INFO("%lld steps of %d rank%s × %d rows", (long long)t->total_steps, t->world->size,
+            t->world->size == 1 ? "" : "s", c->train.batch_per_rank * c->train.grad_accum);
+    DL_INFO("start-up %.2f s: data and model %.2f s, parameters %.2f s, loader %.2f s, run records %.2f s",
+            st[0] + st[1] + st[2] + st[3], st[0], st[1], st[2], st[3]);
 }
 
 static void print_startup(trainer *t, const char *nodes) {
     if (!rank0(t))
         return;
+    if (t->rows_data) {
+        print_startup_rows(t, nodes);
+        return;
+    }
     const dl_config *c = t->cfg;
     DL_INFO("%s model: %zu parameters; %d rank%s on %s (%d thread%s each); BLAS %s", t->model->kind, t->numel,
             t->world->size, t->world->size == 1 ? "" : "s", t->be.name, t->be.num_threads,
@@ -762,10 +823,22 @@ static dl_status early_stop_check(trainer *t, const dl_eval_result *r, int *stop
     if (t->best && r->loss > t->best_loss) {
         DL_CHECK(dl_mem_to_device(&t->be, t->model->param_data, t->best, bytes));
         *stop = 1;
+        t->restored_best = 1;
         if (rank0(t))
             DL_INFO("early stop: validation loss rose from %.5f (epoch %lld) to %.5f (epoch %lld); keeping epoch "
-                    "%lld's parameters", t->best_loss, (long long)t->best_epoch, r->loss, (long long)epoch,
-                    (long long)t->best_epoch);
+                    "%lld's parameters (step %lld)", t->best_loss, (long long)t->best_epoch, r->loss,
+                    (long long)epoch, (long long)t->best_epoch, (long long)t->best_step);
+        if (rank0(t) && t->metrics_fd >= 0) {
+            /* A click model's evaluation loss is its validation logloss (click_model.h). */
+            char logloss[64] = "", line[512];
+            if (t->rows_data)
+                snprintf(logloss, sizeof logloss, ", \"best_val_logloss\": %.6g", t->best_loss);
+            int n = snprintf(line, sizeof line,
+                             "{\"step\": %lld, \"early_stop\": true, \"best_epoch\": %lld, \"best_step\": %lld, "
+                             "\"best_val_loss\": %.6g%s}\n",
+                             (long long)t->step, (long long)t->best_epoch, (long long)t->best_step, t->best_loss, logloss);
+            metrics_line(t, line, n > 0 && (size_t)n < sizeof line ? (size_t)n : 0);
+        }
         return DL_OK;
     }
     if (!t->best) {
@@ -775,6 +848,20 @@ static dl_status early_stop_check(trainer *t, const dl_eval_result *r, int *stop
     DL_CHECK(dl_mem_to_host(&t->be, t->best, t->model->param_data, bytes));
     t->best_loss = r->loss;
     t->best_epoch = epoch;
+    t->best_step = t->step;
+    t->best_tokens_seen = t->tokens_seen;
+    t->best_samples_seen = t->samples_seen;
+    const uint8_t *cursor = NULL;
+    size_t cursor_len = 0;
+    dl_loader_cursor(t->loader, &cursor, &cursor_len);
+    if (cursor_len > t->best_cursor_len || !t->best_cursor) {
+        uint8_t *grown = realloc(t->best_cursor, cursor_len ? cursor_len : 1);
+        DL_REQUIRE(grown != NULL, DL_ERR_NOMEM, "cannot keep the best epoch's data cursor (%zu bytes)", cursor_len);
+        t->best_cursor = grown;
+    }
+    if (cursor_len)
+        memcpy(t->best_cursor, cursor, cursor_len);
+    t->best_cursor_len = cursor_len;
     return DL_OK;
 }
 
@@ -788,8 +875,12 @@ dl_status dl_train(const dl_config *cfg, dl_world *world) {
     uint8_t *cursor = NULL;
     size_t cursor_len = 0;
     int resumed = 0;
+    double phase = dl_time_seconds();
     dl_status s = setup(&t);
     s = agree(&t, s, "start-up");
+    t.rows_data = t.loader_cfg.kind == DL_DATA_CLICKS;
+    t.startup_seconds[0] = dl_time_seconds() - phase;
+    phase = dl_time_seconds();
     if (s == DL_OK)
         s = agree(&t, maybe_resume(&t, &cursor, &cursor_len, &resumed), "resume");
     if (s == DL_OK && !resumed) {
@@ -798,6 +889,8 @@ dl_status dl_train(const dl_config *cfg, dl_world *world) {
         if (s == DL_OK)
             s = broadcast_params(&t);
     }
+    t.startup_seconds[1] = dl_time_seconds() - phase;
+    phase = dl_time_seconds();
     if (s == DL_OK)
         s = agree(&t, dl_loader_open(&t.loader, &t.train_source, &t.loader_cfg, cursor, cursor_len), "data loader");
     free(cursor);
@@ -819,13 +912,18 @@ dl_status dl_train(const dl_config *cfg, dl_world *world) {
         }
         s = agree(&t, dl_schedule_check(&t.schedule), "schedule");
     }
+    t.startup_seconds[2] = dl_time_seconds() - phase;
+    phase = dl_time_seconds();
     if (s == DL_OK)
         s = agree(&t, open_run_records(&t), "run directory");
     char nodes[1024] = "";
     if (s == DL_OK)
         s = agree(&t, dl_world_describe_nodes(world, t.be.num_threads, nodes, sizeof nodes), "node summary");
     if (s == DL_OK) {
-        t.peak_gflops = dl_blas_gemm_gflops(1024, 3, t.be.num_threads);
+        /* The sgemm reference only matters to models that report MFU (they do dense math): click models skip it. */
+        if (t.model->step_flops)
+            t.peak_gflops = dl_blas_gemm_gflops(1024, 3, t.be.num_threads);
+        t.startup_seconds[3] = dl_time_seconds() - phase;
         print_startup(&t, nodes);
     }
     int64_t first_step = t.step;
@@ -871,10 +969,21 @@ dl_status dl_train(const dl_config *cfg, dl_world *world) {
     /* A record that failed at the last step: the final checkpoint is written, the run still fails. */
     if (s == DL_OK)
         s = agree(&t, t.records_failed ? records_stop_status(&t, DL_OK) : DL_OK, "writing the run records");
+    /* Click runs also say the most memory any rank held (tables are the memory question there). */
+    int64_t peak_kib = 0;
+    if (s == DL_OK && t.rows_data) {
+        struct rusage usage;
+        peak_kib = getrusage(RUSAGE_SELF, &usage) == 0 ? (int64_t)usage.ru_maxrss : 0;
+        s = dl_comm_allreduce_max_i64(t.world, &peak_kib, 1, "peak memory");
+    }
     if (s == DL_OK && rank0(&t)) {
         char took[32];
         format_duration(took, sizeof took, dl_time_seconds() - started);
-        DL_INFO("finished %lld steps in %s (%.3g tokens seen)", (long long)t.step, took, t.tokens_seen);
+        if (t.rows_data)
+            DL_INFO("finished %lld steps in %s (%.3g rows seen; peak resident memory %.0f MiB per rank at most)",
+                    (long long)t.step, took, t.tokens_seen, (double)peak_kib / 1024.0);
+        else
+            DL_INFO("finished %lld steps in %s (%.3g tokens seen)", (long long)t.step, took, t.tokens_seen);
     }
     teardown(&t);
     return s;

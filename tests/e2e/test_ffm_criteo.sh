@@ -120,9 +120,14 @@ expect_error "field id out of range" "field 10, outside \[0, model.num_fields = 
   "$dealer" train "$config" "${small[@]}" model.num_fields=10 run.dir="$work/bad1"
 expect_error "k = 0" "model.k: 0 is out of range" "$dealer" train "$config" "${small[@]}" model.k=0 run.dir="$work/bad2"
 : >"$work/empty.ffm"
-"$dealer" data convert --format libffm "$work/empty.ffm" -o "$work/empty.tfrecord" --no-progress >/dev/null 2>&1
-expect_error "empty validation file" "data.valid: dataset .*empty.tfrecord has no records" \
+expect_error "empty libffm file" "empty.ffm holds no libffm rows" \
+  "$dealer" data convert --format libffm "$work/empty.ffm" -o "$work/empty.tfrecord" --no-progress
+[[ ! -e $work/empty.tfrecord ]] || fail "converting an empty file left a record file"
+: >"$work/empty.tfrecord" # an empty record file, as another tool might leave it
+expect_error "empty validation file" "data.valid: dataset .*empty.tfrecord has no records.*point data.valid elsewhere" \
   "$dealer" train "$config" "${small[@]}" data.valid="$work/empty.tfrecord" run.dir="$work/bad3"
+expect_error "predict: empty input" "point dealer predict's DATA argument elsewhere" \
+  "$dealer" predict "$work/es" "$work/empty.tfrecord" -o "$work/bad.pred"
 printf '1 0:1:1 99:2:1\n' >"$work/field99.ffm"
 expect_error "predict: field outside the model" "field99.ffm:1: field 99 is outside \[0, 18)" \
   "$dealer" predict "$work/es" "$work/field99.ffm" -o "$work/bad.pred"

@@ -309,16 +309,22 @@ static void click_labels_and_wide_feature_ids(void **state) {
     }
     row.label = labels[5];
     assert_int_equal(dl_example_encode_click(&row, &out, &cap, &len), DL_ERR_INVALID);
-    /* Feature ids: identity below 2^31, a deterministic fold into [0, 2^31) above or below zero. */
+    /* Feature ids: identity on [0, 2^31); wider ids hash to negative values, which no real id has, and a value
+     * already in [-2^31, 0) stays (folding twice changes nothing). */
     assert_int_equal(dl_feature_id_fold(0), 0);
     assert_int_equal(dl_feature_id_fold(INT32_MAX), INT32_MAX);
-    const int64_t wide[] = {(int64_t)INT32_MAX + 1, INT64_MAX, -1, INT64_MIN, 1ll << 40};
+    assert_int_equal(dl_feature_id_fold(-1), -1);
+    assert_int_equal(dl_feature_id_fold(INT32_MIN), INT32_MIN);
+    const int64_t wide[] = {(int64_t)INT32_MAX + 1, INT64_MAX, (int64_t)INT32_MIN - 1, INT64_MIN, 1ll << 40};
     for (int i = 0; i < 5; i++) {
         int32_t f = dl_feature_id_fold(wide[i]);
-        assert_true(f >= 0);
+        assert_true(f < 0);
         assert_int_equal(f, dl_feature_id_fold(wide[i]));
+        assert_int_equal(f, dl_feature_id_fold(f));
     }
     assert_true(dl_feature_id_fold(1ll << 40) != dl_feature_id_fold(1ll << 41));
+    /* 2^31 + 5 used to fold onto a real id; now it lands apart from every id below 2^31 */
+    assert_true(dl_feature_id_fold((1ll << 31) + 5) < 0);
     free(out);
     dl_click_row_free(&row);
     dl_click_row_free(&got);

@@ -65,9 +65,14 @@ typedef struct click {
     size_t cap_ev;
 } click;
 
+/* Hashed wide ids (negative, see dl_feature_id_fold) hash with the top bit set: a key no real id has. */
+#define HASHED_ID_KEY 0x8000000000000000ull
+
 int64_t dl_click_feature_row(int64_t id, int64_t hash_buckets) {
     if (id >= 0 && id < hash_buckets)
         return id;
+    if (id < 0)
+        return (int64_t)dl_hash_bucket(HASHED_ID_KEY | (uint64_t)(-1 - id), (uint64_t)hash_buckets);
     return (int64_t)dl_hash_bucket((uint64_t)id, (uint64_t)hash_buckets);
 }
 
@@ -110,7 +115,6 @@ static dl_status prepare(click *m, const dl_click_batch *cb) {
                               "(dealer data stat shows it)");
                 return s;
             }
-            DL_REQUIRE(id >= 0, DL_ERR_INVALID, "a data row has the negative feature id %d", (int)id);
             DL_REQUIRE(isfinite(x), DL_ERR_INVALID, "a data row has the non-finite value %g (feature %d)", (double)x,
                        (int)id);
             m->grows[e] = (int32_t)dl_click_feature_row(id, m->buckets);
@@ -627,14 +631,19 @@ static dl_status click_init_params(dl_model *model, uint64_t seed) {
     if (m->staged)
         return init_staged(m, seed);
     const size_t rf = (size_t)m->row_floats;
+    /* Each row's values come from its own Philox counters, so splitting the rows over the run's threads (and
+     * first-touching each part's pages from the thread that fills it) gives the same table as one thread. */
+    const int64_t buckets = m->buckets;
     if (m->sharded) {
-        for (int64_t g = 0; g < m->buckets; g++) {
+#pragma omp parallel for schedule(static)
+        for (int64_t g = 0; g < buckets; g++) {
             int64_t local = dl_sharded_table_local(&m->shard, g);
             if (local >= 0)
                 init_row(m, seed, g, m->store + (size_t)local * rf);
         }
     } else {
-        for (int64_t g = 0; g < m->buckets; g++)
+#pragma omp parallel for schedule(static)
+        for (int64_t g = 0; g < buckets; g++)
             init_row(m, seed, g, m->store + (size_t)g * rf);
     }
     if (m->linear) {
@@ -791,8 +800,14 @@ static dl_status click_create(dl_model *model, const dl_click_kind *kind, const 
         }
         if (s == DL_OK)
             s = dl_mem_alloc(be, (void **)&m->store, (m->store_numel ? m->store_numel : 1) * sizeof(float));
-        if (s == DL_OK)
+        /* Host tables are not zeroed here: every row is written once, by init_params or by a checkpoint load, and
+         * a second pass over hundreds of MiB (page faults included) cost as much as filling them. Only what lies
+         * past the rows (padding, the bias) starts at zero. Device tables are zeroed as before. */
+        size_t rows_numel = (size_t)m->store_rows * (size_t)m->row_floats;
+        if (s == DL_OK && (staged || be->kind != DL_DEVICE_CPU))
             s = dl_mem_zero(be, m->store, m->store_numel * sizeof(float));
+        else if (s == DL_OK && m->store_numel > rows_numel)
+            s = dl_mem_zero(be, m->store + rows_numel, (m->store_numel - rows_numel) * sizeof(float));
     }
     model->impl = m;
     model->destroy = click_destroy;

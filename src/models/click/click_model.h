@@ -9,8 +9,9 @@
  * [2] holds (bias, accumulator). kpad is k rounded up to a multiple of 4. Checkpoints hold exactly this, so a
  * run resumes with its accumulators and `dealer predict` reads the weights.
  *
- * Feature ids map to rows as: id itself when id < hash_buckets (the identity when ids already fit), otherwise
- * dl_hash_bucket(id, hash_buckets). Fields must be in [0, model.num_fields) (FFM; FM ignores them).
+ * Feature ids map to rows as: id itself when 0 <= id < hash_buckets (the identity when ids already fit),
+ * dl_hash_bucket(id, hash_buckets) for larger ids, and dl_hash_bucket(2^63 | h, hash_buckets) for a wide id
+ * (>= 2^31) that the data carries hashed as -1 - h (dl_feature_id_fold). Fields must be in [0, model.num_fields) (FFM; FM ignores them).
  *
  * Training (libffm semantics). Each batch row is scaled by r = 1/Σx² (model.normalize), scored, and its vectors
  * updated at once (dl_op_*_fused_sgd): per-instance AdaGrad with G starting at optim.adagrad_init, λ =
