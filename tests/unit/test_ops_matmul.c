@@ -1,5 +1,6 @@
-/* test_ops_matmul.c — dl_op_matmul_forward/backward/forward_bf16/backward_bf16 on the CPU backend against double-precision
- * references: forward by a plain triple loop, backward by central differences of L = Σ dout·out. */
+/* test_ops_matmul.c — dl_op_matmul_forward/backward/forward_bf16/backward_bf16 on the CPU backend against
+ * double-precision references: forward by a plain triple loop, backward by central differences of L = Σ dout·out
+ * (the bf16 backward by exact sums of its bf16 operands). */
 #include "testutil.h"
 
 #include <limits.h>
