@@ -6,6 +6,8 @@
  *   bench_gpt ckpt [--threads T] [--steps R] [shape options]        model.checkpoint none against blocks: activation
  *                                                                     bytes and step time, interleaved
  *   bench_gpt step --device cuda --peak-tflops P [shape options]    the same step on a GPU: ms, tokens/s, MFU of P
+ *   --precision fp32|bf16 (any mode; default fp32): model.precision, bf16 matmul operands with fp32 accumulation
+ *                                                  (on the CPU a slow correctness path, not a speed-up)
  *   bench_gpt pack [--threads T] [--steps R] [--data FILE] [shape]  Shakespeare speeches at T=512 on the demo model:
  *                                                                     real tokens/s packed, one speech per row
  *                                                                     (data.packing: false, padding stripped) and
@@ -57,6 +59,7 @@ typedef struct options {
     int layers, heads, embd, vocab, batch, seq, max_seq, rope;
     const char *device;  /* "cpu" or "cuda" (step mode) */
     double peak_tflops;  /* cuda: the GPU's peak the MFU is quoted against (no sgemm reference there) */
+    int bf16;            /* --precision bf16 */
 } options;
 
 static int parse_int(const char *flag, const char *text, int *out) {
@@ -78,7 +81,7 @@ static void demo_shape(options *o) {
 }
 
 static int parse(int argc, char **argv, options *o) {
-    *o = (options){"step", "data/shakespeare/train.tfrecord", 2, 5, 12, 12, 768, 50257, 4, 64, 1024, 0, "cpu", 0.0};
+    *o = (options){"step", "data/shakespeare/train.tfrecord", 2, 5, 12, 12, 768, 50257, 4, 64, 1024, 0, "cpu", 0.0, 0};
     int i = 1;
     if (argc > 1 && argv[1][0] != '-')
         o->mode = argv[i++];
@@ -107,6 +110,12 @@ static int parse(int argc, char **argv, options *o) {
         } else if (strcmp(a, "--device") == 0 && v && (strcmp(v, "cpu") == 0 || strcmp(v, "cuda") == 0)) {
             o->device = v;
             i++;
+        } else if (strcmp(a, "--precision") == 0 && v && (strcmp(v, "fp32") == 0 || strcmp(v, "bf16") == 0)) {
+            o->bf16 = strcmp(v, "bf16") == 0;
+            i++;
+        } else if (strcmp(a, "--precision") == 0) {
+            fprintf(stderr, "bench_gpt: --precision takes fp32 or bf16, got '%s'\n", v ? v : "");
+            return -1;
         } else if (strcmp(a, "--peak-tflops") == 0 && v) {
             char *end;
             o->peak_tflops = strtod(v, &end);
@@ -152,7 +161,7 @@ typedef struct trainee {
 static void trainee_open(trainee *t, const dl_backend *be, const options *o, int checkpoint_every, int max_tokens) {
     memset(t, 0, sizeof *t);
     t->config = (dl_gpt_config){o->vocab,   o->layers, o->heads, o->embd, o->max_seq,
-                                o->rope,    10000.0f,  checkpoint_every};
+                                o->rope,    10000.0f,  checkpoint_every, o->bf16};
     check(dl_gpt_create(&t->gpt, &t->config, be, max_tokens, max_tokens), "creating the model");
     double t0 = dl_time_seconds();
     check(dl_gpt_init_params(t->gpt, 1337), "initialising the model");
@@ -254,8 +263,9 @@ static double attended_context(const dl_gpt_inputs *in) {
 
 static void print_shape(const options *o, const trainee *t) {
     printf("model: %d layers, %d heads, %d wide, vocab %d: %.1fM parameters (initialised in %.2f s); batch %d x %d "
-           "tokens; %d thread%s\n", o->layers, o->heads, o->embd, o->vocab, (double)dl_gpt_num_params(t->gpt) / 1e6,
-           t->init_seconds, o->batch, o->seq, o->threads, o->threads == 1 ? "" : "s");
+           "tokens; %d thread%s; precision %s\n", o->layers, o->heads, o->embd, o->vocab,
+           (double)dl_gpt_num_params(t->gpt) / 1e6, t->init_seconds, o->batch, o->seq, o->threads,
+           o->threads == 1 ? "" : "s", o->bf16 ? "bf16 (fp32 accumulation)" : "fp32");
 }
 
 /* `dealer bench gemm` (2048³, best of 5 after a warm-up, wall clock at `threads`), and the GFLOP per CPU-second

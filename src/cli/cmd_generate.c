@@ -151,7 +151,7 @@ static dl_status generate(const options *o) {
     }
     dl_gpt_config gc = {cfg.model.vocab_size, cfg.model.n_layer, cfg.model.n_head, cfg.model.n_embd,
                         cfg.model.max_seq_len, cfg.model.positions == DL_POSITIONS_ROPE, (float)cfg.model.rope_theta,
-                        0};
+                        0, 0}; /* fp32 whatever model.precision trained it: the checkpoint holds fp32 weights */
     dl_config_free(&cfg);
     int context = gc.max_seq_len;
     dl_backend be;

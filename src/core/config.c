@@ -528,6 +528,10 @@ static dl_status check_cross(const dl_config *cfg) {
                        "data.seq_len (%d) must be <= model.max_seq_len (%d)", cfg->data.seq_len,
                        cfg->model.max_seq_len);
     }
+    if (!is_gpt && cfg->model.precision != DL_PRECISION_FP32)
+        CROSS_FAIL("model.precision model.kind",
+                   "model.precision %s applies to gpt and dpo only; model.kind %s trains in fp32 (remove the key)",
+                   dl_config_enum_text("model.precision", cfg->model.precision), kind);
     if (cfg->model.kind == DL_MODEL_DPO && !cfg->model.init_from[0])
         CROSS_FAIL("model.kind model.init_from",
                    "model.kind dpo needs model.init_from (the gpt checkpoint to tune)");

@@ -41,6 +41,8 @@ typedef enum dl_model_kind { DL_MODEL_GPT = 0, DL_MODEL_FM = 1, DL_MODEL_FFM = 2
 /* model.checkpoint: none | blocks | every:K (K in model.checkpoint_every). */
 typedef enum dl_grad_ckpt { DL_GRAD_CKPT_NONE = 0, DL_GRAD_CKPT_BLOCKS = 1, DL_GRAD_CKPT_EVERY = 2 } dl_grad_ckpt;
 typedef enum dl_positions { DL_POSITIONS_LEARNED = 0, DL_POSITIONS_ROPE = 1 } dl_positions;
+/* model.precision: fp32 | bf16 (gpt/dpo: bf16 matmul operands, fp32 master weights and everything else). */
+typedef enum dl_precision { DL_PRECISION_FP32 = 0, DL_PRECISION_BF16 = 1 } dl_precision;
 /* data.format: which tf.Example features the records hold; auto follows model.kind. */
 typedef enum dl_data_format {
     DL_FORMAT_AUTO = 0,
@@ -103,6 +105,7 @@ typedef struct dl_config {
         int max_seq_len;
         dl_positions positions;
         double rope_theta;
+        dl_precision precision;
         double dropout;
         bool tied_head;
         double layernorm_eps;

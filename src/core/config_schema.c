@@ -33,6 +33,7 @@ static const char *const device_choices[] = {"auto", "cpu", "cuda", NULL};
 static const char *const kind_choices[] = {"gpt", "fm", "ffm", "dpo", NULL};
 static const char *const grad_ckpt_choices[] = {"none", "blocks", "every:K", NULL};
 static const char *const positions_choices[] = {"learned", "rope", NULL};
+static const char *const precision_choices[] = {"fp32", "bf16", NULL};
 static const char *const format_choices[] = {"auto", "tokens", "clicks", "pairs", NULL};
 static const char *const overlong_choices[] = {"truncate", "drop", "error", "split", NULL};
 static const char *const optim_choices[] = {"adamw", "adagrad", "sgd", NULL};
@@ -75,6 +76,8 @@ const dl_cfg_key dl_cfg_keys[] = {
     ENUM("model", "positions", model.positions, positions_choices, "learned",
          "gpt: learned absolute position embeddings or rotary (rope)"),
     KEY("model", "rope_theta", DL_CFG_FLOAT, model.rope_theta, "10000", GT(0), "gpt: rotary base frequency"),
+    ENUM("model", "precision", model.precision, precision_choices, "fp32",
+         "gpt/dpo: bf16 runs every matmul on bf16 operands with fp32 accumulation (fp32 weights, optimizer, norms)"),
     KEY("model", "dropout", DL_CFG_FLOAT, model.dropout, "0", IN_HALF_OPEN(0, 1),
         "gpt: dropout probability (0: off)"),
     KEY("model", "tied_head", DL_CFG_BOOL, model.tied_head, "true", ANY,

@@ -782,6 +782,7 @@ dl_gpt_config dl_dpo_gpt_config(const dl_config *cfg) {
         .max_seq_len = cfg->model.max_seq_len,
         .rope = cfg->model.positions == DL_POSITIONS_ROPE,
         .rope_theta = (float)cfg->model.rope_theta,
+        .bf16 = cfg->model.precision == DL_PRECISION_BF16,
         .checkpoint_every = cfg->model.checkpoint == DL_GRAD_CKPT_NONE     ? 0
                             : cfg->model.checkpoint == DL_GRAD_CKPT_BLOCKS ? 1
                                                                             : cfg->model.checkpoint_every,

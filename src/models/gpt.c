@@ -1,4 +1,25 @@
-/* gpt.c — the transformer's forward and backward passes over the ops interface (see gpt.h for the design). */
+/* gpt.c — the transformer's forward and backward passes over the ops interface (see gpt.h for the design).
+ *
+ * Mixed precision (model.precision bf16, config.bf16), as llm.c and PyTorch AMP do it: every linear layer (qkv,
+ * attention projection, MLP fc and projection, the LM head) multiplies bf16 operands with fp32 accumulation and
+ * writes fp32 outputs and fp32 gradients; everything else (embedding, LayerNorm, attention, GELU, residuals, the
+ * cross-entropy, the gradient buffer, the optimizer and its state, checkpoints) stays fp32. So gradient
+ * accumulation, the all-reduce, clipping and the update are unchanged, and a bf16 run's weights are the same fp32
+ * master weights an fp32 run has.
+ * - Weights: every forward rounds the whole fp32 parameter buffer into one bf16 mirror of the same layout
+ *   (param_bf16) before it starts, and that forward's backward uses the same copy. Converting per forward rather
+ *   than "after each optimizer update" needs no hook from whoever changes the parameters (optimizer, ZeRO's
+ *   all-gather, checkpoint loads, DPO's reference, tests), so a stale copy is impossible; it costs one pass of
+ *   6 bytes per parameter per micro-batch (GPT-2 124M: 0.75 GB, ~0.3 ms on an H100, against ~30 ms for the 12
+ *   TFLOP of a 16k-token micro-batch at 40% MFU). Rounding each weight once per use instead would redo that pass
+ *   for every product, and in backward as well.
+ * - Activations: a matmul's input is rounded once, in forward, into a bf16 buffer kept with the block's
+ *   activations (ln1, atty, ln2, fch_gelu, lnf), which the weight gradient reads again in backward; a
+ *   recomputation (gradient checkpointing) rounds the same fp32 values to the same bits. The gradient flowing into
+ *   a matmul's backward (dout) is rounded into one scratch buffer just before the op.
+ * Expected error against fp32: each rounding is at most 2⁻⁹ ≈ 2e-3 relative, and to first order the errors of the
+ * linear layers on a path add; test_gpt holds a 2-layer model's bf16 loss and every gradient to those worst-case
+ * sums and measures far less (loss 8e-5, gradients 1.5e-3 to 5.5e-3 relative in norm). */
 #include "models/gpt.h"
 
 #include <math.h>
@@ -30,6 +51,7 @@ typedef struct block_acts {
     float *ln2, *ln2_mean, *ln2_rstd;
     float *fch, *fch_gelu;
     float *out;                 /* block output, when not a segment boundary */
+    dl_bf16 *ln1_h, *atty_h, *ln2_h, *fch_gelu_h; /* bf16 matmul inputs (config.bf16 only; NULL otherwise) */
 } block_acts;
 
 struct dl_gpt {
@@ -52,6 +74,8 @@ struct dl_gpt {
     float *lnf, *lnf_mean, *lnf_rstd, *logits, *losses, *lse_vocab, *ones;
     float *dresid, *dln, *dqkv, *datty, *dfch_gelu; /* d(fch) lives in the block's fch_gelu (block_backward) */
     int head_chunk;             /* most tokens the LM head handles at once (head_chunk_tokens) */
+    dl_bf16 *param_bf16;        /* config.bf16: the parameters rounded to bf16, same layout (top of the file) */
+    dl_bf16 *lnf_h, *dout_h;    /* config.bf16: the head's input, and the dout of the matmul backward running */
     int32_t *tokens, *targets, *positions, *cu_seqlens;
     int num_tokens, num_seqs;   /* of the last forward */
     int have_forward;
@@ -147,6 +171,7 @@ typedef struct plan_ids {
     size_t lnf, lnf_mean, lnf_rstd, logits, losses, lse_vocab, ones;
     size_t dresid, dln, dqkv, datty, dfch_gelu;
     size_t tokens, targets, positions, cu_seqlens;
+    size_t lnf_h, dout_h;
 } plan_ids;
 
 /* Logits the head holds at a time under gradient checkpointing: 16 MiB (the head of GPT-2 124M would otherwise
@@ -172,21 +197,34 @@ static int segment_size(const dl_gpt_config *c) {
     return c->checkpoint_every;
 }
 
+enum { SET_FP32_FIELDS = 13, SET_FIELDS = 17 }; /* the fp32 activations of a block set, then its bf16 ones */
+
+/* Floats of the largest dout a linear layer's backward takes: 4C per token (fc), or a head chunk's logits. */
+static size_t max_dout_floats(const dl_gpt_config *c, int N) {
+    size_t block = (size_t)N * 4 * (size_t)c->n_embd;
+    size_t head = (size_t)head_chunk_tokens(c, N) * (size_t)c->vocab_size;
+    return block > head ? block : head;
+}
+
 /* Reserves every activation region: K block sets, the segment inputs, the head, the gradient scratch and the
- * integer inputs. Ids go to set_ids, segment_input_ids and ids when they are not NULL (NULL: size only). */
-static dl_status plan_activations(dl_arena *a, const dl_gpt_config *c, int N, int S_max, size_t (*set_ids)[13],
-                                  size_t *segment_input_ids, plan_ids *ids) {
+ * integer inputs (and with bf16 the rounded matmul inputs and the dout scratch). Ids go to set_ids,
+ * segment_input_ids and ids when they are not NULL (NULL: size only). */
+static dl_status plan_activations(dl_arena *a, const dl_gpt_config *c, int N, int S_max,
+                                  size_t (*set_ids)[SET_FIELDS], size_t *segment_input_ids, plan_ids *ids) {
     size_t C = (size_t)c->n_embd, H = (size_t)c->n_head, V = (size_t)c->vocab_size, n = (size_t)N;
     size_t f = sizeof(float), head = (size_t)head_chunk_tokens(c, N);
+    size_t h = c->bf16 ? sizeof(dl_bf16) : 0; /* bf16 regions are empty in an fp32 model */
     int K = segment_size(c);
     int S = (c->n_layer + K - 1) / K;
     char name[64];
     for (int j = 0; j < K; j++) {
-        static const char *fields[13] = {"ln1", "ln1_mean", "ln1_rstd", "qkv", "atty", "lse", "x2",
-                                         "ln2", "ln2_mean", "ln2_rstd", "fch", "fch_gelu", "out"};
-        size_t sizes[13] = {n * C * f, n * f, n * f, 3 * n * C * f, n * C * f, n * H * f, n * C * f,
-                            n * C * f, n * f, n * f, 4 * n * C * f, 4 * n * C * f, j < K - 1 ? n * C * f : 0};
-        for (int k = 0; k < 13; k++) {
+        static const char *fields[SET_FIELDS] = {"ln1", "ln1_mean", "ln1_rstd", "qkv",  "atty",  "lse",
+                                                 "x2",  "ln2",      "ln2_mean", "ln2_rstd", "fch", "fch_gelu",
+                                                 "out", "ln1_h",    "atty_h",   "ln2_h", "fch_gelu_h"};
+        size_t sizes[SET_FIELDS] = {n * C * f, n * f,     n * f,     3 * n * C * f, n * C * f,     n * H * f,
+                                    n * C * f, n * C * f, n * f,     n * f,         4 * n * C * f, 4 * n * C * f,
+                                    j < K - 1 ? n * C * f : 0, n * C * h, n * C * h, n * C * h, 4 * n * C * h};
+        for (int k = 0; k < SET_FIELDS; k++) {
             snprintf(name, sizeof name, "set%d.%s", j, fields[k]);
             DL_CHECK(dl_arena_reserve(a, name, sizes[k], set_ids ? &set_ids[j][k] : NULL));
         }
@@ -201,6 +239,7 @@ static dl_status plan_activations(dl_arena *a, const dl_gpt_config *c, int N, in
         {"lse_vocab", n * f}, {"ones", n * f}, {"dresid", n * C * f}, {"dln", n * C * f}, {"dqkv", 3 * n * C * f},
         {"datty", n * C * f}, {"dfch_gelu", 4 * n * C * f}, {"tokens", n * 4},
         {"targets", n * 4}, {"positions", n * 4}, {"cu_seqlens", ((size_t)S_max + 1) * 4},
+        {"lnf_h", n * C * h}, {"dout_h", max_dout_floats(c, N) * h},
     };
     for (size_t i = 0; i < sizeof rest / sizeof rest[0]; i++)
         DL_CHECK(dl_arena_reserve(a, rest[i].name, rest[i].bytes, dst ? dst + i : NULL));
@@ -251,7 +290,7 @@ dl_status dl_gpt_create(dl_gpt **out, const dl_gpt_config *config, const dl_back
     m->g.blocks = calloc((size_t)L, sizeof(block_weights));
     m->sets = calloc((size_t)m->segment, sizeof(block_acts));
     m->segment_inputs = calloc((size_t)m->num_segments + 1, sizeof(float *));
-    size_t (*set_ids)[13] = calloc((size_t)m->segment, sizeof *set_ids);
+    size_t (*set_ids)[SET_FIELDS] = calloc((size_t)m->segment, sizeof *set_ids);
     size_t *segment_ids = calloc((size_t)m->num_segments + 1, sizeof(size_t));
     plan_ids ids;
     dl_status s = DL_OK;
@@ -267,6 +306,8 @@ dl_status dl_gpt_create(dl_gpt **out, const dl_gpt_config *config, const dl_back
         (s = dl_mem_alloc(be, (void **)&m->grad_data, pbytes)) != DL_OK ||
         (s = dl_mem_zero(be, m->param_data, pbytes)) != DL_OK || (s = dl_mem_zero(be, m->grad_data, pbytes)) != DL_OK)
         goto done;
+    if (config->bf16 && (s = dl_mem_alloc(be, (void **)&m->param_bf16, pbytes / 2)) != DL_OK)
+        goto done;
     bind_weights(m, m->param_data, &m->w);
     bind_weights(m, m->grad_data, &m->g);
 
@@ -276,12 +317,19 @@ dl_status dl_gpt_create(dl_gpt **out, const dl_gpt_config *config, const dl_back
         (s = dl_arena_allocate(&m->arena, &m->allocator)) != DL_OK)
         goto done;
     for (int j = 0; j < m->segment; j++) {
-        float **fields[13] = {&m->sets[j].ln1, &m->sets[j].ln1_mean, &m->sets[j].ln1_rstd, &m->sets[j].qkv,
-                              &m->sets[j].atty, &m->sets[j].lse, &m->sets[j].x2, &m->sets[j].ln2,
-                              &m->sets[j].ln2_mean, &m->sets[j].ln2_rstd, &m->sets[j].fch, &m->sets[j].fch_gelu,
-                              &m->sets[j].out};
-        for (int k = 0; k < 13; k++)
+        float **fields[SET_FP32_FIELDS] = {&m->sets[j].ln1,      &m->sets[j].ln1_mean, &m->sets[j].ln1_rstd,
+                                           &m->sets[j].qkv,      &m->sets[j].atty,     &m->sets[j].lse,
+                                           &m->sets[j].x2,       &m->sets[j].ln2,      &m->sets[j].ln2_mean,
+                                           &m->sets[j].ln2_rstd, &m->sets[j].fch,      &m->sets[j].fch_gelu,
+                                           &m->sets[j].out};
+        for (int k = 0; k < SET_FP32_FIELDS; k++)
             *fields[k] = dl_arena_ptr(&m->arena, set_ids[j][k]);
+        if (config->bf16) {
+            dl_bf16 **halves[SET_FIELDS - SET_FP32_FIELDS] = {&m->sets[j].ln1_h, &m->sets[j].atty_h,
+                                                              &m->sets[j].ln2_h, &m->sets[j].fch_gelu_h};
+            for (int k = SET_FP32_FIELDS; k < SET_FIELDS; k++)
+                *halves[k - SET_FP32_FIELDS] = dl_arena_ptr(&m->arena, set_ids[j][k]);
+        }
     }
     for (int i = 0; i <= m->num_segments; i++)
         m->segment_inputs[i] = dl_arena_ptr(&m->arena, segment_ids[i]);
@@ -294,6 +342,10 @@ dl_status dl_gpt_create(dl_gpt **out, const dl_gpt_config *config, const dl_back
     m->targets = dl_arena_ptr(&m->arena, ids.targets);
     m->positions = dl_arena_ptr(&m->arena, ids.positions);
     m->cu_seqlens = dl_arena_ptr(&m->arena, ids.cu_seqlens);
+    if (config->bf16) {
+        m->lnf_h = dl_arena_ptr(&m->arena, ids.lnf_h);
+        m->dout_h = dl_arena_ptr(&m->arena, ids.dout_h);
+    }
     {
         /* d(loss_sum)/d(loss_n) = 1 for every position; ignored ones get zero gradient from the op. */
         float *ones = malloc((size_t)max_tokens * sizeof(float));
@@ -323,6 +375,7 @@ void dl_gpt_destroy(dl_gpt *m) {
     dl_arena_destroy(&m->arena);
     dl_mem_free(m->be, m->param_data);
     dl_mem_free(m->be, m->grad_data);
+    dl_mem_free(m->be, m->param_bf16);
     dl_tensor_table_free(&m->params);
     free(m->layer_first);
     free(m->layer_last);
@@ -421,6 +474,33 @@ dl_status dl_gpt_init_params(dl_gpt *m, uint64_t seed) {
     return s;
 }
 
+/* ---- linear layers in either precision ------------------------------------------------------------------------ */
+
+/* The bf16 copy of parameter view `w` (which points into param_data). */
+static const dl_bf16 *weight_bf16(const dl_gpt *m, const float *w) { return m->param_bf16 + (w - m->param_data); }
+
+/* Rounds a matmul input to its bf16 buffer (nothing in an fp32 model). */
+static dl_status round_input(dl_gpt *m, dl_bf16 *dst, const float *src, size_t n) {
+    return m->config.bf16 ? dl_op_f32_to_bf16(m->be, dst, src, n) : DL_OK;
+}
+
+/* out[N,OC] = inp·wᵀ + b: fp32, or bf16 operands (inp_h, already rounded by round_input, and w's bf16 copy). */
+static dl_status linear_forward(dl_gpt *m, float *out, const float *inp, const dl_bf16 *inp_h, const float *w,
+                                const float *b, int N, int C, int OC) {
+    if (m->config.bf16)
+        return dl_op_matmul_forward_bf16(m->be, out, inp_h, weight_bf16(m, w), b, N, C, OC);
+    return dl_op_matmul_forward(m->be, out, inp, w, b, N, C, OC);
+}
+
+/* The backward of linear_forward, accumulating into the fp32 gradients; with bf16, dout is rounded into dout_h. */
+static dl_status linear_backward(dl_gpt *m, float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                                 const dl_bf16 *inp_h, const float *w, int N, int C, int OC) {
+    if (!m->config.bf16)
+        return dl_op_matmul_backward(m->be, dinp, dw, db, dout, inp, w, N, C, OC);
+    DL_CHECK(dl_op_f32_to_bf16(m->be, m->dout_h, dout, (size_t)N * (size_t)OC));
+    return dl_op_matmul_backward_bf16(m->be, dinp, dw, db, m->dout_h, inp_h, weight_bf16(m, w), N, C, OC);
+}
+
 /* ---- forward --------------------------------------------------------------------------------------------------- */
 
 /* One block: out = x + attn(ln1(x)) + mlp(ln2(·)). With output 0 (a recomputation whose output is already stored)
@@ -430,20 +510,25 @@ static dl_status block_forward(dl_gpt *m, int layer, block_acts *a, const float 
     const dl_gpt_config *c = &m->config;
     const block_weights *w = &m->w.blocks[layer];
     int N = m->num_tokens, C = c->n_embd, H = c->n_head, D = C / H;
+    size_t nc = (size_t)N * C;
     DL_CHECK(dl_op_layernorm_forward(be, a->ln1, a->ln1_mean, a->ln1_rstd, x, w->ln1_w, w->ln1_b, N, C, 1e-5f));
-    DL_CHECK(dl_op_matmul_forward(be, a->qkv, a->ln1, w->qkv_w, w->qkv_b, N, C, 3 * C));
+    DL_CHECK(round_input(m, a->ln1_h, a->ln1, nc));
+    DL_CHECK(linear_forward(m, a->qkv, a->ln1, a->ln1_h, w->qkv_w, w->qkv_b, N, C, 3 * C));
     if (c->rope) /* q and k are the first 2C floats of each token: one [N, 2H, D] view with stride 3C */
         DL_CHECK(dl_op_rope_forward(be, a->qkv, a->qkv, m->positions, N, 2 * H, D, 3 * C, c->rope_theta));
     DL_CHECK(dl_op_attention_forward(be, a->atty, a->lse, a->qkv, m->cu_seqlens, m->num_seqs, N, H, D));
     /* x2 = x + atty·Wprojᵀ + b: the projection goes to `out` as scratch, then the residual add. */
-    DL_CHECK(dl_op_matmul_forward(be, out, a->atty, w->proj_w, w->proj_b, N, C, C));
+    DL_CHECK(round_input(m, a->atty_h, a->atty, nc));
+    DL_CHECK(linear_forward(m, out, a->atty, a->atty_h, w->proj_w, w->proj_b, N, C, C));
     DL_CHECK(dl_op_residual_forward(be, a->x2, x, out, (size_t)N * C));
     DL_CHECK(dl_op_layernorm_forward(be, a->ln2, a->ln2_mean, a->ln2_rstd, a->x2, w->ln2_w, w->ln2_b, N, C, 1e-5f));
-    DL_CHECK(dl_op_matmul_forward(be, a->fch, a->ln2, w->fc_w, w->fc_b, N, C, 4 * C));
+    DL_CHECK(round_input(m, a->ln2_h, a->ln2, nc));
+    DL_CHECK(linear_forward(m, a->fch, a->ln2, a->ln2_h, w->fc_w, w->fc_b, N, C, 4 * C));
     DL_CHECK(dl_op_gelu_forward(be, a->fch_gelu, a->fch, (size_t)N * 4 * C));
+    DL_CHECK(round_input(m, a->fch_gelu_h, a->fch_gelu, 4 * nc)); /* backward's weight gradient reads it */
     if (!output)
         return DL_OK;
-    DL_CHECK(dl_op_matmul_forward(be, out, a->fch_gelu, w->fcproj_w, w->fcproj_b, N, 4 * C, C));
+    DL_CHECK(linear_forward(m, out, a->fch_gelu, a->fch_gelu_h, w->fcproj_w, w->fcproj_b, N, 4 * C, C));
     DL_CHECK(dl_op_residual_forward(be, out, a->x2, out, (size_t)N * C));
     return DL_OK;
 }
@@ -508,6 +593,9 @@ dl_status dl_gpt_forward(dl_gpt *m, const dl_gpt_inputs *in, double *loss_sum, i
     DL_CHECK(dl_mem_to_device(be, m->targets, in->targets, (size_t)N * sizeof(int32_t)));
     DL_CHECK(dl_mem_to_device(be, m->positions, in->positions, (size_t)N * sizeof(int32_t)));
     DL_CHECK(dl_mem_to_device(be, m->cu_seqlens, in->cu_seqlens, ((size_t)in->num_seqs + 1) * sizeof(int32_t)));
+    if (c->bf16) /* this forward's and its backward's weights (top of the file) */
+        DL_CHECK_CTX(dl_op_f32_to_bf16(be, m->param_bf16, m->param_data, dl_tensor_table_numel(&m->params)),
+                     "rounding the weights to bf16");
 
     DL_CHECK_CTX(dl_op_embedding_forward(be, m->segment_inputs[0], m->tokens, c->rope ? NULL : m->positions, m->w.wte,
                                          m->w.wpe, N, C, V, c->max_seq_len),
@@ -517,10 +605,12 @@ dl_status dl_gpt_forward(dl_gpt *m, const dl_gpt_inputs *in, double *loss_sum, i
     const float *x_final = m->segment_inputs[m->num_segments];
     DL_CHECK(dl_op_layernorm_forward(be, m->lnf, m->lnf_mean, m->lnf_rstd, x_final, m->w.lnf_w, m->w.lnf_b, N, C,
                                      1e-5f));
+    DL_CHECK(round_input(m, m->lnf_h, m->lnf, (size_t)N * C));
     int chunks = (N + m->head_chunk - 1) / m->head_chunk, rows = (N + chunks - 1) / chunks;
     for (int t0 = 0; t0 < N; t0 += rows) { /* one chunk without checkpointing; the last chunk's logits stay */
         int n = N - t0 < rows ? N - t0 : rows;
-        DL_CHECK(dl_op_matmul_forward(be, m->logits, m->lnf + (size_t)t0 * C, m->w.wte, NULL, n, C, V));
+        DL_CHECK(linear_forward(m, m->logits, m->lnf + (size_t)t0 * C, m->lnf_h ? m->lnf_h + (size_t)t0 * C : NULL,
+                                m->w.wte, NULL, n, C, V));
         DL_CHECK_CTX(dl_op_xent_forward(be, m->losses + t0, m->lse_vocab + t0, m->logits, m->targets + t0, n, V),
                      "loss");
     }
@@ -559,12 +649,12 @@ static dl_status block_backward(dl_gpt *m, int layer, const block_acts *a, const
      * once the projection's weight gradient has read it, so d(fch) is written over it. */
     float *dfch = a->fch_gelu;
     DL_CHECK(dl_mem_zero(be, m->dfch_gelu, 4 * nc * f));
-    DL_CHECK(dl_op_matmul_backward(be, m->dfch_gelu, g->fcproj_w, g->fcproj_b, m->dresid, a->fch_gelu, w->fcproj_w,
-                                   N, 4 * C, C));
+    DL_CHECK(linear_backward(m, m->dfch_gelu, g->fcproj_w, g->fcproj_b, m->dresid, a->fch_gelu, a->fch_gelu_h,
+                             w->fcproj_w, N, 4 * C, C));
     DL_CHECK(dl_mem_zero(be, dfch, 4 * nc * f));
     DL_CHECK(dl_op_gelu_backward(be, dfch, a->fch, m->dfch_gelu, 4 * nc));
     DL_CHECK(dl_mem_zero(be, m->dln, nc * f));
-    DL_CHECK(dl_op_matmul_backward(be, m->dln, g->fc_w, g->fc_b, dfch, a->ln2, w->fc_w, N, C, 4 * C));
+    DL_CHECK(linear_backward(m, m->dln, g->fc_w, g->fc_b, dfch, a->ln2, a->ln2_h, w->fc_w, N, C, 4 * C));
     DL_CHECK(dl_op_layernorm_backward(be, m->dresid, g->ln2_w, g->ln2_b, m->dln, a->x2, w->ln2_w, a->ln2_mean,
                                       a->ln2_rstd, N, C));
     /* The MLP half's weights (the first part of the block's range) are final. */
@@ -572,14 +662,14 @@ static dl_status block_backward(dl_gpt *m, int layer, const block_acts *a, const
         DL_CHECK(hooks->part_done(hooks->ctx, layer));
     /* Attention half: x2 = x + attn(ln1(x))·Wprojᵀ. */
     DL_CHECK(dl_mem_zero(be, m->datty, nc * f));
-    DL_CHECK(dl_op_matmul_backward(be, m->datty, g->proj_w, g->proj_b, m->dresid, a->atty, w->proj_w, N, C, C));
+    DL_CHECK(linear_backward(m, m->datty, g->proj_w, g->proj_b, m->dresid, a->atty, a->atty_h, w->proj_w, N, C, C));
     DL_CHECK(dl_mem_zero(be, m->dqkv, 3 * nc * f));
     DL_CHECK(dl_op_attention_backward(be, m->dqkv, m->datty, a->qkv, a->atty, a->lse, m->cu_seqlens, m->num_seqs, N,
                                       H, D));
     if (c->rope) /* in place: the gradient w.r.t. the un-rotated q and k */
         DL_CHECK(dl_op_rope_backward(be, m->dqkv, m->dqkv, m->positions, N, 2 * H, D, 3 * C, c->rope_theta));
     DL_CHECK(dl_mem_zero(be, m->dln, nc * f));
-    DL_CHECK(dl_op_matmul_backward(be, m->dln, g->qkv_w, g->qkv_b, m->dqkv, a->ln1, w->qkv_w, N, C, 3 * C));
+    DL_CHECK(linear_backward(m, m->dln, g->qkv_w, g->qkv_b, m->dqkv, a->ln1, a->ln1_h, w->qkv_w, N, C, 3 * C));
     DL_CHECK(dl_op_layernorm_backward(be, m->dresid, g->ln1_w, g->ln1_b, m->dln, x, w->ln1_w, a->ln1_mean,
                                       a->ln1_rstd, N, C));
     return DL_OK;
@@ -601,12 +691,13 @@ static dl_status backward(dl_gpt *m, const float *dlosses, const dl_backward_hoo
     for (int k = chunks - 1; k >= 0; k--) {
         int t0 = k * rows, n = N - t0 < rows ? N - t0 : rows;
         const float *lnf = m->lnf + (size_t)t0 * C;
+        const dl_bf16 *lnf_h = m->lnf_h ? m->lnf_h + (size_t)t0 * C : NULL;
         if (k != chunks - 1)
-            DL_CHECK(dl_op_matmul_forward(be, m->logits, lnf, m->w.wte, NULL, n, C, V));
+            DL_CHECK(linear_forward(m, m->logits, lnf, lnf_h, m->w.wte, NULL, n, C, V));
         DL_CHECK(dl_op_xent_backward(be, m->logits, m->logits, m->lse_vocab + t0, m->targets + t0, dlosses + t0, n,
                                      V));
-        DL_CHECK(dl_op_matmul_backward(be, m->dln + (size_t)t0 * C, m->g.wte, NULL, m->logits, lnf, m->w.wte, n, C,
-                                       V));
+        DL_CHECK(linear_backward(m, m->dln + (size_t)t0 * C, m->g.wte, NULL, m->logits, lnf, lnf_h, m->w.wte, n, C,
+                                 V));
     }
     DL_CHECK(dl_mem_zero(be, m->dresid, nc * f));
     DL_CHECK(dl_op_layernorm_backward(be, m->dresid, m->g.lnf_w, m->g.lnf_b, m->dln,

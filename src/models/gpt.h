@@ -50,6 +50,7 @@ typedef struct dl_gpt_config {
     int rope;               /* 1: rotary positions on q and k, no position table */
     float rope_theta;
     int checkpoint_every;   /* 0: no checkpointing; K ≥ 1: keep the input of every K-th block */
+    int bf16;               /* model.precision bf16: matmuls on bf16 operands, fp32 accumulation (see gpt.c) */
 } dl_gpt_config;
 
 /* One packed micro-batch (host memory): num_tokens tokens in documents cu_seqlens[0..num_seqs]. */

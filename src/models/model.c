@@ -81,6 +81,7 @@ static dl_status create_gpt(dl_model *model, const dl_config *cfg, const dl_back
         .max_seq_len = cfg->model.max_seq_len,
         .rope = cfg->model.positions == DL_POSITIONS_ROPE,
         .rope_theta = (float)cfg->model.rope_theta,
+        .bf16 = cfg->model.precision == DL_PRECISION_BF16,
         .checkpoint_every = cfg->model.checkpoint == DL_GRAD_CKPT_NONE    ? 0
                             : cfg->model.checkpoint == DL_GRAD_CKPT_BLOCKS ? 1
                                                                            : cfg->model.checkpoint_every,

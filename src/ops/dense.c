@@ -155,6 +155,35 @@ dl_status dl_op_matmul_forward_bf16(const dl_backend *be, float *out, const dl_b
     DL_DISPATCH(be, dense, matmul_forward_bf16, out, inp, weight, bias, N, C, OC);
 }
 
+dl_status dl_op_matmul_backward_bf16(const dl_backend *be, float *dinp, float *dweight, float *dbias,
+                                     const dl_bf16 *dout, const dl_bf16 *inp, const dl_bf16 *weight, int N, int C,
+                                     int OC) {
+    const char *op = "dl_op_matmul_backward_bf16";
+    NEED_BACKEND(op);
+    NEED_PTR(op, dweight);
+    NEED_PTR(op, dout);
+    NEED_PTR(op, inp);
+    NEED_PTR(op, weight);
+    matmul_sizes sz; /* sz.inp, sz.weight: the bf16 operands; the fp32 gradients have 2x their bytes */
+    DL_CHECK(matmul_check_sizes(op, N, C, OC, sizeof(dl_bf16), &sz));
+    size_t sd_inp, sd_w, sd_b = sz.bias, s_dout = sz.out / 2;
+    DL_CHECK(tensor_bytes(op, "dinp", "N*C", N, C, 1, sizeof(float), &sd_inp));
+    DL_CHECK(tensor_bytes(op, "dweight", "OC*C", OC, C, 1, sizeof(float), &sd_w));
+    DISJOINT(op, dinp, sd_inp, dout, s_dout);
+    DISJOINT(op, dinp, sd_inp, inp, sz.inp);
+    DISJOINT(op, dinp, sd_inp, weight, sz.weight);
+    DISJOINT(op, dinp, sd_inp, dweight, sd_w);
+    DISJOINT(op, dinp, sd_inp, dbias, sd_b);
+    DISJOINT(op, dweight, sd_w, dout, s_dout);
+    DISJOINT(op, dweight, sd_w, inp, sz.inp);
+    DISJOINT(op, dweight, sd_w, weight, sz.weight);
+    DISJOINT(op, dweight, sd_w, dbias, sd_b);
+    DISJOINT(op, dbias, sd_b, dout, s_dout);
+    DISJOINT(op, dbias, sd_b, inp, sz.inp);
+    DISJOINT(op, dbias, sd_b, weight, sz.weight);
+    DL_DISPATCH(be, dense, matmul_backward_bf16, dinp, dweight, dbias, dout, inp, weight, N, C, OC);
+}
+
 /* ---- embedding --------------------------------------------------------------------------------------------------- */
 
 typedef struct embedding_sizes {

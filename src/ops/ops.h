@@ -93,6 +93,8 @@ typedef struct dl_dense_ops {
                                        int num_seqs);
     dl_status (*f32_to_bf16)(void *state, dl_bf16 *out, const float *inp, size_t n);
     dl_status (*bf16_to_f32)(void *state, float *out, const dl_bf16 *inp, size_t n);
+    dl_status (*matmul_backward_bf16)(void *state, float *dinp, float *dweight, float *dbias, const dl_bf16 *dout,
+                                      const dl_bf16 *inp, const dl_bf16 *weight, int N, int C, int OC);
 } dl_dense_ops;
 
 typedef struct dl_attention_ops {
@@ -217,6 +219,11 @@ dl_status dl_op_matmul_backward(const dl_backend *be, float *dinp, float *dweigh
 /* Like matmul_forward with bf16 inputs, fp32 accumulation and output (GPU). */
 dl_status dl_op_matmul_forward_bf16(const dl_backend *be, float *out, const dl_bf16 *inp, const dl_bf16 *weight,
                                     const float *bias, int N, int C, int OC);
+/* Like matmul_backward with bf16 operands (dout, inp, weight), fp32 accumulation, fp32 gradients accumulated (+=)
+ * as matmul_backward's: the backward of mixed precision (model.precision bf16). dbias sums the bf16 dout values. */
+dl_status dl_op_matmul_backward_bf16(const dl_backend *be, float *dinp, float *dweight, float *dbias,
+                                     const dl_bf16 *dout, const dl_bf16 *inp, const dl_bf16 *weight, int N, int C,
+                                     int OC);
 /* out[n] = wte[tokens[n]] + wpe[positions[n]]; wpe and positions nullable together (rotary models).
  * Token ids must be in [0,V), positions in [0,max_pos): out-of-range ids fail with DL_ERR_INVALID. */
 dl_status dl_op_embedding_forward(const dl_backend *be, float *out, const int32_t *tokens, const int32_t *positions,

@@ -804,6 +804,9 @@ static void print_startup(trainer *t, const char *nodes) {
     DL_INFO("activation memory per rank: %.1f MiB with model.checkpoint=%s, %.1f MiB without checkpointing",
             (double)t->model->activation_bytes / 1048576.0, dl_config_enum_text("model.checkpoint", c->model.checkpoint),
             (double)t->model->activation_bytes_without_checkpointing / 1048576.0);
+    if (c->model.precision == DL_PRECISION_BF16)
+        DL_INFO("model.precision bf16: matmuls on bf16 operands with fp32 accumulation; weights, gradients, "
+                "optimizer state and checkpoints in fp32");
     DL_INFO("%lld steps of %d rank%s × %d micro-batch%s × %d rows × %d tokens; peak sgemm %.1f GFLOP/s per rank",
             (long long)t->total_steps, t->world->size, t->world->size == 1 ? "" : "s", c->train.grad_accum,
             c->train.grad_accum == 1 ? "" : "es", c->train.batch_per_rank, c->data.seq_len, t->peak_gflops);

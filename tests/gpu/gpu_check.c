@@ -647,8 +647,24 @@ static dl_status mm_fwd_bf16(const dl_backend *be, int s, const void *v) {
               c->OC);
 }
 
+static dl_status mm_bwd_bf16(const dl_backend *be, int s, const void *v) {
+    const mm_ctx *c = (const mm_ctx *)v;
+    return OP(be, dense, matmul_backward_bf16, fp(c->dinp, s), fp(c->dw, s), fp(c->dbias, s), hp(c->dout, s),
+              hp(c->inp, s), hp(c->w, s), c->N, c->C, c->OC);
+}
+
+/* A bf16 buffer of n values rounded from uniform [lo, hi). */
+static buf *mk_bf16_uniform(size_t n, float lo, float hi) {
+    uint16_t *h = (uint16_t *)halloc(n * 2);
+    for (size_t i = 0; i < n; i++)
+        h[i] = bf16_rne(urand(lo, hi));
+    buf *b = mk(T_BF16, n);
+    put(b, h);
+    return b;
+}
+
 static void check_matmul(void) {
-    if (!selected("matmul_forward matmul_backward matmul_forward_bf16"))
+    if (!selected("matmul_forward matmul_backward matmul_forward_bf16 matmul_backward_bf16"))
         return;
     struct { int N, C, OC, bias, off; const char *name; } shapes[] = {
         {Q(2048, 64), Q(768, 48), Q(2304, 80), 1, 0, "gpt qkv, bias"},
@@ -707,6 +723,30 @@ static void check_matmul(void) {
         c.out = mk(T_F32, (size_t)c.N * c.OC);
         check f = {"matmul_forward_bf16", "gpt qkv, bias", 1e-4, mm_fwd_bf16, &c, {OUT(c.out, O_WRITE)}, 1, 0};
         run(&f);
+        release_all();
+    }
+    for (int k = 0; k < 2; k++) {
+        /* The bf16 backward (model.precision bf16): exact products, fp32 accumulation on both sides, so the same
+         * argument and tolerance as the bf16 forward; the sums are over K = OC (dinp) and K = N (dweight, dbias:
+         * the CPU sums dbias in double, the GPU in fp32 in a fixed order, ~√N·2⁻²⁴ apart). Odd sizes exercise the
+         * GPU's unaligned bf16 leading dimensions. */
+        mm_ctx c = {0};
+        c.N = k ? 77 : Q(2048, 64), c.C = k ? 33 : Q(768, 48), c.OC = k ? 50 : Q(2304, 80);
+        c.inp = mk_bf16_uniform((size_t)c.N * c.C, -1, 1);
+        c.w = mk_bf16_uniform((size_t)c.OC * c.C, -0.5f, 0.5f);
+        c.dout = mk_bf16_uniform((size_t)c.N * c.OC, -1, 1);
+        c.dw = mk(T_F32, (size_t)c.OC * c.C);
+        if (!k) {
+            c.dinp = mk(T_F32, (size_t)c.N * c.C);
+            c.dbias = mk(T_F32, (size_t)c.OC);
+        }
+        check b = {"matmul_backward_bf16", k ? "odd sizes, dinp and dbias NULL" : "gpt qkv", 1e-4, mm_bwd_bf16, &c,
+                   {OUT(c.dw, O_ACCUM)}, 1, 0};
+        if (!k) {
+            b.out[b.nout++] = OUT(c.dinp, O_ACCUM);
+            b.out[b.nout++] = OUT(c.dbias, O_ACCUM);
+        }
+        run(&b);
         release_all();
     }
 }

@@ -1,6 +1,7 @@
 /* gpu_gpt.c — one GPT training micro-batch on the CUDA backend against the same micro-batch on the CPU backend.
  *
- * For each variant (learned or rotary positions, with and without gradient checkpointing) it builds a small GPT on
+ * For each variant (learned or rotary positions, with and without gradient checkpointing; fp32, and two in bf16
+ * mixed precision) it builds a small GPT on
  * both backends with the same parameters (initialised on the CPU and copied, so the comparison does not depend on
  * the two initialisers agreeing), runs forward and backward on the same packed batch (documents of uneven lengths,
  * one of a single token, masked targets inside documents), and compares the loss and every parameter's gradient
@@ -15,6 +16,16 @@
  * (margin for tensors whose gradient is a difference of nearly equal terms, LayerNorm biases); the loss, a sum of
  * per-token log-probabilities each a few ops deep, at 1e-5 relative. A real bug (a wrong index, a lost
  * accumulation, a race) gives errors of order 1.
+ *
+ * The bf16 variants (model.precision bf16) compare the CUDA bf16 step with the CPU bf16 step: both round the same
+ * tensors to bf16 with the same rule and accumulate the exact products in fp32, so they differ by the fp32
+ * differences above plus the roundings those differences flip: a value within the ~1e-6 fp32 difference of a bf16
+ * rounding boundary rounds the other way on one side, a fraction p ≈ 2·1e-6/2⁻⁸ ≈ 5e-4 of the elements, each then
+ * off by one bf16 step (2⁻⁸ relative): ≈ 2⁻⁸·√p ≈ 9e-5 norm-relative per rounded tensor. About 40 of them lie on
+ * a gradient's path (forward and backward), so gradients are checked at 5e-3 (40 · 9e-5 = 3.6e-3, plus the fp32
+ * part); the loss, a sum over ~230 tokens whose flips have independent signs, at 2e-4 (13 rounded forward tensors
+ * · 9e-5 / √230 ≈ 8e-5, with margin). A bf16 path that rounds differently on the two sides (truncation instead of
+ * nearest-even, a tensor left in fp32 on one side) gives errors of 2⁻⁹ or more on every element: far above.
  *
  * Usage: gpu_gpu_gpt [--json FILE] [--dry-run]   (exit 0 pass, 1 a comparison failed, 77 no GPU, 2 bad usage)
  * --dry-run runs the "GPU" side on a second CPU backend, to exercise this program on a CPU machine. */
@@ -31,7 +42,7 @@
 
 enum { CPU = 0, GPU = 1, NUM_DOCS = 6 };
 
-static const double GRAD_TOL = 5e-4, LOSS_TOL = 1e-5;
+static const double GRAD_TOL = 5e-4, LOSS_TOL = 1e-5, BF16_GRAD_TOL = 5e-3, BF16_LOSS_TOL = 2e-4;
 
 typedef struct packed_batch {
     int32_t *tokens, *targets, *positions;
@@ -147,12 +158,13 @@ static float *download(const dl_backend *be, const float *device, size_t n) {
     return host;
 }
 
-static void run_variant(dl_backend be[2], int rope, int checkpoint_every) {
-    char variant[64];
-    snprintf(variant, sizeof variant, "%s, %s", rope ? "rotary" : "learned positions",
-             checkpoint_every ? "checkpointing every block" : "no checkpointing");
+static void run_variant(dl_backend be[2], int rope, int checkpoint_every, int bf16) {
+    char variant[80];
+    snprintf(variant, sizeof variant, "%s, %s%s", rope ? "rotary" : "learned positions",
+             checkpoint_every ? "checkpointing every block" : "no checkpointing", bf16 ? ", bf16" : "");
+    double grad_tol = bf16 ? BF16_GRAD_TOL : GRAD_TOL, loss_tol = bf16 ? BF16_LOSS_TOL : LOSS_TOL;
     dl_gpt_config cfg = {.vocab_size = 97, .n_layer = 3, .n_head = 4, .n_embd = 64, .max_seq_len = 128,
-                         .rope = rope, .rope_theta = 10000.0f, .checkpoint_every = checkpoint_every};
+                         .rope = rope, .rope_theta = 10000.0f, .checkpoint_every = checkpoint_every, .bf16 = bf16};
     packed_batch batch;
     make_batch(&batch, cfg.vocab_size, 2024);
     dl_gpt *m[2];
@@ -180,7 +192,7 @@ static void run_variant(dl_backend be[2], int rope, int checkpoint_every) {
     }
     elem_errors le = {fabs(loss[GPU] - loss[CPU]) / fabs(loss[CPU]), fabs(loss[GPU] - loss[CPU]),
                       fabs(loss[GPU] - loss[CPU]) / fabs(loss[CPU]), 0};
-    report(variant, "loss (sum over targets)", &le, LOSS_TOL, 1);
+    report(variant, "loss (sum over targets)", &le, loss_tol, 1);
 
     float *g_cpu = download(&be[CPU], dl_gpt_grad_data(m[CPU]), n);
     float *g_gpu = download(&be[GPU], dl_gpt_grad_data(m[GPU]), n);
@@ -190,7 +202,7 @@ static void run_variant(dl_backend be[2], int rope, int checkpoint_every) {
         elem_errors e = compare(g_cpu + t->offset, g_gpu + t->offset, t->numel);
         char what[DL_TENSOR_NAME_MAX + 8];
         snprintf(what, sizeof what, "grad %s", t->name);
-        report(variant, what, &e, GRAD_TOL, 1);
+        report(variant, what, &e, grad_tol, 1);
     }
     free(p_cpu);
     free(p_gpu);
@@ -256,9 +268,12 @@ int main(int argc, char **argv) {
     printf("|---|---|---:|---:|---|---|---|\n");
     for (int rope = 0; rope <= 1; rope++)
         for (int ck = 0; ck <= 1; ck++)
-            run_variant(be, rope, ck);
-    printf("\n%d comparisons, %d failed (gradients within %.0e, loss within %.0e, norm-relative)\n", g_rows,
-           g_failed, GRAD_TOL, LOSS_TOL);
+            run_variant(be, rope, ck, 0);
+    run_variant(be, 0, 0, 1); /* bf16 mixed precision: CUDA's bf16 step against the CPU's */
+    run_variant(be, 1, 1, 1);
+    printf("\n%d comparisons, %d failed (norm-relative: gradients within %.0e, loss within %.0e; bf16 variants "
+           "%.0e and %.0e)\n",
+           g_rows, g_failed, GRAD_TOL, LOSS_TOL, BF16_GRAD_TOL, BF16_LOSS_TOL);
     dl_backend_close(&be[GPU]);
     dl_backend_close(&be[CPU]);
     if (g_json) {

@@ -165,6 +165,7 @@ static const char *const expected_defaults[][2] = {
     {"model.max_seq_len", "1024"},
     {"model.positions", "learned"},
     {"model.rope_theta", "10000"},
+    {"model.precision", "fp32"},
     {"model.dropout", "0"},
     {"model.tied_head", "true"},
     {"model.layernorm_eps", "1e-5"},
@@ -413,6 +414,9 @@ static void checks_across_keys(void **state) {
                  "%s:3: dpo.label_smoothing (0.1) applies only to dpo.loss sigmoid, not ipo");
     expect_error("x.yaml", "model:\n  kind: dpo\n", 0, NULL,
                  "%s:2: model.kind dpo needs model.init_from (the gpt checkpoint to tune)");
+    expect_error("x.yaml", "model:\n  kind: ffm\n  precision: bf16\n", 0, NULL,
+                 "%s:3: model.precision bf16 applies to gpt and dpo only; model.kind ffm trains in fp32 (remove the "
+                 "key)");
     expect_error("x.yaml", "model:\n  positions: rope\n  n_embd: 36\n  n_head: 4\n", 0, NULL,
                  "%s:4: model.positions rope needs an even head size (model.n_embd / model.n_head = 9)");
     expect_error("x.yaml", "data:\n  seq_len: 2048\n", 0, NULL,
@@ -642,6 +646,7 @@ static void random_configs_round_trip(void **state) {
         cfg.data.format = DL_FORMAT_AUTO;
         cfg.dpo.loss = DL_DPO_LOSS_SIGMOID;
         cfg.dpo.reference = DL_DPO_REF_MODEL;
+        cfg.model.precision = DL_PRECISION_FP32; /* bf16 is for gpt/dpo, and these are click models */
         cfg.ckpt.keep_every = cfg.ckpt.every * (trial % 3);
         check_round_trip(&cfg);
         dl_config_free(&cfg);

@@ -190,8 +190,9 @@ static void randomise(dl_gpt *g, uint64_t seed, uint64_t stream, float scale) {
         p[i] += scale * (dl_rng_uniform(&rng) - 0.5f);
 }
 
-static dl_dpo *make_dpo(const dl_backend *be, dl_dpo_settings st, int reference_model) {
+static dl_dpo *make_dpo_in(const dl_backend *be, dl_dpo_settings st, int reference_model, int bf16) {
     dl_gpt_config gc = tiny_gpt();
+    gc.bf16 = bf16;
     dl_dpo *d = NULL;
     if (dl_dpo_create(&d, &gc, &st, be, ROWS * T, reference_model) != DL_OK)
         DL_TEST_FAIL("dl_dpo_create: %s", dl_error_message());
@@ -238,15 +239,20 @@ static double batch_loss(dl_dpo *d, const dl_batch *b, int train, dl_step_stats 
     return st.loss_sum;
 }
 
-static void untrained_policy_scores_log2_and_half(void **state) {
-    (void)state;
+static dl_dpo *make_dpo(const dl_backend *be, dl_dpo_settings st, int reference_model) {
+    return make_dpo_in(be, st, reference_model, 0);
+}
+
+/* Equal policy and reference score every pair a tie, in fp32 and with model.precision bf16 (both models round the
+ * same weights and activations to the same bf16 bits, so the margins are exactly 0 there too). */
+static void equal_models_tie_in(int bf16) {
     dl_backend be = dl_test_open_cpu();
     mem_pairs m;
     dl_doc_source src;
     mem_pairs_init(&m, &src, 1);
     dl_batch b;
     first_batch(&src, 0, &b);
-    dl_dpo *d = make_dpo(&be, (dl_dpo_settings){DL_DPO_SIGMOID, 0.3f, 0.2f}, 1);
+    dl_dpo *d = make_dpo_in(&be, (dl_dpo_settings){DL_DPO_SIGMOID, 0.3f, 0.2f}, 1, bf16);
     randomise(dl_dpo_policy(d), 5, 2, 0.5f);
     size_t n = dl_gpt_num_params(dl_dpo_policy(d));
     memcpy(dl_gpt_param_data(dl_dpo_reference_model(d)), dl_gpt_param_data(dl_dpo_policy(d)), n * sizeof(float));
@@ -266,6 +272,23 @@ static void untrained_policy_scores_log2_and_half(void **state) {
     dl_dpo_destroy(d);
     dl_batch_free(&b);
     dl_backend_close(&be);
+}
+
+static void untrained_policy_scores_log2_and_half(void **state) {
+    (void)state;
+    equal_models_tie_in(0);
+}
+
+/* model.precision reaches the DPO's gpt config, and a bf16 policy and reference tie exactly. */
+static void bf16_policy_and_reference_tie(void **state) {
+    (void)state;
+    dl_config cfg;
+    assert_int_equal(dl_config_defaults(&cfg), DL_OK);
+    assert_false(dl_dpo_gpt_config(&cfg).bf16);
+    cfg.model.precision = DL_PRECISION_BF16;
+    assert_true(dl_dpo_gpt_config(&cfg).bf16);
+    dl_config_free(&cfg);
+    equal_models_tie_in(1);
 }
 
 /* dl_gpt_backward_weighted: with weights 1 it is dl_gpt_backward (bit for bit); with one document's tokens weighted
@@ -710,6 +733,7 @@ int main(void) {
         cmocka_unit_test(head_hinge_matches_hand_values),
         cmocka_unit_test(bad_settings_are_config_errors),
         cmocka_unit_test(untrained_policy_scores_log2_and_half),
+        cmocka_unit_test(bf16_policy_and_reference_tie),
         cmocka_unit_test(gradient_is_the_chain_through_each_document),
         cmocka_unit_test(sigmoid_gradients_match_finite_differences),
         cmocka_unit_test(ipo_gradients_match_finite_differences),

@@ -1,5 +1,6 @@
 /* test_gpt.c — the whole GPT: gradients of a full step against finite differences, bit-identical gradients with
- * and without gradient checkpointing, and a tiny model that learns. */
+ * and without gradient checkpointing, and a tiny model that learns; the same for bf16 mixed precision against the
+ * fp32 step (model.precision bf16). */
 #include "testutil.h"
 
 #include <math.h>
@@ -118,10 +119,11 @@ static void gradients_match_finite_differences_rope(void **state) {
 }
 
 /* Gradients (and loss) of a model with checkpoint_every = K, for identical parameters and batch. */
-static float *gradients_with_checkpointing(int checkpoint_every, double *loss) {
+static float *gradients_with_checkpointing_in(int checkpoint_every, int bf16, double *loss) {
     dl_backend be;
     assert_int_equal(dl_backend_open(&be, "cpu", 0), DL_OK);
     dl_gpt_config cfg = tiny_config(0, checkpoint_every, 3);
+    cfg.bf16 = bf16;
     dl_gpt *m;
     assert_int_equal(dl_gpt_create(&m, &cfg, &be, 13, 3), DL_OK);
     assert_int_equal(dl_gpt_init_params(m, 77), DL_OK);
@@ -138,6 +140,10 @@ static float *gradients_with_checkpointing(int checkpoint_every, double *loss) {
     dl_gpt_destroy(m);
     dl_backend_close(&be);
     return g;
+}
+
+static float *gradients_with_checkpointing(int checkpoint_every, double *loss) {
+    return gradients_with_checkpointing_in(checkpoint_every, 0, loss);
 }
 
 static void checkpointing_gives_bit_identical_gradients(void **state) {
@@ -268,12 +274,12 @@ static void checkpointing_chunks_the_head(void **state) {
 
 /* A period-3 token cycle: unigram entropy ln 3 ≈ 1.10 nats. A model that uses context gets far below it; one that
  * does not cannot. */
-static void tiny_model_learns_a_cycle(void **state) {
-    (void)state;
+/* Trains 30 steps; the first and last step's mean loss, and the first step whose loss is below 0.7 (31: none). */
+static void train_cycle(int bf16, double *first_loss, double *last_loss, int *first_below) {
     dl_backend be;
     assert_int_equal(dl_backend_open(&be, "cpu", 0), DL_OK);
     dl_gpt_config cfg = {.vocab_size = 11, .n_layer = 1, .n_head = 4, .n_embd = 32, .max_seq_len = 32,
-                         .rope = 0, .rope_theta = 10000.0f, .checkpoint_every = 0};
+                         .rope = 0, .rope_theta = 10000.0f, .checkpoint_every = 0, .bf16 = bf16};
     dl_gpt *m;
     enum { T = 32, D = 4 };
     assert_int_equal(dl_gpt_create(&m, &cfg, &be, T * D, D), DL_OK);
@@ -286,6 +292,7 @@ static void tiny_model_learns_a_cycle(void **state) {
     size_t n = dl_gpt_num_params(m);
     float *mom = calloc(n, sizeof(float)), *var = calloc(n, sizeof(float));
     double first = 0, last = 0;
+    *first_below = 31;
     for (int step = 1; step <= 30; step++) {
         for (int d = 0; d < D; d++) {
             int phase = (int)dl_rng_below(&rng, 3);
@@ -307,15 +314,174 @@ static void tiny_model_learns_a_cycle(void **state) {
         if (step == 1)
             first = loss / (double)count;
         last = loss / (double)count;
+        if (last < 0.7 && *first_below > step)
+            *first_below = step;
         if (getenv("DEALER_TEST_VERBOSE")) fprintf(stderr, "step %d loss %.4f\n", step, last);
     }
-    if (!(first > 2.0 && last < 0.7))
-        DL_TEST_FAIL("loss went from %.3f to %.3f; want a start near ln 11 = 2.40 and an end below 0.7 (unigram "
-                     "entropy ln 3 = 1.10)", first, last);
     free(mom);
     free(var);
     dl_gpt_destroy(m);
     dl_backend_close(&be);
+    *first_loss = first;
+    *last_loss = last;
+}
+
+static void tiny_model_learns_a_cycle(void **state) {
+    (void)state;
+    double first, last;
+    int below;
+    train_cycle(0, &first, &last, &below);
+    if (!(first > 2.0 && last < 0.7))
+        DL_TEST_FAIL("loss went from %.3f to %.3f; want a start near ln 11 = 2.40 and an end below 0.7 (unigram "
+                     "entropy ln 3 = 1.10)", first, last);
+}
+
+/* ---- bf16 mixed precision --------------------------------------------------------------------------------------
+ * Tolerances. Rounding to bf16 (8-bit significand, round to nearest even) has relative error at most u = 2⁻⁹.
+ * A linear layer of the bf16 path multiplies two rounded operands, so each product is off by at most 2u relative
+ * (then exact in fp32), and the layer's output by at most 2u of its term scale Σ|a·b|; the fp32 reference and the
+ * fp32 accumulation add only ~1e-7. To first order, with the gains of LayerNorm, GELU, softmax and the residual
+ * sums taken as O(1), errors along a path add: the loss sees the 4L + 1 linear layers of the forward (four per
+ * block, and the head), 2u each: 2(4L + 1)u; a gradient also sees the backward's products, which round dout as well
+ * (3u each): 5(4L + 1)u. For L = 2 these are 18u = 3.5e-2 and 45u = 8.8e-2, relative, and they are worst-case
+ * (every rounding in the same direction); random signs make the measured errors several times smaller (measured
+ * on this model: gradients 1.5e-3 to 5.5e-3, about 16x under the bound). Gradients
+ * are compared per tensor in norm, with a floor of 1% of the whole gradient's norm for tensors whose gradient is
+ * nearly zero in exact arithmetic (the key bias, which softmax ignores). */
+
+enum { BF16_LAYERS = 2 };
+
+static dl_gpt_config bf16_test_config(int bf16) {
+    return (dl_gpt_config){.vocab_size = 64, .n_layer = BF16_LAYERS, .n_head = 4, .n_embd = 32,
+                           .max_seq_len = MAX_T, .rope = 0, .rope_theta = 10000.0f, .bf16 = bf16};
+}
+
+/* Loss and gradients of one step of the bf16 or fp32 model on the same parameters and batch. */
+static float *step_in(int bf16, double *loss, size_t *numel) {
+    dl_backend be;
+    assert_int_equal(dl_backend_open(&be, "cpu", 0), DL_OK);
+    dl_gpt_config cfg = bf16_test_config(bf16);
+    dl_gpt *m;
+    assert_int_equal(dl_gpt_create(&m, &cfg, &be, 13, 3), DL_OK);
+    assert_int_equal(dl_gpt_init_params(m, 21), DL_OK);
+    float *p = dl_gpt_param_data(m);
+    size_t n = dl_gpt_num_params(m);
+    dl_rng rng;
+    dl_rng_init(&rng, 8, DL_STREAM_DATA);
+    for (size_t i = 0; i < n; i++) /* weights well above the 0.02 init, so every path carries signal */
+        p[i] += 0.2f * (dl_rng_uniform(&rng) - 0.5f);
+    batch b;
+    make_batch(&b, &rng, cfg.vocab_size);
+    assert_int_equal(dl_gpt_zero_grads(m), DL_OK);
+    *loss = loss_of(m, &b);
+    assert_int_equal(dl_gpt_backward(m, NULL), DL_OK);
+    float *g = malloc(n * sizeof(float));
+    assert_non_null(g);
+    memcpy(g, dl_gpt_grad_data(m), n * sizeof(float));
+    *numel = n;
+    dl_gpt_destroy(m);
+    dl_backend_close(&be);
+    return g;
+}
+
+static void bf16_step_is_close_to_fp32_step(void **state) {
+    (void)state;
+    double loss32, loss16;
+    size_t n32, n16;
+    float *g32 = step_in(0, &loss32, &n32), *g16 = step_in(1, &loss16, &n16);
+    assert_int_equal(n32, n16);
+    const double u = ldexp(1.0, -9), loss_tol = 2 * (4 * BF16_LAYERS + 1) * u;
+    const double grad_tol = 5 * (4 * BF16_LAYERS + 1) * u;
+    double loss_err = fabs(loss16 - loss32) / fabs(loss32);
+    if (getenv("DEALER_TEST_VERBOSE"))
+        fprintf(stderr, "loss bf16 %.9g fp32 %.9g: relative difference %.3g\n", loss16, loss32, loss_err);
+    if (!(loss_err <= loss_tol))
+        DL_TEST_FAIL("bf16 loss %.9g, fp32 loss %.9g: relative difference %.3g > %.3g", loss16, loss32, loss_err,
+                     loss_tol);
+    double all = 0;
+    for (size_t i = 0; i < n32; i++)
+        all += (double)g32[i] * g32[i];
+    all = sqrt(all);
+    dl_backend be;
+    assert_int_equal(dl_backend_open(&be, "cpu", 0), DL_OK);
+    dl_gpt_config cfg = bf16_test_config(0);
+    dl_gpt *m;
+    assert_int_equal(dl_gpt_create(&m, &cfg, &be, 13, 3), DL_OK);
+    const dl_tensor_table *t = dl_gpt_params(m);
+    double worst = 0;
+    for (size_t ti = 0; ti < t->count; ti++) {
+        const dl_tensor *v = dl_tensor_table_at(t, ti);
+        double diff = 0, ref = 0;
+        for (size_t k = v->offset; k < v->offset + v->numel; k++) {
+            diff += ((double)g16[k] - g32[k]) * ((double)g16[k] - g32[k]);
+            ref += (double)g32[k] * g32[k];
+        }
+        double err = sqrt(diff) / (sqrt(ref) + 1e-2 * all);
+        if (err > worst)
+            worst = err;
+        if (getenv("DEALER_TEST_VERBOSE"))
+            fprintf(stderr, "%-24s bf16 vs fp32 gradient error %.3g\n", v->name, err);
+        if (!(err <= grad_tol))
+            DL_TEST_FAIL("%s: bf16 gradient differs from fp32 by %.3g relative (norm), more than %.3g", v->name, err,
+                         grad_tol);
+    }
+    /* The bf16 path is really taken: its roundings show, far above fp32's 1e-7 noise. */
+    if (!(worst > 1e-4 || loss_err > 1e-5))
+        DL_TEST_FAIL("bf16 and fp32 steps agree to %.3g (loss %.3g): the bf16 path did not round", worst, loss_err);
+    dl_gpt_destroy(m);
+    dl_backend_close(&be);
+    free(g32);
+    free(g16);
+}
+
+/* The same bf16 step twice gives the same bits; and gradient checkpointing (which recomputes the blocks and rounds
+ * their matmul inputs again) gives the same bits as keeping every activation. */
+static void bf16_step_is_bit_identical_run_to_run(void **state) {
+    (void)state;
+    double l1, l2;
+    size_t n1, n2;
+    float *a = step_in(1, &l1, &n1), *b = step_in(1, &l2, &n2);
+    assert_true(l1 == l2);
+    assert_memory_equal(a, b, n1 * sizeof(float));
+    free(a);
+    free(b);
+    double loss_none, loss_blocks;
+    float *none = gradients_with_checkpointing_in(0, 1, &loss_none);
+    float *blocks = gradients_with_checkpointing_in(1, 1, &loss_blocks);
+    assert_true(loss_none == loss_blocks);
+    dl_backend be;
+    assert_int_equal(dl_backend_open(&be, "cpu", 0), DL_OK);
+    dl_gpt_config cfg = tiny_config(0, 0, 3);
+    dl_gpt *m;
+    assert_int_equal(dl_gpt_create(&m, &cfg, &be, 13, 3), DL_OK);
+    assert_memory_equal(none, blocks, dl_gpt_num_params(m) * sizeof(float));
+    dl_gpt_destroy(m);
+    dl_backend_close(&be);
+    free(none);
+    free(blocks);
+}
+
+/* Training with bf16 matmuls learns the cycle as fp32 does. The two runs part ways after the first step (their
+ * updates differ by the roundings above), and this task's loss falls off a cliff once attention finds the cycle
+ * (from ~1.05 to ~0.1 within a few steps), so comparing end losses would measure where each run is on the cliff.
+ * Instead: both end well under the unigram entropy ln 3 = 1.10, and bf16 goes over the cliff (first loss below
+ * 0.7) within 3 steps of fp32. (Measured here: both at step 22; end losses 0.025 and 0.066.) */
+static void bf16_model_learns_like_fp32(void **state) {
+    (void)state;
+    double first32, last32, first16, last16;
+    int below32, below16;
+    train_cycle(0, &first32, &last32, &below32);
+    train_cycle(1, &first16, &last16, &below16);
+    if (getenv("DEALER_TEST_VERBOSE"))
+        fprintf(stderr, "fp32 %.4f -> %.4f (below 0.7 at step %d), bf16 %.4f -> %.4f (step %d)\n", first32, last32,
+                below32, first16, last16, below16);
+    /* The first step's loss is the same forward up to the bf16 roundings (one block: (4·1 + 1)·2u = 2e-2). */
+    if (!(fabs(first16 - first32) <= 10 * ldexp(1.0, -9) * first32))
+        DL_TEST_FAIL("first loss %.6f with bf16, %.6f with fp32", first16, first32);
+    if (!(last16 < 0.7 && last32 < 0.7 && abs(below16 - below32) <= 3))
+        DL_TEST_FAIL("bf16 loss went from %.3f to %.3f (below 0.7 first at step %d), fp32 from %.3f to %.3f (step "
+                     "%d); want both to end below 0.7, and to get there within 3 steps of each other",
+                     first16, last16, below16, first32, last32, below32);
 }
 
 /* The parallel initialisation gives exactly the sequence a dl_rng_normal loop over each tensor's stream gives. */
@@ -393,6 +559,9 @@ int main(void) {
         cmocka_unit_test(checkpointing_gives_bit_identical_gradients),
         cmocka_unit_test(checkpointing_chunks_the_head),
         cmocka_unit_test(tiny_model_learns_a_cycle),
+        cmocka_unit_test(bf16_step_is_close_to_fp32_step),
+        cmocka_unit_test(bf16_step_is_bit_identical_run_to_run),
+        cmocka_unit_test(bf16_model_learns_like_fp32),
         cmocka_unit_test(init_matches_sequential_normals),
         cmocka_unit_test(bad_inputs_are_errors),
     };

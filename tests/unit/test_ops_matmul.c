@@ -1,5 +1,6 @@
-/* test_ops_matmul.c — dl_op_matmul_forward/backward/forward_bf16 on the CPU backend against double-precision
- * references: forward by a plain triple loop, backward by central differences of L = Σ dout·out. */
+/* test_ops_matmul.c — dl_op_matmul_forward/backward/forward_bf16/backward_bf16 on the CPU backend against
+ * double-precision references: forward by a plain triple loop, backward by central differences of L = Σ dout·out
+ * (the bf16 backward by exact sums of its bf16 operands). */
 #include "testutil.h"
 
 #include <limits.h>
@@ -262,6 +263,134 @@ static void bf16_forward_matches_double_reference(void **state) {
     bf16_case(&rng, 32, 256, 128, 1);
 }
 
+/* Each g[i] − g0[i] (what one backward call added) against the exact sum ref[i] of products of bf16 values, within
+ * γ·(scale[i] + |g0[i]|) where scale[i] = Σ|terms|. Why that bound: the products of two bf16 values (8-bit
+ * significands, 16 bits together) are exact in fp32, so the op's only errors are the K − 1 fp32 additions of its
+ * FMA chain (Higham: |error| ≤ γ_K·Σ|terms|, γ_K ≈ K·2⁻²⁴) and the one rounding of g0 + sum (≤ 2⁻²⁴·|g0 + sum|);
+ * γ = (K + 2)·2⁻²⁴ covers both. A wrong operand, transpose or stride is off by O(scale), far above it. */
+static void check_bf16_added(const float *g, const float *g0, const double *ref, const double *scale, size_t n,
+                             int K, const char *what) {
+    double gamma = (K + 2) * ldexp(1.0, -24);
+    long bad = dl_test_first_nonfinite(g, n);
+    if (bad >= 0)
+        DL_TEST_FAIL("%s[%ld] is not finite", what, bad);
+    for (size_t i = 0; i < n; i++) {
+        double added = (double)g[i] - (double)g0[i];
+        if (fabs(added - ref[i]) > gamma * (scale[i] + fabs((double)g0[i])))
+            DL_TEST_FAIL("%s[%zu]: added %.9g, want %.9g (term scale %.3g, K %d)", what, i, added, ref[i], scale[i],
+                         K);
+    }
+}
+
+/* The bf16 backward against double sums of the same bf16 values (the op is linear in each operand, so these sums
+ * are its exact derivative: finite differences would only add their own error), accumulating into prefilled
+ * gradients, with and without the nullable dinp and dbias. */
+static void bf16_backward_case(dl_rng *rng, int N, int C, int OC, int with_dinp, int with_dbias) {
+    size_t ni = (size_t)N * C, nw = (size_t)OC * C, no = (size_t)N * OC;
+    float *inp = random_f(rng, ni), *w = random_f(rng, nw), *dout = random_f(rng, no);
+    dl_bf16 *inp16 = malloc(ni * sizeof(dl_bf16)), *w16 = malloc(nw * sizeof(dl_bf16));
+    dl_bf16 *dout16 = malloc(no * sizeof(dl_bf16));
+    assert_true(inp16 && w16 && dout16);
+    DL_EXPECT_OK(dl_op_f32_to_bf16(&be, inp16, inp, ni));
+    DL_EXPECT_OK(dl_op_f32_to_bf16(&be, w16, w, nw));
+    DL_EXPECT_OK(dl_op_f32_to_bf16(&be, dout16, dout, no));
+    DL_EXPECT_OK(dl_op_bf16_to_f32(&be, inp, inp16, ni));
+    DL_EXPECT_OK(dl_op_bf16_to_f32(&be, w, w16, nw));
+    DL_EXPECT_OK(dl_op_bf16_to_f32(&be, dout, dout16, no));
+    double *gi = dl_test_alloc_d(ni), *gw = dl_test_alloc_d(nw), *gb = dl_test_alloc_d(OC);
+    double *si = dl_test_alloc_d(ni), *sw = dl_test_alloc_d(nw), *sb = dl_test_alloc_d(OC);
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < OC; o++) {
+            double g = dout[(size_t)n * OC + o];
+            gb[o] += g;
+            sb[o] += fabs(g);
+            for (int c = 0; c < C; c++) {
+                double wi = (double)w[(size_t)o * C + c] * g, iw = (double)inp[(size_t)n * C + c] * g;
+                gi[(size_t)n * C + c] += wi;
+                si[(size_t)n * C + c] += fabs(wi);
+                gw[(size_t)o * C + c] += iw;
+                sw[(size_t)o * C + c] += fabs(iw);
+            }
+        }
+    float *dinp = dl_test_alloc_f(ni), *dw = dl_test_alloc_f(nw), *dbias = dl_test_alloc_f(OC);
+    float *dinp0 = dl_test_alloc_f(ni), *dw0 = dl_test_alloc_f(nw), *dbias0 = dl_test_alloc_f(OC);
+    prefill_like(rng, dinp0, gi, ni);
+    prefill_like(rng, dw0, gw, nw);
+    prefill_like(rng, dbias0, gb, OC);
+    memcpy(dinp, dinp0, ni * sizeof(float));
+    memcpy(dw, dw0, nw * sizeof(float));
+    memcpy(dbias, dbias0, OC * sizeof(float));
+    DL_EXPECT_OK(dl_op_matmul_backward_bf16(&be, with_dinp ? dinp : NULL, dw, with_dbias ? dbias : NULL, dout16,
+                                            inp16, w16, N, C, OC));
+    check_bf16_added(dw, dw0, gw, sw, nw, N, "dweight");
+    if (with_dinp)
+        check_bf16_added(dinp, dinp0, gi, si, ni, OC, "dinp");
+    else
+        assert_memory_equal(dinp, dinp0, ni * sizeof(float));
+    if (with_dbias)
+        check_bf16_added(dbias, dbias0, gb, sb, OC, N, "dbias");
+    else
+        assert_memory_equal(dbias, dbias0, OC * sizeof(float));
+
+    /* The fp32 backward of the same (bf16-valued) operands: the same math, another summation order, so the two
+     * differ by at most both bounds above, 2γ·scale relative to each element's term scale. */
+    float *fdinp = dl_test_alloc_f(ni), *fdw = dl_test_alloc_f(nw);
+    memcpy(fdinp, dinp0, ni * sizeof(float));
+    memcpy(fdw, dw0, nw * sizeof(float));
+    DL_EXPECT_OK(dl_op_matmul_backward(&be, fdinp, fdw, NULL, dout, inp, w, N, C, OC));
+    double gamma2 = 2.0 * (N + OC + 2) * ldexp(1.0, -24);
+    for (size_t i = 0; i < nw; i++)
+        if (fabs((double)fdw[i] - (double)dw[i]) > gamma2 * (sw[i] + fabs((double)dw0[i])))
+            DL_TEST_FAIL("dweight[%zu]: bf16 path %.9g, fp32 path %.9g", i, (double)dw[i], (double)fdw[i]);
+    if (with_dinp)
+        for (size_t i = 0; i < ni; i++)
+            if (fabs((double)fdinp[i] - (double)dinp[i]) > gamma2 * (si[i] + fabs((double)dinp0[i])))
+                DL_TEST_FAIL("dinp[%zu]: bf16 path %.9g, fp32 path %.9g", i, (double)dinp[i], (double)fdinp[i]);
+    free(inp), free(w), free(dout), free(inp16), free(w16), free(dout16), free(gi), free(gw), free(gb), free(si);
+    free(sw), free(sb), free(dinp), free(dw), free(dbias), free(dinp0), free(dw0), free(dbias0), free(fdinp), free(fdw);
+}
+
+static void bf16_backward_matches_double_reference(void **state) {
+    (void)state;
+    dl_rng rng;
+    dl_test_rng(&rng, 6);
+    bf16_backward_case(&rng, 1, 1, 1, 1, 1);
+    bf16_backward_case(&rng, 5, 11, 7, 0, 1);
+    bf16_backward_case(&rng, 19, 130, 67, 1, 0); /* partial tiles in every dimension, depth past one block */
+    bf16_backward_case(&rng, 150, 70, 300, 1, 1); /* above the single-thread cut-off: tiles spread over threads */
+}
+
+/* The bf16 backward gives the same bits for 1 and 3 threads: every output tile is one thread's FMA chain in k
+ * order, and the bias gradient sums each column in row order. */
+static void bf16_backward_is_thread_count_independent(void **state) {
+    (void)state;
+    dl_rng rng;
+    dl_test_rng(&rng, 7);
+    const int N = 150, C = 70, OC = 300;
+    size_t ni = (size_t)N * C, nw = (size_t)OC * C, no = (size_t)N * OC;
+    float *tmp = random_f(&rng, no);
+    dl_bf16 *inp16 = malloc(ni * 2), *w16 = malloc(nw * 2), *dout16 = malloc(no * 2);
+    assert_true(inp16 && w16 && dout16);
+    DL_EXPECT_OK(dl_op_f32_to_bf16(&be, dout16, tmp, no));
+    DL_EXPECT_OK(dl_op_f32_to_bf16(&be, inp16, tmp, ni));
+    DL_EXPECT_OK(dl_op_f32_to_bf16(&be, w16, tmp + 7, nw));
+    float *g[2][3];
+    int saved = omp_get_max_threads();
+    for (int r = 0; r < 2; r++) {
+        g[r][0] = dl_test_alloc_f(ni), g[r][1] = dl_test_alloc_f(nw), g[r][2] = dl_test_alloc_f(OC);
+        memset(g[r][0], 0, ni * 4), memset(g[r][1], 0, nw * 4), memset(g[r][2], 0, OC * 4);
+        omp_set_num_threads(r ? 3 : 1);
+        DL_EXPECT_OK(dl_op_matmul_backward_bf16(&be, g[r][0], g[r][1], g[r][2], dout16, inp16, w16, N, C, OC));
+    }
+    omp_set_num_threads(saved);
+    assert_memory_equal(g[0][0], g[1][0], ni * 4);
+    assert_memory_equal(g[0][1], g[1][1], nw * 4);
+    assert_memory_equal(g[0][2], g[1][2], OC * 4);
+    for (int r = 0; r < 2; r++)
+        free(g[r][0]), free(g[r][1]), free(g[r][2]);
+    free(tmp), free(inp16), free(w16), free(dout16);
+}
+
 /* Same inputs, same thread count: the same bits. The bias gradient (our own column sum) gives the same bits for
  * any thread count. */
 static void results_are_deterministic(void **state) {
@@ -321,6 +450,13 @@ static void bad_arguments_are_invalid(void **state) {
     DL_EXPECT_INVALID(dl_op_matmul_backward(&be, g, z, NULL, x, y, g + 32, 2, 0, 2));
     DL_EXPECT_INVALID(dl_op_matmul_forward_bf16(&be, z, NULL, h, NULL, 2, 2, 2));
     DL_EXPECT_INVALID(dl_op_matmul_forward_bf16(&be, z, h, h, NULL, 2, 2, -3));
+    DL_EXPECT_INVALID(dl_op_matmul_backward_bf16(&be, g, NULL, NULL, h, h + 8, h + 16, 2, 2, 2)); /* dweight */
+    DL_EXPECT_INVALID(dl_op_matmul_backward_bf16(&be, g, z, NULL, NULL, h + 8, h + 16, 2, 2, 2));
+    DL_EXPECT_INVALID(dl_op_matmul_backward_bf16(&be, g, z, NULL, h, h + 8, h + 16, 2, 0, 2));
+    DL_EXPECT_INVALID(dl_op_matmul_backward_bf16(&be, g, z, NULL, h, h + 8, h + 16, INT_MAX, INT_MAX, 2));
+    DL_EXPECT_INVALID(dl_op_matmul_backward_bf16(&be, g, g + 2, NULL, h, h + 8, h + 16, 2, 2, 2)); /* dw in dinp */
+    DL_EXPECT_INVALID(dl_op_matmul_backward_bf16(&be, (float *)(void *)h, z, NULL, h, h + 8, h + 16, 2, 2, 2));
+    DL_EXPECT_INVALID(dl_op_matmul_backward_bf16(&be, g, z, z + 2, h, h + 8, h + 16, 2, 2, 2)); /* dbias in dw */
     /* Nothing was written by any failed call. */
     for (int i = 0; i < 64; i++)
         assert_true(x[i] == 0.0f && y[i] == 0.0f && z[i] == 0.0f && g[i] == 0.0f);
@@ -350,6 +486,8 @@ int main(void) {
         cmocka_unit_test(backward_matches_finite_differences_and_accumulates),
         cmocka_unit_test(split_products_match_reference),
         cmocka_unit_test(bf16_forward_matches_double_reference),
+        cmocka_unit_test(bf16_backward_matches_double_reference),
+        cmocka_unit_test(bf16_backward_is_thread_count_independent),
         cmocka_unit_test(results_are_deterministic),
         cmocka_unit_test(bad_arguments_are_invalid),
     };

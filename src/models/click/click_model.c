@@ -714,6 +714,12 @@ static dl_status check_settings(const dl_click_kind *kind, const dl_config *cfg)
         dl_error_hint("libffm starts the accumulators at 1");
         return s;
     }
+    if (cfg->model.precision != DL_PRECISION_FP32) {
+        dl_status s = DL_FAIL(DL_ERR_CONFIG, "model.kind %s trains in fp32; model.precision bf16 is for gpt and dpo",
+                              kind->name);
+        dl_error_hint("remove model.precision (or set it to fp32)");
+        return s;
+    }
     if (cfg->model.k < 1)
         return DL_FAIL(DL_ERR_CONFIG, "model.k = %d: the latent dimension must be at least 1", cfg->model.k);
     if (cfg->model.hash_buckets < 1 || cfg->model.hash_buckets > INT32_MAX) {

@@ -29,6 +29,8 @@ dl_status dl_cpu_matmul_backward(void *state, float *dinp, float *dweight, float
                                  const float *inp, const float *weight, int N, int C, int OC);
 dl_status dl_cpu_matmul_forward_bf16(void *state, float *out, const dl_bf16 *inp, const dl_bf16 *weight,
                                      const float *bias, int N, int C, int OC);
+dl_status dl_cpu_matmul_backward_bf16(void *state, float *dinp, float *dweight, float *dbias, const dl_bf16 *dout,
+                                      const dl_bf16 *inp, const dl_bf16 *weight, int N, int C, int OC);
 
 dl_status dl_cpu_embedding_forward(void *state, float *out, const int32_t *tokens, const int32_t *positions,
                                    const float *wte, const float *wpe, int N, int C, int V, int max_pos);

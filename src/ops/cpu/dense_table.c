@@ -25,4 +25,5 @@ const dl_dense_ops dl_cpu_dense_ops = {
     .sequence_sum_backward = dl_cpu_sequence_sum_backward,
     .f32_to_bf16 = dl_cpu_f32_to_bf16,
     .bf16_to_f32 = dl_cpu_bf16_to_f32,
+    .matmul_backward_bf16 = dl_cpu_matmul_backward_bf16,
 };

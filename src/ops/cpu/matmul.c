@@ -15,7 +15,8 @@
  *
  * The bf16 variant (the GPU's storage format) has no BLAS routine: it converts a tile of the weight to fp32 on the
  * stack, transposed so the innermost loop runs over output columns, and accumulates in fp32. It is a correctness
- * path for CPU runs of bf16 weights, a few times slower than sgemm. */
+ * path for CPU runs of bf16 weights, a few times slower than sgemm. Its backward (model.precision bf16) widens tiles
+ * of all three bf16 operands the same way. */
 #include <cblas.h>
 #include <omp.h>
 
@@ -174,5 +175,101 @@ dl_status dl_cpu_matmul_forward_bf16(void *state, float *out, const dl_bf16 *inp
             }
         }
     }
+    return DL_OK;
+}
+
+/* C[M, J] += A·B for bf16 A and B read through strides (A(m, k) = a[m·a_m + k·a_k], B(k, j) = b[k·b_k + j·b_j]),
+ * fp32 C with rows ldc apart: the two products of the bf16 backward. As in the forward, each output tile is one
+ * thread's: the tiles of A and B are widened to fp32 on the stack (A's transposed to rows of k, B's to rows of j)
+ * and every element is an FMA chain over k in order, so the result depends on neither the thread count nor the
+ * schedule. The product of two bf16 values (8-bit significands) is exact in fp32, so what differs from a
+ * double-precision sum of the same bf16 values is the fp32 accumulation alone, as on the GPU's tensor cores. */
+static void bf16_gemm_accumulate(float *c, int ldc, const dl_bf16 *a, size_t a_m, size_t a_k, const dl_bf16 *b,
+                                 size_t b_k, size_t b_j, int M, int J, int K) {
+    int row_tiles = (M + BF_ROWS - 1) / BF_ROWS;
+    int col_tiles = (J + BF_COLS - 1) / BF_COLS;
+    long tiles = (long)row_tiles * col_tiles;
+    double work = (double)M * (double)J * (double)K;
+#pragma omp parallel for schedule(static) if (work >= DL_CPU_PARALLEL_MIN)
+    for (long t = 0; t < tiles; t++) {
+        int m0 = (int)(t / col_tiles) * BF_ROWS;
+        int j0 = (int)(t % col_tiles) * BF_COLS;
+        int rows = M - m0 < BF_ROWS ? M - m0 : BF_ROWS;
+        int cols = J - j0 < BF_COLS ? J - j0 : BF_COLS;
+        float acc[BF_ROWS][BF_COLS];
+        float at[BF_ROWS][BF_DEPTH]; /* at[i][k] = A(m0 + i, k0 + k) */
+        float bt[BF_DEPTH][BF_COLS]; /* bt[k][j] = B(k0 + k, j0 + j) */
+        for (int i = 0; i < rows; i++)
+            for (int j = 0; j < BF_COLS; j++)
+                acc[i][j] = 0.0f;
+        for (int k0 = 0; k0 < K; k0 += BF_DEPTH) {
+            int depth = K - k0 < BF_DEPTH ? K - k0 : BF_DEPTH;
+            for (int k = 0; k < depth; k++) {
+                const dl_bf16 *brow = b + (size_t)(k0 + k) * b_k + (size_t)j0 * b_j;
+                for (int j = 0; j < cols; j++)
+                    bt[k][j] = bf16_to_float(brow[(size_t)j * b_j]);
+            }
+            for (int i = 0; i < rows; i++) {
+                const dl_bf16 *arow = a + (size_t)(m0 + i) * a_m + (size_t)k0 * a_k;
+                for (int k = 0; k < depth; k++)
+                    at[i][k] = bf16_to_float(arow[(size_t)k * a_k]);
+            }
+            for (int i = 0; i < rows; i++) {
+                float *restrict acc_row = acc[i];
+                for (int k = 0; k < depth; k++) {
+                    float av = at[i][k];
+                    const float *restrict bk = bt[k];
+#pragma omp simd
+                    for (int j = 0; j < cols; j++)
+                        acc_row[j] = fmaf(av, bk[j], acc_row[j]);
+                }
+            }
+        }
+        for (int i = 0; i < rows; i++) {
+            float *restrict o = c + (size_t)(m0 + i) * (size_t)ldc + j0;
+#pragma omp simd
+            for (int j = 0; j < cols; j++)
+                o[j] += acc[i][j];
+        }
+    }
+}
+
+/* dbias[o] += Σ_n dout[n, o] over bf16 dout: bias_gradient's column blocks and double sums. */
+static void bias_gradient_bf16(float *restrict dbias, const dl_bf16 *restrict dout, int N, int OC) {
+    size_t work = (size_t)N * (size_t)OC;
+    int threads = work >= DL_CPU_PARALLEL_MIN ? omp_get_max_threads() : 1;
+    int width = dl_cpu_column_block(OC, threads);
+    int blocks = (OC + width - 1) / width;
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int blk = 0; blk < blocks; blk++) {
+        int o0 = blk * width;
+        int len = OC - o0 < width ? OC - o0 : width;
+        double acc[64];
+        for (int c0 = 0; c0 < len; c0 += 64) {
+            int w = len - c0 < 64 ? len - c0 : 64;
+            for (int j = 0; j < w; j++)
+                acc[j] = 0.0;
+            for (int n = 0; n < N; n++) {
+                const dl_bf16 *restrict row = dout + (size_t)n * OC + o0 + c0;
+#pragma omp simd
+                for (int j = 0; j < w; j++)
+                    acc[j] += (double)bf16_to_float(row[j]);
+            }
+            for (int j = 0; j < w; j++)
+                dbias[o0 + c0 + j] += (float)acc[j];
+        }
+    }
+}
+
+dl_status dl_cpu_matmul_backward_bf16(void *state, float *dinp, float *dweight, float *dbias, const dl_bf16 *dout,
+                                      const dl_bf16 *inp, const dl_bf16 *weight, int N, int C, int OC) {
+    (void)state;
+    size_t c = (size_t)C, oc = (size_t)OC;
+    if (dinp) /* dinp[n, c] += Σ_o dout[n, o]·weight[o, c] */
+        bf16_gemm_accumulate(dinp, C, dout, oc, 1, weight, c, 1, N, C, OC);
+    /* dweight[o, c] += Σ_n dout[n, o]·inp[n, c] */
+    bf16_gemm_accumulate(dweight, C, dout, 1, oc, inp, c, 1, OC, C, N);
+    if (dbias)
+        bias_gradient_bf16(dbias, dout, N, OC);
     return DL_OK;
 }

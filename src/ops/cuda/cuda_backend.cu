@@ -110,6 +110,7 @@ extern "C" const dl_dense_ops dl_cuda_dense_ops = {
     dl_cuda_residual_backward,    dl_cuda_dropout_forward,       dl_cuda_dropout_backward,
     dl_cuda_xent_forward,         dl_cuda_xent_backward,         dl_cuda_sequence_sum_forward,
     dl_cuda_sequence_sum_backward, dl_cuda_f32_to_bf16,          dl_cuda_bf16_to_f32,
+    dl_cuda_matmul_backward_bf16,
 };
 
 extern "C" const dl_attention_ops dl_cuda_attention_ops = {

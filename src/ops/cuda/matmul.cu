@@ -318,3 +318,44 @@ extern "C" dl_status dl_cuda_matmul_backward(void *state, float *dinp, float *dw
     }
     return DL_OK;
 }
+
+/* The bf16 dout[n, c], widened, as the value the bias gradient sums. */
+struct dout_value_bf16 {
+    const dl_bf16 *dout;
+    int OC;
+    __device__ void operator()(size_t n, int c, float v[1]) const { v[0] = dl_bf16_to_f32(dout[n * (size_t)OC + c]); }
+};
+
+/* Mixed precision's backward: the same two GEMMs as dl_cuda_matmul_backward with bf16 A and B (the tensor cores'
+ * input), fp32 accumulation (CUBLAS_COMPUTE_32F) and fp32 C with beta = 1, so the fp32 gradients accumulate as in
+ * the fp32 path. cublasGemmEx picks the cuBLASLt kernel itself for these types; unlike the forward there is no
+ * epilogue to fuse (the bias gradient is our deterministic column sum), so a plan cache would save only the
+ * heuristic query, which cuBLAS caches per shape already. */
+extern "C" dl_status dl_cuda_matmul_backward_bf16(void *state, float *dinp, float *dweight, float *dbias,
+                                                  const dl_bf16 *dout, const dl_bf16 *inp, const dl_bf16 *weight,
+                                                  int N, int C, int OC) {
+    dl_cuda_state *st = (dl_cuda_state *)state;
+    if (N <= 0 || OC <= 0)
+        return DL_OK;
+    if (C > 0 && (dinp || dweight)) {
+        DL_CHECK(dl_cuda_blas_ready(st));
+        cublasHandle_t h = (cublasHandle_t)st->cublas;
+        const float one = 1.0f;
+        /* dinpᵀ[C, N] += W[C, OC] · doutᵀ[OC, N] (column-major views of the row-major buffers). */
+        if (dinp)
+            DL_CUBLAS_CHECK(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, &one, weight, CUDA_R_16BF, C, dout,
+                                         CUDA_R_16BF, OC, &one, dinp, CUDA_R_32F, C, CUBLAS_COMPUTE_32F,
+                                         CUBLAS_GEMM_DEFAULT));
+        /* dweightᵀ[C, OC] += inpᵀ[C, N] · dout[N, OC]. */
+        if (dweight)
+            DL_CUBLAS_CHECK(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, &one, inp, CUDA_R_16BF, C, dout,
+                                         CUDA_R_16BF, OC, &one, dweight, CUDA_R_32F, C, CUBLAS_COMPUTE_32F,
+                                         CUBLAS_GEMM_DEFAULT));
+    }
+    if (dbias) {
+        dl_colsum_dst<1> dst = {{dbias}};
+        dout_value_bf16 f = {dout, OC};
+        DL_CHECK(dl_cuda_colsum<1>(st, dst, N, OC, f, "matmul dbias (bf16)"));
+    }
+    return DL_OK;
+}
