@@ -12,6 +12,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "core/signals.h"
+#include "train/run_guard.h"
 #include "train/trainer.h"
 
 static void usage(FILE *out) {
@@ -42,16 +43,30 @@ int dl_cmd_train(int argc, char **argv) {
     dl_signals_install();
     dl_signals_set_grace(100);
     dl_config cfg;
-    dl_status s = dl_config_load(&cfg, argv[1], argc - 2, argv + 2);
+    dl_status loaded = dl_config_load(&cfg, argv[1], argc - 2, argv + 2);
+    /* Every rank resolves its own config (mpirun's `A : B` lines and per-rank overrides can differ), so before
+     * anything else the ranks agree that all loaded and that all are the same. A failure every rank shares (a bad
+     * config file) prints once, from rank 0; a rank with news of its own prints it too. */
+    int report = world.rank == 0;
+    dl_status s = world.size > 1 ? dl_run_agree_config(&world, loaded == DL_OK, &cfg, &report) : loaded;
+    dl_dir_lock lock = {.fd = -1, .path = NULL};
+    if (s == DL_OK) {
+        dl_log_set_level((dl_log_level)cfg.log.level);
+        world.timeout_s = cfg.comm.timeout_s;
+        s = dl_run_claim_dir(&world, &cfg, &lock);
+        report = world.rank == 0;
+    }
     if (s != DL_OK) {
-        int code = world.rank == 0 ? dl_cli_report("train", s) : dl_status_exit_code(s);
+        if (report && world.size > 1)
+            fprintf(stderr, "dealer train: error (rank %d): %s\n", world.rank, dl_error_message());
+        else if (report)
+            dl_cli_report("train", s);
         dl_config_free(&cfg);
         dl_world_finalize(&world);
-        return code;
+        return dl_status_exit_code(s);
     }
-    dl_log_set_level((dl_log_level)cfg.log.level);
-    world.timeout_s = cfg.comm.timeout_s;
     s = dl_train(&cfg, &world);
+    dl_dir_lock_release(&lock);
     int code = 0;
     if (s == DL_ERR_INTERRUPTED) {
         code = dl_status_exit_code(s);
