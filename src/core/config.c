@@ -528,6 +528,19 @@ static dl_status check_cross(const dl_config *cfg) {
             CROSS_FAIL("data.seq_len model.max_seq_len",
                        "data.seq_len (%d) must be <= model.max_seq_len (%d)", cfg->data.seq_len,
                        cfg->model.max_seq_len);
+        /* A rank indexes the tokens of a micro-batch with int, and sizes activations as tokens × width: refuse
+         * shapes whose products leave those ranges instead of running with wrapped (negative) sizes. 2^44 floats
+         * (64 TiB) per activation is beyond any machine and keeps every byte count below 2^64. */
+        double tokens = (double)cfg->train.batch_per_rank * (double)cfg->data.seq_len;
+        if (tokens > (double)INT_MAX)
+            CROSS_FAIL("train.batch_per_rank data.seq_len",
+                       "train.batch_per_rank (%d) x data.seq_len (%d) = %.0f tokens per micro-batch is more than a "
+                       "rank can index (%d)", cfg->train.batch_per_rank, cfg->data.seq_len, tokens, INT_MAX);
+        if (tokens * (double)cfg->model.n_embd > 17592186044416.0)
+            CROSS_FAIL("train.batch_per_rank data.seq_len model.n_embd",
+                       "train.batch_per_rank (%d) x data.seq_len (%d) x model.n_embd (%d) = %.3g floats per "
+                       "activation is more than any rank can hold (2^44)", cfg->train.batch_per_rank,
+                       cfg->data.seq_len, cfg->model.n_embd, tokens * (double)cfg->model.n_embd);
     }
     if (cfg->model.kind == DL_MODEL_DPO && !cfg->model.init_from[0])
         CROSS_FAIL("model.kind model.init_from",
