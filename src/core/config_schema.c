@@ -109,7 +109,7 @@ const dl_cfg_key dl_cfg_keys[] = {
     KEY("data", "shuffle", DL_CFG_BOOL, data.shuffle, "true", ANY,
         "shuffle the record order each epoch (from run.seed and the epoch number)"),
     KEY("data", "skip_corrupt", DL_CFG_INT, data.skip_corrupt, "0", GE(0),
-        "damaged records skipped with a warning before the run fails (0: fail at the first)"),
+        "damaged records each rank may skip with a warning before the run fails (0: fail at the first)"),
     KEY("data", "prefetch", DL_CFG_INT, data.prefetch, "2", IN(0, 64),
         "batches prepared ahead by the loader (0: none)"),
 
