@@ -130,14 +130,7 @@ static int sample(const float *logits, int V, double temperature, long top_k, dl
 
 static dl_status generate(const options *o) {
     char path[4300];
-    int found = 1;
-    size_t n = strlen(o->ckpt);
-    if (n > 3 && strcmp(o->ckpt + n - 3, ".h5") == 0) {
-        snprintf(path, sizeof path, "%s", o->ckpt);
-    } else {
-        DL_CHECK(dl_ckpt_latest(o->ckpt, path, sizeof path, &found));
-        DL_REQUIRE(found, DL_ERR_INVALID, "%s: no checkpoint (no ckpt/latest in this run directory)", o->ckpt);
-    }
+    DL_CHECK(dl_ckpt_resolve(o->ckpt, NULL, path, sizeof path));
     dl_ckpt_meta meta;
     DL_CHECK(dl_ckpt_read_meta(path, &meta));
     dl_config cfg;

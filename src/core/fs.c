@@ -154,6 +154,12 @@ static int same_file(const char *a, const char *b) {
 dl_status dl_check_output_not_input(const char *output, const char *input, const char *output_what) {
     DL_REQUIRE(output && input, DL_ERR_INVALID, "dl_check_output_not_input: NULL path");
     const char *what = output_what ? output_what : "the output";
+    struct stat st;
+    if (stat(output, &st) == 0 && S_ISDIR(st.st_mode)) {
+        dl_status s = DL_FAIL(DL_ERR_INVALID, "%s %s is a directory", what, output);
+        dl_error_hint("name the file to write");
+        return s;
+    }
     if (same_file(output, input)) {
         dl_status s = strcmp(output, input) == 0
                           ? DL_FAIL(DL_ERR_INVALID, "%s %s is also an input: writing it would destroy the input", what,
@@ -174,6 +180,20 @@ dl_status dl_check_output_not_input(const char *output, const char *input, const
     }
     free(index);
     return s;
+}
+
+dl_status dl_check_input_file(const char *path, const char *hint) {
+    DL_REQUIRE(path, DL_ERR_INVALID, "dl_check_input_file: NULL path");
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return dl_open_failure(path, errno, hint);
+    if (S_ISDIR(st.st_mode)) {
+        dl_status s = DL_FAIL(DL_ERR_INVALID, "%s is a directory, not a file", path);
+        if (hint)
+            dl_error_hint("%s", hint);
+        return s;
+    }
+    return DL_OK;
 }
 
 dl_status dl_fopen(FILE **fp, const char *path, const char *mode) {

@@ -263,7 +263,10 @@ static dl_status map_file(const char *path, const uint8_t **data, uint64_t *size
     }
     if (!S_ISREG(st.st_mode)) {
         close(fd);
-        return DL_FAIL(DL_ERR_IO, "%s is not a regular file", path);
+        dl_status s = DL_FAIL(DL_ERR_INVALID, "%s is %s, not a record file", path,
+                              S_ISDIR(st.st_mode) ? "a directory" : "not a regular file");
+        dl_error_hint("name the *.tfrecord files themselves (data.train takes a list)");
+        return s;
     }
     if (st_out)
         *st_out = st;

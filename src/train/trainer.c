@@ -270,7 +270,7 @@ static dl_status maybe_resume(trainer *t, uint8_t **cursor, size_t *cursor_len, 
     if (c->train.resume == DL_RESUME_NEVER)
         return DL_OK;
     if (c->train.resume == DL_RESUME_PATH) {
-        snprintf(path, sizeof path, "%s", c->train.resume_path);
+        DL_CHECK(dl_ckpt_resolve(c->train.resume_path, "train.resume", path, sizeof path));
         found = 1;
     } else {
         DL_CHECK(dl_ckpt_latest(c->run.dir, path, sizeof path, &found));
