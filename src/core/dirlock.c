@@ -39,6 +39,15 @@ static void describe_holder(const char *line, char *buf, size_t cap) {
         snprintf(buf, cap, "%s", line[0] ? line : "a process that left no name");
 }
 
+/* Closes the file without touching its content: for a lock this process never got. */
+static void drop_unheld(dl_dir_lock *lock) {
+    if (lock->fd >= 0)
+        close(lock->fd);
+    free(lock->path);
+    lock->fd = -1;
+    lock->path = NULL;
+}
+
 dl_status dl_dir_lock_acquire(dl_dir_lock *lock, const char *dir, const char *what, char *stale, size_t stale_cap) {
     DL_REQUIRE(lock && dir && *dir, DL_ERR_INVALID, "dl_dir_lock_acquire: no directory given");
     lock->fd = -1;
@@ -58,7 +67,7 @@ dl_status dl_dir_lock_acquire(dl_dir_lock *lock, const char *dir, const char *wh
     lock->fd = open(lock->path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (lock->fd < 0) {
         dl_status s = DL_FAIL(DL_ERR_IO, "cannot open the lock file %s: %s", lock->path, strerror(errno));
-        dl_dir_lock_release(lock);
+        drop_unheld(lock);
         return s;
     }
     char holder[512], described[600];
@@ -77,7 +86,7 @@ dl_status dl_dir_lock_acquire(dl_dir_lock *lock, const char *dir, const char *wh
         } else {
             s = DL_FAIL(DL_ERR_IO, "cannot lock %s: %s", lock->path, strerror(e));
         }
-        dl_dir_lock_release(lock);
+        drop_unheld(lock);
         return s;
     }
     /* Ours now. A line still in the file belongs to a process that died holding the lock. */

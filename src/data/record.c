@@ -228,8 +228,7 @@ static dl_status check_record(const char *path, const uint8_t *data, uint64_t si
         dl_status s = DL_FAIL(DL_ERR_FORMAT,
                               "%s: record %llu at byte %llu: payload CRC mismatch (stored 0x%08x, computed 0x%08x)",
                               path, n, at, stored, computed);
-        dl_error_hint("the file is damaged; re-create it (dealer data convert), or let training skip damaged "
-                      "records with data.skip_corrupt=N");
+        dl_error_hint("the file is damaged; re-create it (dealer data convert)");
         return s;
     }
     *len = length;
