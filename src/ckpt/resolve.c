@@ -52,7 +52,8 @@ static dl_status follow_latest(const char *latest, const char *label, char *path
         return s;
     }
     const char *slash = strrchr(latest, '/');
-    int n = slash ? snprintf(path, cap, "%.*s/%s", (int)(slash - latest), latest, name) : snprintf(path, cap, "%s", name);
+    int n = slash ? snprintf(path, cap, "%.*s/%s", (int)(slash - latest), latest, name)
+                  : snprintf(path, cap, "%s", name);
     DL_REQUIRE(n > 0 && (size_t)n < cap, DL_ERR_INVALID, "%scheckpoint path under %s is too long", label, latest);
     struct stat st;
     if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -69,10 +70,8 @@ dl_status dl_ckpt_resolve(const char *arg, const char *what, char *path, size_t 
     if (what && *what)
         snprintf(label, sizeof label, "%s ", what);
     path[0] = '\0';
-    if (!arg[0]) {
-        dl_status s = DL_FAIL(DL_ERR_INVALID, "%sis empty: name a checkpoint file or a run directory", label);
-        return s;
-    }
+    if (!arg[0])
+        return DL_FAIL(DL_ERR_INVALID, "%sis empty: name a checkpoint file or a run directory", label);
     struct stat st;
     if (stat(arg, &st) != 0) {
         int e = errno;
@@ -96,8 +95,7 @@ dl_status dl_ckpt_resolve(const char *arg, const char *what, char *path, size_t 
         return s;
     }
     if (!S_ISREG(st.st_mode)) {
-        dl_status s = DL_FAIL(DL_ERR_INVALID, "%s%s is not a regular file, a checkpoint or a run directory", label, arg);
-        return s;
+        return DL_FAIL(DL_ERR_INVALID, "%s%s is not a regular file, a checkpoint or a run directory", label, arg);
     }
     int fd = open(arg, O_RDONLY | O_CLOEXEC);
     if (fd < 0)

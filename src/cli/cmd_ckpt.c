@@ -30,7 +30,9 @@ static void usage(FILE *out) {
                  "                             exit 1 when a tensor differs by more than T (default 0: bit-exact)\n"
                  "  export FILE --format safetensors -o OUT\n"
                  "                             the model's tensors as safetensors (PyTorch, Hugging Face)\n\n"
-                 "FILE may also be a run directory: its ckpt/latest is used. See docs/checkpoint-format.md.\n"
+                 "FILE, A and B are a step file, a ckpt/latest file, or a run directory (or its ckpt/): its latest\n"
+                 "checkpoint, as in every dealer command. OUT may not be the checkpoint itself. See\n"
+                 "docs/checkpoint-format.md.\n"
                  "Exit codes: 0 ok, 1 tensors differ (diff) or I/O failure, 2 bad usage or a damaged file.\n");
 }
 

@@ -27,8 +27,8 @@ static void usage(FILE *out) {
     fprintf(out,
             "usage: dealer eval CKPT [--data FILE...] [--batches N] [--rows B] [--device auto|cpu|cuda]\n"
             "                        [--threads T] [--json]\n\n"
-            "Validation loss of the GPT in CKPT (run_dir/ckpt/step_NNNNNNNN.h5, or a run directory for its latest\n"
-            "checkpoint) on record files: by default the checkpoint config's data.valid. Reads the files in order,\n"
+            "Validation loss of the GPT in CKPT (run_dir/ckpt/step_NNNNNNNN.h5, run_dir/ckpt/latest, or a run\n"
+            "directory for its latest checkpoint) on record files: by default the checkpoint config's data.valid. Reads the files in order,\n"
             "packs them as training did (data.seq_len, data.packing; B = train.batch_per_rank rows unless --rows)\n"
             "and prints the mean loss per target token in nats, its perplexity and bits per token.\n"
             "  --batches N   stop after N batches (default: all of the data)\n"

@@ -20,7 +20,8 @@ static void usage(FILE *out) {
     fprintf(out, "usage: dealer generate CKPT [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--seed S]\n"
                  "                        [--device auto|cpu|cuda]\n\n"
                  "Samples N tokens (default 200) after TEXT (default a newline) from the GPT in CKPT\n"
-                 "(run_dir/ckpt/step_NNNNNNNN.h5 or a run directory, which means its latest checkpoint).\n"
+                 "(run_dir/ckpt/step_NNNNNNNN.h5, run_dir/ckpt/latest, or a run directory, which means its latest\n"
+                 "checkpoint).\n"
                  "--temperature 0 picks the most likely token every time; --top-k 0 samples from all tokens.\n");
 }
 

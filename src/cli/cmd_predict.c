@@ -28,8 +28,8 @@ static void usage(FILE *out) {
     fprintf(out,
             "usage: dealer predict CKPT DATA -o OUT [--batch N]\n\n"
             "Writes to OUT one click probability per row of DATA (one per line, in order), from the FM or FFM\n"
-            "model in CKPT (run_dir/ckpt/step_NNNNNNNN.h5, or a run directory: its latest checkpoint), and prints\n"
-            "the logloss and AUC over DATA.\n\n"
+            "model in CKPT (run_dir/ckpt/step_NNNNNNNN.h5, run_dir/ckpt/latest, or a run directory: its latest\n"
+            "checkpoint), and prints the logloss and AUC over DATA. OUT may not be DATA or CKPT.\n\n"
             "DATA is libffm text ('label field:feature:value ...', as ffm-predict reads) or a record file of click\n"
             "rows (*.tfrecord, or a file with an .idx index next to it).\n\n"
             "options:\n"

@@ -22,8 +22,12 @@ static void usage(FILE *out) {
             "Overrides change single keys (optim.lr=3e-4 train.steps=100); `dealer config keys` lists them.\n"
             "Writes run.dir/config.yaml, run.dir/metrics.jsonl and run.dir/ckpt/step_NNNNNNNN.h5; with\n"
             "train.resume=auto (the default) a run continues from run.dir/ckpt/latest.\n\n"
+            "Refused before anything is written (exit 2): ranks whose resolved configs differ (the error lists\n"
+            "the keys and both values), a run.dir another run holds (run.dir/run.lock names it), and\n"
+            "train.resume=never over an old run's checkpoints unless run.overwrite=true (which deletes them).\n"
+            "SIGUSR1, SIGTERM and Ctrl-C stop the run at the next step after a checkpoint.\n\n"
             "Exit codes: 0 done, 1 runtime failure, 2 bad config or input, 75 stopped by a signal after a\n"
-            "checkpoint (requeue to continue).\n");
+            "checkpoint (requeue to continue), 76 forced stop.\n");
 }
 
 int dl_cmd_train(int argc, char **argv) {

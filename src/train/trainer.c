@@ -611,8 +611,9 @@ static dl_status run_eval(trainer *t, dl_eval_result *out) {
             l += (size_t)snprintf(line + l, sizeof line - l, " | %s%s %.4f", strncmp(r.names[i], "val", 3) ? "val/" : "",
                                   r.names[i], r.values[i]);
         if (j < sizeof json - 128)
-            j += (size_t)snprintf(json + j, sizeof json - j, ", \"%s%s\": %s", strncmp(r.names[i], "val", 3) ? "eval/" : "",
-                                  r.names[i], json_figure(&figures, r.names[i], r.values[i]));
+            j += (size_t)snprintf(json + j, sizeof json - j, ", \"%s%s\": %s",
+                                  strncmp(r.names[i], "val", 3) ? "eval/" : "", r.names[i],
+                                  json_figure(&figures, r.names[i], r.values[i]));
     }
     printf("%s%s\n", progress_terminal() ? "\r\033[K" : "", line); /* over a progress bar */
     fflush(stdout);
