@@ -66,6 +66,9 @@ int dl_cmd_train(int argc, char **argv) {
         else if (report)
             dl_cli_report("train", s);
         dl_config_free(&cfg);
+        /* A communication failure may leave other ranks inside a collective: only MPI_Abort frees them. */
+        if (s == DL_ERR_COMM && world.size > 1)
+            dl_world_abort(&world, dl_status_exit_code(s));
         dl_world_finalize(&world);
         return dl_status_exit_code(s);
     }
