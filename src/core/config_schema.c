@@ -244,6 +244,20 @@ unsigned dl_cfg_key_kinds(int index) {
     return DL_CFG_ALL_KINDS;
 }
 
+int dl_cfg_kind_rows_unknown(char *buf, size_t cap) {
+    int unknown = 0;
+    if (buf && cap)
+        buf[0] = '\0';
+    for (size_t i = 0; i < sizeof kind_readers / sizeof kind_readers[0]; i++) {
+        if (dl_cfg_find_dotted(kind_readers[i].key) >= 0 && kind_readers[i].kinds != 0)
+            continue;
+        if (buf && cap && !unknown)
+            snprintf(buf, cap, "%s", kind_readers[i].key);
+        unknown++;
+    }
+    return unknown;
+}
+
 void dl_cfg_kinds_text(unsigned kinds, char *buf, size_t cap) {
     if (kinds == DL_CFG_ALL_KINDS) {
         snprintf(buf, cap, "all");

@@ -107,8 +107,11 @@ static void every_kind_row_names_a_key(void **state) {
         assert_true(kinds != 0 && (kinds & ~(unsigned)DL_CFG_ALL_KINDS) == 0);
         kind_specific += kinds != DL_CFG_ALL_KINDS;
     }
-    /* 29 rows in the column; each one found a key (a dead row would leave its key at "all"). */
-    assert_int_equal(kind_specific, 29);
+    assert_true(kind_specific > 0);
+    char first[96];
+    int dead = dl_cfg_kind_rows_unknown(first, sizeof first);
+    if (dead != 0)
+        DL_TEST_FAIL("%d read-by rows name no key of the schema (first: %s)", dead, first);
 }
 
 /* ---- what ranks compare ------------------------------------------------------------------------------------------- */
