@@ -284,7 +284,7 @@ static dl_status maybe_resume(trainer *t, uint8_t **cursor, size_t *cursor_len, 
     if (s == DL_OK && strcmp(meta.model_kind, t->model->kind) != 0) {
         s = DL_FAIL(DL_ERR_FORMAT, "%s holds a %s model, the config trains %s", path, meta.model_kind,
                     t->model->kind);
-        dl_error_hint("use another run.dir, or train.resume=never");
+        dl_error_hint("use another run.dir, or start over there with train.resume=never run.overwrite=true");
     }
     host_state h;
     memset(&h, 0, sizeof h);
