@@ -3,6 +3,7 @@
 #
 #   launch/mpirun.sh [-n RANKS] [--hosts h1:slots,h2:slots | --hostfile FILE] [--mca NAME VALUE ...]
 #                    [--dealer PATH] CONFIG [key=value ...]
+#   launch/mpirun.sh [options] dealer train CONFIG [key=value ...]     (the same; PATH/dealer train picks that binary)
 #
 #   -n, -np RANKS     ranks in all (default 2)
 #   --hosts LIST      hosts and their slots (ranks per host), as mpirun --host takes them
@@ -46,6 +47,15 @@ while (($#)); do
   esac
 done
 (($#)) || die "missing CONFIG (see --help)"
+# The command as a user would type it without the launcher, `dealer train CONFIG ...`, is accepted too: bare `dealer`
+# means the binary chosen above, a path to a dealer binary means that one.
+if (($# >= 2)) && [[ $2 == train && ${1##*/} == dealer ]]; then
+  [[ $1 == */* ]] && dealer=$1
+  shift 2
+  (($#)) || die "missing CONFIG after 'dealer train' (see --help)"
+elif [[ ${1##*/} == dealer || $1 == train ]]; then
+  die "'$*': only 'dealer train CONFIG' can be launched (or CONFIG alone)"
+fi
 [[ $ranks =~ ^[1-9][0-9]*$ ]] || die "-n needs a positive integer, got '$ranks'"
 [[ -z $hosts || -z $hostfile ]] || die "give --hosts or --hostfile, not both"
 [[ -z $hostfile || -r $hostfile ]] || die "hostfile '$hostfile' not found"

@@ -1383,7 +1383,8 @@ dl_status dl_ckpt_latest(const char *run_dir, char *path, size_t cap, int *found
     DL_REQUIRE(n > 0 && (size_t)n < cap, DL_ERR_INVALID, "checkpoint path under '%s' is too long", run_dir);
     if (access(path, R_OK) != 0) {
         dl_status s = DL_FAIL(DL_ERR_FORMAT, "%s names %s, which cannot be read: %s", latest, path, strerror(errno));
-        dl_error_hint("point latest at an existing step file, or use train.resume=never");
+        dl_error_hint("point latest at an existing step file, or start over with train.resume=never "
+                      "run.overwrite=true");
         return s;
     }
     *found = 1;
@@ -1726,8 +1727,8 @@ static dl_status check_no_extra(dl_ckpt_file *f, const char *prefix, const dl_ck
                 dl_status s = DL_FAIL(DL_ERR_FORMAT,
                                       "%s: tensor %s is optimizer state '%.*s', but this run's optimizer keeps %s",
                                       f->path, n, (int)len, rest, t->num_states ? names : "none");
-                dl_error_hint("resume with the optimizer the checkpoint was written with (optim.name), or use "
-                              "train.resume=never");
+                dl_error_hint("resume with the optimizer the checkpoint was written with (optim.name), or start "
+                              "over with train.resume=never run.overwrite=true");
                 return s;
             }
             rest = slash ? slash + 1 : rest;

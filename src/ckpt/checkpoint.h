@@ -102,6 +102,13 @@ dl_status dl_ckpt_save(dl_world *world, const char *run_dir, const dl_ckpt_meta 
                        const uint8_t *cursor, size_t cursor_len, const dl_ckpt_options *options, char *path_out,
                        size_t path_cap);
 
+/* The checkpoint file a user's argument names, the same way for every command that takes one: a step file
+ * (run/ckpt/step_00000100.h5), a `latest` file (run/ckpt/latest), a run directory or its ckpt/ directory (their
+ * latest). Everything else is DL_ERR_INVALID (exit 2) saying what the path is instead: missing, a directory without
+ * checkpoints, a record file, or a file that is not an HDF5 checkpoint. `what` prefixes messages (e.g. "CKPT",
+ * "train.resume"; NULL: none). A step file is not opened here: its damage is reported by whoever reads it. */
+dl_status dl_ckpt_resolve(const char *arg, const char *what, char *path, size_t cap);
+
 /* The path of the checkpoint `latest` names in run_dir/ckpt; *found = 0 when there is none. A `latest` that names a
  * missing file is an error (DL_ERR_FORMAT). */
 dl_status dl_ckpt_latest(const char *run_dir, char *path, size_t cap, int *found);

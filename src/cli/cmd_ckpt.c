@@ -30,7 +30,9 @@ static void usage(FILE *out) {
                  "                             exit 1 when a tensor differs by more than T (default 0: bit-exact)\n"
                  "  export FILE --format safetensors -o OUT\n"
                  "                             the model's tensors as safetensors (PyTorch, Hugging Face)\n\n"
-                 "FILE may also be a run directory: its ckpt/latest is used. See docs/checkpoint-format.md.\n"
+                 "FILE, A and B are a step file, a ckpt/latest file, or a run directory (or its ckpt/): its latest\n"
+                 "checkpoint, as in every dealer command. OUT may not be the checkpoint itself. See\n"
+                 "docs/checkpoint-format.md.\n"
                  "Exit codes: 0 ok, 1 tensors differ (diff) or I/O failure, 2 bad usage or a damaged file.\n");
 }
 
@@ -52,31 +54,8 @@ static int is_dir(const char *path) {
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-/* FILE as given, or the checkpoint `latest` names when it is a run directory (or its ckpt/). */
-static dl_status resolve_file(const char *arg, char *path, size_t cap) {
-    if (!is_dir(arg)) {
-        snprintf(path, cap, "%s", arg);
-        return DL_OK;
-    }
-    char run_dir[4200];
-    size_t n = strlen(arg);
-    snprintf(run_dir, sizeof run_dir, "%s", arg);
-    while (n > 1 && run_dir[n - 1] == '/')
-        run_dir[--n] = '\0';
-    if (n >= 5 && strcmp(run_dir + n - 5, "/ckpt") == 0)
-        run_dir[n - 5] = '\0';
-    else if (strcmp(run_dir, "ckpt") == 0)
-        snprintf(run_dir, sizeof run_dir, ".");
-    int found = 0;
-    DL_CHECK(dl_ckpt_latest(run_dir, path, cap, &found));
-    if (!found) {
-        dl_status s = DL_FAIL(DL_ERR_INVALID, "%s: no checkpoint (no ckpt/latest in this directory)", arg);
-        dl_error_hint("name a step file, e.g. %s/ckpt/step_00000100.h5 (dealer ckpt ls %s lists them)", run_dir,
-                      run_dir);
-        return s;
-    }
-    return DL_OK;
-}
+/* FILE, ckpt/latest or a run directory: the one resolver every command shares. */
+static dl_status resolve_file(const char *arg, char *path, size_t cap) { return dl_ckpt_resolve(arg, NULL, path, cap); }
 
 static const char *human_bytes(char *buf, size_t cap, double bytes) {
     const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
@@ -141,8 +120,13 @@ static int cmd_ls(int argc, char **argv) {
         return report("ls", dl_open_failure(arg, err, "name a run directory or a checkpoint file"));
     }
     if (!S_ISDIR(st.st_mode)) {
-        const char *slash = strrchr(arg, '/');
-        print_entry(arg, slash ? slash + 1 : arg, NULL);
+        /* A file: a step file, or `latest` (its step file); anything else is named for what it is. */
+        char file[4300];
+        dl_status s = dl_ckpt_resolve(arg, NULL, file, sizeof file);
+        if (s != DL_OK)
+            return report("ls", s);
+        const char *slash = strrchr(file, '/');
+        print_entry(file, slash ? slash + 1 : file, NULL);
         return 0;
     }
     char dir[4200];
@@ -577,6 +561,8 @@ static int cmd_export(int argc, char **argv) {
     dl_status s = resolve_file(arg, path, sizeof path);
     size_t count = 0;
     uint64_t bytes = 0;
+    if (s == DL_OK)
+        s = dl_check_output_not_input(out, path, "-o");
     if (s == DL_OK)
         s = dl_ckpt_export_safetensors(path, out, &count, &bytes);
     if (s == DL_OK)

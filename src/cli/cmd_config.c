@@ -16,7 +16,9 @@ static void usage(FILE *out) {
             "  show   resolve CONFIG (a YAML file) and the overrides after it, check every value, and print the\n"
             "         result as YAML; each value's source (default, FILE:LINE or override) is its trailing\n"
             "         comment unless --no-sources is given\n"
-            "  keys   list every key: name, type and range, default, meaning (--markdown: as a markdown table)\n"
+            "  keys   list every key: name, type and range, default, the model kinds that read it (all, or\n"
+            "         e.g. gpt,dpo), meaning (--markdown: as a markdown table). A config that sets a key its\n"
+            "         model.kind does not read (to other than the default) is refused\n"
             "\n"
             "Overrides look like optim.lr=3e-4, device=cpu or data.train=[a.tfrecord,b.tfrecord]; they apply\n"
             "after the file, in order. Exit codes: 0 ok, 2 bad config or usage.\n");

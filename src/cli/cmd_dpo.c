@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cli/commands.h"
+#include "core/fs.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "core/progress.h"
@@ -114,6 +115,19 @@ static int cmd_precompute(int argc, char **argv) {
     }
     if (!out)
         out = cfg.dpo.reference_file;
+    /* The reference file is written from the config, the records and the policy checkpoint: none may be it. */
+    char policy[4300] = "";
+    s = dl_check_output_not_input(out, config_path, "--out");
+    for (int i = 0; s == DL_OK && i < cfg.data.train.count; i++)
+        s = dl_check_output_not_input(out, cfg.data.train.items[i], "--out");
+    for (int i = 0; s == DL_OK && i < cfg.data.valid.count; i++)
+        s = dl_check_output_not_input(out, cfg.data.valid.items[i], "--out");
+    if (s == DL_OK && dl_dpo_resolve_checkpoint(cfg.model.init_from, policy, sizeof policy) == DL_OK)
+        s = dl_check_output_not_input(out, policy, "--out");
+    if (s != DL_OK) {
+        dl_config_free(&cfg);
+        return dl_cli_report("dpo precompute-ref", s);
+    }
     if (cfg.train.threads > 0) {
         omp_set_num_threads(cfg.train.threads);
         openblas_set_num_threads(cfg.train.threads);

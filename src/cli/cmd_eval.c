@@ -27,8 +27,8 @@ static void usage(FILE *out) {
     fprintf(out,
             "usage: dealer eval CKPT [--data FILE...] [--batches N] [--rows B] [--device auto|cpu|cuda]\n"
             "                        [--threads T] [--json]\n\n"
-            "Validation loss of the GPT in CKPT (run_dir/ckpt/step_NNNNNNNN.h5, or a run directory for its latest\n"
-            "checkpoint) on record files: by default the checkpoint config's data.valid. Reads the files in order,\n"
+            "Validation loss of the GPT in CKPT (run_dir/ckpt/step_NNNNNNNN.h5, run_dir/ckpt/latest, or a run\n"
+            "directory for its latest checkpoint) on record files: by default the checkpoint config's data.valid. Reads the files in order,\n"
             "packs them as training did (data.seq_len, data.packing; B = train.batch_per_rank rows unless --rows)\n"
             "and prints the mean loss per target token in nats, its perplexity and bits per token.\n"
             "  --batches N   stop after N batches (default: all of the data)\n"
@@ -110,25 +110,6 @@ static int parse_args(int argc, char **argv, options *o) {
     return 0;
 }
 
-/* The checkpoint file CKPT names: itself when it is a file, the latest of a run directory otherwise. */
-static dl_status resolve_checkpoint(const char *ckpt, char *path, size_t cap) {
-    struct stat st;
-    if (stat(ckpt, &st) != 0) {
-        dl_status s = DL_FAIL(DL_ERR_INVALID, "%s: no such checkpoint file or run directory", ckpt);
-        dl_error_hint("pass run_dir/ckpt/step_NNNNNNNN.h5 or the run directory");
-        return s;
-    }
-    if (!S_ISDIR(st.st_mode)) {
-        DL_REQUIRE(strlen(ckpt) < cap, DL_ERR_INVALID, "checkpoint path too long: %s", ckpt);
-        snprintf(path, cap, "%s", ckpt);
-        return DL_OK;
-    }
-    int found = 0;
-    DL_CHECK(dl_ckpt_latest(ckpt, path, cap, &found));
-    DL_REQUIRE(found, DL_ERR_INVALID, "%s: no checkpoint in this run directory (no ckpt/latest)", ckpt);
-    return DL_OK;
-}
-
 typedef struct eval_result {
     dl_step_stats stats;
     long batches;
@@ -191,7 +172,7 @@ static dl_status load_params(evaluation *e, const char *path) {
 
 static dl_status evaluate(const options *o, evaluation *e, char *path, size_t cap, eval_result *r) {
     memset(r, 0, sizeof *r);
-    DL_CHECK(resolve_checkpoint(o->ckpt, path, cap));
+    DL_CHECK(dl_ckpt_resolve(o->ckpt, NULL, path, cap));
     DL_CHECK(load_config(e, path));
     const dl_config *c = &e->cfg;
     const dl_str_list *files = &c->data.valid;

@@ -20,7 +20,8 @@ static void usage(FILE *out) {
     fprintf(out, "usage: dealer generate CKPT [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--seed S]\n"
                  "                        [--device auto|cpu|cuda]\n\n"
                  "Samples N tokens (default 200) after TEXT (default a newline) from the GPT in CKPT\n"
-                 "(run_dir/ckpt/step_NNNNNNNN.h5 or a run directory, which means its latest checkpoint).\n"
+                 "(run_dir/ckpt/step_NNNNNNNN.h5, run_dir/ckpt/latest, or a run directory, which means its latest\n"
+                 "checkpoint).\n"
                  "--temperature 0 picks the most likely token every time; --top-k 0 samples from all tokens.\n");
 }
 
@@ -130,14 +131,7 @@ static int sample(const float *logits, int V, double temperature, long top_k, dl
 
 static dl_status generate(const options *o) {
     char path[4300];
-    int found = 1;
-    size_t n = strlen(o->ckpt);
-    if (n > 3 && strcmp(o->ckpt + n - 3, ".h5") == 0) {
-        snprintf(path, sizeof path, "%s", o->ckpt);
-    } else {
-        DL_CHECK(dl_ckpt_latest(o->ckpt, path, sizeof path, &found));
-        DL_REQUIRE(found, DL_ERR_INVALID, "%s: no checkpoint (no ckpt/latest in this run directory)", o->ckpt);
-    }
+    DL_CHECK(dl_ckpt_resolve(o->ckpt, NULL, path, sizeof path));
     dl_ckpt_meta meta;
     DL_CHECK(dl_ckpt_read_meta(path, &meta));
     dl_config cfg;

@@ -28,8 +28,8 @@ static void usage(FILE *out) {
     fprintf(out,
             "usage: dealer predict CKPT DATA -o OUT [--batch N]\n\n"
             "Writes to OUT one click probability per row of DATA (one per line, in order), from the FM or FFM\n"
-            "model in CKPT (run_dir/ckpt/step_NNNNNNNN.h5, or a run directory: its latest checkpoint), and prints\n"
-            "the logloss and AUC over DATA.\n\n"
+            "model in CKPT (run_dir/ckpt/step_NNNNNNNN.h5, run_dir/ckpt/latest, or a run directory: its latest\n"
+            "checkpoint), and prints the logloss and AUC over DATA. OUT may not be DATA or CKPT.\n\n"
             "DATA is libffm text ('label field:feature:value ...', as ffm-predict reads) or a record file of click\n"
             "rows (*.tfrecord, or a file with an .idx index next to it).\n\n"
             "options:\n"
@@ -49,25 +49,6 @@ typedef struct predictor {
     double loss;
     dl_atomic_file out;
 } predictor;
-
-static dl_status resolve_checkpoint(const char *arg, char *path, size_t cap) {
-    size_t n = strlen(arg);
-    if (n > 3 && strcmp(arg + n - 3, ".h5") == 0) {
-        snprintf(path, cap, "%s", arg);
-        struct stat st;
-        if (stat(path, &st) != 0)
-            return dl_open_failure(path, errno, "give a checkpoint file or a run directory");
-        return DL_OK;
-    }
-    int found = 0;
-    DL_CHECK(dl_ckpt_latest(arg, path, cap, &found));
-    if (!found) {
-        dl_status s = DL_FAIL(DL_ERR_INVALID, "%s: no checkpoint here (no ckpt/latest in this run directory)", arg);
-        dl_error_hint("give a checkpoint file (run_dir/ckpt/step_NNNNNNNN.h5) or the run directory of a training");
-        return s;
-    }
-    return DL_OK;
-}
 
 /* Rebuilds the checkpoint's model (one process, replicated table) and reads its weights. */
 static dl_status load_model(predictor *p, const char *path, int batch_rows) {
@@ -279,7 +260,13 @@ int dl_cmd_predict(int argc, char **argv) {
     predictor p;
     memset(&p, 0, sizeof p);
     char path[4300];
-    dl_status s = resolve_checkpoint(ckpt, path, sizeof path);
+    dl_status s = dl_check_input_file(data, "give libffm text or a record file");
+    if (s == DL_OK)
+        s = dl_check_output_not_input(output, data, "-o");
+    if (s == DL_OK)
+        s = dl_ckpt_resolve(ckpt, NULL, path, sizeof path);
+    if (s == DL_OK)
+        s = dl_check_output_not_input(output, path, "-o");
     if (s == DL_OK)
         s = load_model(&p, path, (int)batch_rows);
     if (s == DL_OK)

@@ -167,8 +167,8 @@ dl_status dl_arena_allocate(dl_arena *arena, const dl_allocator *allocator) {
             DL_FAIL(DL_ERR_NOMEM, "arena %s: %s allocator could not provide %s for %zu regions (largest: %s, %s)",
                     arena->name, source, human_bytes(request, size, sizeof size), arena->count, r->name,
                     human_bytes(r->bytes, big, sizeof big));
-            dl_error_hint("reduce the batch or sequence length, or enable model.checkpoint to keep fewer "
-                          "activations");
+            dl_error_hint("reduce the batch or sequence length, or keep fewer activations (gpt: "
+                          "model.checkpoint: blocks)");
             return DL_ERR_NOMEM;
         }
         uintptr_t addr = (uintptr_t)raw;

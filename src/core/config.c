@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "core/config_internal.h"
+#include "core/hash.h"
 
 enum { MAX_CONFIG_BYTES = 16 << 20 };
 
@@ -527,6 +528,19 @@ static dl_status check_cross(const dl_config *cfg) {
             CROSS_FAIL("data.seq_len model.max_seq_len",
                        "data.seq_len (%d) must be <= model.max_seq_len (%d)", cfg->data.seq_len,
                        cfg->model.max_seq_len);
+        /* A rank indexes the tokens of a micro-batch with int, and sizes activations as tokens × width: refuse
+         * shapes whose products leave those ranges instead of running with wrapped (negative) sizes. 2^44 floats
+         * (64 TiB) per activation is beyond any machine and keeps every byte count below 2^64. */
+        double tokens = (double)cfg->train.batch_per_rank * (double)cfg->data.seq_len;
+        if (tokens > (double)INT_MAX)
+            CROSS_FAIL("train.batch_per_rank data.seq_len",
+                       "train.batch_per_rank (%d) x data.seq_len (%d) = %.0f tokens per micro-batch is more than a "
+                       "rank can index (%d)", cfg->train.batch_per_rank, cfg->data.seq_len, tokens, INT_MAX);
+        if (tokens * (double)cfg->model.n_embd > 17592186044416.0)
+            CROSS_FAIL("train.batch_per_rank data.seq_len model.n_embd",
+                       "train.batch_per_rank (%d) x data.seq_len (%d) x model.n_embd (%d) = %.3g floats per "
+                       "activation is more than any rank can hold (2^44)", cfg->train.batch_per_rank,
+                       cfg->data.seq_len, cfg->model.n_embd, tokens * (double)cfg->model.n_embd);
     }
     if (!is_gpt && cfg->model.precision != DL_PRECISION_FP32)
         CROSS_FAIL("model.precision model.kind",
@@ -565,10 +579,43 @@ static dl_status check_cross(const dl_config *cfg) {
     return DL_OK;
 }
 
+/* A key that model.kind does not read, set to anything but its default, would be ignored without a word: refuse it.
+ * A value equal to the default is let through, so that a resolved config (config.yaml of a run, which lists every
+ * key) loads again as it was written. */
+static dl_status check_kind_keys(const dl_config *cfg) {
+    dl_config defaults;
+    DL_CHECK(dl_config_defaults(&defaults));
+    dl_status s = DL_OK;
+    unsigned kind_bit = 1u << cfg->model.kind;
+    for (int i = 0; i < dl_cfg_num_keys && s == DL_OK; i++) {
+        unsigned kinds = dl_cfg_key_kinds(i);
+        if ((kinds & kind_bit) || cfg->origin->sources[i].kind == DL_SRC_DEFAULT)
+            continue;
+        dl_cfg_buf mine = {0}, def = {0};
+        dl_cfg_format_value(cfg, i, &mine);
+        dl_cfg_format_value(&defaults, i, &def);
+        if (mine.failed || def.failed) {
+            s = DL_FAIL(DL_ERR_NOMEM, "out of memory checking config keys");
+        } else if (strcmp(mine.data ? mine.data : "", def.data ? def.data : "") != 0) {
+            char where[256], name[96], readers[64];
+            dl_cfg_format_source(cfg, i, where, sizeof where);
+            dl_cfg_key_name(&dl_cfg_keys[i], name, sizeof name);
+            dl_cfg_kinds_text(kinds, readers, sizeof readers);
+            s = DL_FAIL(DL_ERR_CONFIG, "%s: %s is not read by model.kind %s (only by %s), so it would be ignored",
+                        where, name, dl_config_enum_text("model.kind", cfg->model.kind), readers);
+            dl_error_hint("remove it, or set model.kind; 'dealer config keys' shows which kinds read each key");
+        }
+        free(mine.data);
+        free(def.data);
+    }
+    dl_config_free(&defaults);
+    return s;
+}
+
 /* ---- loading ----------------------------------------------------------------------------------------------------- */
 
 static dl_status load_text(dl_config *cfg, const char *text, size_t len, const char *name, int n_overrides,
-                           char **overrides) {
+                           char **overrides, int check_kinds) {
     DL_CHECK(dl_config_defaults(cfg));
     dl_status s = DL_OK;
     if (name) {
@@ -598,6 +645,8 @@ static dl_status load_text(dl_config *cfg, const char *text, size_t len, const c
     }
     if (s == DL_OK)
         s = check_cross(cfg);
+    if (s == DL_OK && check_kinds)
+        s = check_kind_keys(cfg);
     if (s != DL_OK)
         dl_config_free(cfg);
     return s;
@@ -607,7 +656,7 @@ dl_status dl_config_load_string(dl_config *cfg, const char *text, size_t len, co
     DL_REQUIRE(cfg, DL_ERR_INVALID, "dl_config_load_string: cfg is NULL");
     memset(cfg, 0, sizeof *cfg);
     DL_REQUIRE(text || len == 0, DL_ERR_INVALID, "dl_config_load_string: text is NULL");
-    return load_text(cfg, text ? text : "", len, name ? name : "<string>", 0, NULL);
+    return load_text(cfg, text ? text : "", len, name ? name : "<string>", 0, NULL, 0);
 }
 
 dl_status dl_config_load(dl_config *cfg, const char *path, int n_overrides, char **overrides) {
@@ -616,7 +665,7 @@ dl_status dl_config_load(dl_config *cfg, const char *path, int n_overrides, char
     DL_REQUIRE(n_overrides >= 0 && (n_overrides == 0 || overrides), DL_ERR_INVALID,
                "dl_config_load: %d overrides but no array", n_overrides);
     if (!path)
-        return load_text(cfg, NULL, 0, NULL, n_overrides, overrides);
+        return load_text(cfg, NULL, 0, NULL, n_overrides, overrides, 1);
 
     FILE *f = fopen(path, "rb");
     if (!f)
@@ -648,7 +697,7 @@ dl_status dl_config_load(dl_config *cfg, const char *path, int n_overrides, char
     }
     fclose(f);
     if (s == DL_OK)
-        s = load_text(cfg, text, len, path, n_overrides, overrides);
+        s = load_text(cfg, text, len, path, n_overrides, overrides, 1);
     free(text);
     return s;
 }
@@ -707,6 +756,76 @@ bool dl_config_equal(const dl_config *a, const dl_config *b) {
     return true;
 }
 
+/* Appends "; " between entries, and "..." once the text no longer fits. */
+static void diff_add(char *buf, size_t cap, size_t *used, const char *entry) {
+    if (*used >= cap)
+        return;
+    int n = snprintf(buf + *used, cap - *used, "%s%s", *used ? "; " : "", entry);
+    if (n < 0 || (size_t)n >= cap - *used) {
+        if (cap >= 4)
+            memcpy(buf + cap - 4, "...", 4);
+        *used = cap;
+        return;
+    }
+    *used += (size_t)n;
+}
+
+int dl_config_diff(const dl_config *a, const dl_config *b, const char *a_name, const char *b_name, char *buf,
+                   size_t cap) {
+    if (buf && cap)
+        buf[0] = '\0';
+    if (!a || !b || !a->origin || !b->origin)
+        return -1;
+    int count = 0;
+    size_t used = 0;
+    for (int i = 0; i < dl_cfg_num_keys; i++) {
+        if (dl_cfg_key_rank_local(i))
+            continue;
+        dl_cfg_buf va = {0}, vb = {0};
+        dl_cfg_format_value(a, i, &va);
+        dl_cfg_format_value(b, i, &vb);
+        if (va.failed || vb.failed) {
+            free(va.data);
+            free(vb.data);
+            return -1;
+        }
+        if (strcmp(va.data ? va.data : "", vb.data ? vb.data : "") != 0) {
+            count++;
+            if (buf && cap) {
+                char name[96], entry[512];
+                dl_cfg_key_name(&dl_cfg_keys[i], name, sizeof name);
+                snprintf(entry, sizeof entry, "%s = %.200s (%s) vs %.200s (%s)", name, va.data ? va.data : "",
+                         a_name ? a_name : "a", vb.data ? vb.data : "", b_name ? b_name : "b");
+                diff_add(buf, cap, &used, entry);
+            }
+        }
+        free(va.data);
+        free(vb.data);
+    }
+    return count;
+}
+
+dl_status dl_config_rank_hash(const dl_config *cfg, uint64_t *hash) {
+    DL_REQUIRE(cfg && cfg->origin && hash, DL_ERR_INVALID, "dl_config_rank_hash: bad arguments");
+    dl_cfg_buf b = {0};
+    for (int i = 0; i < dl_cfg_num_keys; i++) {
+        if (dl_cfg_key_rank_local(i))
+            continue;
+        char name[96];
+        dl_cfg_key_name(&dl_cfg_keys[i], name, sizeof name);
+        dl_cfg_buf_printf(&b, "%s=", name);
+        dl_cfg_format_value(cfg, i, &b);
+        dl_cfg_buf_add(&b, "\n", 1);
+    }
+    if (b.failed) {
+        free(b.data);
+        return DL_FAIL(DL_ERR_NOMEM, "out of memory hashing a config");
+    }
+    *hash = dl_hash_bytes(b.data ? b.data : "", b.len, 0x6465616c6572ULL);
+    free(b.data);
+    return DL_OK;
+}
+
 dl_status dl_config_get_text(const dl_config *cfg, const char *key, char *buf, size_t cap) {
     DL_REQUIRE(cfg && cfg->origin && key && buf && cap > 0, DL_ERR_INVALID, "dl_config_get_text: bad arguments");
     int index = dl_cfg_find_dotted(key);
@@ -728,6 +847,13 @@ dl_status dl_config_source(const dl_config *cfg, const char *key, char *buf, siz
     DL_REQUIRE(index >= 0, DL_ERR_INVALID, "dl_config_source: unknown key '%s'", key);
     dl_cfg_format_source(cfg, index, buf, cap);
     return DL_OK;
+}
+
+bool dl_config_key_read_by(const char *key, dl_model_kind kind) {
+    if (!key || (int)kind < 0 || (int)kind > DL_MODEL_DPO)
+        return false;
+    int index = dl_cfg_find_dotted(key);
+    return index >= 0 && (dl_cfg_key_kinds(index) & (1u << kind)) != 0;
 }
 
 const char *dl_config_enum_text(const char *key, int value) {

@@ -91,6 +91,7 @@ typedef struct dl_config {
     struct {
         char *dir;
         int64_t seed;
+        bool overwrite; /* train.resume=never may delete an old run's checkpoints in run.dir */
     } run;
     struct {
         dl_model_kind kind;
@@ -207,6 +208,20 @@ dl_status dl_config_to_yaml(const dl_config *cfg, int with_sources, char **text)
 
 /* True when every key of a and b holds the same value (sources are not compared). */
 bool dl_config_equal(const dl_config *a, const dl_config *b);
+
+/* Lists the keys whose values differ between a and b (all but the rank-local log.level) into buf as
+ * "optim.lr = 0.001 (A_NAME) vs 0.002 (B_NAME); ..." (cut with "..." at cap) and returns how many differ; -1 when
+ * out of memory. buf may be NULL. What ranks compare when they start (see dl_config_rank_hash). */
+int dl_config_diff(const dl_config *a, const dl_config *b, const char *a_name, const char *b_name, char *buf,
+                   size_t cap);
+
+/* A 64-bit hash of every value the ranks of one run must share (all keys but the rank-local log.level): equal
+ * configs hash equal, so ranks compare their configs with one all-reduce before they start. */
+dl_status dl_config_rank_hash(const dl_config *cfg, uint64_t *hash);
+
+/* True when model kind `kind` reads key `key` ("model.k" is read by fm and ffm only); false for an unknown key. A
+ * config file or override that sets a key its kind does not read fails to load. */
+bool dl_config_key_read_by(const char *key, dl_model_kind kind);
 
 /* Writes the YAML spelling of one key's value ("optim.lr" -> "0.0006", "model.kind" -> "gpt") into buf. Fails
  * with DL_ERR_INVALID for an unknown key; the text is cut to cap - 1 bytes. */

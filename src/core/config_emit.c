@@ -303,21 +303,22 @@ void dl_config_print_keys(FILE *out, int markdown) {
     if (!out)
         return;
     if (markdown)
-        fprintf(out, "| key | type | default | meaning |\n|---|---|---|---|\n");
+        fprintf(out, "| key | type | default | read by | meaning |\n|---|---|---|---|---|\n");
     for (int i = 0; i < dl_cfg_num_keys; i++) {
         const dl_cfg_key *key = &dl_cfg_keys[i];
-        char name[96], type[128], def[64];
+        char name[96], type[128], def[64], kinds[64];
         dl_cfg_key_name(key, name, sizeof name);
         type_text(key, type, sizeof type);
         default_text(key, def, sizeof def);
+        dl_cfg_kinds_text(dl_cfg_key_kinds(i), kinds, sizeof kinds);
         if (markdown) {
             fprintf(out, "| `%s` | ", name);
             markdown_cell(out, type);
-            fprintf(out, " | `%s` | ", def);
+            fprintf(out, " | `%s` | %s | ", def, kinds);
             markdown_cell(out, key->doc);
             fprintf(out, " |\n");
         } else {
-            fprintf(out, "%-22s %-36s %-13s %s\n", name, type, def, key->doc);
+            fprintf(out, "%-22s %-36s %-13s %-12s %s\n", name, type, def, kinds, key->doc);
         }
     }
 }

@@ -85,6 +85,17 @@ int dl_cfg_find_dotted(const char *dotted);
 /* Writes "section.name" (or "name" at top level) into buf. */
 void dl_cfg_key_name(const dl_cfg_key *key, char *buf, size_t cap);
 
+/* The model kinds that read key `index`: a bit (1 << dl_model_kind) per kind; DL_CFG_ALL_KINDS for most keys. */
+enum { DL_CFG_ALL_KINDS = (1u << DL_MODEL_GPT) | (1u << DL_MODEL_FM) | (1u << DL_MODEL_FFM) | (1u << DL_MODEL_DPO) };
+unsigned dl_cfg_key_kinds(int index);
+/* Rows of the read-by column that name no key of the schema or no kind (the first one's key in buf): 0 unless a
+ * key was renamed without its row. */
+int dl_cfg_kind_rows_unknown(char *buf, size_t cap);
+/* "all", or the kinds' names joined by commas ("gpt,dpo"). */
+void dl_cfg_kinds_text(unsigned kinds, char *buf, size_t cap);
+/* True for a key the ranks of one run may set differently (log.level): left out of the ranks' config check. */
+int dl_cfg_key_rank_local(int index);
+
 /* Checks raw against key `index` and stores it in cfg, recording `source`. `where` prefixes error messages
  * ("x.yaml:7", "override 'optim.lr=3'"). */
 dl_status dl_cfg_assign(dl_config *cfg, int index, const dl_cfg_raw *raw, const char *where, dl_cfg_source source);

@@ -55,6 +55,9 @@ const dl_cfg_key dl_cfg_keys[] = {
         "run directory: checkpoints, metrics.jsonl, TensorBoard events (created when missing)"),
     KEY("run", "seed", DL_CFG_I64, run.seed, "1337", GE(0),
         "seed of every random stream (init, dropout, shuffling): same seed and data, same run"),
+    KEY("run", "overwrite", DL_CFG_BOOL, run.overwrite, "false", ANY,
+        "with train.resume=never: delete the checkpoints, metrics.jsonl and events an old run left in run.dir and "
+        "start over (false: such a run.dir is refused)"),
 
     ENUM("model", "kind", model.kind, kind_choices, "gpt",
          "gpt (decoder-only transformer), fm, ffm (click models) or dpo (preference tuning of a gpt)"),
@@ -109,7 +112,7 @@ const dl_cfg_key dl_cfg_keys[] = {
     KEY("data", "shuffle", DL_CFG_BOOL, data.shuffle, "true", ANY,
         "shuffle the record order each epoch (from run.seed and the epoch number)"),
     KEY("data", "skip_corrupt", DL_CFG_INT, data.skip_corrupt, "0", GE(0),
-        "damaged records skipped with a warning before the run fails (0: fail at the first)"),
+        "damaged records each rank may skip with a warning before the run fails (0: fail at the first)"),
     KEY("data", "prefetch", DL_CFG_INT, data.prefetch, "2", IN(0, 64),
         "batches prepared ahead by the loader (0: none)"),
 
@@ -187,6 +190,102 @@ const dl_cfg_key dl_cfg_keys[] = {
 };
 
 const int dl_cfg_num_keys = (int)(sizeof dl_cfg_keys / sizeof dl_cfg_keys[0]);
+
+/* The "read by" column of the table above, kept beside it so that a key row stays one line: the model kinds that
+ * read each key. A key missing here is read by every kind. Loading a config file refuses a key set (to a value other
+ * than its default) that its model.kind does not read, since the run would silently ignore it; `dealer config keys`
+ * prints this column. */
+enum {
+    GPT = 1u << DL_MODEL_GPT,
+    FM = 1u << DL_MODEL_FM,
+    FFM = 1u << DL_MODEL_FFM,
+    DPO = 1u << DL_MODEL_DPO,
+};
+static const struct {
+    const char *key;
+    unsigned kinds;
+} kind_readers[] = {
+    {"model.checkpoint", GPT | DPO},
+    {"model.init_from", GPT | DPO},
+    {"model.init_std", GPT | DPO},
+    {"model.vocab_size", GPT | DPO},
+    {"model.n_layer", GPT | DPO},
+    {"model.n_head", GPT | DPO},
+    {"model.n_embd", GPT | DPO},
+    {"model.max_seq_len", GPT | DPO},
+    {"model.positions", GPT | DPO},
+    {"model.rope_theta", GPT | DPO},
+    {"model.dropout", GPT | DPO},
+    {"model.tied_head", GPT | DPO},
+    {"model.layernorm_eps", GPT | DPO},
+    {"model.k", FM | FFM},
+    {"model.hash_buckets", FM | FFM},
+    {"model.num_fields", FFM},
+    {"model.linear_terms", FM | FFM},
+    {"model.normalize", FM | FFM},
+    {"data.seq_len", GPT | DPO},
+    {"data.packing", GPT | DPO},
+    {"data.pack_window", GPT | DPO},
+    {"data.overlong", GPT | DPO},
+    {"train.early_stop", FM | FFM},
+    {"comm.embeddings", FM | FFM},
+    {"dpo.beta", DPO},
+    {"dpo.loss", DPO},
+    {"dpo.label_smoothing", DPO},
+    {"dpo.reference", DPO},
+    {"dpo.reference_file", DPO},
+};
+
+unsigned dl_cfg_key_kinds(int index) {
+    if (index < 0 || index >= dl_cfg_num_keys)
+        return 0;
+    char name[96];
+    dl_cfg_key_name(&dl_cfg_keys[index], name, sizeof name);
+    for (size_t i = 0; i < sizeof kind_readers / sizeof kind_readers[0]; i++)
+        if (strcmp(kind_readers[i].key, name) == 0)
+            return kind_readers[i].kinds;
+    return DL_CFG_ALL_KINDS;
+}
+
+int dl_cfg_kind_rows_unknown(char *buf, size_t cap) {
+    int unknown = 0;
+    if (buf && cap)
+        buf[0] = '\0';
+    for (size_t i = 0; i < sizeof kind_readers / sizeof kind_readers[0]; i++) {
+        if (dl_cfg_find_dotted(kind_readers[i].key) >= 0 && kind_readers[i].kinds != 0)
+            continue;
+        if (buf && cap && !unknown)
+            snprintf(buf, cap, "%s", kind_readers[i].key);
+        unknown++;
+    }
+    return unknown;
+}
+
+void dl_cfg_kinds_text(unsigned kinds, char *buf, size_t cap) {
+    if (kinds == DL_CFG_ALL_KINDS) {
+        snprintf(buf, cap, "all");
+        return;
+    }
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int k = 0; kind_choices[k]; k++)
+        if (kinds & (1u << k) && used < cap)
+            used += (size_t)snprintf(buf + used, cap - used, "%s%s", used ? "," : "", kind_choices[k]);
+}
+
+/* Settings that may differ between the ranks of one run: they change what a rank prints, not what it computes. */
+static const char *const rank_local_keys[] = {"log.level", NULL};
+
+int dl_cfg_key_rank_local(int index) {
+    if (index < 0 || index >= dl_cfg_num_keys)
+        return 0;
+    char name[96];
+    dl_cfg_key_name(&dl_cfg_keys[index], name, sizeof name);
+    for (int i = 0; rank_local_keys[i]; i++)
+        if (strcmp(rank_local_keys[i], name) == 0)
+            return 1;
+    return 0;
+}
 
 /* Enum fields are written through an int pointer. */
 _Static_assert(sizeof(dl_model_kind) == sizeof(int), "config enums must be int-sized");

@@ -297,6 +297,57 @@ dl_status dl_open_failure(const char *path, int err, const char *hint) {
     return s;
 }
 
+/* Same device and inode: the one test that sees through symlinks, "./", "a/../a" and hard links alike. */
+static int same_file(const char *a, const char *b) {
+    struct stat sa, sb;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+dl_status dl_check_output_not_input(const char *output, const char *input, const char *output_what) {
+    DL_REQUIRE(output && input, DL_ERR_INVALID, "dl_check_output_not_input: NULL path");
+    const char *what = output_what ? output_what : "the output";
+    struct stat st;
+    if (stat(output, &st) == 0 && S_ISDIR(st.st_mode)) {
+        dl_status s = DL_FAIL(DL_ERR_INVALID, "%s %s is a directory", what, output);
+        dl_error_hint("name the file to write");
+        return s;
+    }
+    if (same_file(output, input)) {
+        dl_status s = strcmp(output, input) == 0
+                          ? DL_FAIL(DL_ERR_INVALID, "%s %s is also an input: writing it would destroy the input", what,
+                                    output)
+                          : DL_FAIL(DL_ERR_INVALID, "%s %s is the input %s under another name: writing it would "
+                                    "destroy the input", what, output, input);
+        dl_error_hint("write to another file");
+        return s;
+    }
+    /* The sidecar index written beside record outputs. */
+    char *index = dl_path_join_suffix(output, ".idx");
+    DL_REQUIRE(index != NULL, DL_ERR_NOMEM, "out of memory checking %s", output);
+    int clash = same_file(index, input);
+    dl_status s = DL_OK;
+    if (clash) {
+        s = DL_FAIL(DL_ERR_INVALID, "%s %s would write its index %s over the input %s", what, output, index, input);
+        dl_error_hint("write to another file");
+    }
+    free(index);
+    return s;
+}
+
+dl_status dl_check_input_file(const char *path, const char *hint) {
+    DL_REQUIRE(path, DL_ERR_INVALID, "dl_check_input_file: NULL path");
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return dl_open_failure(path, errno, hint);
+    if (S_ISDIR(st.st_mode)) {
+        dl_status s = DL_FAIL(DL_ERR_INVALID, "%s is a directory, not a file", path);
+        if (hint)
+            dl_error_hint("%s", hint);
+        return s;
+    }
+    return DL_OK;
+}
+
 dl_status dl_fopen(FILE **fp, const char *path, const char *mode) {
     DL_REQUIRE(fp && path && mode, DL_ERR_INVALID, "dl_fopen: NULL argument");
     *fp = fopen(path, mode);
@@ -324,7 +375,7 @@ dl_status dl_read_file(const char *path, uint8_t **data, size_t *len) {
     }
     if (!S_ISREG(st.st_mode)) {
         close(fd);
-        return DL_FAIL(DL_ERR_IO, "%s is not a regular file", path);
+        return DL_FAIL(DL_ERR_INVALID, "%s is not a regular file%s", path, S_ISDIR(st.st_mode) ? " (a directory)" : "");
     }
     size_t size = (size_t)st.st_size;
     uint8_t *buf = malloc(size + 1);

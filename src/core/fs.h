@@ -45,6 +45,17 @@ dl_status dl_make_dirs(const char *path);
  * `hint` (may be NULL) becomes the message's hint for the bad-path case. */
 dl_status dl_open_failure(const char *path, int err, const char *hint);
 
+/* Refuses to write `output` over an input: DL_ERR_INVALID (exit 2) when `output`, or the index `output`.idx written
+ * beside record files, is the same file as `input` (same device and inode, so symlinks, "./" and hard links are
+ * seen through). Paths that do not exist never match. An output that is a directory is refused too. `output_what`
+ * names the output in the message ("-o"). Every command that writes a file from inputs calls it before it opens
+ * anything. */
+dl_status dl_check_output_not_input(const char *output, const char *input, const char *output_what);
+
+/* An input path that names nothing or a directory is bad input: DL_ERR_INVALID (exit 2) naming it, with `hint`
+ * (may be NULL). Other files pass (a FIFO or "-" are the caller's business). */
+dl_status dl_check_input_file(const char *path, const char *hint);
+
 /* Creates (truncating) PATH.tmp for writing. On failure nothing is left open and f needs no abort. */
 dl_status dl_atomic_open(dl_atomic_file *f, const char *path);
 /* Appends len bytes (buffered). */

@@ -24,7 +24,7 @@ _Static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "signal handlers need lock-free atom
 enum { DL_GRACE_MAX_S = 7 * 24 * 3600 };
 
 static atomic_int stop_count;       /* stop signals received */
-static atomic_int first_signal;     /* SIGUSR1 or SIGTERM, 0 before any */
+static atomic_int first_signal;     /* SIGUSR1, SIGTERM or SIGINT, 0 before any */
 static atomic_llong first_ns;       /* CLOCK_MONOTONIC time of the first, 0 until recorded */
 static atomic_int grace_s;          /* deadline after the first signal, 0 for none */
 static atomic_llong window_ns = (long long)(DL_SIGNALS_REPEAT_WINDOW_S * 1e9);
@@ -39,6 +39,7 @@ static const char *signal_name(int sig) {
     switch (sig) {
     case SIGUSR1: return "SIGUSR1";
     case SIGTERM: return "SIGTERM";
+    case SIGINT: return "SIGINT";
     default: return "";
     }
 }
@@ -127,6 +128,7 @@ static dl_status install_handler(int sig, void (*handler)(int)) {
     sigemptyset(&sa.sa_mask);
     sigaddset(&sa.sa_mask, SIGUSR1);
     sigaddset(&sa.sa_mask, SIGTERM);
+    sigaddset(&sa.sa_mask, SIGINT);
     sigaddset(&sa.sa_mask, SIGALRM);
     if (sigaction(sig, &sa, NULL) != 0)
         return DL_FAIL(DL_ERR_RUNTIME, "installing the %s handler: %s", sig == SIGALRM ? "SIGALRM" : signal_name(sig),
@@ -137,6 +139,8 @@ static dl_status install_handler(int sig, void (*handler)(int)) {
 dl_status dl_signals_install(void) {
     DL_CHECK(install_handler(SIGUSR1, on_stop_signal));
     DL_CHECK(install_handler(SIGTERM, on_stop_signal));
+    /* Ctrl-C on a run in a terminal: the same clean stop (under mpirun, mpirun turns it into SIGTERM anyway). */
+    DL_CHECK(install_handler(SIGINT, on_stop_signal));
     return DL_OK;
 }
 
@@ -187,6 +191,7 @@ void dl_signals_reset(void) {
     sigemptyset(&block);
     sigaddset(&block, SIGUSR1);
     sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGINT);
     sigaddset(&block, SIGALRM);
     pthread_sigmask(SIG_BLOCK, &block, &old);
     alarm(0);

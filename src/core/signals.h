@@ -1,4 +1,4 @@
-/* signals.h — preemption-safe stops: SIGUSR1/SIGTERM ask the trainer to checkpoint and exit.
+/* signals.h — preemption-safe stops: SIGUSR1/SIGTERM (and Ctrl-C's SIGINT) ask the trainer to checkpoint and exit.
  *
  * A cluster tells a job it is about to lose its nodes with a signal: Slurm sends SIGUSR1 some time before the time
  * limit (`#SBATCH --signal=B:USR1@120`, forwarded by launch/slurm/train.sbatch), and SIGTERM on preemption or
@@ -44,17 +44,17 @@ extern "C" {
 /* The default repeat window: a second signal sooner than this after the first is the same request. */
 #define DL_SIGNALS_REPEAT_WINDOW_S 1.0
 
-/* Installs the SIGUSR1 and SIGTERM handlers (SA_RESTART, so a signal never makes a blocking call fail with EINTR).
+/* Installs the SIGUSR1, SIGTERM and SIGINT handlers (SA_RESTART, so a signal never makes a blocking call fail with EINTR).
  * Call once at start-up, after MPI_Init. Installing again is harmless and keeps the recorded state. */
 dl_status dl_signals_install(void);
 
 /* True once a stop signal has arrived: the trainer should checkpoint at the next step boundary and exit. */
 bool dl_signals_stop_requested(void);
 
-/* The first stop signal received (SIGUSR1 or SIGTERM), 0 when none. */
+/* The first stop signal received (SIGUSR1, SIGTERM or SIGINT), 0 when none. */
 int dl_signals_which(void);
 
-/* The name of the first stop signal ("SIGUSR1", "SIGTERM"), "" when none: for the log line. */
+/* The name of the first stop signal ("SIGUSR1", "SIGTERM", "SIGINT"), "" when none: for the log line. */
 const char *dl_signals_which_name(void);
 
 /* How many stop signals have arrived, repeats inside the window included. */

@@ -204,6 +204,14 @@ static dl_status check_options(const dl_convert_options *o) {
         DL_REQUIRE(strcmp(o->valid_output, o->output) != 0, DL_ERR_INVALID,
                    "the valid file and the output file are the same (%s)", o->output);
     }
+    for (size_t i = 0; i < o->num_inputs; i++) {
+        if (strcmp(o->inputs[i], "-") == 0)
+            continue;
+        DL_CHECK(dl_check_input_file(o->inputs[i], "check the input path"));
+        DL_CHECK(dl_check_output_not_input(o->output, o->inputs[i], "-o"));
+        if (o->valid_fraction > 0.0)
+            DL_CHECK(dl_check_output_not_input(o->valid_output, o->inputs[i], "--valid-out"));
+    }
     DL_REQUIRE((unsigned)o->doc_split <= DL_DOC_SPLIT_FILE, DL_ERR_INVALID, "unknown document split %d",
                (int)o->doc_split);
     return DL_OK;

@@ -213,7 +213,8 @@ dl_status dl_cursor_info_get(const uint8_t *cursor, size_t len, dl_cursor_info *
  * error with the rank's position prepended. */
 static dl_status read_failed(dl_loader *l, dl_status status, uint64_t epoch, uint64_t position, uint64_t record,
                              int *skipped) {
-    if (status == DL_ERR_FORMAT && l->cfg.skip_corrupt && !l->restoring) {
+    if (status == DL_ERR_FORMAT && l->cfg.skip_corrupt > 0 && !l->restoring &&
+        l->pstats.skipped < (uint64_t)l->cfg.skip_corrupt) {
         l->pstats.skipped++;
         if (l->pstats.skipped <= SKIP_LOG_LIMIT)
             DL_WARN("skipping corrupt record (data.skip_corrupt): %s%s", dl_error_message(),
@@ -224,8 +225,12 @@ static dl_status read_failed(dl_loader *l, dl_status status, uint64_t epoch, uin
     }
     dl_error_context("data rank %u, epoch %llu, position %llu (global record %llu)", l->cfg.rank,
                      (unsigned long long)epoch, (unsigned long long)position, (unsigned long long)record);
-    if (status == DL_ERR_FORMAT && !l->cfg.skip_corrupt)
-        dl_error_hint("fix or regenerate the file, or set data.skip_corrupt: true to skip damaged records");
+    if (status == DL_ERR_FORMAT && l->cfg.skip_corrupt == 0)
+        dl_error_hint("fix or regenerate the file, or set data.skip_corrupt to how many damaged records may be "
+                      "skipped (e.g. data.skip_corrupt=10)");
+    else if (status == DL_ERR_FORMAT && !l->restoring)
+        dl_error_hint("this rank already skipped data.skip_corrupt = %d damaged records: fix or regenerate the "
+                      "file, or raise data.skip_corrupt", l->cfg.skip_corrupt);
     return status;
 }
 

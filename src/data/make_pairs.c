@@ -199,6 +199,10 @@ static dl_status check_options(const dl_make_pairs_options *o) {
         DL_REQUIRE(strcmp(o->valid_output, o->output) != 0, DL_ERR_INVALID,
                    "the valid file and the output file are the same (%s)", o->output);
     }
+    DL_CHECK(dl_check_input_file(o->input, "check the input path"));
+    DL_CHECK(dl_check_output_not_input(o->output, o->input, "-o"));
+    if (o->valid_fraction > 0.0)
+        DL_CHECK(dl_check_output_not_input(o->valid_output, o->input, "--valid-out"));
     DL_REQUIRE(o->prompt_bytes >= 8 && o->prompt_bytes <= 1 << 20, DL_ERR_INVALID,
                "--prompt-bytes must be in [8, 1048576], got %d", o->prompt_bytes);
     DL_REQUIRE(o->response_bytes >= 8 && o->response_bytes <= 1 << 20, DL_ERR_INVALID,

@@ -229,7 +229,7 @@ static dl_status check_record(const char *path, const uint8_t *data, uint64_t si
         dl_status s = DL_FAIL(DL_ERR_FORMAT,
                               "%s: record %llu at byte %llu: payload CRC mismatch (stored 0x%08x, computed 0x%08x)",
                               path, n, at, stored, computed);
-        dl_error_hint("the file is damaged; re-create it (dealer data convert) or set data.skip_corrupt");
+        dl_error_hint("the file is damaged; re-create it (dealer data convert)");
         return s;
     }
     *len = length;
@@ -263,7 +263,10 @@ static dl_status map_file(const char *path, const uint8_t **data, uint64_t *size
     }
     if (!S_ISREG(st.st_mode)) {
         close(fd);
-        return DL_FAIL(DL_ERR_IO, "%s is not a regular file", path);
+        dl_status s = DL_FAIL(DL_ERR_INVALID, "%s is %s, not a record file", path,
+                              S_ISDIR(st.st_mode) ? "a directory" : "not a regular file");
+        dl_error_hint("name the *.tfrecord files themselves (data.train takes a list)");
+        return s;
     }
     if (st_out)
         *st_out = st;

@@ -303,7 +303,7 @@ static dl_status maybe_resume(trainer *t, uint8_t **cursor, size_t *cursor_len, 
     if (c->train.resume == DL_RESUME_NEVER)
         return DL_OK;
     if (c->train.resume == DL_RESUME_PATH) {
-        snprintf(path, sizeof path, "%s", c->train.resume_path);
+        DL_CHECK(dl_ckpt_resolve(c->train.resume_path, "train.resume", path, sizeof path));
         found = 1;
     } else {
         DL_CHECK(dl_ckpt_latest(c->run.dir, path, sizeof path, &found));
@@ -317,7 +317,7 @@ static dl_status maybe_resume(trainer *t, uint8_t **cursor, size_t *cursor_len, 
     if (s == DL_OK && strcmp(meta.model_kind, t->model->kind) != 0) {
         s = DL_FAIL(DL_ERR_FORMAT, "%s holds a %s model, the config trains %s", path, meta.model_kind,
                     t->model->kind);
-        dl_error_hint("use another run.dir, or train.resume=never");
+        dl_error_hint("use another run.dir, or start over there with train.resume=never run.overwrite=true");
     }
     host_state h;
     memset(&h, 0, sizeof h);
@@ -407,8 +407,12 @@ static void format_duration(char *buf, size_t cap, double seconds) {
         snprintf(buf, cap, "%.0fs", seconds);
     else if (seconds < 3600)
         snprintf(buf, cap, "%dm%02ds", (int)seconds / 60, (int)seconds % 60);
-    else
+    else if (seconds < 100 * 3600)
         snprintf(buf, cap, "%dh%02dm", (int)seconds / 3600, ((int)seconds % 3600) / 60);
+    else if (seconds < 99999.0 * 86400)
+        snprintf(buf, cap, "%lldd%02dh", (long long)(seconds / 86400), (int)(fmod(seconds, 86400) / 3600));
+    else
+        snprintf(buf, cap, ">99999d"); /* train.steps far beyond what the data or the machine will see */
 }
 
 /* One optimizer step: micro-batches, the step all-reduces, clipping, the update. A non-finite step is skipped. */
@@ -561,6 +565,35 @@ static int progress_terminal(void) {
     return answer;
 }
 
+/* JSON has no NaN or Infinity: a non-finite figure is written as null, and the record's "reason" says which figure
+ * it was and what it held (a -1 or a huge number would read as a real value to anything plotting the file). */
+typedef struct json_figures {
+    char reason[256];
+    size_t used;
+    char slots[12][32];
+    int next;
+} json_figures;
+
+static const char *json_figure(json_figures *f, const char *name, double v) {
+    if (!isfinite(v)) {
+        if (f->used < sizeof f->reason)
+            f->used += (size_t)snprintf(f->reason + f->used, sizeof f->reason - f->used, "%s%s is %s",
+                                        f->used ? ", " : "", name, isnan(v) ? "nan" : v > 0 ? "inf" : "-inf");
+        return "null";
+    }
+    char *slot = f->slots[f->next++ % 12];
+    snprintf(slot, sizeof f->slots[0], "%.6g", v);
+    return slot;
+}
+
+/* ", \"reason\": \"...\"" when a figure was not finite, "" otherwise. */
+static void json_reason(const json_figures *f, char *buf, size_t cap) {
+    if (f->used)
+        snprintf(buf, cap, ", \"reason\": \"%s\"", f->reason);
+    else if (cap)
+        buf[0] = '\0';
+}
+
 static void log_step(trainer *t, double dt, const double sums[S_COUNT], double norm, double lr, int skipped,
                      double elapsed, int64_t first_step) {
     double loss = sums[S_TARGETS] > 0 ? sums[S_LOSS] / sums[S_TARGETS] : NAN;
@@ -577,13 +610,14 @@ static void log_step(trainer *t, double dt, const double sums[S_COUNT], double n
     /* The model's own metrics, as "name value" pairs for the line and "name": value for JSON. */
     char extra_line[512] = "", extra_json[1024] = "";
     size_t el = 0, ej = 0;
+    json_figures figures = {.used = 0};
     for (int i = 0; i < DL_MAX_MODEL_METRICS && t->model->metric_names[i]; i++) {
         double v = sums[S_TARGETS] > 0 ? sums[S_METRICS + i] / sums[S_TARGETS] : NAN;
         if (el < sizeof extra_line - 64)
             el += (size_t)snprintf(extra_line + el, sizeof extra_line - el, " | %s %.4f", t->model->metric_names[i], v);
         if (ej < sizeof extra_json - 96)
-            ej += (size_t)snprintf(extra_json + ej, sizeof extra_json - ej, ", \"%s\": %.6g", t->model->metric_names[i],
-                                   isfinite(v) ? v : -1.0);
+            ej += (size_t)snprintf(extra_json + ej, sizeof extra_json - ej, ", \"%s\": %s", t->model->metric_names[i],
+                                   json_figure(&figures, t->model->metric_names[i], v));
     }
     /* Gradient communication of this step: its time and the share hidden behind the backward pass. */
     dl_grad_sync_stats cs = {0};
@@ -636,19 +670,21 @@ static void log_step(trainer *t, double dt, const double sums[S_COUNT], double n
         tb_write(t, n, tags, values);
     }
     if (t->metrics_fd >= 0) {
-        char line[2048];
+        const char *loss_text = json_figure(&figures, "loss", loss);
+        const char *norm_text = json_figure(&figures, "grad_norm", norm);
+        char reason[320], line[2048];
+        json_reason(&figures, reason, sizeof reason);
         int n = t->rows_data
                     ? snprintf(line, sizeof line,
-                               "{\"step\": %lld, \"loss\": %.6g, \"lr\": %.6g, \"rows_per_s\": %.6g, \"ms\": %.6g, "
-                               "\"rows_seen\": %.0f%s%s}\n",
-                               (long long)t->step, isfinite(loss) ? loss : -1.0, lr, tokens_per_s, dt * 1e3,
-                               t->tokens_seen, extra_json, skipped ? ", \"skipped\": true" : "")
+                               "{\"step\": %lld, \"loss\": %s, \"lr\": %.6g, \"rows_per_s\": %.6g, \"ms\": %.6g, "
+                               "\"rows_seen\": %.0f%s%s%s}\n",
+                               (long long)t->step, loss_text, lr, tokens_per_s, dt * 1e3, t->tokens_seen, extra_json,
+                               skipped ? ", \"skipped\": true" : "", reason)
                     : snprintf(line, sizeof line,
-                               "{\"step\": %lld, \"loss\": %.6g, \"lr\": %.6g, \"grad_norm\": %.6g, \"tokens_per_s\": %.6g, "
-                               "\"mfu\": %.6g, \"packing_efficiency\": %.6g, \"ms\": %.6g, \"tokens_seen\": %.0f%s%s}\n",
-                               (long long)t->step, isfinite(loss) ? loss : -1.0, lr, isfinite(norm) ? norm : -1.0,
-                               tokens_per_s, mfu, packing, dt * 1e3, t->tokens_seen, extra_json,
-                               skipped ? ", \"skipped\": true" : "");
+                               "{\"step\": %lld, \"loss\": %s, \"lr\": %.6g, \"grad_norm\": %s, \"tokens_per_s\": %.6g, "
+                               "\"mfu\": %.6g, \"packing_efficiency\": %.6g, \"ms\": %.6g, \"tokens_seen\": %.0f%s%s%s}\n",
+                               (long long)t->step, loss_text, lr, norm_text, tokens_per_s, mfu, packing, dt * 1e3,
+                               t->tokens_seen, extra_json, skipped ? ", \"skipped\": true" : "", reason);
         metrics_line(t, line, n > 0 && (size_t)n < sizeof line ? (size_t)n : 0);
     }
 }
@@ -679,15 +715,17 @@ static dl_status run_eval(trainer *t, dl_eval_result *out) {
     char line[1024], json[2048];
     size_t l = (size_t)snprintf(line, sizeof line, "step %6lld/%lld | val_loss %.4f (%.0f targets)",
                                 (long long)t->step, (long long)t->total_steps, r.loss, r.targets);
-    size_t j = (size_t)snprintf(json, sizeof json, "{\"step\": %lld, \"val_loss\": %.6g, \"val_targets\": %.0f",
-                                (long long)t->step, isfinite(r.loss) ? r.loss : -1.0, r.targets);
+    json_figures figures = {.used = 0};
+    size_t j = (size_t)snprintf(json, sizeof json, "{\"step\": %lld, \"val_loss\": %s, \"val_targets\": %.0f",
+                                (long long)t->step, json_figure(&figures, "val_loss", r.loss), r.targets);
     for (int i = 0; i < r.count; i++) {
         if (l < sizeof line - 96)
             l += (size_t)snprintf(line + l, sizeof line - l, " | %s%s %.4f", strncmp(r.names[i], "val", 3) ? "val/" : "",
                                   r.names[i], r.values[i]);
         if (j < sizeof json - 128)
-            j += (size_t)snprintf(json + j, sizeof json - j, ", \"%s%s\": %.6g", strncmp(r.names[i], "val", 3) ? "eval/" : "",
-                                  r.names[i], isfinite(r.values[i]) ? r.values[i] : -1.0);
+            j += (size_t)snprintf(json + j, sizeof json - j, ", \"%s%s\": %s",
+                                  strncmp(r.names[i], "val", 3) ? "eval/" : "", r.names[i],
+                                  json_figure(&figures, r.names[i], r.values[i]));
     }
     printf("%s%s\n", progress_terminal() ? "\r\033[K" : "", line); /* over a progress bar */
     flush_stdout(t);
@@ -703,9 +741,15 @@ static dl_status run_eval(trainer *t, dl_eval_result *out) {
         }
         tb_write(t, 1 + (r.count < DL_MAX_MODEL_METRICS ? r.count : DL_MAX_MODEL_METRICS), tags, values);
     }
-    if (t->metrics_fd >= 0 && j + 2 < sizeof json) {
-        memcpy(json + j, "}\n", 3);
-        metrics_line(t, json, j + 2);
+    if (t->metrics_fd >= 0) {
+        char reason[320];
+        json_reason(&figures, reason, sizeof reason);
+        size_t rl = strlen(reason);
+        if (j + rl + 2 < sizeof json) {
+            memcpy(json + j, reason, rl);
+            memcpy(json + j + rl, "}\n", 3);
+            metrics_line(t, json, j + rl + 2);
+        }
     }
     return DL_OK;
 }

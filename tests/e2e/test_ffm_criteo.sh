@@ -21,9 +21,9 @@ for f in tr1599.ffm va400.ffm small_train.txt small_test.txt; do
   "$dealer" data convert --format libffm "$src/data/criteo/$f" -o "$work/${f%.*}.tfrecord" --no-progress >/dev/null
 done
 config="$src/configs/ffm-criteo.yaml"
-tr=(data.train="$work/tr1599.tfrecord" data.valid="$work/va400.tfrecord" train.resume=never log.every=100000)
+tr=(data.train="$work/tr1599.tfrecord" data.valid="$work/va400.tfrecord" train.resume=never run.overwrite=true log.every=100000)
 small=(data.train="$work/small_train.tfrecord" data.valid="$work/small_test.tfrecord" model.num_fields=18
-       model.hash_buckets=10000 train.threads=1 train.resume=never log.every=100000)
+       model.hash_buckets=10000 train.threads=1 train.resume=never run.overwrite=true log.every=100000)
 
 # ---- libffm parity on tr1599 -> va400 (the config as shipped, one thread for repeatability) -----------------------
 vals=()

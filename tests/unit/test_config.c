@@ -154,6 +154,7 @@ static const char *const expected_defaults[][2] = {
     {"device", "auto"},
     {"run.dir", "\"runs/default\""},
     {"run.seed", "1337"},
+    {"run.overwrite", "false"},
     {"model.kind", "gpt"},
     {"model.checkpoint", "none"},
     {"model.init_from", "\"\""},

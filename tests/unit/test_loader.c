@@ -517,7 +517,7 @@ static void skip_corrupt_skips_counts_and_goes_on(void **state) {
         for (int i = 0; i < 120; i += 10)
             m.corrupt[i] = 1;
         dl_loader_config c = config(kinds[ki], 2, 1, 2, 2);
-        c.skip_corrupt = 1;
+        c.skip_corrupt = 1000; /* more than the 12 damaged records this rank can meet */
         dl_loader *l = open_loader(&src, &c, NULL, 0);
         uint64_t tokens = 0, rows = 0;
         for (;;) {
@@ -550,6 +550,49 @@ static void skip_corrupt_skips_counts_and_goes_on(void **state) {
         else
             assert_int_equal(tokens, expect_tokens);
         assert_true(expect_skipped > 0);
+        dl_error_clear();
+        dl_loader_close(l);
+        mem_free(&m);
+    }
+}
+
+/* data.skip_corrupt is a budget, not a switch: the record after the budget is spent fails, naming the budget. */
+static void skip_corrupt_is_a_count(void **state) {
+    (void)state;
+    const dl_data_kind kinds[] = {DL_DATA_TEXT, DL_DATA_CLICKS};
+    for (int ki = 0; ki < 2; ki++) {
+        mem_source m;
+        dl_doc_source src;
+        mem_init(&m, &src, 120, 60, 8);
+        m.corrupt = calloc(120, 1);
+        assert_non_null(m.corrupt);
+        for (int i = 0; i < 120; i += 10)
+            m.corrupt[i] = 1;
+        dl_loader_config c = config(kinds[ki], 1, 0, 0, 2);
+        c.skip_corrupt = 3;
+        dl_loader *l = open_loader(&src, &c, NULL, 0);
+        const dl_batch *b;
+        dl_status s = DL_OK;
+        /* Far more batches than one epoch holds (120 records, 4 rows a batch): a loader that skips without limit
+         * never fails and ends the loop with DL_OK. */
+        for (int k = 0; k < 1000 && s == DL_OK; k++)
+            s = dl_loader_next(l, &b);
+        /* One rank reads all 120 records, 12 of them damaged, in its shard's order: the fourth it meets fails. */
+        assert_int_equal(s, DL_ERR_FORMAT);
+        if (!strstr(dl_error_message(), "data.skip_corrupt = 3"))
+            DL_TEST_FAIL("message does not name the budget: %s", dl_error_message());
+        dl_shard shard;
+        assert_int_equal(dl_shard_init(&shard, 120, 1, 0, c.seed, 1), DL_OK);
+        uint64_t fourth = UINT64_MAX;
+        for (uint64_t p = 0, met = 0; p < shard.count && fourth == UINT64_MAX; p++) {
+            uint64_t r = dl_shard_record(&shard, 0, p);
+            if (m.corrupt[r] && ++met == 4)
+                fourth = r;
+        }
+        char want[64];
+        snprintf(want, sizeof want, "(global record %llu)", (unsigned long long)fourth);
+        if (!strstr(dl_error_message(), want))
+            DL_TEST_FAIL("the failure is not the fourth damaged record %s: %s", want, dl_error_message());
         dl_error_clear();
         dl_loader_close(l);
         mem_free(&m);
@@ -939,6 +982,7 @@ int main(void) {
         cmocka_unit_test(close_mid_stream_is_clean),
         cmocka_unit_test(corrupt_record_error_reaches_the_consumer),
         cmocka_unit_test(skip_corrupt_skips_counts_and_goes_on),
+        cmocka_unit_test(skip_corrupt_is_a_count),
         cmocka_unit_test(all_corrupt_with_skipping_is_an_error),
         cmocka_unit_test(bad_open_is_a_clear_invalid_error),
         cmocka_unit_test(foreign_or_damaged_cursor_is_rejected),
