@@ -215,6 +215,7 @@ static const struct {
     {"model.max_seq_len", GPT | DPO},
     {"model.positions", GPT | DPO},
     {"model.rope_theta", GPT | DPO},
+    {"model.precision", GPT | DPO},
     {"model.dropout", GPT | DPO},
     {"model.tied_head", GPT | DPO},
     {"model.layernorm_eps", GPT | DPO},
