@@ -531,6 +531,10 @@ static dl_status check_cross(const dl_config *cfg) {
     if (cfg->model.kind == DL_MODEL_DPO && !cfg->model.init_from[0])
         CROSS_FAIL("model.kind model.init_from",
                    "model.kind dpo needs model.init_from (the gpt checkpoint to tune)");
+    if (!is_gpt && cfg->model.init_from[0])
+        CROSS_FAIL("model.kind model.init_from",
+                   "model.init_from applies to model.kind gpt and dpo, not %s (to continue an %s run, use train.resume)",
+                   kind, kind);
     if (cfg->dpo.label_smoothing > 0 && cfg->dpo.loss != DL_DPO_LOSS_SIGMOID) {
         char ls[32];
         dl_cfg_format_double(cfg->dpo.label_smoothing, ls, sizeof ls);
