@@ -753,6 +753,8 @@ static int cmd_import(int argc, char **argv) {
                gc.vocab_size, gc.n_layer, gc.n_head, gc.n_embd, gc.rope ? "rope" : "learned", gc.max_seq_len);
         if (gc.rope)
             printf("  rope_theta: %g\n", gc.rope_theta);
+        if (!gc.rope && gc.max_seq_len < 1024) /* data.seq_len's default would not fit the position table */
+            printf("data:\n  seq_len: %d   # at most max_seq_len\n", gc.max_seq_len);
         fflush(stdout);
     }
     int code = s == DL_OK ? 0 : report("import", s);

@@ -20,10 +20,16 @@ dl_status dl_gpt_init_check(const dl_weights_source *src, const dl_gpt_config *w
         {"model.n_layer", have.n_layer, want->n_layer, 1},
         {"model.n_head", have.n_head, want->n_head, have.n_head_known},
         {"model.n_embd", have.n_embd, want->n_embd, 1},
-        {"model.positions (0 learned, 1 rope)", have.rope, want->rope, 1},
         {"model.max_seq_len", have.n_positions, want->max_seq_len, !want->rope},
         {"model.rope_theta", have.rope ? have.rope_theta : 0, want->rope ? want->rope_theta : 0, 1},
     };
+    if (have.rope != want->rope) {
+        dl_status s = DL_FAIL(DL_ERR_CONFIG, "model.positions is %s in this config but %s in the %s %s "
+                              "(model.init_from)", want->rope ? "rope" : "learned", have.rope ? "rope" : "learned",
+                              src->kind == DL_WEIGHTS_DEALER ? "checkpoint" : dl_weights_kind_name(src->kind), where);
+        dl_error_hint("set model.positions: %s (GPT-2 models have learned positions)", have.rope ? "rope" : "learned");
+        return s;
+    }
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         if (!keys[i].known || keys[i].have == keys[i].want)
             continue;
