@@ -61,7 +61,8 @@ const dl_cfg_key dl_cfg_keys[] = {
      "none", ANY,
      "gradient checkpointing: none, blocks (recompute each block in backward) or every:K (keep 1 block input in K)"},
     KEY("model", "init_from", DL_CFG_STRING, model.init_from, "", ANY,
-        "checkpoint whose weights start the run (dpo: the gpt to tune); empty: random init"),
+        "gpt/dpo: weights that start the run: a dealer checkpoint or run directory, a .safetensors file or a "
+        "Hugging Face model directory (dpo: the gpt to tune); empty: random init"),
     KEY("model", "init_std", DL_CFG_FLOAT, model.init_std, "0.02", GE(0),
         "gpt: standard deviation of the normal weight init"),
     KEY("model", "vocab_size", DL_CFG_INT, model.vocab_size, "50257", GE(1),
