@@ -151,6 +151,21 @@ void dl_token_stream_free(dl_token_stream *s);
  * like this tokenizer. The byte-level tokenizer has no tokenizer.json: DL_ERR_INVALID. */
 dl_status dl_tokenizer_save(const dl_tokenizer *tok, const char *path);
 
+/* ---- which tokenizer made a record file (tokenizer_stamp.c) -------------------------------------------------
+ * `dealer data convert` writes PATH.tokenizer beside the record file PATH: one JSON object
+ *     {"kind": "bpe", "hash": "ef640f787bb1ee28", "vocab_size": 512}
+ * A record file without one was made before tokenizers existed here, i.e. byte-level, and is read as such. */
+
+/* Writes PATH.tokenizer for tok (atomically). */
+dl_status dl_tokenizer_stamp_write(const char *record_path, const dl_tokenizer *tok);
+/* Reads PATH.tokenizer: *hash and *vocab_size; a missing stamp gives the byte-level hash and 256, *found = 0. */
+dl_status dl_tokenizer_stamp_read(const char *record_path, uint64_t *hash, int32_t *vocab_size, int *found);
+/* Removes PATH.tokenizer if present. */
+dl_status dl_tokenizer_stamp_remove(const char *record_path);
+/* DL_ERR_INVALID (exit 2) naming both hashes when the record file was made with another tokenizer than tok;
+ * `tok_name` (its path) goes into the message. */
+dl_status dl_tokenizer_check_data(const char *record_path, const dl_tokenizer *tok, const char *tok_name);
+
 /* ---- training (tokenizer_train.c) ------------------------------------------------------------------------- */
 
 typedef struct dl_tokenizer_train_options {
