@@ -14,6 +14,7 @@
 #include "data/record.h"
 #include "data/stat.h"
 #include "data/synth_clicks.h"
+#include "data/tokenizer.h"
 
 static void usage_data(FILE *out) {
     fprintf(out, "usage: dealer data <command> [options]\n\n"
@@ -31,11 +32,14 @@ static void usage_convert(FILE *out) {
             "Writes OUT.tfrecord (TFRecord framing around tf.train.Example) and its index OUT.tfrecord.idx.\n"
             "Nothing appears under OUT unless the whole conversion succeeds. IN may be '-' for standard input.\n\n"
             "formats:\n"
-            "  text          byte-level token documents (token = byte value 0..255), feature 'tokens'\n"
+            "  text          token documents, feature 'tokens' (byte-level: token = byte value 0..255, or\n"
+            "                the BPE ids of --tokenizer)\n"
             "  libffm        'label field:feature:value ...' lines -> click rows (label, field, feature, value)\n"
             "  libsvm        'label feature:value ...' lines -> click rows (field 0, or see --libsvm-fields)\n"
-            "  jsonl-pairs   {\"prompt\": ..., \"chosen\": ..., \"rejected\": ...} lines -> preference pairs,\n"
-            "                strings tokenised byte-level (their UTF-8 bytes)\n\n"
+            "  jsonl-pairs   {\"prompt\": ..., \"chosen\": ..., \"rejected\": ...} lines -> preference pairs; or the\n"
+            "                conversational form: \"chosen\"/\"rejected\" message lists [{\"role\", \"content\"}, ...]\n"
+            "                whose shared prefix is the prompt (or an explicit \"prompt\"), each message rendered\n"
+            "                as 'ROLE: CONTENT<|endoftext|>' (docs/data-format.md)\n\n"
             "options:\n"
             "  -o, --output OUT          the record file to write (required)\n"
             "  --doc-split blank|line|file\n"
@@ -47,6 +51,13 @@ static void usage_convert(FILE *out) {
             "  --valid-fraction F        send each record to the valid file with probability F (0 <= F < 1)\n"
             "  --valid-out VALID         the valid record file (required with --valid-fraction > 0)\n"
             "  --seed N                  seed of the train/valid split (default 1); same seed, same split\n"
+            "  --tokenizer PATH          text, jsonl-pairs: tokenise with this tokenizer.json (or vocab.json,\n"
+            "                            or a directory holding one; 'bytes' = the byte-level default). Its hash\n"
+            "                            is stamped in OUT.tokenizer; training refuses data of another tokenizer\n"
+            "  --skip-bad                jsonl-pairs: count and skip malformed lines (the first 10 are named)\n"
+            "                            instead of stopping at the first (exit 2)\n"
+            "  --threads N               tokenising threads (default: OMP_NUM_THREADS or all cores); the output\n"
+            "                            is the same for any N\n"
             "  --no-progress             no progress bar (it is only drawn on a terminal anyway)\n\n"
             "Labels must be 0, 1 or -1 (stored as 0). A malformed line stops the conversion with its file, line\n"
             "and column (exit 2). See docs/data-format.md.\n");
@@ -92,7 +103,7 @@ static int cmd_convert(int argc, char **argv) {
     memset(&opt, 0, sizeof opt);
     opt.seed = 1;
     opt.progress = 1;
-    const char *format = NULL, *doc_split = NULL, *libsvm_fields = NULL;
+    const char *format = NULL, *doc_split = NULL, *libsvm_fields = NULL, *threads = NULL;
     const char **inputs = calloc((size_t)argc + 1, sizeof *inputs);
     if (!inputs) {
         fprintf(stderr, "dealer data convert: out of memory\n");
@@ -113,9 +124,21 @@ static int cmd_convert(int argc, char **argv) {
         } else if (strcmp(a, "--no-progress") == 0) {
             opt.progress = 0;
             takes_value = 0;
+        } else if (strcmp(a, "--skip-bad") == 0) {
+            opt.skip_bad = 1;
+            takes_value = 0;
         } else if (!next) {
             rc = usage_error("convert", "%s needs a value", a);
-            break;
+        } else if (strcmp(a, "--tokenizer") == 0) {
+            opt.tokenizer = next;
+        } else if (strcmp(a, "--threads") == 0) {
+            char *end;
+            errno = 0;
+            long t = strtol(next, &end, 10);
+            if (errno || *end || end == next || t < 1 || t > 1024)
+                rc = usage_error("convert", "--threads needs an integer in [1, 1024], got '%s'", next);
+            opt.threads = (int)t;
+            threads = next;
         } else if (strcmp(a, "--format") == 0) {
             format = next;
         } else if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0) {
@@ -160,6 +183,12 @@ static int cmd_convert(int argc, char **argv) {
         else if (strcmp(libsvm_fields, "zero") != 0)
             rc = usage_error("convert", "unknown --libsvm-fields '%s' (known: zero, position)", libsvm_fields);
     }
+    if (rc == 0 && opt.tokenizer && opt.format != DL_CONVERT_TEXT && opt.format != DL_CONVERT_JSONL_PAIRS)
+        rc = usage_error("convert", "--tokenizer applies to --format text and jsonl-pairs only%s", NULL);
+    if (rc == 0 && opt.skip_bad && opt.format != DL_CONVERT_JSONL_PAIRS)
+        rc = usage_error("convert", "--skip-bad applies to --format jsonl-pairs only%s", NULL);
+    if (rc == 0 && threads && opt.format != DL_CONVERT_TEXT && opt.format != DL_CONVERT_JSONL_PAIRS)
+        rc = usage_error("convert", "--threads applies to --format text and jsonl-pairs only%s", NULL);
     if (rc == 0 && n_inputs == 0)
         rc = usage_error("convert", "no input files given%s", NULL);
     if (rc == 0 && !opt.output)
@@ -187,9 +216,15 @@ static int cmd_convert(int argc, char **argv) {
                grouped(c, sizeof c, res.valid_bytes));
     printf("\nread %s lines (%s blank), %s bytes", grouped(a, sizeof a, res.lines),
            grouped(b, sizeof b, res.blank_lines), grouped(c, sizeof c, res.input_bytes));
-    if (opt.format == DL_CONVERT_TEXT || opt.format == DL_CONVERT_JSONL_PAIRS)
-        printf("; %s tokens", grouped(a, sizeof a, res.tokens));
+    if (opt.format == DL_CONVERT_TEXT || opt.format == DL_CONVERT_JSONL_PAIRS) {
+        char hex[17];
+        dl_tokenizer_hash_hex(res.tokenizer_hash, hex);
+        printf("; %s tokens (tokenizer %s)", grouped(a, sizeof a, res.tokens), hex);
+    }
     printf("\n");
+    if (res.skipped)
+        fprintf(stderr, "dealer data convert: warning: skipped %s malformed line%s (--skip-bad)\n",
+                grouped(a, sizeof a, res.skipped), res.skipped == 1 ? "" : "s");
     if (res.records + res.valid_records == 0)
         fprintf(stderr, "dealer data convert: warning: the inputs held no records\n");
     return 0;

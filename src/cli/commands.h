@@ -12,6 +12,7 @@ int dl_cmd_ckpt(int argc, char **argv);
 int dl_cmd_config(int argc, char **argv);
 int dl_cmd_bench(int argc, char **argv);
 int dl_cmd_dpo(int argc, char **argv);
+int dl_cmd_tokenizer(int argc, char **argv);
 
 /* Prints the one-line error of the recorded failure as "dealer CMD: error: ..." and returns its exit code. */
 int dl_cli_report(const char *command, int status);

@@ -26,6 +26,7 @@ static const dl_command commands[] = {
     {"config", dl_cmd_config, "show a resolved config or list every key"},
     {"bench", dl_cmd_bench, "measure this machine (gemm: the peak every MFU figure is measured against)"},
     {"dpo", dl_cmd_dpo, "DPO helpers (precompute-ref)"},
+    {"tokenizer", dl_cmd_tokenizer, "train, inspect and run byte-level BPE tokenizers (tokenizer.json)"},
 };
 enum { NUM_COMMANDS = sizeof commands / sizeof commands[0] };
 
