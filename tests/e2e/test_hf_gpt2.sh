@@ -60,7 +60,8 @@ cmp "$fixture/tokenizer.json" "$work/hf3/tokenizer.json" || fail "the run's toke
 
 # ---- init_from in every form -------------------------------------------------------------------------------------
 head -c 3000 "$src/data/tinyshakespeare.txt" > "$work/text.txt"
-"$dealer" data convert --format text --doc-split blank "$work/text.txt" -o "$work/train.tfrecord" >/dev/null
+"$dealer" data convert --format text --doc-split blank --tokenizer "$fixture/tokenizer.json" "$work/text.txt" \
+  -o "$work/train.tfrecord" --no-progress >/dev/null
 args=(data.train="$work/train.tfrecord" data.valid= data.shuffle=false data.seq_len=64 model.vocab_size=512
       model.n_layer=2 model.n_head=4 model.n_embd=64 model.max_seq_len=64 model.positions=learned
       train.steps=1 train.batch_per_rank=8 ckpt.every=0 train.threads=1 log.tensorboard=false)
