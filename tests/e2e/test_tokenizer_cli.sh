@@ -91,6 +91,13 @@ expect 0 "$D" data convert --format jsonl-pairs "$T/p.jsonl" -o "$T/p.tfrecord" 
 has out "wrote 2 records"; has err "skipped 1 malformed line"
 expect 0 "$D" data stat "$T/p.tfrecord"; has out "pairs: 2"
 
+# ---- make-pairs with a tokenizer ----
+expect 0 "$D" data make-pairs "$SRC/data/tinyshakespeare.txt" -o "$T/mp.tfrecord" --tokenizer "$T/tok.json"
+grep -q "\"hash\": \"$hash\"" "$T/mp.tfrecord.tokenizer" || fail "make-pairs did not stamp its tokenizer"
+expect 0 "$D" data stat "$T/mp.tfrecord"; has out "pairs"
+expect 2 "$D" data make-pairs "$SRC/data/tinyshakespeare.txt" -o "$T/mp2.tfrecord" --tokenizer "$T/nope.json"
+has err "nope.json"; [ ! -e "$T/mp2.tfrecord" ] || fail "a failed make-pairs left its output"
+
 # ---- a GPT run on BPE data ----
 args=(run.dir="$T/run" data.train="$T/t1.tfrecord" data.valid="$T/v1.tfrecord" data.tokenizer="$T/tok.json"
       model.vocab_size=320 model.n_layer=1 model.n_head=2 model.n_embd=32 model.max_seq_len=32 data.seq_len=32
