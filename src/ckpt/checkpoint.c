@@ -707,6 +707,7 @@ typedef struct meta_wire {
     int64_t step, epoch, optimizer_step, bad_steps, seed, world_size, zero_stage;
     double tokens_seen, samples_seen;
     char model_kind[16];
+    char tokenizer_hash[17];
     uint64_t config_len;
 } meta_wire;
 
@@ -950,6 +951,8 @@ static dl_status write_contents(dl_world *w, const char *tmp, const char *path, 
     TRY(attr_write_i64(file, "zero_stage", m->zero_stage, path));
     TRY(attr_write_str(file, "model_kind", m->model_kind, path));
     TRY(attr_write_str(file, "config", config, path));
+    if (m->tokenizer_hash[0])
+        TRY(attr_write_str(file, "tokenizer_hash", m->tokenizer_hash, path));
     char groups[2 + 16 + 1][192];
     size_t ngroups = 0;
     snprintf(groups[ngroups++], sizeof groups[0], "/model");
@@ -1073,6 +1076,8 @@ dl_status dl_ckpt_write(dl_world *w, const char *path, const dl_ckpt_meta *meta,
     m.tokens_seen = meta->tokens_seen;
     m.samples_seen = meta->samples_seen;
     memcpy(m.model_kind, meta->model_kind, sizeof m.model_kind);
+    memcpy(m.tokenizer_hash, meta->tokenizer_hash, sizeof m.tokenizer_hash);
+    m.tokenizer_hash[sizeof m.tokenizer_hash - 1] = '\0';
     m.config_len = meta->config_yaml ? strlen(meta->config_yaml) : 0;
     DL_CHECK(dl_comm_broadcast(w, &m, sizeof m, 0, "checkpoint meta"));
     char *config = malloc(m.config_len + 1);
@@ -1312,6 +1317,12 @@ static dl_status read_meta_from(hid_t file, const char *path, dl_ckpt_meta *meta
     if (s == DL_OK && attr_read_str(file, "dealer_version", &version_text, path) == DL_OK)
         snprintf(meta->dealer_version, sizeof meta->dealer_version, "%s", version_text);
     free(version_text);
+    char *tokenizer_text = NULL; /* optional: absent in byte-level runs and older files */
+    meta->tokenizer_hash[0] = '\0';
+    if (s == DL_OK && H5Aexists(file, "tokenizer_hash") > 0 &&
+        attr_read_str(file, "tokenizer_hash", &tokenizer_text, path) == DL_OK)
+        snprintf(meta->tokenizer_hash, sizeof meta->tokenizer_hash, "%s", tokenizer_text);
+    free(tokenizer_text);
     if (s == DL_OK) {
         snprintf(meta->model_kind, sizeof meta->model_kind, "%s", kind);
         meta->world_size = (int)world;

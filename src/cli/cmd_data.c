@@ -352,14 +352,16 @@ static int cmd_synth(int argc, char **argv) {
 static void usage_make_pairs(FILE *out) {
     fprintf(out,
             "usage: dealer data make-pairs TEXT -o OUT.tfrecord [--valid-out VALID.tfrecord --valid-fraction F]\n"
-            "                              [--prompt-bytes N] [--response-bytes N] [--rejected MODE] [--seed N]\n\n"
+            "                              [--prompt-bytes N] [--response-bytes N] [--rejected MODE] [--seed N]\n"
+            "                              [--tokenizer PATH]\n\n"
             "Cuts TEXT (e.g. data/tinyshakespeare.txt) into speeches at blank lines and makes one preference pair of\n"
             "each long enough speech: prompt = the speaker line and the speech's opening (about N bytes, default\n"
             "40), chosen = its true continuation (about N bytes, default 64), rejected = a corrupted continuation:\n"
             "  shuffle   the same words in a random order, at least half of them moved (the default)\n"
             "  swap      the continuation of another speech\n"
             "  mixed     one or the other per pair\n"
-            "Records are byte-level pairs (prompt, chosen, rejected), as `data convert --format jsonl-pairs` writes.\n"
+            "Records are pairs (prompt, chosen, rejected) as `data convert --format jsonl-pairs` writes: byte-level,\n"
+            "or tokenised with --tokenizer PATH (a tokenizer.json; its hash goes to OUT.tokenizer).\n"
             "--valid-fraction F holds out each pair with probability F (seeded, reproducible). See docs/dpo.md.\n");
 }
 
@@ -412,6 +414,8 @@ static int cmd_make_pairs(int argc, char **argv) {
             rc = parse_int_option(a, next, &opt.prompt_bytes) ? 2 : 0;
         } else if (strcmp(a, "--response-bytes") == 0) {
             rc = parse_int_option(a, next, &opt.response_bytes) ? 2 : 0;
+        } else if (strcmp(a, "--tokenizer") == 0) {
+            opt.tokenizer = next;
         } else if (strcmp(a, "--rejected") == 0) {
             if (dl_reject_mode_parse(next, &opt.rejected) != DL_OK)
                 rc = usage_error("make-pairs", "unknown --rejected '%s' (known: shuffle, swap, mixed)", next);

@@ -528,6 +528,10 @@ static dl_status check_cross(const dl_config *cfg) {
                        "data.seq_len (%d) must be <= model.max_seq_len (%d)", cfg->data.seq_len,
                        cfg->model.max_seq_len);
     }
+    if (!is_gpt && strcmp(cfg->data.tokenizer, "bytes") != 0)
+        CROSS_FAIL("model.kind data.tokenizer", "data.tokenizer applies to gpt and dpo models, not %s", kind);
+    if (!cfg->data.tokenizer[0])
+        CROSS_FAIL("data.tokenizer", "data.tokenizer is empty (bytes, or the path of a tokenizer.json)");
     if (cfg->model.kind == DL_MODEL_DPO && !cfg->model.init_from[0])
         CROSS_FAIL("model.kind model.init_from",
                    "model.kind dpo needs model.init_from (the gpt checkpoint to tune)");

@@ -110,6 +110,9 @@ const dl_cfg_key dl_cfg_keys[] = {
         "damaged records skipped with a warning before the run fails (0: fail at the first)"),
     KEY("data", "prefetch", DL_CFG_INT, data.prefetch, "2", IN(0, 64),
         "batches prepared ahead by the loader (0: none)"),
+    KEY("data", "tokenizer", DL_CFG_STRING, data.tokenizer, "bytes", ANY,
+        "gpt/dpo: the tokenizer that made the records: bytes (byte-level) or a tokenizer.json; the run keeps a "
+        "copy (run_dir/tokenizer.json), checkpoints record its hash, data made by another is refused"),
 
     ENUM("optim", "name", optim.name, optim_choices, "adamw", "optimizer: adamw, adagrad or sgd"),
     KEY("optim", "lr", DL_CFG_FLOAT, optim.lr, "0.0006", GT(0), "peak learning rate"),
