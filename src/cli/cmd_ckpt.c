@@ -25,6 +25,7 @@
 #include "ckpt/weights.h"
 #include "comm/world.h"
 #include "core/config.h"
+#include "data/tokenizer.h"
 #include "models/gpt.h"
 
 static void usage(FILE *out) {
@@ -40,10 +41,12 @@ static void usage(FILE *out) {
                  "  export FILE --format hf -o DIR [--tokenizer tokenizer.json]\n"
                  "                             a Hugging Face GPT-2 model directory (config.json, model.safetensors,\n"
                  "                             and tokenizer.json: --tokenizer, else the run directory's own)\n"
-                 "  import SRC -o OUT.h5 [--n-head H]\n"
+                 "  import SRC -o OUT.h5 [--n-head H] [--tokenizer tokenizer.json]\n"
                  "                             a dealer checkpoint from a Hugging Face GPT-2 directory (config.json +\n"
                  "                             model.safetensors) or a .safetensors file; prints the model section of\n"
-                 "                             a config that fits it (--n-head: for a bare file without config.json)\n\n"
+                 "                             a config that fits it (--n-head: for a bare file without config.json).\n"
+                 "                             The tokenizer (--tokenizer, else the directory's tokenizer.json) is\n"
+                 "                             recorded as the checkpoint's data.tokenizer and its hash\n\n"
                  "FILE may also be a run directory: its ckpt/latest is used. See docs/checkpoint-format.md.\n"
                  "Exit codes: 0 ok, 1 tensors differ (diff) or I/O failure, 2 bad usage or a damaged file.\n");
 }
@@ -636,23 +639,31 @@ static int cmd_export(int argc, char **argv) {
 /* ---- import ------------------------------------------------------------------------------------------------------ */
 
 /* The resolved config of a gpt of this shape: defaults, with data.seq_len no longer than the position table. */
-static dl_status import_config(const dl_gpt2_shape *shape, const char *source, dl_config *cfg) {
-    char text[1024];
+static dl_status import_config(const dl_gpt2_shape *shape, const char *source, const char *tokenizer,
+                               dl_config *cfg) {
+    char text[6000];
     int seq_len = shape->n_positions < 1024 ? shape->n_positions : 1024;
     snprintf(text, sizeof text,
              "model:\n  kind: gpt\n  vocab_size: %d\n  n_layer: %d\n  n_head: %d\n  n_embd: %d\n"
              "  max_seq_len: %d\n  positions: %s\n  rope_theta: %.17g\ndata:\n  seq_len: %d\n",
              shape->vocab_size, shape->n_layer, shape->n_head, shape->n_embd, shape->n_positions,
              shape->rope ? "rope" : "learned", shape->rope ? shape->rope_theta : 10000.0, seq_len);
+    if (tokenizer) {
+        DL_REQUIRE(strlen(tokenizer) < 4096 && !strpbrk(tokenizer, "'\n"), DL_ERR_INVALID,
+                   "the tokenizer path %s is too long or holds a quote or newline", tokenizer);
+        size_t at = strlen(text);
+        snprintf(text + at, sizeof text - at, "  tokenizer: '%s'\n", tokenizer);
+    }
     DL_CHECK_CTX(dl_config_load_string(cfg, text, strlen(text), source), "the model %s describes", source);
     return DL_OK;
 }
 
 static int cmd_import(int argc, char **argv) {
-    const char *src_arg = NULL, *out = NULL;
+    const char *src_arg = NULL, *out = NULL, *tokenizer = NULL;
     long n_head = 0;
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "-o") == 0 || strcmp(argv[i], "--output") == 0 || strcmp(argv[i], "--n-head") == 0) {
+        if (strcmp(argv[i], "-o") == 0 || strcmp(argv[i], "--output") == 0 || strcmp(argv[i], "--n-head") == 0 ||
+            strcmp(argv[i], "--tokenizer") == 0) {
             if (i + 1 >= argc)
                 return usage_error("import", "%s needs a value", argv[i]);
             if (strcmp(argv[i], "--n-head") == 0) {
@@ -661,6 +672,8 @@ static int cmd_import(int argc, char **argv) {
                 n_head = strtol(argv[++i], &end, 10);
                 if (errno || !end || *end || n_head < 1 || n_head > 4096)
                     return usage_error("import", "--n-head wants an integer from 1 to 4096, got '%s'", argv[i]);
+            } else if (strcmp(argv[i], "--tokenizer") == 0) {
+                tokenizer = argv[++i];
             } else {
                 out = argv[++i];
             }
@@ -695,10 +708,31 @@ static int cmd_import(int argc, char **argv) {
             shape.n_head_known = 1;
         }
     }
+    /* The model directory's own tokenizer goes with it unless --tokenizer names another. */
+    char dir_tokenizer[DL_WEIGHTS_PATH_MAX + 32];
+    struct stat st;
+    if (s == DL_OK && !tokenizer && src.kind == DL_WEIGHTS_HF_DIR) {
+        snprintf(dir_tokenizer, sizeof dir_tokenizer, "%s/tokenizer.json", src_arg);
+        if (stat(dir_tokenizer, &st) == 0 && S_ISREG(st.st_mode))
+            tokenizer = dir_tokenizer;
+    }
+    dl_tokenizer *tok = NULL;
+    char tok_hash[17] = "";
+    if (s == DL_OK && tokenizer) {
+        s = dl_tokenizer_load(tokenizer, &tok);
+        if (s != DL_OK)
+            dl_error_context("the tokenizer %s", tokenizer);
+        else if (dl_tokenizer_vocab_size(tok) > shape.vocab_size)
+            s = DL_FAIL(DL_ERR_INVALID, "the tokenizer %s has %d ids, more than the model's vocabulary (%d)",
+                        tokenizer, (int)dl_tokenizer_vocab_size(tok), shape.vocab_size);
+        else
+            dl_tokenizer_hash_hex(dl_tokenizer_hash(tok), tok_hash);
+    }
+    dl_tokenizer_free(tok);
     dl_config cfg;
     int have_cfg = 0;
     if (s == DL_OK) {
-        s = import_config(&shape, src_arg, &cfg);
+        s = import_config(&shape, src_arg, tokenizer, &cfg);
         have_cfg = s == DL_OK;
     }
     dl_gpt_config gc = {0};
@@ -739,6 +773,7 @@ static int cmd_import(int argc, char **argv) {
         meta.seed = cfg.run.seed;
         meta.world_size = 1;
         snprintf(meta.model_kind, sizeof meta.model_kind, "gpt");
+        memcpy(meta.tokenizer_hash, tok_hash, sizeof meta.tokenizer_hash);
         meta.config_yaml = yaml;
         dl_ckpt_tensors t = {dl_gpt_params(gpt), host, 0, NULL, NULL, 0, 0};
         dl_ckpt_options options = {0};
@@ -753,8 +788,13 @@ static int cmd_import(int argc, char **argv) {
                gc.vocab_size, gc.n_layer, gc.n_head, gc.n_embd, gc.rope ? "rope" : "learned", gc.max_seq_len);
         if (gc.rope)
             printf("  rope_theta: %g\n", gc.rope_theta);
-        if (!gc.rope && gc.max_seq_len < 1024) /* data.seq_len's default would not fit the position table */
-            printf("data:\n  seq_len: %d   # at most max_seq_len\n", gc.max_seq_len);
+        int short_table = !gc.rope && gc.max_seq_len < 1024; /* data.seq_len's default would not fit */
+        if (short_table || tokenizer)
+            printf("data:\n");
+        if (short_table)
+            printf("  seq_len: %d   # at most max_seq_len\n", gc.max_seq_len);
+        if (tokenizer)
+            printf("  tokenizer: %s   # hash %s, recorded in the checkpoint\n", tokenizer, tok_hash);
         fflush(stdout);
     }
     int code = s == DL_OK ? 0 : report("import", s);

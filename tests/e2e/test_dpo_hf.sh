@@ -21,7 +21,7 @@ for part in pairs pairs_valid; do
   "$dealer" data convert --format jsonl-pairs --tokenizer "$fixture/tokenizer.json" "$fixture/$part.jsonl" \
     -o "$work/$part.tfrecord" --no-progress >/dev/null
 done
-args=(run.dir="$work/run" device=cpu model.init_from="$fixture" model.vocab_size=512 model.n_layer=2 model.n_head=4
+args=(run.dir="$work/run" device=cpu model.init_from="$fixture" data.tokenizer="$fixture/tokenizer.json" model.vocab_size=512 model.n_layer=2 model.n_head=4
       model.n_embd=64 model.max_seq_len=64 model.checkpoint=none data.seq_len=64 data.train="$work/pairs.tfrecord"
       data.valid="$work/pairs_valid.tfrecord" optim.lr=1e-3 optim.warmup_steps=5 dpo.beta=0.5 train.steps=100
       train.eval_every=50 train.threads=2 log.every=50 ckpt.every=0 log.tensorboard=false)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Pretrained weights in and out (tests/fixtures/gpt2-tiny: a random GPT2LMHeadModel saved by transformers):
 #   - `dealer ckpt import` of the Hugging Face directory and of its bare model.safetensors (with --n-head) give the
-#     same checkpoint and print a model section that fits it;
+#     same checkpoint and print a model section that fits it; the directory's tokenizer is recorded;
+#   - `dealer generate --temperature 0` from the import gives transformers' greedy continuation;
 #   - import -> export --format hf -> import is bit-identical, and exporting twice gives the same bytes;
 #   - model.init_from in every accepted form (HF directory, .safetensors with GPT-2 names, dealer .h5, a run
 #     directory, ckpt/latest, dealer's own safetensors export, an exported HF directory) starts from those weights:
@@ -30,6 +31,19 @@ done
 # The printed section is a config: it loads, and a run from the import needs no other model key.
 sed -n '/^model:/,$p' "$work/import.txt" > "$work/model.yaml"
 "$dealer" config show "$work/model.yaml" >/dev/null || fail "the printed model section is not a valid config"
+
+grep -q "^  tokenizer: $fixture/tokenizer.json" "$work/import.txt" || fail "the directory's tokenizer is not recorded"
+
+# Greedy generation through the imported checkpoint and the fixture's tokenizer: transformers' continuation.
+python3 - "$fixture/expected.json" "$work/want.txt" <<'PY'
+import json, sys
+g = json.load(open(sys.argv[1]))["greedy"]
+open(sys.argv[2], "w", encoding="utf-8").write(g["prompt_text"] + g["continuation_text"] + "\n")
+PY
+"$dealer" generate "$work/tiny.h5" --tokenizer "$fixture/tokenizer.json" --prompt $'ROMEO:\nWhat light' \
+  --temperature 0 --tokens 24 >"$work/generated.txt" || fail "generate from the import failed"
+cmp "$work/want.txt" "$work/generated.txt" ||
+  fail "greedy generation differs from transformers': $(od -c "$work/generated.txt" | head -3)"
 
 set +e
 "$dealer" ckpt import "$fixture/model.safetensors" -o "$work/bare.h5" >/dev/null 2>"$work/bare.err"
@@ -63,9 +77,11 @@ head -c 3000 "$src/data/tinyshakespeare.txt" > "$work/text.txt"
 "$dealer" data convert --format text --doc-split blank --tokenizer "$fixture/tokenizer.json" "$work/text.txt" \
   -o "$work/train.tfrecord" --no-progress >/dev/null
 args=(data.train="$work/train.tfrecord" data.valid= data.shuffle=false data.seq_len=64 model.vocab_size=512
+      data.tokenizer="$fixture/tokenizer.json"
       model.n_layer=2 model.n_head=4 model.n_embd=64 model.max_seq_len=64 model.positions=learned
       train.steps=1 train.batch_per_rank=8 ckpt.every=0 train.threads=1 log.tensorboard=false)
-want=$("$dealer" eval "$work/tiny.h5" --data "$work/train.tfrecord" --batches 1 --rows 8 --json |
+want=$("$dealer" eval "$work/tiny.h5" --data "$work/train.tfrecord" --batches 1 --rows 8 --json \
+         --tokenizer "$fixture/tokenizer.json" |
        grep -oE '"loss": [0-9.]+' | awk '{print $2}')
 [[ -n $want ]] || fail "dealer eval printed no loss"
 step1() { # step1 RUN_NAME overrides... -> the loss of step 1
@@ -113,13 +129,13 @@ expect_bad heads "model.n_head is 8 in this config but 4 in the Hugging Face mod
   model.init_from="$fixture" model.n_head=8
 expect_bad layers "model.n_layer is 3 in this config but 2 in the checkpoint" model.init_from="$work/tiny.h5" \
   model.n_layer=3
-expect_bad vocab "model.vocab_size is 256 in this config but 512 in the safetensors file" \
-  model.init_from="$fixture/model.safetensors" model.vocab_size=256
+expect_bad vocab "model.vocab_size is 1024 in this config but 512 in the safetensors file" \
+  model.init_from="$fixture/model.safetensors" model.vocab_size=1024
 expect_bad rope "model.positions is rope in this config but learned" model.init_from="$fixture" \
   model.positions=rope
 expect_bad junk_h5 "junk.h5" model.init_from="$work/junk.h5"
 expect_bad junk_st "junk.safetensors" model.init_from="$work/junk.safetensors"
-expect_bad ffm "model.init_from applies to model.kind gpt and dpo, not ffm" model.kind=ffm \
+expect_bad ffm "model.init_from applies to model.kind gpt and dpo, not ffm" model.kind=ffm data.tokenizer=bytes \
   model.init_from="$work/tiny.h5"
 
 # ckpt import / export misuse: exit 2, one line.
