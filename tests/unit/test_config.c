@@ -183,6 +183,7 @@ static const char *const expected_defaults[][2] = {
     {"data.shuffle", "true"},
     {"data.skip_corrupt", "0"},
     {"data.prefetch", "2"},
+    {"data.tokenizer", "\"bytes\""},
     {"optim.name", "adamw"},
     {"optim.lr", "0.0006"},
     {"optim.beta1", "0.9"},
@@ -645,9 +646,12 @@ static void random_configs_round_trip(void **state) {
         cfg.data.format = DL_FORMAT_AUTO;
         cfg.dpo.loss = DL_DPO_LOSS_SIGMOID;
         cfg.dpo.reference = DL_DPO_REF_MODEL;
-        free(cfg.model.init_from); /* fm and ffm do not read it */
+        free(cfg.model.init_from); /* fm and ffm read neither */
         cfg.model.init_from = strdup("");
         assert_non_null(cfg.model.init_from);
+        free(cfg.data.tokenizer);
+        cfg.data.tokenizer = strdup("bytes");
+        assert_non_null(cfg.data.tokenizer);
         cfg.ckpt.keep_every = cfg.ckpt.every * (trial % 3);
         check_round_trip(&cfg);
         dl_config_free(&cfg);
