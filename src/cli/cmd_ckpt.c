@@ -7,6 +7,7 @@
  * the import of GPT-2 weights are ckpt/hf_gpt2.h and ckpt/weights.h. `import` writes an HDF5 checkpoint, which goes
  * through the (parallel) checkpoint writer: it starts MPI as a one-rank job, like `dealer train` does. */
 #include <errno.h>
+#include <limits.h>
 #include <float.h>
 #include <math.h>
 #include <stdio.h>
@@ -566,15 +567,19 @@ static int cmd_diff(int argc, char **argv) {
 /* The run's tokenizer.json when FILE lies in RUN/ckpt/ and RUN has one; "" otherwise. */
 static void run_tokenizer(const char *file, char *out, size_t cap) {
     out[0] = '\0';
-    char dir[4400];
-    snprintf(dir, sizeof dir, "%s", file);
+    char dir[PATH_MAX];
+    if (!realpath(file, dir))
+        return;
     char *slash = strrchr(dir, '/');
-    if (!slash)
-        snprintf(dir, sizeof dir, ".");
-    else
+    if (slash)
         *slash = '\0';
+    size_t n = strlen(dir);
+    if (n >= 5 && strcmp(dir + n - 5, "/ckpt") == 0)
+        dir[n - 5] = '\0'; /* RUN/ckpt -> RUN */
+    else
+        return; /* not a run's ckpt/ directory */
     char candidate[4500];
-    snprintf(candidate, sizeof candidate, "%s/../tokenizer.json", dir);
+    snprintf(candidate, sizeof candidate, "%s/tokenizer.json", dir);
     struct stat st;
     if (stat(candidate, &st) == 0 && S_ISREG(st.st_mode))
         snprintf(out, cap, "%.*s", (int)(cap - 1), candidate);
