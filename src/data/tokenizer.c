@@ -673,9 +673,10 @@ static dl_status assign_added_ids(dl_tok_builder *b) {
             dl_log(DL_LOG_WARN, "%s: added token '%s' was given id %d but gets %lld (as in Hugging Face tokenizers)",
                    b->name, sorted[i].content, (int)sorted[i].id, (long long)id);
         if (id >= DL_TOKENIZER_MAX_VOCAB) {
+            dl_status s = DL_FAIL(DL_ERR_FORMAT, "%s: added token '%s' would get id %lld, beyond %d", b->name,
+                                  sorted[i].content, (long long)id, DL_TOKENIZER_MAX_VOCAB);
             free(sorted);
-            return DL_FAIL(DL_ERR_FORMAT, "%s: added token '%s' would get id %lld, beyond %d", b->name,
-                           sorted[i].content, (long long)id, DL_TOKENIZER_MAX_VOCAB);
+            return s;
         }
         sorted[i].id = (int32_t)id;
         if (id > max_added)

@@ -115,14 +115,14 @@ def compare(label, hf, tok_path, cases, roundtrip=True):
     print(f"{label}: {len(cases)} inputs compared")
 
 
-def train_hf(vocab_size, special, path, min_frequency=0, alphabet=True):
+def train_hf(vocab_size, special, path, min_frequency=0, alphabet=True, corpus=SHAKESPEARE):
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     kw = dict(vocab_size=vocab_size, special_tokens=special, show_progress=False, min_frequency=min_frequency)
     if alphabet:
         kw["initial_alphabet"] = pre_tokenizers.ByteLevel.alphabet()
-    tok.train([SHAKESPEARE], trainers.BpeTrainer(**kw))
+    tok.train([corpus], trainers.BpeTrainer(**kw))
     tok.save(path)
     return tok
 
@@ -191,33 +191,40 @@ def main():
     hf.model.save(vm_dir)
     compare("vocab-merges", hf, os.path.join(vm_dir, "vocab.json"), cases)
 
-    # 2. a vocabulary trained by dealer, loaded by `tokenizers`
-    for vocab_size, min_freq in ((1000, 0), (700, 5)):
-        dl_path = os.path.join(WORK, f"dealer_{vocab_size}.json")
-        args = ["tokenizer", "train", SHAKESPEARE, "-o", dl_path, "--vocab-size", str(vocab_size),
+    # 2. a vocabulary trained by dealer, loaded by `tokenizers`; the same merges as BpeTrainer's, also on a corpus
+    #    holding special tokens, CRLF line ends and non-ASCII text (training does not cut specials out) where the
+    #    pairs run out before the vocabulary is full
+    odd = os.path.join(WORK, "odd_corpus.txt")
+    with open(odd, "w", encoding="utf-8", newline="") as f:
+        f.write(("hello world<|endoftext|>the end of text<|endoftext|>\n" * 50 +
+                 "endoftext endoftext |> <| more\r\nlines \u00e9t\u00e9 \u65e5\u672c\n") * 3)
+    for corpus, vocab_size, min_freq in ((SHAKESPEARE, 1000, 0), (SHAKESPEARE, 700, 5), (odd, 400, 0)):
+        tag = f"{os.path.basename(corpus)}-{vocab_size}"
+        dl_path = os.path.join(WORK, f"dealer_{tag}.json")
+        args = ["tokenizer", "train", corpus, "-o", dl_path, "--vocab-size", str(vocab_size),
                 "--special", "<|endoftext|>", "--no-progress"]
         if min_freq:
             args += ["--min-frequency", str(min_freq)]
         dealer(*args)
         dl = Tokenizer.from_file(dl_path)
-        compare(f"dealer-trained-{vocab_size}", dl, dl_path, cases)
+        compare(f"dealer-trained-{tag}", dl, dl_path, cases)
         if vocab_size == 1000:
-            compare(f"dealer-trained-{vocab_size}", dl, dl_path, big)
-        ref_path = os.path.join(WORK, f"hf_{vocab_size}.json")
-        train_hf(vocab_size, ["<|endoftext|>"], ref_path, min_frequency=min_freq)
+            compare(f"dealer-trained-{tag}", dl, dl_path, big)
+        ref_path = os.path.join(WORK, f"hf_{tag}.json")
+        train_hf(vocab_size, ["<|endoftext|>"], ref_path, min_frequency=min_freq, corpus=corpus)
         with open(dl_path, encoding="utf-8") as f:
             mine = json.load(f)["model"]
         with open(ref_path, encoding="utf-8") as f:
             ref = json.load(f)["model"]
         if mine["vocab"] != ref["vocab"]:
-            failures.append(f"dealer-trained-{vocab_size}: vocabulary differs from tokenizers' BpeTrainer")
+            failures.append(f"dealer-trained-{tag}: vocabulary differs from tokenizers' BpeTrainer")
         mm = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in mine["merges"]]
         rm = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in ref["merges"]]
         if mm != rm:
             i = first_difference(mm, rm)
-            failures.append(f"dealer-trained-{vocab_size}: merge {i} differs: dealer {mm[i:i+3]} "
+            failures.append(f"dealer-trained-{tag}: merge {i} differs: dealer {mm[i:i+3]} "
                             f"tokenizers {rm[i:i+3]} ({len(mm)} vs {len(rm)} merges)")
-        print(f"dealer-trained-{vocab_size}: {len(mm)} merges, same as tokenizers: {mm == rm}")
+        print(f"dealer-trained-{tag}: {len(mm)} merges, same as tokenizers: {mm == rm}")
 
     if failures:
         print(f"FAIL: {len(failures)} difference(s):")
