@@ -20,6 +20,7 @@
  * a 1/W share per rank, each row then sent to the rank that holds it (dl_ckpt_load_collective). HDF5's own error
  * printing is silenced; every failure becomes one dl_status line naming the file and the object. */
 #include "ckpt/checkpoint.h"
+#include "ckpt/safetensors.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -754,6 +755,7 @@ typedef struct meta_wire {
     int64_t step, epoch, optimizer_step, bad_steps, seed, world_size, zero_stage;
     double tokens_seen, samples_seen;
     char model_kind[16];
+    char tokenizer_hash[17];
     uint64_t config_len;
 } meta_wire;
 
@@ -1030,6 +1032,8 @@ static dl_status write_contents(dl_world *w, const char *tmp, const char *path, 
     TRY(attr_write_i64(file, "zero_stage", m->zero_stage, path));
     TRY(attr_write_str(file, "model_kind", m->model_kind, path));
     TRY(attr_write_str(file, "config", config, path));
+    if (m->tokenizer_hash[0])
+        TRY(attr_write_str(file, "tokenizer_hash", m->tokenizer_hash, path));
     char groups[2 + 16 + 1][192];
     size_t ngroups = 0;
     snprintf(groups[ngroups++], sizeof groups[0], "/model");
@@ -1221,6 +1225,8 @@ dl_status dl_ckpt_write(dl_world *w, const char *path, const dl_ckpt_meta *meta,
     m.tokens_seen = meta->tokens_seen;
     m.samples_seen = meta->samples_seen;
     memcpy(m.model_kind, meta->model_kind, sizeof m.model_kind);
+    memcpy(m.tokenizer_hash, meta->tokenizer_hash, sizeof m.tokenizer_hash);
+    m.tokenizer_hash[sizeof m.tokenizer_hash - 1] = '\0';
     m.config_len = meta->config_yaml ? strlen(meta->config_yaml) : 0;
     DL_CHECK(dl_comm_broadcast(w, &m, sizeof m, 0, "checkpoint meta"));
     char *config = malloc(m.config_len + 1);
@@ -1462,6 +1468,12 @@ static dl_status read_meta_from(hid_t file, const char *path, dl_ckpt_meta *meta
     if (s == DL_OK && attr_read_str(file, "dealer_version", &version_text, path) == DL_OK)
         snprintf(meta->dealer_version, sizeof meta->dealer_version, "%s", version_text);
     free(version_text);
+    char *tokenizer_text = NULL; /* optional: absent in byte-level runs and older files */
+    meta->tokenizer_hash[0] = '\0';
+    if (s == DL_OK && H5Aexists(file, "tokenizer_hash") > 0 &&
+        attr_read_str(file, "tokenizer_hash", &tokenizer_text, path) == DL_OK)
+        snprintf(meta->tokenizer_hash, sizeof meta->tokenizer_hash, "%s", tokenizer_text);
+    free(tokenizer_text);
     if (s == DL_OK) {
         snprintf(meta->model_kind, sizeof meta->model_kind, "%s", kind);
         meta->world_size = (int)world;
@@ -1976,8 +1988,7 @@ static dl_status read_tensor_verified(dl_ckpt_file *f, const dl_ckpt_dataset *d,
 }
 
 /* ---- safetensors export ----------------------------------------------------------------------------------------
- * The format, written directly: an 8-byte little-endian header length N, N bytes of JSON (padded with spaces to a
- * multiple of 8), then the tensors' bytes back to back in the order of the header, with no gap. */
+ * The layout is ckpt/safetensors.c's; this picks the /model tensors and streams them one at a time. */
 
 dl_status dl_ckpt_export_safetensors(const char *path, const char *out, size_t *tensors, uint64_t *data_bytes) {
     DL_REQUIRE(path && out, DL_ERR_INVALID, "dl_ckpt_export_safetensors: NULL argument");
@@ -1986,23 +1997,11 @@ dl_status dl_ckpt_export_safetensors(const char *path, const char *out, size_t *
     DL_CHECK(dl_ckpt_read_meta(path, &meta));
     dl_ckpt_file *f = NULL;
     dl_status s = dl_ckpt_open(&f, path);
-    json_t *header = json_object(), *metadata = json_object();
-    if (s == DL_OK && (!header || !metadata))
+    size_t count = 0, n = s == DL_OK ? dl_ckpt_count(f) : 0;
+    dl_st_entry *entries = calloc(n ? n : 1, sizeof *entries);
+    if (s == DL_OK && !entries)
         s = DL_FAIL(DL_ERR_NOMEM, "cannot allocate the safetensors header");
-    char step[32];
-    snprintf(step, sizeof step, "%lld", (long long)meta.step);
-    if (s == DL_OK) {
-        json_object_set_new(metadata, "format", json_string("pt"));
-        json_object_set_new(metadata, "dealer_model_kind", json_string(meta.model_kind));
-        json_object_set_new(metadata, "dealer_step", json_string(step));
-        json_object_set_new(metadata, "dealer_config", json_string(meta.config_yaml ? meta.config_yaml : ""));
-        json_object_set_new(header, "__metadata__", metadata);
-        metadata = NULL;
-    }
-    /* The header: every /model tensor, offsets in the order of the file. */
-    uint64_t offset = 0;
-    size_t count = 0;
-    for (size_t i = 0; s == DL_OK && i < dl_ckpt_count(f); i++) {
+    for (size_t i = 0; s == DL_OK && i < n; i++) {
         const dl_ckpt_dataset *d = dl_ckpt_at(f, i);
         if (strncmp(d->name, "/model/", 7) != 0)
             continue;
@@ -2011,65 +2010,41 @@ dl_status dl_ckpt_export_safetensors(const char *path, const char *out, size_t *
                         dl_ckpt_dtype_name(d->dtype));
             break;
         }
-        json_t *entry = json_object(), *shape = json_array(), *offsets = json_array();
+        entries[count].name = d->name + 7;
+        entries[count].ndim = d->ndim;
         for (int k = 0; k < d->ndim; k++)
-            json_array_append_new(shape, json_integer((json_int_t)d->shape[k]));
-        uint64_t bytes = (uint64_t)d->numel * 4;
-        json_array_append_new(offsets, json_integer((json_int_t)offset));
-        json_array_append_new(offsets, json_integer((json_int_t)(offset + bytes)));
-        json_object_set_new(entry, "dtype", json_string("F32"));
-        json_object_set_new(entry, "shape", shape);
-        json_object_set_new(entry, "data_offsets", offsets);
-        if (json_object_set_new(header, d->name + 7, entry) != 0)
-            s = DL_FAIL(DL_ERR_NOMEM, "cannot build the safetensors header");
-        offset += bytes;
+            entries[count].shape[k] = d->shape[k];
         count++;
     }
     if (s == DL_OK && count == 0)
         s = DL_FAIL(DL_ERR_FORMAT, "%s holds no /model tensors", path);
-    char *text = s == DL_OK ? json_dumps(header, JSON_COMPACT) : NULL;
-    if (s == DL_OK && !text)
-        s = DL_FAIL(DL_ERR_NOMEM, "cannot serialise the safetensors header");
-    dl_atomic_file af;
-    memset(&af, 0, sizeof af);
-    int opened = 0;
-    if (s == DL_OK) {
-        s = dl_atomic_open(&af, out);
-        opened = s == DL_OK;
-    }
-    if (s == DL_OK) {
-        size_t len = strlen(text), padded = (len + 7) / 8 * 8;
-        uint8_t prefix[8];
-        uint64_t n = padded;
-        for (int k = 0; k < 8; k++)
-            prefix[k] = (uint8_t)(n >> (8 * k));
-        s = dl_atomic_write(&af, prefix, 8);
-        if (s == DL_OK)
-            s = dl_atomic_write(&af, text, len);
-        for (size_t k = len; s == DL_OK && k < padded; k++)
-            s = dl_atomic_write(&af, " ", 1);
-    }
-    for (size_t i = 0; s == DL_OK && i < dl_ckpt_count(f); i++) {
+    char step[32];
+    snprintf(step, sizeof step, "%lld", (long long)meta.step);
+    const char *keys[] = {"format", "dealer_model_kind", "dealer_step", "dealer_config"};
+    const char *values[] = {"pt", meta.model_kind, step, meta.config_yaml ? meta.config_yaml : ""};
+    dl_st_writer w;
+    memset(&w, 0, sizeof w);
+    if (s == DL_OK)
+        s = dl_st_write_begin(&w, out, entries, count, keys, values, 4);
+    for (size_t i = 0; s == DL_OK && i < n; i++) {
         const dl_ckpt_dataset *d = dl_ckpt_at(f, i);
         if (strncmp(d->name, "/model/", 7) != 0)
             continue;
         void *data = NULL;
         s = read_tensor_verified(f, d, &data);
         if (s == DL_OK)
-            s = dl_atomic_write(&af, data, d->numel * 4); /* float32 little endian: this host's layout */
+            s = dl_st_write_tensor(&w, data, d->numel);
         free(data);
     }
-    if (opened && s == DL_OK)
-        s = dl_atomic_commit(&af);
-    else if (opened)
-        dl_atomic_abort(&af);
+    if (s == DL_OK)
+        s = dl_st_write_commit(&w);
+    else
+        dl_st_write_abort(&w);
     if (s == DL_OK && tensors)
         *tensors = count;
     if (s == DL_OK && data_bytes)
-        *data_bytes = offset;
-    free(text);
-    json_decref(header);
-    json_decref(metadata);
+        *data_bytes = w.data_bytes;
+    free(entries);
     dl_ckpt_close(f);
     free(meta.config_yaml);
     return s;

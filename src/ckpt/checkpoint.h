@@ -50,6 +50,8 @@ typedef struct dl_ckpt_meta {
     char model_kind[16];
     char dealer_version[64]; /* on load: the release that wrote the file (ignored on save: always this one) */
     char *config_yaml;      /* malloc'd on load; the caller frees */
+    char tokenizer_hash[17]; /* gpt/dpo: hex hash of the run's tokenizer (data/tokenizer.h); "" = byte-level or a
+                              * checkpoint written before tokenizers were recorded */
 } dl_ckpt_meta;
 
 /* What a checkpoint holds besides the meta: the parameter table and host copies of parameters and optimizer

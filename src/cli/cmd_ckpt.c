@@ -1,10 +1,13 @@
-/* cmd_ckpt.c — `dealer ckpt {ls,show,diff,export}`: list, inspect, compare and export checkpoints.
+/* cmd_ckpt.c — `dealer ckpt {ls,show,diff,export,import}`: list, inspect, compare, export and import checkpoints.
  *
  * Everything reads through the checkpoint module's serial reader (ckpt/checkpoint.h), so these commands need no
  * MPI and work on a laptop with a copy of a run directory. Exit codes: 0 ok, 1 `diff` found a difference (or an I/O
  * failure), 2 bad usage or a bad file (unreadable, damaged: a CRC mismatch is reported for every tensor, then exit 2).
- * The safetensors writer is dl_ckpt_export_safetensors (ckpt/checkpoint.h). */
+ * The safetensors writer is dl_ckpt_export_safetensors (ckpt/checkpoint.h); the Hugging Face directory export and
+ * the import of GPT-2 weights are ckpt/hf_gpt2.h and ckpt/weights.h. `import` writes an HDF5 checkpoint, which goes
+ * through the (parallel) checkpoint writer: it starts MPI as a one-rank job, like `dealer train` does. */
 #include <errno.h>
+#include <limits.h>
 #include <float.h>
 #include <math.h>
 #include <stdio.h>
@@ -19,6 +22,12 @@
 #include "core/status.h"
 #include "data/loader.h"
 #include "ckpt/checkpoint.h"
+#include "ckpt/hf_gpt2.h"
+#include "ckpt/weights.h"
+#include "comm/world.h"
+#include "core/config.h"
+#include "data/tokenizer.h"
+#include "models/gpt.h"
 
 static void usage(FILE *out) {
     fprintf(out, "usage: dealer ckpt <command> [options]\n\n"
@@ -29,7 +38,16 @@ static void usage(FILE *out) {
                  "  diff A B [--tol T]         per-tensor max |a-b| and relative difference ||a-b||/||b||;\n"
                  "                             exit 1 when a tensor differs by more than T (default 0: bit-exact)\n"
                  "  export FILE --format safetensors -o OUT\n"
-                 "                             the model's tensors as safetensors (PyTorch, Hugging Face)\n\n"
+                 "                             the model's tensors as safetensors (PyTorch, Hugging Face)\n"
+                 "  export FILE --format hf -o DIR [--tokenizer tokenizer.json]\n"
+                 "                             a Hugging Face GPT-2 model directory (config.json, model.safetensors,\n"
+                 "                             and tokenizer.json: --tokenizer, else the run directory's own)\n"
+                 "  import SRC -o OUT.h5 [--n-head H] [--tokenizer tokenizer.json]\n"
+                 "                             a dealer checkpoint from a Hugging Face GPT-2 directory (config.json +\n"
+                 "                             model.safetensors) or a .safetensors file; prints the model section of\n"
+                 "                             a config that fits it (--n-head: for a bare file without config.json).\n"
+                 "                             The tokenizer (--tokenizer, else the directory's tokenizer.json) is\n"
+                 "                             recorded as the checkpoint's data.tokenizer and its hash\n\n"
                  "FILE, A and B are a step file, a ckpt/latest file, or a run directory (or its ckpt/): its latest\n"
                  "checkpoint, as in every dealer command. OUT may not be the checkpoint itself. See\n"
                  "docs/checkpoint-format.md.\n"
@@ -531,14 +549,38 @@ static int cmd_diff(int argc, char **argv) {
 
 /* ---- export ------------------------------------------------------------------------------------------------------ */
 
+/* The run's tokenizer.json when FILE lies in RUN/ckpt/ and RUN has one; "" otherwise. */
+static void run_tokenizer(const char *file, char *out, size_t cap) {
+    out[0] = '\0';
+    char dir[PATH_MAX];
+    if (!realpath(file, dir))
+        return;
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *slash = '\0';
+    size_t n = strlen(dir);
+    if (n >= 5 && strcmp(dir + n - 5, "/ckpt") == 0)
+        dir[n - 5] = '\0'; /* RUN/ckpt -> RUN */
+    else
+        return; /* not a run's ckpt/ directory */
+    char candidate[4500];
+    snprintf(candidate, sizeof candidate, "%s/tokenizer.json", dir);
+    struct stat st;
+    if (stat(candidate, &st) == 0 && S_ISREG(st.st_mode))
+        snprintf(out, cap, "%.*s", (int)(cap - 1), candidate);
+}
+
 static int cmd_export(int argc, char **argv) {
-    const char *arg = NULL, *format = NULL, *out = NULL;
+    const char *arg = NULL, *format = NULL, *out = NULL, *tokenizer = NULL;
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--format") == 0 || strcmp(argv[i], "-o") == 0 || strcmp(argv[i], "--output") == 0) {
+        if (strcmp(argv[i], "--format") == 0 || strcmp(argv[i], "-o") == 0 || strcmp(argv[i], "--output") == 0 ||
+            strcmp(argv[i], "--tokenizer") == 0) {
             if (i + 1 >= argc)
                 return usage_error("export", "%s needs a value", argv[i]);
             if (strcmp(argv[i], "--format") == 0)
                 format = argv[++i];
+            else if (strcmp(argv[i], "--tokenizer") == 0)
+                tokenizer = argv[++i];
             else
                 out = argv[++i];
         } else if (argv[i][0] == '-') {
@@ -552,15 +594,30 @@ static int cmd_export(int argc, char **argv) {
     if (!arg)
         return usage_error("export", "expects a checkpoint FILE (or a run directory)", NULL);
     if (!format)
-        return usage_error("export", "needs --format (safetensors)", NULL);
-    if (strcmp(format, "safetensors") != 0)
-        return usage_error("export", "unknown --format '%s' (safetensors is the one there is)", format);
+        return usage_error("export", "needs --format (safetensors or hf)", NULL);
+    int hf = strcmp(format, "hf") == 0;
+    if (!hf && strcmp(format, "safetensors") != 0)
+        return usage_error("export", "unknown --format '%s' (safetensors or hf)", format);
     if (!out)
-        return usage_error("export", "needs -o OUT", NULL);
+        return usage_error("export", hf ? "needs -o DIR" : "needs -o OUT", NULL);
+    if (tokenizer && !hf)
+        return usage_error("export", "--tokenizer goes with --format hf", NULL);
     char path[4400];
     dl_status s = resolve_file(arg, path, sizeof path);
     size_t count = 0;
     uint64_t bytes = 0;
+    if (s == DL_OK && hf) {
+        char found[4400] = "";
+        if (!tokenizer)
+            run_tokenizer(path, found, sizeof found);
+        const char *tok = tokenizer ? tokenizer : found[0] ? found : NULL;
+        s = dl_hf_gpt2_export(path, out, tok, &count);
+        if (s == DL_OK)
+            printf("wrote %s: config.json, model.safetensors (%zu tensors, GPT-2 names)%s%s\n", out, count,
+                   tok ? ", tokenizer.json from " : " (no tokenizer: the run has none; --tokenizer FILE adds one)",
+                   tok ? tok : "");
+        return s == DL_OK ? 0 : report("export", s);
+    }
     if (s == DL_OK)
         s = dl_check_output_not_input(out, path, "-o");
     if (s == DL_OK)
@@ -569,6 +626,180 @@ static int cmd_export(int argc, char **argv) {
         printf("wrote %s: %zu tensors, %llu bytes of float32 data (safetensors; names as in the checkpoint)\n", out,
                count, (unsigned long long)bytes);
     return s == DL_OK ? 0 : report("export", s);
+}
+
+/* ---- import ------------------------------------------------------------------------------------------------------ */
+
+/* The resolved config of a gpt of this shape: defaults, with data.seq_len no longer than the position table. */
+static dl_status import_config(const dl_gpt2_shape *shape, const char *source, const char *tokenizer,
+                               dl_config *cfg) {
+    char text[6000];
+    int seq_len = shape->n_positions < 1024 ? shape->n_positions : 1024;
+    snprintf(text, sizeof text,
+             "model:\n  kind: gpt\n  vocab_size: %d\n  n_layer: %d\n  n_head: %d\n  n_embd: %d\n"
+             "  max_seq_len: %d\n  positions: %s\n  rope_theta: %.17g\ndata:\n  seq_len: %d\n",
+             shape->vocab_size, shape->n_layer, shape->n_head, shape->n_embd, shape->n_positions,
+             shape->rope ? "rope" : "learned", shape->rope ? shape->rope_theta : 10000.0, seq_len);
+    if (tokenizer) {
+        DL_REQUIRE(strlen(tokenizer) < 4096 && !strpbrk(tokenizer, "'\n"), DL_ERR_INVALID,
+                   "the tokenizer path %s is too long or holds a quote or newline", tokenizer);
+        size_t at = strlen(text);
+        snprintf(text + at, sizeof text - at, "  tokenizer: '%s'\n", tokenizer);
+    }
+    DL_CHECK_CTX(dl_config_load_string(cfg, text, strlen(text), source), "the model %s describes", source);
+    return DL_OK;
+}
+
+static int cmd_import(int argc, char **argv) {
+    const char *src_arg = NULL, *out = NULL, *tokenizer = NULL;
+    long n_head = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-o") == 0 || strcmp(argv[i], "--output") == 0 || strcmp(argv[i], "--n-head") == 0 ||
+            strcmp(argv[i], "--tokenizer") == 0) {
+            if (i + 1 >= argc)
+                return usage_error("import", "%s needs a value", argv[i]);
+            if (strcmp(argv[i], "--n-head") == 0) {
+                char *end = NULL;
+                errno = 0;
+                n_head = strtol(argv[++i], &end, 10);
+                if (errno || !end || *end || n_head < 1 || n_head > 4096)
+                    return usage_error("import", "--n-head wants an integer from 1 to 4096, got '%s'", argv[i]);
+            } else if (strcmp(argv[i], "--tokenizer") == 0) {
+                tokenizer = argv[++i];
+            } else {
+                out = argv[++i];
+            }
+        } else if (argv[i][0] == '-') {
+            return usage_error("import", "unknown option %s", argv[i]);
+        } else if (src_arg) {
+            return usage_error("import", "expects one SRC, got a second: %s", argv[i]);
+        } else {
+            src_arg = argv[i];
+        }
+    }
+    if (!src_arg)
+        return usage_error("import", "expects SRC: a Hugging Face model directory or a .safetensors file", NULL);
+    if (!out)
+        return usage_error("import", "needs -o OUT.h5", NULL);
+    dl_weights_source src;
+    dl_gpt2_shape shape;
+    dl_status s = dl_weights_resolve(src_arg, "ckpt import", &src);
+    if (s == DL_OK)
+        s = dl_weights_shape(&src, &shape);
+    if (s == DL_OK && !shape.n_head_known && !n_head) {
+        s = DL_FAIL(DL_ERR_INVALID, "%s has no config.json, and the head count leaves no trace in the tensors",
+                    src_arg);
+        dl_error_hint("pass --n-head H, or import the model directory with its config.json");
+    }
+    if (s == DL_OK && n_head) {
+        if (shape.n_head_known && shape.n_head != n_head) {
+            s = DL_FAIL(DL_ERR_INVALID, "--n-head %ld disagrees with %s, which says n_head %d", n_head, src_arg,
+                        shape.n_head);
+        } else {
+            shape.n_head = (int)n_head;
+            shape.n_head_known = 1;
+        }
+    }
+    /* The model directory's own tokenizer goes with it unless --tokenizer names another. */
+    char dir_tokenizer[DL_WEIGHTS_PATH_MAX + 32];
+    struct stat st;
+    if (s == DL_OK && !tokenizer && src.kind == DL_WEIGHTS_HF_DIR) {
+        snprintf(dir_tokenizer, sizeof dir_tokenizer, "%s/tokenizer.json", src_arg);
+        if (stat(dir_tokenizer, &st) == 0 && S_ISREG(st.st_mode))
+            tokenizer = dir_tokenizer;
+    }
+    dl_tokenizer *tok = NULL;
+    char tok_hash[17] = "";
+    if (s == DL_OK && tokenizer) {
+        s = dl_tokenizer_load(tokenizer, &tok);
+        if (s != DL_OK)
+            dl_error_context("the tokenizer %s", tokenizer);
+        else if (dl_tokenizer_vocab_size(tok) > shape.vocab_size)
+            s = DL_FAIL(DL_ERR_INVALID, "the tokenizer %s has %d ids, more than the model's vocabulary (%d)",
+                        tokenizer, (int)dl_tokenizer_vocab_size(tok), shape.vocab_size);
+        else
+            dl_tokenizer_hash_hex(dl_tokenizer_hash(tok), tok_hash);
+    }
+    dl_tokenizer_free(tok);
+    dl_config cfg;
+    int have_cfg = 0;
+    if (s == DL_OK) {
+        s = import_config(&shape, src_arg, tokenizer, &cfg);
+        have_cfg = s == DL_OK;
+    }
+    dl_gpt_config gc = {0};
+    if (have_cfg)
+        gc = (dl_gpt_config){.vocab_size = cfg.model.vocab_size, .n_layer = cfg.model.n_layer,
+                             .n_head = cfg.model.n_head, .n_embd = cfg.model.n_embd,
+                             .max_seq_len = cfg.model.max_seq_len, .rope = shape.rope,
+                             .rope_theta = (float)cfg.model.rope_theta, .checkpoint_every = 0};
+    dl_backend be;
+    int be_open = 0;
+    dl_gpt *gpt = NULL;
+    float *host = NULL;
+    char *yaml = NULL;
+    if (s == DL_OK)
+        s = dl_gpt_config_check(&gc);
+    if (s == DL_OK) {
+        s = dl_backend_open(&be, "cpu", 0);
+        be_open = s == DL_OK;
+    }
+    if (s == DL_OK)
+        s = dl_gpt_create(&gpt, &gc, &be, 1, 1); /* only for the parameter layout: no step ever runs */
+    if (s == DL_OK && !(host = calloc(dl_gpt_num_params(gpt) ? dl_gpt_num_params(gpt) : 1, sizeof *host)))
+        s = DL_FAIL(DL_ERR_NOMEM, "cannot allocate the parameters of %s", src_arg);
+    if (s == DL_OK)
+        s = dl_weights_load(&src, dl_gpt_params(gpt), host);
+    if (s == DL_OK)
+        s = dl_config_to_yaml(&cfg, 0, &yaml);
+    dl_world world;
+    memset(&world, 0, sizeof world);
+    int world_up = 0;
+    if (s == DL_OK) {
+        s = dl_world_init(&world, &argc, &argv, 300.0);
+        world_up = s == DL_OK;
+    }
+    if (s == DL_OK) {
+        dl_ckpt_meta meta;
+        memset(&meta, 0, sizeof meta);
+        meta.seed = cfg.run.seed;
+        meta.world_size = 1;
+        snprintf(meta.model_kind, sizeof meta.model_kind, "gpt");
+        memcpy(meta.tokenizer_hash, tok_hash, sizeof meta.tokenizer_hash);
+        meta.config_yaml = yaml;
+        dl_ckpt_tensors t = {dl_gpt_params(gpt), host, 0, NULL, NULL, 0, 0};
+        dl_ckpt_options options = {0};
+        s = dl_ckpt_write(&world, out, &meta, &t, NULL, 0, &options);
+    }
+    if (s == DL_OK) {
+        printf("# wrote %s: %zu tensors from the %s %s (step 0, no optimizer state: start runs from it with\n"
+               "# model.init_from; this model section fits it)\n",
+               out, dl_gpt_params(gpt)->count, dl_weights_kind_name(src.kind), src_arg);
+        printf("model:\n  kind: gpt\n  vocab_size: %d\n  n_layer: %d\n  n_head: %d\n  n_embd: %d\n"
+               "  positions: %s\n  max_seq_len: %d\n",
+               gc.vocab_size, gc.n_layer, gc.n_head, gc.n_embd, gc.rope ? "rope" : "learned", gc.max_seq_len);
+        if (gc.rope)
+            printf("  rope_theta: %g\n", gc.rope_theta);
+        int short_table = !gc.rope && gc.max_seq_len < 1024; /* data.seq_len's default would not fit */
+        if (short_table || tokenizer)
+            printf("data:\n");
+        if (short_table)
+            printf("  seq_len: %d   # at most max_seq_len\n", gc.max_seq_len);
+        if (tokenizer)
+            printf("  tokenizer: %s   # hash %s, recorded in the checkpoint\n", tokenizer, tok_hash);
+        fflush(stdout);
+    }
+    int code = s == DL_OK ? 0 : report("import", s);
+    free(yaml);
+    free(host);
+    dl_gpt_destroy(gpt);
+    if (be_open)
+        dl_backend_close(&be);
+    if (have_cfg)
+        dl_config_free(&cfg);
+    if (world_up)
+        dl_world_finalize(&world);
+    return code;
 }
 
 int dl_cmd_ckpt(int argc, char **argv) {
@@ -590,6 +821,9 @@ int dl_cmd_ckpt(int argc, char **argv) {
         return cmd_diff(argc - 1, argv + 1);
     if (strcmp(sub, "export") == 0)
         return cmd_export(argc - 1, argv + 1);
-    fprintf(stderr, "dealer ckpt: unknown command '%s' (ls, show, diff, export; see dealer ckpt --help)\n", sub);
+    if (strcmp(sub, "import") == 0)
+        return cmd_import(argc - 1, argv + 1);
+    fprintf(stderr, "dealer ckpt: unknown command '%s' (ls, show, diff, export, import; see dealer ckpt --help)\n",
+            sub);
     return 2;
 }

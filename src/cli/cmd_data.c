@@ -14,6 +14,7 @@
 #include "data/record.h"
 #include "data/stat.h"
 #include "data/synth_clicks.h"
+#include "data/tokenizer.h"
 
 static void usage_data(FILE *out) {
     fprintf(out, "usage: dealer data <command> [options]\n\n"
@@ -31,13 +32,16 @@ static void usage_convert(FILE *out) {
             "Writes OUT.tfrecord (TFRecord framing around tf.train.Example) and its index OUT.tfrecord.idx.\n"
             "Nothing appears under OUT unless the whole conversion succeeds. IN may be '-' for standard input.\n\n"
             "formats:\n"
-            "  text          byte-level token documents (token = byte value 0..255), feature 'tokens'\n"
+            "  text          token documents, feature 'tokens' (byte-level: token = byte value 0..255, or\n"
+            "                the BPE ids of --tokenizer)\n"
             "  libffm        'label field:feature:value ...' lines -> click rows (label, field, feature, value)\n"
             "  libsvm        'label feature:value ...' lines -> click rows (field 0, or see --libsvm-fields)\n"
             "                (click rows: feature ids >= 2^31 are stored hashed, and counted in the summary;\n"
             "                an input without a row is an error, exit 2)\n"
-            "  jsonl-pairs   {\"prompt\": ..., \"chosen\": ..., \"rejected\": ...} lines -> preference pairs,\n"
-            "                strings tokenised byte-level (their UTF-8 bytes)\n\n"
+            "  jsonl-pairs   {\"prompt\": ..., \"chosen\": ..., \"rejected\": ...} lines -> preference pairs; or the\n"
+            "                conversational form: \"chosen\"/\"rejected\" message lists [{\"role\", \"content\"}, ...]\n"
+            "                whose shared prefix is the prompt (or an explicit \"prompt\"), each message rendered\n"
+            "                as 'ROLE: CONTENT<|endoftext|>' (docs/data-format.md)\n\n"
             "options:\n"
             "  -o, --output OUT          the record file to write (required)\n"
             "  --doc-split blank|line|file\n"
@@ -49,6 +53,13 @@ static void usage_convert(FILE *out) {
             "  --valid-fraction F        send each record to the valid file with probability F (0 <= F < 1)\n"
             "  --valid-out VALID         the valid record file (required with --valid-fraction > 0)\n"
             "  --seed N                  seed of the train/valid split (default 1); same seed, same split\n"
+            "  --tokenizer PATH          text, jsonl-pairs: tokenise with this tokenizer.json (or vocab.json,\n"
+            "                            or a directory holding one; 'bytes' = the byte-level default). Its hash\n"
+            "                            is stamped in OUT.tokenizer; training refuses data of another tokenizer\n"
+            "  --skip-bad                jsonl-pairs: count and skip malformed lines (the first 10 are named)\n"
+            "                            instead of stopping at the first (exit 2)\n"
+            "  --threads N               tokenising threads (default: OMP_NUM_THREADS or all cores); the output\n"
+            "                            is the same for any N\n"
             "  --no-progress             no progress bar (it is only drawn on a terminal anyway)\n\n"
             "Labels must be 0, 1 or -1 (stored as 0). A malformed line stops the conversion with its file, line\n"
             "and column (exit 2). See docs/data-format.md.\n");
@@ -94,7 +105,7 @@ static int cmd_convert(int argc, char **argv) {
     memset(&opt, 0, sizeof opt);
     opt.seed = 1;
     opt.progress = 1;
-    const char *format = NULL, *doc_split = NULL, *libsvm_fields = NULL;
+    const char *format = NULL, *doc_split = NULL, *libsvm_fields = NULL, *threads = NULL;
     const char **inputs = calloc((size_t)argc + 1, sizeof *inputs);
     if (!inputs) {
         fprintf(stderr, "dealer data convert: out of memory\n");
@@ -115,9 +126,21 @@ static int cmd_convert(int argc, char **argv) {
         } else if (strcmp(a, "--no-progress") == 0) {
             opt.progress = 0;
             takes_value = 0;
+        } else if (strcmp(a, "--skip-bad") == 0) {
+            opt.skip_bad = 1;
+            takes_value = 0;
         } else if (!next) {
             rc = usage_error("convert", "%s needs a value", a);
-            break;
+        } else if (strcmp(a, "--tokenizer") == 0) {
+            opt.tokenizer = next;
+        } else if (strcmp(a, "--threads") == 0) {
+            char *end;
+            errno = 0;
+            long t = strtol(next, &end, 10);
+            if (errno || *end || end == next || t < 1 || t > 1024)
+                rc = usage_error("convert", "--threads needs an integer in [1, 1024], got '%s'", next);
+            opt.threads = (int)t;
+            threads = next;
         } else if (strcmp(a, "--format") == 0) {
             format = next;
         } else if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0) {
@@ -162,6 +185,12 @@ static int cmd_convert(int argc, char **argv) {
         else if (strcmp(libsvm_fields, "zero") != 0)
             rc = usage_error("convert", "unknown --libsvm-fields '%s' (known: zero, position)", libsvm_fields);
     }
+    if (rc == 0 && opt.tokenizer && opt.format != DL_CONVERT_TEXT && opt.format != DL_CONVERT_JSONL_PAIRS)
+        rc = usage_error("convert", "--tokenizer applies to --format text and jsonl-pairs only%s", NULL);
+    if (rc == 0 && opt.skip_bad && opt.format != DL_CONVERT_JSONL_PAIRS)
+        rc = usage_error("convert", "--skip-bad applies to --format jsonl-pairs only%s", NULL);
+    if (rc == 0 && threads && opt.format != DL_CONVERT_TEXT && opt.format != DL_CONVERT_JSONL_PAIRS)
+        rc = usage_error("convert", "--threads applies to --format text and jsonl-pairs only%s", NULL);
     if (rc == 0 && n_inputs == 0)
         rc = usage_error("convert", "no input files given%s", NULL);
     if (rc == 0 && !opt.output)
@@ -189,11 +218,17 @@ static int cmd_convert(int argc, char **argv) {
                grouped(c, sizeof c, res.valid_bytes));
     printf("\nread %s lines (%s blank), %s bytes", grouped(a, sizeof a, res.lines),
            grouped(b, sizeof b, res.blank_lines), grouped(c, sizeof c, res.input_bytes));
-    if (opt.format == DL_CONVERT_TEXT || opt.format == DL_CONVERT_JSONL_PAIRS)
-        printf("; %s tokens", grouped(a, sizeof a, res.tokens));
+    if (opt.format == DL_CONVERT_TEXT || opt.format == DL_CONVERT_JSONL_PAIRS) {
+        char hex[17];
+        dl_tokenizer_hash_hex(res.tokenizer_hash, hex);
+        printf("; %s tokens (tokenizer %s)", grouped(a, sizeof a, res.tokens), hex);
+    }
     if (opt.format == DL_CONVERT_LIBFFM || opt.format == DL_CONVERT_LIBSVM)
         printf("; %s feature ids at or above 2^31 hashed", grouped(a, sizeof a, res.hashed_ids));
     printf("\n");
+    if (res.skipped)
+        fprintf(stderr, "dealer data convert: warning: skipped %s malformed line%s (--skip-bad)\n",
+                grouped(a, sizeof a, res.skipped), res.skipped == 1 ? "" : "s");
     if (res.records + res.valid_records == 0)
         fprintf(stderr, "dealer data convert: warning: the inputs held no records\n");
     return 0;
@@ -321,14 +356,16 @@ static int cmd_synth(int argc, char **argv) {
 static void usage_make_pairs(FILE *out) {
     fprintf(out,
             "usage: dealer data make-pairs TEXT -o OUT.tfrecord [--valid-out VALID.tfrecord --valid-fraction F]\n"
-            "                              [--prompt-bytes N] [--response-bytes N] [--rejected MODE] [--seed N]\n\n"
+            "                              [--prompt-bytes N] [--response-bytes N] [--rejected MODE] [--seed N]\n"
+            "                              [--tokenizer PATH]\n\n"
             "Cuts TEXT (e.g. data/tinyshakespeare.txt) into speeches at blank lines and makes one preference pair of\n"
             "each long enough speech: prompt = the speaker line and the speech's opening (about N bytes, default\n"
             "40), chosen = its true continuation (about N bytes, default 64), rejected = a corrupted continuation:\n"
             "  shuffle   the same words in a random order, at least half of them moved (the default)\n"
             "  swap      the continuation of another speech\n"
             "  mixed     one or the other per pair\n"
-            "Records are byte-level pairs (prompt, chosen, rejected), as `data convert --format jsonl-pairs` writes.\n"
+            "Records are pairs (prompt, chosen, rejected) as `data convert --format jsonl-pairs` writes: byte-level,\n"
+            "or tokenised with --tokenizer PATH (a tokenizer.json; its hash goes to OUT.tokenizer).\n"
             "--valid-fraction F holds out each pair with probability F (seeded, reproducible). See docs/dpo.md.\n");
 }
 
@@ -381,6 +418,8 @@ static int cmd_make_pairs(int argc, char **argv) {
             rc = parse_int_option(a, next, &opt.prompt_bytes) ? 2 : 0;
         } else if (strcmp(a, "--response-bytes") == 0) {
             rc = parse_int_option(a, next, &opt.response_bytes) ? 2 : 0;
+        } else if (strcmp(a, "--tokenizer") == 0) {
+            opt.tokenizer = next;
         } else if (strcmp(a, "--rejected") == 0) {
             if (dl_reject_mode_parse(next, &opt.rejected) != DL_OK)
                 rc = usage_error("make-pairs", "unknown --rejected '%s' (known: shuffle, swap, mixed)", next);

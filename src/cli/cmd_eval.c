@@ -3,7 +3,9 @@
  * One process, no MPI: the model is rebuilt from the config stored in the checkpoint, its parameters loaded, and
  * the records read in file order (no shuffle), packed exactly as the trainer packs them (same rows, seq_len, packing
  * and window), then forward only. The loss is the mean cross-entropy over every target token, in nats per token
- * (per byte for the byte-level tokenizer), with its perplexity exp(loss) and bits per token. Attention never
+ * (per byte for the byte-level tokenizer), with its perplexity exp(loss), bits per token and bits per byte (the
+ * loss in bits over the UTF-8 bytes the target tokens stand for, by the run's tokenizer), so byte-level and BPE
+ * runs compare. The data must have been made with the run's tokenizer (its .tokenizer stamp). Attention never
  * crosses a document and a document's split pieces do not depend on the batch shape, so over a whole file the
  * figure does not depend on how documents were grouped into rows: a 1-rank run with train.eval_steps=0 reports the
  * same val_loss up to float rounding. */
@@ -20,24 +22,28 @@
 #include "core/timer.h"
 #include "data/dataset.h"
 #include "data/loader.h"
+#include "data/tokenizer.h"
 #include "ckpt/checkpoint.h"
 #include "models/model.h"
 
 static void usage(FILE *out) {
     fprintf(out,
             "usage: dealer eval CKPT [--data FILE...] [--batches N] [--rows B] [--device auto|cpu|cuda]\n"
-            "                        [--threads T] [--json]\n\n"
+            "                        [--threads T] [--tokenizer PATH] [--json]\n\n"
             "Validation loss of the GPT in CKPT (run_dir/ckpt/step_NNNNNNNN.h5, run_dir/ckpt/latest, or a run\n"
             "directory for its latest checkpoint) on record files: by default the checkpoint config's data.valid. Reads the files in order,\n"
             "packs them as training did (data.seq_len, data.packing; B = train.batch_per_rank rows unless --rows)\n"
-            "and prints the mean loss per target token in nats, its perplexity and bits per token.\n"
+            "and prints the mean loss per target token in nats, its perplexity, bits per token and bits per byte\n"
+            "(over the bytes the target tokens decode to, so byte-level and BPE runs compare). The run's\n"
+            "tokenizer (run_dir/tokenizer.json, or byte-level) is used; --tokenizer PATH names it when the\n"
+            "checkpoint sits elsewhere. Data made with another tokenizer is refused (exit 2).\n"
             "  --batches N   stop after N batches (default: all of the data)\n"
             "  --json        print one JSON object instead of the text line\n\n"
             "Exit codes: 0 ok, 1 runtime failure, 2 bad usage or input.\n");
 }
 
 typedef struct options {
-    const char *ckpt, *device;
+    const char *ckpt, *device, *tokenizer;
     char **data;
     int num_data;
     long batches, rows, threads;
@@ -57,7 +63,7 @@ static int parse_count(const char *flag, const char *text, long min, long *out) 
 }
 
 static int parse_args(int argc, char **argv, options *o) {
-    *o = (options){NULL, "auto", NULL, 0, 0, 0, 0, 0};
+    *o = (options){NULL, "auto", NULL, NULL, 0, 0, 0, 0, 0};
     o->data = calloc((size_t)argc, sizeof(char *));
     if (!o->data) {
         fprintf(stderr, "dealer eval: out of memory\n");
@@ -87,6 +93,13 @@ static int parse_args(int argc, char **argv, options *o) {
             if (parse_count(a, v, 1, dst))
                 return -1;
             i++;
+        } else if (strcmp(a, "--tokenizer") == 0) {
+            if (!v) {
+                fprintf(stderr, "dealer eval: --tokenizer needs a path\n");
+                return -1;
+            }
+            o->tokenizer = v;
+            i++;
         } else if (strcmp(a, "--device") == 0) {
             if (!v) {
                 fprintf(stderr, "dealer eval: --device needs a value (auto, cpu or cuda)\n");
@@ -112,6 +125,7 @@ static int parse_args(int argc, char **argv, options *o) {
 
 typedef struct eval_result {
     dl_step_stats stats;
+    double target_bytes; /* UTF-8 bytes the target tokens decode to */
     long batches;
     double seconds;
 } eval_result;
@@ -126,6 +140,8 @@ typedef struct evaluation {
     dl_dataset *set;
     dl_loader *loader;
     float *host;
+    dl_tokenizer *tok;
+    char *tokenizer_hash; /* what the checkpoint recorded */
 } evaluation;
 
 static void eval_close(evaluation *e) {
@@ -137,6 +153,8 @@ static void eval_close(evaluation *e) {
     if (e->cfg_loaded)
         dl_config_free(&e->cfg);
     free(e->host);
+    dl_tokenizer_free(e->tok);
+    free(e->tokenizer_hash);
 }
 
 static dl_status load_config(evaluation *e, const char *path) {
@@ -150,6 +168,7 @@ static dl_status load_config(evaluation *e, const char *path) {
         return s;
     }
     DL_REQUIRE(meta.config_yaml != NULL, DL_ERR_FORMAT, "%s stores no config", path);
+    e->tokenizer_hash = strdup(meta.tokenizer_hash);
     dl_status s = dl_config_load_string(&e->cfg, meta.config_yaml, strlen(meta.config_yaml), path);
     free(meta.config_yaml);
     e->cfg_loaded = 1;
@@ -191,6 +210,12 @@ static dl_status evaluate(const options *o, evaluation *e, char *path, size_t ca
     e->be_open = 1;
     DL_CHECK(dl_model_create(&e->model, c, &e->be, rows, c->data.seq_len));
     DL_CHECK(load_params(e, path));
+    char tok_name[4400];
+    DL_CHECK(dl_cli_checkpoint_tokenizer(path, e->tokenizer_hash ? e->tokenizer_hash : "", o->tokenizer, &e->tok,
+                                         tok_name, sizeof tok_name));
+    for (int i = 0; i < files->count; i++)
+        DL_CHECK_CTX(dl_tokenizer_check_data(files->items[i], e->tok, tok_name), "%s",
+                     o->num_data > 0 ? "--data" : "data.valid");
     DL_CHECK_CTX(dl_dataset_open(&e->set, (const char *const *)files->items, (size_t)files->count),
                  o->num_data > 0 ? "--data" : "data.valid");
     dl_doc_source source;
@@ -215,6 +240,14 @@ static dl_status evaluate(const options *o, evaluation *e, char *path, size_t ca
         if (batch->end_of_data)
             break;
         DL_CHECK_CTX(e->model->eval_batch(e->model, batch, &r->stats), "batch %ld", r->batches + 1);
+        const dl_token_batch *tb = &batch->tokens;
+        for (size_t i = 0, n = (size_t)tb->rows * (size_t)tb->seq_len; i < n; i++) {
+            const uint8_t *bytes;
+            size_t k;
+            if (tb->targets[i] >= 0 && dl_tokenizer_token_bytes(e->tok, tb->targets[i], &bytes, &k) == DL_OK)
+                r->target_bytes += (double)k;
+        }
+        dl_error_clear();
         r->batches++;
     }
     r->seconds = dl_time_seconds() - t0;
@@ -226,15 +259,18 @@ static dl_status evaluate(const options *o, evaluation *e, char *path, size_t ca
 static void print_result(const options *o, const char *path, const eval_result *r) {
     double loss = r->stats.loss_sum / r->stats.targets;
     double tokens_per_s = r->seconds > 0 ? r->stats.tokens / r->seconds : 0;
+    double bits_per_byte = r->target_bytes > 0 ? r->stats.loss_sum / log(2.0) / r->target_bytes : 0.0;
     if (o->json) {
         printf("{\"checkpoint\": \"%s\", \"loss\": %.6f, \"perplexity\": %.6g, \"bits_per_token\": %.6f, "
+               "\"bits_per_byte\": %.6f, \"target_bytes\": %.0f, "
                "\"targets\": %.0f, \"tokens\": %.0f, \"batches\": %ld, \"seconds\": %.3f}\n",
-               path, loss, exp(loss), loss / log(2.0), r->stats.targets, r->stats.tokens, r->batches, r->seconds);
+               path, loss, exp(loss), loss / log(2.0), bits_per_byte, r->target_bytes, r->stats.targets,
+               r->stats.tokens, r->batches, r->seconds);
     } else {
-        printf("%s: loss %.4f nats/token | perplexity %.3f | %.4f bits/token | %.0f targets in %ld batch%s "
-               "(%.0f tokens/s)\n",
-               path, loss, exp(loss), loss / log(2.0), r->stats.targets, r->batches, r->batches == 1 ? "" : "es",
-               tokens_per_s);
+        printf("%s: loss %.4f nats/token | perplexity %.3f | %.4f bits/token | %.4f bits/byte | %.0f targets in "
+               "%ld batch%s (%.0f tokens/s)\n",
+               path, loss, exp(loss), loss / log(2.0), bits_per_byte, r->stats.targets, r->batches,
+               r->batches == 1 ? "" : "es", tokens_per_s);
     }
 }
 

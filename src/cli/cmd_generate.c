@@ -1,6 +1,9 @@
 /* cmd_generate.c — `dealer generate CKPT`: sample text from a GPT checkpoint.
  *
- * Byte-level: the prompt's bytes are the tokens and every sampled token is written as one byte. Each new token runs
+ * The prompt is encoded with the run's tokenizer (run_dir/tokenizer.json, or byte-level when the run had none;
+ * --tokenizer names another, which must have the hash the checkpoint recorded) and sampled tokens are decoded as a
+ * stream that only ever prints whole UTF-8 characters (a byte-level token or a BPE token may end mid-character;
+ * its bytes wait for the rest). Each new token runs
  * the model over the context (the last model.max_seq_len tokens) and samples from the last position's logits with
  * temperature and top-k, drawing from Philox(seed) so the same seed gives the same text on every machine. */
 #include <errno.h>
@@ -14,26 +17,30 @@
 #include "core/config.h"
 #include "core/philox.h"
 #include "ckpt/checkpoint.h"
+#include "data/tokenizer.h"
 #include "models/gpt.h"
 
 static void usage(FILE *out) {
     fprintf(out, "usage: dealer generate CKPT [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--seed S]\n"
-                 "                        [--device auto|cpu|cuda]\n\n"
+                 "                        [--device auto|cpu|cuda] [--tokenizer PATH]\n\n"
                  "Samples N tokens (default 200) after TEXT (default a newline) from the GPT in CKPT\n"
                  "(run_dir/ckpt/step_NNNNNNNN.h5, run_dir/ckpt/latest, or a run directory, which means its latest\n"
                  "checkpoint).\n"
-                 "--temperature 0 picks the most likely token every time; --top-k 0 samples from all tokens.\n");
+                 "--temperature 0 picks the most likely token every time; --top-k 0 samples from all tokens.\n"
+                 "The prompt is encoded and the output decoded with the run's tokenizer (run_dir/tokenizer.json, or\n"
+                 "byte-level); --tokenizer PATH names it when the checkpoint sits elsewhere. Output is printed as it\n"
+                 "is sampled, never half a UTF-8 character.\n");
 }
 
 typedef struct options {
-    const char *ckpt, *prompt, *device;
+    const char *ckpt, *prompt, *device, *tokenizer;
     long tokens, top_k;
     double temperature;
     unsigned long long seed;
 } options;
 
 static int parse_args(int argc, char **argv, options *o) {
-    *o = (options){NULL, "\n", "cpu", 200, 40, 0.8, 1};
+    *o = (options){NULL, "\n", "cpu", NULL, 200, 40, 0.8, 1};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         char *end = NULL;
@@ -55,6 +62,8 @@ static int parse_args(int argc, char **argv, options *o) {
             o->prompt = v;
         } else if (strcmp(a, "--device") == 0) {
             o->device = v;
+        } else if (strcmp(a, "--tokenizer") == 0) {
+            o->tokenizer = v;
         } else if (strcmp(a, "--tokens") == 0) {
             o->tokens = strtol(v, &end, 10);
             if (errno || *end || o->tokens < 1 || o->tokens > 1000000) {
@@ -138,6 +147,18 @@ static dl_status generate(const options *o) {
     dl_status s = dl_config_load_string(&cfg, meta.config_yaml, strlen(meta.config_yaml), path);
     free(meta.config_yaml);
     DL_CHECK_CTX(s, "reading the config stored in %s", path);
+    dl_tokenizer *tok = NULL;
+    char tok_name[4400];
+    if (strcmp(meta.model_kind, "gpt") == 0)
+        s = dl_cli_checkpoint_tokenizer(path, meta.tokenizer_hash, o->tokenizer, &tok, tok_name, sizeof tok_name);
+    if (s == DL_OK && tok && dl_tokenizer_vocab_size(tok) > cfg.model.vocab_size &&
+        dl_tokenizer_kind_of(tok) == DL_TOKENIZER_BPE)
+        s = DL_FAIL(DL_ERR_INVALID, "tokenizer %s has %d ids but the model's vocabulary is %d", tok_name,
+                    (int)dl_tokenizer_vocab_size(tok), cfg.model.vocab_size);
+    if (s != DL_OK) {
+        dl_config_free(&cfg);
+        return s;
+    }
     if (strcmp(meta.model_kind, "gpt") != 0) {
         dl_config_free(&cfg);
         return DL_FAIL(DL_ERR_INVALID, "%s holds a %s model; dealer generate needs a gpt checkpoint", path,
@@ -149,7 +170,11 @@ static dl_status generate(const options *o) {
     dl_config_free(&cfg);
     int context = gc.max_seq_len;
     dl_backend be;
-    DL_CHECK(dl_backend_open(&be, o->device, 0));
+    s = dl_backend_open(&be, o->device, 0);
+    if (s != DL_OK) {
+        dl_tokenizer_free(tok);
+        return s;
+    }
     dl_gpt *model = NULL;
     size_t numel = 0;
     float *host = NULL, *logits = NULL;
@@ -176,23 +201,28 @@ static dl_status generate(const options *o) {
         if (s == DL_OK)
             s = dl_mem_to_device(&be, dl_gpt_param_data(model), host, numel * sizeof(float));
     }
-    /* The running text: prompt bytes, then samples; the model sees the last `context` of them. */
-    size_t len = strlen(o->prompt), cap = len + (size_t)o->tokens + 1;
+    /* The running text: the prompt's tokens, then samples; the model sees the last `context` of them. */
+    dl_i32_array prompt = {0};
+    const char *prompt_text = o->prompt[0] ? o->prompt : "\n";
+    if (s == DL_OK)
+        s = dl_tokenizer_encode(tok, prompt_text, strlen(prompt_text), &prompt);
+    size_t len = prompt.len, cap = len + (size_t)o->tokens + 1;
     int32_t *text = s == DL_OK ? malloc(cap * sizeof(int32_t)) : NULL;
     if (s == DL_OK && !text)
         s = DL_FAIL(DL_ERR_NOMEM, "cannot allocate the text buffer");
     for (size_t i = 0; s == DL_OK && i < len; i++) {
-        text[i] = (unsigned char)o->prompt[i];
+        text[i] = prompt.data[i];
         if (text[i] >= gc.vocab_size)
-            s = DL_FAIL(DL_ERR_INVALID, "prompt byte %zu (0x%02x) is outside the model's vocabulary of %d", i,
-                        (unsigned)text[i], gc.vocab_size);
+            s = DL_FAIL(DL_ERR_INVALID, "prompt token %zu (id %d) is outside the model's vocabulary of %d", i,
+                        (int)text[i], gc.vocab_size);
     }
-    if (s == DL_OK && len == 0) {
-        text[0] = '\n';
-        len = 1;
-    } else if (s == DL_OK) {
+    if (s == DL_OK && len == 0)
+        s = DL_FAIL(DL_ERR_INVALID, "the prompt encodes to no tokens (tokenizer %s)", tok_name);
+    if (s == DL_OK && o->prompt[0])
         fwrite(o->prompt, 1, strlen(o->prompt), stdout);
-    }
+    dl_i32_array_free(&prompt);
+    dl_token_stream stream;
+    dl_token_stream_init(&stream);
     dl_rng rng;
     dl_rng_init(&rng, o->seed, (uint64_t)DL_STREAM_SAMPLE << 32);
     for (long k = 0; s == DL_OK && k < o->tokens; k++) {
@@ -212,14 +242,29 @@ static dl_status generate(const options *o) {
             s = dl_mem_to_host(&be, logits, dl_gpt_logits(model) + (size_t)(n_ctx - 1) * (size_t)gc.vocab_size,
                                (size_t)gc.vocab_size * sizeof(float));
         if (s == DL_OK) {
-            int next = sample(logits, gc.vocab_size, o->temperature, o->top_k, &rng, probs);
+            /* Ids past the tokenizer's (a vocabulary padded to a round size) are never sampled: no text has them. */
+            int usable = gc.vocab_size < dl_tokenizer_vocab_size(tok) ? gc.vocab_size : dl_tokenizer_vocab_size(tok);
+            int next = sample(logits, usable, o->temperature, o->top_k, &rng, probs);
             text[len++] = next;
-            putchar(next);
-            fflush(stdout);
+            const char *piece;
+            size_t piece_len;
+            s = dl_token_stream_push(&stream, tok, next, &piece, &piece_len);
+            if (s == DL_OK) {
+                fwrite(piece, 1, piece_len, stdout);
+                fflush(stdout);
+            }
         }
     }
-    if (s == DL_OK)
+    if (s == DL_OK) {
+        const char *piece;
+        size_t piece_len;
+        s = dl_token_stream_finish(&stream, &piece, &piece_len);
+        if (s == DL_OK)
+            fwrite(piece, 1, piece_len, stdout);
         putchar('\n');
+    }
+    dl_token_stream_free(&stream);
+    dl_tokenizer_free(tok);
     free(text);
     free(host), free(logits), free(probs), free(tokens), free(targets), free(positions);
     dl_gpt_destroy(model);

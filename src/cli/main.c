@@ -22,10 +22,11 @@ static const dl_command commands[] = {
     {"generate", dl_cmd_generate, "sample text from a GPT checkpoint"},
     {"predict", dl_cmd_predict, "write click probabilities of an FM/FFM checkpoint for a dataset"},
     {"data", dl_cmd_data, "convert, index and inspect record files"},
-    {"ckpt", dl_cmd_ckpt, "list, show, diff and export checkpoints"},
+    {"ckpt", dl_cmd_ckpt, "list, show, diff, export and import checkpoints"},
     {"config", dl_cmd_config, "show a resolved config or list every key"},
     {"bench", dl_cmd_bench, "measure this machine (gemm: the peak every MFU figure is measured against)"},
     {"dpo", dl_cmd_dpo, "DPO helpers (precompute-ref)"},
+    {"tokenizer", dl_cmd_tokenizer, "train, inspect and run byte-level BPE tokenizers (tokenizer.json)"},
 };
 enum { NUM_COMMANDS = sizeof commands / sizeof commands[0] };
 

@@ -546,9 +546,17 @@ static dl_status check_cross(const dl_config *cfg) {
         CROSS_FAIL("model.precision model.kind",
                    "model.precision %s applies to gpt and dpo only; model.kind %s trains in fp32 (remove the key)",
                    dl_config_enum_text("model.precision", cfg->model.precision), kind);
+    if (!is_gpt && strcmp(cfg->data.tokenizer, "bytes") != 0)
+        CROSS_FAIL("model.kind data.tokenizer", "data.tokenizer applies to gpt and dpo models, not %s", kind);
+    if (!cfg->data.tokenizer[0])
+        CROSS_FAIL("data.tokenizer", "data.tokenizer is empty (bytes, or the path of a tokenizer.json)");
     if (cfg->model.kind == DL_MODEL_DPO && !cfg->model.init_from[0])
         CROSS_FAIL("model.kind model.init_from",
                    "model.kind dpo needs model.init_from (the gpt checkpoint to tune)");
+    if (!is_gpt && cfg->model.init_from[0])
+        CROSS_FAIL("model.kind model.init_from",
+                   "model.init_from applies to model.kind gpt and dpo, not %s (to continue an %s run, use train.resume)",
+                   kind, kind);
     if (cfg->dpo.label_smoothing > 0 && cfg->dpo.loss != DL_DPO_LOSS_SIGMOID) {
         char ls[32];
         dl_cfg_format_double(cfg->dpo.label_smoothing, ls, sizeof ls);

@@ -127,6 +127,7 @@ typedef struct dl_config {
         bool shuffle;
         int skip_corrupt; /* how many damaged records may be skipped (with a warning) before failing */
         int prefetch;
+        char *tokenizer;  /* "bytes" or a tokenizer.json (gpt/dpo) */
     } data;
     struct {
         dl_optim_name name;

@@ -65,7 +65,8 @@ const dl_cfg_key dl_cfg_keys[] = {
      "none", ANY,
      "gradient checkpointing: none, blocks (recompute each block in backward) or every:K (keep 1 block input in K)"},
     KEY("model", "init_from", DL_CFG_STRING, model.init_from, "", ANY,
-        "checkpoint whose weights start the run (dpo: the gpt to tune); empty: random init"),
+        "gpt/dpo: weights that start the run: a dealer checkpoint or run directory, a .safetensors file or a "
+        "Hugging Face model directory (dpo: the gpt to tune); empty: random init"),
     KEY("model", "init_std", DL_CFG_FLOAT, model.init_std, "0.02", GE(0),
         "gpt: standard deviation of the normal weight init"),
     KEY("model", "vocab_size", DL_CFG_INT, model.vocab_size, "50257", GE(1),
@@ -115,6 +116,9 @@ const dl_cfg_key dl_cfg_keys[] = {
         "damaged records each rank may skip with a warning before the run fails (0: fail at the first)"),
     KEY("data", "prefetch", DL_CFG_INT, data.prefetch, "2", IN(0, 64),
         "batches prepared ahead by the loader (0: none)"),
+    KEY("data", "tokenizer", DL_CFG_STRING, data.tokenizer, "bytes", ANY,
+        "gpt/dpo: the tokenizer that made the records: bytes (byte-level) or a tokenizer.json; the run keeps a "
+        "copy (run_dir/tokenizer.json), checkpoints record its hash, data made by another is refused"),
 
     ENUM("optim", "name", optim.name, optim_choices, "adamw", "optimizer: adamw, adagrad or sgd"),
     KEY("optim", "lr", DL_CFG_FLOAT, optim.lr, "0.0006", GT(0), "peak learning rate"),
@@ -228,6 +232,7 @@ static const struct {
     {"data.packing", GPT | DPO},
     {"data.pack_window", GPT | DPO},
     {"data.overlong", GPT | DPO},
+    {"data.tokenizer", GPT | DPO},
     {"train.early_stop", FM | FFM},
     {"comm.embeddings", FM | FFM},
     {"dpo.beta", DPO},

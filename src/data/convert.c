@@ -17,10 +17,17 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "core/fs.h"
+#include "core/grow.h"
+#include "core/log.h"
 #include "core/philox.h"
 #include "core/progress.h"
 #include "data/record.h"
+#include "data/tokenizer.h"
 
 /* The split's stream: DL_STREAM_DATA with sub-stream 1 ("train/valid split"). */
 #define DL_CONVERT_SPLIT_STREAM (((uint64_t)DL_STREAM_DATA << 32) | 1u)
@@ -61,6 +68,26 @@ dl_status dl_convert_parse_doc_split(const char *name, dl_doc_split *split) {
     return DL_OK;
 }
 
+/* Documents (text) or lines (pairs) wait in a batch until it holds this many items or bytes; then they are
+ * tokenised in parallel and written out in order. Big enough to keep threads busy, small enough to stay in cache. */
+#define BATCH_ITEMS 2048
+#define BATCH_BYTES (8u << 20)
+/* With --skip-bad, the first this many skipped lines are named in warnings; the rest only counted. */
+#define SKIP_WARNINGS 10
+
+typedef struct batch {
+    uint8_t *bytes;       /* the items back to back */
+    size_t len, cap;
+    size_t *off;          /* item i is bytes[off[i], off[i+1]) */
+    uint64_t *line;       /* its first input line */
+    size_t n, off_cap, line_cap;
+    dl_i32_array *tokens; /* text: per item */
+    dl_pref_pair *pairs;  /* pairs: per item */
+    dl_status *status;
+    char **error;         /* the message of a failed item */
+    size_t out_cap;
+} batch;
+
 typedef struct converter {
     const dl_convert_options *opt;
     dl_record_writer *train, *valid;
@@ -72,6 +99,11 @@ typedef struct converter {
     dl_pref_pair pair;
     dl_convert_result res;
     dl_progress progress;
+    dl_tokenizer **toks; /* one per thread; NULL entries: byte-level */
+    int threads;
+    batch b;
+    const char *input_name;
+    int batch_failed; /* the failure came from a batch, whose message already names file:line */
 } converter;
 
 /* Sends one encoded record to the train or valid file. */
@@ -86,14 +118,144 @@ static dl_status emit(converter *c, size_t len) {
     return dl_record_writer_append(c->train, c->payload, len);
 }
 
+static void batch_free(batch *b) {
+    free(b->bytes);
+    free(b->off);
+    free(b->line);
+    for (size_t i = 0; i < b->out_cap; i++) {
+        if (b->tokens)
+            dl_i32_array_free(&b->tokens[i]);
+        if (b->pairs)
+            dl_pref_pair_free(&b->pairs[i]);
+        if (b->error)
+            free(b->error[i]);
+    }
+    free(b->tokens);
+    free(b->pairs);
+    free(b->status);
+    free(b->error);
+    memset(b, 0, sizeof *b);
+}
+
+static dl_status batch_add(batch *b, const uint8_t *item, size_t len, uint64_t line) {
+    DL_CHECK(dl_grow((void **)&b->bytes, &b->cap, b->len + len + 1, 1, "a conversion batch"));
+    DL_CHECK(dl_grow((void **)&b->off, &b->off_cap, b->n + 2, sizeof *b->off, "a conversion batch"));
+    DL_CHECK(dl_grow((void **)&b->line, &b->line_cap, b->n + 1, sizeof *b->line, "a conversion batch"));
+    if (len)
+        memcpy(b->bytes + b->len, item, len);
+    b->off[b->n] = b->len;
+    b->line[b->n] = line;
+    b->len += len;
+    b->n++;
+    b->off[b->n] = b->len;
+    return DL_OK;
+}
+
+/* Makes room for per-item results (zeroed, so arrays grow on first use and are reused after). */
+static dl_status batch_outputs(batch *b) {
+    if (b->out_cap >= b->n)
+        return DL_OK;
+    size_t cap = b->out_cap ? b->out_cap : 64;
+    while (cap < b->n)
+        cap *= 2;
+    dl_i32_array *t = realloc(b->tokens, cap * sizeof *t);
+    if (t)
+        b->tokens = t;
+    dl_pref_pair *p = realloc(b->pairs, cap * sizeof *p);
+    if (p)
+        b->pairs = p;
+    dl_status *st = realloc(b->status, cap * sizeof *st);
+    if (st)
+        b->status = st;
+    char **e = realloc(b->error, cap * sizeof *e);
+    if (e)
+        b->error = e;
+    if (!t || !p || !st || !e)
+        return DL_FAIL(DL_ERR_NOMEM, "out of memory for a conversion batch of %zu items", b->n);
+    memset(b->tokens + b->out_cap, 0, (cap - b->out_cap) * sizeof *t);
+    memset(b->pairs + b->out_cap, 0, (cap - b->out_cap) * sizeof *p);
+    memset(b->error + b->out_cap, 0, (cap - b->out_cap) * sizeof *e);
+    b->out_cap = cap;
+    return DL_OK;
+}
+
+/* Tokenises (text) or parses and tokenises (pairs) every item of the batch, in parallel, keeping each item's
+ * status and message (the error context is per thread). */
+static void batch_work(converter *c) {
+    batch *b = &c->b;
+    int pairs = c->opt->format == DL_CONVERT_JSONL_PAIRS;
+    long n = (long)b->n;
+#pragma omp parallel for schedule(dynamic, 16) num_threads(c->threads) if (n > 1 && c->threads > 1)
+    for (long i = 0; i < n; i++) {
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        const uint8_t *item = b->bytes + b->off[i];
+        size_t len = b->off[i + 1] - b->off[i];
+        dl_status s;
+        if (pairs)
+            s = dl_parse_pair_json_tok((const char *)item, len, c->toks[tid], &b->pairs[i]);
+        else
+            s = c->toks[tid] ? dl_tokenizer_encode(c->toks[tid], item, len, &b->tokens[i])
+                             : dl_tokenize_bytes(item, len, &b->tokens[i]);
+        b->status[i] = s;
+        free(b->error[i]);
+        b->error[i] = s == DL_OK ? NULL : strdup(dl_error_message());
+        if (s != DL_OK)
+            dl_error_clear();
+    }
+}
+
+/* Works the batch and writes its records in input order. */
+static dl_status batch_flush(converter *c) {
+    batch *b = &c->b;
+    if (b->n == 0)
+        return DL_OK;
+    DL_CHECK(batch_outputs(b));
+    batch_work(c);
+    dl_status s = DL_OK;
+    for (size_t i = 0; i < b->n && s == DL_OK; i++) {
+        size_t n;
+        if (b->status[i] != DL_OK) {
+            const char *msg = b->error[i] ? b->error[i] : "out of memory";
+            if (c->opt->format == DL_CONVERT_JSONL_PAIRS && c->opt->skip_bad && b->status[i] == DL_ERR_FORMAT) {
+                if (c->res.skipped++ < SKIP_WARNINGS)
+                    dl_log(DL_LOG_WARN, "skipping %s:%llu: %s", c->input_name, (unsigned long long)b->line[i], msg);
+                continue;
+            }
+            s = dl_error_set(b->status[i], __FILE__, __LINE__, "%s:%llu: %s", c->input_name,
+                             (unsigned long long)b->line[i], msg);
+            c->batch_failed = 1;
+            if (c->opt->format == DL_CONVERT_JSONL_PAIRS && b->status[i] == DL_ERR_FORMAT)
+                dl_error_hint("fix the line, or pass --skip-bad to count and skip malformed lines");
+            break;
+        }
+        if (c->opt->format == DL_CONVERT_JSONL_PAIRS) {
+            const dl_pref_pair *p = &b->pairs[i];
+            s = dl_example_encode_pair(p, &c->payload, &c->payload_cap, &n);
+            c->res.tokens += p->prompt.len + p->chosen.len + p->rejected.len;
+        } else {
+            s = dl_example_encode_tokens(b->tokens[i].data, b->tokens[i].len, &c->payload, &c->payload_cap, &n);
+            c->res.tokens += b->tokens[i].len;
+        }
+        if (s == DL_OK)
+            s = emit(c, n);
+    }
+    b->n = 0;
+    b->len = 0;
+    return s;
+}
+
+static dl_status batch_push(converter *c, const uint8_t *item, size_t len, uint64_t line) {
+    DL_CHECK(batch_add(&c->b, item, len, line));
+    if (c->b.n >= BATCH_ITEMS || c->b.len >= BATCH_BYTES)
+        return batch_flush(c);
+    return DL_OK;
+}
+
 static dl_status text_sink(void *ctx, const uint8_t *doc, size_t len, uint64_t first_line) {
-    (void)first_line;
-    converter *c = ctx;
-    size_t n;
-    DL_CHECK(dl_tokenize_bytes(doc, len, &c->tokens));
-    DL_CHECK(dl_example_encode_tokens(c->tokens.data, c->tokens.len, &c->payload, &c->payload_cap, &n));
-    c->res.tokens += len;
-    return emit(c, n);
+    return batch_push(ctx, doc, len, first_line);
 }
 
 static void count_hashed_ids(converter *c) {
@@ -102,7 +264,7 @@ static void count_hashed_ids(converter *c) {
 }
 
 /* Parses and writes one non-blank line of a line format. */
-static dl_status convert_line(converter *c, const char *line, size_t len) {
+static dl_status convert_line(converter *c, const char *line, size_t len, uint64_t line_no) {
     size_t n;
     switch (c->opt->format) {
     case DL_CONVERT_LIBFFM:
@@ -116,10 +278,7 @@ static dl_status convert_line(converter *c, const char *line, size_t len) {
         count_hashed_ids(c);
         break;
     case DL_CONVERT_JSONL_PAIRS:
-        DL_CHECK(dl_parse_pair_json(line, len, &c->pair));
-        DL_CHECK(dl_example_encode_pair(&c->pair, &c->payload, &c->payload_cap, &n));
-        c->res.tokens += c->pair.prompt.len + c->pair.chosen.len + c->pair.rejected.len;
-        break;
+        return batch_push(c, (const uint8_t *)line, len, line_no);
     default:
         return DL_FAIL(DL_ERR_INVALID, "convert_line: not a line format");
     }
@@ -130,6 +289,7 @@ static dl_status convert_line(converter *c, const char *line, size_t len) {
 static dl_status convert_input(converter *c, const char *path, dl_text_splitter *splitter) {
     int is_stdin = strcmp(path, "-") == 0;
     const char *name = is_stdin ? "<stdin>" : path;
+    c->input_name = name;
     FILE *fp = is_stdin ? stdin : fopen(path, "rb");
     if (!fp) {
         return dl_open_failure(path, errno, "check the input path");
@@ -149,7 +309,7 @@ static dl_status convert_input(converter *c, const char *path, dl_text_splitter 
             if (dl_line_is_blank(line, body))
                 c->res.blank_lines++;
             s = dl_text_splitter_feed(splitter, line, len, text_sink, c);
-            if (s != DL_OK)
+            if (s != DL_OK && !c->batch_failed)
                 dl_error_context("%s:%llu", name, (unsigned long long)line_no);
         } else {
             size_t body = len;
@@ -158,8 +318,8 @@ static dl_status convert_input(converter *c, const char *path, dl_text_splitter 
             if (dl_line_is_blank(line, body)) {
                 c->res.blank_lines++;
             } else {
-                s = convert_line(c, line, body);
-                if (s != DL_OK)
+                s = convert_line(c, line, body, line_no);
+                if (s != DL_OK && !c->batch_failed)
                     dl_error_context("%s:%llu", name, (unsigned long long)line_no);
             }
         }
@@ -171,9 +331,11 @@ static dl_status convert_input(converter *c, const char *path, dl_text_splitter 
     }
     if (s == DL_OK && c->opt->format == DL_CONVERT_TEXT) {
         s = dl_text_splitter_finish(splitter, text_sink, c);
-        if (s != DL_OK)
+        if (s != DL_OK && !c->batch_failed)
             dl_error_context("%s", name);
     }
+    if (s == DL_OK) /* batches never span files, so messages name the right one */
+        s = batch_flush(c);
     free(line);
     if (!is_stdin)
         fclose(fp);
@@ -231,7 +393,33 @@ dl_status dl_convert(const dl_convert_options *opt, dl_convert_result *result) {
         }
         total += (uint64_t)st.st_size;
     }
-    dl_status s = dl_record_writer_open(&c.train, opt->output);
+    int tokens_out = opt->format == DL_CONVERT_TEXT || opt->format == DL_CONVERT_JSONL_PAIRS;
+    c.threads = opt->threads > 0 ? opt->threads : 1;
+#ifdef _OPENMP
+    if (opt->threads <= 0)
+        c.threads = omp_get_max_threads();
+#endif
+    dl_status s = DL_OK;
+    c.toks = calloc((size_t)c.threads, sizeof *c.toks);
+    if (!c.toks)
+        s = DL_FAIL(DL_ERR_NOMEM, "out of memory");
+    dl_tokenizer *bytes = NULL;
+    if (s == DL_OK && tokens_out && opt->tokenizer && strcmp(opt->tokenizer, "bytes") != 0) {
+        s = dl_tokenizer_load(opt->tokenizer, &c.toks[0]);
+        for (int i = 1; s == DL_OK && i < c.threads; i++)
+            s = dl_tokenizer_clone(c.toks[0], &c.toks[i]);
+    }
+    if (s == DL_OK && tokens_out) {
+        s = dl_tokenizer_new_bytes(&bytes); /* for the stamp of byte-level output */
+        c.res.tokenizer_hash = dl_tokenizer_hash(c.toks[0] ? c.toks[0] : bytes);
+    }
+    /* An old stamp must not outlive the file it described, even if this conversion dies half way. */
+    if (s == DL_OK && tokens_out)
+        s = dl_tokenizer_stamp_remove(opt->output);
+    if (s == DL_OK && tokens_out && opt->valid_fraction > 0.0)
+        s = dl_tokenizer_stamp_remove(opt->valid_output);
+    if (s == DL_OK)
+        s = dl_record_writer_open(&c.train, opt->output);
     if (s == DL_OK && opt->valid_fraction > 0.0)
         s = dl_record_writer_open(&c.valid, opt->valid_output);
     dl_text_splitter splitter;
@@ -268,6 +456,18 @@ dl_status dl_convert(const dl_convert_options *opt, dl_convert_result *result) {
         if (s != DL_OK)
             remove_record_file(opt->output); /* no train file without its valid file */
     }
+    if (s == DL_OK && tokens_out) {
+        const dl_tokenizer *used = c.toks[0] ? c.toks[0] : bytes;
+        s = dl_tokenizer_stamp_write(opt->output, used);
+        if (s == DL_OK && opt->valid_fraction > 0.0)
+            s = dl_tokenizer_stamp_write(opt->valid_output, used);
+        if (s != DL_OK) { /* records without their stamp would be read as byte-level: take them away */
+            remove_record_file(opt->output);
+            if (opt->valid_fraction > 0.0)
+                remove_record_file(opt->valid_output);
+            (void)dl_tokenizer_stamp_remove(opt->output);
+        }
+    }
     dl_record_writer_abort(c.train);
     dl_record_writer_abort(c.valid);
     dl_text_splitter_free(&splitter);
@@ -275,6 +475,11 @@ dl_status dl_convert(const dl_convert_options *opt, dl_convert_result *result) {
     dl_i32_array_free(&c.tokens);
     dl_click_row_free(&c.row);
     dl_pref_pair_free(&c.pair);
+    batch_free(&c.b);
+    for (int i = 0; c.toks && i < c.threads; i++)
+        dl_tokenizer_free(c.toks[i]);
+    free(c.toks);
+    dl_tokenizer_free(bytes);
     if (s == DL_OK && result)
         *result = c.res;
     return s;

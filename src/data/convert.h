@@ -1,8 +1,7 @@
 /* convert.h — turning users' text files into record files (`dealer data convert`).
  *
  * Four input formats, each producing one kind of Example (example.h):
- *   text          byte-level token documents: token = byte value 0..255, one record per document, documents
- *                 split by --doc-split:
+ *   text          token documents, one record per document, documents split by --doc-split:
  *                   blank  a maximal run of non-blank lines (blank = empty or only spaces, tabs, CR), the lines
  *                          joined by '\n' without the newline that ends the run; blank lines are separators;
  *                   line   each non-blank line without its '\n';
@@ -12,8 +11,13 @@
  *   libsvm        `label feature:value ...`                  -> click rows, field 0 for every entry, or the entry's
  *                                                               position in its line (0, 1, ...) with
  *                                                               field_by_position
- *   jsonl-pairs   {"prompt": "...", "chosen": "...", "rejected": "..."} per line -> preference pairs, each string
- *                 tokenised byte-level (its UTF-8 bytes); other keys are ignored.
+ *   jsonl-pairs   {"prompt": "...", "chosen": "...", "rejected": "..."} per line, or the conversational form with
+ *                 message lists (convert_pairs.c) -> preference pairs; other keys are ignored.
+ * Text and pairs are tokenised with the options' tokenizer: byte-level (token = byte value 0..255) by default, or
+ * a BPE tokenizer.json (tokenizer.h). The tokenizer's hash is stamped beside each record file it made
+ * (PATH.tokenizer, tokenizer.h), so training and evaluation refuse data made with another tokenizer.
+ * Tokenising runs on `threads` threads over batches of documents or lines; records come out in input order, so
+ * the output is byte-identical to a one-thread run.
  * Labels must be 0, 1 or -1 (-1 is stored as 0; "+1" and "1.0" are fine). Ids are non-negative decimal integers
  * (fields < 2^31, features < 2^63, folded to 31 bits above 2^31-1), values finite decimal numbers. Blank lines are
  * skipped in the line formats.
@@ -64,6 +68,10 @@ typedef struct dl_convert_options {
     dl_doc_split doc_split;    /* text only */
     int libsvm_field_by_position;
     int progress;              /* draw a progress bar (only ever on a terminal) */
+    const char *tokenizer;     /* text and jsonl-pairs: a tokenizer.json (see tokenizer.h); NULL or "bytes" for
+                                * the byte-level default */
+    int skip_bad;              /* jsonl-pairs: count and skip malformed lines instead of stopping at the first */
+    int threads;               /* tokenising threads (0: OpenMP's default, OMP_NUM_THREADS); output is the same */
 } dl_convert_options;
 
 typedef struct dl_convert_result {
@@ -76,6 +84,8 @@ typedef struct dl_convert_result {
     uint64_t valid_bytes;   /* size of VALID */
     uint64_t tokens;        /* text and pairs: tokens written (both files) */
     uint64_t hashed_ids;    /* libffm, libsvm: feature ids >= 2^31 stored hashed (dl_feature_id_fold) */
+    uint64_t skipped;       /* jsonl-pairs with skip_bad: malformed lines skipped */
+    uint64_t tokenizer_hash;/* text and pairs: the hash stamped beside the records (PATH.tokenizer) */
 } dl_convert_result;
 
 /* Runs a conversion (see the top of this file). `result` may be NULL. */
@@ -99,8 +109,12 @@ int dl_line_is_blank(const char *line, size_t len);
 dl_status dl_parse_libffm_line(const char *line, size_t len, dl_click_row *row);
 /* `label feature:value ...`; field = 0, or the entry's position when field_by_position. */
 dl_status dl_parse_libsvm_line(const char *line, size_t len, int field_by_position, dl_click_row *row);
-/* One JSON object with string members prompt, chosen, rejected (chosen and rejected non-empty). */
+/* One JSON object with string members prompt, chosen, rejected (chosen and rejected non-empty), or the
+ * conversational form (chosen/rejected message lists; see convert_pairs.c), tokenised byte-level. */
 dl_status dl_parse_pair_json(const char *line, size_t len, dl_pref_pair *pair);
+/* The same with a tokenizer (NULL: byte-level). */
+struct dl_tokenizer;
+dl_status dl_parse_pair_json_tok(const char *line, size_t len, struct dl_tokenizer *tok, dl_pref_pair *pair);
 /* Byte-level tokens: one token per byte, its value 0..255. */
 dl_status dl_tokenize_bytes(const void *bytes, size_t len, dl_i32_array *tokens);
 

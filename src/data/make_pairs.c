@@ -12,6 +12,7 @@
 #include "data/convert.h"
 #include "data/example.h"
 #include "data/record.h"
+#include "data/tokenizer.h"
 
 static const char *const mode_names[] = {"shuffle", "swap", "mixed"};
 
@@ -253,8 +254,8 @@ static dl_status read_speeches(const dl_make_pairs_options *o, maker *m, dl_make
     return DL_OK;
 }
 
-static dl_status tokens_of(const uint8_t *bytes, size_t len, dl_i32_array *out) {
-    return dl_tokenize_bytes(bytes, len, out);
+static dl_status tokens_of(dl_tokenizer *tok, const uint8_t *bytes, size_t len, dl_i32_array *out) {
+    return dl_tokenizer_encode(tok, bytes, len, out);
 }
 
 dl_status dl_make_pairs(const dl_make_pairs_options *o, dl_make_pairs_result *result) {
@@ -268,7 +269,16 @@ dl_status dl_make_pairs(const dl_make_pairs_options *o, dl_make_pairs_result *re
     memset(&pair, 0, sizeof pair);
     uint8_t *payload = NULL, *scratch = NULL;
     size_t payload_cap = 0;
-    dl_status s = read_speeches(o, &m, &r);
+    dl_tokenizer *tok = NULL;
+    dl_status s = o->tokenizer ? dl_tokenizer_load(o->tokenizer, &tok) : dl_tokenizer_new_bytes(&tok);
+    if (s != DL_OK)
+        dl_error_context("--tokenizer");
+    if (s == DL_OK)
+        s = dl_tokenizer_stamp_remove(o->output);
+    if (s == DL_OK && o->valid_fraction > 0.0)
+        s = dl_tokenizer_stamp_remove(o->valid_output);
+    if (s == DL_OK)
+        s = read_speeches(o, &m, &r);
     if (s == DL_OK) {
         size_t longest = 0;
         for (size_t i = 0; i < m.count; i++)
@@ -316,11 +326,11 @@ dl_status dl_make_pairs(const dl_make_pairs_options *o, dl_make_pairs_result *re
         } else {
             r.shuffled++;
         }
-        s = tokens_of(base, sp->prompt_end, &pair.prompt);
+        s = tokens_of(tok, base, sp->prompt_end, &pair.prompt);
         if (s == DL_OK)
-            s = tokens_of(chosen, chosen_len, &pair.chosen);
+            s = tokens_of(tok, chosen, chosen_len, &pair.chosen);
         if (s == DL_OK)
-            s = tokens_of(rejected, rejected_len, &pair.rejected);
+            s = tokens_of(tok, rejected, rejected_len, &pair.rejected);
         size_t n = 0;
         if (s == DL_OK)
             s = dl_example_encode_pair(&pair, &payload, &payload_cap, &n);
@@ -356,6 +366,23 @@ dl_status dl_make_pairs(const dl_make_pairs_options *o, dl_make_pairs_result *re
             free(idx);
         }
     }
+    if (s == DL_OK) {
+        s = dl_tokenizer_stamp_write(o->output, tok);
+        if (s == DL_OK && o->valid_fraction > 0.0)
+            s = dl_tokenizer_stamp_write(o->valid_output, tok);
+        if (s != DL_OK) { /* pairs without their stamp would read as byte-level */
+            const char *outs[2] = {o->output, o->valid_fraction > 0.0 ? o->valid_output : NULL};
+            for (int k = 0; k < 2 && outs[k]; k++) {
+                remove(outs[k]);
+                char *idx = dl_path_join_suffix(outs[k], ".idx");
+                if (idx)
+                    remove(idx);
+                free(idx);
+                (void)dl_tokenizer_stamp_remove(outs[k]);
+            }
+        }
+    }
+    dl_tokenizer_free(tok);
     dl_record_writer_abort(train);
     dl_record_writer_abort(valid);
     dl_pref_pair_free(&pair);

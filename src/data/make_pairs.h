@@ -39,6 +39,7 @@ typedef struct dl_make_pairs_options {
     int prompt_bytes;         /* target prompt length after the speaker line, >= 8 */
     int response_bytes;       /* target length of the chosen continuation, >= 8 */
     dl_reject_mode rejected;
+    const char *tokenizer;    /* a tokenizer.json (tokenizer.h) for the three sides; NULL or "bytes": byte-level */
 } dl_make_pairs_options;
 
 typedef struct dl_make_pairs_result {

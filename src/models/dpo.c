@@ -21,6 +21,7 @@
 #include "data/pack.h"
 #include "core/crc32c.h"
 #include "ckpt/checkpoint.h"
+#include "models/gpt_init.h"
 
 const char *const dl_dpo_metric_names[DL_DPO_NUM_METRICS] = {
     "rewards/chosen", "rewards/rejected", "rewards/accuracy", "rewards/margin",
@@ -709,67 +710,16 @@ dl_status dl_dpo_sequence_table(dl_dpo *d, const dl_doc_source *source, const dl
 
 /* ---- checkpoints ----------------------------------------------------------------------------------------------- */
 
-static int is_dir(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-static int is_file(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-/* Reads a `latest` file (one line: a checkpoint file name in the same directory) into path. */
-static dl_status read_latest(const char *latest, char *path, size_t cap) {
-    FILE *f = fopen(latest, "r");
-    char name[256] = "";
-    int ok = f && fgets(name, sizeof name, f) != NULL;
-    if (f)
-        fclose(f);
-    name[strcspn(name, "\r\n")] = '\0';
-    DL_REQUIRE(ok && name[0] && !strchr(name, '/'), DL_ERR_CONFIG,
-               "model.init_from: %s should hold one line naming a checkpoint file", latest);
-    const char *slash = strrchr(latest, '/');
-    if (slash)
-        snprintf(path, cap, "%.*s/%s", (int)(slash - latest), latest, name);
-    else
-        snprintf(path, cap, "%s", name);
-    if (!is_file(path)) {
-        dl_status s = DL_FAIL(DL_ERR_CONFIG, "model.init_from: %s names %s, which does not exist", latest, path);
-        dl_error_hint("point model.init_from at an existing ckpt/step_N.h5 file");
-        return s;
-    }
-    return DL_OK;
-}
-
 dl_status dl_dpo_resolve_checkpoint(const char *spec, char *path, size_t cap) {
     DL_REQUIRE(spec && path && cap > 0, DL_ERR_INVALID, "dl_dpo_resolve_checkpoint: NULL argument");
     path[0] = '\0';
     DL_REQUIRE(spec[0] != '\0', DL_ERR_CONFIG, "model.init_from is empty: DPO starts from a gpt checkpoint");
-    char latest[4300];
-    if (is_dir(spec)) {
-        /* a run directory (RUN/ckpt/latest) or its ckpt directory (CKPT/latest) */
-        snprintf(latest, sizeof latest, "%s/ckpt/latest", spec);
-        if (!is_file(latest))
-            snprintf(latest, sizeof latest, "%s/latest", spec);
-        if (!is_file(latest)) {
-            dl_status s = DL_FAIL(DL_ERR_CONFIG, "model.init_from %s is a directory without a checkpoint (no "
-                                                 "ckpt/latest)", spec);
-            dl_error_hint("train the gpt first (dealer train configs/gpt-shakespeare.yaml) or name a step_N.h5 file");
-            return s;
-        }
-        return read_latest(latest, path, cap);
-    }
-    if (!is_file(spec)) {
-        dl_status s = DL_FAIL(DL_ERR_CONFIG, "model.init_from %s does not exist", spec);
-        dl_error_hint("train the gpt first (dealer train configs/gpt-shakespeare.yaml), or point model.init_from at "
-                      "its run directory or a ckpt/step_N.h5 file");
-        return s;
-    }
-    const char *base = strrchr(spec, '/');
-    if (strcmp(base ? base + 1 : spec, "latest") == 0)
-        return read_latest(spec, path, cap);
-    snprintf(path, cap, "%s", spec);
+    dl_weights_source src;
+    DL_CHECK(dl_weights_resolve(spec, "model.init_from", &src));
+    /* A Hugging Face directory is named by the directory (its config.json is part of it); the rest by the file. */
+    const char *name = src.kind == DL_WEIGHTS_HF_DIR ? spec : src.path;
+    DL_REQUIRE(strlen(name) < cap, DL_ERR_CONFIG, "model.init_from: the path %s is too long", name);
+    memcpy(path, name, strlen(name) + 1);
     return DL_OK;
 }
 
@@ -789,72 +739,22 @@ dl_gpt_config dl_dpo_gpt_config(const dl_config *cfg) {
     };
 }
 
-/* Names the first model.* key whose value differs between the checkpoint's shape and the wanted one. */
-static dl_status compare_shapes(const dl_gpt_config *have, const dl_gpt_config *want, const char *path) {
-    struct {
-        const char *key;
-        double have, want;
-    } keys[] = {
-        {"model.vocab_size", have->vocab_size, want->vocab_size},
-        {"model.n_layer", have->n_layer, want->n_layer},
-        {"model.n_head", have->n_head, want->n_head},
-        {"model.n_embd", have->n_embd, want->n_embd},
-        {"model.max_seq_len", have->max_seq_len, want->max_seq_len},
-        {"model.positions (0 learned, 1 rope)", have->rope, want->rope},
-        {"model.rope_theta", have->rope ? have->rope_theta : 0, want->rope ? want->rope_theta : 0},
-    };
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
-        if (keys[i].have == keys[i].want)
-            continue;
-        dl_status s = DL_FAIL(DL_ERR_CONFIG, "%s is %g in this config but %g in the checkpoint %s (model.init_from)",
-                              keys[i].key, keys[i].want, keys[i].have, path);
-        dl_error_hint("the policy has the shape of the gpt it starts from: copy the model section of that run's "
-                      "config.yaml");
-        return s;
-    }
-    return DL_OK;
-}
-
 dl_status dl_dpo_load_checkpoint(const char *path, const dl_backend *be, dl_gpt *gpt, uint32_t *params_crc,
                                  int64_t *step) {
     DL_REQUIRE(path && be && gpt, DL_ERR_INVALID, "dl_dpo_load_checkpoint: NULL argument");
-    dl_ckpt_meta meta;
-    DL_CHECK_CTX(dl_ckpt_read_meta(path, &meta), "model.init_from");
-    if (strcmp(meta.model_kind, "gpt") != 0 && strcmp(meta.model_kind, "dpo") != 0) {
+    dl_weights_source src;
+    DL_CHECK(dl_gpt_init_resolve(path, dl_gpt_get_config(gpt), &src));
+    int64_t from_step = 0;
+    if (src.kind == DL_WEIGHTS_DEALER) {
+        dl_ckpt_meta meta;
+        memset(&meta, 0, sizeof meta);
+        DL_CHECK_CTX(dl_ckpt_read_meta(src.path, &meta), "model.init_from");
         free(meta.config_yaml);
-        dl_status s = DL_FAIL(DL_ERR_CONFIG, "model.init_from %s holds a %s model, not a gpt", path, meta.model_kind);
-        dl_error_hint("DPO tunes a gpt: point model.init_from at a gpt run's checkpoint");
-        return s;
+        from_step = meta.step;
     }
-    dl_config saved;
-    dl_status s = dl_config_load_string(&saved, meta.config_yaml, strlen(meta.config_yaml), path);
-    free(meta.config_yaml);
-    if (s != DL_OK) {
-        dl_error_context("reading the config stored in %s", path);
-        return s;
-    }
-    dl_gpt_config have = dl_dpo_gpt_config(&saved);
-    dl_config_free(&saved);
-    DL_CHECK(compare_shapes(&have, dl_gpt_get_config(gpt), path));
-    size_t numel = dl_gpt_num_params(gpt), bytes = numel * sizeof(float);
-    float *host = malloc(bytes ? bytes : 1);
-    DL_REQUIRE(host != NULL, DL_ERR_NOMEM, "cannot allocate %zu bytes to load %s", bytes, path);
-    dl_ckpt_tensors t = {dl_gpt_params(gpt), host, 0, NULL, NULL, 0, 0};
-    uint8_t *cursor = NULL;
-    size_t cursor_len = 0;
-    s = dl_ckpt_load(path, &t, 0, 0, &cursor, &cursor_len);
-    free(cursor);
-    if (s == DL_OK)
-        s = dl_mem_to_device(be, dl_gpt_param_data(gpt), host, bytes);
-    if (s == DL_OK && params_crc)
-        *params_crc = dl_crc32c(0, host, bytes);
-    free(host);
-    if (s != DL_OK) {
-        dl_error_context("loading model.init_from");
-        return s;
-    }
+    DL_CHECK(dl_gpt_init_load(&src, be, gpt, params_crc));
     if (step)
-        *step = meta.step;
+        *step = from_step;
     return DL_OK;
 }
 

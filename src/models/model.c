@@ -8,6 +8,7 @@
 #include "models/click/ffm.h"
 #include "models/click/fm.h"
 #include "models/gpt.h"
+#include "models/gpt_init.h"
 
 dl_data_kind dl_model_data_kind(const dl_config *config) {
     switch (config->model.kind) {
@@ -60,7 +61,14 @@ static dl_status gpt_eval_batch(dl_model *model, const dl_batch *batch, dl_step_
     return DL_OK;
 }
 
-static dl_status gpt_init_params(dl_model *model, uint64_t seed) { return dl_gpt_init_params(model->impl, seed); }
+/* With model.init_from the weights are the source's (checked against the config at creation) and the seed is not
+ * used; without, GPT-2's initialisation from the seed. */
+static dl_status gpt_init_params(dl_model *model, uint64_t seed) {
+    const dl_weights_source *init = model->init_source;
+    if (init)
+        return dl_gpt_init_load(init, model->backend, model->impl, NULL);
+    return dl_gpt_init_params(model->impl, seed);
+}
 
 static double gpt_step_flops(const dl_model *model, const dl_step_stats *stats) {
     const dl_gpt_config *c = dl_gpt_get_config(model->impl);
@@ -70,7 +78,11 @@ static double gpt_step_flops(const dl_model *model, const dl_step_stats *stats) 
     return dl_gpt_flops_per_token(c, context) * stats->tokens;
 }
 
-static void gpt_destroy(dl_model *model) { dl_gpt_destroy(model->impl); }
+static void gpt_destroy(dl_model *model) {
+    dl_gpt_destroy(model->impl);
+    free(model->init_source);
+    model->init_source = NULL;
+}
 
 static dl_status create_gpt(dl_model *model, const dl_config *cfg, const dl_backend *be, int rows, int seq_len) {
     dl_gpt_config gc = {
@@ -104,11 +116,26 @@ static dl_status create_gpt(dl_model *model, const dl_config *cfg, const dl_back
         dl_error_hint("raise model.max_seq_len or lower data.seq_len");
         return s;
     }
+    dl_weights_source *init = NULL;
+    dl_status s = DL_OK;
+    if (cfg->model.init_from[0]) {
+        /* A bad model.init_from stops the run here, before the first step (exit 2). */
+        init = calloc(1, sizeof *init);
+        s = init ? dl_gpt_init_resolve(cfg->model.init_from, &gc, init)
+                 : DL_FAIL(DL_ERR_NOMEM, "cannot allocate model.init_from");
+    }
     int max_tokens = rows * seq_len;
-    dl_gpt *gpt;
-    DL_CHECK(dl_gpt_create(&gpt, &gc, be, max_tokens, max_tokens));
+    dl_gpt *gpt = NULL;
+    if (s == DL_OK)
+        s = dl_gpt_create(&gpt, &gc, be, max_tokens, max_tokens);
+    if (s != DL_OK) {
+        free(init);
+        return s;
+    }
     model->kind = "gpt";
     model->impl = gpt;
+    model->init_source = init;
+    model->backend = be;
     model->params = dl_gpt_params(gpt);
     model->param_data = dl_gpt_param_data(gpt);
     model->grad_data = dl_gpt_grad_data(gpt);

@@ -91,6 +91,10 @@ struct dl_model {
     size_t activation_bytes, activation_bytes_without_checkpointing;
     void (*destroy)(dl_model *model);
     void *impl;
+    /* gpt: where init_params takes the weights from (model.init_from resolved, a ckpt/weights.h source owned by the
+     * model), NULL for a random start; and the backend the model lives on. */
+    void *init_source;
+    const dl_backend *backend;
 };
 
 /* The data kind the model consumes. */

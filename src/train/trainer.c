@@ -20,6 +20,7 @@
 #include "core/timer.h"
 #include "data/dataset.h"
 #include "data/loader.h"
+#include "data/tokenizer.h"
 #include "ops/blas_runtime.h"
 #include "ckpt/checkpoint.h"
 #include "comm/nodes.h"
@@ -61,6 +62,7 @@ typedef struct trainer {
     int records_failed;
     char records_error[1200];
     char *config_yaml;
+    dl_tokenizer *tokenizer; /* gpt/dpo: data.tokenizer */
     /* train.early_stop: a host copy of the parameters after the best epoch so far (param_data's floats) */
     float *best;
     double best_loss;
@@ -94,8 +96,33 @@ static dl_status open_dataset(const dl_str_list *list, dl_dataset **set, const c
     return DL_OK;
 }
 
+/* gpt/dpo: loads data.tokenizer, and refuses (exit 2, before any step) a model whose vocabulary cannot hold its
+ * ids and record files another tokenizer made. */
+static dl_status setup_tokenizer(trainer *t) {
+    const dl_config *c = t->cfg;
+    if (c->model.kind != DL_MODEL_GPT && c->model.kind != DL_MODEL_DPO)
+        return DL_OK;
+    DL_CHECK_CTX(dl_tokenizer_load(c->data.tokenizer, &t->tokenizer), "data.tokenizer");
+    int32_t need = dl_tokenizer_vocab_size(t->tokenizer);
+    /* Byte-level runs keep their old freedom (tests train tiny vocabularies on small synthetic ids). */
+    if (dl_tokenizer_kind_of(t->tokenizer) == DL_TOKENIZER_BPE && c->model.vocab_size < need) {
+        dl_status s = DL_FAIL(DL_ERR_CONFIG, "model.vocab_size %d is smaller than the vocabulary of data.tokenizer "
+                                             "%s (%d ids)", c->model.vocab_size, c->data.tokenizer, (int)need);
+        dl_error_hint("set model.vocab_size=%d (or more, e.g. a multiple of 64)", (int)need);
+        return s;
+    }
+    const dl_str_list *lists[2] = {&c->data.train, &c->data.valid};
+    static const char *const keys[2] = {"data.train", "data.valid"};
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < lists[k]->count; i++)
+            DL_CHECK_CTX(dl_tokenizer_check_data(lists[k]->items[i], t->tokenizer, c->data.tokenizer), "%s",
+                         keys[k]);
+    return DL_OK;
+}
+
 static dl_status setup_data(trainer *t) {
     const dl_config *c = t->cfg;
+    DL_CHECK(setup_tokenizer(t));
     DL_CHECK(open_dataset(&c->data.train, &t->train_set, "data.train"));
     dl_dataset_source(t->train_set, &t->train_source);
     if (c->data.valid.count > 0) {
@@ -269,6 +296,8 @@ static dl_status save_checkpoint(trainer *t) {
         cursor_len = t->best_cursor_len;
     }
     snprintf(meta.model_kind, sizeof meta.model_kind, "%s", t->model->kind);
+    if (t->tokenizer && dl_tokenizer_kind_of(t->tokenizer) == DL_TOKENIZER_BPE)
+        dl_tokenizer_hash_hex(dl_tokenizer_hash(t->tokenizer), meta.tokenizer_hash);
     dl_cursor_info info;
     if (cursor_len && dl_cursor_info_get(cursor, cursor_len, &info) == DL_OK)
         meta.epoch = (int64_t)info.epoch;
@@ -788,6 +817,12 @@ static dl_status open_run_records(trainer *t) {
     char path[4200];
     snprintf(path, sizeof path, "%s/config.yaml", t->cfg->run.dir);
     DL_CHECK(dl_write_file_atomic(path, t->config_yaml, strlen(t->config_yaml)));
+    /* The run keeps its tokenizer, so generate and eval find it without being told. */
+    snprintf(path, sizeof path, "%s/tokenizer.json", t->cfg->run.dir);
+    if (t->tokenizer && dl_tokenizer_kind_of(t->tokenizer) == DL_TOKENIZER_BPE)
+        DL_CHECK_CTX(dl_tokenizer_save(t->tokenizer, path), "keeping the run's tokenizer");
+    else
+        DL_CHECK(dl_remove_if_exists(path)); /* byte-level: a stale copy from another run must not be picked up */
     if (t->cfg->log.jsonl) {
         snprintf(path, sizeof path, "%s/metrics.jsonl", t->cfg->run.dir);
         t->metrics_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
@@ -812,6 +847,7 @@ static void teardown(trainer *t) {
     dl_dataset_close(t->train_set);
     dl_dataset_close(t->valid_set);
     free(t->config_yaml);
+    dl_tokenizer_free(t->tokenizer);
     free(t->best);
     free(t->best_cursor);
     if (t->backend_open)

@@ -26,7 +26,7 @@ grep -q '^blas: OpenBLAS' /tmp/dealer_cli_out.$$ || fail "--version has no blas 
 # With nothing set by the user, the kernel must not be one dealer considers too slow for this CPU.
 if grep -q 'slow:' /tmp/dealer_cli_out.$$; then fail "BLAS kernel not auto-selected: $(grep blas: /tmp/dealer_cli_out.$$)"; fi
 
-for cmd in train eval generate predict data ckpt config bench dpo; do
+for cmd in train eval generate predict data ckpt config bench dpo tokenizer; do
   expect_exit 0 "$dealer" "$cmd" --help
 done
 

@@ -185,6 +185,7 @@ static const char *const expected_defaults[][2] = {
     {"data.shuffle", "true"},
     {"data.skip_corrupt", "0"},
     {"data.prefetch", "2"},
+    {"data.tokenizer", "\"bytes\""},
     {"optim.name", "adamw"},
     {"optim.lr", "0.0006"},
     {"optim.beta1", "0.9"},
@@ -426,6 +427,9 @@ static void checks_across_keys(void **state) {
                  "%s:3: ckpt.keep_every (150) must be a multiple of ckpt.every (100)");
     expect_error("x.yaml", "data:\n  format: clicks\n", 0, NULL,
                  "%s:2: data.format clicks does not fit model.kind gpt (it reads tokens)");
+    expect_error("x.yaml", "model:\n  kind: ffm\n  init_from: run/ckpt/latest\n", 0, NULL,
+                 "%s:3: model.init_from applies to model.kind gpt and dpo, not ffm (to continue an ffm run, use "
+                 "train.resume)");
     expect_error("x.yaml", "comm:\n  embeddings: sharded\n", 0, NULL,
                  "%s:2: comm.embeddings sharded applies to model.kind fm or ffm, not gpt");
     expect_error("x.yaml", "dpo:\n  reference: precomputed\n", 0, NULL,
@@ -648,6 +652,12 @@ static void random_configs_round_trip(void **state) {
         cfg.dpo.loss = DL_DPO_LOSS_SIGMOID;
         cfg.dpo.reference = DL_DPO_REF_MODEL;
         cfg.model.precision = DL_PRECISION_FP32; /* bf16 is for gpt/dpo, and these are click models */
+        free(cfg.model.init_from); /* fm and ffm read neither */
+        cfg.model.init_from = strdup("");
+        assert_non_null(cfg.model.init_from);
+        free(cfg.data.tokenizer);
+        cfg.data.tokenizer = strdup("bytes");
+        assert_non_null(cfg.data.tokenizer);
         cfg.ckpt.keep_every = cfg.ckpt.every * (trial % 3);
         check_round_trip(&cfg);
         dl_config_free(&cfg);

@@ -123,9 +123,15 @@ static void pair_lines_parse_and_fail_clearly(void **state) {
     expect_bad(3, "[1, 2]", "expected a JSON object");
     expect_bad(3, "{\"prompt\": \"a\", \"chosen\": \"b\"}", "missing \"rejected\"");
     expect_bad(3, "{\"prompt\": 1, \"chosen\": \"b\", \"rejected\": \"c\"}", "\"prompt\" must be a string");
-    expect_bad(3, "{\"prompt\": \"a\", \"chosen\": [{\"role\": \"user\"}], \"rejected\": \"c\"}",
-               "\"chosen\" must be a string, not an array");
-    assert_non_null(strstr(dl_error_message(), "chat-format"));
+    /* conversational lists must be on both sides and hold {"role", "content"} messages */
+    expect_bad(3, "{\"prompt\": \"a\", \"chosen\": [{\"role\": \"user\", \"content\": \"b\"}], \"rejected\": \"c\"}",
+               "\"rejected\" must be a message list like \"chosen\", not a string");
+    expect_bad(3, "{\"chosen\": [{\"role\": \"user\"}], \"rejected\": [{\"role\": \"user\", \"content\": \"x\"}]}",
+               "\"chosen\" message 1 has no string \"content\"");
+    expect_bad(3, "{\"chosen\": [], \"rejected\": [{\"role\": \"user\", \"content\": \"x\"}]}",
+               "\"chosen\" is an empty message list");
+    expect_bad(3, "{\"chosen\": [{\"role\": \"u\", \"content\": \"x\"}], \"rejected\": [{\"role\": \"u\", \"content\": \"x\"}]}",
+               "are the same conversation");
     expect_bad(3, "{\"prompt\": \"a\", \"chosen\": \"\", \"rejected\": \"c\"}", "\"chosen\" is empty");
     expect_bad(3, "{\"prompt\": \"a\", \"chosen\": \"b\", \"chosen\": \"x\", \"rejected\": \"c\"}", "invalid JSON");
     expect_bad(3, "{\"prompt\": \"a\", \"chosen\": \"b\", \"rejected\": \"c\"} {}", "invalid JSON");

@@ -1,0 +1,367 @@
+/* cmd_tokenizer.c — `dealer tokenizer {train,encode,decode,stat}`: learn a byte-level BPE vocabulary, and look at
+ * what a tokenizer does to a text. The work lives in src/data/tokenizer.h; this file parses options and prints. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/commands.h"
+#include "core/fs.h"
+#include "core/status.h"
+#include "data/tokenizer.h"
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "usage: dealer tokenizer <command> [options]\n\n"
+            "  train    learn byte-level BPE merges from text files and write a Hugging Face tokenizer.json\n"
+            "  encode   print the token ids of a text (one line, space-separated)\n"
+            "  decode   print the text of token ids\n"
+            "  stat     describe a tokenizer (kind, vocabulary, merges, added tokens, hash) and, given text,\n"
+            "           how many tokens and bytes per token it makes\n\n"
+            "TOKENIZER is a tokenizer.json, a vocab.json (merges.txt beside it), a directory holding either, or\n"
+            "'bytes' (the byte-level default). Ids equal Hugging Face `tokenizers`' for the same file.\n"
+            "See docs/tokenizer.md.\n\n"
+            "  dealer tokenizer <command> --help   options of one command\n");
+}
+
+static void usage_train(FILE *out) {
+    fprintf(out,
+            "usage: dealer tokenizer train FILE... -o tokenizer.json --vocab-size N [options]\n\n"
+            "Learns byte-level BPE (GPT-2 pre-tokenizer, all 256 bytes as the initial alphabet) with the rules of\n"
+            "Hugging Face `tokenizers`' BpeTrainer: each line (with its line ending) is a sequence, the most\n"
+            "frequent adjacent pair is merged first (the smaller id pair among equals). The output loads in\n"
+            "`tokenizers.Tokenizer.from_file` and gives the same ids there as in dealer. FILE may be '-'.\n\n"
+            "options:\n"
+            "  -o, --output PATH       the tokenizer.json to write (atomically)\n"
+            "  --vocab-size N          total vocabulary: special tokens + 256 bytes + merges (required)\n"
+            "  --special TOKEN         a special token, ids 0.. in the order given (repeatable; e.g.\n"
+            "                          --special '<|endoftext|>')\n"
+            "  --min-frequency N       never merge a pair seen fewer than N times (default 0: no limit)\n"
+            "  --no-progress           no progress line\n");
+}
+
+static void usage_encode(FILE *out) {
+    fprintf(out, "usage: dealer tokenizer encode TOKENIZER [TEXT | --file PATH]\n\n"
+                 "Prints the ids of TEXT (or of the bytes of PATH, '-' for standard input) on one line.\n"
+                 "  --tokens    print each id with its bytes as id:'text' instead\n");
+}
+
+static void usage_decode(FILE *out) {
+    fprintf(out, "usage: dealer tokenizer decode TOKENIZER [ID...]\n\n"
+                 "Writes the bytes of the ids (from the arguments, or whitespace-separated on standard input when\n"
+                 "none are given) to standard output, exactly, without adding a newline.\n");
+}
+
+static void usage_stat(FILE *out) {
+    fprintf(out, "usage: dealer tokenizer stat TOKENIZER [FILE...]\n\n"
+                 "Prints the tokenizer's kind, vocabulary size, merges, added tokens and hash; with FILEs, the tokens\n"
+                 "they encode to and the bytes per token.\n");
+}
+
+static int fail(const char *cmd, dl_status s) {
+    char name[64];
+    snprintf(name, sizeof name, "tokenizer %s", cmd);
+    return dl_cli_report(name, s);
+}
+
+static int usage_error(const char *cmd, const char *fmt, const char *arg) {
+    fprintf(stderr, "dealer tokenizer %s: ", cmd);
+    fprintf(stderr, fmt, arg ? arg : "");
+    fprintf(stderr, " (see dealer tokenizer %s --help)\n", cmd);
+    return 2;
+}
+
+/* Reads PATH ("-" = stdin) whole. */
+static dl_status slurp(const char *path, uint8_t **data, size_t *len) {
+    if (strcmp(path, "-") != 0) {
+        FILE *fp = fopen(path, "rb");
+        if (!fp)
+            return dl_open_failure(path, errno, "check the input path");
+        fclose(fp);
+        return dl_read_file(path, data, len);
+    }
+    size_t cap = 1 << 16, n = 0;
+    uint8_t *buf = malloc(cap + 1);
+    if (!buf)
+        return DL_FAIL(DL_ERR_NOMEM, "out of memory reading standard input");
+    size_t got;
+    while ((got = fread(buf + n, 1, cap - n, stdin)) > 0) {
+        n += got;
+        if (n == cap) {
+            uint8_t *grown = realloc(buf, cap * 2 + 1);
+            if (!grown) {
+                free(buf);
+                return DL_FAIL(DL_ERR_NOMEM, "out of memory reading standard input");
+            }
+            buf = grown;
+            cap *= 2;
+        }
+    }
+    if (ferror(stdin)) {
+        free(buf);
+        return DL_FAIL(DL_ERR_IO, "reading standard input: %s", strerror(errno));
+    }
+    buf[n] = 0;
+    *data = buf;
+    *len = n;
+    return DL_OK;
+}
+
+static int parse_long(const char *s, long long lo, long long hi, long long *out) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return 0;
+    *out = v;
+    return 1;
+}
+
+static int cmd_train(int argc, char **argv) {
+    if (dl_cli_wants_help(argc, argv)) {
+        usage_train(stdout);
+        return 0;
+    }
+    const char **inputs = calloc((size_t)argc + 1, sizeof *inputs);
+    const char **special = calloc((size_t)argc + 1, sizeof *special);
+    if (!inputs || !special) {
+        free(inputs);
+        free(special);
+        fprintf(stderr, "dealer tokenizer train: out of memory\n");
+        return 1;
+    }
+    dl_tokenizer_train_options opt = {0};
+    opt.progress = 1;
+    const char *output = NULL;
+    long long v;
+    int rc = 0, have_vocab = 0;
+    for (int i = 1; i < argc && rc == 0; i++) {
+        const char *a = argv[i], *next = i + 1 < argc ? argv[i + 1] : NULL;
+        if (a[0] != '-' || strcmp(a, "-") == 0) {
+            inputs[opt.num_inputs++] = a;
+            continue;
+        }
+        if (strcmp(a, "--no-progress") == 0) {
+            opt.progress = 0;
+            continue;
+        }
+        if (!next) {
+            rc = usage_error("train", "%s needs a value", a);
+            break;
+        }
+        i++;
+        if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0)
+            output = next;
+        else if (strcmp(a, "--vocab-size") == 0) {
+            if (!parse_long(next, 1, DL_TOKENIZER_MAX_VOCAB, &v))
+                rc = usage_error("train", "--vocab-size must be an integer in [1, 16777216], got '%s'", next);
+            opt.vocab_size = (int32_t)v;
+            have_vocab = 1;
+        } else if (strcmp(a, "--special") == 0) {
+            if (!next[0])
+                rc = usage_error("train", "--special needs a non-empty token%s", "");
+            special[opt.num_special++] = next;
+        } else if (strcmp(a, "--min-frequency") == 0) {
+            if (!parse_long(next, 0, (long long)1 << 62, &v))
+                rc = usage_error("train", "--min-frequency must be a non-negative integer, got '%s'", next);
+            opt.min_frequency = (uint64_t)v;
+        } else
+            rc = usage_error("train", "unknown option %s", a);
+    }
+    if (rc == 0 && opt.num_inputs == 0)
+        rc = usage_error("train", "no input files given%s", "");
+    if (rc == 0 && !output)
+        rc = usage_error("train", "no output given (-o tokenizer.json)%s", "");
+    if (rc == 0 && !have_vocab)
+        rc = usage_error("train", "--vocab-size is required%s", "");
+    if (rc == 0) {
+        opt.inputs = inputs;
+        opt.special = special;
+        dl_tokenizer *tok = NULL;
+        dl_status s = dl_tokenizer_train(&opt, &tok);
+        if (s == DL_OK)
+            s = dl_tokenizer_save(tok, output);
+        if (s == DL_OK) {
+            char hex[17];
+            dl_tokenizer_hash_hex(dl_tokenizer_hash(tok), hex);
+            printf("wrote %s: vocabulary %d (%zu special, 256 bytes, %zu merges), hash %s\n", output,
+                   (int)dl_tokenizer_vocab_size(tok), opt.num_special, dl_tokenizer_num_merges(tok), hex);
+        } else {
+            rc = fail("train", s);
+        }
+        dl_tokenizer_free(tok);
+    }
+    free(inputs);
+    free(special);
+    return rc;
+}
+
+static int cmd_encode(int argc, char **argv) {
+    if (dl_cli_wants_help(argc, argv)) {
+        usage_encode(stdout);
+        return 0;
+    }
+    const char *tok_path = NULL, *text = NULL, *file = NULL;
+    int show_tokens = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--file") == 0) {
+            if (i + 1 >= argc)
+                return usage_error("encode", "--file needs a path%s", "");
+            file = argv[++i];
+        } else if (strcmp(argv[i], "--tokens") == 0) {
+            show_tokens = 1;
+        } else if (!tok_path) {
+            tok_path = argv[i];
+        } else if (!text) {
+            text = argv[i];
+        } else {
+            return usage_error("encode", "unexpected argument '%s'", argv[i]);
+        }
+    }
+    if (!tok_path)
+        return usage_error("encode", "no tokenizer given%s", "");
+    if (!!text == !!file)
+        return usage_error("encode", "give either TEXT or --file PATH%s", "");
+    dl_tokenizer *tok = NULL;
+    dl_status s = dl_tokenizer_load(tok_path, &tok);
+    if (s != DL_OK)
+        return fail("encode", s);
+    uint8_t *data = NULL;
+    size_t len = 0;
+    if (file)
+        s = slurp(file, &data, &len);
+    dl_i32_array ids = {0};
+    if (s == DL_OK)
+        s = dl_tokenizer_encode(tok, file ? (const void *)data : text, file ? len : strlen(text), &ids);
+    for (size_t i = 0; s == DL_OK && i < ids.len; i++) {
+        if (show_tokens) {
+            const uint8_t *b;
+            size_t k;
+            s = dl_tokenizer_token_bytes(tok, ids.data[i], &b, &k);
+            printf("%s%d:'", i ? " " : "", (int)ids.data[i]);
+            for (size_t j = 0; s == DL_OK && j < k; j++)
+                if (b[j] >= 0x20 && b[j] < 0x7F && b[j] != '\'' && b[j] != '\\')
+                    putchar(b[j]);
+                else
+                    printf("\\x%02x", b[j]);
+            putchar('\'');
+        } else {
+            printf(i ? " %d" : "%d", (int)ids.data[i]);
+        }
+    }
+    if (s == DL_OK)
+        putchar('\n');
+    if (s == DL_OK && fflush(stdout) != 0)
+        s = DL_FAIL(DL_ERR_IO, "writing standard output: %s", strerror(errno));
+    int rc = s == DL_OK ? 0 : fail("encode", s);
+    dl_i32_array_free(&ids);
+    free(data);
+    dl_tokenizer_free(tok);
+    return rc;
+}
+
+static int cmd_decode(int argc, char **argv) {
+    if (dl_cli_wants_help(argc, argv)) {
+        usage_decode(stdout);
+        return 0;
+    }
+    if (argc < 2)
+        return usage_error("decode", "no tokenizer given%s", "");
+    dl_i32_array ids = {0};
+    dl_status s = DL_OK;
+    long long v;
+    for (int i = 2; i < argc && s == DL_OK; i++) {
+        if (!parse_long(argv[i], 0, INT32_MAX, &v)) {
+            dl_i32_array_free(&ids);
+            return usage_error("decode", "'%s' is not a token id (a non-negative integer)", argv[i]);
+        }
+        s = dl_i32_array_push(&ids, (int32_t)v);
+    }
+    if (argc == 2) {
+        char word[64];
+        int got;
+        size_t n = 0;
+        while (s == DL_OK && (got = scanf("%63s", word)) == 1) {
+            n++;
+            if (!parse_long(word, 0, INT32_MAX, &v)) {
+                dl_i32_array_free(&ids);
+                fprintf(stderr, "dealer tokenizer decode: <stdin>: item %zu '%s' is not a token id\n", n, word);
+                return 2;
+            }
+            s = dl_i32_array_push(&ids, (int32_t)v);
+        }
+    }
+    dl_tokenizer *tok = NULL;
+    if (s == DL_OK)
+        s = dl_tokenizer_load(argv[1], &tok);
+    char *text = NULL;
+    size_t len = 0;
+    if (s == DL_OK)
+        s = dl_tokenizer_decode(tok, ids.data, ids.len, &text, &len);
+    if (s == DL_OK && (fwrite(text, 1, len, stdout) != len || fflush(stdout) != 0))
+        s = DL_FAIL(DL_ERR_IO, "writing standard output: %s", strerror(errno));
+    int rc = s == DL_OK ? 0 : fail("decode", s);
+    free(text);
+    dl_i32_array_free(&ids);
+    dl_tokenizer_free(tok);
+    return rc;
+}
+
+static int cmd_stat(int argc, char **argv) {
+    if (dl_cli_wants_help(argc, argv)) {
+        usage_stat(stdout);
+        return 0;
+    }
+    if (argc < 2)
+        return usage_error("stat", "no tokenizer given%s", "");
+    dl_tokenizer *tok = NULL;
+    dl_status s = dl_tokenizer_load(argv[1], &tok);
+    if (s != DL_OK)
+        return fail("stat", s);
+    char hex[17];
+    dl_tokenizer_hash_hex(dl_tokenizer_hash(tok), hex);
+    printf("tokenizer  %s\nkind       %s\nvocab      %d\nmerges     %zu\nadded      %zu\nhash       %s\n", argv[1],
+           dl_tokenizer_kind_name(tok), (int)dl_tokenizer_vocab_size(tok), dl_tokenizer_num_merges(tok),
+           dl_tokenizer_num_added(tok), hex);
+    int32_t eos = dl_tokenizer_eos_id(tok);
+    if (eos >= 0)
+        printf("eos        <|endoftext|> = %d\n", (int)eos);
+    dl_i32_array ids = {0};
+    for (int i = 2; i < argc && s == DL_OK; i++) {
+        uint8_t *data = NULL;
+        size_t len = 0;
+        s = slurp(argv[i], &data, &len);
+        if (s == DL_OK)
+            s = dl_tokenizer_encode(tok, data, len, &ids);
+        if (s == DL_OK)
+            printf("%s: %zu bytes -> %zu tokens (%.3f bytes/token)\n", argv[i], len, ids.len,
+                   ids.len ? (double)len / (double)ids.len : 0.0);
+        free(data);
+    }
+    int rc = s == DL_OK ? 0 : fail("stat", s);
+    dl_i32_array_free(&ids);
+    dl_tokenizer_free(tok);
+    return rc;
+}
+
+int dl_cmd_tokenizer(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *sub = argv[1];
+    if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0 || strcmp(sub, "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(sub, "train") == 0)
+        return cmd_train(argc - 1, argv + 1);
+    if (strcmp(sub, "encode") == 0)
+        return cmd_encode(argc - 1, argv + 1);
+    if (strcmp(sub, "decode") == 0)
+        return cmd_decode(argc - 1, argv + 1);
+    if (strcmp(sub, "stat") == 0)
+        return cmd_stat(argc - 1, argv + 1);
+    fprintf(stderr, "dealer tokenizer: unknown command '%s' (train, encode, decode, stat; see --help)\n", sub);
+    return 2;
+}
