@@ -6,8 +6,8 @@
  * The text is repeated N times (default 8) and cut into documents, each ending after a blank line ("\n\n": the
  * Shakespeare speeches, ~150 bytes on average; bench_tokenizer.py cuts the same way), and every document is encoded,
  * R times (default 5) with a fresh tokenizer handle each time, so the per-word cache starts cold every repetition
- * as `tokenizers`' does on a new Tokenizer. One line per repetition: seconds, MB/s, tokens (all documents), CPU seconds and MB per CPU second (the
- * figure a loaded machine does not distort). One
+ * as `tokenizers`' does on a new Tokenizer. One line per repetition: seconds, MB/s, tokens (all documents), CPU
+ * seconds and MB per CPU second (the figure a loaded machine does not distort). One
  * thread. */
 #include <stdio.h>
 #include <stdlib.h>

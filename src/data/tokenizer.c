@@ -219,7 +219,7 @@ dl_status dl_tokenizer_new_bytes(dl_tokenizer **out) {
     return s;
 }
 
-/* ---- accessors ----------------------------------------------------------------------------------------------- */
+/* ---- accessors --------------------------------------------------------------------------------------------------- */
 
 dl_tokenizer_kind dl_tokenizer_kind_of(const dl_tokenizer *t) { return t ? t->m->kind : DL_TOKENIZER_BYTES; }
 const char *dl_tokenizer_kind_name(const dl_tokenizer *t) {
@@ -238,7 +238,10 @@ dl_status dl_tokenizer_parse_hash(const char *hex, uint64_t *hash) {
     size_t i = 0;
     for (; hex[i]; i++) {
         char c = hex[i];
-        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        int d = c >= '0' && c <= '9'   ? c - '0'
+                : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                       : -1;
         if (d < 0 || i >= 16)
             return DL_FAIL(DL_ERR_FORMAT, "'%s' is not a tokenizer hash (16 hex digits)", hex);
         v = v << 4 | (uint64_t)d;
@@ -293,7 +296,7 @@ int dl_tokenizer_is_special(const dl_tokenizer *t, int32_t id) {
            (t->m->id_flags[id] & ID_SPECIAL);
 }
 
-/* ---- building --------------------------------------------------------------------------------------------------- */
+/* ---- building ---------------------------------------------------------------------------------------------------- */
 
 typedef struct pending_merge {
     size_t left_off, left_len, right_off, right_len; /* in the builder's text pool */
@@ -342,8 +345,8 @@ void dl_tok_builder_free(dl_tok_builder *b) {
 dl_status dl_tok_builder_vocab(dl_tok_builder *b, const char *content, size_t len, int64_t id) {
     DL_REQUIRE(b && (content || len == 0), DL_ERR_INVALID, "dl_tok_builder_vocab: NULL argument");
     if (id < 0 || id >= DL_TOKENIZER_MAX_VOCAB)
-        return DL_FAIL(DL_ERR_FORMAT, "vocabulary entry '%.*s' has id %lld, outside [0, %d)", (int)(len > 40 ? 40 : len),
-                       content, (long long)id, DL_TOKENIZER_MAX_VOCAB);
+        return DL_FAIL(DL_ERR_FORMAT, "vocabulary entry '%.*s' has id %lld, outside [0, %d)",
+                       (int)(len > 40 ? 40 : len), content, (long long)id, DL_TOKENIZER_MAX_VOCAB);
     int found;
     uint64_t old = dl_strmap_get(&b->vocab, content, len, &found);
     if (found)
@@ -717,7 +720,7 @@ dl_status dl_tok_builder_finish(dl_tok_builder *b, const dl_tok_options *opt, dl
     return s;
 }
 
-/* ---- loading ------------------------------------------------------------------------------------------------- */
+/* ---- loading ----------------------------------------------------------------------------------------------------- */
 
 static int json_flag(const json_t *obj, const char *key, int dflt) {
     const json_t *v = json_object_get(obj, key);
@@ -1043,7 +1046,7 @@ dl_status dl_tokenizer_load(const char *path, dl_tokenizer **out) {
     return s;
 }
 
-/* ---- encoding -------------------------------------------------------------------------------------------------- */
+/* ---- encoding ---------------------------------------------------------------------------------------------------- */
 
 /* The per-word BPE merge: `tokenizers`' Word::merge_all (heap ordered by rank, then position). */
 static inline int heap_less(uint64_t a, uint64_t b) { return a < b; } /* rank in the high half, position low */
@@ -1426,7 +1429,7 @@ dl_status dl_tokenizer_encode(dl_tokenizer *t, const void *text, size_t len, dl_
     return dl_tokenizer_encode_append(t, text, len, ids);
 }
 
-/* ---- decoding ----------------------------------------------------------------------------------------------------- */
+/* ---- decoding ---------------------------------------------------------------------------------------------------- */
 
 dl_status dl_tokenizer_decode(const dl_tokenizer *t, const int32_t *ids, size_t n, char **text, size_t *len) {
     DL_REQUIRE(t && text && len && (ids || n == 0), DL_ERR_INVALID, "dl_tokenizer_decode: NULL argument");
@@ -1525,7 +1528,7 @@ dl_status dl_token_stream_finish(dl_token_stream *s, const char **text, size_t *
     return DL_OK;
 }
 
-/* ---- saving -------------------------------------------------------------------------------------------------------- */
+/* ---- saving ------------------------------------------------------------------------------------------------------ */
 
 static json_t *byte_level(int add_prefix_space) {
     return json_pack("{s:s, s:b, s:b, s:b}", "type", "ByteLevel", "add_prefix_space", add_prefix_space, "trim_offsets",

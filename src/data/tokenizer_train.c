@@ -64,7 +64,7 @@ typedef struct trainer {
     size_t heap_len, heap_cap;
 } trainer;
 
-/* ---- the pair table ------------------------------------------------------------------------------------------- */
+/* ---- the pair table ---------------------------------------------------------------------------------------------- */
 
 static inline uint64_t pkey(int32_t a, int32_t b) { return ((uint64_t)(uint32_t)a << 32 | (uint32_t)b) + 1; }
 
@@ -128,7 +128,7 @@ static dl_status where_add(trainer *t, uint32_t idx, uint32_t iw, uint32_t step)
     return DL_OK;
 }
 
-/* ---- the heap -------------------------------------------------------------------------------------------------- */
+/* ---- the heap ---------------------------------------------------------------------------------------------------- */
 
 /* 1 when x pops before y: higher count, then the smaller pair. */
 static inline int before(const heap_entry *x, const heap_entry *y) {
@@ -209,7 +209,7 @@ static void trainer_free(trainer *t) {
     free(t->heap);
 }
 
-/* ---- counting words --------------------------------------------------------------------------------------------- */
+/* ---- counting words ---------------------------------------------------------------------------------------------- */
 
 typedef struct counter {
     trainer *t;
@@ -301,7 +301,7 @@ static dl_status count_file(counter *c, const char *path, dl_progress *bar, uint
     return s;
 }
 
-/* ---- merging ------------------------------------------------------------------------------------------------------ */
+/* ---- merging ----------------------------------------------------------------------------------------------------- */
 
 /* `tokenizers`' Word::merge: replaces every (c1, c2) left to right, reporting the pair count changes. */
 typedef struct change {

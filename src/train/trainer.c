@@ -348,6 +348,18 @@ static dl_status maybe_resume(trainer *t, uint8_t **cursor, size_t *cursor_len, 
                     t->model->kind);
         dl_error_hint("use another run.dir, or start over there with train.resume=never run.overwrite=true");
     }
+    if (s == DL_OK && t->tokenizer) {
+        /* a checkpoint's ids mean nothing under another vocabulary ("" = byte-level) */
+        char mine[17] = "";
+        if (dl_tokenizer_kind_of(t->tokenizer) == DL_TOKENIZER_BPE)
+            dl_tokenizer_hash_hex(dl_tokenizer_hash(t->tokenizer), mine);
+        if (strcmp(mine, meta.tokenizer_hash) != 0) {
+            s = DL_FAIL(DL_ERR_INVALID, "%s was trained with tokenizer %s but data.tokenizer %s is %s", path,
+                        meta.tokenizer_hash[0] ? meta.tokenizer_hash : "bytes", t->cfg->data.tokenizer,
+                        mine[0] ? mine : "bytes");
+            dl_error_hint("resume with the tokenizer the run used (run_dir/tokenizer.json), or use another run.dir");
+        }
+    }
     host_state h;
     memset(&h, 0, sizeof h);
     const dl_shard_layout *layout = t->model->shard_layout;

@@ -125,6 +125,11 @@ has err "bytes.tfrecord was made with tokenizer"; has err "$hash"
 expect 2 "$D" train "$SRC/configs/gpt-shakespeare.yaml" "${args[@]}" run.dir="$T/run3" model.vocab_size=300
 has err "model.vocab_size 300 is smaller than the vocabulary"
 expect 2 "$D" eval "$T/run" --data "$T/bytes.tfrecord"; has err "was made with tokenizer"
+# resuming the BPE run with another tokenizer (and data to match it) is refused before any step
+expect 0 "$D" data convert --format text "$T/text.txt" -o "$T/fix.tfrecord" --tokenizer "$FIX" --no-progress
+expect 2 "$D" train "$SRC/configs/gpt-shakespeare.yaml" "${args[@]}" data.tokenizer="$FIX" data.train="$T/fix.tfrecord" \
+    data.valid= model.vocab_size=512 train.steps=40
+has err "was trained with tokenizer $hash"
 expect 2 "$D" generate "$T/run" --tokenizer "$FIX" --tokens 2; has err "was trained with tokenizer $hash"
 expect 2 "$D" train "$SRC/configs/fm-criteo.yaml" data.tokenizer="$T/tok.json"; has err "data.tokenizer applies to gpt and dpo"
 echo "OK"

@@ -80,7 +80,8 @@ static void decode_inverts_encode(void **state) {
     dl_tokenizer_free(tok); /* the clone keeps the shared vocabulary alive */
     static const char *const texts[] = {
         "To be, or not to be: that is the question.\n",
-        "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e e\xcc\x81 \xd9\x85\xd8\xb1\xd8\xad\xd8\xa8\xd8\xa7 \xf0\x9f\x91\xa8\xe2\x80\x8d\xf0\x9f\x91\xa9",
+        "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e e\xcc\x81 \xd9\x85\xd8\xb1\xd8\xad\xd8\xa8\xd8\xa7 "
+        "\xf0\x9f\x91\xa8\xe2\x80\x8d\xf0\x9f\x91\xa9",
         "     \r\n\t\t  x  ", "<|endoftext|><|endoftext|>a<|endoft", "I'm they'll 123 4567",
     };
     for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
