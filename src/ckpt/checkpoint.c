@@ -706,6 +706,8 @@ typedef struct meta_wire {
     int64_t step, epoch, optimizer_step, bad_steps, seed, world_size, zero_stage;
     double tokens_seen, samples_seen;
     char model_kind[16];
+    char blas_kernel[64], cpu_variant[32]; /* rank 0's: ranks on different CPUs may differ */
+    int64_t threads;
     uint64_t config_len;
 } meta_wire;
 
@@ -949,6 +951,11 @@ static dl_status write_contents(dl_world *w, const char *tmp, const char *path, 
     TRY(attr_write_i64(file, "zero_stage", m->zero_stage, path));
     TRY(attr_write_str(file, "model_kind", m->model_kind, path));
     TRY(attr_write_str(file, "config", config, path));
+    if (m->blas_kernel[0]) {
+        TRY(attr_write_str(file, "blas_kernel", m->blas_kernel, path));
+        TRY(attr_write_str(file, "cpu_variant", m->cpu_variant, path));
+        TRY(attr_write_i64(file, "threads", m->threads, path));
+    }
     char groups[2 + 16 + 1][192];
     size_t ngroups = 0;
     snprintf(groups[ngroups++], sizeof groups[0], "/model");
@@ -1072,6 +1079,10 @@ dl_status dl_ckpt_write(dl_world *w, const char *path, const dl_ckpt_meta *meta,
     m.tokens_seen = meta->tokens_seen;
     m.samples_seen = meta->samples_seen;
     memcpy(m.model_kind, meta->model_kind, sizeof m.model_kind);
+    memcpy(m.blas_kernel, meta->blas_kernel, sizeof m.blas_kernel);
+    memcpy(m.cpu_variant, meta->cpu_variant, sizeof m.cpu_variant);
+    m.blas_kernel[sizeof m.blas_kernel - 1] = m.cpu_variant[sizeof m.cpu_variant - 1] = '\0';
+    m.threads = meta->threads;
     m.config_len = meta->config_yaml ? strlen(meta->config_yaml) : 0;
     DL_CHECK(dl_comm_broadcast(w, &m, sizeof m, 0, "checkpoint meta"));
     char *config = malloc(m.config_len + 1);
@@ -1311,6 +1322,25 @@ static dl_status read_meta_from(hid_t file, const char *path, dl_ckpt_meta *meta
     if (s == DL_OK && attr_read_str(file, "dealer_version", &version_text, path) == DL_OK)
         snprintf(meta->dealer_version, sizeof meta->dealer_version, "%s", version_text);
     free(version_text);
+    /* Written since the BLAS kernel, CPU variant and thread count were recorded; older files lack all three. */
+    if (s == DL_OK && H5Aexists(file, "blas_kernel") > 0) {
+        char *blas = NULL, *variant = NULL;
+        int64_t threads = 0;
+        s = attr_read_str(file, "blas_kernel", &blas, path);
+        if (s == DL_OK)
+            s = attr_read_str(file, "cpu_variant", &variant, path);
+        if (s == DL_OK)
+            s = attr_read(file, "threads", H5T_NATIVE_INT64, &threads, path);
+        if (s == DL_OK && (threads < 1 || threads > (1 << 20)))
+            s = DL_FAIL(DL_ERR_FORMAT, "%s: implausible thread count %lld", path, (long long)threads);
+        if (s == DL_OK) {
+            snprintf(meta->blas_kernel, sizeof meta->blas_kernel, "%s", blas);
+            snprintf(meta->cpu_variant, sizeof meta->cpu_variant, "%s", variant);
+            meta->threads = (int)threads;
+        }
+        free(blas);
+        free(variant);
+    }
     if (s == DL_OK) {
         snprintf(meta->model_kind, sizeof meta->model_kind, "%s", kind);
         meta->world_size = (int)world;
