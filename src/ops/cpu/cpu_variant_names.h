@@ -4,7 +4,7 @@
  * DEALER_CPU_VARIANTS): the first variant (baseline, or native with -DDEALER_NATIVE=ON) keeps the plain names,
  * every further one is compiled with this header forced in first (-include) and DL_CPU_VARIANT_SUFFIX set, so
  * dl_cpu_attention_forward becomes dl_cpu_attention_forward_avx2, the tables dl_cpu_dense_ops_avx2 and so on.
- * cpu_backend.c then picks one set of tables at start-up (cpu_variant.c).
+ * src/ops/cpu_backend.c then picks one set of tables at start-up.
  *
  * A new external function or table in src/ops/cpu/ needs a line here: without one, the link fails with a
  * "multiple definition" error naming it. Static functions need nothing. */
