@@ -196,7 +196,8 @@ int dl_cuda_built(void);
  * "avx2" (AVX2 + FMA) and "avx512" (AVX-512 F/CD/BW/DQ/VL); -DDEALER_NATIVE=ON builds one, "native", for the build
  * machine (on other processors: one "generic"). One is chosen once per process: the best the CPU runs, or the one
  * the environment variable DEALER_CPU_VARIANT names (auto, or a variant's name: tests and users force a lower one
- * with it). Every CPU backend then runs that variant's kernels. */
+ * with it). Every CPU backend then runs that variant's kernels. For tests, DEALER_TEST_CPU_HIDE=avx512 (a comma-
+ * separated list) makes variants read as missing from the CPU. */
 
 /* Chooses the variant (once; later calls return the first answer). DEALER_CPU_VARIANT naming an unknown variant,
  * or one this CPU lacks the instructions for, is DL_ERR_INVALID (exit 2) naming the variable and the choices. */
