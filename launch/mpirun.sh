@@ -104,7 +104,7 @@ if [[ -z ${OMP_NUM_THREADS:-} ]]; then
 fi
 # -x sends a variable to the ranks on other hosts too.
 args+=(-x OMP_NUM_THREADS)
-for var in OPENBLAS_CORETYPE DEALER_LOG OMP_WAIT_POLICY GOMP_SPINCOUNT; do
+for var in OPENBLAS_CORETYPE DEALER_CPU_VARIANT DEALER_LOG OMP_WAIT_POLICY GOMP_SPINCOUNT; do
   [[ -n ${!var:-} ]] && args+=(-x "$var")
 done
 prefix="OMP_NUM_THREADS=$OMP_NUM_THREADS"

@@ -756,6 +756,8 @@ typedef struct meta_wire {
     double tokens_seen, samples_seen;
     char model_kind[16];
     char tokenizer_hash[17];
+    char blas_kernel[64], cpu_variant[32]; /* rank 0's: ranks on different CPUs may differ */
+    int64_t threads;
     uint64_t config_len;
 } meta_wire;
 
@@ -1034,6 +1036,11 @@ static dl_status write_contents(dl_world *w, const char *tmp, const char *path, 
     TRY(attr_write_str(file, "config", config, path));
     if (m->tokenizer_hash[0])
         TRY(attr_write_str(file, "tokenizer_hash", m->tokenizer_hash, path));
+    if (m->blas_kernel[0]) {
+        TRY(attr_write_str(file, "blas_kernel", m->blas_kernel, path));
+        TRY(attr_write_str(file, "cpu_variant", m->cpu_variant, path));
+        TRY(attr_write_i64(file, "threads", m->threads, path));
+    }
     char groups[2 + 16 + 1][192];
     size_t ngroups = 0;
     snprintf(groups[ngroups++], sizeof groups[0], "/model");
@@ -1227,6 +1234,10 @@ dl_status dl_ckpt_write(dl_world *w, const char *path, const dl_ckpt_meta *meta,
     memcpy(m.model_kind, meta->model_kind, sizeof m.model_kind);
     memcpy(m.tokenizer_hash, meta->tokenizer_hash, sizeof m.tokenizer_hash);
     m.tokenizer_hash[sizeof m.tokenizer_hash - 1] = '\0';
+    memcpy(m.blas_kernel, meta->blas_kernel, sizeof m.blas_kernel);
+    memcpy(m.cpu_variant, meta->cpu_variant, sizeof m.cpu_variant);
+    m.blas_kernel[sizeof m.blas_kernel - 1] = m.cpu_variant[sizeof m.cpu_variant - 1] = '\0';
+    m.threads = meta->threads;
     m.config_len = meta->config_yaml ? strlen(meta->config_yaml) : 0;
     DL_CHECK(dl_comm_broadcast(w, &m, sizeof m, 0, "checkpoint meta"));
     char *config = malloc(m.config_len + 1);
@@ -1474,6 +1485,25 @@ static dl_status read_meta_from(hid_t file, const char *path, dl_ckpt_meta *meta
         attr_read_str(file, "tokenizer_hash", &tokenizer_text, path) == DL_OK)
         snprintf(meta->tokenizer_hash, sizeof meta->tokenizer_hash, "%s", tokenizer_text);
     free(tokenizer_text);
+    /* Written since the BLAS kernel, CPU variant and thread count were recorded; older files lack all three. */
+    if (s == DL_OK && H5Aexists(file, "blas_kernel") > 0) {
+        char *blas = NULL, *variant = NULL;
+        int64_t threads = 0;
+        s = attr_read_str(file, "blas_kernel", &blas, path);
+        if (s == DL_OK)
+            s = attr_read_str(file, "cpu_variant", &variant, path);
+        if (s == DL_OK)
+            s = attr_read(file, "threads", H5T_NATIVE_INT64, &threads, path);
+        if (s == DL_OK && (threads < 1 || threads > (1 << 20)))
+            s = DL_FAIL(DL_ERR_FORMAT, "%s: implausible thread count %lld", path, (long long)threads);
+        if (s == DL_OK) {
+            snprintf(meta->blas_kernel, sizeof meta->blas_kernel, "%s", blas);
+            snprintf(meta->cpu_variant, sizeof meta->cpu_variant, "%s", variant);
+            meta->threads = (int)threads;
+        }
+        free(blas);
+        free(variant);
+    }
     if (s == DL_OK) {
         snprintf(meta->model_kind, sizeof meta->model_kind, "%s", kind);
         meta->world_size = (int)world;

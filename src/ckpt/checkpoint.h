@@ -6,7 +6,8 @@
  * Inside a file: /model/<param> float32 datasets with the parameters' true shapes, /optimizer/<state>/<param> in the
  * same shapes, /data/cursors (every rank's data cursor, back to back, uint8) with /data/cursor_lengths (int32 per
  * rank), and attributes on / : format_version, dealer_version, step, epoch, tokens_seen, samples_seen,
- * optimizer_step, bad_steps, seed, rng, world_size, zero_stage, model_kind, config (the resolved YAML). Every dataset
+ * optimizer_step, bad_steps, seed, rng, world_size, zero_stage, model_kind, config (the resolved YAML), and
+ * blas_kernel, cpu_variant, threads (what bit-exact resume depends on besides the data). Every dataset
  * carries a crc32c attribute: the CRC32C of its whole contents as little-endian bytes, checked on load.
  *
  * Writing is collective and parallel (MPI-IO through parallel HDF5): every rank writes the parts it holds into the
@@ -49,6 +50,12 @@ typedef struct dl_ckpt_meta {
     int zero_stage;
     char model_kind[16];
     char dealer_version[64]; /* on load: the release that wrote the file (ignored on save: always this one) */
+    /* What bit-exact resume also depends on: OpenBLAS's kernel ("SkylakeX"), the CPU kernel variant ("avx512") and
+     * the thread count of the run that wrote the file. Written when blas_kernel is set; on load empty and 0 when
+     * the file predates them. */
+    char blas_kernel[64];
+    char cpu_variant[32];
+    int threads;
     char *config_yaml;      /* malloc'd on load; the caller frees */
     char tokenizer_hash[17]; /* gpt/dpo: hex hash of the run's tokenizer (data/tokenizer.h); "" = byte-level or a
                               * checkpoint written before tokenizers were recorded */

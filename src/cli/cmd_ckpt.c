@@ -331,6 +331,11 @@ static int cmd_show(int argc, char **argv) {
     printf("seed            %lld (Philox4x32-10 key; counters come from the step)\n", (long long)meta.seed);
     printf("world_size      %d\n", meta.world_size);
     printf("zero_stage      %d\n", meta.zero_stage);
+    if (meta.blas_kernel[0])
+        printf("written with    BLAS kernel %s, CPU variant %s, %d thread%s (bit-exact resume needs the same)\n",
+               meta.blas_kernel, meta.cpu_variant, meta.threads, meta.threads == 1 ? "" : "s");
+    else
+        printf("written with    ? (older checkpoint: BLAS kernel, CPU variant and threads not recorded)\n");
     printf("data cursors:\n");
     print_cursors(f);
     printf("config:\n");

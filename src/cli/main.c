@@ -36,7 +36,7 @@ static void print_usage(FILE *out) {
     for (int i = 0; i < NUM_COMMANDS; i++)
         fprintf(out, "  %-9s %s\n", commands[i].name, commands[i].summary);
     fprintf(out, "\n  dealer <command> --help   options of one command\n"
-                 "  dealer --version          version, git revision, CUDA and BLAS kernel\n\n"
+                 "  dealer --version          version, git revision, CUDA, BLAS kernel and CPU kernel variant\n\n"
                  "Exit codes: 0 ok, 1 runtime failure, 2 bad usage or input, 75 stopped by a signal after a\n"
                  "checkpoint (requeue to continue), 76 forced stop.\n");
 }
@@ -51,6 +51,10 @@ static void print_version(void) {
     else if (dl_cuda_built())
         printf(", %d GPU%s found", gpus, gpus == 1 ? "" : "s");
     printf("\nblas: OpenBLAS %s\n", dl_blas_describe());
+    printf("cpu kernels: %s (%s; built in:", dl_cpu_variant_name(), dl_cpu_variant_reason());
+    for (int i = 0; i < dl_cpu_variant_count(); i++)
+        printf(" %s", dl_cpu_variant_at(i));
+    printf(")\n");
 }
 
 int main(int argc, char **argv) {
@@ -66,13 +70,17 @@ int main(int argc, char **argv) {
         print_usage(stdout);
         return 0;
     }
+    /* The CPU kernel variant is chosen once, here, so a bad DEALER_CPU_VARIANT stops every command up front. */
+    dl_status variant = dl_cpu_variant_select();
     if (strcmp(name, "--version") == 0 || strcmp(name, "version") == 0) {
+        if (variant != DL_OK)
+            return dl_cli_report("--version", variant);
         print_version();
         return 0;
     }
     for (int i = 0; i < NUM_COMMANDS; i++)
         if (strcmp(name, commands[i].name) == 0)
-            return commands[i].run(argc - 1, argv + 1);
+            return variant != DL_OK ? dl_cli_report(name, variant) : commands[i].run(argc - 1, argv + 1);
     fprintf(stderr, "dealer: unknown command '%s' (run 'dealer --help' for the list)\n", name);
     return 2;
 }

@@ -58,7 +58,7 @@ dl_status dl_backend_open(dl_backend *be, const char *device, int local_rank) {
         return s;
     }
     if (!want_cuda)
-        return dl_cpu_backend_open(be);
+        return dl_cpu_backend_open(be, NULL);
 #ifdef DEALER_HAVE_CUDA
     return dl_cuda_backend_open(be, local_rank);
 #else

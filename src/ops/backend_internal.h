@@ -11,13 +11,18 @@
 extern "C" {
 #endif
 
-dl_status dl_cpu_backend_open(dl_backend *be);
+/* Opens the CPU backend with the chosen CPU variant (dl_cpu_variant_select), or with the one named (NULL: chosen). */
+dl_status dl_cpu_backend_open(dl_backend *be, const char *variant);
 void dl_cpu_backend_close(dl_backend *be);
 
-extern const dl_dense_ops dl_cpu_dense_ops;
-extern const dl_attention_ops dl_cpu_attention_ops;
-extern const dl_optim_ops dl_cpu_optim_ops;
-extern const dl_sparse_ops dl_cpu_sparse_ops;
+/* The tables of one CPU variant: the first variant's under the plain names, every further one's with its suffix
+ * (src/ops/cpu/cpu_variant_names.h): DL_CPU_VARIANT_TABLES(_avx2) declares dl_cpu_dense_ops_avx2 and so on. */
+#define DL_CPU_VARIANT_TABLES(suffix)                                                                          \
+    extern const dl_dense_ops dl_cpu_dense_ops##suffix;                                                        \
+    extern const dl_attention_ops dl_cpu_attention_ops##suffix;                                                \
+    extern const dl_optim_ops dl_cpu_optim_ops##suffix;                                                        \
+    extern const dl_sparse_ops dl_cpu_sparse_ops##suffix;
+DL_CPU_VARIANT_TABLES()
 
 #ifdef DEALER_HAVE_CUDA
 /* GPUs that answer; 0 without a GPU or driver; an error when a driver is installed but CUDA cannot use it. */

@@ -176,6 +176,7 @@ typedef struct dl_backend {
     const char *name;          /* "cpu" or "cuda" */
     int device_index;          /* GPU index; 0 on CPU */
     int num_threads;           /* CPU: OpenMP threads the kernels use */
+    const char *cpu_variant;   /* CPU: the kernel variant running ("avx512", "avx2", "baseline", ...); NULL on CUDA */
     void *state;               /* backend-private: scratch, cuBLAS handle, stream */
     const dl_backend_ops *ops;
 } dl_backend;
@@ -195,6 +196,30 @@ dl_status dl_cuda_device_count(int *count);
 dl_status dl_backend_cuda_handles(const dl_backend *be, int *device, void **stream);
 /* Whether this build includes the CUDA backend. */
 int dl_cuda_built(void);
+
+/* ---- CPU kernel variants ----------------------------------------------------------------------------------------
+ * The portable build compiles the CPU kernels three times from the same source: "baseline" (x86-64-v2, SSE4.2),
+ * "avx2" (AVX2 + FMA) and "avx512" (AVX-512 F/CD/BW/DQ/VL); -DDEALER_NATIVE=ON builds one, "native", for the build
+ * machine (on other processors: one "generic"). One is chosen once per process: the best the CPU runs, or the one
+ * the environment variable DEALER_CPU_VARIANT names (auto, or a variant's name: tests and users force a lower one
+ * with it). Every CPU backend then runs that variant's kernels. For tests, DEALER_TEST_CPU_HIDE=avx512 (a comma-
+ * separated list) makes variants read as missing from the CPU. */
+
+/* Chooses the variant (once; later calls return the first answer). DEALER_CPU_VARIANT naming an unknown variant,
+ * or one this CPU lacks the instructions for, is DL_ERR_INVALID (exit 2) naming the variable and the choices. */
+dl_status dl_cpu_variant_select(void);
+/* The chosen variant's name, and a line saying why it runs ("avx512: the best this CPU supports (...)"), after
+ * dl_cpu_variant_select succeeded; NULL before. */
+const char *dl_cpu_variant_name(void);
+const char *dl_cpu_variant_reason(void);
+/* The variants built into this binary, in order of preference from worst to best: index 0 .. count-1. */
+int dl_cpu_variant_count(void);
+const char *dl_cpu_variant_at(int index);
+/* Whether this CPU has the instructions the variant at `index` needs. */
+int dl_cpu_variant_supported(int index);
+/* Opens the CPU backend with one named variant instead of the chosen one (tests and benchmarks compare them);
+ * a variant that is not built in or that this CPU lacks is DL_ERR_INVALID. */
+dl_status dl_backend_open_cpu_variant(dl_backend *be, const char *variant);
 
 /* ---- memory ---------------------------------------------------------------------------------------------------- */
 dl_status dl_mem_alloc(const dl_backend *be, void **ptr, size_t bytes);

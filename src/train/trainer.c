@@ -253,6 +253,16 @@ static void shard_host_free(trainer *t, float *host) {
         free(host);
 }
 
+/* What a run's floating-point results depend on besides its data and config: OpenBLAS's kernel, the CPU kernel
+ * variant ("cuda" on a GPU) and the thread count. Checkpoints record them so a resume can say when bit-exactness
+ * is lost. */
+static void record_numerics(const trainer *t, char *blas, size_t blas_cap, char *variant, size_t variant_cap,
+                            int *threads) {
+    snprintf(blas, blas_cap, "%s", dl_blas_corename());
+    snprintf(variant, variant_cap, "%s", t->be.cpu_variant ? t->be.cpu_variant : t->be.name);
+    *threads = t->be.num_threads;
+}
+
 static dl_status save_checkpoint(trainer *t) {
     const dl_shard_layout *layout = t->model->shard_layout;
     host_state h;
@@ -298,6 +308,8 @@ static dl_status save_checkpoint(trainer *t) {
     snprintf(meta.model_kind, sizeof meta.model_kind, "%s", t->model->kind);
     if (t->tokenizer && dl_tokenizer_kind_of(t->tokenizer) == DL_TOKENIZER_BPE)
         dl_tokenizer_hash_hex(dl_tokenizer_hash(t->tokenizer), meta.tokenizer_hash);
+    record_numerics(t, meta.blas_kernel, sizeof meta.blas_kernel, meta.cpu_variant, sizeof meta.cpu_variant,
+                    &meta.threads);
     dl_cursor_info info;
     if (cursor_len && dl_cursor_info_get(cursor, cursor_len, &info) == DL_OK)
         meta.epoch = (int64_t)info.epoch;
@@ -321,6 +333,25 @@ static dl_status save_checkpoint(trainer *t) {
     else if (rank0(t))
         DL_INFO("checkpoint %s", path);
     return DL_OK;
+}
+
+/* A resume on another BLAS kernel, CPU variant or thread count continues correctly, but rounds differently from
+ * the run that wrote the checkpoint: one warning line says so, naming both. */
+static void warn_if_numerics_differ(const trainer *t, const char *path, const dl_ckpt_meta *meta) {
+    if (!meta->blas_kernel[0]) {
+        DL_INFO("%s predates the record of BLAS kernel, CPU variant and threads: bit-exact resume is not checked",
+                path);
+        return;
+    }
+    char blas[64], variant[32];
+    int threads;
+    record_numerics(t, blas, sizeof blas, variant, sizeof variant, &threads);
+    if (strcmp(blas, meta->blas_kernel) == 0 && strcmp(variant, meta->cpu_variant) == 0 && threads == meta->threads)
+        return;
+    DL_WARN("%s was written with BLAS kernel %s, CPU variant %s, %d thread%s; this run has %s, %s, %d thread%s: "
+            "training continues correctly, but not bit-identically to an uninterrupted run",
+            path, meta->blas_kernel, meta->cpu_variant, meta->threads, meta->threads == 1 ? "" : "s", blas, variant,
+            threads, threads == 1 ? "" : "s");
 }
 
 /* train.resume: auto (latest when there is one), never, or a path. Fills the cursor to open the loader with. */
@@ -391,6 +422,8 @@ static dl_status maybe_resume(trainer *t, uint8_t **cursor, size_t *cursor_len, 
         s = dl_mem_to_device(&t->be, t->opt->states[k], h.states[k] + t->opt->begin, span * sizeof(float));
     host_state_free(&h);
     DL_CHECK(s);
+    if (rank0(t))
+        warn_if_numerics_differ(t, path, &meta);
     if (meta.world_size != t->world->size && rank0(t))
         DL_WARN("%s was written by %d ranks, this run has %d: parameters and optimizer state continue, but the data "
                 "cursor cannot be split differently, so the data order restarts from the beginning",

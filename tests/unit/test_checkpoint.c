@@ -208,6 +208,42 @@ static void round_trip(int compress) {
     fixture_free(&g);
 }
 
+/* The BLAS kernel, CPU variant and thread count come back as written; a checkpoint written without them (as every
+ * one before they were recorded) still loads, with them empty. */
+static void numerics_are_recorded_and_optional(void **state) {
+    (void)state;
+    fixture f;
+    fixture_init(&f, 3, 0, 0, 0);
+    dl_ckpt_options o = {.keep = 0};
+    char path[4400];
+    dl_ckpt_meta m = sample_meta(5);
+    snprintf(m.blas_kernel, sizeof m.blas_kernel, "SkylakeX");
+    snprintf(m.cpu_variant, sizeof m.cpu_variant, "avx512");
+    m.threads = 7;
+    ASSERT_OK(dl_ckpt_save(&world, test_dir, &m, &f.t, f.cursor, sizeof f.cursor, &o, path, sizeof path));
+    dl_ckpt_meta back;
+    ASSERT_OK(dl_ckpt_read_meta(path, &back));
+    assert_string_equal(back.blas_kernel, "SkylakeX");
+    assert_string_equal(back.cpu_variant, "avx512");
+    assert_int_equal(back.threads, 7);
+    free(back.config_yaml);
+
+    m = sample_meta(6); /* no numerics: the attributes are not written */
+    ASSERT_OK(dl_ckpt_save(&world, test_dir, &m, &f.t, f.cursor, sizeof f.cursor, &o, path, sizeof path));
+    memset(&back, 0x5a, sizeof back);
+    ASSERT_OK(dl_ckpt_read_meta(path, &back));
+    assert_string_equal(back.blas_kernel, "");
+    assert_string_equal(back.cpu_variant, "");
+    assert_int_equal(back.threads, 0);
+    assert_int_equal(back.step, 6);
+    free(back.config_yaml);
+    uint8_t *cursor = NULL;
+    size_t cursor_len = 0;
+    ASSERT_OK(dl_ckpt_load(path, &f.t, 0, 1, &cursor, &cursor_len));
+    free(cursor);
+    fixture_free(&f);
+}
+
 static void round_trip_is_exact(void **state) {
     (void)state;
     round_trip(0);
@@ -506,6 +542,7 @@ int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(crc_combine_matches_the_crc_of_the_concatenation),
         cmocka_unit_test_setup_teardown(round_trip_is_exact, make_dir, remove_dir),
+        cmocka_unit_test_setup_teardown(numerics_are_recorded_and_optional, make_dir, remove_dir),
         cmocka_unit_test_setup_teardown(compressed_round_trip_is_exact, make_dir, remove_dir),
         cmocka_unit_test_setup_teardown(flipped_byte_is_a_crc_error_naming_file_and_tensor, make_dir, remove_dir),
         cmocka_unit_test_setup_teardown(truncated_file_fails_naming_the_file, make_dir, remove_dir),

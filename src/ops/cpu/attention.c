@@ -33,9 +33,11 @@
  * the thread's stack (161 KiB at most, sized for D = 128), whatever T is: no T×T matrix exists, nothing is allocated.
  *
  * The inner products are register-blocked micro-kernels (6 rows × up to 4 vectors of 16 floats) over a thin vector
- * layer: AVX-512 intrinsics when the compiler targets AVX-512, otherwise plain C loops over 16 lanes (define
- * DL_ATTN_PORTABLE to force them; the tests pass on both). The AVX-512 exp is a Cody–Waite reduction with a degree-7
- * polynomial (about 1 ulp); results are deterministic but not bit-identical between the two vector layers.
+ * layer: AVX-512 intrinsics when the compiler targets AVX-512 (the avx512 CPU variant), otherwise plain C loops over
+ * 16 lanes that the compiler vectorises (the avx2 and baseline variants; define DL_ATTN_PORTABLE to force them).
+ * The AVX-512 exp is a Cody–Waite reduction with a degree-7 polynomial (about 1 ulp), the loops' exp is
+ * dl_cpu_expf (2 ulp) with FMA and glibc's expf without; results are deterministic for each variant but not
+ * bit-identical between them (tests/unit/test_cpu_variants.c bounds the difference).
  * cblas_sgemm on 64×64×64 tiles was measured: the sgemm calls alone take about as long as this whole forward and
  * backward (per-call overhead on small tiles), so the tile products stay in these kernels (bench/results/attention.md).
  */
@@ -45,6 +47,7 @@
 #include <string.h>
 
 #include "ops/cpu/cpu_attention.h"
+#include "ops/cpu/cpu_dense_math.h"
 
 #define TILE DL_CPU_ATTENTION_TILE
 #define DMAX DL_CPU_ATTENTION_MAX_D
@@ -144,6 +147,20 @@ ATTN_INLINE void v_store_mask(float *p, vmask m, vf x) {
     for (int i = 0; i < m; i++)
         p[i] = x.f[i];
 }
+/* With FMA (the avx2 variant) the products round once, as in the AVX-512 layer, and fmaf compiles to vfmadd; without
+ * it (baseline) fmaf would be a libm call per lane, so the product is rounded before the sum instead. */
+#if defined(__FMA__)
+ATTN_INLINE vf v_fma(vf a, vf b, vf c) {
+    vf r;
+    LANES(i) r.f[i] = fmaf(a.f[i], b.f[i], c.f[i]);
+    return r;
+}
+ATTN_INLINE vf v_fms(vf a, vf b, vf c) {
+    vf r;
+    LANES(i) r.f[i] = fmaf(a.f[i], b.f[i], -c.f[i]);
+    return r;
+}
+#else
 ATTN_INLINE vf v_fma(vf a, vf b, vf c) {
     vf r;
     LANES(i) r.f[i] = a.f[i] * b.f[i] + c.f[i];
@@ -154,6 +171,7 @@ ATTN_INLINE vf v_fms(vf a, vf b, vf c) {
     LANES(i) r.f[i] = a.f[i] * b.f[i] - c.f[i];
     return r;
 }
+#endif
 ATTN_INLINE vf v_add(vf a, vf b) {
     vf r;
     LANES(i) r.f[i] = a.f[i] + b.f[i];
@@ -188,9 +206,15 @@ ATTN_INLINE vf v_fill_above(vf x, int base, int t, float fill) {
     LANES(i) if (base + i > t) x.f[i] = fill;
     return x;
 }
+/* With FMA, the branch-free exp of cpu_dense_math.h (2 ulp), which vectorises; without, glibc's expf (scalar calls,
+ * but cheaper than dl_cpu_expf's fmaf calls would be there). */
 ATTN_INLINE vf v_exp(vf x) {
     vf r;
+#if defined(__FMA__)
+    LANES(i) r.f[i] = dl_cpu_expf(x.f[i]);
+#else
     LANES(i) r.f[i] = expf(x.f[i]);
+#endif
     return r;
 }
 #undef LANES

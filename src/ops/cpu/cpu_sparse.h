@@ -44,6 +44,12 @@ static inline void dl_cpu_owned_rows(int64_t num_rows, int t, int nt, int64_t *l
  * longer has to prove that a gradient row and a latent row do not overlap before it uses vector instructions, which
  * it failed to do for these loops. Loads and stores go through memcpy, so no alignment is assumed. */
 typedef float dl_f8 __attribute__((vector_size(32)));
+/* Without AVX (the baseline variant) GCC and clang warn that passing or returning a 32-byte vector would change the
+ * calling convention; these helpers are static, so caller and callee are always compiled with the same flags and
+ * never meet across an ABI boundary: the warning does not apply. */
+#if defined(__GNUC__) && !defined(__AVX__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
 
 static inline dl_f8 dl_f8_load(const float *p) {
     dl_f8 v;
