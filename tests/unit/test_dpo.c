@@ -200,8 +200,9 @@ static dl_dpo *make_dpo_in(const dl_backend *be, dl_dpo_settings st, int referen
 }
 
 /* The first batch of a one-rank pass (copied: the loader's buffers die with it). */
-static void first_batch(const dl_doc_source *src, int shuffle, dl_batch *out) {
+static void first_batch_seeded(const dl_doc_source *src, int shuffle, uint64_t seed, dl_batch *out) {
     dl_loader_config c = pair_loader(shuffle);
+    c.seed = seed;
     dl_loader *l = NULL;
     if (dl_loader_open(&l, src, &c, NULL, 0) != DL_OK)
         DL_TEST_FAIL("loader: %s", dl_error_message());
@@ -228,6 +229,10 @@ static void first_batch(const dl_doc_source *src, int shuffle, dl_batch *out) {
     d->num_pairs = s->num_pairs;
     dl_loader_close(l);
     assert_true(d->num_pairs >= 2);
+}
+
+static void first_batch(const dl_doc_source *src, int shuffle, dl_batch *out) {
+    first_batch_seeded(src, shuffle, pair_loader(shuffle).seed, out);
 }
 
 static double batch_loss(dl_dpo *d, const dl_batch *b, int train, dl_step_stats *out) {
@@ -432,13 +437,22 @@ static void check_model_gradients(dl_dpo_settings st, uint64_t stream) {
         for (int k = 0; k < PER_TENSOR; k++) {
             size_t i = v->offset + dl_rng_below(&rng, v->numel);
             float saved = p[i];
+            /* Central differences at h and 2h combined (Richardson: (4·D(h) − D(2h)) / 3) cancel the h² term of the
+             * truncation error. A single difference at h = 1e-2 was off by up to 3% for the squared IPO loss on
+             * some random models (its third derivative is large where margins are), which made this test fail
+             * for about one test seed in ten; what is left is the fp32 rounding of the loss divided by h. */
             const float eps = 1e-2f;
-            p[i] = saved + eps;
-            double up = batch_loss(d, &b, 0, NULL);
-            p[i] = saved - eps;
-            double down = batch_loss(d, &b, 0, NULL);
+            double central[2];
+            for (int k2 = 0; k2 < 2; k2++) {
+                float h = eps * (float)(1 + k2);
+                p[i] = saved + h;
+                double up = batch_loss(d, &b, 0, NULL);
+                p[i] = saved - h;
+                double down = batch_loss(d, &b, 0, NULL);
+                central[k2] = (up - down) / (2.0 * (double)((saved + h) - saved));
+            }
             p[i] = saved;
-            double want = (up - down) / (2.0 * (double)eps), got = analytic[i];
+            double want = (4.0 * central[0] - central[1]) / 3.0, got = analytic[i];
             diff += (got - want) * (got - want);
             ref += want * want;
             if (k == 0)
@@ -540,13 +554,21 @@ static void precomputed_reference_matches_frozen_model(void **state) {
     memset(unshuffled_records, 0xff, sizeof unshuffled_records);
     for (int shuffled = 0; shuffled <= 1; shuffled++) {
         dl_batch b;
-        first_batch(&src, shuffled, &b);
         if (!shuffled) {
+            first_batch(&src, 0, &b);
             memcpy(unshuffled_records, b.tokens.pair_record, (size_t)b.tokens.num_pairs * sizeof(uint64_t));
-        } else { /* the point of the second pass: other records, packed otherwise, than the table's first batch */
+        } else {
+            /* The point of the second pass: other records, packed otherwise, than the table's first batch. The
+             * records' lengths come from the test seed, and for some of them a shuffle's first batch packs the same
+             * records; the next shuffle seeds are tried until one does not (a few suffice for 14 records). */
             int differs = 0;
-            for (int p = 0; p < b.tokens.num_pairs; p++)
-                differs |= b.tokens.pair_record[p] != unshuffled_records[p];
+            for (uint64_t seed = 3; seed < 67 && !differs; seed++) {
+                if (seed > 3)
+                    dl_batch_free(&b);
+                first_batch_seeded(&src, 1, seed, &b);
+                for (int p = 0; p < b.tokens.num_pairs; p++)
+                    differs |= b.tokens.pair_record[p] != unshuffled_records[p];
+            }
             assert_true(differs);
         }
         for (int train_mode = 0; train_mode <= 1; train_mode++) {
