@@ -497,3 +497,20 @@ dl_status dl_free_space(const char *path, uint64_t *bytes) {
     *bytes = (uint64_t)st.f_bavail * (uint64_t)st.f_frsize;
     return DL_OK;
 }
+
+int dl_write_whole_or_cut(int fd, const void *buf, size_t len, off_t keep) {
+    const char *bytes = (const char *)buf;
+    int err = dl_fault_hit(DL_FAULT_WRITE);
+    for (size_t done = 0; !err && done < len;) {
+        ssize_t n = write(fd, bytes + done, len - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            err = n < 0 ? errno : EIO;
+        else
+            done += (size_t)n;
+    }
+    if (err && keep >= 0 && ftruncate(fd, keep) == 0)
+        (void)lseek(fd, keep, SEEK_SET);
+    return err;
+}

@@ -19,6 +19,7 @@
 #define DL_CORE_FS_H
 
 #include <stddef.h>
+#include <sys/types.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -68,6 +69,11 @@ void dl_atomic_abort(dl_atomic_file *f);
 
 /* Writes a whole buffer to PATH atomically (open + write + commit). */
 dl_status dl_write_file_atomic(const char *path, const void *data, size_t len);
+
+/* Writes all len bytes of buf to fd with write(2) (retrying on EINTR); an injected DEALER_FAULT write counts as a
+ * failure. On failure the file is cut back to `keep` bytes and the offset moved there, so an append-only record file
+ * (metrics.jsonl, TensorBoard events) still ends with whole records. Returns 0, or the errno of the failure. */
+int dl_write_whole_or_cut(int fd, const void *buf, size_t len, off_t keep);
 
 /* Reads a whole file into a fresh malloc'd buffer (*data, freed by the caller; NUL-terminated one byte past *len so
  * text can be parsed in place). Fails with DL_ERR_IO naming the path. */

@@ -114,6 +114,26 @@ dl_status dl_op_matmul_forward(const dl_backend *be, float *out, const float *in
     DL_DISPATCH(be, dense, matmul_forward, out, inp, weight, bias, N, C, OC);
 }
 
+/* A matmul backward's outputs (dinp, dweight, dbias; byte sizes given) overlap neither each other nor its inputs
+ * (dout, inp, weight): the fp32 and bf16 backwards share this, with their own element sizes. */
+static dl_status matmul_backward_disjoint(const char *op, const void *dinp, size_t sd_inp, const void *dweight,
+                                          size_t sd_w, const void *dbias, size_t sd_b, const void *dout, size_t s_dout,
+                                          const void *inp, size_t s_inp, const void *weight, size_t s_w) {
+    DISJOINT(op, dinp, sd_inp, dout, s_dout);
+    DISJOINT(op, dinp, sd_inp, inp, s_inp);
+    DISJOINT(op, dinp, sd_inp, weight, s_w);
+    DISJOINT(op, dinp, sd_inp, dweight, sd_w);
+    DISJOINT(op, dinp, sd_inp, dbias, sd_b);
+    DISJOINT(op, dweight, sd_w, dout, s_dout);
+    DISJOINT(op, dweight, sd_w, inp, s_inp);
+    DISJOINT(op, dweight, sd_w, weight, s_w);
+    DISJOINT(op, dweight, sd_w, dbias, sd_b);
+    DISJOINT(op, dbias, sd_b, dout, s_dout);
+    DISJOINT(op, dbias, sd_b, inp, s_inp);
+    DISJOINT(op, dbias, sd_b, weight, s_w);
+    return DL_OK;
+}
+
 dl_status dl_op_matmul_backward(const dl_backend *be, float *dinp, float *dweight, float *dbias,
                                 const float *dout, const float *inp, const float *weight, int N, int C, int OC) {
     const char *op = "dl_op_matmul_backward";
@@ -124,19 +144,8 @@ dl_status dl_op_matmul_backward(const dl_backend *be, float *dinp, float *dweigh
     NEED_PTR(op, weight);
     matmul_sizes sz;
     DL_CHECK(matmul_check_sizes(op, N, C, OC, sizeof(float), &sz));
-    size_t sd_inp = sz.inp, sd_w = sz.weight, sd_b = sz.bias, s_dout = sz.out;
-    DISJOINT(op, dinp, sd_inp, dout, s_dout);
-    DISJOINT(op, dinp, sd_inp, inp, sz.inp);
-    DISJOINT(op, dinp, sd_inp, weight, sz.weight);
-    DISJOINT(op, dinp, sd_inp, dweight, sd_w);
-    DISJOINT(op, dinp, sd_inp, dbias, sd_b);
-    DISJOINT(op, dweight, sd_w, dout, s_dout);
-    DISJOINT(op, dweight, sd_w, inp, sz.inp);
-    DISJOINT(op, dweight, sd_w, weight, sz.weight);
-    DISJOINT(op, dweight, sd_w, dbias, sd_b);
-    DISJOINT(op, dbias, sd_b, dout, s_dout);
-    DISJOINT(op, dbias, sd_b, inp, sz.inp);
-    DISJOINT(op, dbias, sd_b, weight, sz.weight);
+    DL_CHECK(matmul_backward_disjoint(op, dinp, sz.inp, dweight, sz.weight, dbias, sz.bias, dout, sz.out, inp, sz.inp,
+                                      weight, sz.weight));
     DL_DISPATCH(be, dense, matmul_backward, dinp, dweight, dbias, dout, inp, weight, N, C, OC);
 }
 
@@ -169,18 +178,8 @@ dl_status dl_op_matmul_backward_bf16(const dl_backend *be, float *dinp, float *d
     size_t sd_inp, sd_w, sd_b = sz.bias, s_dout = sz.out / 2;
     DL_CHECK(tensor_bytes(op, "dinp", "N*C", N, C, 1, sizeof(float), &sd_inp));
     DL_CHECK(tensor_bytes(op, "dweight", "OC*C", OC, C, 1, sizeof(float), &sd_w));
-    DISJOINT(op, dinp, sd_inp, dout, s_dout);
-    DISJOINT(op, dinp, sd_inp, inp, sz.inp);
-    DISJOINT(op, dinp, sd_inp, weight, sz.weight);
-    DISJOINT(op, dinp, sd_inp, dweight, sd_w);
-    DISJOINT(op, dinp, sd_inp, dbias, sd_b);
-    DISJOINT(op, dweight, sd_w, dout, s_dout);
-    DISJOINT(op, dweight, sd_w, inp, sz.inp);
-    DISJOINT(op, dweight, sd_w, weight, sz.weight);
-    DISJOINT(op, dweight, sd_w, dbias, sd_b);
-    DISJOINT(op, dbias, sd_b, dout, s_dout);
-    DISJOINT(op, dbias, sd_b, inp, sz.inp);
-    DISJOINT(op, dbias, sd_b, weight, sz.weight);
+    DL_CHECK(matmul_backward_disjoint(op, dinp, sd_inp, dweight, sd_w, dbias, sd_b, dout, s_dout, inp, sz.inp, weight,
+                                      sz.weight));
     DL_DISPATCH(be, dense, matmul_backward_bf16, dinp, dweight, dbias, dout, inp, weight, N, C, OC);
 }
 

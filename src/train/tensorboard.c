@@ -56,20 +56,8 @@ static dl_status write_event(dl_tb_writer *w, const Tensorflow__Event *event) {
     tensorflow__event__pack(event, b + 12);
     uint32_t data_crc = htole32(dl_crc32c_mask(dl_crc32c(0, b + 12, len)));
     memcpy(b + 12 + len, &data_crc, 4);
-    int err = dl_fault_hit(DL_FAULT_WRITE);
-    for (size_t done = 0; !err && done < need;) {
-        ssize_t n = write(w->fd, b + done, need - done);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            err = n < 0 ? errno : EIO;
-        else
-            done += (size_t)n;
-    }
+    int err = dl_write_whole_or_cut(w->fd, b, need, (off_t)w->size); /* a partial event is cut off again */
     if (err) {
-        /* Cut the partial record off: the file keeps ending with whole events. */
-        if (ftruncate(w->fd, (off_t)w->size) == 0)
-            lseek(w->fd, (off_t)w->size, SEEK_SET);
         dl_status s = DL_FAIL(DL_ERR_IO, "cannot write to %s: %s", w->path, strerror(err));
         if (err == ENOSPC || err == EDQUOT)
             dl_error_hint("the disk is full: free space (or set log.tensorboard: false)");

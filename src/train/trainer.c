@@ -592,20 +592,9 @@ static void metrics_line(trainer *t, const char *line, size_t len) {
     snprintf(path, sizeof path, "%s/metrics.jsonl", t->cfg->run.dir);
     struct stat st;
     off_t before = fstat(t->metrics_fd, &st) == 0 ? st.st_size : -1;
-    int err = dl_fault_hit(DL_FAULT_WRITE);
-    for (size_t done = 0; !err && done < len;) {
-        ssize_t n = write(t->metrics_fd, line + done, len - done);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            err = n < 0 ? errno : EIO;
-        else
-            done += (size_t)n;
-    }
+    int err = dl_write_whole_or_cut(t->metrics_fd, line, len, before);
     if (!err)
         return;
-    if (before >= 0)
-        (void)!ftruncate(t->metrics_fd, before);
     DL_FAIL(DL_ERR_IO, "cannot write %s at step %lld: %s", path, (long long)t->step, strerror(err));
     if (err == ENOSPC || err == EDQUOT)
         dl_error_hint("the disk is full: free space, then rerun to resume from the last checkpoint");
