@@ -18,7 +18,6 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#include "core/fault.h"
 #include "core/fs.h"
 #include "data/record.h"
 #include "event.pb-c.h"

@@ -13,7 +13,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/fault.h"
 #include "core/fs.h"
 #include "core/log.h"
 #include "core/signals.h"
