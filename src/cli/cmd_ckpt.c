@@ -22,6 +22,7 @@
 #include "core/status.h"
 #include "data/loader.h"
 #include "ckpt/checkpoint.h"
+#include "ckpt/hf_export.h"
 #include "ckpt/hf_gpt2.h"
 #include "ckpt/weights.h"
 #include "comm/world.h"

@@ -1,5 +1,7 @@
-/* config_internal.h — the schema table and the helpers shared by config.c (resolving values), config_yaml.c
- * (reading YAML) and config_emit.c (writing YAML and the key list). Not for use outside src/core/config*.c. */
+/* config_internal.h — the schema table and the helpers shared by the config files: config_value.c (checking and
+ * storing one value), config_yaml.c (reading YAML), config_load.c (defaults, overrides, loading, cross-key checks),
+ * config_emit.c (writing YAML and the key list) and config_schema.c (the table). Not for use outside
+ * src/core/config*.c. */
 #ifndef DL_CORE_CONFIG_INTERNAL_H
 #define DL_CORE_CONFIG_INTERNAL_H
 
@@ -95,6 +97,16 @@ int dl_cfg_kind_rows_unknown(char *buf, size_t cap);
 void dl_cfg_kinds_text(unsigned kinds, char *buf, size_t cap);
 /* True for a key the ranks of one run may set differently (log.level): left out of the ranks' config check. */
 int dl_cfg_key_rank_local(int index);
+
+/* The field of cfg at a key's offset. */
+static inline void *dl_cfg_field(dl_config *cfg, size_t offset) { return (char *)cfg + offset; }
+static inline const void *dl_cfg_cfield(const dl_config *cfg, size_t offset) { return (const char *)cfg + offset; }
+/* Copies user text for a message: at most 80 characters, control characters shown as '?'. */
+void dl_cfg_printable(const char *s, size_t len, char *buf, size_t cap);
+/* A NUL-terminated copy of s[0..n), or NULL when out of memory. */
+char *dl_cfg_strndup(const char *s, size_t n);
+/* Frees a list's strings and empties it. */
+void dl_cfg_free_list(dl_str_list *list);
 
 /* Checks raw against key `index` and stores it in cfg, recording `source`. `where` prefixes error messages
  * ("x.yaml:7", "override 'optim.lr=3'"). */

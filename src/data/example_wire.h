@@ -18,7 +18,7 @@
 #include <stdint.h>
 
 #include "core/status.h"
-#include "data/example.h"
+#include "data/example_rows.h"
 
 /* 1: decoded (outputs filled); 0: use the protobuf-c path (outputs unspecified). */
 int dl_wire_decode_tokens(const uint8_t *payload, size_t len, dl_i32_array *tokens);
