@@ -20,6 +20,7 @@
  * a 1/W share per rank, each row then sent to the rank that holds it (dl_ckpt_load_collective). HDF5's own error
  * printing is silenced; every failure becomes one dl_status line naming the file and the object. */
 #include "ckpt/checkpoint.h"
+#include "ckpt/h5attr.h"
 #include "ckpt/safetensors.h"
 
 #include <dirent.h>
@@ -167,37 +168,6 @@ static herr_t select_runs(hid_t space, int ndim, const hsize_t *dims, const run 
         if (select_flat(space, ndim, dims, start, 0, runs[i].begin, runs[i].end, &first) < 0)
             return -1;
     return first ? H5Sselect_none(space) : 0;
-}
-
-/* ---- attributes ------------------------------------------------------------------------------------------------ */
-
-static dl_status attr_write(hid_t obj, const char *name, hid_t file_type, hid_t mem_type, const void *value,
-                            const char *path) {
-    hid_t space = H5Screate(H5S_SCALAR);
-    hid_t attr = H5Acreate2(obj, name, file_type, space, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t ok = attr >= 0 ? H5Awrite(attr, mem_type, value) : -1;
-    if (attr >= 0)
-        H5Aclose(attr);
-    H5Sclose(space);
-    DL_REQUIRE(ok >= 0, DL_ERR_IO, "%s: cannot write attribute %s", path, name);
-    return DL_OK;
-}
-
-static dl_status attr_write_i64(hid_t obj, const char *name, int64_t v, const char *path) {
-    return attr_write(obj, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &v, path);
-}
-
-static dl_status attr_write_f64(hid_t obj, const char *name, double v, const char *path) {
-    return attr_write(obj, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &v, path);
-}
-
-static dl_status attr_write_str(hid_t obj, const char *name, const char *text, const char *path) {
-    hid_t type = H5Tcopy(H5T_C_S1);
-    H5Tset_size(type, strlen(text) + 1);
-    H5Tset_strpad(type, H5T_STR_NULLTERM);
-    dl_status s = attr_write(obj, name, type, type, text, path);
-    H5Tclose(type);
-    return s;
 }
 
 /* ---- the write plan ---------------------------------------------------------------------------------------------
@@ -1020,26 +990,26 @@ static dl_status write_contents(dl_world *w, const char *tmp, const char *path, 
 #define TRY(expr)     \
     if (s == DL_OK)   \
     s = (expr)
-    TRY(attr_write_i64(file, "format_version", DL_CKPT_FORMAT_VERSION, path));
-    TRY(attr_write_str(file, "dealer_version", DEALER_VERSION " (git " DEALER_GIT_REV ")", path));
-    TRY(attr_write_i64(file, "step", m->step, path));
-    TRY(attr_write_i64(file, "epoch", m->epoch, path));
-    TRY(attr_write_f64(file, "tokens_seen", m->tokens_seen, path));
-    TRY(attr_write_f64(file, "samples_seen", m->samples_seen, path));
-    TRY(attr_write_i64(file, "optimizer_step", m->optimizer_step, path));
-    TRY(attr_write_i64(file, "bad_steps", m->bad_steps, path));
-    TRY(attr_write_i64(file, "seed", m->seed, path));
-    TRY(attr_write_str(file, "rng", "philox4x32-10; key = seed, counters derived from the step", path));
-    TRY(attr_write_i64(file, "world_size", m->world_size, path));
-    TRY(attr_write_i64(file, "zero_stage", m->zero_stage, path));
-    TRY(attr_write_str(file, "model_kind", m->model_kind, path));
-    TRY(attr_write_str(file, "config", config, path));
+    TRY(dl_h5_attr_write_i64(file, "format_version", DL_CKPT_FORMAT_VERSION, path));
+    TRY(dl_h5_attr_write_str(file, "dealer_version", DEALER_VERSION " (git " DEALER_GIT_REV ")", path));
+    TRY(dl_h5_attr_write_i64(file, "step", m->step, path));
+    TRY(dl_h5_attr_write_i64(file, "epoch", m->epoch, path));
+    TRY(dl_h5_attr_write_f64(file, "tokens_seen", m->tokens_seen, path));
+    TRY(dl_h5_attr_write_f64(file, "samples_seen", m->samples_seen, path));
+    TRY(dl_h5_attr_write_i64(file, "optimizer_step", m->optimizer_step, path));
+    TRY(dl_h5_attr_write_i64(file, "bad_steps", m->bad_steps, path));
+    TRY(dl_h5_attr_write_i64(file, "seed", m->seed, path));
+    TRY(dl_h5_attr_write_str(file, "rng", "philox4x32-10; key = seed, counters derived from the step", path));
+    TRY(dl_h5_attr_write_i64(file, "world_size", m->world_size, path));
+    TRY(dl_h5_attr_write_i64(file, "zero_stage", m->zero_stage, path));
+    TRY(dl_h5_attr_write_str(file, "model_kind", m->model_kind, path));
+    TRY(dl_h5_attr_write_str(file, "config", config, path));
     if (m->tokenizer_hash[0])
-        TRY(attr_write_str(file, "tokenizer_hash", m->tokenizer_hash, path));
+        TRY(dl_h5_attr_write_str(file, "tokenizer_hash", m->tokenizer_hash, path));
     if (m->blas_kernel[0]) {
-        TRY(attr_write_str(file, "blas_kernel", m->blas_kernel, path));
-        TRY(attr_write_str(file, "cpu_variant", m->cpu_variant, path));
-        TRY(attr_write_i64(file, "threads", m->threads, path));
+        TRY(dl_h5_attr_write_str(file, "blas_kernel", m->blas_kernel, path));
+        TRY(dl_h5_attr_write_str(file, "cpu_variant", m->cpu_variant, path));
+        TRY(dl_h5_attr_write_i64(file, "threads", m->threads, path));
     }
     char groups[2 + 16 + 1][192];
     size_t ngroups = 0;
@@ -1109,7 +1079,7 @@ static dl_status write_contents(dl_world *w, const char *tmp, const char *path, 
         for (int r = 0; r < w->size; r++)
             x ^= all[(size_t)r * p->count + i];
         uint32_t crc = raw_finish(x, p->items[i].numel * dl_ckpt_dtype_size(p->items[i].dtype));
-        s = attr_write(dsets[i], "crc32c", H5T_STD_U32LE, H5T_NATIVE_UINT32, &crc, path);
+        s = dl_h5_attr_write_u32(dsets[i], "crc32c", crc, path);
     }
     dl_comm_guard_end(w);
 #undef TRY

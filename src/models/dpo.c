@@ -21,6 +21,7 @@
 #include "data/pack.h"
 #include "core/crc32c.h"
 #include "ckpt/checkpoint.h"
+#include "ckpt/h5attr.h"
 #include "models/gpt_init.h"
 
 const char *const dl_dpo_metric_names[DL_DPO_NUM_METRICS] = {
@@ -177,31 +178,6 @@ void dl_dpo_table_free(dl_dpo_table *t) {
 static const char REF_FORMAT[] = "dealer dpo reference log-probs";
 enum { REF_VERSION = 1 };
 
-static dl_status h5_attr_write(hid_t obj, const char *name, hid_t file_type, hid_t mem_type, const void *value,
-                               const char *path) {
-    hid_t space = H5Screate(H5S_SCALAR);
-    hid_t attr = H5Acreate2(obj, name, file_type, space, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t ok = attr >= 0 ? H5Awrite(attr, mem_type, value) : -1;
-    if (attr >= 0)
-        H5Aclose(attr);
-    H5Sclose(space);
-    DL_REQUIRE(ok >= 0, DL_ERR_IO, "%s: cannot write attribute %s", path, name);
-    return DL_OK;
-}
-
-static dl_status h5_attr_write_i64(hid_t obj, const char *name, int64_t v, const char *path) {
-    return h5_attr_write(obj, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &v, path);
-}
-
-static dl_status h5_attr_write_str(hid_t obj, const char *name, const char *text, const char *path) {
-    hid_t type = H5Tcopy(H5T_C_S1);
-    H5Tset_size(type, strlen(text) + 1);
-    H5Tset_strpad(type, H5T_STR_NULLTERM);
-    dl_status s = h5_attr_write(obj, name, type, type, text, path);
-    H5Tclose(type);
-    return s;
-}
-
 static dl_status h5_attr_read_i64(hid_t obj, const char *name, int64_t *v, const char *path) {
     hid_t attr = H5Aopen(obj, name, H5P_DEFAULT);
     DL_REQUIRE(attr >= 0, DL_ERR_FORMAT, "%s: attribute %s is missing", path, name);
@@ -244,7 +220,7 @@ static dl_status write_floats(hid_t group, const char *name, const float *data, 
     dl_status s = ok ? DL_OK : DL_FAIL(DL_ERR_IO, "%s: cannot write dataset %s", path, name);
     if (s == DL_OK) {
         uint32_t crc = dl_crc32c(0, data, (size_t)n * sizeof(float));
-        s = h5_attr_write(dset, "crc32c", H5T_STD_U32LE, H5T_NATIVE_UINT32, &crc, path);
+        s = dl_h5_attr_write_u32(dset, "crc32c", crc, path);
     }
     if (dset >= 0)
         H5Dclose(dset);
@@ -285,9 +261,9 @@ static dl_status read_floats(hid_t group, const char *gname, const char *name, f
 static dl_status write_table(hid_t file, const char *gname, const dl_dpo_table *t, const char *path) {
     hid_t g = H5Gcreate2(file, gname, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     DL_REQUIRE(g >= 0, DL_ERR_IO, "%s: cannot create group /%s", path, gname);
-    dl_status s = h5_attr_write_i64(g, "num_records", (int64_t)t->num_records, path);
+    dl_status s = dl_h5_attr_write_i64(g, "num_records", (int64_t)t->num_records, path);
     if (s == DL_OK)
-        s = h5_attr_write_i64(g, "bytes", (int64_t)t->bytes, path);
+        s = dl_h5_attr_write_i64(g, "bytes", (int64_t)t->bytes, path);
     if (s == DL_OK)
         s = write_floats(g, "chosen", t->chosen, t->num_records, path);
     if (s == DL_OK)
@@ -348,19 +324,19 @@ dl_status dl_dpo_reference_write(const char *path, const dl_dpo_reference_meta *
     hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     dl_status s = file >= 0 ? DL_OK : DL_FAIL(DL_ERR_IO, "cannot create %s", tmp);
     if (s == DL_OK)
-        s = h5_attr_write_str(file, "format", REF_FORMAT, path);
+        s = dl_h5_attr_write_str(file, "format", REF_FORMAT, path);
     if (s == DL_OK)
-        s = h5_attr_write_i64(file, "version", REF_VERSION, path);
+        s = dl_h5_attr_write_i64(file, "version", REF_VERSION, path);
     if (s == DL_OK)
-        s = h5_attr_write_i64(file, "seq_len", meta->seq_len, path);
+        s = dl_h5_attr_write_i64(file, "seq_len", meta->seq_len, path);
     if (s == DL_OK)
-        s = h5_attr_write_i64(file, "overlong", meta->overlong, path);
+        s = dl_h5_attr_write_i64(file, "overlong", meta->overlong, path);
     if (s == DL_OK)
-        s = h5_attr_write_i64(file, "params_crc32c", (int64_t)meta->params_crc, path);
+        s = dl_h5_attr_write_i64(file, "params_crc32c", (int64_t)meta->params_crc, path);
     if (s == DL_OK)
-        s = h5_attr_write_i64(file, "checkpoint_step", meta->checkpoint_step, path);
+        s = dl_h5_attr_write_i64(file, "checkpoint_step", meta->checkpoint_step, path);
     if (s == DL_OK)
-        s = h5_attr_write_str(file, "checkpoint", meta->checkpoint, path);
+        s = dl_h5_attr_write_str(file, "checkpoint", meta->checkpoint, path);
     if (s == DL_OK)
         s = write_table(file, "train", train, path);
     if (s == DL_OK && valid)
