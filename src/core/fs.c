@@ -360,23 +360,38 @@ dl_status dl_fopen(FILE **fp, const char *path, const char *mode) {
     return DL_OK;
 }
 
+dl_status dl_open_regular(const char *path, const char *what, const char *hint, int *fd, struct stat *st) {
+    DL_REQUIRE(path && what && hint && fd, DL_ERR_INVALID, "dl_open_regular: NULL argument");
+    *fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (*fd < 0)
+        return dl_open_failure(path, errno, hint);
+    struct stat own;
+    if (fstat(*fd, &own) != 0) {
+        dl_status s = DL_FAIL(DL_ERR_IO, "cannot stat %s: %s", path, strerror(errno));
+        close(*fd);
+        *fd = -1;
+        return s;
+    }
+    if (!S_ISREG(own.st_mode)) {
+        close(*fd);
+        *fd = -1;
+        dl_status s = DL_FAIL(DL_ERR_INVALID, "%s is %s, not a %s", path,
+                              S_ISDIR(own.st_mode) ? "a directory" : "not a regular file", what);
+        dl_error_hint("%s", hint);
+        return s;
+    }
+    if (st)
+        *st = own;
+    return DL_OK;
+}
+
 dl_status dl_read_file(const char *path, uint8_t **data, size_t *len) {
     DL_REQUIRE(path && data && len, DL_ERR_INVALID, "dl_read_file: NULL argument");
     *data = NULL;
     *len = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return dl_open_failure(path, errno, "check the path");
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        dl_status s = DL_FAIL(DL_ERR_IO, "cannot stat %s: %s", path, strerror(errno));
-        close(fd);
-        return s;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return DL_FAIL(DL_ERR_INVALID, "%s is not a regular file%s", path, S_ISDIR(st.st_mode) ? " (a directory)" : "");
-    }
+    int fd = -1;
+    struct stat st = {0};
+    DL_CHECK(dl_open_regular(path, "file", "check the path", &fd, &st));
     size_t size = (size_t)st.st_size;
     uint8_t *buf = malloc(size + 1);
     if (!buf) {

@@ -19,6 +19,7 @@
 #define DL_CORE_FS_H
 
 #include <stddef.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -74,6 +75,11 @@ dl_status dl_write_file_atomic(const char *path, const void *data, size_t len);
  * failure. On failure the file is cut back to `keep` bytes and the offset moved there, so an append-only record file
  * (metrics.jsonl, TensorBoard events) still ends with whole records. Returns 0, or the errno of the failure. */
 int dl_write_whole_or_cut(int fd, const void *buf, size_t len, off_t keep);
+
+/* Opens path read-only as a regular file (*fd, and its stat in *st when st is not NULL). A missing or unreadable
+ * path is dl_open_failure's error with `hint`; a directory or other non-regular file is DL_ERR_INVALID "PATH is a
+ * directory, not WHAT" (or "is not a regular file, not WHAT"), with `hint` too. */
+dl_status dl_open_regular(const char *path, const char *what, const char *hint, int *fd, struct stat *st);
 
 /* Reads a whole file into a fresh malloc'd buffer (*data, freed by the caller; NUL-terminated one byte past *len so
  * text can be parsed in place). Fails with DL_ERR_IO naming the path. */

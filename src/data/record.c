@@ -252,22 +252,11 @@ static dl_status scan_records(const char *path, const uint8_t *data, uint64_t si
 static dl_status map_file(const char *path, const uint8_t **data, uint64_t *size, struct stat *st_out) {
     *data = NULL;
     *size = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return dl_open_failure(path, errno, "check the path; dealer data convert writes record files");
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        dl_status s = DL_FAIL(DL_ERR_IO, "cannot stat %s: %s", path, strerror(errno));
-        close(fd);
-        return s;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        dl_status s = DL_FAIL(DL_ERR_INVALID, "%s is %s, not a record file", path,
-                              S_ISDIR(st.st_mode) ? "a directory" : "not a regular file");
-        dl_error_hint("name the *.tfrecord files themselves (data.train takes a list)");
-        return s;
-    }
+    int fd = -1;
+    struct stat st = {0};
+    DL_CHECK(dl_open_regular(path, "record file",
+                             "check the path; dealer data convert writes record files, and data.train takes a list "
+                             "of the *.tfrecord files themselves", &fd, &st));
     if (st_out)
         *st_out = st;
     if (st.st_size > 0) {
