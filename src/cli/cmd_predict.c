@@ -147,37 +147,12 @@ static int is_record_file(const char *path) {
     return stat(idx, &st) == 0;
 }
 
+static dl_status add_text_row(void *ctx, const dl_click_row *row, const char *where) {
+    return add_row((predictor *)ctx, row, where);
+}
+
 static dl_status score_text(predictor *p, const char *path) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
-        return dl_open_failure(path, errno, "give libffm text or a record file");
-    dl_click_row row;
-    memset(&row, 0, sizeof row);
-    char *line = NULL, where[4200];
-    size_t cap = 0;
-    ssize_t got;
-    uint64_t line_no = 0;
-    dl_status s = DL_OK;
-    while (s == DL_OK && (got = getline(&line, &cap, fp)) >= 0) {
-        size_t len = (size_t)got;
-        line_no++;
-        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-            len--;
-        if (dl_line_is_blank(line, len))
-            continue;
-        snprintf(where, sizeof where, "%s:%" PRIu64, path, line_no);
-        s = dl_parse_libffm_line(line, len, &row);
-        if (s != DL_OK)
-            dl_error_context("%s", where);
-        else
-            s = add_row(p, &row, where);
-    }
-    if (s == DL_OK && ferror(fp))
-        s = DL_FAIL(DL_ERR_IO, "cannot read %s: %s", path, strerror(errno));
-    fclose(fp);
-    free(line);
-    dl_click_row_free(&row);
-    return s;
+    return dl_libffm_for_each_row(path, "give libffm text or a record file", add_text_row, p);
 }
 
 static dl_status score_records(predictor *p, const char *path) {

@@ -107,6 +107,12 @@ int dl_convert_is_valid(uint64_t seed, uint64_t k, double fraction);
 int dl_line_is_blank(const char *line, size_t len);
 /* `label field:feature:value ...` into row (arrays reused; cleared first). */
 dl_status dl_parse_libffm_line(const char *line, size_t len, dl_click_row *row);
+/* Reads the libffm text file `path` line by line (blank lines skipped) and hands each parsed row to on_row with
+ * its "PATH:LINE" for messages; stops at the first failure, a parse error getting PATH:LINE as context. A file that
+ * cannot be opened is dl_open_failure's error with `hint`. */
+dl_status dl_libffm_for_each_row(const char *path, const char *hint,
+                                 dl_status (*on_row)(void *ctx, const dl_click_row *row, const char *where),
+                                 void *ctx);
 /* `label feature:value ...`; field = 0, or the entry's position when field_by_position. */
 dl_status dl_parse_libsvm_line(const char *line, size_t len, int field_by_position, dl_click_row *row);
 /* One JSON object with string members prompt, chosen, rejected (chosen and rejected non-empty), or the

@@ -7,12 +7,15 @@
  * point and exponent for values, so "nan", "inf" and hex floats are refused) because a silently misread id trains a
  * different model. */
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "data/convert.h"
+
+#include "core/fs.h"
 
 enum { NUMBER_MAX = 64 };
 
@@ -204,4 +207,40 @@ dl_status dl_parse_libffm_line(const char *line, size_t len, dl_click_row *row) 
 
 dl_status dl_parse_libsvm_line(const char *line, size_t len, int field_by_position, dl_click_row *row) {
     return parse_click_line(line, len, 0, field_by_position, row);
+}
+
+dl_status dl_libffm_for_each_row(const char *path, const char *hint,
+                                 dl_status (*on_row)(void *ctx, const dl_click_row *row, const char *where),
+                                 void *ctx) {
+    DL_REQUIRE(path && hint && on_row, DL_ERR_INVALID, "dl_libffm_for_each_row: NULL argument");
+    FILE *fp = fopen(path, "rb");
+    if (!fp)
+        return dl_open_failure(path, errno, hint);
+    dl_click_row row;
+    memset(&row, 0, sizeof row);
+    char *line = NULL, where[4200];
+    size_t cap = 0;
+    ssize_t got;
+    uint64_t line_no = 0;
+    dl_status s = DL_OK;
+    while (s == DL_OK && (got = getline(&line, &cap, fp)) >= 0) {
+        size_t len = (size_t)got;
+        line_no++;
+        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+            len--;
+        if (dl_line_is_blank(line, len))
+            continue;
+        snprintf(where, sizeof where, "%s:%" PRIu64, path, line_no);
+        s = dl_parse_libffm_line(line, len, &row);
+        if (s != DL_OK)
+            dl_error_context("%s", where);
+        else
+            s = on_row(ctx, &row, where);
+    }
+    if (s == DL_OK && ferror(fp))
+        s = DL_FAIL(DL_ERR_IO, "cannot read %s: %s", path, strerror(errno));
+    fclose(fp);
+    free(line);
+    dl_click_row_free(&row);
+    return s;
 }

@@ -72,35 +72,14 @@ static dl_status sample_add(sample *s, const dl_click_row *row) {
     return DL_OK;
 }
 
+static dl_status add_sample_row(void *ctx, const dl_click_row *row, const char *where) {
+    (void)where;
+    return sample_add((sample *)ctx, row);
+}
+
 static dl_status read_sample(const char *path, sample *s) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
-        return dl_open_failure(path, errno, "name a libffm text file (label field:feature:value ...)");
-    dl_click_row row;
-    memset(&row, 0, sizeof row);
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t got;
-    uint64_t line_no = 0;
-    dl_status st = DL_OK;
-    while (st == DL_OK && (got = getline(&line, &cap, fp)) >= 0) {
-        size_t len = (size_t)got;
-        line_no++;
-        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-            len--;
-        if (dl_line_is_blank(line, len))
-            continue;
-        st = dl_parse_libffm_line(line, len, &row);
-        if (st != DL_OK)
-            dl_error_context("%s:%" PRIu64, path, line_no);
-        else
-            st = sample_add(s, &row);
-    }
-    if (st == DL_OK && ferror(fp))
-        st = DL_FAIL(DL_ERR_IO, "cannot read %s: %s", path, strerror(errno));
-    fclose(fp);
-    free(line);
-    dl_click_row_free(&row);
+    dl_status st = dl_libffm_for_each_row(path, "name a libffm text file (label field:feature:value ...)",
+                                          add_sample_row, s);
     if (st == DL_OK && s->rows == 0) {
         st = DL_FAIL(DL_ERR_INVALID, "the sample %s holds no rows", path);
         dl_error_hint("give a libffm text file with at least one line");
