@@ -11,6 +11,8 @@
  * output at all, never a file that looks complete. */
 #include "data/convert.h"
 
+#include "core/names.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,13 +44,11 @@ int dl_convert_is_valid(uint64_t seed, uint64_t k, double fraction) {
 static const char *const format_names[] = {"text", "libffm", "libsvm", "jsonl-pairs"};
 
 dl_status dl_convert_parse_format(const char *name, dl_convert_format *format) {
-    DL_REQUIRE(name && format, DL_ERR_INVALID, "no format given");
-    for (int i = 0; i < 4; i++)
-        if (strcmp(name, format_names[i]) == 0) {
-            *format = (dl_convert_format)i;
-            return DL_OK;
-        }
-    return DL_FAIL(DL_ERR_INVALID, "unknown format '%s' (known: text, libffm, libsvm, jsonl-pairs)", name);
+    DL_REQUIRE(format != NULL, DL_ERR_INVALID, "dl_convert_parse_format: NULL argument");
+    int i;
+    DL_CHECK(dl_name_lookup(name, format_names, 4, "format", &i));
+    *format = (dl_convert_format)i;
+    return DL_OK;
 }
 
 const char *dl_convert_format_name(dl_convert_format format) {

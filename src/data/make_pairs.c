@@ -5,6 +5,8 @@
  * speeches' continuations, hence the first pass) and writes the records. */
 #include "data/make_pairs.h"
 
+#include "core/names.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,12 +28,10 @@ void dl_make_pairs_defaults(dl_make_pairs_options *o) {
 
 dl_status dl_reject_mode_parse(const char *name, dl_reject_mode *mode) {
     DL_REQUIRE(name && mode, DL_ERR_INVALID, "dl_reject_mode_parse: NULL argument");
-    for (int i = 0; i < 3; i++)
-        if (strcmp(name, mode_names[i]) == 0) {
-            *mode = (dl_reject_mode)i;
-            return DL_OK;
-        }
-    return DL_FAIL(DL_ERR_INVALID, "unknown rejected mode '%s' (known: shuffle, swap, mixed)", name);
+    int i;
+    DL_CHECK(dl_name_lookup(name, mode_names, 3, "rejected mode", &i));
+    *mode = (dl_reject_mode)i;
+    return DL_OK;
 }
 
 const char *dl_reject_mode_name(dl_reject_mode mode) {
