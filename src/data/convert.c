@@ -155,27 +155,19 @@ static dl_status batch_add(batch *b, const uint8_t *item, size_t len, uint64_t l
 static dl_status batch_outputs(batch *b) {
     if (b->out_cap >= b->n)
         return DL_OK;
-    size_t cap = b->out_cap ? b->out_cap : 64;
-    while (cap < b->n)
-        cap *= 2;
-    dl_i32_array *t = realloc(b->tokens, cap * sizeof *t);
-    if (t)
-        b->tokens = t;
-    dl_pref_pair *p = realloc(b->pairs, cap * sizeof *p);
-    if (p)
-        b->pairs = p;
-    dl_status *st = realloc(b->status, cap * sizeof *st);
-    if (st)
-        b->status = st;
-    char **e = realloc(b->error, cap * sizeof *e);
-    if (e)
-        b->error = e;
-    if (!t || !p || !st || !e)
-        return DL_FAIL(DL_ERR_NOMEM, "out of memory for a conversion batch of %zu items", b->n);
-    memset(b->tokens + b->out_cap, 0, (cap - b->out_cap) * sizeof *t);
-    memset(b->pairs + b->out_cap, 0, (cap - b->out_cap) * sizeof *p);
-    memset(b->error + b->out_cap, 0, (cap - b->out_cap) * sizeof *e);
-    b->out_cap = cap;
+    /* Four parallel arrays share out_cap: each grows from it to the first one's new capacity. */
+    size_t old = b->out_cap, grown = old, cap;
+    DL_CHECK(dl_grow((void **)&b->tokens, &grown, b->n, sizeof *b->tokens, "a conversion batch"));
+    cap = old;
+    DL_CHECK(dl_grow((void **)&b->pairs, &cap, grown, sizeof *b->pairs, "a conversion batch"));
+    cap = old;
+    DL_CHECK(dl_grow((void **)&b->status, &cap, grown, sizeof *b->status, "a conversion batch"));
+    cap = old;
+    DL_CHECK(dl_grow((void **)&b->error, &cap, grown, sizeof *b->error, "a conversion batch"));
+    memset(b->tokens + old, 0, (grown - old) * sizeof *b->tokens);
+    memset(b->pairs + old, 0, (grown - old) * sizeof *b->pairs);
+    memset(b->error + old, 0, (grown - old) * sizeof *b->error);
+    b->out_cap = grown;
     return DL_OK;
 }
 

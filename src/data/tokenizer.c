@@ -1090,34 +1090,25 @@ static void heap_pop(dl_tokenizer *t, uint64_t *key, int32_t *new_id) {
     }
 }
 
+/* Grows one more of several parallel arrays that share a capacity: from `factor`·old to `factor`·grown elements
+ * (dl_grow doubles from the same start, so every array ends at least as large as the first). */
+static dl_status grow_parallel(void **p, size_t elem, size_t old, size_t grown, size_t factor, const char *what) {
+    size_t cap = factor * old;
+    return dl_grow(p, &cap, factor * grown, elem, what);
+}
+
 static dl_status reserve_symbols(dl_tokenizer *t, size_t n) {
     if (n <= t->sym_cap)
         return DL_OK;
-    size_t cap = t->sym_cap ? t->sym_cap : 64;
-    while (cap < n)
-        cap *= 2;
-    int32_t *c = realloc(t->sym_c, cap * sizeof *c);
-    if (c)
-        t->sym_c = c;
-    int32_t *p = realloc(t->sym_prev, cap * sizeof *p);
-    if (p)
-        t->sym_prev = p;
-    int32_t *x = realloc(t->sym_next, cap * sizeof *x);
-    if (x)
-        t->sym_next = x;
-    uint32_t *l = realloc(t->sym_len, cap * sizeof *l);
-    if (l)
-        t->sym_len = l;
+    size_t old = t->sym_cap, grown = old;
+    DL_CHECK(dl_grow((void **)&t->sym_c, &grown, n, sizeof *t->sym_c, "BPE symbols"));
+    DL_CHECK(grow_parallel((void **)&t->sym_prev, sizeof *t->sym_prev, old, grown, 1, "BPE symbols"));
+    DL_CHECK(grow_parallel((void **)&t->sym_next, sizeof *t->sym_next, old, grown, 1, "BPE symbols"));
+    DL_CHECK(grow_parallel((void **)&t->sym_len, sizeof *t->sym_len, old, grown, 1, "BPE symbols"));
     /* Each merge pushes at most two entries and the start pushes n - 1. */
-    uint64_t *h = realloc(t->heap, 3 * cap * sizeof *h);
-    if (h)
-        t->heap = h;
-    int32_t *hn = realloc(t->heap_new, 3 * cap * sizeof *hn);
-    if (hn)
-        t->heap_new = hn;
-    if (!c || !p || !x || !l || !h || !hn)
-        return DL_FAIL(DL_ERR_NOMEM, "out of memory for a %zu-byte word", n);
-    t->sym_cap = cap;
+    DL_CHECK(grow_parallel((void **)&t->heap, sizeof *t->heap, old, grown, 3, "BPE merge heap"));
+    DL_CHECK(grow_parallel((void **)&t->heap_new, sizeof *t->heap_new, old, grown, 3, "BPE merge heap"));
+    t->sym_cap = grown;
     return DL_OK;
 }
 
