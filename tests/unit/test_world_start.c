@@ -1,0 +1,55 @@
+/* test_world_start.c — how a process started without a launcher starts MPI (comm/world.h): it knows it was not
+ * launched, asks Open MPI for the light singleton start (no daemon, no network transports), keeps a setting the
+ * user made, and is a working world of one (a collective completes). Launched ranks are tests/mpi/, where the same
+ * settings would cut ranks off from each other: every MPI test there passing says they were not applied. */
+#include "testutil.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "comm/world.h"
+
+static const char *const launcher_vars[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_FD", "PMI_SIZE"};
+
+static void launcher_variables_say_launched(void **state) {
+    (void)state;
+    for (size_t i = 0; i < sizeof launcher_vars / sizeof launcher_vars[0]; i++)
+        unsetenv(launcher_vars[i]);
+    assert_false(dl_world_launched());
+    for (size_t i = 0; i < sizeof launcher_vars / sizeof launcher_vars[0]; i++) {
+        setenv(launcher_vars[i], "0", 1);
+        if (!dl_world_launched())
+            DL_TEST_FAIL("%s is set but dl_world_launched says 0", launcher_vars[i]);
+        unsetenv(launcher_vars[i]);
+    }
+}
+
+/* MPI starts once per process, so one test covers the start: the settings made, the user's kept, the world. */
+static void a_plain_process_starts_light_and_keeps_user_settings(void **state) {
+    (void)state;
+    for (size_t i = 0; i < sizeof launcher_vars / sizeof launcher_vars[0]; i++)
+        unsetenv(launcher_vars[i]);
+    unsetenv("OMPI_MCA_ess_singleton_isolated");
+    unsetenv("OMPI_MCA_pml");
+    setenv("OMPI_MCA_btl", "self,vader", 1); /* the user's choice: must survive */
+    dl_world world;
+    DL_EXPECT_OK(dl_world_init(&world, NULL, NULL, 60.0));
+    assert_string_equal(getenv("OMPI_MCA_ess_singleton_isolated"), "1");
+    assert_string_equal(getenv("OMPI_MCA_pml"), "ob1");
+    assert_string_equal(getenv("OMPI_MCA_btl"), "self,vader");
+    assert_int_equal(world.size, 1);
+    assert_int_equal(world.rank, 0);
+    double sum[2] = {1.5, -2.0};
+    DL_EXPECT_OK(dl_comm_allreduce_sum_f64(&world, sum, 2, "singleton all-reduce"));
+    /* a sum over one rank is its own value, bit for bit */
+    assert_true(sum[0] == 1.5 && sum[1] == -2.0);
+    dl_world_finalize(&world);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(launcher_variables_say_launched),
+        cmocka_unit_test(a_plain_process_starts_light_and_keeps_user_settings),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
