@@ -192,3 +192,15 @@ void dl_model_destroy(dl_model *model) {
         model->destroy(model);
     free(model);
 }
+
+dl_status dl_model_init_params(dl_model *model, uint64_t seed, int background) {
+    DL_REQUIRE(model != NULL && model->init_params != NULL, DL_ERR_INVALID, "dl_model_init_params: NULL model");
+    if (background && model->init_params_background)
+        return model->init_params_background(model, seed);
+    return model->init_params(model, seed);
+}
+
+dl_status dl_model_params_ready(dl_model *model) {
+    DL_REQUIRE(model != NULL, DL_ERR_INVALID, "dl_model_params_ready: NULL model");
+    return model->params_ready ? model->params_ready(model) : DL_OK;
+}

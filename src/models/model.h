@@ -66,6 +66,12 @@ struct dl_model {
     dl_status (*eval_batch)(dl_model *model, const dl_batch *batch, dl_step_stats *stats);
     /* Initialises the parameters from Philox(seed). */
     dl_status (*init_params)(dl_model *model, uint64_t seed);
+    /* Optional: the same parameters as init_params, but the model may still be making them when this returns (a
+     * click table filled by a thread of its own while training starts). train_batch and the model's other
+     * functions use only what is made; anyone else reading or writing param_data first calls params_ready, which
+     * returns once everything is made. NULL: init_params is all there is (dl_model_init_params handles both). */
+    dl_status (*init_params_background)(dl_model *model, uint64_t seed);
+    dl_status (*params_ready)(dl_model *model);
     /* Model FLOPs of the step described by stats (forward + backward), for MFU. */
     double (*step_flops)(const dl_model *model, const dl_step_stats *stats);
     /* Models that update their own parameters inside train_batch (sparse AdaGrad on embedding rows, libffm
@@ -103,6 +109,13 @@ dl_data_kind dl_model_data_kind(const dl_config *config);
 /* Builds the model named by config->model.kind for micro-batches of `rows` rows of `seq_len` tokens. */
 dl_status dl_model_create(dl_model **model, const dl_config *config, const dl_backend *backend, int rows, int seq_len);
 void dl_model_destroy(dl_model *model);
+
+/* Initialises the parameters from Philox(seed): in the background where the model can (init_params_background),
+ * when `background` is set; then dl_model_params_ready must come before param_data is read or written outside the
+ * model's own functions. */
+dl_status dl_model_init_params(dl_model *model, uint64_t seed, int background);
+/* Returns once param_data holds every parameter (at once for models that initialise up front). */
+dl_status dl_model_params_ready(dl_model *model);
 
 #ifdef __cplusplus
 }

@@ -184,8 +184,9 @@ static dl_status count_eval_batches(trainer *t) {
 }
 
 static dl_status broadcast_params(trainer *t) {
-    if (t->model->shard_layout) /* each rank holds and initialised its own share */
+    if (t->model->shard_layout || t->world->size == 1) /* each rank holds and initialised its own share */
         return DL_OK;
+    DL_CHECK(dl_model_params_ready(t->model));
     size_t bytes = t->numel * sizeof(float);
     if (t->be.kind == DL_DEVICE_CPU)
         return dl_comm_broadcast(t->world, t->model->param_data, bytes, 0, "parameter broadcast");
@@ -263,6 +264,7 @@ static void record_numerics(const trainer *t, char *blas, size_t blas_cap, char 
 }
 
 static dl_status save_checkpoint(trainer *t) {
+    DL_CHECK(dl_model_params_ready(t->model));
     const dl_shard_layout *layout = t->model->shard_layout;
     host_state h;
     memset(&h, 0, sizeof h);
@@ -936,6 +938,7 @@ static int64_t epochs_done(const trainer *t, int64_t step) {
 static dl_status early_stop_check(trainer *t, const dl_eval_result *r, int *stop) {
     size_t bytes = (t->model->local_numel ? t->model->local_numel : t->numel) * sizeof(float);
     int64_t epoch = epochs_done(t, t->step);
+    DL_CHECK(dl_model_params_ready(t->model));
     if (t->best && r->loss > t->best_loss) {
         DL_CHECK(dl_mem_to_device(&t->be, t->model->param_data, t->best, bytes));
         *stop = 1;
@@ -1000,7 +1003,9 @@ dl_status dl_train(const dl_config *cfg, dl_world *world) {
     if (s == DL_OK)
         s = agree(&t, maybe_resume(&t, &cursor, &cursor_len, &resumed), "resume");
     if (s == DL_OK && !resumed) {
-        s = t.model->init_params(t.model, (uint64_t)cfg->run.seed);
+        /* In the background where the model can (a click table): the trainer's own reads of param_data below
+         * (broadcast, checkpoints, early stopping) wait for it through dl_model_params_ready. */
+        s = dl_model_init_params(t.model, (uint64_t)cfg->run.seed, 1);
         s = agree(&t, s, "parameter initialisation");
         if (s == DL_OK)
             s = broadcast_params(&t);

@@ -549,6 +549,75 @@ static void ffm_reports_bad_data_and_settings(void **state) {
     dl_backend_close(&be);
 }
 
+/* dl_model_init_params(..., background = 1) fills the table on a thread of its own while training starts: every
+ * row a batch uses is made before the kernel reads it, by whichever thread gets there first, from the same Philox
+ * counters. So a run that trains at once on a table still being filled ends bit for bit where a run on a table
+ * filled up front ends (one training thread, the same batches: the same arithmetic in the same order), and the
+ * filled table equals init_params'. The batches use rows of the table's last quarter, which the filler (in row
+ * order, about 25 MB) reaches last, so the training thread makes many rows on the spot (hundreds in a debug count
+ * on a 2-core machine) and meets rows the filler is making. */
+static void background_init_trains_like_upfront_init(void **state) {
+    (void)state;
+    dl_backend be = dl_test_open_cpu();
+    int saved = omp_get_max_threads();
+    omp_set_num_threads(1);
+    const int64_t buckets = 200000;
+    dl_config cfg;
+    dl_test_click_config(&cfg, DL_MODEL_FFM, 4, 4, buckets, true, 2e-5, DL_EMBEDDINGS_REPLICATED);
+    dl_model *lazy, *upfront, *filled;
+    assert_int_equal(dl_model_create(&lazy, &cfg, &be, 64, 1), DL_OK);
+    assert_int_equal(dl_model_create(&upfront, &cfg, &be, 64, 1), DL_OK);
+    assert_int_equal(dl_model_create(&filled, &cfg, &be, 64, 1), DL_OK);
+    size_t numel = dl_tensor_table_numel(lazy->params);
+    dl_batch batch;
+    assert_int_equal(dl_batch_alloc(&batch, DL_DATA_CLICKS, 64, 1), DL_OK);
+    dl_click_batch *cb = &batch.clicks;
+    assert_int_equal(dl_click_batch_reserve(cb, 64 * 4), DL_OK);
+    assert_int_equal(dl_model_init_params(lazy, 11, 1), DL_OK);
+    assert_int_equal(dl_model_init_params(upfront, 11, 0), DL_OK);
+    for (int pass = 0; pass < 2; pass++) {
+        dl_rng rng;
+        dl_test_rng(&rng, 23);
+        for (int step = 0; step < 20; step++) {
+            int n = 0;
+            for (int b = 0; b < 64; b++) {
+                for (int f = 0; f < 4; f++, n++) {
+                    /* from the table's last quarter, which the filler (in row order) reaches last */
+                    cb->features[n] = (int32_t)(buckets - 1 - rand_int(&rng, (int)buckets / 4));
+                    cb->fields[n] = f;
+                    cb->values[n] = 1.0f;
+                }
+                cb->row_ptr[b + 1] = n;
+                cb->labels[b] = (float)rand_int(&rng, 2);
+            }
+            cb->num_rows = 64;
+            cb->nnz = n;
+            dl_model *m = pass == 0 ? lazy : upfront;
+            dl_step_context ctx = {NULL, step + 1, 0.2, NULL};
+            dl_step_stats stats = {0};
+            assert_int_equal(m->train_batch(m, &batch, &ctx, &stats), DL_OK);
+        }
+    }
+    assert_int_equal(dl_model_params_ready(lazy), DL_OK);
+    /* Bits hold: the same rows, made from the same counters before first use, trained in the same order. */
+    assert_memory_equal(lazy->param_data, upfront->param_data, numel * sizeof(float));
+    assert_int_equal(dl_model_init_params(filled, 11, 1), DL_OK);
+    assert_int_equal(dl_model_params_ready(filled), DL_OK);
+    assert_int_equal(dl_model_params_ready(filled), DL_OK); /* twice is harmless */
+    assert_int_equal(upfront->init_params(upfront, 11), DL_OK);
+    assert_memory_equal(filled->param_data, upfront->param_data, numel * sizeof(float));
+    /* a second initialisation while the first still runs, then destroying mid-fill, must be clean (ASan/TSan) */
+    assert_int_equal(dl_model_init_params(filled, 12, 1), DL_OK);
+    assert_int_equal(dl_model_init_params(filled, 13, 1), DL_OK);
+    dl_batch_free(&batch);
+    dl_model_destroy(lazy);
+    dl_model_destroy(upfront);
+    dl_model_destroy(filled);
+    dl_config_free(&cfg);
+    omp_set_num_threads(saved);
+    dl_backend_close(&be);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(fused_forward_matches_reference),
@@ -559,6 +628,7 @@ int main(void) {
         cmocka_unit_test(ffm_init_is_libffm_uniform),
         cmocka_unit_test(ffm_train_batch_is_kernel_on_hashed_rows),
         cmocka_unit_test(ffm_reports_bad_data_and_settings),
+        cmocka_unit_test(background_init_trains_like_upfront_init),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

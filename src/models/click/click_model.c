@@ -15,6 +15,9 @@
 #include "models/click/click_model.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -63,7 +66,17 @@ typedef struct click {
     size_t cap_compact;
     float *ev_pairs;
     size_t cap_ev;
+    /* background initialisation (init_params_background): per table row NOT_MADE, BEING_MADE or MADE */
+    _Atomic unsigned char *row_state;
+    atomic_int rows_all_made; /* the filler thread has made or seen made every row: no more checks */
+    pthread_t filler;
+    int filler_running;
+    uint64_t init_seed;
 } click;
+
+/* background initialisation of the table (below, with the parameters) */
+static void make_rows_before_use(click *m, const int32_t *rows, int64_t n);
+static dl_status finish_filler(click *m);
 
 /* Hashed wide ids (negative, see dl_feature_id_fold) hash with the top bit set: a key no real id has. */
 #define HASHED_ID_KEY 0x8000000000000000ull
@@ -380,6 +393,7 @@ static dl_status click_train_batch(dl_model *model, const dl_batch *batch, const
     dl_status local = prepare(m, cb);
     dl_world *world = ctx->world;
     if (world && world->size > 1) {
+        DL_CHECK(finish_filler(m));
         if (world->size != m->world_size || world->rank != m->rank)
             return DL_FAIL(DL_ERR_INVALID, "the %s model was built for rank %d of %d, it runs on rank %d of %d",
                            m->kind->name, m->rank, m->world_size, world->rank, world->size);
@@ -391,6 +405,7 @@ static dl_status click_train_batch(dl_model *model, const dl_batch *batch, const
                m->kind->name, m->world_size);
     if (cb->num_rows == 0)
         return DL_OK;
+    make_rows_before_use(m, m->grows, cb->row_ptr[cb->num_rows]);
     dl_click_table t = table_view(m, m->store, m->store_rows);
     DL_CHECK(run_kernel(m, &t, cb, m->grows, 1, lr));
     stats->loss_sum += batch_loss(m, cb);
@@ -427,6 +442,7 @@ static dl_status score_batch(click *m, const dl_click_batch *cb, dl_world *world
 
 static dl_status click_eval_batch(dl_model *model, const dl_batch *batch, dl_step_stats *stats) {
     click *m = model->impl;
+    DL_CHECK(finish_filler(m));
     DL_REQUIRE(!m->sharded, DL_ERR_INVALID, "a sharded %s model evaluates through model->evaluate (collective)",
                m->kind->name);
     const dl_click_batch *cb = &batch->clicks;
@@ -490,6 +506,7 @@ static dl_status click_evaluate(dl_model *model, struct dl_world *world, const d
                                 const dl_loader_config *config, int64_t max_batches, dl_eval_result *result) {
     click *m = model->impl;
     DL_REQUIRE(world && valid && config && result, DL_ERR_INVALID, "%s evaluate: NULL argument", m->kind->name);
+    DL_CHECK(finish_filler(m));
     memset(result, 0, sizeof *result);
     dl_loader *loader = NULL;
     dl_status local = dl_loader_open(&loader, valid, config, NULL, 0);
@@ -560,6 +577,7 @@ dl_status dl_click_model_predict(dl_model *model, const dl_click_batch *batch, f
                "dl_click_model_predict: NULL argument");
     click *m = model->impl;
     DL_REQUIRE(!m->sharded, DL_ERR_INVALID, "dl_click_model_predict needs a replicated model");
+    DL_CHECK(finish_filler(m));
     dl_status local = prepare(m, batch);
     DL_CHECK(score_batch(m, batch, NULL, &local));
     DL_CHECK(local);
@@ -628,6 +646,7 @@ static dl_status init_staged(click *m, uint64_t seed) {
 
 static dl_status click_init_params(dl_model *model, uint64_t seed) {
     click *m = model->impl;
+    DL_CHECK(finish_filler(m));
     if (m->staged)
         return init_staged(m, seed);
     const size_t rf = (size_t)m->row_floats;
@@ -650,6 +669,93 @@ static dl_status click_init_params(dl_model *model, uint64_t seed) {
         m->store[m->store_bias] = 0.0f;
         m->store[m->store_bias + 1] = m->adagrad_init;
     }
+    return DL_OK;
+}
+
+/* ---- background initialisation --------------------------------------------------------------------------------
+ * A click table is hundreds of MiB to GiBs, and filling it (Philox per weight, every page touched for the first
+ * time) was the largest part of a one-epoch run's start-up. Rows are independent (each one's values come from its
+ * own Philox counters), so a single-rank host table is filled by a thread of its own while training starts: before
+ * a batch is trained, each of its rows that the filler has not reached is made on the spot. Every row is made
+ * exactly once, by whichever thread claims it first, with the same values, before anything reads it: the table,
+ * the training and the checkpoints are bit for bit those of an up-front fill. Anything else that reads or writes
+ * the table (evaluation, prediction, exchanges, the trainer's checkpoints through params_ready) first waits for
+ * the filler to finish. Sharded, staged (device) and several-rank tables are filled up front, as before. */
+enum { ROW_NOT_MADE = 0, ROW_BEING_MADE = 1, ROW_MADE = 2 };
+
+/* Makes row g unless another thread claimed it; waits for that thread when `wait` (the row is about to be used). */
+static void make_row(click *m, int64_t g, int wait) {
+    _Atomic unsigned char *st = &m->row_state[g];
+    unsigned char expect = ROW_NOT_MADE;
+    if (atomic_load_explicit(st, memory_order_acquire) == ROW_NOT_MADE &&
+        atomic_compare_exchange_strong_explicit(st, &expect, ROW_BEING_MADE, memory_order_acq_rel,
+                                                memory_order_acquire)) {
+        init_row(m, m->init_seed, g, m->store + (size_t)g * (size_t)m->row_floats);
+        atomic_store_explicit(st, ROW_MADE, memory_order_release);
+        return;
+    }
+    if (wait) /* the other thread is inside init_row of this one row: a few hundred nanoseconds */
+        while (atomic_load_explicit(st, memory_order_acquire) != ROW_MADE)
+            sched_yield();
+}
+
+static void *filler_main(void *arg) {
+    click *m = arg;
+    for (int64_t g = 0; g < m->buckets; g++)
+        make_row(m, g, 0);
+    /* Rows another thread was making when passed over are finished before this says "all made". */
+    for (int64_t g = 0; g < m->buckets; g++)
+        make_row(m, g, 1);
+    atomic_store_explicit(&m->rows_all_made, 1, memory_order_release);
+    return NULL;
+}
+
+static void make_rows_before_use(click *m, const int32_t *rows, int64_t n) {
+    if (!m->row_state || atomic_load_explicit(&m->rows_all_made, memory_order_acquire))
+        return;
+    for (int64_t e = 0; e < n; e++)
+        if (atomic_load_explicit(&m->row_state[rows[e]], memory_order_acquire) != ROW_MADE)
+            make_row(m, rows[e], 1);
+}
+
+/* Waits until the whole table is made (a no-op once it is, or when it was filled up front). */
+static dl_status finish_filler(click *m) {
+    if (m->filler_running) {
+        int err = pthread_join(m->filler, NULL);
+        m->filler_running = 0;
+        DL_REQUIRE(err == 0, DL_ERR_RUNTIME, "%s: waiting for the table initialisation thread failed (error %d)",
+                   m->kind->name, err);
+    }
+    free((void *)m->row_state);
+    m->row_state = NULL;
+    return DL_OK;
+}
+
+static dl_status click_params_ready(dl_model *model) {
+    DL_REQUIRE(model && model->impl, DL_ERR_INVALID, "params_ready: NULL model");
+    return finish_filler(model->impl);
+}
+
+static dl_status click_init_params_background(dl_model *model, uint64_t seed) {
+    click *m = model->impl;
+    DL_CHECK(finish_filler(m)); /* a second initialisation starts from a settled table */
+    if (m->staged || m->sharded || m->world_size > 1 || m->be->kind != DL_DEVICE_CPU)
+        return click_init_params(model, seed);
+    m->row_state = calloc((size_t)m->buckets, sizeof *m->row_state);
+    if (!m->row_state) /* no room for the row map: fill up front, the same table */
+        return click_init_params(model, seed);
+    m->init_seed = seed;
+    atomic_store(&m->rows_all_made, 0);
+    if (m->linear) {
+        m->store[m->store_bias] = 0.0f;
+        m->store[m->store_bias + 1] = m->adagrad_init;
+    }
+    if (pthread_create(&m->filler, NULL, filler_main, m) != 0) {
+        free((void *)m->row_state);
+        m->row_state = NULL;
+        return click_init_params(model, seed);
+    }
+    m->filler_running = 1;
     return DL_OK;
 }
 
@@ -678,6 +784,7 @@ static void click_destroy(dl_model *model) {
     click *m = model->impl;
     if (!m)
         return;
+    (void)finish_filler(m); /* the filler writes into the store freed below */
     if (m->store)
         dl_mem_free(m->be, m->store);
     dl_tensor_table_free(&m->params);
@@ -830,6 +937,8 @@ static dl_status click_create(dl_model *model, const dl_click_kind *kind, const 
     model->train_batch = click_train_batch;
     model->eval_batch = click_eval_batch;
     model->init_params = click_init_params;
+    model->init_params_background = click_init_params_background;
+    model->params_ready = click_params_ready;
     model->step_flops = NULL;
     model->self_updating = 1;
     model->evaluate = click_evaluate;
