@@ -66,7 +66,11 @@ typedef enum dl_lr_schedule {
 } dl_lr_schedule;
 /* train.resume: auto | never | PATH (PATH in train.resume_path). */
 typedef enum dl_resume { DL_RESUME_AUTO = 0, DL_RESUME_NEVER = 1, DL_RESUME_PATH = 2 } dl_resume;
-typedef enum dl_embeddings { DL_EMBEDDINGS_REPLICATED = 0, DL_EMBEDDINGS_SHARDED = 1 } dl_embeddings;
+typedef enum dl_embeddings {
+    DL_EMBEDDINGS_REPLICATED = 0,
+    DL_EMBEDDINGS_SHARDED = 1,
+    DL_EMBEDDINGS_SHARED = 2, /* one table per node in shared memory, trained in place (lock-free) */
+} dl_embeddings;
 typedef enum dl_cfg_log_level {
     DL_CFG_LOG_DEBUG = 0,
     DL_CFG_LOG_INFO = 1,

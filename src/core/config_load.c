@@ -227,10 +227,10 @@ static dl_status check_cross(const dl_config *cfg) {
     if (cfg->dpo.reference == DL_DPO_REF_PRECOMPUTED && !cfg->dpo.reference_file[0])
         CROSS_FAIL("dpo.reference dpo.reference_file",
                    "dpo.reference precomputed needs dpo.reference_file (made by dealer dpo precompute-ref)");
-    if (cfg->comm.embeddings == DL_EMBEDDINGS_SHARDED && cfg->model.kind != DL_MODEL_FM &&
+    if (cfg->comm.embeddings != DL_EMBEDDINGS_REPLICATED && cfg->model.kind != DL_MODEL_FM &&
         cfg->model.kind != DL_MODEL_FFM)
-        CROSS_FAIL("comm.embeddings model.kind", "comm.embeddings sharded applies to model.kind fm or ffm, not %s",
-                   kind);
+        CROSS_FAIL("comm.embeddings model.kind", "comm.embeddings %s applies to model.kind fm or ffm, not %s",
+                   dl_config_enum_text("comm.embeddings", (int)cfg->comm.embeddings), kind);
     if (cfg->ckpt.keep_every > 0 && cfg->ckpt.every > 0 && cfg->ckpt.keep_every % cfg->ckpt.every != 0)
         CROSS_FAIL("ckpt.keep_every ckpt.every", "ckpt.keep_every (%d) must be a multiple of ckpt.every (%d)",
                    cfg->ckpt.keep_every, cfg->ckpt.every);

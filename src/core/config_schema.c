@@ -39,7 +39,7 @@ static const char *const overlong_choices[] = {"truncate", "drop", "error", "spl
 static const char *const optim_choices[] = {"adamw", "adagrad", "sgd", NULL};
 static const char *const schedule_choices[] = {"constant", "cosine", "linear", "inverse_sqrt", NULL};
 static const char *const resume_choices[] = {"auto", "never", "PATH", NULL};
-static const char *const embeddings_choices[] = {"replicated", "sharded", NULL};
+static const char *const embeddings_choices[] = {"replicated", "sharded", "shared", NULL};
 static const char *const level_choices[] = {"debug", "info", "warn", "error", NULL};
 static const char *const dpo_loss_choices[] = {"sigmoid", "ipo", "hinge", NULL};
 static const char *const dpo_reference_choices[] = {"model", "precomputed", NULL};
@@ -164,7 +164,9 @@ const dl_cfg_key dl_cfg_keys[] = {
     KEY("comm", "bucket_mb", DL_CFG_FLOAT, comm.bucket_mb, "25", IN_OPEN(0, 65536),
         "gradient bucket size in MiB: each full bucket starts its all-reduce during backward"),
     ENUM("comm", "embeddings", comm.embeddings, embeddings_choices, "replicated",
-         "fm/ffm: replicated tables, or sharded (rows owned by hash % world, exchanged all-to-all)"),
+         "fm/ffm: replicated tables, sharded (rows owned by hash % world, exchanged all-to-all; exact), or shared "
+         "(ranks of one node train one table in shared memory in place, lock-free as libffm's threads; not "
+         "bit-reproducible)"),
     KEY("comm", "timeout_s", DL_CFG_INT, comm.timeout_s, "600", GE(1),
         "a collective taking longer than this aborts the job, naming the rank"),
 

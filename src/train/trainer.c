@@ -898,6 +898,16 @@ static void print_startup_rows(trainer *t, const char *nodes) {
             (double)t->numel * sizeof(float) / 1048576.0, t->world->size, t->world->size == 1 ? "" : "s", t->be.name,
             t->be.num_threads, t->be.num_threads == 1 ? "" : "s");
     DL_INFO("%s", nodes);
+    if (t->world->size > 1) {
+        static const char *const table_kept[] = {
+            [DL_EMBEDDINGS_REPLICATED] = "a whole copy on every rank, their changes added up each step",
+            [DL_EMBEDDINGS_SHARDED] = "rows sharded over the ranks, exchanged each step (exact)",
+            [DL_EMBEDDINGS_SHARED] = "one copy in the node's shared memory, trained in place by every rank "
+                                     "(lock-free, as libffm's threads: not bit-reproducible)",
+        };
+        DL_INFO("table: %s (comm.embeddings %s)", table_kept[c->comm.embeddings],
+                dl_config_enum_text("comm.embeddings", (int)c->comm.embeddings));
+    }
     DL_INFO("%lld steps of %d rank%s × %d rows", (long long)t->total_steps, t->world->size,
             t->world->size == 1 ? "" : "s", c->train.batch_per_rank * c->train.grad_accum);
     DL_INFO("start-up %.2f s: data and model %.2f s, parameters %.2f s, loader %.2f s, run records %.2f s",

@@ -71,6 +71,23 @@ done
 # The table did train after the resume (so the comparisons above compare something).
 "$dealer" ckpt diff "$(ckpt sharded 16)" "$(ckpt sharded 32)" --tol 1e-3 >"$work/moved.out" && fail "the table did not move"
 
+# comm.embeddings shared: 2 ranks train one table in shared memory in place. Rows never share table rows here, so
+# lock-free training has nothing to lose and every row sees the same updates, in epoch order, with the same
+# arithmetic as one process training alone (no exchange, so no old + (new - old) rounding as in the runs above):
+# the table must equal a 1-rank run's bit for bit, and a resume at step 16 continues exactly.
+train 2 shared comm.embeddings=shared train.resume=never
+train 1 alone comm.embeddings=replicated train.resume=never
+rc=0
+"$dealer" ckpt diff "$(ckpt shared 32)" "$(ckpt alone 32)" >"$work/diff_shared.out" || rc=$?
+((rc <= 1)) || { cat "$work/diff_shared.out"; fail "shared vs alone: ckpt diff failed (exit $rc)"; }
+grep -E '^/model/ffm\.table +' "$work/diff_shared.out" | grep -qE ' same$' ||
+  { cat "$work/diff_shared.out"; fail "the shared table differs from one process's"; }
+train 2 shared_again comm.embeddings=shared train.resume="$(ckpt shared 16)"
+"$dealer" ckpt diff "$(ckpt shared 32)" "$(ckpt shared_again 32)" >"$work/diff.out" ||
+  { cat "$work/diff.out"; fail "shared, resumed on 2 ranks: step 32 differs from the uninterrupted run"; }
+grep -q "shared" "$work/shared.out" || { cat "$work/shared.out"; fail "the shared run's log does not say how the table is kept"; }
+echo "2 ranks, shared table: equal to one process's table, and resumes exactly"
+
 # Predictions from the sharded checkpoint (read whole by one process) equal the replicated run's.
 "$dealer" predict "$work/sharded" "$work/rows.ffm" -o "$work/sharded.pred" >/dev/null || fail "predict (sharded) failed"
 "$dealer" predict "$work/replicated" "$work/rows.ffm" -o "$work/replicated.pred" >/dev/null ||

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "comm/node_table.h"
 #include "comm/sharded_table.h"
 #include "core/hash.h"
 #include "core/philox.h"
@@ -39,6 +40,8 @@ typedef struct click {
     float lambda;
     float adagrad_init;
     int rank, world_size, sharded; /* sharded: the table is split over world_size > 1 ranks */
+    int shared;                    /* sharded rows kept in one node-wide window and trained in place */
+    dl_node_table node;
     int staged;                    /* the table is in device memory: batches and rows move through `dev` */
     dl_click_device dev;
     dl_tensor_table params;        /* the whole model, as checkpoints hold it */
@@ -347,6 +350,30 @@ static dl_status train_replicated(click *m, const dl_click_batch *cb, float lr, 
     return local;
 }
 
+/* Shared tables (comm.embeddings: shared): every rank trains its batch straight on the node's table, as libffm's
+ * threads do on theirs; the bias, replicated per rank, is kept equal as in the other modes. */
+static dl_status train_shared(click *m, const dl_click_batch *cb, float lr, dl_world *world, dl_status local,
+                              dl_step_stats *stats) {
+    float bias_old[2] = {0, 0};
+    if (m->linear)
+        memcpy(bias_old, m->store + m->store_bias, sizeof bias_old);
+    dl_node_table_sync(&m->node); /* the other ranks' changes up to the last collective */
+    if (local == DL_OK && cb->num_rows > 0) {
+        const int64_t nnz = cb->row_ptr[cb->num_rows];
+        for (int64_t e = 0; e < nnz; e++)
+            m->erows[e] = m->node.place[m->grows[e]];
+        dl_click_table t = table_view(m, m->node.base, m->node.total_rows);
+        local = run_kernel(m, &t, cb, m->erows, 1, lr);
+        if (local == DL_OK)
+            stats->loss_sum += batch_loss(m, cb);
+    }
+    dl_node_table_sync(&m->node);
+    if (local != DL_OK && m->linear)
+        memcpy(m->store + m->store_bias, bias_old, sizeof bias_old);
+    DL_CHECK(sync_bias(m, bias_old, world));
+    return local;
+}
+
 /* Sharded tables: fetch the batch's rows from their owners, train on the compact copy, send the changes back. */
 static dl_status train_sharded(click *m, const dl_click_batch *cb, float lr, dl_world *world, dl_status local,
                                dl_step_stats *stats) {
@@ -397,6 +424,8 @@ static dl_status click_train_batch(dl_model *model, const dl_batch *batch, const
         if (world->size != m->world_size || world->rank != m->rank)
             return DL_FAIL(DL_ERR_INVALID, "the %s model was built for rank %d of %d, it runs on rank %d of %d",
                            m->kind->name, m->rank, m->world_size, world->rank, world->size);
+        if (m->shared)
+            return train_shared(m, cb, lr, world, local, stats);
         return m->sharded ? train_sharded(m, cb, lr, world, local, stats)
                           : train_replicated(m, cb, lr, world, local, stats);
     }
@@ -669,6 +698,7 @@ static dl_status click_init_params(dl_model *model, uint64_t seed) {
         m->store[m->store_bias] = 0.0f;
         m->store[m->store_bias + 1] = m->adagrad_init;
     }
+    dl_node_table_sync(&m->node); /* a shared table: the rows made here, for the others after a collective */
     return DL_OK;
 }
 
@@ -733,7 +763,9 @@ static dl_status finish_filler(click *m) {
 
 static dl_status click_params_ready(dl_model *model) {
     DL_REQUIRE(model && model->impl, DL_ERR_INVALID, "params_ready: NULL model");
-    return finish_filler(model->impl);
+    click *m = model->impl;
+    dl_node_table_sync(&m->node); /* a shared table: this rank's rows as the other ranks left them */
+    return finish_filler(m);
 }
 
 static dl_status click_init_params_background(dl_model *model, uint64_t seed) {
@@ -785,7 +817,9 @@ static void click_destroy(dl_model *model) {
     if (!m)
         return;
     (void)finish_filler(m); /* the filler writes into the store freed below */
-    if (m->store)
+    if (m->shared)
+        dl_node_table_destroy(&m->node); /* the store is this rank's part of the node's window */
+    else if (m->store)
         dl_mem_free(m->be, m->store);
     dl_tensor_table_free(&m->params);
     dl_sharded_table_destroy(&m->shard);
@@ -875,11 +909,12 @@ static dl_status click_create(dl_model *model, const dl_click_kind *kind, const 
     } else {
         dl_comm_world_shape(&m->rank, &m->world_size);
     }
-    m->sharded = !single_process && cfg->comm.embeddings == DL_EMBEDDINGS_SHARDED && m->world_size > 1;
+    m->sharded = !single_process && cfg->comm.embeddings != DL_EMBEDDINGS_REPLICATED && m->world_size > 1;
+    m->shared = m->sharded && cfg->comm.embeddings == DL_EMBEDDINGS_SHARED;
     if (s == DL_OK && m->sharded && m->staged) {
-        s = DL_FAIL(DL_ERR_UNSUPPORTED, "model.kind %s with comm.embeddings: sharded over %d ranks exchanges table rows "
-                    "with MPI from host memory, but on the %s backend the table lives in device memory", kind->name,
-                    m->world_size, be->name);
+        s = DL_FAIL(DL_ERR_UNSUPPORTED, "model.kind %s with comm.embeddings: %s over %d ranks keeps the table in host "
+                    "memory, but on the %s backend the table lives in device memory", kind->name,
+                    m->shared ? "shared" : "sharded", m->world_size, be->name);
         dl_error_hint("use comm.embeddings: replicated (each GPU holds the whole table; the ranks add up their "
                       "changes every step), or device: cpu to shard the table over the ranks' host memory");
     }
@@ -911,8 +946,12 @@ static dl_status click_create(dl_model *model, const dl_click_kind *kind, const 
                 s = DL_FAIL(DL_ERR_RUNTIME, "%s: bias offset %zu differs from the table layout's %zu", kind->name,
                             m->store_bias, m->full_bias);
         }
-        if (s == DL_OK)
+        if (s == DL_OK && m->shared) { /* collective: every rank's check above depends on the config alone */
+            s = dl_node_table_create(&m->node, &m->shard, m->store_numel - table);
+            m->store = s == DL_OK ? m->node.mine : NULL;
+        } else if (s == DL_OK) {
             s = dl_mem_alloc(be, (void **)&m->store, (m->store_numel ? m->store_numel : 1) * sizeof(float));
+        }
         /* Host tables are not zeroed here: every row is written once, by init_params or by a checkpoint load, and
          * a second pass over hundreds of MiB (page faults included) cost as much as filling them. Only what lies
          * past the rows (padding, the bias) starts at zero. Device tables are zeroed as before. */
