@@ -10,7 +10,7 @@
 # 2. dealer data convert makes the record file (timed, not part of the runs below; libffm's own text-to-binary
 #    conversion happens in ffm_e2e.sh's untimed warm-up run).
 # 3. For each k: bench/ffm_e2e.sh, one epoch, whole processes interleaved with libffm: 1 thread, 2 threads, and
-#    dealer on 2 ranks with sharded tables (1 thread each) beside libffm on 2 threads. Each line gives wall time,
+#    dealer on 2 ranks with sharded tables, then with one shared table (1 thread each), beside libffm on 2 threads. Each line gives wall time,
 #    CPU time, rows/s, rows per CPU-second and peak resident memory per rank.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -48,4 +48,5 @@ for k in $ks; do
   "$root/bench/ffm_e2e.sh" "${common[@]}" --k "$k" --threads 1
   "$root/bench/ffm_e2e.sh" "${common[@]}" --k "$k" --threads 2
   "$root/bench/ffm_e2e.sh" "${common[@]}" --k "$k" --threads 2 --ranks 2
+  "$root/bench/ffm_e2e.sh" "${common[@]}" --k "$k" --threads 2 --ranks 2 --embeddings shared
 done

@@ -6,24 +6,27 @@
 #   bench/ffm_e2e.sh --dealer build/dealer --libffm /path/to/libffm --text ROWS.txt --records ROWS.tfrecord \
 #       [--k 4] [--threads 1] [--ranks 1] [--rounds 3] [--fields 18] [--buckets 1000000] [--cpus 0-1] [--work DIR]
 #       [--before OLD/dealer]   (a second dealer build, e.g. the commit before a change, run third in each round)
+#       [--embeddings sharded|shared]   (how --ranks W > 1 keep the table; default sharded)
 #
 # ROWS.txt is libffm text and ROWS.tfrecord the same rows as records (`dealer data synth-clicks SAMPLE --rows N`
 # writes either; bench/criteo_kaggle.sh makes Criteo-shaped ones). libffm converts the text to its .bin cache on
 # its first run; that run is a warm-up and not reported (dealer's records are likewise converted beforehand).
 # Settings are libffm's defaults on both sides (λ 2e-5, η 0.2, normalisation, AdaGrad from 1, no linear terms),
 # libffm's feature ids are its table rows and dealer's table has --buckets rows (ids below it are their own row).
-# With --ranks W > 1 dealer runs under mpirun with comm.embeddings: sharded, one thread per rank.
+# With --ranks W > 1 dealer runs under mpirun with comm.embeddings: sharded (or --embeddings shared: one table in
+# the node's shared memory, trained in place), one thread per rank.
 #
 # Each run prints one line: who, round, wall s, user s, sys s, rows/s (wall), rows per CPU-second (user + sys), peak
 # resident memory (per rank for dealer), load average at the start. The load matters: on a shared machine wall time
 # measures the other jobs too (CPU time much less), so report min and median of the interleaved rounds.
 set -euo pipefail
 dealer=build/dealer before= libffm= text= records= k=4 threads=1 ranks=1 rounds=3 fields=18 buckets=1000000 cpus= work=
+embeddings=sharded
 while [[ $# -gt 0 ]]; do
   case $1 in
     --dealer) dealer=$2 ;; --before) before=$2 ;; --libffm) libffm=$2 ;; --text) text=$2 ;; --records) records=$2 ;; --k) k=$2 ;;
     --threads) threads=$2 ;; --ranks) ranks=$2 ;; --rounds) rounds=$2 ;; --fields) fields=$2 ;;
-    --buckets) buckets=$2 ;; --cpus) cpus=$2 ;; --work) work=$2 ;;
+    --buckets) buckets=$2 ;; --cpus) cpus=$2 ;; --work) work=$2 ;; --embeddings) embeddings=$2 ;;
     *) echo "ffm_e2e.sh: unknown option $1 (see the top of the script)" >&2; exit 2 ;;
   esac
   shift 2
@@ -44,7 +47,7 @@ model: {kind: ffm, k: $k, num_fields: $fields, hash_buckets: $buckets, linear_te
 data: {train: $records, format: clicks, shuffle: true}
 optim: {name: adagrad, lr: 0.2, weight_decay: 2.0e-5, adagrad_init: 1.0, grad_clip: 0, schedule: constant}
 train: {epochs: 1, steps: 1000000000, batch_per_rank: 1024, eval_every: 0, threads: $threads, resume: never}
-comm: {embeddings: sharded}
+comm: {embeddings: $embeddings}
 ckpt: {every: 0, keep: 1}
 log: {every: 100000}
 EOF
@@ -83,7 +86,7 @@ read -r -a dealer_cmd <<<"$(dealer_command "$dealer")"
 before_cmd=()
 [[ -n $before ]] && read -r -a before_cmd <<<"$(dealer_command "$before")"
 
-echo "# $rows rows, k=$k, $threads thread(s), $ranks rank(s); $(nproc) CPUs; $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
+echo "# $rows rows, k=$k, $threads thread(s), $ranks rank(s) ($embeddings tables when several); $(nproc) CPUs; $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
 if [[ -n $libffm ]]; then
   (cd "$work" && "${libffm_cmd[@]}" >/dev/null 2>&1) || true # builds libffm's .bin cache beside the text: not timed
 fi
