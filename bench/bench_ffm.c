@@ -1,6 +1,7 @@
 /* bench_ffm.c — training throughput of the FM/FFM models, and table memory per rank with sharded tables.
  *
  *     bench_ffm [--sample PATH] [--rows N] [--id-space M] [--buckets R] [--batch B] [--threads T] [--models LIST]
+ *               [--shuffle]   (the rows in a random order, as a shuffled epoch of `dealer train` sees them)
  *     mpirun -np W bench_ffm --memory [--rows N] [--buckets R] ...
  *
  * Data: the libffm sample (default data/criteo/small_train.txt: 18 fields, ~17.5 entries per row) replicated to N
@@ -29,6 +30,7 @@
 #include "comm/world.h"
 #include "core/config.h"
 #include "core/hash.h"
+#include "core/philox.h"
 #include "core/timer.h"
 #include "data/convert.h"
 #include "models/model.h"
@@ -126,6 +128,49 @@ static void make_rows(const char *path, int64_t n, uint64_t id_space, rows *out)
     for (int64_t i = 0; i < ns; i++)
         dl_click_row_free(&sample[i]);
     free(sample);
+}
+
+/* The rows in a random order (Fisher-Yates over Philox(seed)): `dealer train` shuffles every epoch
+ * (data.shuffle: true), and in a shuffled order a hashed table's rows are cache misses, while in file order the
+ * synthetic copies of one sample row share table rows still in cache. Timing both separates the kernel from the
+ * order. */
+static void shuffle_rows(rows *d, uint64_t seed) {
+    int64_t *order = malloc((size_t)d->n * sizeof *order);
+    rows out = {d->n, d->nnz, malloc((size_t)(d->n + 1) * sizeof(int32_t)), malloc((size_t)d->nnz * sizeof(int32_t)),
+                malloc((size_t)d->nnz * sizeof(int32_t)), malloc((size_t)d->nnz * sizeof(float)),
+                malloc((size_t)d->n * sizeof(float))};
+    if (!order || !out.row_ptr || !out.fields || !out.features || !out.values || !out.labels) {
+        fprintf(stderr, "bench_ffm: out of memory shuffling the rows\n");
+        exit(1);
+    }
+    dl_rng rng;
+    dl_rng_init(&rng, seed, 0);
+    for (int64_t i = 0; i < d->n; i++)
+        order[i] = i;
+    for (int64_t i = d->n - 1; i > 0; i--) {
+        int64_t j = (int64_t)dl_rng_below(&rng, (uint64_t)i + 1), t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+    }
+    int32_t at = 0;
+    for (int64_t i = 0; i < d->n; i++) {
+        int64_t r = order[i];
+        out.row_ptr[i] = at;
+        out.labels[i] = d->labels[r];
+        for (int32_t e = d->row_ptr[r]; e < d->row_ptr[r + 1]; e++, at++) {
+            out.fields[at] = d->fields[e];
+            out.features[at] = d->features[e];
+            out.values[at] = d->values[e];
+        }
+    }
+    out.row_ptr[d->n] = at;
+    free(d->row_ptr);
+    free(d->fields);
+    free(d->features);
+    free(d->values);
+    free(d->labels);
+    free(order);
+    *d = out;
 }
 
 /* A click batch viewing rows [lo, hi) (its row_ptr rebased into `ptr`). */
@@ -267,11 +312,11 @@ int main(int argc, char **argv) {
     snprintf(sample_path, sizeof sample_path, "%s/data/criteo/small_train.txt", src ? src : ".");
     const char *sample = sample_path, *models = "ffm4,ffm8,fm4";
     long n = 1000000, id_space = 1000000, buckets = 1000000, batch = 1024, threads = 2;
-    int memory = 0;
+    int memory = 0, shuffle = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "--memory") == 0) {
-            memory = 1;
+        if (strcmp(a, "--memory") == 0 || strcmp(a, "--shuffle") == 0) {
+            *(a[2] == 'm' ? &memory : &shuffle) = 1;
             continue;
         }
         if (strcmp(a, "--sample") == 0 && v)
@@ -290,7 +335,7 @@ int main(int argc, char **argv) {
             threads = parse_long(v, a);
         else {
             fprintf(stderr, "usage: bench_ffm [--sample PATH] [--rows N] [--id-space M] [--buckets R] [--batch B] "
-                            "[--threads T] [--models ffm4,ffm8,fm4] [--memory]\n");
+                            "[--threads T] [--models ffm4,ffm8,fm4] [--shuffle] [--memory]\n");
             return 2;
         }
         i++;
@@ -301,6 +346,8 @@ int main(int argc, char **argv) {
         die("starting MPI");
     rows d;
     make_rows(sample, n, (uint64_t)id_space, &d);
+    if (shuffle)
+        shuffle_rows(&d, 1);
     if (world.rank == 0) {
         printf("%ld rows (%lld entries, %.1f per row) from %s, ids re-hashed into %ld, table of %ld rows, batches of "
                "%ld, %ld thread(s), %d rank(s)\n\n",
