@@ -21,6 +21,8 @@
 #   4. kill -9 of rank 1 inside node 2 ends rank 0 on node 1 and mpirun within comm.timeout_s + 10 s, non-zero, with
 #      a message naming the dead rank; no process is left in either namespace. OMP_NUM_THREADS=1 set on node 1
 #      reaches node 2 (start-up shows 1 thread there).
+#   5. an FFM run with comm.embeddings: shared (one table in one node's shared memory) on two nodes is refused,
+#      non-zero, naming the cause and comm.embeddings: sharded.
 #
 # Why --tol 0 holds in 2 and 3: the runs differ only in where the ranks run, never in what they compute. Both have
 # world size 2, the same per-rank batch and the same thread count (so the same shards, shapes and kernel splits);
@@ -133,6 +135,7 @@ head -c 60000 "$src/data/tinyshakespeare.txt" >"$work/text.txt"
 "$dealer" data convert --format text "$work/text.txt" -o "$work/train.tfrecord" >/dev/null
 printf '%s slots=1\n%s slots=1\n' "$host1" "$host2" >"$work/two_nodes"
 printf '%s slots=2\n' "$host1" >"$work/one_node"
+config=$src/configs/gpt-shakespeare.yaml
 timeout_s=20 # comm.timeout_s: far above a step of this tiny model on a loaded CI machine (ASan, ctest -j2)
 args=(data.train="$work/train.tfrecord" data.valid= model.n_layer=2 model.n_head=2 model.n_embd=32
       model.max_seq_len=64 data.seq_len=64 train.batch_per_rank=2 train.eval_every=0 log.every=1
@@ -153,7 +156,7 @@ launch() {
     "$src/launch/mpirun.sh" -n 2 --hostfile "$work/$hosts" --dealer "$dealer" \
     --mca plm_rsh_agent "$work/rsh_agent" --mca btl tcp,self \
     --mca btl_tcp_if_include 10.213.7.0/30 --mca oob_tcp_if_include 10.213.7.0/30 \
-    "$src/configs/gpt-shakespeare.yaml" run.dir="$work/$name" "${args[@]}" "$@" >"$work/$name.log" 2>&1
+    "$config" run.dir="$work/$name" "${args[@]}" "$@" >"$work/$name.log" 2>&1
 }
 plural() { (($1 == 1)) && echo "$1 thread" || echo "$1 threads"; }
 expect_line() { # expect_line LOG TEXT: the start-up line, whole
@@ -233,5 +236,17 @@ for ((i = 0; i < 50; i++)); do
 done
 left=$(ip netns pids "$ns1"; ip netns pids "$ns2")
 [[ -z $left ]] || fail "processes left after the job ended: $(echo "$left" | xargs -r ps -o pid,comm -p)"
+
+# 5. comm.embeddings shared needs one node
+"$dealer" data convert --format libffm "$src/data/criteo/tr1599.ffm" -o "$work/clicks.tfrecord" >/dev/null
+config=$src/configs/ffm-criteo.yaml
+args=(data.train="$work/clicks.tfrecord" data.valid= train.steps=2 train.threads=1 comm.embeddings=shared
+      comm.timeout_s=$timeout_s log.tensorboard=false)
+code=0
+launch shared two_nodes -- || code=$?
+((code != 0)) || fail "comm.embeddings shared ran across two nodes"
+grep -q "span several nodes" "$work/shared.log" || fail "shared across nodes: no message names the cause: $(tail -3 "$work/shared.log")"
+grep -q "comm.embeddings: sharded" "$work/shared.log" || fail "shared across nodes: the hint does not name sharded"
+echo "comm.embeddings shared on two nodes: refused ($(grep -m1 -o 'span several nodes[^;]*' "$work/shared.log"))"
 
 echo "two nodes: ok in $(( ($(date +%s%N) - t_start) / 1000000 )) ms"
