@@ -11,6 +11,7 @@
 
 #include "data/batch.h"
 #include "data/example.h"
+#include "data/loader.h"
 
 static uint64_t test_seed;
 static int test_seed_ready;
@@ -131,6 +132,32 @@ void dl_test_click_batch_build(struct dl_click_batch *cb, int rows, int64_t firs
         cb->row_ptr[++cb->num_rows] = (int32_t)cb->nnz;
     }
     dl_click_row_free(&row);
+}
+
+void dl_test_click_random_row(uint64_t seed, int fields, int max_id, uint64_t stream, int64_t i, dl_click_row *row) {
+    dl_rng rng;
+    dl_rng_init(&rng, seed, stream * 100003 + (uint64_t)i);
+    int n = 1 + (int)dl_rng_below(&rng, 5);
+    row->field.len = row->feature.len = row->value.len = 0;
+    for (int e = 0; e < n; e++) {
+        int32_t id = e > 0 && dl_rng_below(&rng, 4) == 0 ? row->feature.data[e - 1]
+                                                          : (int32_t)dl_rng_below(&rng, (uint64_t)max_id);
+        dl_i32_array_push(&row->field, (int32_t)dl_rng_below(&rng, (uint64_t)fields));
+        dl_i32_array_push(&row->feature, id);
+        dl_f32_array_push(&row->value, 0.5f + dl_rng_uniform(&rng));
+    }
+    row->label = (float)dl_rng_below(&rng, 2);
+}
+
+void dl_test_click_loader_config(dl_loader_config *lc, int batch_rows, int rank, int world) {
+    dl_loader_config_default(lc);
+    lc->kind = DL_DATA_CLICKS;
+    lc->batch_rows = batch_rows;
+    lc->shuffle = 0;
+    lc->epochs = 1;
+    lc->prefetch = 0;
+    lc->world = (uint32_t)world;
+    lc->rank = (uint32_t)rank;
 }
 
 void dl_test_click_config(dl_config *cfg, dl_model_kind kind, int k, int fields, int64_t buckets, bool linear_terms,

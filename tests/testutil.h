@@ -75,6 +75,16 @@ struct dl_click_row;
 void dl_test_click_batch_build(struct dl_click_batch *batch, int rows, int64_t first, uint64_t stream,
                                void (*row_at)(uint64_t stream, int64_t i, struct dl_click_row *row));
 
+/* Row i of a random click stream: 1-5 entries over `fields` fields, ids in [0, max_id) (tests pick max_id above
+ * the table so some ids hash), an entry sometimes repeating the previous id, values in [0.5, 1.5), label 0 or 1;
+ * a pure function of (seed, stream, i), so every rank can make any rank's rows. */
+void dl_test_click_random_row(uint64_t seed, int fields, int max_id, uint64_t stream, int64_t i,
+                              struct dl_click_row *row);
+
+struct dl_loader_config;
+/* A loader config for one in-order epoch of click rows in batches of batch_rows, this rank's share of `world`. */
+void dl_test_click_loader_config(struct dl_loader_config *lc, int batch_rows, int rank, int world);
+
 /* How many temporary files of writers of PATH lie next to it (PATH.tmp, or PATH.tmp.* as core/fs.h names them):
  * "nothing half-written is left" checks. */
 int dl_test_tmp_count(const char *path);

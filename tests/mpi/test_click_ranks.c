@@ -32,17 +32,7 @@ enum { FIELDS = 3, BUCKETS = 53, B = 5, STEPS = 5, VALID = 23 };
 /* Global row i of the training (stream 1) or validation (stream 2) data: 1-5 entries over ids partly beyond the
  * table (hashed), a feature sometimes repeated. Every rank can make any row. */
 static void data_row(uint64_t stream, int64_t i, dl_click_row *row) {
-    dl_rng rng;
-    dl_rng_init(&rng, 31, stream * 100003 + (uint64_t)i);
-    int n = 1 + (int)dl_rng_below(&rng, 5);
-    row->field.len = row->feature.len = row->value.len = 0;
-    for (int e = 0; e < n; e++) {
-        int32_t id = e > 0 && dl_rng_below(&rng, 4) == 0 ? row->feature.data[e - 1] : (int32_t)dl_rng_below(&rng, 80);
-        dl_i32_array_push(&row->field, (int32_t)dl_rng_below(&rng, FIELDS));
-        dl_i32_array_push(&row->feature, id);
-        dl_f32_array_push(&row->value, 0.5f + dl_rng_uniform(&rng));
-    }
-    row->label = (float)dl_rng_below(&rng, 2);
+    dl_test_click_random_row(31, FIELDS, 80, stream, i, row);
 }
 
 /* Rank r's batch of step s: global rows [(s·W + r)·B, ... + B); rank 1's batch of step 2 is empty. */
@@ -101,14 +91,7 @@ static void replicated_staged_equals_direct(const dl_click_kind *kind, dl_model_
     /* and evaluate the same */
     dl_doc_source src = {NULL, VALID, "memory", NULL, mem_click, NULL};
     dl_loader_config lc;
-    dl_loader_config_default(&lc);
-    lc.kind = DL_DATA_CLICKS;
-    lc.batch_rows = 4;
-    lc.shuffle = 0;
-    lc.epochs = 1;
-    lc.prefetch = 0;
-    lc.world = (uint32_t)world.size;
-    lc.rank = (uint32_t)world.rank;
+    dl_test_click_loader_config(&lc, 4, world.rank, world.size);
     uint64_t batches = 0;
     assert_int_equal(dl_loader_count_batches(&src, &lc, &batches), DL_OK);
     dl_eval_result e1, e2;

@@ -332,14 +332,7 @@ static void ffm_sharded_equals_replicated_equals_serial(void **state) {
     /* evaluation: the same logloss and AUC in both modes, equal to all validation rows scored on rank 0 */
     dl_doc_source src = {NULL, VALID, "memory", NULL, mem_click, NULL};
     dl_loader_config lc;
-    dl_loader_config_default(&lc);
-    lc.kind = DL_DATA_CLICKS;
-    lc.batch_rows = 4;
-    lc.shuffle = 0;
-    lc.epochs = 1;
-    lc.prefetch = 0;
-    lc.world = (uint32_t)world.size;
-    lc.rank = (uint32_t)world.rank;
+    dl_test_click_loader_config(&lc, 4, world.rank, world.size);
     uint64_t batches = 0;
     assert_int_equal(dl_loader_count_batches(&src, &lc, &batches), DL_OK);
     dl_eval_result e1, e2;
@@ -465,14 +458,7 @@ static void ffm_sharded_checkpoint_round_trip(void **state) {
     /* Predictions of the one-process model equal the sharded model's collective evaluation. */
     dl_doc_source src = {NULL, VALID, "memory", NULL, mem_click, NULL};
     dl_loader_config lc;
-    dl_loader_config_default(&lc);
-    lc.kind = DL_DATA_CLICKS;
-    lc.batch_rows = 4;
-    lc.shuffle = 0;
-    lc.epochs = 1;
-    lc.prefetch = 0;
-    lc.world = (uint32_t)world.size;
-    lc.rank = (uint32_t)world.rank;
+    dl_test_click_loader_config(&lc, 4, world.rank, world.size);
     uint64_t batches = 0;
     assert_int_equal(dl_loader_count_batches(&src, &lc, &batches), DL_OK);
     int64_t most = (int64_t)batches;

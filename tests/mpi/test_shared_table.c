@@ -28,19 +28,9 @@ static dl_world world;
 
 enum { FIELDS = 3, BUCKETS = 61, B = 6, STEPS = 4, VALID = 29 };
 
-/* Global row i of stream 1 (training) or 2 (validation): 1-5 entries, ids partly beyond the table (hashed). */
+/* Global row i of stream 1 (training) or 2 (validation). */
 static void data_row(uint64_t stream, int64_t i, dl_click_row *row) {
-    dl_rng rng;
-    dl_rng_init(&rng, 41, stream * 100003 + (uint64_t)i);
-    int n = 1 + (int)dl_rng_below(&rng, 5);
-    row->field.len = row->feature.len = row->value.len = 0;
-    for (int e = 0; e < n; e++) {
-        int32_t id = e > 0 && dl_rng_below(&rng, 4) == 0 ? row->feature.data[e - 1] : (int32_t)dl_rng_below(&rng, 90);
-        dl_i32_array_push(&row->field, (int32_t)dl_rng_below(&rng, FIELDS));
-        dl_i32_array_push(&row->feature, id);
-        dl_f32_array_push(&row->value, 0.5f + dl_rng_uniform(&rng));
-    }
-    row->label = (float)dl_rng_below(&rng, 2);
+    dl_test_click_random_row(41, FIELDS, 90, stream, i, row);
 }
 
 static void fill_batch(dl_batch *batch, int rank, int step) {
@@ -158,14 +148,7 @@ static void concurrent_steps_keep_the_bias_and_evaluation_agreed(void **state) {
     same_on_every_rank(m.param_data[at + 1], "bias accumulator");
     dl_doc_source src = {NULL, VALID, "memory", NULL, mem_click, NULL};
     dl_loader_config lc;
-    dl_loader_config_default(&lc);
-    lc.kind = DL_DATA_CLICKS;
-    lc.batch_rows = 4;
-    lc.shuffle = 0;
-    lc.epochs = 1;
-    lc.prefetch = 0;
-    lc.world = (uint32_t)world.size;
-    lc.rank = (uint32_t)world.rank;
+    dl_test_click_loader_config(&lc, 4, world.rank, world.size);
     uint64_t batches = 0;
     assert_int_equal(dl_loader_count_batches(&src, &lc, &batches), DL_OK);
     dl_eval_result e;
