@@ -1,7 +1,8 @@
 /* backend_internal.h — what the backend implementations export to backend.c and the dispatchers; not for models.
  *
- * Each kernel family has one table per backend (dl_cpu_dense_ops, dl_cuda_dense_ops, ...), defined in that
- * backend's <family>_table file. DL_DISPATCH turns a missing family or op into DL_ERR_UNSUPPORTED. */
+ * Each kernel family has one table per backend (dl_cpu_dense_ops, dl_cuda_dense_ops, ...), made from the rows of
+ * ops/op_list.h (cpu/op_tables.c, cuda/cuda_backend.cu). DL_DISPATCH turns a missing family or op into
+ * DL_ERR_UNSUPPORTED. */
 #ifndef DL_OPS_BACKEND_INTERNAL_H
 #define DL_OPS_BACKEND_INTERNAL_H
 

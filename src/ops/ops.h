@@ -30,6 +30,7 @@
 #include <stdint.h>
 
 #include "core/status.h"
+#include "ops/op_list.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -54,113 +55,24 @@ typedef struct dl_memory_ops {
     dl_status (*synchronize)(void *state);
 } dl_memory_ops;
 
+/* The kernel families: one member per row of op_list.h, in its order (the signatures live there, once for the
+ * tables and both backends' kernels). */
 typedef struct dl_dense_ops {
-    dl_status (*matmul_forward)(void *state, float *out, const float *inp, const float *weight, const float *bias,
-                                int N, int C, int OC);
-    dl_status (*matmul_backward)(void *state, float *dinp, float *dweight, float *dbias, const float *dout,
-                                 const float *inp, const float *weight, int N, int C, int OC);
-    dl_status (*matmul_forward_bf16)(void *state, float *out, const dl_bf16 *inp, const dl_bf16 *weight,
-                                     const float *bias, int N, int C, int OC);
-    dl_status (*embedding_forward)(void *state, float *out, const int32_t *tokens, const int32_t *positions,
-                                   const float *wte, const float *wpe, int N, int C, int V, int max_pos);
-    dl_status (*embedding_backward)(void *state, float *dwte, float *dwpe, const float *dout,
-                                    const int32_t *tokens, const int32_t *positions, int N, int C, int V,
-                                    int max_pos);
-    dl_status (*rope_forward)(void *state, float *out, const float *inp, const int32_t *positions, int N, int H,
-                              int D, int stride, float theta);
-    dl_status (*rope_backward)(void *state, float *dinp, const float *dout, const int32_t *positions, int N, int H,
-                               int D, int stride, float theta);
-    dl_status (*layernorm_forward)(void *state, float *out, float *mean, float *rstd, const float *inp,
-                                   const float *weight, const float *bias, int N, int C, float eps);
-    dl_status (*layernorm_backward)(void *state, float *dinp, float *dweight, float *dbias, const float *dout,
-                                    const float *inp, const float *weight, const float *mean, const float *rstd,
-                                    int N, int C);
-    dl_status (*gelu_forward)(void *state, float *out, const float *inp, size_t n);
-    dl_status (*gelu_backward)(void *state, float *dinp, const float *inp, const float *dout, size_t n);
-    dl_status (*residual_forward)(void *state, float *out, const float *a, const float *b, size_t n);
-    dl_status (*residual_backward)(void *state, float *da, float *db, const float *dout, size_t n);
-    dl_status (*dropout_forward)(void *state, float *out, const float *inp, size_t n, float p, uint64_t seed,
-                                 uint64_t stream);
-    dl_status (*dropout_backward)(void *state, float *dinp, const float *dout, size_t n, float p, uint64_t seed,
-                                  uint64_t stream);
-    dl_status (*xent_forward)(void *state, float *losses, float *lse, const float *logits, const int32_t *targets,
-                              int N, int V);
-    dl_status (*xent_backward)(void *state, float *dlogits, const float *logits, const float *lse,
-                               const int32_t *targets, const float *dlosses, int N, int V);
-    dl_status (*sequence_sum_forward)(void *state, float *out, const float *values, const int32_t *cu_seqlens,
-                                      int num_seqs);
-    dl_status (*sequence_sum_backward)(void *state, float *dvalues, const float *dout, const int32_t *cu_seqlens,
-                                       int num_seqs);
-    dl_status (*f32_to_bf16)(void *state, dl_bf16 *out, const float *inp, size_t n);
-    dl_status (*bf16_to_f32)(void *state, float *out, const dl_bf16 *inp, size_t n);
-    dl_status (*matmul_backward_bf16)(void *state, float *dinp, float *dweight, float *dbias, const dl_bf16 *dout,
-                                      const dl_bf16 *inp, const dl_bf16 *weight, int N, int C, int OC);
+    DL_DENSE_OPS(DL_OP_TABLE_MEMBER)
 } dl_dense_ops;
 
 typedef struct dl_attention_ops {
-    dl_status (*forward)(void *state, float *out, float *lse, const float *qkv, const int32_t *cu_seqlens,
-                         int num_seqs, int N, int H, int D);
-    dl_status (*backward)(void *state, float *dqkv, const float *dout, const float *qkv, const float *out,
-                          const float *lse, const int32_t *cu_seqlens, int num_seqs, int N, int H, int D);
+    DL_ATTENTION_OPS(DL_OP_TABLE_MEMBER)
 } dl_attention_ops;
 
 typedef struct dl_optim_ops {
-    dl_status (*adamw_update)(void *state, float *params, const float *grads, float *m, float *v, size_t n,
-                              float lr, float beta1, float beta2, float eps, float weight_decay, float grad_scale,
-                              int64_t step);
-    dl_status (*adagrad_update)(void *state, float *params, const float *grads, float *accum, size_t n, float lr,
-                                float weight_decay, float grad_scale);
-    dl_status (*sgd_update)(void *state, float *params, const float *grads, float *momentum_buf, size_t n,
-                            float lr, float momentum, float weight_decay, float grad_scale);
-    dl_status (*sumsq)(void *state, double *host_result, const float *x, size_t n);
-    dl_status (*scale)(void *state, float *x, size_t n, float factor);
-    dl_status (*dpo_loss_forward)(void *state, float *losses, float *chosen_rewards, float *rejected_rewards,
-                                  const float *policy_chosen, const float *policy_rejected, const float *ref_chosen,
-                                  const float *ref_rejected, int num_pairs, int loss_kind, float beta,
-                                  float label_smoothing);
-    dl_status (*dpo_loss_backward)(void *state, float *dpolicy_chosen, float *dpolicy_rejected,
-                                   const float *dlosses, const float *policy_chosen, const float *policy_rejected,
-                                   const float *ref_chosen, const float *ref_rejected, int num_pairs, int loss_kind,
-                                   float beta, float label_smoothing);
+    DL_OPTIM_OPS(DL_OP_TABLE_MEMBER)
 } dl_optim_ops;
 
-struct dl_click_table;
-struct dl_click_rows;
-
+/* The sparse family includes the fused click-model tables (dl_click_table below): libffm-style per-instance
+ * training and scoring. */
 typedef struct dl_sparse_ops {
-    dl_status (*embedding_bag_forward)(void *state, float *out, const float *table, const int32_t *rows,
-                                       const float *weights, const int32_t *offsets, int num_bags, int dim,
-                                       int64_t num_rows);
-    dl_status (*embedding_bag_backward)(void *state, float *dtable, const float *dout, const int32_t *rows,
-                                        const float *weights, const int32_t *offsets, int num_bags, int dim,
-                                        int64_t num_rows);
-    dl_status (*fm_forward)(void *state, float *logits, float *sum_vx, const float *linear, const float *latent,
-                            const float *bias, const int32_t *row_ptr, const int32_t *rows, const float *values,
-                            const float *instance_scale, int B, int k, int kpad, int64_t num_rows);
-    dl_status (*fm_backward)(void *state, float *dlinear, float *dlatent, float *dbias, const float *dlogits,
-                             const float *sum_vx, const float *latent, const int32_t *row_ptr, const int32_t *rows,
-                             const float *values, const float *instance_scale, int B, int k, int kpad,
-                             int64_t num_rows);
-    dl_status (*ffm_forward)(void *state, float *logits, const float *latent, const int32_t *row_ptr,
-                             const int32_t *rows, const int32_t *fields, const float *values,
-                             const float *instance_scale, int B, int num_fields, int k, int kpad,
-                             int64_t num_rows);
-    dl_status (*ffm_backward)(void *state, float *dlatent, const float *dlogits, const float *latent,
-                              const int32_t *row_ptr, const int32_t *rows, const int32_t *fields,
-                              const float *values, const float *instance_scale, int B, int num_fields, int k,
-                              int kpad, int64_t num_rows);
-    dl_status (*adagrad_rows_update)(void *state, float *table, float *accum, const float *grads,
-                                     const int32_t *rows, int num_rows_touched, int row_floats, float lr,
-                                     float weight_decay);
-    /* Fused click-model tables (dl_click_table below): libffm-style per-instance training and scoring. */
-    dl_status (*ffm_fused_forward)(void *state, float *logits, const struct dl_click_table *table,
-                                   const struct dl_click_rows *batch);
-    dl_status (*ffm_fused_sgd)(void *state, float *logits, struct dl_click_table *table,
-                               const struct dl_click_rows *batch, float lr, float weight_decay);
-    dl_status (*fm_fused_forward)(void *state, float *logits, const struct dl_click_table *table,
-                                  const struct dl_click_rows *batch);
-    dl_status (*fm_fused_sgd)(void *state, float *logits, struct dl_click_table *table,
-                              const struct dl_click_rows *batch, float lr, float weight_decay);
+    DL_SPARSE_OPS(DL_OP_TABLE_MEMBER)
 } dl_sparse_ops;
 
 typedef struct dl_backend_ops {

@@ -1,5 +1,6 @@
-/* cpu_attention.h — the CPU kernels of the attention family (attention.c), gathered into dl_cpu_attention_ops by
- * attention_table.c.
+/* cpu_attention.h — what the CPU kernels of the attention family (attention.c) share and tell others. Their
+ * prototypes are cpu_kernels.h's (the DL_ATTENTION_OPS rows of ops/op_list.h); op_tables.c gathers them into
+ * dl_cpu_attention_ops.
  *
  * They are reached only through the dl_op_attention_* wrappers of src/ops/attention.c, which have already checked
  * pointers, sizes, aliasing and cu_seqlens; the kernels trust their arguments. The first argument is the backend's
@@ -9,22 +10,15 @@
 
 #include <stddef.h>
 
-#include "ops/ops.h"
+#include "ops/cpu/cpu_kernels.h"
 
 /* Query rows and key columns of one tile, and the largest head size the kernels handle. */
 #define DL_CPU_ATTENTION_TILE 64
 #define DL_CPU_ATTENTION_MAX_D 128
 
-/* The flash forward: see dl_op_attention_forward. */
-dl_status dl_cpu_attention_forward(void *state, float *out, float *lse, const float *qkv, const int32_t *cu_seqlens,
-                                   int num_seqs, int N, int H, int D);
-/* The flash backward: see dl_op_attention_backward. */
-dl_status dl_cpu_attention_backward(void *state, float *dqkv, const float *dout, const float *qkv, const float *out,
-                                    const float *lse, const int32_t *cu_seqlens, int num_seqs, int N, int H, int D);
-
 /* Bytes of tile scratch one thread uses (on its stack) in the forward and in the backward: a constant, whatever
  * the number of tokens, since no T×T matrix is ever formed. */
-size_t dl_cpu_attention_scratch_forward(void);
-size_t dl_cpu_attention_scratch_backward(void);
+size_t dl_cpu_attention_scratch_forward(void) DL_CPU_SYMBOL(dl_cpu_attention_scratch_forward);
+size_t dl_cpu_attention_scratch_backward(void) DL_CPU_SYMBOL(dl_cpu_attention_scratch_backward);
 
 #endif

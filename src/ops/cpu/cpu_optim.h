@@ -1,5 +1,5 @@
-/* cpu_optim.h — the CPU kernels behind dl_cpu_optim_ops (and the AdaGrad row update of the sparse family), and the
- * small vector layer the optimizer steps share.
+/* cpu_optim.h — the small vector layer the CPU optimizer steps share (dl_cpu_optim_ops, and the AdaGrad row update
+ * of the sparse family). Their prototypes are cpu_kernels.h's (the DL_OPTIM_OPS rows of ops/op_list.h).
  *
  * The kernels trust their arguments: src/ops/optim.c and src/ops/sparse.c check them before dispatching.
  *
@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ops/ops.h"
+#include "ops/cpu/cpu_kernels.h"
 
 /* GCC contracts a·b + c into an FMA only when asked (-std=c17 defaults to -ffp-contract=off); clang does so by
  * default, which would make vector and scalar paths round differently. Every file including this header is off. */
@@ -63,26 +63,5 @@ static inline void dl_cpu_slice(size_t n, int t, int nt, size_t align, size_t *l
     *lo = b0 * align < n ? b0 * align : n;
     *hi = b1 * align < n ? b1 * align : n;
 }
-
-dl_status dl_cpu_adamw_update(void *state, float *params, const float *grads, float *m, float *v, size_t n, float lr,
-                              float beta1, float beta2, float eps, float weight_decay, float grad_scale,
-                              int64_t step);
-dl_status dl_cpu_adagrad_update(void *state, float *params, const float *grads, float *accum, size_t n, float lr,
-                                float weight_decay, float grad_scale);
-dl_status dl_cpu_adagrad_rows_update(void *state, float *table, float *accum, const float *grads,
-                                     const int32_t *rows, int num_rows_touched, int row_floats, float lr,
-                                     float weight_decay);
-dl_status dl_cpu_sgd_update(void *state, float *params, const float *grads, float *momentum_buf, size_t n, float lr,
-                            float momentum, float weight_decay, float grad_scale);
-dl_status dl_cpu_sumsq(void *state, double *host_result, const float *x, size_t n);
-dl_status dl_cpu_scale(void *state, float *x, size_t n, float factor);
-dl_status dl_cpu_dpo_loss_forward(void *state, float *losses, float *chosen_rewards, float *rejected_rewards,
-                                  const float *policy_chosen, const float *policy_rejected, const float *ref_chosen,
-                                  const float *ref_rejected, int num_pairs, int loss_kind, float beta,
-                                  float label_smoothing);
-dl_status dl_cpu_dpo_loss_backward(void *state, float *dpolicy_chosen, float *dpolicy_rejected, const float *dlosses,
-                                   const float *policy_chosen, const float *policy_rejected, const float *ref_chosen,
-                                   const float *ref_rejected, int num_pairs, int loss_kind, float beta,
-                                   float label_smoothing);
 
 #endif

@@ -1,5 +1,6 @@
-/* cpu_sparse.h — the CPU kernels behind dl_cpu_sparse_ops (the AdaGrad row update is in cpu_optim.h), and the
- * helpers they share.
+/* cpu_sparse.h — the helpers the CPU kernels of the sparse family share (embedding_bag.c, fm.c, ffm.c; the
+ * AdaGrad row update is adagrad.c's, the fused click tables have cpu_sparse_fused.h). Their prototypes are
+ * cpu_kernels.h's (the DL_SPARSE_OPS rows of ops/op_list.h).
  *
  * The kernels trust their arguments: src/ops/sparse.c checks sizes, CSR offsets, row ids and fields first.
  *
@@ -22,7 +23,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "ops/ops.h"
+#include "ops/cpu/cpu_kernels.h"
 
 /* GCC contracts a·b + c into an FMA only when asked (-std=c17 defaults to -ffp-contract=off); clang does so by
  * default, which would make vector and scalar paths round differently. Every file including this header is off. */
@@ -61,26 +62,5 @@ static inline void dl_f8_store(float *p, dl_f8 v) { memcpy(p, &v, sizeof v); }
 
 /* ((l0+l1)+(l2+l3)) + ((l4+l5)+(l6+l7)): the one order in which the kernels fold their eight lanes. */
 static inline float dl_f8_fold(dl_f8 v) { return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7])); }
-
-dl_status dl_cpu_embedding_bag_forward(void *state, float *out, const float *table, const int32_t *rows,
-                                       const float *weights, const int32_t *offsets, int num_bags, int dim,
-                                       int64_t num_rows);
-dl_status dl_cpu_embedding_bag_backward(void *state, float *dtable, const float *dout, const int32_t *rows,
-                                        const float *weights, const int32_t *offsets, int num_bags, int dim,
-                                        int64_t num_rows);
-dl_status dl_cpu_fm_forward(void *state, float *logits, float *sum_vx, const float *linear, const float *latent,
-                            const float *bias, const int32_t *row_ptr, const int32_t *rows, const float *values,
-                            const float *instance_scale, int B, int k, int kpad, int64_t num_rows);
-dl_status dl_cpu_fm_backward(void *state, float *dlinear, float *dlatent, float *dbias, const float *dlogits,
-                             const float *sum_vx, const float *latent, const int32_t *row_ptr, const int32_t *rows,
-                             const float *values, const float *instance_scale, int B, int k, int kpad,
-                             int64_t num_rows);
-dl_status dl_cpu_ffm_forward(void *state, float *logits, const float *latent, const int32_t *row_ptr,
-                             const int32_t *rows, const int32_t *fields, const float *values,
-                             const float *instance_scale, int B, int num_fields, int k, int kpad, int64_t num_rows);
-dl_status dl_cpu_ffm_backward(void *state, float *dlatent, const float *dlogits, const float *latent,
-                              const int32_t *row_ptr, const int32_t *rows, const int32_t *fields,
-                              const float *values, const float *instance_scale, int B, int num_fields, int k,
-                              int kpad, int64_t num_rows);
 
 #endif

@@ -1,5 +1,5 @@
-/* cpu_sparse_fused.h — the CPU kernels behind the fused click-model ops (ops.h, "sparse, fused") and the small
- * four-lane vector layer they share.
+/* cpu_sparse_fused.h — the small four-lane vector layer the CPU kernels of the fused click-model ops (ops.h,
+ * "sparse, fused") share. Their prototypes are cpu_kernels.h's (the fused rows of DL_SPARSE_OPS in ops/op_list.h).
  *
  * The kernels trust their arguments: src/ops/sparse_fused.c checks the layout and the batch first.
  *
@@ -16,7 +16,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "ops/ops.h"
+#include "ops/cpu/cpu_kernels.h"
 
 #ifdef __clang__
 #pragma clang fp contract(off)
@@ -65,14 +65,5 @@ static inline float dl_click_kappa(float t, float label) {
 
 /* Rows of a batch per thread below which the sgd kernels stay on the calling thread. */
 #define DL_CLICK_ROWS_PER_THREAD 8
-
-dl_status dl_cpu_ffm_fused_forward(void *state, float *logits, const dl_click_table *table,
-                                   const dl_click_rows *batch);
-dl_status dl_cpu_ffm_fused_sgd(void *state, float *logits, dl_click_table *table, const dl_click_rows *batch,
-                               float lr, float weight_decay);
-dl_status dl_cpu_fm_fused_forward(void *state, float *logits, const dl_click_table *table,
-                                  const dl_click_rows *batch);
-dl_status dl_cpu_fm_fused_sgd(void *state, float *logits, dl_click_table *table, const dl_click_rows *batch,
-                              float lr, float weight_decay);
 
 #endif

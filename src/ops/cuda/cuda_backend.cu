@@ -101,34 +101,14 @@ static const dl_memory_ops cuda_memory_ops = {
     cuda_alloc, cuda_free, cuda_zero, cuda_to_device, cuda_to_host, cuda_copy, cuda_synchronize,
 };
 
-/* Members in the order of ops.h's structs (C++17 has no designated initialisers). */
-extern "C" const dl_dense_ops dl_cuda_dense_ops = {
-    dl_cuda_matmul_forward,       dl_cuda_matmul_backward,       dl_cuda_matmul_forward_bf16,
-    dl_cuda_embedding_forward,    dl_cuda_embedding_backward,    dl_cuda_rope_forward,
-    dl_cuda_rope_backward,        dl_cuda_layernorm_forward,     dl_cuda_layernorm_backward,
-    dl_cuda_gelu_forward,         dl_cuda_gelu_backward,         dl_cuda_residual_forward,
-    dl_cuda_residual_backward,    dl_cuda_dropout_forward,       dl_cuda_dropout_backward,
-    dl_cuda_xent_forward,         dl_cuda_xent_backward,         dl_cuda_sequence_sum_forward,
-    dl_cuda_sequence_sum_backward, dl_cuda_f32_to_bf16,          dl_cuda_bf16_to_f32,
-    dl_cuda_matmul_backward_bf16,
-};
+/* Positional (C++17 has no designated initialisers): the tables' members and these entries are the rows of
+ * ops/op_list.h in the same order. */
+#define DL_CUDA_TABLE_ENTRY(member, kernel, params) dl_cuda_##kernel,
 
-extern "C" const dl_attention_ops dl_cuda_attention_ops = {
-    dl_cuda_attention_forward,
-    dl_cuda_attention_backward,
-};
-
-extern "C" const dl_optim_ops dl_cuda_optim_ops = {
-    dl_cuda_adamw_update, dl_cuda_adagrad_update,   dl_cuda_sgd_update,         dl_cuda_sumsq,
-    dl_cuda_scale,        dl_cuda_dpo_loss_forward, dl_cuda_dpo_loss_backward,
-};
-
-extern "C" const dl_sparse_ops dl_cuda_sparse_ops = {
-    dl_cuda_embedding_bag_forward, dl_cuda_embedding_bag_backward, dl_cuda_fm_forward,
-    dl_cuda_fm_backward,           dl_cuda_ffm_forward,            dl_cuda_ffm_backward,
-    dl_cuda_adagrad_rows_update,   dl_cuda_ffm_fused_forward,      dl_cuda_ffm_fused_sgd,
-    dl_cuda_fm_fused_forward,      dl_cuda_fm_fused_sgd,
-};
+extern "C" const dl_dense_ops dl_cuda_dense_ops = {DL_DENSE_OPS(DL_CUDA_TABLE_ENTRY)};
+extern "C" const dl_attention_ops dl_cuda_attention_ops = {DL_ATTENTION_OPS(DL_CUDA_TABLE_ENTRY)};
+extern "C" const dl_optim_ops dl_cuda_optim_ops = {DL_OPTIM_OPS(DL_CUDA_TABLE_ENTRY)};
+extern "C" const dl_sparse_ops dl_cuda_sparse_ops = {DL_SPARSE_OPS(DL_CUDA_TABLE_ENTRY)};
 
 static const dl_backend_ops cuda_backend_ops = {
     &cuda_memory_ops, &dl_cuda_dense_ops, &dl_cuda_attention_ops, &dl_cuda_optim_ops, &dl_cuda_sparse_ops,
