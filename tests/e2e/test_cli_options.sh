@@ -11,15 +11,8 @@ SRC=${DEALER_SOURCE_DIR:?set DEALER_SOURCE_DIR to the repository root}
 T=$(mktemp -d /tmp/dealer_e2e_options.XXXXXX)
 trap 'rm -rf "$T"' EXIT
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
-# expect CODE CMD... : runs CMD, checks its exit code, keeps stdout/stderr in $T/out and $T/err.
-expect() {
-    local want=$1; shift
-    set +e; "$@" >"$T/out" 2>"$T/err"; local got=$?; set -e
-    [ "$got" -eq "$want" ] || { cat "$T/out" "$T/err" >&2; fail "'$*' exited $got, want $want"; }
-}
-has() { grep -qF -- "$2" "$T/$1" || { cat "$T/$1" >&2; fail "$1 lacks '$2'"; }; }
-lacks() { ! grep -qF -- "$2" "$T/$1" || { cat "$T/$1" >&2; fail "$1 has '$2'"; }; }
+# shellcheck source=tests/e2e/lib_expect.sh
+source "$SRC/tests/e2e/lib_expect.sh"
 one_line() { [ "$(wc -l <"$T/err")" -eq 1 ] || { cat "$T/err" >&2; fail "stderr is not one line"; }; }
 # usage_error MESSAGE CMD... : exit 2, one line on stderr holding MESSAGE, nothing on stdout.
 usage_error() {
