@@ -87,6 +87,14 @@ static const char *option_word(const char *word, char *buf, size_t cap) {
     return buf;
 }
 
+/* The option `o` as the user wrote it in `word`: "--name" for a long one, "-c" for a short one (maybe in a cluster). */
+static const char *option_as_written(const dl_cli_option *o, const char *word, char *buf, size_t cap) {
+    if (word[0] == '-' && word[1] == '-')
+        return option_word(word, buf, cap);
+    snprintf(buf, cap, "-%c", o->id);
+    return buf;
+}
+
 static int unknown_option(const dl_cli_args *a, const char *word, const char *meant) {
     char name[128];
     option_word(word, name, sizeof name);
@@ -111,7 +119,7 @@ static int getopt_error(dl_cli_args *a, int c) {
     char name[128];
     if (c == ':' && o) { /* the option was the last word */
         fprintf(stderr, "dealer %s: %s needs %s (see dealer %s --help)\n", a->command,
-                word[1] == '-' ? option_word(word, name, sizeof name) : word, o->value, a->command);
+                option_as_written(o, word, name, sizeof name), o->value, a->command);
         return DL_CLI_BAD;
     }
     if (o && word[0] == '-' && word[1] == '-') { /* a flag given a value: --json=1 */
@@ -181,7 +189,7 @@ int dl_cli_next(dl_cli_args *a) {
         const char *word = a->argv[optind - 2];
         char name[128];
         fprintf(stderr, "dealer %s: %s needs %s, got the option '%s' (see dealer %s --help)\n", a->command,
-                word[1] == '-' ? option_word(word, name, sizeof name) : word, o->value, optarg, a->command);
+                option_as_written(o, word, name, sizeof name), o->value, optarg, a->command);
         return DL_CLI_BAD;
     }
     a->option = o;
