@@ -129,10 +129,9 @@ static int read_split_option(const dl_cli_args *a, int id, split_fields f) {
 }
 
 /* The split's options agree: an output, and a valid file exactly when a fraction goes to it. 0 or 2 (printed). */
-static int check_split(const char *command, const char *output, const char *valid_output, double valid_fraction,
-                       const char *example) {
+static int check_split(const char *command, const char *output, const char *valid_output, double valid_fraction) {
     if (!output)
-        return dl_cli_usage_error(command, "no output file given (-o %s)", example);
+        return dl_cli_usage_error(command, "no output file given (-o OUT.tfrecord)");
     if (valid_fraction > 0.0 && !valid_output)
         return dl_cli_usage_error(command, "--valid-fraction needs --valid-out VALID.tfrecord");
     if (valid_output && valid_fraction == 0.0)
@@ -213,7 +212,7 @@ static int cmd_convert(int argc, char **argv) {
     if (rc == 0 && n_inputs == 0)
         rc = dl_cli_usage_error(command, "no input files given");
     if (rc == 0)
-        rc = check_split(command, opt.output, opt.valid_output, opt.valid_fraction, "OUT.tfrecord");
+        rc = check_split(command, opt.output, opt.valid_output, opt.valid_fraction);
     if (rc != 0) {
         free(inputs);
         return rc;
@@ -419,7 +418,7 @@ static int cmd_make_pairs(int argc, char **argv) {
     if (rc == 0 && !opt.input)
         rc = dl_cli_usage_error(command, "no input text given (e.g. data/tinyshakespeare.txt)");
     if (rc == 0)
-        rc = check_split(command, opt.output, opt.valid_output, opt.valid_fraction, "OUT.tfrecord");
+        rc = check_split(command, opt.output, opt.valid_output, opt.valid_fraction);
     if (rc != 0)
         return rc;
     dl_make_pairs_result res;
