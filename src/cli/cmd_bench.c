@@ -4,10 +4,8 @@
  * square single-precision GEMM through CBLAS with the thread count training uses (OMP_NUM_THREADS / --threads),
  * best of several timed repeats after a warm-up, each timed by the wall clock or by CPU time per thread, whichever is
  * shorter (so a busy shared machine does not lower the reference). */
-#include <errno.h>
 #include <omp.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "cli/commands.h"
@@ -20,60 +18,55 @@ static void usage(FILE *out) {
                  "CPU time per thread, whichever is shorter). MFU figures are relative to it.\n");
 }
 
-static int parse_positive(const char *text, const char *flag, long *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(text ? text : "", &end, 10);
-    if (!text || errno || *end || v <= 0) {
-        fprintf(stderr, "dealer bench gemm: %s needs a positive integer, got '%s'\n", flag, text ? text : "");
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
+enum { OPT_SIZE = DL_CLI_LONG_ONLY, OPT_THREADS, OPT_REPEAT, OPT_JSON };
+static const dl_cli_option gemm_options[] = {{"size", OPT_SIZE, "a positive integer"},
+                                             {"threads", OPT_THREADS, "a positive integer"},
+                                             {"repeat", OPT_REPEAT, "a positive integer"},
+                                             {"json", OPT_JSON, NULL},
+                                             {NULL, 0, NULL}};
 
 static int bench_gemm(int argc, char **argv) {
-    long size = 2048, threads = omp_get_max_threads(), repeat = 5;
+    if (dl_cli_wants_help(argc, argv)) {
+        usage(stdout);
+        return 0;
+    }
+    uint64_t size = 2048, threads = (uint64_t)omp_get_max_threads(), repeat = 5;
     int json = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *next = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "--size") == 0) {
-            if (parse_positive(next, a, &size)) return 2;
-            i++;
-        } else if (strcmp(a, "--threads") == 0) {
-            if (parse_positive(next, a, &threads)) return 2;
-            i++;
-        } else if (strcmp(a, "--repeat") == 0) {
-            if (parse_positive(next, a, &repeat)) return 2;
-            i++;
-        } else if (strcmp(a, "--json") == 0) {
+    dl_cli_args a;
+    dl_cli_args_init(&a, "bench gemm", gemm_options, argc, argv);
+    for (int id, rc = 0; (id = dl_cli_next(&a)) != DL_CLI_END;) {
+        if (id == OPT_SIZE)
+            rc = dl_cli_uint(&a, 1, INT32_MAX, &size);
+        else if (id == OPT_THREADS)
+            rc = dl_cli_uint(&a, 1, INT32_MAX, &threads);
+        else if (id == OPT_REPEAT)
+            rc = dl_cli_uint(&a, 1, INT32_MAX, &repeat);
+        else if (id == OPT_JSON)
             json = 1;
-        } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            usage(stdout);
-            return 0;
-        } else {
-            fprintf(stderr, "dealer bench gemm: unknown option '%s' (see --help)\n", a);
+        else if (id == DL_CLI_POSITIONAL)
+            rc = dl_cli_usage_error("bench gemm", "unexpected argument '%s'", a.arg);
+        else
             return 2;
-        }
+        if (rc)
+            return rc;
     }
     if (size > 16384) {
-        fprintf(stderr, "dealer bench gemm: --size %ld is too large (at most 16384)\n", size);
+        fprintf(stderr, "dealer bench gemm: --size %llu is too large (at most 16384)\n", (unsigned long long)size);
         return 2;
     }
     double gflops = dl_blas_gemm_gflops((int)size, (int)repeat, (int)threads);
     if (gflops < 0) {
-        fprintf(stderr, "dealer bench gemm: cannot allocate 3 matrices of %ld×%ld floats\n", size, size);
+        fprintf(stderr, "dealer bench gemm: cannot allocate 3 matrices of %zu×%zu floats\n", (size_t)size, (size_t)size);
         return 1;
     }
     double best = 2.0 * (double)size * (double)size * (double)size / gflops / 1e9;
     size_t n = (size_t)size;
     if (json)
-        printf("{\"size\": %zu, \"threads\": %ld, \"seconds\": %.6f, \"gflops\": %.2f, \"kernel\": \"%s\"}\n", n,
-               threads, best, gflops, dl_blas_corename());
+        printf("{\"size\": %zu, \"threads\": %d, \"seconds\": %.6f, \"gflops\": %.2f, \"kernel\": \"%s\"}\n", n,
+               (int)threads, best, gflops, dl_blas_corename());
     else
-        printf("sgemm %zux%zux%zu, %ld thread%s, %s: %.1f GFLOP/s (best of %ld: %.2f ms)\n", n, n, n, threads,
-               threads == 1 ? "" : "s", dl_blas_describe(), gflops, repeat, best * 1e3);
+        printf("sgemm %zux%zux%zu, %d thread%s, %s: %.1f GFLOP/s (best of %d: %.2f ms)\n", n, n, n, (int)threads,
+               threads == 1 ? "" : "s", dl_blas_describe(), gflops, (int)repeat, best * 1e3);
     return 0;
 }
 

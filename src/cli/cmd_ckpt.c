@@ -55,12 +55,17 @@ static void usage(FILE *out) {
                  "Exit codes: 0 ok, 1 tensors differ (diff) or I/O failure, 2 bad usage or a damaged file.\n");
 }
 
-static int usage_error(const char *sub, const char *fmt, const char *arg) {
-    fprintf(stderr, "dealer ckpt %s: ", sub);
-    fprintf(stderr, fmt, arg ? arg : "");
-    fprintf(stderr, " (see dealer ckpt --help)\n");
-    return 2;
-}
+enum { OPT_TENSORS = DL_CLI_LONG_ONLY, OPT_STATS, OPT_TOL, OPT_FORMAT, OPT_TOKENIZER, OPT_N_HEAD };
+static const dl_cli_option show_options[] = {{"tensors", OPT_TENSORS, NULL}, {"stats", OPT_STATS, NULL}, {NULL, 0, NULL}};
+static const dl_cli_option diff_options[] = {{"tol", OPT_TOL, "a finite number >= 0"}, {NULL, 0, NULL}};
+static const dl_cli_option export_options[] = {{"format", OPT_FORMAT, "a value (safetensors or hf)"},
+                                               {"output", 'o', "a path"},
+                                               {"tokenizer", OPT_TOKENIZER, "a path"},
+                                               {NULL, 0, NULL}};
+static const dl_cli_option import_options[] = {{"output", 'o', "a file name"},
+                                               {"n-head", OPT_N_HEAD, "an integer from 1 to 4096"},
+                                               {"tokenizer", OPT_TOKENIZER, "a path"},
+                                               {NULL, 0, NULL}};
 
 static int report(const char *sub, dl_status s) {
     char command[32];
@@ -130,8 +135,10 @@ static void print_entry(const char *path, const char *name, const char *latest_n
 }
 
 static int cmd_ls(int argc, char **argv) {
+    if (dl_cli_positionals_only("ckpt ls", &argc, argv))
+        return 2;
     if (argc != 2)
-        return usage_error("ls", "expects one PATH (a run directory, its ckpt/ directory or a checkpoint file)", NULL);
+        return dl_cli_usage_error("ckpt ls", "expects one PATH (a run directory, its ckpt/ directory or a checkpoint file)");
     const char *arg = argv[1];
     struct stat st;
     if (stat(arg, &st) != 0) {
@@ -286,20 +293,22 @@ static void print_cursors(dl_ckpt_file *f) {
 static int cmd_show(int argc, char **argv) {
     const char *arg = NULL;
     int tensors = 0, with_stats = 0;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--tensors") == 0)
+    dl_cli_args a;
+    dl_cli_args_init(&a, "ckpt show", show_options, argc, argv);
+    for (int id; (id = dl_cli_next(&a)) != DL_CLI_END;) {
+        if (id == OPT_TENSORS)
             tensors = 1;
-        else if (strcmp(argv[i], "--stats") == 0)
+        else if (id == OPT_STATS)
             tensors = with_stats = 1;
-        else if (argv[i][0] == '-')
-            return usage_error("show", "unknown option %s", argv[i]);
+        else if (id != DL_CLI_POSITIONAL)
+            return 2;
         else if (arg)
-            return usage_error("show", "expects one FILE, got a second: %s", argv[i]);
+            return dl_cli_usage_error("ckpt show", "expects one FILE, got a second: %s", a.arg);
         else
-            arg = argv[i];
+            arg = a.arg;
     }
     if (!arg)
-        return usage_error("show", "expects a checkpoint FILE (or a run directory)", NULL);
+        return dl_cli_usage_error("ckpt show", "expects a checkpoint FILE (or a run directory)");
     char path[4400];
     dl_status s = resolve_file(arg, path, sizeof path);
     dl_ckpt_meta meta;
@@ -432,25 +441,22 @@ static int cmd_diff(int argc, char **argv) {
     const char *args[2] = {NULL, NULL};
     int nargs = 0;
     double tol = 0;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--tol") == 0) {
-            if (i + 1 >= argc)
-                return usage_error("diff", "--tol needs a value", NULL);
-            char *end = NULL;
-            errno = 0;
-            tol = strtod(argv[++i], &end);
-            if (errno || !end || *end || !(tol >= 0) || !isfinite(tol))
-                return usage_error("diff", "--tol wants a finite number >= 0, got '%s'", argv[i]);
-        } else if (argv[i][0] == '-') {
-            return usage_error("diff", "unknown option %s", argv[i]);
+    dl_cli_args a;
+    dl_cli_args_init(&a, "ckpt diff", diff_options, argc, argv);
+    for (int id; (id = dl_cli_next(&a)) != DL_CLI_END;) {
+        if (id == OPT_TOL) {
+            if (dl_cli_number(&a, 0, INFINITY, 0, &tol))
+                return 2;
+        } else if (id != DL_CLI_POSITIONAL) {
+            return 2;
         } else if (nargs < 2) {
-            args[nargs++] = argv[i];
+            args[nargs++] = a.arg;
         } else {
-            return usage_error("diff", "expects two checkpoints, got a third: %s", argv[i]);
+            return dl_cli_usage_error("ckpt diff", "expects two checkpoints, got a third: %s", a.arg);
         }
     }
     if (nargs != 2)
-        return usage_error("diff", "expects two checkpoints A B", NULL);
+        return dl_cli_usage_error("ckpt diff", "expects two checkpoints A B");
     char pa[4400], pb[4400];
     dl_ckpt_file *fa = NULL, *fb = NULL;
     dl_status s = resolve_file(args[0], pa, sizeof pa);
@@ -578,36 +584,33 @@ static void run_tokenizer(const char *file, char *out, size_t cap) {
 
 static int cmd_export(int argc, char **argv) {
     const char *arg = NULL, *format = NULL, *out = NULL, *tokenizer = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--format") == 0 || strcmp(argv[i], "-o") == 0 || strcmp(argv[i], "--output") == 0 ||
-            strcmp(argv[i], "--tokenizer") == 0) {
-            if (i + 1 >= argc)
-                return usage_error("export", "%s needs a value", argv[i]);
-            if (strcmp(argv[i], "--format") == 0)
-                format = argv[++i];
-            else if (strcmp(argv[i], "--tokenizer") == 0)
-                tokenizer = argv[++i];
-            else
-                out = argv[++i];
-        } else if (argv[i][0] == '-') {
-            return usage_error("export", "unknown option %s", argv[i]);
-        } else if (arg) {
-            return usage_error("export", "expects one FILE, got a second: %s", argv[i]);
-        } else {
-            arg = argv[i];
-        }
+    dl_cli_args a;
+    dl_cli_args_init(&a, "ckpt export", export_options, argc, argv);
+    for (int id; (id = dl_cli_next(&a)) != DL_CLI_END;) {
+        if (id == OPT_FORMAT)
+            format = a.arg;
+        else if (id == OPT_TOKENIZER)
+            tokenizer = a.arg;
+        else if (id == 'o')
+            out = a.arg;
+        else if (id != DL_CLI_POSITIONAL)
+            return 2;
+        else if (arg)
+            return dl_cli_usage_error("ckpt export", "expects one FILE, got a second: %s", a.arg);
+        else
+            arg = a.arg;
     }
     if (!arg)
-        return usage_error("export", "expects a checkpoint FILE (or a run directory)", NULL);
+        return dl_cli_usage_error("ckpt export", "expects a checkpoint FILE (or a run directory)");
     if (!format)
-        return usage_error("export", "needs --format (safetensors or hf)", NULL);
+        return dl_cli_usage_error("ckpt export", "needs --format (safetensors or hf)");
     int hf = strcmp(format, "hf") == 0;
     if (!hf && strcmp(format, "safetensors") != 0)
-        return usage_error("export", "unknown --format '%s' (safetensors or hf)", format);
+        return dl_cli_usage_error("ckpt export", "unknown --format '%s' (safetensors or hf)", format);
     if (!out)
-        return usage_error("export", hf ? "needs -o DIR" : "needs -o OUT", NULL);
+        return dl_cli_usage_error("ckpt export", hf ? "needs -o DIR" : "needs -o OUT");
     if (tokenizer && !hf)
-        return usage_error("export", "--tokenizer goes with --format hf", NULL);
+        return dl_cli_usage_error("ckpt export", "--tokenizer goes with --format hf");
     char path[4400];
     dl_status s = resolve_file(arg, path, sizeof path);
     size_t count = 0;
@@ -658,35 +661,29 @@ static dl_status import_config(const dl_gpt2_shape *shape, const char *source, c
 
 static int cmd_import(int argc, char **argv) {
     const char *src_arg = NULL, *out = NULL, *tokenizer = NULL;
-    long n_head = 0;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "-o") == 0 || strcmp(argv[i], "--output") == 0 || strcmp(argv[i], "--n-head") == 0 ||
-            strcmp(argv[i], "--tokenizer") == 0) {
-            if (i + 1 >= argc)
-                return usage_error("import", "%s needs a value", argv[i]);
-            if (strcmp(argv[i], "--n-head") == 0) {
-                char *end = NULL;
-                errno = 0;
-                n_head = strtol(argv[++i], &end, 10);
-                if (errno || !end || *end || n_head < 1 || n_head > 4096)
-                    return usage_error("import", "--n-head wants an integer from 1 to 4096, got '%s'", argv[i]);
-            } else if (strcmp(argv[i], "--tokenizer") == 0) {
-                tokenizer = argv[++i];
-            } else {
-                out = argv[++i];
-            }
-        } else if (argv[i][0] == '-') {
-            return usage_error("import", "unknown option %s", argv[i]);
+    uint64_t n_head = 0;
+    dl_cli_args a;
+    dl_cli_args_init(&a, "ckpt import", import_options, argc, argv);
+    for (int id; (id = dl_cli_next(&a)) != DL_CLI_END;) {
+        if (id == OPT_N_HEAD) {
+            if (dl_cli_uint(&a, 1, 4096, &n_head))
+                return 2;
+        } else if (id == OPT_TOKENIZER) {
+            tokenizer = a.arg;
+        } else if (id == 'o') {
+            out = a.arg;
+        } else if (id != DL_CLI_POSITIONAL) {
+            return 2;
         } else if (src_arg) {
-            return usage_error("import", "expects one SRC, got a second: %s", argv[i]);
+            return dl_cli_usage_error("ckpt import", "expects one SRC, got a second: %s", a.arg);
         } else {
-            src_arg = argv[i];
+            src_arg = a.arg;
         }
     }
     if (!src_arg)
-        return usage_error("import", "expects SRC: a Hugging Face model directory or a .safetensors file", NULL);
+        return dl_cli_usage_error("ckpt import", "expects SRC: a Hugging Face model directory or a .safetensors file");
     if (!out)
-        return usage_error("import", "needs -o OUT.h5", NULL);
+        return dl_cli_usage_error("ckpt import", "needs -o OUT.h5");
     dl_weights_source src;
     dl_gpt2_shape shape;
     dl_status s = dl_weights_resolve(src_arg, "ckpt import", &src);
@@ -698,8 +695,8 @@ static int cmd_import(int argc, char **argv) {
         dl_error_hint("pass --n-head H, or import the model directory with its config.json");
     }
     if (s == DL_OK && n_head) {
-        if (shape.n_head_known && shape.n_head != n_head) {
-            s = DL_FAIL(DL_ERR_INVALID, "--n-head %ld disagrees with %s, which says n_head %d", n_head, src_arg,
+        if (shape.n_head_known && shape.n_head != (int)n_head) {
+            s = DL_FAIL(DL_ERR_INVALID, "--n-head %d disagrees with %s, which says n_head %d", (int)n_head, src_arg,
                         shape.n_head);
         } else {
             shape.n_head = (int)n_head;

@@ -24,6 +24,10 @@ static void usage(FILE *out) {
             "after the file, in order. Exit codes: 0 ok, 2 bad config or usage.\n");
 }
 
+enum { OPT_NO_SOURCES = DL_CLI_LONG_ONLY, OPT_MARKDOWN };
+static const dl_cli_option show_options[] = {{"no-sources", OPT_NO_SOURCES, NULL}, {NULL, 0, NULL}};
+static const dl_cli_option keys_options[] = {{"markdown", OPT_MARKDOWN, NULL}, {NULL, 0, NULL}};
+
 static int cmd_show(int argc, char **argv) {
     if (dl_cli_wants_help(argc, argv)) {
         usage(stdout);
@@ -37,17 +41,18 @@ static int cmd_show(int argc, char **argv) {
         return 1;
     }
     int n = 0;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--no-sources") == 0) {
+    dl_cli_args a;
+    dl_cli_args_init(&a, "config show", show_options, argc, argv);
+    for (int id; (id = dl_cli_next(&a)) != DL_CLI_END;) {
+        if (id == OPT_NO_SOURCES) {
             with_sources = 0;
-        } else if (argv[i][0] == '-' && argv[i][1] == '-') {
-            fprintf(stderr, "dealer config show: unknown option '%s' (see dealer config --help)\n", argv[i]);
+        } else if (id != DL_CLI_POSITIONAL) {
             free(overrides);
             return 2;
-        } else if (!path && !strchr(argv[i], '=')) {
-            path = argv[i];
+        } else if (!path && !strchr(a.arg, '=')) {
+            path = a.arg;
         } else {
-            overrides[n++] = argv[i];
+            overrides[n++] = (char *)a.arg;
         }
     }
     if (!path) {
@@ -71,18 +76,20 @@ static int cmd_show(int argc, char **argv) {
 }
 
 static int cmd_keys(int argc, char **argv) {
+    if (dl_cli_wants_help(argc, argv)) {
+        usage(stdout);
+        return 0;
+    }
     int markdown = 0;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            usage(stdout);
-            return 0;
-        }
-        if (strcmp(argv[i], "--markdown") == 0) {
+    dl_cli_args a;
+    dl_cli_args_init(&a, "config keys", keys_options, argc, argv);
+    for (int id; (id = dl_cli_next(&a)) != DL_CLI_END;) {
+        if (id == OPT_MARKDOWN)
             markdown = 1;
-            continue;
-        }
-        fprintf(stderr, "dealer config keys: unexpected argument '%s' (see dealer config --help)\n", argv[i]);
-        return 2;
+        else if (id == DL_CLI_POSITIONAL)
+            return dl_cli_usage_error("config keys", "unexpected argument '%s'", a.arg);
+        else
+            return 2;
     }
     dl_config_print_keys(stdout, markdown);
     return fflush(stdout) == 0 ? 0 : 1;

@@ -93,112 +93,126 @@ static const char *grouped(char *buf, size_t cap, unsigned long long v) {
     return buf;
 }
 
-static int usage_error(const char *command, const char *fmt, const char *arg) {
-    fprintf(stderr, "dealer data %s: ", command);
-    fprintf(stderr, fmt, arg ? arg : "");
-    fprintf(stderr, " (see dealer data %s --help)\n", command);
-    return 2;
+enum {
+    OPT_VALID_OUT = DL_CLI_LONG_ONLY, OPT_VALID_FRACTION, OPT_SEED, OPT_TOKENIZER, OPT_FORMAT, OPT_DOC_SPLIT,
+    OPT_LIBSVM_FIELDS, OPT_SKIP_BAD, OPT_THREADS, OPT_NO_PROGRESS, OPT_ROWS, OPT_ID_SPACE, OPT_TEXT, OPT_PROMPT_BYTES,
+    OPT_RESPONSE_BYTES, OPT_REJECTED
+};
+
+/* The options of a record file split into train and valid, which convert and make-pairs share. */
+#define SPLIT_OPTIONS                                                                                                  \
+    {"output", 'o', "a file name"}, {"valid-out", OPT_VALID_OUT, "a file name"},                                      \
+        {"valid-fraction", OPT_VALID_FRACTION, "a number in [0, 1)"}, {"seed", OPT_SEED, "a non-negative integer"},    \
+        {"tokenizer", OPT_TOKENIZER, "a path"}
+
+typedef struct split_fields {
+    const char **output, **valid_output, **tokenizer;
+    double *valid_fraction;
+    uint64_t *seed;
+} split_fields;
+
+/* Reads the option `id` when it is one of SPLIT_OPTIONS: 0 (read), 2 (a bad value, printed) or -1 (not one). */
+static int read_split_option(const dl_cli_args *a, int id, split_fields f) {
+    if (id == 'o')
+        *f.output = a->arg;
+    else if (id == OPT_VALID_OUT)
+        *f.valid_output = a->arg;
+    else if (id == OPT_TOKENIZER)
+        *f.tokenizer = a->arg;
+    else if (id == OPT_VALID_FRACTION)
+        return dl_cli_number(a, 0.0, 1.0, 1, f.valid_fraction);
+    else if (id == OPT_SEED)
+        return dl_cli_uint(a, 0, UINT64_MAX, f.seed);
+    else
+        return -1;
+    return 0;
 }
+
+/* The split's options agree: an output, and a valid file exactly when a fraction goes to it. 0 or 2 (printed). */
+static int check_split(const char *command, const char *output, const char *valid_output, double valid_fraction) {
+    if (!output)
+        return dl_cli_usage_error(command, "no output file given (-o OUT.tfrecord)");
+    if (valid_fraction > 0.0 && !valid_output)
+        return dl_cli_usage_error(command, "--valid-fraction needs --valid-out VALID.tfrecord");
+    if (valid_output && valid_fraction == 0.0)
+        return dl_cli_usage_error(command, "--valid-out needs --valid-fraction F > 0");
+    return 0;
+}
+
+static const dl_cli_option convert_options[] = {SPLIT_OPTIONS,
+                                                {"format", OPT_FORMAT, "a format (text, libffm, libsvm, jsonl-pairs)"},
+                                                {"doc-split", OPT_DOC_SPLIT, "a value (blank, line or file)"},
+                                                {"libsvm-fields", OPT_LIBSVM_FIELDS, "a value (zero or position)"},
+                                                {"skip-bad", OPT_SKIP_BAD, NULL},
+                                                {"threads", OPT_THREADS, "an integer in [1, 1024]"},
+                                                {"no-progress", OPT_NO_PROGRESS, NULL},
+                                                {NULL, 0, NULL}};
 
 static int cmd_convert(int argc, char **argv) {
     dl_convert_options opt;
     memset(&opt, 0, sizeof opt);
     opt.seed = 1;
     opt.progress = 1;
-    const char *format = NULL, *doc_split = NULL, *libsvm_fields = NULL, *threads = NULL;
+    const char *format = NULL, *doc_split = NULL, *libsvm_fields = NULL;
     const char **inputs = calloc((size_t)argc + 1, sizeof *inputs);
     if (!inputs) {
         fprintf(stderr, "dealer data convert: out of memory\n");
         return 1;
     }
     size_t n_inputs = 0;
-    int rc = 0, options_done = 0;
-    for (int i = 1; i < argc && rc == 0; i++) {
-        const char *a = argv[i];
-        const char *next = i + 1 < argc ? argv[i + 1] : NULL;
-        int takes_value = 1;
-        if (options_done || a[0] != '-' || strcmp(a, "-") == 0) {
-            inputs[n_inputs++] = a;
-            takes_value = 0;
-        } else if (strcmp(a, "--") == 0) {
-            options_done = 1;
-            takes_value = 0;
-        } else if (strcmp(a, "--no-progress") == 0) {
+    int rc = 0, threads_given = 0;
+    split_fields split = {&opt.output, &opt.valid_output, &opt.tokenizer, &opt.valid_fraction, &opt.seed};
+    uint64_t threads = 0;
+    dl_cli_args args;
+    dl_cli_args_init(&args, "data convert", convert_options, argc, argv);
+    for (int id; rc == 0 && (id = dl_cli_next(&args)) != DL_CLI_END;) {
+        if (id == DL_CLI_POSITIONAL)
+            inputs[n_inputs++] = args.arg;
+        else if (id == OPT_NO_PROGRESS)
             opt.progress = 0;
-            takes_value = 0;
-        } else if (strcmp(a, "--skip-bad") == 0) {
+        else if (id == OPT_SKIP_BAD)
             opt.skip_bad = 1;
-            takes_value = 0;
-        } else if (!next) {
-            rc = usage_error("convert", "%s needs a value", a);
-        } else if (strcmp(a, "--tokenizer") == 0) {
-            opt.tokenizer = next;
-        } else if (strcmp(a, "--threads") == 0) {
-            char *end;
-            errno = 0;
-            long t = strtol(next, &end, 10);
-            if (errno || *end || end == next || t < 1 || t > 1024)
-                rc = usage_error("convert", "--threads needs an integer in [1, 1024], got '%s'", next);
-            opt.threads = (int)t;
-            threads = next;
-        } else if (strcmp(a, "--format") == 0) {
-            format = next;
-        } else if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0) {
-            opt.output = next;
-        } else if (strcmp(a, "--doc-split") == 0) {
-            doc_split = next;
-        } else if (strcmp(a, "--libsvm-fields") == 0) {
-            libsvm_fields = next;
-        } else if (strcmp(a, "--valid-out") == 0) {
-            opt.valid_output = next;
-        } else if (strcmp(a, "--valid-fraction") == 0) {
-            char *end;
-            errno = 0;
-            opt.valid_fraction = strtod(next, &end);
-            if (errno || *end || end == next || !(opt.valid_fraction >= 0.0 && opt.valid_fraction < 1.0))
-                rc = usage_error("convert", "--valid-fraction needs a number in [0, 1), got '%s'", next);
-        } else if (strcmp(a, "--seed") == 0) {
-            char *end;
-            errno = 0;
-            opt.seed = strtoull(next, &end, 10);
-            if (errno || *end || end == next || next[0] == '-')
-                rc = usage_error("convert", "--seed needs a non-negative integer, got '%s'", next);
-        } else {
-            rc = usage_error("convert", "unknown option '%s'", a);
-        }
-        if (takes_value)
-            i++;
+        else if (id == OPT_THREADS) {
+            rc = dl_cli_uint(&args, 1, 1024, &threads);
+            opt.threads = (int)threads;
+            threads_given = 1;
+        } else if (id == OPT_FORMAT)
+            format = args.arg;
+        else if (id == OPT_DOC_SPLIT)
+            doc_split = args.arg;
+        else if (id == OPT_LIBSVM_FIELDS)
+            libsvm_fields = args.arg;
+        else if (id == DL_CLI_BAD || (rc = read_split_option(&args, id, split)) < 0)
+            rc = 2;
     }
+    const char *command = "data convert";
     if (rc == 0 && !format)
-        rc = usage_error("convert", "--format is required (text, libffm, libsvm or jsonl-pairs)%s", NULL);
+        rc = dl_cli_usage_error(command, "--format is required (text, libffm, libsvm or jsonl-pairs)");
     if (rc == 0 && dl_convert_parse_format(format, &opt.format) != DL_OK)
-        rc = usage_error("convert", "unknown --format '%s' (known: text, libffm, libsvm, jsonl-pairs)", format);
+        rc = dl_cli_usage_error(command, "unknown --format '%s' (known: text, libffm, libsvm, jsonl-pairs)", format);
     if (rc == 0 && doc_split && opt.format != DL_CONVERT_TEXT)
-        rc = usage_error("convert", "--doc-split applies to --format text only%s", NULL);
+        rc = dl_cli_usage_error(command, "--doc-split applies to --format text only");
     if (rc == 0 && doc_split && dl_convert_parse_doc_split(doc_split, &opt.doc_split) != DL_OK)
-        rc = usage_error("convert", "unknown --doc-split '%s' (known: blank, line, file)", doc_split);
+        rc = dl_cli_usage_error(command, "unknown --doc-split '%s' (known: blank, line, file)", doc_split);
     if (rc == 0 && libsvm_fields && opt.format != DL_CONVERT_LIBSVM)
-        rc = usage_error("convert", "--libsvm-fields applies to --format libsvm only%s", NULL);
+        rc = dl_cli_usage_error(command, "--libsvm-fields applies to --format libsvm only");
     if (rc == 0 && libsvm_fields) {
         if (strcmp(libsvm_fields, "position") == 0)
             opt.libsvm_field_by_position = 1;
         else if (strcmp(libsvm_fields, "zero") != 0)
-            rc = usage_error("convert", "unknown --libsvm-fields '%s' (known: zero, position)", libsvm_fields);
+            rc = dl_cli_usage_error(command, "unknown --libsvm-fields '%s' (known: zero, position)", libsvm_fields);
     }
-    if (rc == 0 && opt.tokenizer && opt.format != DL_CONVERT_TEXT && opt.format != DL_CONVERT_JSONL_PAIRS)
-        rc = usage_error("convert", "--tokenizer applies to --format text and jsonl-pairs only%s", NULL);
+    int tokenised = opt.format == DL_CONVERT_TEXT || opt.format == DL_CONVERT_JSONL_PAIRS;
+    if (rc == 0 && opt.tokenizer && !tokenised)
+        rc = dl_cli_usage_error(command, "--tokenizer applies to --format text and jsonl-pairs only");
     if (rc == 0 && opt.skip_bad && opt.format != DL_CONVERT_JSONL_PAIRS)
-        rc = usage_error("convert", "--skip-bad applies to --format jsonl-pairs only%s", NULL);
-    if (rc == 0 && threads && opt.format != DL_CONVERT_TEXT && opt.format != DL_CONVERT_JSONL_PAIRS)
-        rc = usage_error("convert", "--threads applies to --format text and jsonl-pairs only%s", NULL);
+        rc = dl_cli_usage_error(command, "--skip-bad applies to --format jsonl-pairs only");
+    if (rc == 0 && threads_given && !tokenised)
+        rc = dl_cli_usage_error(command, "--threads applies to --format text and jsonl-pairs only");
     if (rc == 0 && n_inputs == 0)
-        rc = usage_error("convert", "no input files given%s", NULL);
-    if (rc == 0 && !opt.output)
-        rc = usage_error("convert", "no output file given (-o OUT.tfrecord)%s", NULL);
-    if (rc == 0 && opt.valid_fraction > 0.0 && !opt.valid_output)
-        rc = usage_error("convert", "--valid-fraction needs --valid-out VALID.tfrecord%s", NULL);
-    if (rc == 0 && opt.valid_output && opt.valid_fraction == 0.0)
-        rc = usage_error("convert", "--valid-out needs --valid-fraction F > 0%s", NULL);
+        rc = dl_cli_usage_error(command, "no input files given");
+    if (rc == 0)
+        rc = check_split(command, opt.output, opt.valid_output, opt.valid_fraction);
     if (rc != 0) {
         free(inputs);
         return rc;
@@ -236,11 +250,8 @@ static int cmd_convert(int argc, char **argv) {
 
 static int cmd_index(int argc, char **argv) {
     int files = 0, rc = 0;
-    for (int i = 1; i < argc; i++) {
-        if (argv[i][0] == '-' && argv[i][1]) {
-            return usage_error("index", "unknown option '%s'", argv[i]);
-        }
-    }
+    if (dl_cli_positionals_only("data index", &argc, argv))
+        return 2;
     for (int i = 1; i < argc; i++) {
         files++;
         uint64_t count = 0;
@@ -255,15 +266,14 @@ static int cmd_index(int argc, char **argv) {
         printf("%s: %s records, index %s.idx\n", argv[i], grouped(a, sizeof a, count), argv[i]);
     }
     if (files == 0)
-        return usage_error("index", "no record files given%s", NULL);
+        return dl_cli_usage_error("data index", "no record files given");
     return rc;
 }
 
 static int cmd_stat(int argc, char **argv) {
     int files = 0, rc = 0;
-    for (int i = 1; i < argc; i++)
-        if (argv[i][0] == '-' && argv[i][1])
-            return usage_error("stat", "unknown option '%s'", argv[i]);
+    if (dl_cli_positionals_only("data stat", &argc, argv))
+        return 2;
     for (int i = 1; i < argc; i++) {
         dl_data_stats st;
         dl_status s = dl_data_stat(argv[i], &st);
@@ -278,7 +288,7 @@ static int cmd_stat(int argc, char **argv) {
         dl_data_stats_print(&st, argv[i], stdout);
     }
     if (files == 0 && rc == 0)
-        return usage_error("stat", "no record files given%s", NULL);
+        return dl_cli_usage_error("data stat", "no record files given");
     return rc;
 }
 
@@ -297,49 +307,55 @@ static void usage_synth(FILE *out) {
             "  --no-progress        no progress bar\n");
 }
 
-static int parse_count(const char *text, uint64_t *out) {
+/* A row count: an integer, also written as 1e6. 0 or 2 (printed). */
+static int read_count(const dl_cli_args *a, uint64_t max, uint64_t *out) {
     char *end;
     errno = 0;
-    double v = strtod(text, &end); /* accepts 1000000 and 1e6 */
-    if (errno || *end || end == text || !(v >= 1 && v <= 1e18) || v != (double)(uint64_t)v)
-        return 0;
+    double v = strtod(a->arg, &end);
+    if (errno || *end || end == a->arg || !(v >= 1 && v <= (double)max) || v != (double)(uint64_t)v)
+        return dl_cli_bad_value(a);
     *out = (uint64_t)v;
-    return 1;
+    return 0;
 }
+
+static const dl_cli_option synth_options[] = {{"output", 'o', "a file name"},
+                                              {"rows", OPT_ROWS, "a positive integer"},
+                                              {"id-space", OPT_ID_SPACE, "an integer in [1, 2^31]"},
+                                              {"text", OPT_TEXT, NULL},
+                                              {"no-progress", OPT_NO_PROGRESS, NULL},
+                                              {NULL, 0, NULL}};
 
 static int cmd_synth(int argc, char **argv) {
     dl_synth_clicks_options opt = {.id_space = 1000000, .progress = 1};
+    const char *command = "data synth-clicks";
     int rc = 0;
-    for (int i = 1; i < argc && rc == 0; i++) {
-        const char *a = argv[i], *next = i + 1 < argc ? argv[i + 1] : NULL;
-        if (a[0] != '-') {
+    dl_cli_args args;
+    dl_cli_args_init(&args, command, synth_options, argc, argv);
+    for (int id; rc == 0 && (id = dl_cli_next(&args)) != DL_CLI_END;) {
+        if (id == DL_CLI_POSITIONAL) {
             if (opt.sample)
-                rc = usage_error("synth-clicks", "one SAMPLE only, got a second: '%s'", a);
-            opt.sample = a;
-        } else if (strcmp(a, "--text") == 0) {
+                rc = dl_cli_usage_error(command, "one SAMPLE only, got a second: '%s'", args.arg);
+            opt.sample = args.arg;
+        } else if (id == OPT_TEXT) {
             opt.text = 1;
-        } else if (strcmp(a, "--no-progress") == 0) {
+        } else if (id == OPT_NO_PROGRESS) {
             opt.progress = 0;
-        } else if (!next) {
-            rc = usage_error("synth-clicks", "%s needs a value", a);
-        } else if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0) {
-            opt.output = argv[++i];
-        } else if (strcmp(a, "--rows") == 0) {
-            if (!parse_count(argv[++i], &opt.rows))
-                rc = usage_error("synth-clicks", "--rows needs a positive integer, got '%s'", argv[i]);
-        } else if (strcmp(a, "--id-space") == 0) {
-            if (!parse_count(argv[++i], &opt.id_space) || opt.id_space > ((uint64_t)1 << 31))
-                rc = usage_error("synth-clicks", "--id-space needs an integer in [1, 2^31], got '%s'", argv[i]);
+        } else if (id == 'o') {
+            opt.output = args.arg;
+        } else if (id == OPT_ROWS) {
+            rc = read_count(&args, (uint64_t)1e18, &opt.rows);
+        } else if (id == OPT_ID_SPACE) {
+            rc = read_count(&args, (uint64_t)1 << 31, &opt.id_space);
         } else {
-            rc = usage_error("synth-clicks", "unknown option '%s'", a);
+            rc = 2;
         }
     }
     if (rc == 0 && !opt.sample)
-        rc = usage_error("synth-clicks", "no SAMPLE file given%s", NULL);
+        rc = dl_cli_usage_error(command, "no SAMPLE file given");
     if (rc == 0 && !opt.output)
-        rc = usage_error("synth-clicks", "no output file given (-o OUT)%s", NULL);
+        rc = dl_cli_usage_error(command, "no output file given (-o OUT)");
     if (rc == 0 && opt.rows == 0)
-        rc = usage_error("synth-clicks", "--rows N is required%s", NULL);
+        rc = dl_cli_usage_error(command, "--rows N is required");
     if (rc != 0)
         return rc;
     dl_synth_clicks_result res;
@@ -369,72 +385,40 @@ static void usage_make_pairs(FILE *out) {
             "--valid-fraction F holds out each pair with probability F (seeded, reproducible). See docs/dpo.md.\n");
 }
 
-static int parse_int_option(const char *name, const char *v, int *out) {
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    if (errno || *end || end == v || x < 8 || x > (1 << 20)) {
-        fprintf(stderr, "dealer data make-pairs: %s needs an integer in [8, 1048576], got '%s'\n", name, v);
-        return -1;
-    }
-    *out = (int)x;
-    return 0;
-}
+static const dl_cli_option make_pairs_options[] = {SPLIT_OPTIONS,
+                                                   {"prompt-bytes", OPT_PROMPT_BYTES, "an integer in [8, 1048576]"},
+                                                   {"response-bytes", OPT_RESPONSE_BYTES, "an integer in [8, 1048576]"},
+                                                   {"rejected", OPT_REJECTED, "a mode (shuffle, swap or mixed)"},
+                                                   {NULL, 0, NULL}};
 
 static int cmd_make_pairs(int argc, char **argv) {
     dl_make_pairs_options opt;
     dl_make_pairs_defaults(&opt);
+    const char *command = "data make-pairs";
+    split_fields split = {&opt.output, &opt.valid_output, &opt.tokenizer, &opt.valid_fraction, &opt.seed};
     int rc = 0;
-    for (int i = 1; i < argc && rc == 0; i++) {
-        const char *a = argv[i], *next = i + 1 < argc ? argv[i + 1] : NULL;
-        if (a[0] != '-') {
+    dl_cli_args args;
+    dl_cli_args_init(&args, command, make_pairs_options, argc, argv);
+    for (int id; rc == 0 && (id = dl_cli_next(&args)) != DL_CLI_END;) {
+        uint64_t bytes = 0;
+        if (id == DL_CLI_POSITIONAL) {
             if (opt.input)
-                rc = usage_error("make-pairs", "one input text only, got '%s' too", a);
-            opt.input = a;
-            continue;
-        }
-        if (!next) {
-            rc = usage_error("make-pairs", "%s needs a value", a);
-            break;
-        }
-        i++;
-        if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0) {
-            opt.output = next;
-        } else if (strcmp(a, "--valid-out") == 0) {
-            opt.valid_output = next;
-        } else if (strcmp(a, "--valid-fraction") == 0) {
-            char *end;
-            errno = 0;
-            opt.valid_fraction = strtod(next, &end);
-            if (errno || *end || end == next || !(opt.valid_fraction >= 0.0 && opt.valid_fraction < 1.0))
-                rc = usage_error("make-pairs", "--valid-fraction needs a number in [0, 1), got '%s'", next);
-        } else if (strcmp(a, "--seed") == 0) {
-            char *end;
-            errno = 0;
-            opt.seed = strtoull(next, &end, 10);
-            if (errno || *end || end == next || next[0] == '-')
-                rc = usage_error("make-pairs", "--seed needs a non-negative integer, got '%s'", next);
-        } else if (strcmp(a, "--prompt-bytes") == 0) {
-            rc = parse_int_option(a, next, &opt.prompt_bytes) ? 2 : 0;
-        } else if (strcmp(a, "--response-bytes") == 0) {
-            rc = parse_int_option(a, next, &opt.response_bytes) ? 2 : 0;
-        } else if (strcmp(a, "--tokenizer") == 0) {
-            opt.tokenizer = next;
-        } else if (strcmp(a, "--rejected") == 0) {
-            if (dl_reject_mode_parse(next, &opt.rejected) != DL_OK)
-                rc = usage_error("make-pairs", "unknown --rejected '%s' (known: shuffle, swap, mixed)", next);
-        } else {
-            rc = usage_error("make-pairs", "unknown option '%s'", a);
+                rc = dl_cli_usage_error(command, "one input text only, got '%s' too", args.arg);
+            opt.input = args.arg;
+        } else if (id == OPT_PROMPT_BYTES || id == OPT_RESPONSE_BYTES) {
+            rc = dl_cli_uint(&args, 8, 1 << 20, &bytes);
+            *(id == OPT_PROMPT_BYTES ? &opt.prompt_bytes : &opt.response_bytes) = (int)bytes;
+        } else if (id == OPT_REJECTED) {
+            if (dl_reject_mode_parse(args.arg, &opt.rejected) != DL_OK)
+                rc = dl_cli_usage_error(command, "unknown --rejected '%s' (known: shuffle, swap, mixed)", args.arg);
+        } else if (id == DL_CLI_BAD || (rc = read_split_option(&args, id, split)) < 0) {
+            rc = 2;
         }
     }
     if (rc == 0 && !opt.input)
-        rc = usage_error("make-pairs", "no input text given (e.g. data/tinyshakespeare.txt)%s", NULL);
-    if (rc == 0 && !opt.output)
-        rc = usage_error("make-pairs", "no output file given (-o OUT.tfrecord)%s", NULL);
-    if (rc == 0 && opt.valid_fraction > 0.0 && !opt.valid_output)
-        rc = usage_error("make-pairs", "--valid-fraction needs --valid-out VALID.tfrecord%s", NULL);
-    if (rc == 0 && opt.valid_output && opt.valid_fraction == 0.0)
-        rc = usage_error("make-pairs", "--valid-out needs --valid-fraction F > 0%s", NULL);
+        rc = dl_cli_usage_error(command, "no input text given (e.g. data/tinyshakespeare.txt)");
+    if (rc == 0)
+        rc = check_split(command, opt.output, opt.valid_output, opt.valid_fraction);
     if (rc != 0)
         return rc;
     dl_make_pairs_result res;

@@ -61,6 +61,8 @@ static long launched_ranks(void) {
     return 1;
 }
 
+static const dl_cli_option precompute_options[] = {{"out", 'o', "a file name"}, {NULL, 0, NULL}};
+
 static int cmd_precompute(int argc, char **argv) {
     const char *config_path = NULL, *out = NULL;
     long ranks = launched_ranks();
@@ -75,23 +77,18 @@ static int cmd_precompute(int argc, char **argv) {
         return 1;
     }
     int n_overrides = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--out") == 0 || strcmp(a, "-o") == 0) {
-            if (i + 1 >= argc) {
-                fprintf(stderr, "dealer dpo precompute-ref: %s needs a file name (see --help)\n", a);
-                free(overrides);
-                return 2;
-            }
-            out = argv[++i];
-        } else if (a[0] == '-') {
-            fprintf(stderr, "dealer dpo precompute-ref: unknown option '%s' (see --help)\n", a);
+    dl_cli_args a;
+    dl_cli_args_init(&a, "dpo precompute-ref", precompute_options, argc, argv);
+    for (int id; (id = dl_cli_next(&a)) != DL_CLI_END;) {
+        if (id == 'o') {
+            out = a.arg;
+        } else if (id != DL_CLI_POSITIONAL) {
             free(overrides);
             return 2;
         } else if (!config_path) {
-            config_path = a;
+            config_path = a.arg;
         } else {
-            overrides[n_overrides++] = argv[i];
+            overrides[n_overrides++] = (char *)a.arg;
         }
     }
     if (!config_path) {

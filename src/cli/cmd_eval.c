@@ -9,7 +9,7 @@
  * crosses a document and a document's split pieces do not depend on the batch shape, so over a whole file the
  * figure does not depend on how documents were grouped into rows: a 1-rank run with train.eval_steps=0 reports the
  * same val_loss up to float rounding. */
-#include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -50,17 +50,15 @@ typedef struct options {
     int json;
 } options;
 
-static int parse_count(const char *flag, const char *text, long min, long *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(text ? text : "", &end, 10);
-    if (!text || !*text || errno || *end || v < min) {
-        fprintf(stderr, "dealer eval: %s needs an integer >= %ld, got '%s'\n", flag, min, text ? text : "");
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
+enum { OPT_DATA = DL_CLI_LONG_ONLY, OPT_BATCHES, OPT_ROWS, OPT_THREADS, OPT_TOKENIZER, OPT_DEVICE, OPT_JSON };
+static const dl_cli_option eval_options[] = {{"data", OPT_DATA, "at least one record file"},
+                                             {"batches", OPT_BATCHES, "an integer >= 1"},
+                                             {"rows", OPT_ROWS, "an integer in [1, 1048576]"},
+                                             {"threads", OPT_THREADS, "an integer in [1, 1024]"},
+                                             {"tokenizer", OPT_TOKENIZER, "a path"},
+                                             {"device", OPT_DEVICE, "a value (auto, cpu or cuda)"},
+                                             {"json", OPT_JSON, NULL},
+                                             {NULL, 0, NULL}};
 
 static int parse_args(int argc, char **argv, options *o) {
     *o = (options){NULL, "auto", NULL, NULL, 0, 0, 0, 0, 0};
@@ -69,46 +67,32 @@ static int parse_args(int argc, char **argv, options *o) {
         fprintf(stderr, "dealer eval: out of memory\n");
         return -1;
     }
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (a[0] != '-') {
+    dl_cli_args a;
+    dl_cli_args_init(&a, "eval", eval_options, argc, argv);
+    for (int id; (id = dl_cli_next(&a)) != DL_CLI_END;) {
+        uint64_t count = 0;
+        if (id == DL_CLI_POSITIONAL) {
             if (o->ckpt) {
                 fprintf(stderr, "dealer eval: unexpected argument '%s' (one checkpoint; data files go after --data)\n",
-                        a);
+                        a.arg);
                 return -1;
             }
-            o->ckpt = a;
-        } else if (strcmp(a, "--data") == 0) {
-            int before = o->num_data;
-            while (i + 1 < argc && argv[i + 1][0] != '-')
-                o->data[o->num_data++] = argv[++i];
-            if (o->num_data == before) {
-                fprintf(stderr, "dealer eval: --data needs at least one record file\n");
-                return -1;
-            }
-        } else if (strcmp(a, "--json") == 0) {
+            o->ckpt = a.arg;
+        } else if (id == OPT_DATA) { /* --data A B C: the files run up to the next option */
+            for (const char *file = a.arg; file; file = dl_cli_take_positional(&a))
+                o->data[o->num_data++] = (char *)file;
+        } else if (id == OPT_JSON) {
             o->json = 1;
-        } else if (strcmp(a, "--batches") == 0 || strcmp(a, "--rows") == 0 || strcmp(a, "--threads") == 0) {
-            long *dst = a[2] == 'b' ? &o->batches : a[2] == 'r' ? &o->rows : &o->threads;
-            if (parse_count(a, v, 1, dst))
+        } else if (id == OPT_BATCHES || id == OPT_ROWS || id == OPT_THREADS) {
+            uint64_t max = id == OPT_BATCHES ? LONG_MAX : id == OPT_ROWS ? 1 << 20 : 1024;
+            if (dl_cli_uint(&a, 1, max, &count))
                 return -1;
-            i++;
-        } else if (strcmp(a, "--tokenizer") == 0) {
-            if (!v) {
-                fprintf(stderr, "dealer eval: --tokenizer needs a path\n");
-                return -1;
-            }
-            o->tokenizer = v;
-            i++;
-        } else if (strcmp(a, "--device") == 0) {
-            if (!v) {
-                fprintf(stderr, "dealer eval: --device needs a value (auto, cpu or cuda)\n");
-                return -1;
-            }
-            o->device = v;
-            i++;
+            *(id == OPT_BATCHES ? &o->batches : id == OPT_ROWS ? &o->rows : &o->threads) = (long)count;
+        } else if (id == OPT_TOKENIZER) {
+            o->tokenizer = a.arg;
+        } else if (id == OPT_DEVICE) {
+            o->device = a.arg;
         } else {
-            fprintf(stderr, "dealer eval: unknown option '%s' (see --help)\n", a);
             return -1;
         }
     }

@@ -6,8 +6,8 @@
  * its bytes wait for the rest). Each new token runs
  * the model over the context (the last model.max_seq_len tokens) and samples from the last position's logits with
  * temperature and top-k, drawing from Philox(seed) so the same seed gives the same text on every machine. */
-#include <errno.h>
 #include <float.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,59 +39,50 @@ typedef struct options {
     unsigned long long seed;
 } options;
 
+enum { OPT_PROMPT = DL_CLI_LONG_ONLY, OPT_DEVICE, OPT_TOKENIZER, OPT_TOKENS, OPT_TOP_K, OPT_TEMPERATURE, OPT_SEED };
+static const dl_cli_option generate_options[] = {{"prompt", OPT_PROMPT, "a text"},
+                                                 {"device", OPT_DEVICE, "a value (auto, cpu or cuda)"},
+                                                 {"tokenizer", OPT_TOKENIZER, "a path"},
+                                                 {"tokens", OPT_TOKENS, "an integer in [1, 1000000]"},
+                                                 {"top-k", OPT_TOP_K, "a non-negative integer"},
+                                                 {"temperature", OPT_TEMPERATURE, "a number in [0, 100]"},
+                                                 {"seed", OPT_SEED, "a non-negative integer"},
+                                                 {NULL, 0, NULL}};
+
 static int parse_args(int argc, char **argv, options *o) {
     *o = (options){NULL, "\n", "cpu", NULL, 200, 40, 0.8, 1};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        char *end = NULL;
-        errno = 0;
-        if (a[0] != '-') {
+    dl_cli_args a;
+    dl_cli_args_init(&a, "generate", generate_options, argc, argv);
+    for (int id, rc = 0; (id = dl_cli_next(&a)) != DL_CLI_END;) {
+        uint64_t count = 0;
+        if (id == DL_CLI_POSITIONAL) {
             if (o->ckpt) {
-                fprintf(stderr, "dealer generate: unexpected argument '%s' (one checkpoint only)\n", a);
+                fprintf(stderr, "dealer generate: unexpected argument '%s' (one checkpoint only)\n", a.arg);
                 return -1;
             }
-            o->ckpt = a;
-            continue;
-        }
-        if (!v) {
-            fprintf(stderr, "dealer generate: %s needs a value (see --help)\n", a);
-            return -1;
-        }
-        i++;
-        if (strcmp(a, "--prompt") == 0) {
-            o->prompt = v;
-        } else if (strcmp(a, "--device") == 0) {
-            o->device = v;
-        } else if (strcmp(a, "--tokenizer") == 0) {
-            o->tokenizer = v;
-        } else if (strcmp(a, "--tokens") == 0) {
-            o->tokens = strtol(v, &end, 10);
-            if (errno || *end || o->tokens < 1 || o->tokens > 1000000) {
-                fprintf(stderr, "dealer generate: --tokens must be an integer in 1..1000000, got '%s'\n", v);
-                return -1;
-            }
-        } else if (strcmp(a, "--top-k") == 0) {
-            o->top_k = strtol(v, &end, 10);
-            if (errno || *end || o->top_k < 0) {
-                fprintf(stderr, "dealer generate: --top-k must be a non-negative integer, got '%s'\n", v);
-                return -1;
-            }
-        } else if (strcmp(a, "--temperature") == 0) {
-            o->temperature = strtod(v, &end);
-            if (errno || *end || !(o->temperature >= 0) || o->temperature > 100) {
-                fprintf(stderr, "dealer generate: --temperature must be a number in [0, 100], got '%s'\n", v);
-                return -1;
-            }
-        } else if (strcmp(a, "--seed") == 0) {
-            o->seed = strtoull(v, &end, 10);
-            if (errno || *end) {
-                fprintf(stderr, "dealer generate: --seed must be a non-negative integer, got '%s'\n", v);
-                return -1;
-            }
+            o->ckpt = a.arg;
+        } else if (id == OPT_PROMPT) {
+            o->prompt = a.arg;
+        } else if (id == OPT_DEVICE) {
+            o->device = a.arg;
+        } else if (id == OPT_TOKENIZER) {
+            o->tokenizer = a.arg;
+        } else if (id == OPT_TOKENS) {
+            rc = dl_cli_uint(&a, 1, 1000000, &count);
+            o->tokens = (long)count;
+        } else if (id == OPT_TOP_K) {
+            rc = dl_cli_uint(&a, 0, LONG_MAX, &count);
+            o->top_k = (long)count;
+        } else if (id == OPT_TEMPERATURE) {
+            rc = dl_cli_number(&a, 0, 100, 0, &o->temperature);
+        } else if (id == OPT_SEED) {
+            rc = dl_cli_uint(&a, 0, UINT64_MAX, &count);
+            o->seed = count;
         } else {
-            fprintf(stderr, "dealer generate: unknown option '%s' (see --help)\n", a);
             return -1;
         }
+        if (rc)
+            return -1;
     }
     if (!o->ckpt) {
         fprintf(stderr, "dealer generate: missing CKPT (see --help)\n");

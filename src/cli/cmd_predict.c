@@ -6,7 +6,6 @@
  * always hold the whole table. DATA is libffm text (`label field:feature:value ...`) or a record file of click rows
  * (*.tfrecord, or any file with an .idx next to it). OUT gets one probability per line, in input order, and appears
  * atomically. Labels are in every row of both formats, so the logloss and AUC over DATA are printed too. */
-#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -188,43 +187,31 @@ static void predictor_free(predictor *p) {
     dl_atomic_abort(&p->out);
 }
 
+enum { OPT_BATCH = DL_CLI_LONG_ONLY };
+static const dl_cli_option predict_options[] = {{"output", 'o', "a file name"},
+                                                {"batch", OPT_BATCH, "an integer in [1, 1048576]"},
+                                                {NULL, 0, NULL}};
+
 int dl_cmd_predict(int argc, char **argv) {
     if (dl_cli_wants_help(argc, argv)) {
         usage(stdout);
         return 0;
     }
     const char *ckpt = NULL, *data = NULL, *output = NULL;
-    long batch_rows = 4096;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (a[0] != '-' || strcmp(a, "-") == 0) {
+    uint64_t batch_rows = 4096;
+    dl_cli_args a;
+    dl_cli_args_init(&a, "predict", predict_options, argc, argv);
+    for (int id; (id = dl_cli_next(&a)) != DL_CLI_END;) {
+        if (id == DL_CLI_POSITIONAL) {
             if (!ckpt)
-                ckpt = a;
+                ckpt = a.arg;
             else if (!data)
-                data = a;
-            else {
-                fprintf(stderr, "dealer predict: unexpected argument '%s' (see --help)\n", a);
-                return 2;
-            }
-            continue;
-        }
-        if (!v) {
-            fprintf(stderr, "dealer predict: %s needs a value (see --help)\n", a);
-            return 2;
-        }
-        i++;
-        if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0) {
-            output = v;
-        } else if (strcmp(a, "--batch") == 0) {
-            char *end;
-            errno = 0;
-            batch_rows = strtol(v, &end, 10);
-            if (errno || *end || batch_rows < 1 || batch_rows > (1 << 20)) {
-                fprintf(stderr, "dealer predict: --batch must be an integer in 1..1048576, got '%s'\n", v);
-                return 2;
-            }
-        } else {
-            fprintf(stderr, "dealer predict: unknown option '%s' (see --help)\n", a);
+                data = a.arg;
+            else
+                return dl_cli_usage_error("predict", "unexpected argument '%s'", a.arg);
+        } else if (id == 'o') {
+            output = a.arg;
+        } else if (id != OPT_BATCH || dl_cli_uint(&a, 1, 1 << 20, &batch_rows)) {
             return 2;
         }
     }
@@ -249,7 +236,7 @@ int dl_cmd_predict(int argc, char **argv) {
     if (s == DL_OK) {
         p.prob = malloc((size_t)batch_rows * sizeof(float));
         if (!p.prob)
-            s = DL_FAIL(DL_ERR_NOMEM, "cannot allocate %ld probabilities", batch_rows);
+            s = DL_FAIL(DL_ERR_NOMEM, "cannot allocate %d probabilities", (int)batch_rows);
     }
     if (s == DL_OK)
         s = dl_atomic_open(&p.out, output);

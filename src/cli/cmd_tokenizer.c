@@ -64,12 +64,6 @@ static int fail(const char *cmd, dl_status s) {
     return dl_cli_report(name, s);
 }
 
-static int usage_error(const char *cmd, const char *fmt, const char *arg) {
-    fprintf(stderr, "dealer tokenizer %s: ", cmd);
-    fprintf(stderr, fmt, arg ? arg : "");
-    fprintf(stderr, " (see dealer tokenizer %s --help)\n", cmd);
-    return 2;
-}
 
 /* Reads PATH ("-" = stdin) whole. */
 static dl_status slurp(const char *path, uint8_t **data, size_t *len) {
@@ -117,6 +111,15 @@ static int parse_long(const char *s, long long lo, long long hi, long long *out)
     return 1;
 }
 
+enum { OPT_VOCAB_SIZE = DL_CLI_LONG_ONLY, OPT_SPECIAL, OPT_MIN_FREQUENCY, OPT_NO_PROGRESS, OPT_FILE, OPT_TOKENS };
+static const dl_cli_option train_options[] = {{"output", 'o', "a file name"},
+                                              {"vocab-size", OPT_VOCAB_SIZE, "an integer in [1, 16777216]"},
+                                              {"special", OPT_SPECIAL, "a non-empty token"},
+                                              {"min-frequency", OPT_MIN_FREQUENCY, "a non-negative integer"},
+                                              {"no-progress", OPT_NO_PROGRESS, NULL},
+                                              {NULL, 0, NULL}};
+static const dl_cli_option encode_options[] = {{"file", OPT_FILE, "a path"}, {"tokens", OPT_TOKENS, NULL}, {NULL, 0, NULL}};
+
 static int cmd_train(int argc, char **argv) {
     if (dl_cli_wants_help(argc, argv)) {
         usage_train(stdout);
@@ -133,47 +136,37 @@ static int cmd_train(int argc, char **argv) {
     dl_tokenizer_train_options opt = {0};
     opt.progress = 1;
     const char *output = NULL;
-    long long v;
+    uint64_t v;
     int rc = 0, have_vocab = 0;
-    for (int i = 1; i < argc && rc == 0; i++) {
-        const char *a = argv[i], *next = i + 1 < argc ? argv[i + 1] : NULL;
-        if (a[0] != '-' || strcmp(a, "-") == 0) {
-            inputs[opt.num_inputs++] = a;
-            continue;
-        }
-        if (strcmp(a, "--no-progress") == 0) {
+    dl_cli_args a;
+    dl_cli_args_init(&a, "tokenizer train", train_options, argc, argv);
+    for (int id; rc == 0 && (id = dl_cli_next(&a)) != DL_CLI_END;) {
+        if (id == DL_CLI_POSITIONAL) {
+            inputs[opt.num_inputs++] = a.arg;
+        } else if (id == OPT_NO_PROGRESS) {
             opt.progress = 0;
-            continue;
-        }
-        if (!next) {
-            rc = usage_error("train", "%s needs a value", a);
-            break;
-        }
-        i++;
-        if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0)
-            output = next;
-        else if (strcmp(a, "--vocab-size") == 0) {
-            if (!parse_long(next, 1, DL_TOKENIZER_MAX_VOCAB, &v))
-                rc = usage_error("train", "--vocab-size must be an integer in [1, 16777216], got '%s'", next);
+        } else if (id == 'o') {
+            output = a.arg;
+        } else if (id == OPT_VOCAB_SIZE) {
+            rc = dl_cli_uint(&a, 1, DL_TOKENIZER_MAX_VOCAB, &v);
             opt.vocab_size = (int32_t)v;
             have_vocab = 1;
-        } else if (strcmp(a, "--special") == 0) {
-            if (!next[0])
-                rc = usage_error("train", "--special needs a non-empty token%s", "");
-            special[opt.num_special++] = next;
-        } else if (strcmp(a, "--min-frequency") == 0) {
-            if (!parse_long(next, 0, (long long)1 << 62, &v))
-                rc = usage_error("train", "--min-frequency must be a non-negative integer, got '%s'", next);
-            opt.min_frequency = (uint64_t)v;
-        } else
-            rc = usage_error("train", "unknown option %s", a);
+        } else if (id == OPT_SPECIAL) {
+            rc = a.arg[0] ? 0 : dl_cli_bad_value(&a);
+            special[opt.num_special++] = a.arg;
+        } else if (id == OPT_MIN_FREQUENCY) {
+            rc = dl_cli_uint(&a, 0, (uint64_t)1 << 62, &v);
+            opt.min_frequency = v;
+        } else {
+            rc = 2;
+        }
     }
     if (rc == 0 && opt.num_inputs == 0)
-        rc = usage_error("train", "no input files given%s", "");
+        rc = dl_cli_usage_error("tokenizer train", "no input files given");
     if (rc == 0 && !output)
-        rc = usage_error("train", "no output given (-o tokenizer.json)%s", "");
+        rc = dl_cli_usage_error("tokenizer train", "no output given (-o tokenizer.json)");
     if (rc == 0 && !have_vocab)
-        rc = usage_error("train", "--vocab-size is required%s", "");
+        rc = dl_cli_usage_error("tokenizer train", "--vocab-size is required");
     if (rc == 0) {
         opt.inputs = inputs;
         opt.special = special;
@@ -203,25 +196,26 @@ static int cmd_encode(int argc, char **argv) {
     }
     const char *tok_path = NULL, *text = NULL, *file = NULL;
     int show_tokens = 0;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--file") == 0) {
-            if (i + 1 >= argc)
-                return usage_error("encode", "--file needs a path%s", "");
-            file = argv[++i];
-        } else if (strcmp(argv[i], "--tokens") == 0) {
+    dl_cli_args a;
+    dl_cli_args_init(&a, "tokenizer encode", encode_options, argc, argv);
+    for (int id; (id = dl_cli_next(&a)) != DL_CLI_END;) {
+        if (id == OPT_FILE)
+            file = a.arg;
+        else if (id == OPT_TOKENS)
             show_tokens = 1;
-        } else if (!tok_path) {
-            tok_path = argv[i];
-        } else if (!text) {
-            text = argv[i];
-        } else {
-            return usage_error("encode", "unexpected argument '%s'", argv[i]);
-        }
+        else if (id != DL_CLI_POSITIONAL)
+            return 2;
+        else if (!tok_path)
+            tok_path = a.arg;
+        else if (!text)
+            text = a.arg;
+        else
+            return dl_cli_usage_error("tokenizer encode", "unexpected argument '%s'", a.arg);
     }
     if (!tok_path)
-        return usage_error("encode", "no tokenizer given%s", "");
+        return dl_cli_usage_error("tokenizer encode", "no tokenizer given");
     if (!!text == !!file)
-        return usage_error("encode", "give either TEXT or --file PATH%s", "");
+        return dl_cli_usage_error("tokenizer encode", "give either TEXT or --file PATH");
     dl_tokenizer *tok = NULL;
     dl_status s = dl_tokenizer_load(tok_path, &tok);
     if (s != DL_OK)
@@ -265,15 +259,17 @@ static int cmd_decode(int argc, char **argv) {
         usage_decode(stdout);
         return 0;
     }
+    if (dl_cli_positionals_only("tokenizer decode", &argc, argv))
+        return 2;
     if (argc < 2)
-        return usage_error("decode", "no tokenizer given%s", "");
+        return dl_cli_usage_error("tokenizer decode", "no tokenizer given");
     dl_i32_array ids = {0};
     dl_status s = DL_OK;
     long long v;
     for (int i = 2; i < argc && s == DL_OK; i++) {
         if (!parse_long(argv[i], 0, INT32_MAX, &v)) {
             dl_i32_array_free(&ids);
-            return usage_error("decode", "'%s' is not a token id (a non-negative integer)", argv[i]);
+            return dl_cli_usage_error("tokenizer decode", "'%s' is not a token id (a non-negative integer)", argv[i]);
         }
         s = dl_i32_array_push(&ids, (int32_t)v);
     }
@@ -312,8 +308,10 @@ static int cmd_stat(int argc, char **argv) {
         usage_stat(stdout);
         return 0;
     }
+    if (dl_cli_positionals_only("tokenizer stat", &argc, argv))
+        return 2;
     if (argc < 2)
-        return usage_error("stat", "no tokenizer given%s", "");
+        return dl_cli_usage_error("tokenizer stat", "no tokenizer given");
     dl_tokenizer *tok = NULL;
     dl_status s = dl_tokenizer_load(argv[1], &tok);
     if (s != DL_OK)

@@ -35,6 +35,8 @@ int dl_cmd_train(int argc, char **argv) {
         usage(stdout);
         return 0;
     }
+    if (dl_cli_positionals_only("train", &argc, argv))
+        return 2;
     if (argc < 2) {
         usage(stderr);
         return 2;

@@ -35,7 +35,7 @@ static void print_usage(FILE *out) {
                  "dealer trains GPT, FM/FFM and DPO models across MPI ranks. Commands:\n");
     for (int i = 0; i < NUM_COMMANDS; i++)
         fprintf(out, "  %-9s %s\n", commands[i].name, commands[i].summary);
-    fprintf(out, "\n  dealer <command> --help   options of one command\n"
+    fprintf(out, "\n  dealer <command> --help   options of one command (--opt VALUE or --opt=VALUE; -- ends them)\n"
                  "  dealer --version          version, git revision, CUDA, BLAS kernel and CPU kernel variant\n\n"
                  "Exit codes: 0 ok, 1 runtime failure, 2 bad usage or input, 75 stopped by a signal after a\n"
                  "checkpoint (requeue to continue), 76 forced stop.\n");

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "core/config_internal.h"
+#include "core/names.h"
 
 #define OFF(field) offsetof(dl_config, field)
 
@@ -365,14 +366,6 @@ int dl_cfg_edit_distance(const char *a, const char *b) {
     return prev[m];
 }
 
-/* A suggestion is offered only when it is close: about one edit in three characters. */
-static int close_enough(const char *name, const char *candidate, int distance) {
-    size_t n = strlen(name), m = strlen(candidate);
-    size_t longer = n > m ? n : m;
-    int limit = longer <= 3 ? 1 : longer <= 6 ? 2 : 3;
-    return distance <= limit && (size_t)distance < longer;
-}
-
 void dl_cfg_suggest_key(const char *section, const char *name, char *buf, size_t cap) {
     buf[0] = '\0';
     /* The right name in the wrong section first: optim.steps -> train.steps, run.device -> device. */
@@ -394,7 +387,7 @@ void dl_cfg_suggest_key(const char *section, const char *name, char *buf, size_t
             best = i;
         }
     }
-    if (best >= 0 && close_enough(name, dl_cfg_keys[best].name, best_d))
+    if (best >= 0 && dl_name_close_enough(name, dl_cfg_keys[best].name, best_d))
         snprintf(buf, cap, " (did you mean '%s'?)", dl_cfg_keys[best].name);
 }
 
@@ -418,7 +411,7 @@ void dl_cfg_suggest_section(const char *name, char *buf, size_t cap) {
             best = dl_cfg_keys[i].name;
         }
     }
-    if (best && close_enough(name, best, best_d)) {
+    if (best && dl_name_close_enough(name, best, best_d)) {
         snprintf(buf, cap, " (did you mean '%s'?)", best);
         return;
     }
