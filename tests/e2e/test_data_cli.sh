@@ -9,14 +9,9 @@ SRC=${DEALER_SOURCE_DIR:?set DEALER_SOURCE_DIR to the repository root}
 T=$(mktemp -d /tmp/dealer_e2e_data.XXXXXX)
 trap 'rm -rf "$T"' EXIT
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
-# expect CODE CMD... : runs CMD, checks its exit code, keeps stdout/stderr in $T/out and $T/err.
-expect() {
-    local want=$1; shift
-    set +e; "$@" >"$T/out" 2>"$T/err"; local got=$?; set -e
-    [ "$got" -eq "$want" ] || { cat "$T/out" "$T/err" >&2; fail "'$*' exited $got, want $want"; }
-}
-has() { grep -qF -- "$2" "$T/$1" || { cat "$T/$1" >&2; fail "$1 lacks '$2'"; }; }
+# fail, expect CODE CMD..., has/lacks out|err TEXT (stdout and stderr kept in $T/out and $T/err)
+# shellcheck source=tests/e2e/lib_expect.sh
+source "$SRC/tests/e2e/lib_expect.sh"
 # A NAME.tmp also covers the per-writer temporaries NAME.tmp.HOST-PID-XXXXXX (core/fs.h).
 absent() {
   for f in "$@"; do
