@@ -27,7 +27,7 @@
 #include <time.h>
 
 #include "comm/world.h"
-#include "core/config.h"
+#include "train/run_config.h"
 #include "core/hash.h"
 #include "core/timer.h"
 #include "data/convert.h"
@@ -180,7 +180,7 @@ static void run_model(const char *name, const rows *d, int64_t buckets, int batc
     if (dl_backend_open(&be, "cpu", 0) != DL_OK)
         die("opening the CPU backend");
     dl_model *model;
-    if (dl_model_create(&model, &cfg, &be, batch, 1) != DL_OK)
+    if (dl_config_create_model(&model, &cfg, &be, batch, 1) != DL_OK)
         die("creating the model");
     if (model->init_params(model, 1) != DL_OK)
         die("initialising");
@@ -215,7 +215,7 @@ static void run_memory(const char *name, const rows *d, int64_t buckets, int bat
     if (dl_backend_open(&be, "cpu", 0) != DL_OK)
         die("opening the CPU backend");
     dl_model *model;
-    if (dl_model_create(&model, &cfg, &be, batch, 1) != DL_OK)
+    if (dl_config_create_model(&model, &cfg, &be, batch, 1) != DL_OK)
         die("creating the model");
     if (model->init_params(model, 1) != DL_OK)
         die("initialising");

@@ -9,7 +9,7 @@
 
 #include "cli/commands.h"
 #include "core/fs.h"
-#include "core/config.h"
+#include "train/run_config.h"
 #include "core/log.h"
 #include "core/progress.h"
 #include "models/dpo.h"
@@ -141,7 +141,8 @@ static int cmd_precompute(int argc, char **argv) {
     }
     dl_loader_stats train = {0}, valid = {0};
     progress_state progress = {0};
-    s = dl_dpo_precompute_reference(&cfg, &be, out, &train, &valid, on_progress, &progress);
+    dl_model_setup setup = dl_config_model_setup(&cfg);
+    s = dl_dpo_precompute_reference(&setup, &be, out, &train, &valid, on_progress, &progress);
     if (progress.open)
         dl_progress_end(&progress.bar);
     dl_backend_close(&be);

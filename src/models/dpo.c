@@ -699,22 +699,6 @@ dl_status dl_dpo_resolve_checkpoint(const char *spec, char *path, size_t cap) {
     return DL_OK;
 }
 
-dl_gpt_config dl_dpo_gpt_config(const dl_config *cfg) {
-    return (dl_gpt_config){
-        .vocab_size = cfg->model.vocab_size,
-        .n_layer = cfg->model.n_layer,
-        .n_head = cfg->model.n_head,
-        .n_embd = cfg->model.n_embd,
-        .max_seq_len = cfg->model.max_seq_len,
-        .rope = cfg->model.positions == DL_POSITIONS_ROPE,
-        .rope_theta = (float)cfg->model.rope_theta,
-        .bf16 = cfg->model.precision == DL_PRECISION_BF16,
-        .checkpoint_every = cfg->model.checkpoint == DL_GRAD_CKPT_NONE     ? 0
-                            : cfg->model.checkpoint == DL_GRAD_CKPT_BLOCKS ? 1
-                                                                            : cfg->model.checkpoint_every,
-    };
-}
-
 dl_status dl_dpo_load_checkpoint(const char *path, const dl_backend *be, dl_gpt *gpt, uint32_t *params_crc,
                                  int64_t *step) {
     DL_REQUIRE(path && be && gpt, DL_ERR_INVALID, "dl_dpo_load_checkpoint: NULL argument");
@@ -811,13 +795,14 @@ static dl_status check_table(const dl_dpo_table *t, const dl_str_list *list, con
 }
 
 static const char *overlong_name(int value) {
-    const char *name = dl_config_enum_text("data.overlong", value);
+    const char *name = dl_cfg_rows_enum_text(dl_data_config_keys, "overlong", value);
     return name ? name : "?";
 }
 
 /* dpo.reference precomputed: the file must fit this run's checkpoint, data and data settings. */
-static dl_status load_reference_file(dpo_model *m, const dl_config *cfg) {
-    const char *path = cfg->dpo.reference_file;
+static dl_status load_reference_file(dpo_model *m, const dl_model_setup *setup) {
+    const dl_data_config *data = setup->data;
+    const char *path = setup->dpo->reference_file;
     uint32_t crc = 0;
     DL_CHECK(dl_dpo_load_checkpoint(m->init_path, m->be, m->dpo->policy, &crc, NULL));
     dl_dpo_reference_meta meta;
@@ -830,21 +815,21 @@ static dl_status load_reference_file(dpo_model *m, const dl_config *cfg) {
                                    "model.init_from %s",
                     path, meta.checkpoint, m->init_path);
         dl_error_hint("rerun dealer dpo precompute-ref, or point model.init_from at the checkpoint the file names");
-    } else if (meta.seq_len != cfg->data.seq_len || meta.overlong != (int)cfg->data.overlong) {
+    } else if (meta.seq_len != data->seq_len || meta.overlong != (int)data->overlong) {
         s = DL_FAIL(DL_ERR_CONFIG, "dpo.reference_file %s was computed with data.seq_len %d and data.overlong %s, this "
                                    "run has %d and %s",
-                    path, meta.seq_len, overlong_name(meta.overlong), cfg->data.seq_len,
-                    overlong_name((int)cfg->data.overlong));
+                    path, meta.seq_len, overlong_name(meta.overlong), data->seq_len,
+                    overlong_name(data->overlong));
         dl_error_hint("the truncation of long pairs changes their log-probs: rerun dealer dpo precompute-ref");
     }
     if (s == DL_OK)
-        s = check_table(&train, &cfg->data.train, "data.train", path);
-    if (s == DL_OK && cfg->data.valid.count > 0) {
+        s = check_table(&train, &data->train, "data.train", path);
+    if (s == DL_OK && data->valid.count > 0) {
         if (!has_valid) {
             s = DL_FAIL(DL_ERR_CONFIG, "dpo.reference_file %s holds no log-probs for data.valid", path);
             dl_error_hint("rerun dealer dpo precompute-ref with data.valid set");
         } else {
-            s = check_table(&valid, &cfg->data.valid, "data.valid", path);
+            s = check_table(&valid, &data->valid, "data.valid", path);
         }
     }
     if (s == DL_OK)
@@ -854,42 +839,44 @@ static dl_status load_reference_file(dpo_model *m, const dl_config *cfg) {
     return s;
 }
 
-static dl_dpo_settings settings_of(const dl_config *cfg) {
-    return (dl_dpo_settings){.loss_kind = (int)cfg->dpo.loss,
-                             .beta = (float)cfg->dpo.beta,
-                             .label_smoothing = (float)cfg->dpo.label_smoothing};
+static dl_dpo_settings settings_of(const dl_dpo_config *dpo) {
+    return (dl_dpo_settings){
+        .loss_kind = dpo->loss, .beta = (float)dpo->beta, .label_smoothing = (float)dpo->label_smoothing};
 }
 
-dl_status dl_dpo_model_create(dl_model *model, const dl_config *cfg, const dl_backend *be, int rows, int seq_len) {
-    DL_REQUIRE(model && cfg && be, DL_ERR_INVALID, "dl_dpo_model_create: NULL argument");
+dl_status dl_dpo_model_create(dl_model *model, const dl_model_setup *setup, const dl_backend *be, int rows,
+                              int seq_len) {
+    DL_REQUIRE(model && setup && setup->model && setup->dpo && setup->data && be, DL_ERR_INVALID,
+               "dl_dpo_model_create: NULL argument");
+    const dl_data_config *data = setup->data;
     DL_REQUIRE(rows >= 2, DL_ERR_CONFIG, "train.batch_per_rank must be at least 2 for DPO (a pair's two documents "
                                          "may take two rows), got %d", rows);
-    if (cfg->data.overlong == DL_OVERLONG_SPLIT) {
+    if (data->overlong == DL_OVERLONG_SPLIT) {
         dl_status s = DL_FAIL(DL_ERR_CONFIG, "data.overlong split does not apply to preference pairs");
         dl_error_hint("use truncate, drop or error: a split would change the log-probs the loss compares");
         return s;
     }
-    dl_gpt_config gc = dl_dpo_gpt_config(cfg);
+    dl_gpt_config gc = dl_model_gpt_config(setup->model);
     if (!gc.rope && seq_len > gc.max_seq_len) {
         dl_status s = DL_FAIL(DL_ERR_CONFIG, "data.seq_len (%d) exceeds model.max_seq_len (%d)", seq_len,
                               gc.max_seq_len);
         dl_error_hint("lower data.seq_len");
         return s;
     }
-    dl_dpo_settings st = settings_of(cfg);
+    dl_dpo_settings st = settings_of(setup->dpo);
     DL_CHECK(dl_dpo_settings_check(&st));
     dpo_model *m = calloc(1, sizeof *m);
     DL_REQUIRE(m != NULL, DL_ERR_NOMEM, "cannot allocate the DPO model");
     m->be = be;
-    m->reference_model = cfg->dpo.reference == DL_DPO_REF_MODEL;
+    m->reference_model = setup->dpo->reference == DL_DPO_REF_MODEL;
     int max_tokens = rows * seq_len;
-    dl_status s = dl_dpo_resolve_checkpoint(cfg->model.init_from, m->init_path, sizeof m->init_path);
+    dl_status s = dl_dpo_resolve_checkpoint(setup->model->init_from, m->init_path, sizeof m->init_path);
     if (s == DL_OK)
         s = dl_dpo_create(&m->dpo, &gc, &st, be, max_tokens, m->reference_model);
     if (s == DL_OK && m->reference_model)
         s = dl_dpo_load_checkpoint(m->init_path, be, m->dpo->reference, NULL, NULL);
     if (s == DL_OK && !m->reference_model)
-        s = load_reference_file(m, cfg);
+        s = load_reference_file(m, setup);
     if (s != DL_OK) {
         if (m->dpo)
             dl_dpo_destroy(m->dpo);
@@ -940,46 +927,48 @@ static dl_status table_for(dl_dpo *d, const dl_str_list *list, const char *key, 
     return s;
 }
 
-dl_status dl_dpo_precompute_reference(const dl_config *cfg, const dl_backend *be, const char *out_path,
+dl_status dl_dpo_precompute_reference(const dl_model_setup *setup, const dl_backend *be, const char *out_path,
                                       dl_loader_stats *train_stats, dl_loader_stats *valid_stats,
                                       dl_dpo_progress_fn progress, void *progress_ctx) {
-    DL_REQUIRE(cfg && be && out_path, DL_ERR_INVALID, "dl_dpo_precompute_reference: NULL argument");
+    DL_REQUIRE(setup && setup->model && setup->dpo && setup->data && be && out_path, DL_ERR_INVALID,
+               "dl_dpo_precompute_reference: NULL argument");
+    const dl_data_config *data = setup->data;
     DL_REQUIRE(out_path[0], DL_ERR_CONFIG, "no output file: set dpo.reference_file (or pass --out FILE)");
-    DL_REQUIRE(cfg->data.train.count > 0, DL_ERR_CONFIG, "data.train names no record files");
-    if (cfg->data.overlong == DL_OVERLONG_SPLIT) {
+    DL_REQUIRE(data->train.count > 0, DL_ERR_CONFIG, "data.train names no record files");
+    if (data->overlong == DL_OVERLONG_SPLIT) {
         dl_status s = DL_FAIL(DL_ERR_CONFIG, "data.overlong split does not apply to preference pairs");
         dl_error_hint("use truncate, drop or error");
         return s;
     }
-    dl_gpt_config gc = dl_dpo_gpt_config(cfg);
+    dl_gpt_config gc = dl_model_gpt_config(setup->model);
     gc.checkpoint_every = 1; /* forward only */
-    dl_dpo_settings st = settings_of(cfg);
-    int rows = cfg->train.batch_per_rank < 2 ? 2 : cfg->train.batch_per_rank;
+    dl_dpo_settings st = settings_of(setup->dpo);
+    int rows = setup->batch_per_rank < 2 ? 2 : setup->batch_per_rank;
     dl_dpo_reference_meta meta;
     memset(&meta, 0, sizeof meta);
-    DL_CHECK(dl_dpo_resolve_checkpoint(cfg->model.init_from, meta.checkpoint, sizeof meta.checkpoint));
+    DL_CHECK(dl_dpo_resolve_checkpoint(setup->model->init_from, meta.checkpoint, sizeof meta.checkpoint));
     dl_dpo *d = NULL;
-    DL_CHECK(dl_dpo_create(&d, &gc, &st, be, rows * cfg->data.seq_len, 0));
+    DL_CHECK(dl_dpo_create(&d, &gc, &st, be, rows * data->seq_len, 0));
     dl_status s = dl_dpo_load_checkpoint(meta.checkpoint, be, d->policy, &meta.params_crc, &meta.checkpoint_step);
-    meta.seq_len = cfg->data.seq_len;
-    meta.overlong = (int)cfg->data.overlong;
+    meta.seq_len = data->seq_len;
+    meta.overlong = (int)data->overlong;
     dl_loader_config lc;
     dl_loader_config_default(&lc);
     lc.kind = DL_DATA_PAIRS;
     lc.batch_rows = rows;
-    lc.seq_len = cfg->data.seq_len;
-    lc.packing = cfg->data.packing;
-    lc.pack_window = cfg->data.pack_window;
-    lc.seed = (uint64_t)cfg->run.seed;
-    lc.prefetch = cfg->data.prefetch;
-    lc.skip_corrupt = cfg->data.skip_corrupt;
-    lc.overlong = (int)cfg->data.overlong;
+    lc.seq_len = data->seq_len;
+    lc.packing = data->packing;
+    lc.pack_window = data->pack_window;
+    lc.seed = (uint64_t)setup->seed;
+    lc.prefetch = data->prefetch;
+    lc.skip_corrupt = data->skip_corrupt;
+    lc.overlong = (int)data->overlong;
     dl_dpo_table train = {0}, valid = {0};
-    int with_valid = cfg->data.valid.count > 0;
+    int with_valid = data->valid.count > 0;
     if (s == DL_OK)
-        s = table_for(d, &cfg->data.train, "data.train", &lc, &train, train_stats, progress, progress_ctx);
+        s = table_for(d, &data->train, "data.train", &lc, &train, train_stats, progress, progress_ctx);
     if (s == DL_OK && with_valid)
-        s = table_for(d, &cfg->data.valid, "data.valid", &lc, &valid, valid_stats, progress, progress_ctx);
+        s = table_for(d, &data->valid, "data.valid", &lc, &valid, valid_stats, progress, progress_ctx);
     if (s == DL_OK)
         s = dl_dpo_reference_write(out_path, &meta, &train, with_valid ? &valid : NULL);
     dl_dpo_table_free(&train);

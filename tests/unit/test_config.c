@@ -11,8 +11,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/config.h"
+#include "ckpt/weights.h"
 #include "core/config_internal.h"
+#include "train/run_config.h"
 
 static char tmp_dir[64];
 
@@ -230,7 +231,7 @@ static const char *const expected_defaults[][2] = {
 static void every_default_is_as_documented(void **state) {
     (void)state;
     int n = (int)(sizeof expected_defaults / sizeof expected_defaults[0]);
-    assert_int_equal(n, dl_cfg_num_keys);
+    assert_int_equal(n, dl_cfg_num_keys(&dl_config_schema));
     dl_config cfg;
     assert_int_equal(dl_config_defaults(&cfg), DL_OK);
     for (int i = 0; i < n; i++) {
@@ -589,8 +590,10 @@ static void random_string(dl_rng *rng, char *buf, int max) {
 
 /* Sets every key of a config to a random value in its range, straight through dl_cfg_assign. */
 static void randomize(dl_config *cfg, dl_rng *rng) {
-    for (int i = 0; i < dl_cfg_num_keys; i++) {
-        const dl_cfg_key *key = &dl_cfg_keys[i];
+    int num_keys = dl_cfg_num_keys(&dl_config_schema);
+    for (int i = 0; i < num_keys; i++) {
+        const dl_cfg_section *section = NULL;
+        const dl_cfg_key *key = dl_cfg_key_at(&dl_config_schema, i, &section);
         char text[128];
         dl_cfg_raw raw = {.kind = DL_RAW_SCALAR, .text = text};
         char item0[64], item1[64], *items[2] = {item0, item1};
@@ -611,11 +614,11 @@ static void randomize(dl_config *cfg, dl_rng *rng) {
             snprintf(text, sizeof text, "%s", key->choices[dl_rng_below(rng, (uint64_t)n)]);
             break;
         }
-        case DL_CFG_GRAD_CKPT: snprintf(text, sizeof text, "every:%d", 1 + (int)dl_rng_below(rng, 8)); break;
+        case DL_CFG_ENUM_COUNT: snprintf(text, sizeof text, "every:%d", 1 + (int)dl_rng_below(rng, 8)); break;
         case DL_CFG_STRING:
-        case DL_CFG_RESUME:
+        case DL_CFG_ENUM_TEXT:
             random_string(rng, text, 64);
-            if (key->type == DL_CFG_RESUME && !text[0])
+            if (key->type == DL_CFG_ENUM_TEXT && !text[0])
                 snprintf(text, sizeof text, "never");
             break;
         case DL_CFG_LIST:
@@ -633,8 +636,8 @@ static void randomize(dl_config *cfg, dl_rng *rng) {
         }
         raw.len = strlen(text);
         dl_cfg_source source = {DL_SRC_DEFAULT, 0, 0};
-        if (dl_cfg_assign(cfg, i, &raw, "random", source) != DL_OK)
-            DL_TEST_FAIL("setting %s.%s to '%s': %s", key->section, key->name, text, dl_error_message());
+        if (dl_cfg_assign(&dl_config_schema, cfg, i, &raw, "random", source) != DL_OK)
+            DL_TEST_FAIL("setting %s.%s to '%s': %s", section->name, key->name, text, dl_error_message());
     }
 }
 
@@ -649,7 +652,7 @@ static void random_configs_round_trip(void **state) {
         /* Keep the checks across keys satisfied (they run when the text is read back). */
         cfg.model.kind = trial % 2 ? DL_MODEL_FM : DL_MODEL_FFM;
         cfg.data.format = DL_FORMAT_AUTO;
-        cfg.dpo.loss = DL_DPO_LOSS_SIGMOID;
+        cfg.dpo.loss = DL_DPO_SIGMOID;
         cfg.dpo.reference = DL_DPO_REF_MODEL;
         cfg.model.precision = DL_PRECISION_FP32; /* bf16 is for gpt/dpo, and these are click models */
         free(cfg.model.init_from); /* fm and ffm read neither */
@@ -722,7 +725,7 @@ static void edit_distance_and_enum_names(void **state) {
     assert_int_equal(dl_cfg_edit_distance("kitten", "sitting"), 3);
     assert_string_equal(dl_config_enum_text("device", DL_CFG_DEVICE_CUDA), "cuda");
     assert_string_equal(dl_config_enum_text("optim.schedule", DL_SCHEDULE_INVERSE_SQRT), "inverse_sqrt");
-    assert_string_equal(dl_config_enum_text("dpo.loss", DL_DPO_LOSS_HINGE), "hinge");
+    assert_string_equal(dl_config_enum_text("dpo.loss", DL_DPO_HINGE), "hinge");
     assert_null(dl_config_enum_text("optim.lr", 0));
     assert_null(dl_config_enum_text("device", 7));
     assert_null(dl_config_enum_text("nope", 0));
@@ -752,7 +755,7 @@ static void print_keys_lists_every_key(void **state) {
         int lines = 0;
         for (size_t i = 0; i < len; i++)
             lines += text[i] == '\n';
-        assert_int_equal(lines, dl_cfg_num_keys + (markdown ? 2 : 0));
+        assert_int_equal(lines, dl_cfg_num_keys(&dl_config_schema) + (markdown ? 2 : 0));
         assert_non_null(strstr(text, markdown ? "| `optim.lr` | float > 0 | `0.0006` |" : "optim.lr "));
         assert_non_null(strstr(text, markdown ? "gpt\\|fm\\|ffm\\|dpo" : "gpt|fm|ffm|dpo"));
         free(text);
@@ -790,6 +793,47 @@ static void docs_key_table_is_current(void **state) {
     free(table);
 }
 
+/* ckpt reads the gpt shape of a stored config with rows of its own (it sits below models/, which owns the model
+ * section): each of them must be the model section's key with its type, choices and default, or an old checkpoint
+ * missing a key would read as another shape than the run that wrote it. */
+static void stored_shape_rows_match_the_model_section(void **state) {
+    (void)state;
+    const dl_cfg_schema *stored = &dl_weights_stored_shape_schema;
+    int n = dl_cfg_num_keys(stored);
+    assert_true(n >= 7);
+    for (int i = 0; i < n; i++) {
+        const dl_cfg_section *section = NULL;
+        const dl_cfg_key *key = dl_cfg_key_at(stored, i, &section);
+        char dotted[96];
+        snprintf(dotted, sizeof dotted, "%s.%s", section->name, key->name);
+        const dl_cfg_key *model = dl_cfg_key_at(&dl_config_schema, dl_cfg_find_dotted(&dl_config_schema, dotted), NULL);
+        if (!model)
+            DL_TEST_FAIL("ckpt reads %s, which the config does not have", dotted);
+        assert_int_equal(key->type, model->type);
+        assert_string_equal(key->def, model->def);
+        for (int c = 0; key->choices && key->choices[c]; c++)
+            assert_string_equal(key->choices[c], model->choices[c]);
+    }
+    /* A whole resolved config reads: every key but the seven is skipped. */
+    dl_config cfg;
+    assert_int_equal(dl_config_load(&cfg, NULL, 2, (char *[]){"model.n_layer=3", "model.positions=rope"}), DL_OK);
+    char *yaml = NULL;
+    assert_int_equal(dl_config_to_yaml(&cfg, 1, &yaml), DL_OK);
+    struct {
+        int vocab_size, n_layer, n_head, n_embd, max_seq_len, positions;
+        double rope_theta;
+        struct dl_cfg_origin *origin;
+    } shape;
+    assert_int_equal(stored->size, sizeof shape);
+    assert_int_equal(dl_cfg_load_string(stored, &shape, yaml, strlen(yaml), "stored"), DL_OK);
+    assert_int_equal(shape.n_layer, 3);
+    assert_int_equal(shape.positions, DL_POSITIONS_ROPE);
+    assert_int_equal(shape.n_embd, cfg.model.n_embd);
+    dl_cfg_free(stored, &shape);
+    free(yaml);
+    dl_config_free(&cfg);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(good_file_sets_values_and_sources),
@@ -812,6 +856,7 @@ int main(void) {
         cmocka_unit_test(edit_distance_and_enum_names),
         cmocka_unit_test(print_keys_lists_every_key),
         cmocka_unit_test(docs_key_table_is_current),
+        cmocka_unit_test(stored_shape_rows_match_the_model_section),
     };
     return cmocka_run_group_tests(tests, make_tmp_dir, remove_tmp_dir);
 }
