@@ -1,6 +1,6 @@
 /* cmd_dpo.c — `dealer dpo precompute-ref CONFIG [overrides] [--out FILE]`: the reference log-probs of every
  * preference pair, computed once so that training (dpo.reference: precomputed) holds only the policy in memory.
- * The work is dl_dpo_precompute_reference (src/models/dpo.h); this file parses the command line, draws progress and
+ * The work is dl_dpo_precompute_reference (src/models/dpo/dpo.h); this file parses the command line, draws progress and
  * prints a summary. It runs in one process (no MPI): a forward pass over the data is cheap next to training. */
 #include <omp.h>
 #include <stdio.h>
@@ -12,7 +12,7 @@
 #include "train/run_config.h"
 #include "core/log.h"
 #include "core/progress.h"
-#include "models/dpo.h"
+#include "models/dpo/dpo.h"
 
 void openblas_set_num_threads(int num_threads);
 

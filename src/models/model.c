@@ -1,10 +1,10 @@
 /* model.c — the model factory, and the gpt model behind the generic interface (model.h); fm and ffm live in
- * fm.c, ffm.c and click_model.c, dpo in dpo.c. */
+ * fm.c, ffm.c and click_model.c (click/), dpo in dpo/. */
 #include "models/model.h"
 
 #include <stdlib.h>
 
-#include "models/dpo.h"
+#include "models/dpo/dpo.h"
 #include "models/click/ffm.h"
 #include "models/click/fm.h"
 #include "models/gpt.h"

@@ -16,7 +16,7 @@
 #include "core/config.h"
 #include "comm/comm_config.h"
 #include "data/data_config.h"
-#include "models/dpo_config.h"
+#include "models/dpo/dpo_config.h"
 #include "models/gpt.h"
 
 #ifdef __cplusplus

@@ -12,7 +12,7 @@
  * and one row per key (type, default, range, doc line):
  *     run, optim, train, ckpt, log   train/train_config.h      model (and which kind reads which key)
  *     data                           data/data_config.h                            models/model_config.h
- *     comm                           comm/comm_config.h        dpo                 models/dpo_config.h
+ *     comm                           comm/comm_config.h        dpo                 models/dpo/dpo_config.h
  * and core/config.h reads, checks, overrides and writes them; this file joins them (dl_config_schema) and adds
  * `device` and the checks that involve several sections. So adding a key is one row in its module plus a field in
  * its section's struct. Loading, overrides, `dealer config keys`, `dealer config show` and the YAML written into
@@ -36,7 +36,7 @@
 #include "core/config.h"
 #include "comm/comm_config.h"
 #include "data/data_config.h"
-#include "models/dpo_config.h"
+#include "models/dpo/dpo_config.h"
 #include "models/model.h"
 #include "models/model_config.h"
 #include "train/train_config.h"

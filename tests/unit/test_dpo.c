@@ -27,7 +27,7 @@
 #include <unistd.h>
 
 #include "data/loader.h"
-#include "models/dpo.h"
+#include "models/dpo/dpo.h"
 
 #define NP 4
 static const float PC[NP] = {-10.0f, -20.0f, -5.0f, -1.0f};

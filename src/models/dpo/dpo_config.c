@@ -1,5 +1,5 @@
 /* dpo_config.c — the rows of the dpo section (dpo_config.h). */
-#include "models/dpo_config.h"
+#include "models/dpo/dpo_config.h"
 
 #include <stddef.h>
 
