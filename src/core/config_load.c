@@ -274,14 +274,14 @@ static dl_status load_text(const dl_cfg_schema *schema, void *cfg, const char *t
 }
 
 dl_status dl_cfg_load_string(const dl_cfg_schema *schema, void *cfg, const char *text, size_t len, const char *name) {
-    DL_REQUIRE(schema && cfg, DL_ERR_INVALID, "dl_config_load_string: cfg is NULL");
+    DL_REQUIRE(schema && cfg, DL_ERR_INVALID, "dl_cfg_load_string: schema or cfg is NULL");
     memset(cfg, 0, schema->size);
-    DL_REQUIRE(text || len == 0, DL_ERR_INVALID, "dl_config_load_string: text is NULL");
+    DL_REQUIRE(text || len == 0, DL_ERR_INVALID, "dl_cfg_load_string: text is NULL");
     return load_text(schema, cfg, text ? text : "", len, name ? name : "<string>", 0, NULL, 0);
 }
 
 dl_status dl_cfg_load(const dl_cfg_schema *schema, void *cfg, const char *path, int n_overrides, char **overrides) {
-    DL_REQUIRE(schema && cfg, DL_ERR_INVALID, "dl_config_load: cfg is NULL");
+    DL_REQUIRE(schema && cfg, DL_ERR_INVALID, "dl_cfg_load: schema or cfg is NULL");
     memset(cfg, 0, schema->size);
     DL_REQUIRE(n_overrides >= 0 && (n_overrides == 0 || overrides), DL_ERR_INVALID,
                "dl_config_load: %d overrides but no array", n_overrides);
@@ -433,7 +433,7 @@ int dl_cfg_diff(const dl_cfg_schema *schema, const void *a, const void *b, const
 
 dl_status dl_cfg_rank_hash(const dl_cfg_schema *schema, const void *cfg, uint64_t *hash) {
     DL_REQUIRE(schema && cfg && dl_cfg_origin_of(schema, cfg) && hash, DL_ERR_INVALID,
-               "dl_config_rank_hash: bad arguments");
+               "dl_cfg_rank_hash: bad arguments");
     dl_cfg_buf b = {0};
     int n = dl_cfg_num_keys(schema);
     for (int i = 0; i < n; i++) {
@@ -456,7 +456,7 @@ dl_status dl_cfg_rank_hash(const dl_cfg_schema *schema, const void *cfg, uint64_
 
 dl_status dl_cfg_get_text(const dl_cfg_schema *schema, const void *cfg, const char *key, char *buf, size_t cap) {
     DL_REQUIRE(schema && cfg && dl_cfg_origin_of(schema, cfg) && key && buf && cap > 0, DL_ERR_INVALID,
-               "dl_config_get_text: bad arguments");
+               "dl_cfg_get_text: bad arguments");
     int index = dl_cfg_find_dotted(schema, key);
     DL_REQUIRE(index >= 0, DL_ERR_INVALID, "dl_config_get_text: unknown key '%s'", key);
     dl_cfg_buf b = {0};
@@ -472,7 +472,7 @@ dl_status dl_cfg_get_text(const dl_cfg_schema *schema, const void *cfg, const ch
 
 dl_status dl_cfg_source_text(const dl_cfg_schema *schema, const void *cfg, const char *key, char *buf, size_t cap) {
     DL_REQUIRE(schema && cfg && dl_cfg_origin_of(schema, cfg) && key && buf && cap > 0, DL_ERR_INVALID,
-               "dl_config_source: bad arguments");
+               "dl_cfg_source_text: bad arguments");
     int index = dl_cfg_find_dotted(schema, key);
     DL_REQUIRE(index >= 0, DL_ERR_INVALID, "dl_config_source: unknown key '%s'", key);
     dl_cfg_format_source(schema, cfg, index, buf, cap);

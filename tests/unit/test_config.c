@@ -793,6 +793,105 @@ static void docs_key_table_is_current(void **state) {
     free(table);
 }
 
+/* core/config.h works on any schema: a made-up application with a selector, an ENUM_COUNT and an ENUM_TEXT key and
+ * a check across keys, none of dealer's names. */
+typedef enum toy_mode { TOY_PLAIN = 0, TOY_FANCY = 1 } toy_mode;
+typedef struct toy_net {
+    int depth;
+    char *label;
+    int repeat, repeat_every;
+    int source;
+    char *source_path;
+} toy_net;
+typedef struct toy_config {
+    toy_mode mode;
+    toy_net net;
+    struct dl_cfg_origin *origin;
+} toy_config;
+
+static const char *const toy_modes[] = {"plain", "fancy", NULL};
+static const char *const toy_repeats[] = {"never", "every:N", NULL};
+static const char *const toy_sources[] = {"builtin", "FILE", NULL};
+static const dl_cfg_key toy_top[] = {
+    DL_CFG_ENUM_KEY(toy_config, "mode", mode, toy_modes, "plain", "which toy"),
+    DL_CFG_END,
+};
+static const dl_cfg_key toy_net_keys[] = {
+    DL_CFG_KEY(toy_net, "depth", DL_CFG_INT, depth, "3", DL_CFG_IN(1, 9), "how deep"),
+    DL_CFG_KEY(toy_net, "label", DL_CFG_STRING, label, "", DL_CFG_ANY, "fancy: a name"),
+    {"repeat", DL_CFG_ENUM_COUNT, offsetof(toy_net, repeat), offsetof(toy_net, repeat_every), toy_repeats, "never",
+     DL_CFG_IN(2, 5), "repeat", NULL, 0},
+    {"source", DL_CFG_ENUM_TEXT, offsetof(toy_net, source), offsetof(toy_net, source_path), toy_sources, "builtin",
+     DL_CFG_ANY, "source", "builtin or a file", 0},
+    DL_CFG_END,
+};
+static const dl_cfg_section toy_sections[] = {{"", 0, toy_top}, {"net", offsetof(toy_config, net), toy_net_keys}};
+static const dl_cfg_reader toy_readers[] = {{"net.label", 1u << TOY_FANCY}, {NULL, 0}};
+
+static dl_status toy_check(const dl_cfg_schema *schema, const void *config) {
+    const toy_config *cfg = config;
+    if (cfg->net.repeat == 1 && cfg->net.repeat_every > cfg->net.depth)
+        return dl_cfg_conflict(schema, cfg, "net.repeat net.depth", "net.repeat every:%d is deeper than net.depth %d",
+                               cfg->net.repeat_every, cfg->net.depth);
+    return DL_OK;
+}
+
+static const dl_cfg_schema toy_schema = {
+    .sections = toy_sections,
+    .n_sections = 2,
+    .size = sizeof(toy_config),
+    .origin_offset = offsetof(toy_config, origin),
+    .selector = "mode",
+    .readers = toy_readers,
+    .check = toy_check,
+};
+
+static void mechanics_work_on_any_schema(void **state) {
+    (void)state;
+    toy_config cfg;
+    const char *yaml = "mode: fancy\nnet:\n  depth: 4\n  label: \"x\"\n  repeat: every:3\n  source: /data/f\n";
+    assert_int_equal(dl_cfg_load_string(&toy_schema, &cfg, yaml, strlen(yaml), "toy.yaml"), DL_OK);
+    assert_int_equal(cfg.mode, TOY_FANCY);
+    assert_int_equal(cfg.net.depth, 4);
+    assert_string_equal(cfg.net.label, "x");
+    assert_int_equal(cfg.net.repeat, 1);
+    assert_int_equal(cfg.net.repeat_every, 3);
+    assert_int_equal(cfg.net.source, 1);
+    assert_string_equal(cfg.net.source_path, "/data/f");
+    char *text = NULL;
+    assert_int_equal(dl_cfg_to_yaml(&toy_schema, &cfg, 0, &text), DL_OK);
+    assert_string_equal(text, "# dealer config, resolved\nmode: fancy\nnet:\n  depth: 4\n  label: \"x\"\n"
+                              "  repeat: every:3\n  source: \"/data/f\"\n");
+    toy_config back;
+    assert_int_equal(dl_cfg_load_string(&toy_schema, &back, text, strlen(text), "back"), DL_OK);
+    assert_true(dl_cfg_equal(&toy_schema, &cfg, &back));
+    dl_cfg_free(&toy_schema, &back);
+    free(text);
+    dl_cfg_free(&toy_schema, &cfg);
+
+    /* The selector: net.label is read only in fancy mode. */
+    assert_true(dl_cfg_key_read_by(&toy_schema, "net.label", TOY_FANCY));
+    assert_false(dl_cfg_key_read_by(&toy_schema, "net.label", TOY_PLAIN));
+    assert_true(dl_cfg_key_read_by(&toy_schema, "net.depth", TOY_PLAIN));
+    assert_int_equal(dl_cfg_readers_unknown(&toy_schema, NULL, 0), 0);
+    assert_int_equal(dl_cfg_load(&toy_schema, &cfg, NULL, 1, (char *[]){"net.label=y"}), DL_ERR_CONFIG);
+    assert_non_null(strstr(dl_error_message(), "net.label is not read by mode plain (only by fancy)"));
+    assert_null(cfg.origin);
+    /* Errors name the schema's keys: a suggestion, a range, the ENUM_COUNT's count, the check across keys. */
+    assert_int_equal(dl_cfg_load(&toy_schema, &cfg, NULL, 1, (char *[]){"net.dpth=2"}), DL_ERR_CONFIG);
+    assert_non_null(strstr(dl_error_message(), "unknown key 'dpth' in section net (did you mean 'depth'?)"));
+    assert_int_equal(dl_cfg_load(&toy_schema, &cfg, NULL, 1, (char *[]){"net.repeat=every:9"}), DL_ERR_CONFIG);
+    assert_non_null(strstr(dl_error_message(), "N must be between 2 and 5"));
+    assert_int_equal(dl_cfg_load(&toy_schema, &cfg, NULL, 1, (char *[]){"net.source="}), DL_ERR_CONFIG);
+    assert_non_null(strstr(dl_error_message(), "expected builtin or a file, got an empty value"));
+    assert_int_equal(dl_cfg_load(&toy_schema, &cfg, NULL, 2, (char *[]){"net.repeat=every:5", "net.depth=2"}),
+                     DL_ERR_CONFIG);
+    assert_string_equal(dl_error_message(), "override 'net.depth=2': net.repeat every:5 is deeper than net.depth 2");
+    assert_int_equal(dl_cfg_load_string(&toy_schema, &cfg, "colour: red\n", 12, "toy.yaml"), DL_ERR_CONFIG);
+    assert_non_null(strstr(dl_error_message(), "toy.yaml:1: unknown section 'colour'"));
+    dl_error_clear();
+}
+
 /* ckpt reads the gpt shape of a stored config with rows of its own (it sits below models/, which owns the model
  * section): each of them must be the model section's key with its type, choices and default, or an old checkpoint
  * missing a key would read as another shape than the run that wrote it. */
@@ -857,6 +956,7 @@ int main(void) {
         cmocka_unit_test(print_keys_lists_every_key),
         cmocka_unit_test(docs_key_table_is_current),
         cmocka_unit_test(stored_shape_rows_match_the_model_section),
+        cmocka_unit_test(mechanics_work_on_any_schema),
     };
     return cmocka_run_group_tests(tests, make_tmp_dir, remove_tmp_dir);
 }
