@@ -25,7 +25,7 @@
 #include <unistd.h>
 
 #include "comm/world.h"
-#include "core/config.h"
+#include "train/run_config.h"
 #include "core/hash.h"
 #include "core/timer.h"
 #include "ckpt/checkpoint.h"
@@ -127,7 +127,7 @@ int main(int argc, char **argv) {
     dl_backend be;
     CHECK(dl_backend_open(&be, "cpu", 0));
     dl_model *m;
-    CHECK(dl_model_create(&m, &cfg, &be, 8, 1));
+    CHECK(dl_config_create_model(&m, &cfg, &be, 8, 1));
     CHECK(m->init_params(m, 1));
     const dl_shard_layout *l = m->shard_layout;
     if (!l && world.size > 1)

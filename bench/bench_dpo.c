@@ -15,7 +15,7 @@
 #include "core/philox.h"
 #include "core/timer.h"
 #include "data/loader.h"
-#include "models/dpo.h"
+#include "models/dpo/dpo.h"
 
 void openblas_set_num_threads(int);
 

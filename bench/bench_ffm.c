@@ -28,7 +28,7 @@
 #include <time.h>
 
 #include "comm/world.h"
-#include "core/config.h"
+#include "train/run_config.h"
 #include "core/hash.h"
 #include "core/philox.h"
 #include "core/timer.h"
@@ -225,7 +225,7 @@ static void run_model(const char *name, const rows *d, int64_t buckets, int batc
     if (dl_backend_open(&be, "cpu", 0) != DL_OK)
         die("opening the CPU backend");
     dl_model *model;
-    if (dl_model_create(&model, &cfg, &be, batch, 1) != DL_OK)
+    if (dl_config_create_model(&model, &cfg, &be, batch, 1) != DL_OK)
         die("creating the model");
     if (model->init_params(model, 1) != DL_OK)
         die("initialising");
@@ -260,7 +260,7 @@ static void run_memory(const char *name, const rows *d, int64_t buckets, int bat
     if (dl_backend_open(&be, "cpu", 0) != DL_OK)
         die("opening the CPU backend");
     dl_model *model;
-    if (dl_model_create(&model, &cfg, &be, batch, 1) != DL_OK)
+    if (dl_config_create_model(&model, &cfg, &be, batch, 1) != DL_OK)
         die("creating the model");
     if (model->init_params(model, 1) != DL_OK)
         die("initialising");

@@ -35,7 +35,7 @@
 #include <unistd.h>
 
 #include "comm/world.h"
-#include "core/config.h"
+#include "train/run_config.h"
 #include "core/philox.h"
 #include "core/timer.h"
 #include "models/gpt.h"
@@ -134,7 +134,7 @@ static void bench_model_open(bench_model *b, dl_world *w, char **overrides, int 
     memset(b, 0, sizeof *b);
     TRY(dl_config_load(&b->cfg, NULL, n_overrides, overrides));
     TRY(dl_backend_open(&b->be, "cpu", 0));
-    TRY(dl_model_create(&b->model, &b->cfg, &b->be, docs, len));
+    TRY(dl_config_create_model(&b->model, &b->cfg, &b->be, docs, len));
     TRY(b->model->init_params(b->model, 1));
     dl_optimizer_settings os = {.kind = adamw ? DL_OPT_ADAMW : DL_OPT_SGD, .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8,
                                 .weight_decay = 0.1, .momentum = 0.0};

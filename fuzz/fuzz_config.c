@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/config.h"
+#include "train/run_config.h"
 
 static void check_failure(dl_status s, const dl_config *cfg) {
     const char *msg = dl_error_message();

@@ -54,7 +54,7 @@ double *dl_test_alloc_d(size_t n);
             DL_TEST_FAIL("%s returned %d, want DL_ERR_INVALID", #call, (int)dl_expect_s_);                   \
     } while (0)
 
-#include "core/config.h"
+#include "train/run_config.h"
 
 /* A CPU FM/FFM configuration for model tests: kind, k, fields, hash buckets, linear terms, λ and the embeddings
  * mode; libffm's normalisation and AdaGrad (η 0.2, G from 1). */

@@ -112,28 +112,58 @@ dl_status dl_weights_resolve(const char *spec, const char *key, dl_weights_sourc
     return DL_OK;
 }
 
-/* The gpt shape of a dealer config text (from a checkpoint or a safetensors export's metadata). */
+/* The gpt shape keys of a dealer config text, as a checkpoint stores it. ckpt sits below models/, which owns the
+ * model section, so it reads these seven keys with rows of its own and skips the rest of the text; the defaults
+ * (for a text written before a key existed) are the model section's, which test_config checks. */
+typedef struct stored_shape {
+    int vocab_size, n_layer, n_head, n_embd, max_seq_len, positions;
+    double rope_theta;
+    struct dl_cfg_origin *origin;
+} stored_shape;
+
+#define KEY(name, type, def, ...) DL_CFG_KEY(stored_shape, #name, type, name, def, __VA_ARGS__, "")
+static const char *const positions_choices[] = {"learned", "rope", NULL};
+static const dl_cfg_key stored_shape_keys[] = {
+    KEY(vocab_size, DL_CFG_INT, "50257", DL_CFG_GE(1)),
+    KEY(n_layer, DL_CFG_INT, "12", DL_CFG_IN(1, 1024)),
+    KEY(n_head, DL_CFG_INT, "12", DL_CFG_GE(1)),
+    KEY(n_embd, DL_CFG_INT, "768", DL_CFG_GE(1)),
+    KEY(max_seq_len, DL_CFG_INT, "1024", DL_CFG_GE(1)),
+    DL_CFG_ENUM_KEY(stored_shape, "positions", positions, positions_choices, "learned", ""),
+    KEY(rope_theta, DL_CFG_FLOAT, "10000", DL_CFG_GT(0)),
+    DL_CFG_END,
+};
+#undef KEY
+static const dl_cfg_section stored_shape_sections[] = {{"model", 0, stored_shape_keys}};
+const dl_cfg_schema dl_weights_stored_shape_schema = {
+    .sections = stored_shape_sections,
+    .n_sections = 1,
+    .size = sizeof(stored_shape),
+    .origin_offset = offsetof(stored_shape, origin),
+    .skip_unknown = true,
+};
+
 static dl_status shape_from_yaml(const char *yaml, const char *kind, const char *path, dl_gpt2_shape *shape) {
     if (kind && strcmp(kind, "gpt") != 0 && strcmp(kind, "dpo") != 0) {
         dl_status s = DL_FAIL(DL_ERR_CONFIG, "%s holds a %s model, not a gpt", path, kind);
         dl_error_hint("start from a gpt (or dpo) run's checkpoint");
         return s;
     }
-    dl_config cfg;
-    dl_status s = dl_config_load_string(&cfg, yaml, strlen(yaml), path);
+    stored_shape cfg;
+    dl_status s = dl_cfg_load_string(&dl_weights_stored_shape_schema, &cfg, yaml, strlen(yaml), path);
     if (s != DL_OK) {
         dl_error_context("reading the config stored in %s", path);
         return s;
     }
-    shape->vocab_size = cfg.model.vocab_size;
-    shape->n_layer = cfg.model.n_layer;
-    shape->n_head = cfg.model.n_head;
-    shape->n_embd = cfg.model.n_embd;
-    shape->n_positions = cfg.model.max_seq_len;
-    shape->rope = cfg.model.positions == DL_POSITIONS_ROPE;
-    shape->rope_theta = cfg.model.rope_theta;
+    shape->vocab_size = cfg.vocab_size;
+    shape->n_layer = cfg.n_layer;
+    shape->n_head = cfg.n_head;
+    shape->n_embd = cfg.n_embd;
+    shape->n_positions = cfg.max_seq_len;
+    shape->rope = cfg.positions == 1;
+    shape->rope_theta = cfg.rope_theta;
     shape->n_head_known = 1;
-    dl_config_free(&cfg);
+    dl_cfg_free(&dl_weights_stored_shape_schema, &cfg);
     return DL_OK;
 }
 

@@ -15,6 +15,7 @@
 #include <stddef.h>
 
 #include "ckpt/hf_gpt2.h"
+#include "core/config.h"
 #include "core/status.h"
 #include "core/tensor.h"
 
@@ -45,6 +46,10 @@ const char *dl_weights_kind_name(dl_weights_kind kind);
 /* The gpt shape the source holds: a dealer checkpoint's (or a dealer safetensors file's) stored config, which must
  * be of model.kind gpt or dpo; config.json; or, for a bare GPT-2 safetensors file, what its tensors imply. */
 dl_status dl_weights_shape(const dl_weights_source *source, dl_gpt2_shape *shape);
+/* The rows dl_weights_shape reads a stored config with (model.vocab_size, n_layer, n_head, n_embd, max_seq_len,
+ * positions, rope_theta; everything else skipped): exposed so that a test can hold their defaults to the model
+ * section's. */
+extern const dl_cfg_schema dl_weights_stored_shape_schema;
 
 /* Loads the source's parameters into host (the layout of params: every tensor of params, by name, in its shape;
  * nothing left over in the source but the optimizer state of a dealer checkpoint). */

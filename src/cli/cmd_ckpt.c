@@ -26,7 +26,7 @@
 #include "ckpt/hf_gpt2.h"
 #include "ckpt/weights.h"
 #include "comm/world.h"
-#include "core/config.h"
+#include "train/run_config.h"
 #include "data/tokenizer.h"
 #include "models/gpt.h"
 

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "cli/commands.h"
-#include "core/config.h"
+#include "train/run_config.h"
 
 static void usage(FILE *out) {
     fprintf(out,

@@ -1,6 +1,6 @@
 /* cmd_dpo.c — `dealer dpo precompute-ref CONFIG [overrides] [--out FILE]`: the reference log-probs of every
  * preference pair, computed once so that training (dpo.reference: precomputed) holds only the policy in memory.
- * The work is dl_dpo_precompute_reference (src/models/dpo.h); this file parses the command line, draws progress and
+ * The work is dl_dpo_precompute_reference (src/models/dpo/dpo.h); this file parses the command line, draws progress and
  * prints a summary. It runs in one process (no MPI): a forward pass over the data is cheap next to training. */
 #include <omp.h>
 #include <stdio.h>
@@ -9,10 +9,10 @@
 
 #include "cli/commands.h"
 #include "core/fs.h"
-#include "core/config.h"
+#include "train/run_config.h"
 #include "core/log.h"
 #include "core/progress.h"
-#include "models/dpo.h"
+#include "models/dpo/dpo.h"
 
 void openblas_set_num_threads(int num_threads);
 
@@ -138,7 +138,8 @@ static int cmd_precompute(int argc, char **argv) {
     }
     dl_loader_stats train = {0}, valid = {0};
     progress_state progress = {0};
-    s = dl_dpo_precompute_reference(&cfg, &be, out, &train, &valid, on_progress, &progress);
+    dl_model_setup setup = dl_config_model_setup(&cfg);
+    s = dl_dpo_precompute_reference(&setup, &be, out, &train, &valid, on_progress, &progress);
     if (progress.open)
         dl_progress_end(&progress.bar);
     dl_backend_close(&be);

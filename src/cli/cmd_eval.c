@@ -18,7 +18,7 @@
 #include <sys/stat.h>
 
 #include "cli/commands.h"
-#include "core/config.h"
+#include "train/run_config.h"
 #include "core/timer.h"
 #include "data/dataset.h"
 #include "data/loader.h"
@@ -192,7 +192,7 @@ static dl_status evaluate(const options *o, evaluation *e, char *path, size_t ca
         omp_set_num_threads((int)o->threads);
     DL_CHECK(dl_backend_open(&e->be, o->device, 0));
     e->be_open = 1;
-    DL_CHECK(dl_model_create(&e->model, c, &e->be, rows, c->data.seq_len));
+    DL_CHECK(dl_config_create_model(&e->model, c, &e->be, rows, c->data.seq_len));
     DL_CHECK(load_params(e, path));
     char tok_name[4400];
     DL_CHECK(dl_cli_checkpoint_tokenizer(path, e->tokenizer_hash ? e->tokenizer_hash : "", o->tokenizer, &e->tok,
@@ -206,7 +206,7 @@ static dl_status evaluate(const options *o, evaluation *e, char *path, size_t ca
     dl_dataset_source(e->set, &source);
     dl_loader_config lc; /* as the trainer's evaluation: its training shape, in order, one pass */
     dl_loader_config_default(&lc);
-    lc.kind = dl_model_data_kind(c);
+    lc.kind = dl_model_data_kind(&c->model);
     lc.batch_rows = rows;
     lc.seq_len = c->data.seq_len;
     lc.packing = c->data.packing;

@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "cli/commands.h"
-#include "core/config.h"
+#include "train/run_config.h"
 #include "core/philox.h"
 #include "ckpt/checkpoint.h"
 #include "data/tokenizer.h"

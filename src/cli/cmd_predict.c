@@ -14,7 +14,7 @@
 #include <sys/stat.h>
 
 #include "cli/commands.h"
-#include "core/config.h"
+#include "train/run_config.h"
 #include "core/fs.h"
 #include "data/batch.h"
 #include "data/convert.h"
@@ -69,7 +69,8 @@ static dl_status load_model(predictor *p, const char *path, int batch_rows) {
     p->num_fields = p->cfg.model.num_fields;
     DL_CHECK(dl_backend_open(&p->be, "cpu", 0));
     p->backend_open = 1;
-    DL_CHECK(dl_click_model_create(&p->model, kind, &p->cfg, &p->be, batch_rows, 1));
+    dl_model_setup setup = dl_config_model_setup(&p->cfg);
+    DL_CHECK(dl_click_model_create(&p->model, kind, &setup, &p->be, batch_rows, 1));
     p->model_ready = 1;
     dl_ckpt_tensors t = {p->model.params, p->model.param_data, 0, NULL, NULL, 0, 0};
     uint8_t *cursor = NULL;

@@ -9,7 +9,7 @@
 
 #include "cli/commands.h"
 #include "comm/world.h"
-#include "core/config.h"
+#include "train/run_config.h"
 #include "core/log.h"
 #include "core/signals.h"
 #include "train/run_guard.h"

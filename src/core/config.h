@@ -1,30 +1,45 @@
-/* config.h — dealer's experiment configuration: a YAML file plus command-line overrides, resolved into one typed
- * struct that every module reads as plain fields.
+/* config.h — the mechanics of a typed configuration: a YAML file plus command-line overrides, resolved into a plain
+ * C struct whose fields the program reads directly. core/ knows no setting of its own: the caller hands in a
+ * *schema*, a list of sections, and each module of dealer owns its section (a struct and the rows that declare its
+ * keys). The application joins them (src/train/run_config.h: dl_config and its dl_config_* functions, which is what
+ * the rest of dealer calls):
  *
- *     dl_config cfg;
- *     DL_CHECK(dl_config_load(&cfg, "configs/gpt-shakespeare.yaml", argc - 2, argv + 2));  // "optim.lr=1e-3" ...
- *     printf("%d layers, lr %g\n", cfg.model.n_layer, cfg.optim.lr);
- *     if (cfg.model.kind == DL_MODEL_GPT) ...
- *     dl_config_free(&cfg);
+ *     // a module's section: the struct, and one row per key (offsets relative to the struct)
+ *     typedef struct my_section { int layers; double lr; } my_section;
+ *     static const dl_cfg_key my_keys[] = {
+ *         DL_CFG_KEY(my_section, "layers", DL_CFG_INT, layers, "12", DL_CFG_GE(1), "how many layers"),
+ *         DL_CFG_KEY(my_section, "lr", DL_CFG_FLOAT, lr, "3e-4", DL_CFG_GT(0), "learning rate"),
+ *         DL_CFG_END,
+ *     };
+ *     // the application: its struct holds the sections, the schema says where each one lives
+ *     typedef struct app_config { my_section my; struct dl_cfg_origin *origin; } app_config;
+ *     static const dl_cfg_section sections[] = {{"my", offsetof(app_config, my), my_keys}};
+ *     static const dl_cfg_schema schema = {sections, 1, sizeof(app_config), offsetof(app_config, origin)};
+ *     app_config cfg;
+ *     DL_CHECK(dl_cfg_load(&schema, &cfg, "x.yaml", argc, argv));   // "my.lr=1e-3" ...
  *
- * A config file is one YAML mapping: the top-level key `device` and the sections run, model, data, optim, train,
- * comm, ckpt, log and dpo, each a mapping of keys. Every key is declared once, in the schema table of
- * config_schema.c, with its type, default, range and a one-line doc; loading, overrides, `dealer config keys`,
- * `dealer config show` and the YAML written into checkpoints all work from that table, so adding a key is one line
- * there plus a field here. Every key has a default, so an empty file is a valid config.
- *
- * Errors are DL_ERR_CONFIG with one line that names the file and line (or the override) and, for a misspelt key, the
- * nearest valid one:
+ * A config file is one YAML mapping: the keys of the section named "" at its top level, every other section a
+ * mapping of its keys. Every key has a default (so an empty file is a valid config), a type, a range and a doc
+ * line; loading, overrides, the key list, the resolved YAML and the equality, difference and hash of two configs
+ * all work from the rows. Errors are DL_ERR_CONFIG with one line naming the file and line (or the override) and, for
+ * a misspelt key, the nearest valid one:
  *     configs/x.yaml:12: unknown key 'lrr' in section optim (did you mean 'lr'?)
  *     override 'optim.lr=fast': optim.lr: expected a number, got 'fast'
  *
- * Paths in a config (data.train, run.dir, ...) are kept as written: a relative path resolves against the current
- * directory of the process, not the directory of the config file, so a config means the same thing whether it is
- * read from configs/ or from a checkpoint. */
+ * A schema may name a *selector*, an enum key whose value decides which other keys are read (dealer's: the kind of
+ * network a run trains):
+ * rows of `readers` give a key's readers as a bit per choice of the selector, a key without a row is read under
+ * every choice, and a loaded config that sets a key its selector's value does not read fails, since the setting
+ * would be ignored. The checks that involve several keys are the application's: `check` runs after the overrides,
+ * and dl_cfg_conflict words its errors, blaming the key set last.
+ *
+ * Paths in a config are kept as written: a relative path resolves against the current directory of the process,
+ * not the directory of the config file, so a config means the same thing wherever it is read from. */
 #ifndef DL_CORE_CONFIG_H
 #define DL_CORE_CONFIG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -34,213 +49,163 @@
 extern "C" {
 #endif
 
-/* ---- enumerated values (the YAML spelling is in the comment; values are stable) ------------------------------- */
-
-typedef enum dl_cfg_device { DL_CFG_DEVICE_AUTO = 0, DL_CFG_DEVICE_CPU = 1, DL_CFG_DEVICE_CUDA = 2 } dl_cfg_device;
-typedef enum dl_model_kind { DL_MODEL_GPT = 0, DL_MODEL_FM = 1, DL_MODEL_FFM = 2, DL_MODEL_DPO = 3 } dl_model_kind;
-/* model.checkpoint: none | blocks | every:K (K in model.checkpoint_every). */
-typedef enum dl_grad_ckpt { DL_GRAD_CKPT_NONE = 0, DL_GRAD_CKPT_BLOCKS = 1, DL_GRAD_CKPT_EVERY = 2 } dl_grad_ckpt;
-typedef enum dl_positions { DL_POSITIONS_LEARNED = 0, DL_POSITIONS_ROPE = 1 } dl_positions;
-/* model.precision: fp32 | bf16 (gpt/dpo: bf16 matmul operands, fp32 master weights and everything else). */
-typedef enum dl_precision { DL_PRECISION_FP32 = 0, DL_PRECISION_BF16 = 1 } dl_precision;
-/* data.format: which tf.Example features the records hold; auto follows model.kind. */
-typedef enum dl_data_format {
-    DL_FORMAT_AUTO = 0,
-    DL_FORMAT_TOKENS = 1, /* tokens */
-    DL_FORMAT_CLICKS = 2, /* label, field, feature, value */
-    DL_FORMAT_PAIRS = 3,  /* prompt, chosen, rejected */
-} dl_data_format;
-/* data.overlong: a document longer than data.seq_len. */
-typedef enum dl_overlong {
-    DL_OVERLONG_TRUNCATE = 0, /* keep the first seq_len tokens */
-    DL_OVERLONG_DROP = 1,     /* skip the document */
-    DL_OVERLONG_ERROR = 2,    /* fail naming the record */
-    DL_OVERLONG_SPLIT = 3,    /* cut into seq_len pieces, each a document of its own */
-} dl_overlong;
-typedef enum dl_optim_name { DL_OPTIM_ADAMW = 0, DL_OPTIM_ADAGRAD = 1, DL_OPTIM_SGD = 2 } dl_optim_name;
-typedef enum dl_lr_schedule {
-    DL_SCHEDULE_CONSTANT = 0,
-    DL_SCHEDULE_COSINE = 1,
-    DL_SCHEDULE_LINEAR = 2,
-    DL_SCHEDULE_INVERSE_SQRT = 3,
-} dl_lr_schedule;
-/* train.resume: auto | never | PATH (PATH in train.resume_path). */
-typedef enum dl_resume { DL_RESUME_AUTO = 0, DL_RESUME_NEVER = 1, DL_RESUME_PATH = 2 } dl_resume;
-typedef enum dl_embeddings {
-    DL_EMBEDDINGS_REPLICATED = 0,
-    DL_EMBEDDINGS_SHARDED = 1,
-    DL_EMBEDDINGS_SHARED = 2, /* one table per node in shared memory, trained in place (lock-free) */
-} dl_embeddings;
-typedef enum dl_cfg_log_level {
-    DL_CFG_LOG_DEBUG = 0,
-    DL_CFG_LOG_INFO = 1,
-    DL_CFG_LOG_WARN = 2,
-    DL_CFG_LOG_ERROR = 3,
-} dl_cfg_log_level;
-/* The same numbering as the loss_kind argument of the dpo_loss ops. */
-typedef enum dl_dpo_loss { DL_DPO_LOSS_SIGMOID = 0, DL_DPO_LOSS_IPO = 1, DL_DPO_LOSS_HINGE = 2 } dl_dpo_loss;
-typedef enum dl_dpo_reference { DL_DPO_REF_MODEL = 0, DL_DPO_REF_PRECOMPUTED = 1 } dl_dpo_reference;
-
-/* A list of strings (data.train, data.valid): a single YAML string loads as a list of one. */
+/* A list of strings (paths): a single YAML string loads as a list of one. */
 typedef struct dl_str_list {
     int count;
     char **items;
 } dl_str_list;
 
-/* ---- the resolved config ---------------------------------------------------------------------------------------
- * Strings are never NULL ("" when unset). Everything is owned by the config and freed by dl_config_free. The
- * meaning, default and range of each field is in `dealer config keys` (and docs/config.md). */
-typedef struct dl_config {
-    dl_cfg_device device;
-    struct {
-        char *dir;
-        int64_t seed;
-        bool overwrite; /* train.resume=never may delete an old run's checkpoints in run.dir */
-    } run;
-    struct {
-        dl_model_kind kind;
-        dl_grad_ckpt checkpoint;
-        int checkpoint_every; /* K of every:K, 0 otherwise */
-        char *init_from;
-        double init_std;
-        int vocab_size;
-        int n_layer;
-        int n_head;
-        int n_embd;
-        int max_seq_len;
-        dl_positions positions;
-        double rope_theta;
-        dl_precision precision;
-        double dropout;
-        bool tied_head;
-        double layernorm_eps;
-        int k;
-        int64_t hash_buckets;
-        int num_fields;
-        bool linear_terms;
-        bool normalize;
-    } model;
-    struct {
-        dl_str_list train;
-        dl_str_list valid;
-        dl_data_format format;
-        int seq_len;
-        bool packing;
-        int pack_window;
-        dl_overlong overlong;
-        bool shuffle;
-        int skip_corrupt; /* how many damaged records may be skipped (with a warning) before failing */
-        int prefetch;
-        char *tokenizer;  /* "bytes" or a tokenizer.json (gpt/dpo) */
-    } data;
-    struct {
-        dl_optim_name name;
-        double lr;
-        double beta1;
-        double beta2;
-        double eps;
-        double weight_decay;
-        double momentum;
-        double adagrad_init;
-        double grad_clip;
-        dl_lr_schedule schedule;
-        int warmup_steps;
-        double min_lr_ratio;
-    } optim;
-    struct {
-        int64_t steps;
-        int epochs;
-        int batch_per_rank;
-        int grad_accum;
-        int eval_every;
-        int eval_steps;
-        dl_resume resume;
-        char *resume_path; /* the PATH of train.resume, "" otherwise */
-        int max_bad_steps;
-        bool early_stop;
-        int threads;
-    } train;
-    struct {
-        int zero;
-        double bucket_mb;
-        dl_embeddings embeddings;
-        int timeout_s;
-    } comm;
-    struct {
-        int every;
-        int keep;
-        int keep_every;
-        bool compress;
-    } ckpt;
-    struct {
-        int every;
-        bool jsonl;
-        bool tensorboard;
-        dl_cfg_log_level level;
-    } log;
-    struct {
-        double beta;
-        dl_dpo_loss loss;
-        double label_smoothing;
-        dl_dpo_reference reference;
-        char *reference_file;
-    } dpo;
-    /* Private: where each value came from (default, file:line, override), for `dealer config show`. */
-    struct dl_config_origin *origin;
-} dl_config;
+/* How a key's value is spelt and stored. Enum fields are int-sized C enums. */
+typedef enum dl_cfg_type {
+    DL_CFG_INT,        /* int field, decimal integer */
+    DL_CFG_I64,        /* int64_t field, decimal integer */
+    DL_CFG_FLOAT,      /* double field, finite number */
+    DL_CFG_BOOL,       /* bool field, true|false (yes|no|on|off accepted) */
+    DL_CFG_STRING,     /* char * field ("" when unset, never NULL) */
+    DL_CFG_ENUM,       /* enum field, one of `choices` (index = value) */
+    DL_CFG_LIST,       /* dl_str_list field: a string or a list of strings */
+    DL_CFG_ENUM_COUNT, /* enum at offset, int at offset2: one of `choices`, the last spelt "word:K" with the int K in
+                          the key's range (none|blocks|every:K); offset2 holds 0 for the other choices */
+    DL_CFG_ENUM_TEXT,  /* enum at offset, char * at offset2: one of `choices` but the last, or any other non-empty
+                          text, which selects the last choice (a placeholder: auto|never|PATH) and is kept at
+                          offset2 ("" for the other choices) */
+} dl_cfg_type;
 
-/* ---- API ------------------------------------------------------------------------------------------------------ */
+/* Range flags of numeric keys. */
+enum { DL_CFG_HAS_MIN = 1, DL_CFG_HAS_MAX = 2, DL_CFG_MIN_OPEN = 4, DL_CFG_MAX_OPEN = 8 };
+/* Key flags. */
+enum {
+    DL_CFG_RANK_LOCAL = 1, /* the ranks of one run may set it differently (it changes what a rank prints, not what it
+                              computes): left out of dl_cfg_diff and dl_cfg_rank_hash */
+};
 
-/* Fills *cfg with every key's default. *cfg needs no initialisation; free it with dl_config_free. */
-dl_status dl_config_defaults(dl_config *cfg);
+/* One key of a section. */
+typedef struct dl_cfg_key {
+    const char *name;
+    dl_cfg_type type;
+    size_t offset;  /* of the field in the section's struct */
+    size_t offset2; /* DL_CFG_ENUM_COUNT, DL_CFG_ENUM_TEXT: of the second field */
+    const char *const *choices; /* enums: NULL-terminated, in enum order */
+    const char *def;            /* the default, spelt as in YAML and parsed like a user's value */
+    int range;                  /* DL_CFG_HAS_MIN | ... */
+    double min, max;
+    const char *doc;
+    const char *expect; /* what a value may be, for "expected ..." errors; NULL: said by the type */
+    unsigned flags;     /* DL_CFG_RANK_LOCAL */
+} dl_cfg_key;
 
-/* Resolves a config: defaults, then the YAML file at `path` (NULL: none), then `overrides` ("section.key=value",
- * or "device=cuda"), in order, then the checks that involve several keys. *cfg needs no initialisation. On failure
- * it fails with DL_ERR_CONFIG (DL_ERR_NOMEM when memory ran out) and leaves *cfg empty (dl_config_free is safe). */
-dl_status dl_config_load(dl_config *cfg, const char *path, int n_overrides, char **overrides);
+/* Range shorthands: the range, min and max members of a dl_cfg_key. */
+#define DL_CFG_ANY 0, 0.0, 0.0
+#define DL_CFG_GE(lo) DL_CFG_HAS_MIN, (lo), 0.0
+#define DL_CFG_GT(lo) DL_CFG_HAS_MIN | DL_CFG_MIN_OPEN, (lo), 0.0
+#define DL_CFG_IN(lo, hi) DL_CFG_HAS_MIN | DL_CFG_HAS_MAX, (lo), (hi)
+#define DL_CFG_IN_HALF_OPEN(lo, hi) DL_CFG_HAS_MIN | DL_CFG_HAS_MAX | DL_CFG_MAX_OPEN, (lo), (hi)
+#define DL_CFG_IN_OPEN(lo, hi) DL_CFG_HAS_MIN | DL_CFG_HAS_MAX | DL_CFG_MIN_OPEN | DL_CFG_MAX_OPEN, (lo), (hi)
 
-/* Like dl_config_load with YAML text instead of a file: `name` is the file name errors and sources show (e.g.
- * "run/ckpt/step_00000100.h5:/config"). Reads back exactly what dl_config_to_yaml wrote. */
-dl_status dl_config_load_string(dl_config *cfg, const char *text, size_t len, const char *name);
+/* Rows of a section whose struct is `type`: a plain key (the arguments after the default: its range, one of the
+ * shorthands above, then its doc line), and an enum key (choices in enum order). */
+#define DL_CFG_KEY(type, name, kind, field, def, ...) \
+    {name, kind, offsetof(type, field), 0, NULL, def, __VA_ARGS__, NULL, 0}
+#define DL_CFG_ENUM_KEY(type, name, field, choices, def, doc) \
+    {name, DL_CFG_ENUM, offsetof(type, field), 0, choices, def, DL_CFG_ANY, doc, NULL, 0}
+
+/* The row that ends a section's rows. */
+#define DL_CFG_END {.name = NULL}
+
+/* A section: its name ("" for the keys at the top level of the file), where its struct lies in the application's
+ * config struct, and its rows (ended by DL_CFG_END). */
+typedef struct dl_cfg_section {
+    const char *name;
+    size_t offset;
+    const dl_cfg_key *keys;
+} dl_cfg_section;
+
+/* A row of the "read by" column: the choices of the selector under which `key` ("section.name") is read, a bit
+ * (1 << choice) each. */
+typedef struct dl_cfg_reader {
+    const char *key;
+    unsigned readers;
+} dl_cfg_reader;
+
+/* Where each value came from (default, file:line, override), for dl_cfg_source_text; private to core. */
+struct dl_cfg_origin;
+
+typedef struct dl_cfg_schema {
+    const dl_cfg_section *sections; /* in output order: what the YAML and the key list show */
+    int n_sections;
+    size_t size;          /* of the application's config struct */
+    size_t origin_offset; /* of its `struct dl_cfg_origin *` member (NULL when the config holds nothing) */
+    const char *selector; /* the dotted name of the enum key that decides which keys are read; NULL: all are */
+    const dl_cfg_reader *readers; /* ended by a row whose key is NULL; NULL: none */
+    /* The checks that involve several keys, run after the file and the overrides; NULL: none. */
+    dl_status (*check)(const struct dl_cfg_schema *schema, const void *cfg);
+    /* Set for a reader of a few keys of a bigger config (the model shape stored in a checkpoint): sections and keys
+     * the schema does not declare are skipped instead of refused. */
+    bool skip_unknown;
+} dl_cfg_schema;
+
+/* ---- resolving a config ---------------------------------------------------------------------------------------
+ * `cfg` points at the application's config struct (schema->size bytes); it needs no initialisation. */
+
+/* Fills *cfg with every key's default. Free it with dl_cfg_free. */
+dl_status dl_cfg_defaults(const dl_cfg_schema *schema, void *cfg);
+
+/* Resolves a config: defaults, then the YAML file at `path` (NULL: none), then `overrides` ("section.key=value", or
+ * "key=value" at the top level), in order, then the selector's and the schema's checks. On failure it fails with
+ * DL_ERR_CONFIG (DL_ERR_NOMEM when memory ran out) and leaves *cfg empty (dl_cfg_free is safe). */
+dl_status dl_cfg_load(const dl_cfg_schema *schema, void *cfg, const char *path, int n_overrides, char **overrides);
+
+/* Like dl_cfg_load with YAML text instead of a file and without the selector's check (a resolved config lists
+ * every key): `name` is the file name errors and sources show. Reads back exactly what dl_cfg_to_yaml wrote. */
+dl_status dl_cfg_load_string(const dl_cfg_schema *schema, void *cfg, const char *text, size_t len, const char *name);
 
 /* Releases everything *cfg owns and zeroes it. Safe on a zeroed or already freed config. */
-void dl_config_free(dl_config *cfg);
+void dl_cfg_free(const dl_cfg_schema *schema, void *cfg);
+
+/* ---- reading a resolved config --------------------------------------------------------------------------------- */
 
 /* The resolved config as YAML (every key, in schema order), in a malloc'd string the caller frees. With
- * with_sources, each value carries a trailing comment saying where it came from ("# default",
- * "# configs/x.yaml:12", "# override"). dl_config_load_string of this text gives a dl_config_equal config. */
-dl_status dl_config_to_yaml(const dl_config *cfg, int with_sources, char **text);
-
+ * with_sources, each value carries a trailing comment saying where it came from. */
+dl_status dl_cfg_to_yaml(const dl_cfg_schema *schema, const void *cfg, int with_sources, char **text);
 /* True when every key of a and b holds the same value (sources are not compared). */
-bool dl_config_equal(const dl_config *a, const dl_config *b);
+bool dl_cfg_equal(const dl_cfg_schema *schema, const void *a, const void *b);
+/* The keys whose values differ, but the rank-local ones, as "k = A (A_NAME) vs B (B_NAME); ..." in buf (cut with
+ * "..." at cap; buf may be NULL); returns how many differ, -1 when out of memory. */
+int dl_cfg_diff(const dl_cfg_schema *schema, const void *a, const void *b, const char *a_name, const char *b_name,
+                char *buf, size_t cap);
+/* A 64-bit hash of every value but the rank-local ones. */
+dl_status dl_cfg_rank_hash(const dl_cfg_schema *schema, const void *cfg, uint64_t *hash);
+/* The YAML spelling of one key's value ("optim.lr" -> "0.0006"); DL_ERR_INVALID for an unknown key. */
+dl_status dl_cfg_get_text(const dl_cfg_schema *schema, const void *cfg, const char *key, char *buf, size_t cap);
+/* Where a key's value came from ("default", "configs/x.yaml:12", "override 'optim.lr=3e-4'"). */
+dl_status dl_cfg_source_text(const dl_cfg_schema *schema, const void *cfg, const char *key, char *buf, size_t cap);
+/* The YAML spelling of value `value` of the enum key `key` ("device", 1 -> "cpu"); NULL when there is none. */
+const char *dl_cfg_enum_text(const dl_cfg_schema *schema, const char *key, int value);
+/* The same for an enum key `name` of one section's rows. */
+const char *dl_cfg_rows_enum_text(const dl_cfg_key *keys, const char *name, int value);
+/* True when the selector's choice `choice` reads `key`; false for an unknown key or choice. */
+bool dl_cfg_key_read_by(const dl_cfg_schema *schema, const char *key, int choice);
+/* Prints every key with its type, default, readers, range and doc; markdown != 0 prints a markdown table. */
+void dl_cfg_print_keys(const dl_cfg_schema *schema, FILE *out, int markdown);
 
-/* Lists the keys whose values differ between a and b (all but the rank-local log.level) into buf as
- * "optim.lr = 0.001 (A_NAME) vs 0.002 (B_NAME); ..." (cut with "..." at cap) and returns how many differ; -1 when
- * out of memory. buf may be NULL. What ranks compare when they start (see dl_config_rank_hash). */
-int dl_config_diff(const dl_config *a, const dl_config *b, const char *a_name, const char *b_name, char *buf,
-                   size_t cap);
+/* For a schema's `check`: fails with DL_ERR_CONFIG and "PLACE: MESSAGE", where PLACE is where the key set last of
+ * `keys` (dotted names, space-separated) came from: an override beats the file, a later line an earlier one. */
+dl_status dl_cfg_conflict(const dl_cfg_schema *schema, const void *cfg, const char *keys, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Formats a double so that strtod reads back the same bits, as short as possible (as the YAML shows it). */
+void dl_cfg_format_double(double v, char *buf, size_t cap);
 
-/* A 64-bit hash of every value the ranks of one run must share (all keys but the rank-local log.level): equal
- * configs hash equal, so ranks compare their configs with one all-reduce before they start. */
-dl_status dl_config_rank_hash(const dl_config *cfg, uint64_t *hash);
+/* ---- the schema itself ---------------------------------------------------------------------------------------- */
 
-/* True when model kind `kind` reads key `key` ("model.k" is read by fm and ffm only); false for an unknown key. A
- * config file or override that sets a key its kind does not read fails to load. */
-bool dl_config_key_read_by(const char *key, dl_model_kind kind);
-
-/* Writes the YAML spelling of one key's value ("optim.lr" -> "0.0006", "model.kind" -> "gpt") into buf. Fails
- * with DL_ERR_INVALID for an unknown key; the text is cut to cap - 1 bytes. */
-dl_status dl_config_get_text(const dl_config *cfg, const char *key, char *buf, size_t cap);
-
-/* Writes where a key's value came from ("default", "configs/x.yaml:12", "override 'optim.lr=3e-4'") into buf. */
-dl_status dl_config_source(const dl_config *cfg, const char *key, char *buf, size_t cap);
-
-/* The YAML spelling of an enumerated value of a key: dl_config_enum_text("device", cfg.device) -> "auto".
- * NULL for an unknown key or value. */
-const char *dl_config_enum_text(const char *key, int value);
-
-/* Prints every key with its type, default, range and doc line; markdown != 0 prints a markdown table instead. */
-void dl_config_print_keys(FILE *out, int markdown);
+/* How many keys the schema has; key `index` (0 <= index < that, in output order) and its section. */
+int dl_cfg_num_keys(const dl_cfg_schema *schema);
+const dl_cfg_key *dl_cfg_key_at(const dl_cfg_schema *schema, int index, const dl_cfg_section **section);
+/* The readers of key `index` (a bit per choice of the selector) and the value meaning "every choice". */
+unsigned dl_cfg_key_readers(const dl_cfg_schema *schema, int index);
+unsigned dl_cfg_all_readers(const dl_cfg_schema *schema);
+/* Rows of `readers` that name no key of the schema or no choice (the first one's key in buf): 0 unless a key was
+ * renamed without its row. */
+int dl_cfg_readers_unknown(const dl_cfg_schema *schema, char *buf, size_t cap);
 
 #ifdef __cplusplus
 }

@@ -134,11 +134,9 @@ static void add_quoted(dl_cfg_buf *b, const char *s) {
     dl_cfg_buf_add(b, "\"", 1);
 }
 
-static const void *cfield(const dl_config *cfg, size_t offset) { return (const char *)cfg + offset; }
-
-void dl_cfg_format_value(const dl_config *cfg, int index, dl_cfg_buf *b) {
-    const dl_cfg_key *key = &dl_cfg_keys[index];
-    const void *p = cfield(cfg, key->offset);
+void dl_cfg_format_value(const dl_cfg_schema *schema, const void *cfg, int index, dl_cfg_buf *b) {
+    const dl_cfg_key *key = dl_cfg_key_at(schema, index, NULL);
+    const void *p = dl_cfg_cfield(schema, cfg, index);
     char num[40];
     switch (key->type) {
     case DL_CFG_INT: dl_cfg_buf_printf(b, "%d", *(const int *)p); break;
@@ -165,32 +163,34 @@ void dl_cfg_format_value(const dl_config *cfg, int index, dl_cfg_buf *b) {
         dl_cfg_buf_add(b, "]", 1);
         break;
     }
-    case DL_CFG_GRAD_CKPT: {
-        int mode = *(const int *)p;
-        if (mode == DL_GRAD_CKPT_EVERY)
-            dl_cfg_buf_printf(b, "every:%d", *(const int *)cfield(cfg, key->offset2));
-        else
-            dl_cfg_buf_printf(b, "%s", mode == DL_GRAD_CKPT_BLOCKS ? "blocks" : "none");
-        break;
-    }
-    case DL_CFG_RESUME: {
-        int mode = *(const int *)p;
-        if (mode == DL_RESUME_PATH)
-            add_quoted(b, *(char *const *)cfield(cfg, key->offset2));
-        else
-            dl_cfg_buf_printf(b, "%s", mode == DL_RESUME_NEVER ? "never" : "auto");
+    case DL_CFG_ENUM_COUNT:
+    case DL_CFG_ENUM_TEXT: {
+        int mode = *(const int *)p, last = 0;
+        while (key->choices[last + 1])
+            last++;
+        const void *p2 = dl_cfg_cfield2(schema, cfg, index);
+        if (mode == last && key->type == DL_CFG_ENUM_TEXT) {
+            add_quoted(b, *(char *const *)p2);
+        } else if (mode == last) {
+            const char *colon = strchr(key->choices[last], ':');
+            int word = colon ? (int)(colon - key->choices[last]) + 1 : 0;
+            dl_cfg_buf_printf(b, "%.*s%d", word, key->choices[last], *(const int *)p2);
+        } else {
+            dl_cfg_buf_printf(b, "%s", mode >= 0 && mode < last ? key->choices[mode] : "?");
+        }
         break;
     }
     }
 }
 
-void dl_cfg_format_source(const dl_config *cfg, int index, char *buf, size_t cap) {
-    const dl_cfg_source *s = &cfg->origin->sources[index];
+void dl_cfg_format_source(const dl_cfg_schema *schema, const void *cfg, int index, char *buf, size_t cap) {
+    const dl_cfg_origin *origin = dl_cfg_origin_of(schema, cfg);
+    const dl_cfg_source *s = &origin->sources[index];
     switch (s->kind) {
     case DL_SRC_DEFAULT: snprintf(buf, cap, "default"); return;
-    case DL_SRC_FILE: snprintf(buf, cap, "%s:%d", cfg->origin->file ? cfg->origin->file : "?", s->line); return;
+    case DL_SRC_FILE: snprintf(buf, cap, "%s:%d", origin->file ? origin->file : "?", s->line); return;
     case DL_SRC_OVERRIDE: {
-        const char *text = s->override < cfg->origin->n_overrides ? cfg->origin->overrides[s->override] : "?";
+        const char *text = s->override < origin->n_overrides ? origin->overrides[s->override] : "?";
         char shown[160];
         size_t o = 0;
         for (size_t i = 0; text[i] && o < sizeof shown - 4; i++)
@@ -205,19 +205,20 @@ void dl_cfg_format_source(const dl_config *cfg, int index, char *buf, size_t cap
 /* ---- the whole config -------------------------------------------------------------------------------------------- */
 
 /* Appends "  name: value", and with sources a comment aligned at column 44. */
-static void add_line(dl_cfg_buf *b, const dl_config *cfg, int index, int indent, int with_sources) {
+static void add_line(dl_cfg_buf *b, const dl_cfg_schema *schema, const void *cfg, int index, int indent,
+                     int with_sources) {
     size_t start = b->len;
-    dl_cfg_buf_printf(b, "%*s%s: ", indent, "", dl_cfg_keys[index].name);
-    dl_cfg_format_value(cfg, index, b);
+    dl_cfg_buf_printf(b, "%*s%s: ", indent, "", dl_cfg_key_at(schema, index, NULL)->name);
+    dl_cfg_format_value(schema, cfg, index, b);
     if (with_sources) {
         size_t width = b->len - start;
         for (size_t col = width; col < 42; col++)
             dl_cfg_buf_add(b, " ", 1);
         char source[256];
-        if (cfg->origin->sources[index].kind == DL_SRC_OVERRIDE)
+        if (dl_cfg_origin_of(schema, cfg)->sources[index].kind == DL_SRC_OVERRIDE)
             snprintf(source, sizeof source, "override");
         else
-            dl_cfg_format_source(cfg, index, source, sizeof source);
+            dl_cfg_format_source(schema, cfg, index, source, sizeof source);
         /* A file name could hold a line break; a comment must stay on its line. */
         for (char *c = source; *c; c++)
             if ((unsigned char)*c < 0x20 || *c == 0x7f)
@@ -227,20 +228,27 @@ static void add_line(dl_cfg_buf *b, const dl_config *cfg, int index, int indent,
     dl_cfg_buf_add(b, "\n", 1);
 }
 
-dl_status dl_config_to_yaml(const dl_config *cfg, int with_sources, char **text) {
-    DL_REQUIRE(cfg && cfg->origin && text, DL_ERR_INVALID, "dl_config_to_yaml: bad arguments");
+dl_status dl_cfg_to_yaml(const dl_cfg_schema *schema, const void *cfg, int with_sources, char **text) {
+    DL_REQUIRE(schema && cfg && dl_cfg_origin_of(schema, cfg) && text, DL_ERR_INVALID, "dl_cfg_to_yaml: bad arguments");
     *text = NULL;
     dl_cfg_buf b = {0};
     dl_cfg_buf_printf(&b, with_sources ? "# dealer config, resolved; each value's source in its comment\n"
                                        : "# dealer config, resolved\n");
-    for (int i = 0; i < dl_cfg_num_keys; i++)
-        if (!dl_cfg_keys[i].section[0])
-            add_line(&b, cfg, i, 0, with_sources);
-    for (int s = 0; dl_cfg_sections[s]; s++) {
-        dl_cfg_buf_printf(&b, "%s:\n", dl_cfg_sections[s]);
-        for (int i = 0; i < dl_cfg_num_keys; i++)
-            if (strcmp(dl_cfg_keys[i].section, dl_cfg_sections[s]) == 0)
-                add_line(&b, cfg, i, 2, with_sources);
+    /* The top-level keys first, wherever their section stands: a section's mapping would otherwise swallow them. */
+    for (int top = 1; top >= 0; top--) {
+        int index = 0;
+        for (int s = 0; s < schema->n_sections; s++) {
+            const dl_cfg_section *sec = &schema->sections[s];
+            int n = dl_cfg_section_len(sec);
+            if ((sec->name[0] == '\0') != top) {
+                index += n;
+                continue;
+            }
+            if (!top)
+                dl_cfg_buf_printf(&b, "%s:\n", sec->name);
+            for (int i = 0; i < n; i++, index++)
+                add_line(&b, schema, cfg, index, top ? 0 : 2, with_sources);
+        }
     }
     if (b.failed) {
         free(b.data);
@@ -252,12 +260,12 @@ dl_status dl_config_to_yaml(const dl_config *cfg, int with_sources, char **text)
 
 /* ---- the key list ------------------------------------------------------------------------------------------------ */
 
-/* "int >= 1", "float [0, 1)", "gpt|fm|ffm|dpo". */
+/* "int >= 1", "float [0, 1)", "auto|cpu|cuda". */
 static void type_text(const dl_cfg_key *key, char *buf, size_t cap) {
     static const char *const names[] = {
         [DL_CFG_INT] = "int",     [DL_CFG_I64] = "int",  [DL_CFG_FLOAT] = "float",
         [DL_CFG_BOOL] = "bool",   [DL_CFG_STRING] = "string", [DL_CFG_LIST] = "path list",
-        [DL_CFG_ENUM] = "",       [DL_CFG_GRAD_CKPT] = "",    [DL_CFG_RESUME] = "",
+        [DL_CFG_ENUM] = "",       [DL_CFG_ENUM_COUNT] = "",   [DL_CFG_ENUM_TEXT] = "",
     };
     size_t used = 0;
     if (key->choices) {
@@ -299,26 +307,27 @@ static void markdown_cell(FILE *out, const char *s) {
     }
 }
 
-void dl_config_print_keys(FILE *out, int markdown) {
-    if (!out)
+void dl_cfg_print_keys(const dl_cfg_schema *schema, FILE *out, int markdown) {
+    if (!schema || !out)
         return;
     if (markdown)
         fprintf(out, "| key | type | default | read by | meaning |\n|---|---|---|---|---|\n");
-    for (int i = 0; i < dl_cfg_num_keys; i++) {
-        const dl_cfg_key *key = &dl_cfg_keys[i];
-        char name[96], type[128], def[64], kinds[64];
-        dl_cfg_key_name(key, name, sizeof name);
+    int n = dl_cfg_num_keys(schema);
+    for (int i = 0; i < n; i++) {
+        const dl_cfg_key *key = dl_cfg_key_at(schema, i, NULL);
+        char name[96], type[128], def[64], readers[64];
+        dl_cfg_key_name(schema, i, name, sizeof name);
         type_text(key, type, sizeof type);
         default_text(key, def, sizeof def);
-        dl_cfg_kinds_text(dl_cfg_key_kinds(i), kinds, sizeof kinds);
+        dl_cfg_readers_text(schema, dl_cfg_key_readers(schema, i), readers, sizeof readers);
         if (markdown) {
             fprintf(out, "| `%s` | ", name);
             markdown_cell(out, type);
-            fprintf(out, " | `%s` | %s | ", def, kinds);
+            fprintf(out, " | `%s` | %s | ", def, readers);
             markdown_cell(out, key->doc);
             fprintf(out, " |\n");
         } else {
-            fprintf(out, "%-22s %-36s %-13s %-12s %s\n", name, type, def, kinds, key->doc);
+            fprintf(out, "%-22s %-36s %-13s %-12s %s\n", name, type, def, readers, key->doc);
         }
     }
 }

@@ -3,18 +3,20 @@
  *
  * Every value, whatever its origin (a default in the schema table, a YAML scalar or list, an override), goes
  * through one function, dl_cfg_assign, which checks it against the key's type and range and stores it at the key's
- * offset in dl_config. So a default, a file value and an override are held to exactly the same rules, and the
+ * offset in the caller's config struct. So a default, a file value and an override are held to exactly the same rules, and the
  * error for each names where the value came from. The first error stops loading: a config is either fully valid
  * or not loaded at all (the half-built struct is freed), so callers never see a partly applied file.
  *
  * Each key also records its source (default, file:line, override) in the private origin block, which
- * `dealer config show` prints next to the value. */
+ * `dealer config show` prints next to the value. Which keys exist, and the checks that involve several of them,
+ * are the caller's schema: nothing here knows a setting by name. */
 #include "core/config.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,46 +27,51 @@ enum { MAX_CONFIG_BYTES = 16 << 20 };
 
 /* ---- defaults, free ---------------------------------------------------------------------------------------------- */
 
-void dl_config_free(dl_config *cfg) {
-    if (!cfg)
+void dl_cfg_free(const dl_cfg_schema *schema, void *cfg) {
+    if (!schema || !cfg)
         return;
-    for (int i = 0; i < dl_cfg_num_keys; i++) {
-        const dl_cfg_key *key = &dl_cfg_keys[i];
+    int n = dl_cfg_num_keys(schema);
+    for (int i = 0; i < n; i++) {
+        const dl_cfg_key *key = dl_cfg_key_at(schema, i, NULL);
         if (key->type == DL_CFG_STRING)
-            free(*(char **)dl_cfg_field(cfg, key->offset));
-        else if (key->type == DL_CFG_RESUME)
-            free(*(char **)dl_cfg_field(cfg, key->offset2));
+            free(*(char **)dl_cfg_field(schema, cfg, i));
+        else if (key->type == DL_CFG_ENUM_TEXT)
+            free(*(char **)dl_cfg_field2(schema, cfg, i));
         else if (key->type == DL_CFG_LIST)
-            dl_cfg_free_list(dl_cfg_field(cfg, key->offset));
+            dl_cfg_free_list(dl_cfg_field(schema, cfg, i));
     }
-    if (cfg->origin) {
-        free(cfg->origin->file);
-        for (int i = 0; i < cfg->origin->n_overrides; i++)
-            free(cfg->origin->overrides[i]);
-        free(cfg->origin->overrides);
-        free(cfg->origin->sources);
-        free(cfg->origin);
+    dl_cfg_origin *origin = dl_cfg_origin_of(schema, cfg);
+    if (origin) {
+        free(origin->file);
+        for (int i = 0; i < origin->n_overrides; i++)
+            free(origin->overrides[i]);
+        free(origin->overrides);
+        free(origin->sources);
+        free(origin);
     }
-    memset(cfg, 0, sizeof *cfg);
+    memset(cfg, 0, schema->size);
 }
 
-dl_status dl_config_defaults(dl_config *cfg) {
-    DL_REQUIRE(cfg, DL_ERR_INVALID, "dl_config_defaults: cfg is NULL");
-    memset(cfg, 0, sizeof *cfg);
-    cfg->origin = calloc(1, sizeof *cfg->origin);
-    if (cfg->origin)
-        cfg->origin->sources = calloc((size_t)dl_cfg_num_keys, sizeof *cfg->origin->sources);
-    if (!cfg->origin || !cfg->origin->sources) {
-        dl_config_free(cfg);
+dl_status dl_cfg_defaults(const dl_cfg_schema *schema, void *cfg) {
+    DL_REQUIRE(schema && cfg, DL_ERR_INVALID, "dl_cfg_defaults: schema or cfg is NULL");
+    memset(cfg, 0, schema->size);
+    int n = dl_cfg_num_keys(schema);
+    dl_cfg_origin *origin = calloc(1, sizeof *origin);
+    if (origin) {
+        dl_cfg_set_origin(schema, cfg, origin);
+        origin->sources = calloc((size_t)n + 1, sizeof *origin->sources);
+    }
+    if (!origin || !origin->sources) {
+        dl_cfg_free(schema, cfg);
         return DL_FAIL(DL_ERR_NOMEM, "out of memory for a config");
     }
-    for (int i = 0; i < dl_cfg_num_keys; i++) {
-        const char *def = dl_cfg_keys[i].def;
+    for (int i = 0; i < n; i++) {
+        const char *def = dl_cfg_key_at(schema, i, NULL)->def;
         dl_cfg_raw raw = {.kind = def[0] ? DL_RAW_SCALAR : DL_RAW_NULL, .text = def, .len = strlen(def)};
         dl_cfg_source source = {DL_SRC_DEFAULT, 0, 0};
-        dl_status s = dl_cfg_assign(cfg, i, &raw, "default", source);
+        dl_status s = dl_cfg_assign(schema, cfg, i, &raw, "default", source);
         if (s != DL_OK) {
-            dl_config_free(cfg);
+            dl_cfg_free(schema, cfg);
             return s;
         }
     }
@@ -73,8 +80,8 @@ dl_status dl_config_defaults(dl_config *cfg) {
 
 /* ---- overrides --------------------------------------------------------------------------------------------------- */
 
-static dl_status apply_override(dl_config *cfg, int number) {
-    const char *text = cfg->origin->overrides[number];
+static dl_status apply_override(const dl_cfg_schema *schema, void *cfg, int number) {
+    const char *text = dl_cfg_origin_of(schema, cfg)->overrides[number];
     char shown[128], where[160];
     dl_cfg_printable(text, strlen(text), shown, sizeof shown);
     snprintf(where, sizeof where, "override '%s'", shown);
@@ -93,13 +100,13 @@ static dl_status apply_override(dl_config *cfg, int number) {
     int index;
     char *dot = strchr(name, '.');
     if (!dot) {
-        index = dl_cfg_find("", name);
+        index = dl_cfg_find(schema, "", name);
         if (index < 0) {
             dl_cfg_printable(name, strlen(name), shown_name, sizeof shown_name);
-            if (dl_cfg_find_section(name) >= 0)
+            if (dl_cfg_find_section(schema, name) >= 0)
                 return DL_FAIL(DL_ERR_CONFIG, "%s: '%s' is a section; name one of its keys (%s.KEY=VALUE)", where,
                                shown_name, shown_name);
-            dl_cfg_suggest_section(name, suggestion, sizeof suggestion);
+            dl_cfg_suggest_section(schema, name, suggestion, sizeof suggestion);
             dl_status s = DL_FAIL(DL_ERR_CONFIG, "%s: unknown key '%s'%s", where, shown_name, suggestion);
             if (!suggestion[0])
                 dl_error_hint("'dealer config keys' lists every key");
@@ -108,18 +115,18 @@ static dl_status apply_override(dl_config *cfg, int number) {
     } else {
         *dot = '\0';
         const char *key_name = dot + 1;
-        if (dl_cfg_find_section(name) < 0) {
+        if (dl_cfg_find_section(schema, name) < 0) {
             dl_cfg_printable(name, strlen(name), shown_name, sizeof shown_name);
-            dl_cfg_suggest_section(name, suggestion, sizeof suggestion);
+            dl_cfg_suggest_section(schema, name, suggestion, sizeof suggestion);
             dl_status s = DL_FAIL(DL_ERR_CONFIG, "%s: unknown section '%s'%s", where, shown_name, suggestion);
             if (!suggestion[0])
                 dl_error_hint("'dealer config keys' lists every key");
             return s;
         }
-        index = dl_cfg_find(name, key_name);
+        index = dl_cfg_find(schema, name, key_name);
         if (index < 0) {
             dl_cfg_printable(key_name, strlen(key_name), shown_name, sizeof shown_name);
-            dl_cfg_suggest_key(name, key_name, suggestion, sizeof suggestion);
+            dl_cfg_suggest_key(schema, name, key_name, suggestion, sizeof suggestion);
             dl_status s = DL_FAIL(DL_ERR_CONFIG, "%s: unknown key '%s' in section %s%s", where, shown_name, name,
                                   suggestion);
             if (!suggestion[0])
@@ -130,21 +137,22 @@ static dl_status apply_override(dl_config *cfg, int number) {
     dl_cfg_raw raw;
     DL_CHECK(dl_cfg_parse_override_value(eq + 1, &raw, where));
     dl_cfg_source source = {DL_SRC_OVERRIDE, 0, number};
-    dl_status s = dl_cfg_assign(cfg, index, &raw, where, source);
+    dl_status s = dl_cfg_assign(schema, cfg, index, &raw, where, source);
     dl_cfg_raw_free(&raw);
     return s;
 }
 
 /* ---- checks across keys ------------------------------------------------------------------------------------------ */
 
-static int source_rank(const dl_config *cfg, int index) {
-    const dl_cfg_source *s = &cfg->origin->sources[index];
+static int source_rank(const dl_cfg_origin *origin, int index) {
+    const dl_cfg_source *s = &origin->sources[index];
     return s->kind == DL_SRC_OVERRIDE ? 1000000 + s->override : s->kind == DL_SRC_FILE ? s->line : 0;
 }
 
 /* The place to blame for a conflict between keys (space-separated dotted names): the one set last, since an
  * override beats the file and a later line an earlier one. */
-static void blame(const dl_config *cfg, const char *keys, char *buf, size_t cap) {
+static void blame(const dl_cfg_schema *schema, const void *cfg, const char *keys, char *buf, size_t cap) {
+    const dl_cfg_origin *origin = dl_cfg_origin_of(schema, cfg);
     int pick = -1;
     char name[64];
     for (const char *p = keys; *p;) {
@@ -152,189 +160,133 @@ static void blame(const dl_config *cfg, const char *keys, char *buf, size_t cap)
         if (n < sizeof name) {
             memcpy(name, p, n);
             name[n] = '\0';
-            int index = dl_cfg_find_dotted(name);
-            if (index >= 0 && (pick < 0 || source_rank(cfg, index) > source_rank(cfg, pick)))
+            int index = dl_cfg_find_dotted(schema, name);
+            if (index >= 0 && (pick < 0 || source_rank(origin, index) > source_rank(origin, pick)))
                 pick = index;
         }
         p += n;
         p += *p == ' ';
     }
-    if (pick < 0 || cfg->origin->sources[pick].kind == DL_SRC_DEFAULT)
-        snprintf(buf, cap, "%s", cfg->origin->file ? cfg->origin->file : "config");
+    if (pick < 0 || origin->sources[pick].kind == DL_SRC_DEFAULT)
+        snprintf(buf, cap, "%s", origin->file ? origin->file : "config");
     else
-        dl_cfg_format_source(cfg, pick, buf, cap);
+        dl_cfg_format_source(schema, cfg, pick, buf, cap);
 }
 
-#define CROSS_FAIL(keys, ...)                                            \
-    do {                                                                 \
-        char where_[256];                                                \
-        blame(cfg, (keys), where_, sizeof where_);                       \
-        char what_[512];                                                 \
-        snprintf(what_, sizeof what_, __VA_ARGS__);                      \
-        return DL_FAIL(DL_ERR_CONFIG, "%s: %s", where_, what_);          \
-    } while (0)
-
-static dl_status check_cross(const dl_config *cfg) {
-    const char *kind = dl_config_enum_text("model.kind", cfg->model.kind);
-    int is_gpt = cfg->model.kind == DL_MODEL_GPT || cfg->model.kind == DL_MODEL_DPO;
-    if (is_gpt) {
-        if (cfg->model.n_embd % cfg->model.n_head != 0)
-            CROSS_FAIL("model.n_embd model.n_head", "model.n_embd (%d) must be a multiple of model.n_head (%d)",
-                       cfg->model.n_embd, cfg->model.n_head);
-        if (cfg->model.positions == DL_POSITIONS_ROPE && (cfg->model.n_embd / cfg->model.n_head) % 2 != 0)
-            CROSS_FAIL("model.positions model.n_embd model.n_head",
-                       "model.positions rope needs an even head size (model.n_embd / model.n_head = %d)",
-                       cfg->model.n_embd / cfg->model.n_head);
-        if (cfg->data.seq_len > cfg->model.max_seq_len)
-            CROSS_FAIL("data.seq_len model.max_seq_len",
-                       "data.seq_len (%d) must be <= model.max_seq_len (%d)", cfg->data.seq_len,
-                       cfg->model.max_seq_len);
-        /* A rank indexes the tokens of a micro-batch with int, and sizes activations as tokens × width: refuse
-         * shapes whose products leave those ranges instead of running with wrapped (negative) sizes. 2^44 floats
-         * (64 TiB) per activation is beyond any machine and keeps every byte count below 2^64. */
-        double tokens = (double)cfg->train.batch_per_rank * (double)cfg->data.seq_len;
-        if (tokens > (double)INT_MAX)
-            CROSS_FAIL("train.batch_per_rank data.seq_len",
-                       "train.batch_per_rank (%d) x data.seq_len (%d) = %.0f tokens per micro-batch is more than a "
-                       "rank can index (%d)", cfg->train.batch_per_rank, cfg->data.seq_len, tokens, INT_MAX);
-        if (tokens * (double)cfg->model.n_embd > 17592186044416.0)
-            CROSS_FAIL("train.batch_per_rank data.seq_len model.n_embd",
-                       "train.batch_per_rank (%d) x data.seq_len (%d) x model.n_embd (%d) = %.3g floats per "
-                       "activation is more than any rank can hold (2^44)", cfg->train.batch_per_rank,
-                       cfg->data.seq_len, cfg->model.n_embd, tokens * (double)cfg->model.n_embd);
-    }
-    if (!is_gpt && cfg->model.precision != DL_PRECISION_FP32)
-        CROSS_FAIL("model.precision model.kind",
-                   "model.precision %s applies to gpt and dpo only; model.kind %s trains in fp32 (remove the key)",
-                   dl_config_enum_text("model.precision", cfg->model.precision), kind);
-    if (!is_gpt && strcmp(cfg->data.tokenizer, "bytes") != 0)
-        CROSS_FAIL("model.kind data.tokenizer", "data.tokenizer applies to gpt and dpo models, not %s", kind);
-    if (!cfg->data.tokenizer[0])
-        CROSS_FAIL("data.tokenizer", "data.tokenizer is empty (bytes, or the path of a tokenizer.json)");
-    if (cfg->model.kind == DL_MODEL_DPO && !cfg->model.init_from[0])
-        CROSS_FAIL("model.kind model.init_from",
-                   "model.kind dpo needs model.init_from (the gpt checkpoint to tune)");
-    if (!is_gpt && cfg->model.init_from[0])
-        CROSS_FAIL("model.kind model.init_from",
-                   "model.init_from applies to model.kind gpt and dpo, not %s (to continue an %s run, use train.resume)",
-                   kind, kind);
-    if (cfg->dpo.label_smoothing > 0 && cfg->dpo.loss != DL_DPO_LOSS_SIGMOID) {
-        char ls[32];
-        dl_cfg_format_double(cfg->dpo.label_smoothing, ls, sizeof ls);
-        CROSS_FAIL("dpo.label_smoothing dpo.loss", "dpo.label_smoothing (%s) applies only to dpo.loss sigmoid, not %s",
-                   ls, dl_config_enum_text("dpo.loss", cfg->dpo.loss));
-    }
-    if (cfg->dpo.reference == DL_DPO_REF_PRECOMPUTED && !cfg->dpo.reference_file[0])
-        CROSS_FAIL("dpo.reference dpo.reference_file",
-                   "dpo.reference precomputed needs dpo.reference_file (made by dealer dpo precompute-ref)");
-    if (cfg->comm.embeddings != DL_EMBEDDINGS_REPLICATED && cfg->model.kind != DL_MODEL_FM &&
-        cfg->model.kind != DL_MODEL_FFM)
-        CROSS_FAIL("comm.embeddings model.kind", "comm.embeddings %s applies to model.kind fm or ffm, not %s",
-                   dl_config_enum_text("comm.embeddings", (int)cfg->comm.embeddings), kind);
-    if (cfg->ckpt.keep_every > 0 && cfg->ckpt.every > 0 && cfg->ckpt.keep_every % cfg->ckpt.every != 0)
-        CROSS_FAIL("ckpt.keep_every ckpt.every", "ckpt.keep_every (%d) must be a multiple of ckpt.every (%d)",
-                   cfg->ckpt.keep_every, cfg->ckpt.every);
-    if (cfg->data.format != DL_FORMAT_AUTO) {
-        dl_data_format want = cfg->model.kind == DL_MODEL_GPT   ? DL_FORMAT_TOKENS
-                              : cfg->model.kind == DL_MODEL_DPO ? DL_FORMAT_PAIRS
-                                                                : DL_FORMAT_CLICKS;
-        if (cfg->data.format != want)
-            CROSS_FAIL("data.format model.kind", "data.format %s does not fit model.kind %s (it reads %s)",
-                       dl_config_enum_text("data.format", cfg->data.format), kind,
-                       dl_config_enum_text("data.format", want));
-    }
-    if (cfg->train.early_stop && cfg->data.valid.count == 0)
-        CROSS_FAIL("train.early_stop data.valid", "train.early_stop needs validation data (data.valid)");
-    return DL_OK;
+dl_status dl_cfg_conflict(const dl_cfg_schema *schema, const void *cfg, const char *keys, const char *fmt, ...) {
+    DL_REQUIRE(schema && cfg && dl_cfg_origin_of(schema, cfg) && keys && fmt, DL_ERR_INVALID,
+               "dl_cfg_conflict: bad arguments");
+    char where[256], what[512];
+    blame(schema, cfg, keys, where, sizeof where);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    return DL_FAIL(DL_ERR_CONFIG, "%s: %s", where, what);
 }
 
-/* A key that model.kind does not read, set to anything but its default, would be ignored without a word: refuse it.
- * A value equal to the default is let through, so that a resolved config (config.yaml of a run, which lists every
- * key) loads again as it was written. */
-static dl_status check_kind_keys(const dl_config *cfg) {
-    dl_config defaults;
-    DL_CHECK(dl_config_defaults(&defaults));
-    dl_status s = DL_OK;
-    unsigned kind_bit = 1u << cfg->model.kind;
-    for (int i = 0; i < dl_cfg_num_keys && s == DL_OK; i++) {
-        unsigned kinds = dl_cfg_key_kinds(i);
-        if ((kinds & kind_bit) || cfg->origin->sources[i].kind == DL_SRC_DEFAULT)
+/* A key that the selector's value does not read, set to anything but its default, would be ignored without a word:
+ * refuse it. A value equal to the default is let through, so that a resolved config (config.yaml of a run, which
+ * lists every key) loads again as it was written. */
+static dl_status check_selected_keys(const dl_cfg_schema *schema, const void *cfg) {
+    int selector = schema->selector ? dl_cfg_find_dotted(schema, schema->selector) : -1;
+    if (selector < 0)
+        return DL_OK;
+    int choice = *(const int *)dl_cfg_cfield(schema, cfg, selector);
+    void *defaults = calloc(1, schema->size);
+    if (!defaults)
+        return DL_FAIL(DL_ERR_NOMEM, "out of memory checking config keys");
+    dl_status s = dl_cfg_defaults(schema, defaults);
+    if (s != DL_OK) {
+        free(defaults);
+        return s;
+    }
+    const dl_cfg_origin *origin = dl_cfg_origin_of(schema, cfg);
+    unsigned choice_bit = choice >= 0 && choice < 32 ? 1u << choice : 0;
+    int n = dl_cfg_num_keys(schema);
+    for (int i = 0; i < n && s == DL_OK; i++) {
+        unsigned readers = dl_cfg_key_readers(schema, i);
+        if ((readers & choice_bit) || origin->sources[i].kind == DL_SRC_DEFAULT)
             continue;
         dl_cfg_buf mine = {0}, def = {0};
-        dl_cfg_format_value(cfg, i, &mine);
-        dl_cfg_format_value(&defaults, i, &def);
+        dl_cfg_format_value(schema, cfg, i, &mine);
+        dl_cfg_format_value(schema, defaults, i, &def);
         if (mine.failed || def.failed) {
             s = DL_FAIL(DL_ERR_NOMEM, "out of memory checking config keys");
         } else if (strcmp(mine.data ? mine.data : "", def.data ? def.data : "") != 0) {
-            char where[256], name[96], readers[64];
-            dl_cfg_format_source(cfg, i, where, sizeof where);
-            dl_cfg_key_name(&dl_cfg_keys[i], name, sizeof name);
-            dl_cfg_kinds_text(kinds, readers, sizeof readers);
-            s = DL_FAIL(DL_ERR_CONFIG, "%s: %s is not read by model.kind %s (only by %s), so it would be ignored",
-                        where, name, dl_config_enum_text("model.kind", cfg->model.kind), readers);
-            dl_error_hint("remove it, or set model.kind; 'dealer config keys' shows which kinds read each key");
+            char where[256], name[96], readers_text[64];
+            dl_cfg_format_source(schema, cfg, i, where, sizeof where);
+            dl_cfg_key_name(schema, i, name, sizeof name);
+            dl_cfg_readers_text(schema, readers, readers_text, sizeof readers_text);
+            const char *value = dl_cfg_enum_text(schema, schema->selector, choice);
+            s = DL_FAIL(DL_ERR_CONFIG, "%s: %s is not read by %s %s (only by %s), so it would be ignored", where, name,
+                        schema->selector, value ? value : "?", readers_text);
+            dl_error_hint("remove it, or set %s; 'dealer config keys' shows which kinds read each key",
+                          schema->selector);
         }
         free(mine.data);
         free(def.data);
     }
-    dl_config_free(&defaults);
+    dl_cfg_free(schema, defaults);
+    free(defaults);
     return s;
 }
 
 /* ---- loading ----------------------------------------------------------------------------------------------------- */
 
-static dl_status load_text(dl_config *cfg, const char *text, size_t len, const char *name, int n_overrides,
-                           char **overrides, int check_kinds) {
-    DL_CHECK(dl_config_defaults(cfg));
+static dl_status load_text(const dl_cfg_schema *schema, void *cfg, const char *text, size_t len, const char *name,
+                           int n_overrides, char **overrides, int check_selected) {
+    DL_CHECK(dl_cfg_defaults(schema, cfg));
+    dl_cfg_origin *origin = dl_cfg_origin_of(schema, cfg);
     dl_status s = DL_OK;
     if (name) {
-        cfg->origin->file = dl_cfg_strndup(name, strlen(name));
-        if (!cfg->origin->file)
+        origin->file = dl_cfg_strndup(name, strlen(name));
+        if (!origin->file)
             s = DL_FAIL(DL_ERR_NOMEM, "out of memory for a config");
     }
     if (s == DL_OK && text)
-        s = dl_cfg_parse_yaml(cfg, text, len, name);
+        s = dl_cfg_parse_yaml(schema, cfg, text, len, name);
     if (s == DL_OK && n_overrides > 0) {
-        cfg->origin->overrides = calloc((size_t)n_overrides, sizeof *cfg->origin->overrides);
-        if (!cfg->origin->overrides)
+        origin->overrides = calloc((size_t)n_overrides, sizeof *origin->overrides);
+        if (!origin->overrides)
             s = DL_FAIL(DL_ERR_NOMEM, "out of memory for overrides");
         for (int i = 0; s == DL_OK && i < n_overrides; i++) {
             if (!overrides[i]) {
                 s = DL_FAIL(DL_ERR_INVALID, "override %d is NULL", i);
                 break;
             }
-            cfg->origin->overrides[i] = dl_cfg_strndup(overrides[i], strlen(overrides[i]));
-            if (!cfg->origin->overrides[i]) {
+            origin->overrides[i] = dl_cfg_strndup(overrides[i], strlen(overrides[i]));
+            if (!origin->overrides[i]) {
                 s = DL_FAIL(DL_ERR_NOMEM, "out of memory for overrides");
                 break;
             }
-            cfg->origin->n_overrides = i + 1;
-            s = apply_override(cfg, i);
+            origin->n_overrides = i + 1;
+            s = apply_override(schema, cfg, i);
         }
     }
-    if (s == DL_OK)
-        s = check_cross(cfg);
-    if (s == DL_OK && check_kinds)
-        s = check_kind_keys(cfg);
+    if (s == DL_OK && schema->check)
+        s = schema->check(schema, cfg);
+    if (s == DL_OK && check_selected)
+        s = check_selected_keys(schema, cfg);
     if (s != DL_OK)
-        dl_config_free(cfg);
+        dl_cfg_free(schema, cfg);
     return s;
 }
 
-dl_status dl_config_load_string(dl_config *cfg, const char *text, size_t len, const char *name) {
-    DL_REQUIRE(cfg, DL_ERR_INVALID, "dl_config_load_string: cfg is NULL");
-    memset(cfg, 0, sizeof *cfg);
-    DL_REQUIRE(text || len == 0, DL_ERR_INVALID, "dl_config_load_string: text is NULL");
-    return load_text(cfg, text ? text : "", len, name ? name : "<string>", 0, NULL, 0);
+dl_status dl_cfg_load_string(const dl_cfg_schema *schema, void *cfg, const char *text, size_t len, const char *name) {
+    DL_REQUIRE(schema && cfg, DL_ERR_INVALID, "dl_cfg_load_string: schema or cfg is NULL");
+    memset(cfg, 0, schema->size);
+    DL_REQUIRE(text || len == 0, DL_ERR_INVALID, "dl_cfg_load_string: text is NULL");
+    return load_text(schema, cfg, text ? text : "", len, name ? name : "<string>", 0, NULL, 0);
 }
 
-dl_status dl_config_load(dl_config *cfg, const char *path, int n_overrides, char **overrides) {
-    DL_REQUIRE(cfg, DL_ERR_INVALID, "dl_config_load: cfg is NULL");
-    memset(cfg, 0, sizeof *cfg);
+dl_status dl_cfg_load(const dl_cfg_schema *schema, void *cfg, const char *path, int n_overrides, char **overrides) {
+    DL_REQUIRE(schema && cfg, DL_ERR_INVALID, "dl_cfg_load: schema or cfg is NULL");
+    memset(cfg, 0, schema->size);
     DL_REQUIRE(n_overrides >= 0 && (n_overrides == 0 || overrides), DL_ERR_INVALID,
                "dl_config_load: %d overrides but no array", n_overrides);
     if (!path)
-        return load_text(cfg, NULL, 0, NULL, n_overrides, overrides, 1);
+        return load_text(schema, cfg, NULL, 0, NULL, n_overrides, overrides, 1);
 
     FILE *f = fopen(path, "rb");
     if (!f)
@@ -366,19 +318,20 @@ dl_status dl_config_load(dl_config *cfg, const char *path, int n_overrides, char
     }
     fclose(f);
     if (s == DL_OK)
-        s = load_text(cfg, text, len, path, n_overrides, overrides, 1);
+        s = load_text(schema, cfg, text, len, path, n_overrides, overrides, 1);
     free(text);
     return s;
 }
 
 /* ---- queries ----------------------------------------------------------------------------------------------------- */
 
-bool dl_config_equal(const dl_config *a, const dl_config *b) {
-    if (!a || !b)
+bool dl_cfg_equal(const dl_cfg_schema *schema, const void *a, const void *b) {
+    if (!schema || !a || !b)
         return false;
-    for (int i = 0; i < dl_cfg_num_keys; i++) {
-        const dl_cfg_key *key = &dl_cfg_keys[i];
-        const void *pa = dl_cfg_cfield(a, key->offset), *pb = dl_cfg_cfield(b, key->offset);
+    int n = dl_cfg_num_keys(schema);
+    for (int i = 0; i < n; i++) {
+        const dl_cfg_key *key = dl_cfg_key_at(schema, i, NULL);
+        const void *pa = dl_cfg_cfield(schema, a, i), *pb = dl_cfg_cfield(schema, b, i);
         switch (key->type) {
         case DL_CFG_INT:
         case DL_CFG_ENUM:
@@ -410,14 +363,14 @@ bool dl_config_equal(const dl_config *a, const dl_config *b) {
                     return false;
             break;
         }
-        case DL_CFG_GRAD_CKPT:
+        case DL_CFG_ENUM_COUNT:
             if (*(const int *)pa != *(const int *)pb ||
-                *(const int *)dl_cfg_cfield(a, key->offset2) != *(const int *)dl_cfg_cfield(b, key->offset2))
+                *(const int *)dl_cfg_cfield2(schema, a, i) != *(const int *)dl_cfg_cfield2(schema, b, i))
                 return false;
             break;
-        case DL_CFG_RESUME:
+        case DL_CFG_ENUM_TEXT:
             if (*(const int *)pa != *(const int *)pb ||
-                strcmp(*(char *const *)dl_cfg_cfield(a, key->offset2), *(char *const *)dl_cfg_cfield(b, key->offset2)) != 0)
+                strcmp(*(char *const *)dl_cfg_cfield2(schema, a, i), *(char *const *)dl_cfg_cfield2(schema, b, i)) != 0)
                 return false;
             break;
         }
@@ -439,20 +392,24 @@ static void diff_add(char *buf, size_t cap, size_t *used, const char *entry) {
     *used += (size_t)n;
 }
 
-int dl_config_diff(const dl_config *a, const dl_config *b, const char *a_name, const char *b_name, char *buf,
-                   size_t cap) {
+static int rank_local(const dl_cfg_schema *schema, int index) {
+    return (dl_cfg_key_at(schema, index, NULL)->flags & DL_CFG_RANK_LOCAL) != 0;
+}
+
+int dl_cfg_diff(const dl_cfg_schema *schema, const void *a, const void *b, const char *a_name, const char *b_name,
+                char *buf, size_t cap) {
     if (buf && cap)
         buf[0] = '\0';
-    if (!a || !b || !a->origin || !b->origin)
+    if (!schema || !a || !b || !dl_cfg_origin_of(schema, a) || !dl_cfg_origin_of(schema, b))
         return -1;
-    int count = 0;
+    int count = 0, n = dl_cfg_num_keys(schema);
     size_t used = 0;
-    for (int i = 0; i < dl_cfg_num_keys; i++) {
-        if (dl_cfg_key_rank_local(i))
+    for (int i = 0; i < n; i++) {
+        if (rank_local(schema, i))
             continue;
         dl_cfg_buf va = {0}, vb = {0};
-        dl_cfg_format_value(a, i, &va);
-        dl_cfg_format_value(b, i, &vb);
+        dl_cfg_format_value(schema, a, i, &va);
+        dl_cfg_format_value(schema, b, i, &vb);
         if (va.failed || vb.failed) {
             free(va.data);
             free(vb.data);
@@ -462,7 +419,7 @@ int dl_config_diff(const dl_config *a, const dl_config *b, const char *a_name, c
             count++;
             if (buf && cap) {
                 char name[96], entry[512];
-                dl_cfg_key_name(&dl_cfg_keys[i], name, sizeof name);
+                dl_cfg_key_name(schema, i, name, sizeof name);
                 snprintf(entry, sizeof entry, "%s = %.200s (%s) vs %.200s (%s)", name, va.data ? va.data : "",
                          a_name ? a_name : "a", vb.data ? vb.data : "", b_name ? b_name : "b");
                 diff_add(buf, cap, &used, entry);
@@ -474,16 +431,18 @@ int dl_config_diff(const dl_config *a, const dl_config *b, const char *a_name, c
     return count;
 }
 
-dl_status dl_config_rank_hash(const dl_config *cfg, uint64_t *hash) {
-    DL_REQUIRE(cfg && cfg->origin && hash, DL_ERR_INVALID, "dl_config_rank_hash: bad arguments");
+dl_status dl_cfg_rank_hash(const dl_cfg_schema *schema, const void *cfg, uint64_t *hash) {
+    DL_REQUIRE(schema && cfg && dl_cfg_origin_of(schema, cfg) && hash, DL_ERR_INVALID,
+               "dl_cfg_rank_hash: bad arguments");
     dl_cfg_buf b = {0};
-    for (int i = 0; i < dl_cfg_num_keys; i++) {
-        if (dl_cfg_key_rank_local(i))
+    int n = dl_cfg_num_keys(schema);
+    for (int i = 0; i < n; i++) {
+        if (rank_local(schema, i))
             continue;
         char name[96];
-        dl_cfg_key_name(&dl_cfg_keys[i], name, sizeof name);
+        dl_cfg_key_name(schema, i, name, sizeof name);
         dl_cfg_buf_printf(&b, "%s=", name);
-        dl_cfg_format_value(cfg, i, &b);
+        dl_cfg_format_value(schema, cfg, i, &b);
         dl_cfg_buf_add(&b, "\n", 1);
     }
     if (b.failed) {
@@ -495,12 +454,13 @@ dl_status dl_config_rank_hash(const dl_config *cfg, uint64_t *hash) {
     return DL_OK;
 }
 
-dl_status dl_config_get_text(const dl_config *cfg, const char *key, char *buf, size_t cap) {
-    DL_REQUIRE(cfg && cfg->origin && key && buf && cap > 0, DL_ERR_INVALID, "dl_config_get_text: bad arguments");
-    int index = dl_cfg_find_dotted(key);
+dl_status dl_cfg_get_text(const dl_cfg_schema *schema, const void *cfg, const char *key, char *buf, size_t cap) {
+    DL_REQUIRE(schema && cfg && dl_cfg_origin_of(schema, cfg) && key && buf && cap > 0, DL_ERR_INVALID,
+               "dl_cfg_get_text: bad arguments");
+    int index = dl_cfg_find_dotted(schema, key);
     DL_REQUIRE(index >= 0, DL_ERR_INVALID, "dl_config_get_text: unknown key '%s'", key);
     dl_cfg_buf b = {0};
-    dl_cfg_format_value(cfg, index, &b);
+    dl_cfg_format_value(schema, cfg, index, &b);
     if (b.failed) {
         free(b.data);
         return DL_FAIL(DL_ERR_NOMEM, "out of memory formatting %s", key);
@@ -510,30 +470,38 @@ dl_status dl_config_get_text(const dl_config *cfg, const char *key, char *buf, s
     return DL_OK;
 }
 
-dl_status dl_config_source(const dl_config *cfg, const char *key, char *buf, size_t cap) {
-    DL_REQUIRE(cfg && cfg->origin && key && buf && cap > 0, DL_ERR_INVALID, "dl_config_source: bad arguments");
-    int index = dl_cfg_find_dotted(key);
+dl_status dl_cfg_source_text(const dl_cfg_schema *schema, const void *cfg, const char *key, char *buf, size_t cap) {
+    DL_REQUIRE(schema && cfg && dl_cfg_origin_of(schema, cfg) && key && buf && cap > 0, DL_ERR_INVALID,
+               "dl_cfg_source_text: bad arguments");
+    int index = dl_cfg_find_dotted(schema, key);
     DL_REQUIRE(index >= 0, DL_ERR_INVALID, "dl_config_source: unknown key '%s'", key);
-    dl_cfg_format_source(cfg, index, buf, cap);
+    dl_cfg_format_source(schema, cfg, index, buf, cap);
     return DL_OK;
 }
 
-bool dl_config_key_read_by(const char *key, dl_model_kind kind) {
-    if (!key || (int)kind < 0 || (int)kind > DL_MODEL_DPO)
-        return false;
-    int index = dl_cfg_find_dotted(key);
-    return index >= 0 && (dl_cfg_key_kinds(index) & (1u << kind)) != 0;
+const char *dl_cfg_rows_enum_text(const dl_cfg_key *keys, const char *name, int value) {
+    if (!keys || !name || value < 0)
+        return NULL;
+    for (int k = 0; keys[k].name; k++) {
+        if (strcmp(keys[k].name, name) != 0 || !keys[k].choices)
+            continue;
+        for (int i = 0; keys[k].choices[i]; i++)
+            if (i == value)
+                return keys[k].choices[i];
+        return NULL;
+    }
+    return NULL;
 }
 
-const char *dl_config_enum_text(const char *key, int value) {
-    if (!key)
+const char *dl_cfg_enum_text(const dl_cfg_schema *schema, const char *key, int value) {
+    if (!schema || !key)
         return NULL;
-    int index = dl_cfg_find_dotted(key);
-    if (index < 0 || !dl_cfg_keys[index].choices || value < 0)
+    int index = dl_cfg_find_dotted(schema, key);
+    const dl_cfg_key *row = dl_cfg_key_at(schema, index, NULL);
+    if (!row || !row->choices || value < 0)
         return NULL;
-    const char *const *choices = dl_cfg_keys[index].choices;
-    for (int i = 0; choices[i]; i++)
+    for (int i = 0; row->choices[i]; i++)
         if (i == value)
-            return choices[i];
+            return row->choices[i];
     return NULL;
 }

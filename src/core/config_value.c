@@ -132,6 +132,10 @@ static void range_text(const dl_cfg_key *key, char *buf, size_t cap) {
 
 /* What a key expects, for "expected ..., got ..." messages. */
 static void expected_text(const dl_cfg_key *key, char *buf, size_t cap) {
+    if (key->expect) {
+        snprintf(buf, cap, "%s", key->expect);
+        return;
+    }
     switch (key->type) {
     case DL_CFG_INT:
     case DL_CFG_I64: snprintf(buf, cap, "an integer"); return;
@@ -139,8 +143,8 @@ static void expected_text(const dl_cfg_key *key, char *buf, size_t cap) {
     case DL_CFG_BOOL: snprintf(buf, cap, "true or false"); return;
     case DL_CFG_STRING: snprintf(buf, cap, "a string"); return;
     case DL_CFG_LIST: snprintf(buf, cap, "a path or a list of paths"); return;
-    case DL_CFG_GRAD_CKPT: snprintf(buf, cap, "none, blocks or every:K"); return;
-    case DL_CFG_RESUME: snprintf(buf, cap, "auto, never or a checkpoint path"); return;
+    case DL_CFG_ENUM_COUNT:
+    case DL_CFG_ENUM_TEXT:
     case DL_CFG_ENUM: {
         size_t used = (size_t)snprintf(buf, cap, "one of ");
         for (int i = 0; key->choices[i] && used < cap; i++)
@@ -233,16 +237,20 @@ static dl_status assign_list(dl_str_list *list, const dl_cfg_key *key, const dl_
     return DL_OK;
 }
 
-dl_status dl_cfg_assign(dl_config *cfg, int index, const dl_cfg_raw *raw, const char *where, dl_cfg_source source) {
-    DL_REQUIRE(cfg && cfg->origin && raw && where && index >= 0 && index < dl_cfg_num_keys, DL_ERR_INVALID,
-               "dl_cfg_assign: bad arguments");
-    const dl_cfg_key *key = &dl_cfg_keys[index];
+dl_status dl_cfg_assign(const dl_cfg_schema *schema, void *cfg, int index, const dl_cfg_raw *raw, const char *where,
+                        dl_cfg_source source) {
+    DL_REQUIRE(schema && cfg && dl_cfg_origin_of(schema, cfg) && raw && where && index >= 0 &&
+                   index < dl_cfg_num_keys(schema),
+               DL_ERR_INVALID, "dl_cfg_assign: bad arguments");
+    dl_cfg_origin *origin = dl_cfg_origin_of(schema, cfg);
+    const dl_cfg_key *key = dl_cfg_key_at(schema, index, NULL);
     char full[96];
-    dl_cfg_key_name(key, full, sizeof full);
+    dl_cfg_key_name(schema, index, full, sizeof full);
+    void *field = dl_cfg_field(schema, cfg, index);
 
     if (key->type == DL_CFG_LIST) {
-        DL_CHECK(assign_list(dl_cfg_field(cfg, key->offset), key, raw, where, full));
-        cfg->origin->sources[index] = source;
+        DL_CHECK(assign_list(field, key, raw, where, full));
+        origin->sources[index] = source;
         return DL_OK;
     }
     /* Every other type takes one scalar; strings and paths take an empty value as "". */
@@ -271,9 +279,9 @@ dl_status dl_cfg_assign(dl_config *cfg, int index, const dl_cfg_raw *raw, const 
                 return range_error(key, raw, where, full, "must be <= 2147483647");
             if (v < INT_MIN)
                 return range_error(key, raw, where, full, "must be >= -2147483648");
-            *(int *)dl_cfg_field(cfg, key->offset) = (int)v;
+            *(int *)field = (int)v;
         } else {
-            *(int64_t *)dl_cfg_field(cfg, key->offset) = v;
+            *(int64_t *)field = v;
         }
         break;
     }
@@ -283,17 +291,17 @@ dl_status dl_cfg_assign(dl_config *cfg, int index, const dl_cfg_raw *raw, const 
             return type_error(key, raw, where, full);
         if (!in_range(key, v))
             return range_error(key, raw, where, full, NULL);
-        *(double *)dl_cfg_field(cfg, key->offset) = v;
+        *(double *)field = v;
         break;
     }
     case DL_CFG_BOOL: {
         bool v;
         if (!parse_bool(text, &v))
             return type_error(key, raw, where, full);
-        *(bool *)dl_cfg_field(cfg, key->offset) = v;
+        *(bool *)field = v;
         break;
     }
-    case DL_CFG_STRING: DL_CHECK(set_string(dl_cfg_field(cfg, key->offset), text, len)); break;
+    case DL_CFG_STRING: DL_CHECK(set_string(field, text, len)); break;
     case DL_CFG_ENUM: {
         int found = -1;
         for (int i = 0; key->choices[i]; i++)
@@ -301,48 +309,57 @@ dl_status dl_cfg_assign(dl_config *cfg, int index, const dl_cfg_raw *raw, const 
                 found = i;
         if (found < 0)
             return type_error(key, raw, where, full);
-        *(int *)dl_cfg_field(cfg, key->offset) = found;
+        *(int *)field = found;
         break;
     }
-    case DL_CFG_GRAD_CKPT: {
-        int mode, every = 0;
-        if (strcmp(text, "none") == 0) {
-            mode = DL_GRAD_CKPT_NONE;
-        } else if (strcmp(text, "blocks") == 0) {
-            mode = DL_GRAD_CKPT_BLOCKS;
-        } else if (strncmp(text, "every:", 6) == 0) {
+    case DL_CFG_ENUM_COUNT: {
+        /* The last choice is "word:K": the word, a colon and a placeholder for the count. */
+        int last = 0;
+        while (key->choices[last + 1])
+            last++;
+        const char *colon = strchr(key->choices[last], ':');
+        size_t word = colon ? (size_t)(colon - key->choices[last]) + 1 : 0;
+        int mode = -1, count = 0;
+        for (int i = 0; i < last; i++)
+            if (strcmp(text, key->choices[i]) == 0)
+                mode = i;
+        if (mode < 0 && word && strncmp(text, key->choices[last], word) == 0) {
             int64_t k;
-            int ok = parse_int64(text + 6, &k);
+            int ok = parse_int64(text + word, &k);
             if (ok == 0)
                 return type_error(key, raw, where, full);
-            if (ok < 0 || k < 1 || k > 1024)
-                return range_error(key, raw, where, full, "K must be between 1 and 1024");
-            mode = DL_GRAD_CKPT_EVERY;
-            every = (int)k;
-        } else {
-            return type_error(key, raw, where, full);
+            if (ok < 0 || !in_range(key, (double)k)) {
+                char bounds[96], range[80];
+                range_text(key, range, sizeof range);
+                snprintf(bounds, sizeof bounds, "%s %s", colon + 1, range);
+                return range_error(key, raw, where, full, bounds);
+            }
+            mode = last;
+            count = (int)k;
         }
-        *(int *)dl_cfg_field(cfg, key->offset) = mode;
-        *(int *)dl_cfg_field(cfg, key->offset2) = every;
+        if (mode < 0)
+            return type_error(key, raw, where, full);
+        *(int *)field = mode;
+        *(int *)dl_cfg_field2(schema, cfg, index) = count;
         break;
     }
-    case DL_CFG_RESUME: {
-        int mode;
+    case DL_CFG_ENUM_TEXT: {
+        /* The last choice is a placeholder for any other text (PATH). */
         if (len == 0)
             return type_error(key, raw, where, full);
-        if (strcmp(text, "auto") == 0)
-            mode = DL_RESUME_AUTO;
-        else if (strcmp(text, "never") == 0)
-            mode = DL_RESUME_NEVER;
-        else
-            mode = DL_RESUME_PATH;
-        DL_CHECK(set_string(dl_cfg_field(cfg, key->offset2), mode == DL_RESUME_PATH ? text : "",
-                            mode == DL_RESUME_PATH ? len : 0));
-        *(int *)dl_cfg_field(cfg, key->offset) = mode;
+        int last = 0;
+        while (key->choices[last + 1])
+            last++;
+        int mode = last;
+        for (int i = 0; i < last; i++)
+            if (strcmp(text, key->choices[i]) == 0)
+                mode = i;
+        DL_CHECK(set_string(dl_cfg_field2(schema, cfg, index), mode == last ? text : "", mode == last ? len : 0));
+        *(int *)field = mode;
         break;
     }
     case DL_CFG_LIST: break; /* handled above */
     }
-    cfg->origin->sources[index] = source;
+    origin->sources[index] = source;
     return DL_OK;
 }

@@ -21,6 +21,8 @@ typedef struct reader {
     size_t len;
     const char *name;     /* file name for "name:line" */
     const char *override; /* when reading an override value: the "override '...'" prefix, no lines */
+    const dl_cfg_schema *schema; /* when reading a config: what it holds */
+    void *cfg;
 } reader;
 
 /* "name:line" or the override prefix. */
@@ -192,20 +194,20 @@ static dl_status read_value(reader *r, dl_cfg_raw *raw) {
 
 /* Per-parse bookkeeping for duplicate detection: the line each key and section was first set on. */
 typedef struct seen {
-    int *key_line;
-    int section_line[DL_CFG_NUM_SECTIONS];
+    int *key_line;     /* one per key */
+    int *section_line; /* one per section */
 } seen;
 
 /* Reads the value of key `index` (its key scalar was on `line`) and assigns it. */
-static dl_status read_key_value(reader *r, dl_config *cfg, seen *sn, int index, int line) {
-    char full[96], where[512];
-    dl_cfg_key_name(&dl_cfg_keys[index], full, sizeof full);
+static dl_status read_key_value(reader *r, seen *sn, int index, int line) {
+    char where[512];
     where_at(r, line, where, sizeof where);
     if (sn->key_line[index]) {
-        const dl_cfg_key *key = &dl_cfg_keys[index];
-        if (key->section[0])
+        const dl_cfg_section *sec = NULL;
+        const dl_cfg_key *key = dl_cfg_key_at(r->schema, index, &sec);
+        if (sec->name[0])
             return DL_FAIL(DL_ERR_CONFIG, "%s: duplicate key '%s' in section %s (first on line %d)", where, key->name,
-                           key->section, sn->key_line[index]);
+                           sec->name, sn->key_line[index]);
         return DL_FAIL(DL_ERR_CONFIG, "%s: duplicate key '%s' (first on line %d)", where, key->name,
                        sn->key_line[index]);
     }
@@ -213,7 +215,7 @@ static dl_status read_key_value(reader *r, dl_config *cfg, seen *sn, int index, 
     dl_cfg_raw raw;
     DL_CHECK(read_value(r, &raw));
     dl_cfg_source source = {DL_SRC_FILE, line, 0};
-    dl_status s = dl_cfg_assign(cfg, index, &raw, where, source);
+    dl_status s = dl_cfg_assign(r->schema, r->cfg, index, &raw, where, source);
     dl_cfg_raw_free(&raw);
     return s;
 }
@@ -241,7 +243,23 @@ static dl_status read_key(reader *r, yaml_event_t *ev, char *name, size_t cap, s
 /* True when the key text holds characters no key name has (NUL, or more than the buffer). */
 static int odd_name(const char *name, size_t len) { return strlen(name) != len; }
 
-static dl_status read_section(reader *r, dl_config *cfg, seen *sn, const char *section) {
+/* Reads past one value node (a scalar, or a whole list or mapping): what a schema with skip_unknown does with a
+ * section or key it does not declare. Nesting is counted, not recursed into. */
+static dl_status skip_node(reader *r) {
+    long depth = 0;
+    do {
+        yaml_event_t ev;
+        DL_CHECK(next(r, &ev));
+        if (ev.type == YAML_SEQUENCE_START_EVENT || ev.type == YAML_MAPPING_START_EVENT)
+            depth++;
+        else if (ev.type == YAML_SEQUENCE_END_EVENT || ev.type == YAML_MAPPING_END_EVENT)
+            depth--;
+        yaml_event_delete(&ev);
+    } while (depth > 0);
+    return DL_OK;
+}
+
+static dl_status read_section(reader *r, seen *sn, const char *section) {
     for (;;) {
         yaml_event_t ev;
         DL_CHECK(next(r, &ev));
@@ -258,21 +276,48 @@ static dl_status read_section(reader *r, dl_config *cfg, seen *sn, const char *s
             shown(ev.data.scalar.value, ev.data.scalar.length, display, sizeof display);
         yaml_event_delete(&ev);
         DL_CHECK(s);
-        int index = odd_name(name, len) ? -1 : dl_cfg_find(section, name);
+        int index = odd_name(name, len) ? -1 : dl_cfg_find(r->schema, section, name);
+        if (index < 0 && r->schema->skip_unknown) {
+            DL_CHECK(skip_node(r));
+            continue;
+        }
         if (index < 0) {
             char where[512], suggestion[160];
             where_at(r, line, where, sizeof where);
-            dl_cfg_suggest_key(section, name, suggestion, sizeof suggestion);
+            dl_cfg_suggest_key(r->schema, section, name, suggestion, sizeof suggestion);
             s = DL_FAIL(DL_ERR_CONFIG, "%s: unknown key '%s' in section %s%s", where, display, section, suggestion);
             if (!suggestion[0])
                 dl_error_hint("'dealer config keys' lists every key");
             return s;
         }
-        DL_CHECK(read_key_value(r, cfg, sn, index, line));
+        DL_CHECK(read_key_value(r, sn, index, line));
     }
 }
 
-static dl_status read_root(reader *r, dl_config *cfg, seen *sn) {
+/* The hint for an unknown section with no near name: "sections are run, model, ...; plus the key device". */
+static void hint_sections(const dl_cfg_schema *schema) {
+    char text[512];
+    size_t used = (size_t)snprintf(text, sizeof text, "sections are ");
+    int first = 1;
+    for (int s = 0; s < schema->n_sections && used < sizeof text; s++)
+        if (schema->sections[s].name[0]) {
+            used += (size_t)snprintf(text + used, sizeof text - used, "%s%s", first ? "" : ", ",
+                                     schema->sections[s].name);
+            first = 0;
+        }
+    int n = dl_cfg_num_keys(schema), tops = 0;
+    for (int i = 0; i < n; i++) {
+        const dl_cfg_section *sec = NULL;
+        const dl_cfg_key *key = dl_cfg_key_at(schema, i, &sec);
+        if (sec->name[0] || used >= sizeof text)
+            continue;
+        used += (size_t)snprintf(text + used, sizeof text - used, "%s%s", tops ? ", " : "; plus the key ", key->name);
+        tops++;
+    }
+    dl_error_hint("%s", text);
+}
+
+static dl_status read_root(reader *r, seen *sn) {
     for (;;) {
         yaml_event_t ev;
         DL_CHECK(next(r, &ev));
@@ -291,7 +336,7 @@ static dl_status read_root(reader *r, dl_config *cfg, seen *sn) {
         DL_CHECK(s);
         char where[512];
         where_at(r, line, where, sizeof where);
-        int section = odd_name(name, len) ? -1 : dl_cfg_find_section(name);
+        int section = odd_name(name, len) ? -1 : dl_cfg_find_section(r->schema, name);
         if (section >= 0) {
             if (sn->section_line[section])
                 return DL_FAIL(DL_ERR_CONFIG, "%s: duplicate section '%s' (first on line %d)", where, name,
@@ -300,7 +345,7 @@ static dl_status read_root(reader *r, dl_config *cfg, seen *sn) {
             DL_CHECK(next(r, &ev));
             if (ev.type == YAML_MAPPING_START_EVENT) {
                 yaml_event_delete(&ev);
-                DL_CHECK(read_section(r, cfg, sn, dl_cfg_sections[section]));
+                DL_CHECK(read_section(r, sn, r->schema->sections[section].name));
                 continue;
             }
             if (ev.type == YAML_SCALAR_EVENT && is_null_scalar(&ev)) {
@@ -319,22 +364,26 @@ static dl_status read_root(reader *r, dl_config *cfg, seen *sn) {
             return DL_FAIL(DL_ERR_CONFIG, "%s: section %s must be a mapping of keys (key: value), got %s", where,
                            name, got);
         }
-        int index = odd_name(name, len) ? -1 : dl_cfg_find("", name);
+        int index = odd_name(name, len) ? -1 : dl_cfg_find(r->schema, "", name);
         if (index >= 0) {
-            DL_CHECK(read_key_value(r, cfg, sn, index, line));
+            DL_CHECK(read_key_value(r, sn, index, line));
+            continue;
+        }
+        if (r->schema->skip_unknown) {
+            DL_CHECK(skip_node(r));
             continue;
         }
         char suggestion[160];
-        dl_cfg_suggest_section(name, suggestion, sizeof suggestion);
+        dl_cfg_suggest_section(r->schema, name, suggestion, sizeof suggestion);
         s = DL_FAIL(DL_ERR_CONFIG, "%s: unknown section '%s'%s", where, display, suggestion);
         if (!suggestion[0])
-            dl_error_hint("sections are run, model, data, optim, train, comm, ckpt, log, dpo; plus the key device");
+            hint_sections(r->schema);
         return s;
     }
 }
 
 /* Reads the document after STREAM_START: nothing, or one mapping. */
-static dl_status read_stream(reader *r, dl_config *cfg, seen *sn) {
+static dl_status read_stream(reader *r, seen *sn) {
     yaml_event_t ev;
     DL_CHECK(next(r, &ev));
     yaml_event_type_t type = ev.type;
@@ -346,7 +395,7 @@ static dl_status read_stream(reader *r, dl_config *cfg, seen *sn) {
     where_at(r, line_of(&ev), where, sizeof where);
     if (ev.type == YAML_MAPPING_START_EVENT) {
         yaml_event_delete(&ev);
-        DL_CHECK(read_root(r, cfg, sn));
+        DL_CHECK(read_root(r, sn));
     } else if (ev.type == YAML_SCALAR_EVENT && is_null_scalar(&ev)) {
         yaml_event_delete(&ev);
     } else {
@@ -380,19 +429,23 @@ static dl_status reader_open(reader *r, const char *text, size_t len) {
     return s;
 }
 
-dl_status dl_cfg_parse_yaml(dl_config *cfg, const char *text, size_t len, const char *name) {
-    DL_REQUIRE(cfg && (text || len == 0) && name, DL_ERR_INVALID, "dl_cfg_parse_yaml: bad arguments");
-    reader r = {.name = name};
+dl_status dl_cfg_parse_yaml(const dl_cfg_schema *schema, void *cfg, const char *text, size_t len, const char *name) {
+    DL_REQUIRE(schema && cfg && (text || len == 0) && name, DL_ERR_INVALID, "dl_cfg_parse_yaml: bad arguments");
+    reader r = {.name = name, .schema = schema, .cfg = cfg};
     seen sn = {0};
-    sn.key_line = calloc((size_t)dl_cfg_num_keys, sizeof *sn.key_line);
-    if (!sn.key_line)
-        return DL_FAIL(DL_ERR_NOMEM, "out of memory parsing %s", name);
-    dl_status s = reader_open(&r, text ? text : "", len);
+    sn.key_line = calloc((size_t)dl_cfg_num_keys(schema) + 1, sizeof *sn.key_line);
+    sn.section_line = calloc((size_t)schema->n_sections + 1, sizeof *sn.section_line);
+    dl_status s = DL_OK;
+    if (!sn.key_line || !sn.section_line)
+        s = DL_FAIL(DL_ERR_NOMEM, "out of memory parsing %s", name);
+    if (s == DL_OK)
+        s = reader_open(&r, text ? text : "", len);
     if (s == DL_OK) {
-        s = read_stream(&r, cfg, &sn);
+        s = read_stream(&r, &sn);
         yaml_parser_delete(&r.parser);
     }
     free(sn.key_line);
+    free(sn.section_line);
     return s;
 }
 

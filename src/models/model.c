@@ -1,20 +1,19 @@
 /* model.c — the model factory, and the gpt model behind the generic interface (model.h); fm and ffm live in
- * fm.c, ffm.c and click_model.c, dpo in dpo.c. */
+ * fm.c, ffm.c and click_model.c (click/), dpo in dpo/. */
 #include "models/model.h"
 
 #include <stdlib.h>
 
-#include "models/dpo.h"
+#include "models/dpo/dpo.h"
 #include "models/click/ffm.h"
 #include "models/click/fm.h"
 #include "models/gpt.h"
 #include "models/gpt_init.h"
 
-dl_data_kind dl_model_data_kind(const dl_config *config) {
-    switch (config->model.kind) {
-    case DL_MODEL_FM:
-    case DL_MODEL_FFM: return DL_DATA_CLICKS;
-    case DL_MODEL_DPO: return DL_DATA_PAIRS;
+dl_data_kind dl_model_data_kind(const dl_model_config *model) {
+    switch (dl_model_kind_data(model->kind)) {
+    case DL_FORMAT_CLICKS: return DL_DATA_CLICKS;
+    case DL_FORMAT_PAIRS: return DL_DATA_PAIRS;
     default: return DL_DATA_TEXT;
     }
 }
@@ -84,25 +83,13 @@ static void gpt_destroy(dl_model *model) {
     model->init_source = NULL;
 }
 
-static dl_status create_gpt(dl_model *model, const dl_config *cfg, const dl_backend *be, int rows, int seq_len) {
-    dl_gpt_config gc = {
-        .vocab_size = cfg->model.vocab_size,
-        .n_layer = cfg->model.n_layer,
-        .n_head = cfg->model.n_head,
-        .n_embd = cfg->model.n_embd,
-        .max_seq_len = cfg->model.max_seq_len,
-        .rope = cfg->model.positions == DL_POSITIONS_ROPE,
-        .rope_theta = (float)cfg->model.rope_theta,
-        .bf16 = cfg->model.precision == DL_PRECISION_BF16,
-        .checkpoint_every = cfg->model.checkpoint == DL_GRAD_CKPT_NONE    ? 0
-                            : cfg->model.checkpoint == DL_GRAD_CKPT_BLOCKS ? 1
-                                                                           : cfg->model.checkpoint_every,
-    };
+static dl_status create_gpt(dl_model *model, const dl_model_config *cfg, const dl_backend *be, int rows, int seq_len) {
+    dl_gpt_config gc = dl_model_gpt_config(cfg);
     /* Keys the GPT does not implement must not be accepted silently. */
-    const char *unsupported = cfg->model.dropout != 0.0          ? "dropout other than 0"
-                              : !cfg->model.tied_head             ? "tied_head: false"
-                              : cfg->model.init_std != 0.02       ? "init_std other than 0.02"
-                              : cfg->model.layernorm_eps != 1e-5  ? "layernorm_eps other than 1e-5"
+    const char *unsupported = cfg->dropout != 0.0          ? "dropout other than 0"
+                              : !cfg->tied_head             ? "tied_head: false"
+                              : cfg->init_std != 0.02       ? "init_std other than 0.02"
+                              : cfg->layernorm_eps != 1e-5  ? "layernorm_eps other than 1e-5"
                                                                   : NULL;
     if (unsupported) {
         dl_status s = DL_FAIL(DL_ERR_CONFIG, "model.%s is not supported by the gpt model", unsupported);
@@ -118,10 +105,10 @@ static dl_status create_gpt(dl_model *model, const dl_config *cfg, const dl_back
     }
     dl_weights_source *init = NULL;
     dl_status s = DL_OK;
-    if (cfg->model.init_from[0]) {
+    if (cfg->init_from[0]) {
         /* A bad model.init_from stops the run here, before the first step (exit 2). */
         init = calloc(1, sizeof *init);
-        s = init ? dl_gpt_init_resolve(cfg->model.init_from, &gc, init)
+        s = init ? dl_gpt_init_resolve(cfg->init_from, &gc, init)
                  : DL_FAIL(DL_ERR_NOMEM, "cannot allocate model.init_from");
     }
     int max_tokens = rows * seq_len;
@@ -151,29 +138,28 @@ static dl_status create_gpt(dl_model *model, const dl_config *cfg, const dl_back
     return DL_OK;
 }
 
-dl_status dl_model_create(dl_model **out, const dl_config *cfg, const dl_backend *be, int rows, int seq_len) {
-    DL_REQUIRE(out && cfg && be, DL_ERR_INVALID, "dl_model_create: NULL argument");
+dl_status dl_model_create(dl_model **out, const dl_model_setup *setup, const dl_backend *be, int rows, int seq_len) {
+    DL_REQUIRE(out && setup && setup->model && be, DL_ERR_INVALID, "dl_model_create: NULL argument");
     DL_REQUIRE(rows >= 1 && seq_len >= 1, DL_ERR_CONFIG, "train.batch_per_rank and data.seq_len must be positive");
     *out = NULL;
     dl_model *model = calloc(1, sizeof *model);
     DL_REQUIRE(model != NULL, DL_ERR_NOMEM, "cannot allocate a model");
     dl_status s;
-    switch (cfg->model.kind) {
+    switch (setup->model->kind) {
     case DL_MODEL_GPT:
-        s = create_gpt(model, cfg, be, rows, seq_len);
+        s = create_gpt(model, setup->model, be, rows, seq_len);
         break;
     case DL_MODEL_FM:
-        s = dl_fm_create(model, cfg, be, rows);
+        s = dl_fm_create(model, setup, be, rows);
         break;
     case DL_MODEL_FFM:
-        s = dl_ffm_create(model, cfg, be, rows);
+        s = dl_ffm_create(model, setup, be, rows);
         break;
     case DL_MODEL_DPO:
-        s = dl_dpo_model_create(model, cfg, be, rows, seq_len);
+        s = dl_dpo_model_create(model, setup, be, rows, seq_len);
         break;
     default:
-        s = DL_FAIL(DL_ERR_CONFIG, "unknown model.kind %s",
-                    dl_config_enum_text("model.kind", (int)cfg->model.kind));
+        s = DL_FAIL(DL_ERR_CONFIG, "unknown model.kind %d", (int)setup->model->kind);
         dl_error_hint("use model.kind: gpt, fm, ffm or dpo");
         break;
     }

@@ -10,13 +10,13 @@
 
 #include <stdint.h>
 
-#include "core/config.h"
 #include "core/tensor.h"
 #include "data/batch.h"
 #include "data/loader.h"
 #include "ops/ops.h"
 #include "comm/backward_hooks.h"
 #include "comm/shard_layout.h"
+#include "models/model_config.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -103,11 +103,27 @@ struct dl_model {
     const dl_backend *backend;
 };
 
-/* The data kind the model consumes. */
-dl_data_kind dl_model_data_kind(const dl_config *config);
+/* What a model reads of the run's config: its own sections (model, and dpo for model.kind dpo), the data and comm
+ * sections, and the few values of the trainer's sections that a model needs. The application fills it
+ * (dl_config_model_setup, train/run_config.h); the pointers must outlive the model's creation. */
+typedef struct dl_model_setup {
+    const dl_model_config *model;
+    const dl_dpo_config *dpo;
+    const dl_data_config *data;
+    const dl_comm_config *comm;
+    const char *optimizer; /* optim.name as spelt: the click models update their rows with their own AdaGrad */
+    double weight_decay;   /* optim.weight_decay: the click models' L2 term (libffm's lambda) */
+    double adagrad_init;   /* optim.adagrad_init: where the click models' squared-gradient sums start */
+    int64_t seed;          /* run.seed: dpo's reference precomputation shuffles nothing but packs with it */
+    int batch_per_rank;    /* train.batch_per_rank: rows per batch of dpo's reference precomputation */
+} dl_model_setup;
 
-/* Builds the model named by config->model.kind for micro-batches of `rows` rows of `seq_len` tokens. */
-dl_status dl_model_create(dl_model **model, const dl_config *config, const dl_backend *backend, int rows, int seq_len);
+/* The data kind a model kind consumes. */
+dl_data_kind dl_model_data_kind(const dl_model_config *model);
+
+/* Builds the model named by setup->model->kind for micro-batches of `rows` rows of `seq_len` tokens. */
+dl_status dl_model_create(dl_model **model, const dl_model_setup *setup, const dl_backend *backend, int rows,
+                          int seq_len);
 void dl_model_destroy(dl_model *model);
 
 /* Initialises the parameters from Philox(seed): in the background where the model can (init_params_background),

@@ -31,7 +31,7 @@
 #define DL_TRAIN_GRAD_SYNC_H
 
 #include "comm/world.h"
-#include "core/config.h"
+#include "train/run_config.h"
 #include "models/model.h"
 #include "train/optimizer.h"
 

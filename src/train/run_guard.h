@@ -14,7 +14,7 @@
 #define DL_TRAIN_RUN_GUARD_H
 
 #include "comm/world.h"
-#include "core/config.h"
+#include "train/run_config.h"
 #include "core/dirlock.h"
 
 #ifdef __cplusplus

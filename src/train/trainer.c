@@ -130,7 +130,7 @@ static dl_status setup_data(trainer *t) {
     }
     dl_loader_config *lc = &t->loader_cfg;
     dl_loader_config_default(lc);
-    lc->kind = dl_model_data_kind(c);
+    lc->kind = dl_model_data_kind(&c->model);
     lc->batch_rows = c->train.batch_per_rank;
     lc->seq_len = c->data.seq_len;
     lc->packing = c->data.packing;
@@ -827,7 +827,7 @@ static dl_status setup(trainer *t) {
     DL_CHECK(dl_backend_open(&t->be, device ? device : "auto", t->world->local_rank));
     t->backend_open = 1;
     DL_CHECK(setup_data(t));
-    DL_CHECK(dl_model_create(&t->model, c, &t->be, c->train.batch_per_rank, c->data.seq_len));
+    DL_CHECK(dl_config_create_model(&t->model, c, &t->be, c->train.batch_per_rank, c->data.seq_len));
     t->numel = dl_tensor_table_numel(t->model->params);
     dl_optimizer_settings os = {
         .kind = c->optim.name == DL_OPTIM_ADAGRAD ? DL_OPT_ADAGRAD : c->optim.name == DL_OPTIM_SGD ? DL_OPT_SGD

@@ -14,7 +14,7 @@
 #define DL_TRAIN_TRAINER_H
 
 #include "comm/world.h"
-#include "core/config.h"
+#include "train/run_config.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -25,7 +25,7 @@
 
 #include "comm/world.h"
 #include "core/hash.h"
-#include "core/config.h"
+#include "train/run_config.h"
 #include "ops/ops.h"
 #include "ckpt/checkpoint.h"
 #include "models/model.h"
@@ -146,7 +146,7 @@ static void measure(int64_t rows, const char *dir, long long save[2], long long 
     dl_backend be;
     assert_int_equal(dl_backend_open(&be, "cpu", 0), DL_OK);
     dl_model *m;
-    assert_int_equal(dl_model_create(&m, &cfg, &be, 8, 1), DL_OK);
+    assert_int_equal(dl_config_create_model(&m, &cfg, &be, 8, 1), DL_OK);
     const dl_shard_layout *l = m->shard_layout;
     assert_non_null(l);
     assert_int_equal(m->init_params(m, 3), DL_OK);

@@ -16,7 +16,7 @@
 #include <string.h>
 
 #include "comm/world.h"
-#include "core/config.h"
+#include "train/run_config.h"
 #include "core/hash.h"
 #include "data/loader.h"
 #include "ops/ops.h"
@@ -57,8 +57,8 @@ static void replicated_staged_equals_direct(const dl_click_kind *kind, dl_model_
     dl_model direct, staged;
     memset(&direct, 0, sizeof direct);
     memset(&staged, 0, sizeof staged);
-    assert_int_equal(dl_click_model_create(&direct, kind, &cfg, &be, B, 0), DL_OK);
-    DL_EXPECT_OK(dl_click_model_create_staged(&staged, kind, &cfg, &be, B, 0));
+    assert_int_equal(dl_click_model_create(&direct, kind, (dl_model_setup[]){dl_config_model_setup(&cfg)}, &be, B, 0), DL_OK);
+    DL_EXPECT_OK(dl_click_model_create_staged(&staged, kind, (dl_model_setup[]){dl_config_model_setup(&cfg)}, &be, B, 0));
     DL_EXPECT_OK(direct.init_params(&direct, 5));
     DL_EXPECT_OK(staged.init_params(&staged, 5));
     size_t numel = dl_tensor_table_numel(direct.params);
@@ -127,13 +127,13 @@ static void sharded_staged_is_refused(void **state) {
     dl_test_click_config(&cfg, DL_MODEL_FFM, 4, FIELDS, BUCKETS, true, 1e-3, DL_EMBEDDINGS_SHARDED);
     dl_model m;
     memset(&m, 0, sizeof m);
-    assert_int_equal(dl_click_model_create_staged(&m, &dl_ffm_kind, &cfg, &be, B, 0), DL_ERR_UNSUPPORTED);
+    assert_int_equal(dl_click_model_create_staged(&m, &dl_ffm_kind, (dl_model_setup[]){dl_config_model_setup(&cfg)}, &be, B, 0), DL_ERR_UNSUPPORTED);
     assert_non_null(strstr(dl_error_message(), "comm.embeddings: sharded"));
     assert_non_null(strstr(dl_error_message(), "replicated"));
     dl_error_clear();
     assert_null(m.impl);
     /* one process (dealer predict) is never sharded */
-    DL_EXPECT_OK(dl_click_model_create_staged(&m, &dl_ffm_kind, &cfg, &be, B, 1));
+    DL_EXPECT_OK(dl_click_model_create_staged(&m, &dl_ffm_kind, (dl_model_setup[]){dl_config_model_setup(&cfg)}, &be, B, 1));
     m.destroy(&m);
     dl_config_free(&cfg);
     dl_backend_close(&be);

@@ -25,7 +25,7 @@
 #include <unistd.h>
 
 #include "comm/world.h"
-#include "core/config.h"
+#include "train/run_config.h"
 #include "data/dataset.h"
 #include "data/example.h"
 #include "data/loader.h"
@@ -119,7 +119,7 @@ static float *final_params(const char *name, size_t *numel) {
     dl_backend be;
     assert_int_equal(dl_backend_open(&be, "cpu", 0), DL_OK);
     dl_model *model = NULL;
-    assert_int_equal(dl_model_create(&model, &cfg, &be, 1, SEQ), DL_OK);
+    assert_int_equal(dl_config_create_model(&model, &cfg, &be, 1, SEQ), DL_OK);
     *numel = dl_tensor_table_numel(model->params);
     float *params = calloc(*numel, sizeof(float));
     dl_ckpt_tensors t = {model->params, params, 0, NULL, NULL, 0, 0};
@@ -250,7 +250,7 @@ static void data_parallel_equals_one_rank(void **state) {
     dl_backend be;
     assert_int_equal(dl_backend_open(&be, "cpu", 0), DL_OK);
     dl_model *model = NULL;
-    assert_int_equal(dl_model_create(&model, &cfg, &be, 1, SEQ), DL_OK);
+    assert_int_equal(dl_config_create_model(&model, &cfg, &be, 1, SEQ), DL_OK);
     assert_int_equal(model->init_params(model, (uint64_t)cfg.run.seed), DL_OK);
     double moved = rel_error(reference, model->param_data, n);
     printf("one-rank run: parameters moved by %.3g (relative) in %d steps\n", moved, STEPS);

@@ -17,7 +17,7 @@
 
 #include "comm/exchange.h"
 #include "comm/world.h"
-#include "core/config.h"
+#include "train/run_config.h"
 #include "models/gpt.h"
 #include "train/grad_sync.h"
 #include "models/model.h"
@@ -186,7 +186,7 @@ static void tiny_open_rows(tiny *t, const char *bucket_mb, int zero, int rows) {
     memset(t, 0, sizeof *t);
     assert_int_equal(dl_config_load(&t->cfg, NULL, 8, overrides), DL_OK);
     assert_int_equal(dl_backend_open(&t->be, "cpu", 0), DL_OK);
-    assert_int_equal(dl_model_create(&t->model, &t->cfg, &t->be, rows, T_TOKENS), DL_OK);
+    assert_int_equal(dl_config_create_model(&t->model, &t->cfg, &t->be, rows, T_TOKENS), DL_OK);
     assert_int_equal(t->model->init_params(t->model, 5), DL_OK);
     dl_optimizer_settings os = {.kind = DL_OPT_ADAMW, .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.1};
     assert_int_equal(dl_grad_sync_create(&t->sync, &world, &t->be, t->model, &t->cfg, &os), DL_OK);

@@ -20,7 +20,7 @@
 
 #include "comm/sharded_table.h"
 #include "comm/world.h"
-#include "core/config.h"
+#include "train/run_config.h"
 #include "core/hash.h"
 #include "data/loader.h"
 #include "ops/ops.h"
@@ -256,8 +256,8 @@ static void ffm_sharded_equals_replicated_equals_serial(void **state) {
     dl_test_click_config(&rc, DL_MODEL_FFM, 4, FIELDS, BUCKETS, true, 1e-3, DL_EMBEDDINGS_REPLICATED);
     dl_test_click_config(&sc, DL_MODEL_FFM, 4, FIELDS, BUCKETS, true, 1e-3, DL_EMBEDDINGS_SHARDED);
     dl_model *rep, *sh;
-    assert_int_equal(dl_model_create(&rep, &rc, &be, B, 1), DL_OK);
-    assert_int_equal(dl_model_create(&sh, &sc, &be, B, 1), DL_OK);
+    assert_int_equal(dl_config_create_model(&rep, &rc, &be, B, 1), DL_OK);
+    assert_int_equal(dl_config_create_model(&sh, &sc, &be, B, 1), DL_OK);
     assert_null(rep->shard_layout);
     if (world.size > 1) {
         assert_non_null(sh->shard_layout);
@@ -321,7 +321,7 @@ static void ffm_sharded_equals_replicated_equals_serial(void **state) {
         memset(&serial, 0, sizeof serial);
         dl_config one;
         dl_test_click_config(&one, DL_MODEL_FFM, 4, FIELDS, BUCKETS, true, 1e-3, DL_EMBEDDINGS_REPLICATED);
-        assert_int_equal(dl_click_model_create(&serial, &dl_ffm_kind, &one, &be, B, 1), DL_OK);
+        assert_int_equal(dl_click_model_create(&serial, &dl_ffm_kind, (dl_model_setup[]){dl_config_model_setup(&one)}, &be, B, 1), DL_OK);
         assert_int_equal(dl_tensor_table_numel(serial.params), numel);
         serial_reference(&serial, initial, numel);
         DL_ASSERT_REL(initial, want, numel, 1e-6);
@@ -393,8 +393,8 @@ static void ffm_sharded_checkpoint_round_trip(void **state) {
     dl_config sc;
     dl_test_click_config(&sc, DL_MODEL_FFM, 4, FIELDS, BUCKETS, true, 1e-3, DL_EMBEDDINGS_SHARDED);
     dl_model *sh, *back;
-    assert_int_equal(dl_model_create(&sh, &sc, &be, B, 1), DL_OK);
-    assert_int_equal(dl_model_create(&back, &sc, &be, B, 1), DL_OK);
+    assert_int_equal(dl_config_create_model(&sh, &sc, &be, B, 1), DL_OK);
+    assert_int_equal(dl_config_create_model(&back, &sc, &be, B, 1), DL_OK);
     const dl_shard_layout *l = sh->shard_layout;
     assert_non_null(l);
     assert_int_equal(sh->init_params(sh, 5), DL_OK);
@@ -432,7 +432,7 @@ static void ffm_sharded_checkpoint_round_trip(void **state) {
     size_t rf = table->shape[1];
     dl_model one;
     memset(&one, 0, sizeof one);
-    assert_int_equal(dl_click_model_create(&one, &dl_ffm_kind, &sc, &be, B, 1), DL_OK);
+    assert_int_equal(dl_click_model_create(&one, &dl_ffm_kind, (dl_model_setup[]){dl_config_model_setup(&sc)}, &be, B, 1), DL_OK);
     assert_null(one.shard_layout);
     dl_ckpt_tensors whole = {one.params, one.param_data, 0, NULL, NULL, 0, 0};
     uint8_t *cursor = NULL;

@@ -17,7 +17,7 @@
 
 #include "comm/sharded_table.h"
 #include "comm/world.h"
-#include "core/config.h"
+#include "train/run_config.h"
 #include "data/loader.h"
 #include "models/click/click_model.h"
 #include "models/click/ffm.h"
@@ -51,11 +51,12 @@ static void in_turns_equals_one_table(const dl_click_kind *kind, dl_model_kind m
     dl_config cfg;
     /* no linear terms: the bias exchange is a collective, which would forbid taking turns inside a step */
     dl_test_click_config(&cfg, mk, 4, FIELDS, BUCKETS, false, 1e-3, DL_EMBEDDINGS_SHARED);
+    dl_model_setup setup = dl_config_model_setup(&cfg);
     dl_model shared, alone;
     memset(&shared, 0, sizeof shared);
     memset(&alone, 0, sizeof alone);
-    DL_EXPECT_OK(dl_click_model_create(&shared, kind, &cfg, &be, B, 0));
-    DL_EXPECT_OK(dl_click_model_create(&alone, kind, &cfg, &be, B, 1));
+    DL_EXPECT_OK(dl_click_model_create(&shared, kind, &setup, &be, B, 0));
+    DL_EXPECT_OK(dl_click_model_create(&alone, kind, &setup, &be, B, 1));
     assert_non_null(shared.shard_layout); /* checkpoints see a sharded model: each rank its own rows */
     DL_EXPECT_OK(shared.init_params(&shared, 5));
     DL_EXPECT_OK(alone.init_params(&alone, 5));
@@ -126,9 +127,10 @@ static void concurrent_steps_keep_the_bias_and_evaluation_agreed(void **state) {
     assert_int_equal(dl_backend_open(&be, "cpu", 0), DL_OK);
     dl_config cfg;
     dl_test_click_config(&cfg, DL_MODEL_FFM, 4, FIELDS, BUCKETS, true, 1e-3, DL_EMBEDDINGS_SHARED);
+    dl_model_setup setup = dl_config_model_setup(&cfg);
     dl_model m;
     memset(&m, 0, sizeof m);
-    DL_EXPECT_OK(dl_click_model_create(&m, &dl_ffm_kind, &cfg, &be, B, 0));
+    DL_EXPECT_OK(dl_click_model_create(&m, &dl_ffm_kind, &setup, &be, B, 0));
     DL_EXPECT_OK(m.init_params(&m, 9));
     DL_EXPECT_OK(dl_comm_barrier(&world, "initialised"));
     dl_batch batch;
@@ -168,16 +170,17 @@ static void staged_and_roomless_are_refused(void **state) {
     assert_int_equal(dl_backend_open(&be, "cpu", 0), DL_OK);
     dl_config cfg;
     dl_test_click_config(&cfg, DL_MODEL_FFM, 4, FIELDS, BUCKETS, true, 1e-3, DL_EMBEDDINGS_SHARED);
+    dl_model_setup setup = dl_config_model_setup(&cfg);
     dl_model m;
     memset(&m, 0, sizeof m);
-    assert_int_equal(dl_click_model_create_staged(&m, &dl_ffm_kind, &cfg, &be, B, 0), DL_ERR_UNSUPPORTED);
+    assert_int_equal(dl_click_model_create_staged(&m, &dl_ffm_kind, &setup, &be, B, 0), DL_ERR_UNSUPPORTED);
     assert_non_null(strstr(dl_error_message(), "comm.embeddings: shared"));
     dl_error_clear();
     assert_null(m.impl);
     /* Open MPI read its settings at start-up, so this changes only where dealer looks for room: a directory
      * with no free space at all, as a full /dev/shm would be. */
     setenv("OMPI_MCA_osc_sm_backing_directory", "/proc", 1);
-    assert_int_equal(dl_click_model_create(&m, &dl_ffm_kind, &cfg, &be, B, 0), DL_ERR_CONFIG);
+    assert_int_equal(dl_click_model_create(&m, &dl_ffm_kind, &setup, &be, B, 0), DL_ERR_CONFIG);
     unsetenv("OMPI_MCA_osc_sm_backing_directory");
     const char *msg = dl_error_message();
     if (world.rank == 0 && (!strstr(msg, "/proc") || !strstr(msg, "shared memory")))

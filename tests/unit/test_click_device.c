@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/config.h"
+#include "train/run_config.h"
 #include "data/batch.h"
 #include "ops/ops.h"
 #include "models/click/click_device.h"
@@ -76,8 +76,8 @@ static void staged_equals_direct(const dl_click_kind *kind, dl_model_kind mk, in
     dl_model direct, staged;
     memset(&direct, 0, sizeof direct);
     memset(&staged, 0, sizeof staged);
-    assert_int_equal(dl_click_model_create(&direct, kind, &cfg, &be, ROWS, 0), DL_OK);
-    DL_EXPECT_OK(dl_click_model_create_staged(&staged, kind, &cfg, &be, ROWS, 0));
+    assert_int_equal(dl_click_model_create(&direct, kind, (dl_model_setup[]){dl_config_model_setup(&cfg)}, &be, ROWS, 0), DL_OK);
+    DL_EXPECT_OK(dl_click_model_create_staged(&staged, kind, (dl_model_setup[]){dl_config_model_setup(&cfg)}, &be, ROWS, 0));
     assert_null(staged.shard_layout);
     assert_true(staged.self_updating);
     DL_EXPECT_OK(direct.init_params(&direct, 11));

@@ -11,8 +11,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/config.h"
+#include "ckpt/weights.h"
 #include "core/config_internal.h"
+#include "train/run_config.h"
 
 static char tmp_dir[64];
 
@@ -230,7 +231,7 @@ static const char *const expected_defaults[][2] = {
 static void every_default_is_as_documented(void **state) {
     (void)state;
     int n = (int)(sizeof expected_defaults / sizeof expected_defaults[0]);
-    assert_int_equal(n, dl_cfg_num_keys);
+    assert_int_equal(n, dl_cfg_num_keys(&dl_config_schema));
     dl_config cfg;
     assert_int_equal(dl_config_defaults(&cfg), DL_OK);
     for (int i = 0; i < n; i++) {
@@ -589,8 +590,10 @@ static void random_string(dl_rng *rng, char *buf, int max) {
 
 /* Sets every key of a config to a random value in its range, straight through dl_cfg_assign. */
 static void randomize(dl_config *cfg, dl_rng *rng) {
-    for (int i = 0; i < dl_cfg_num_keys; i++) {
-        const dl_cfg_key *key = &dl_cfg_keys[i];
+    int num_keys = dl_cfg_num_keys(&dl_config_schema);
+    for (int i = 0; i < num_keys; i++) {
+        const dl_cfg_section *section = NULL;
+        const dl_cfg_key *key = dl_cfg_key_at(&dl_config_schema, i, &section);
         char text[128];
         dl_cfg_raw raw = {.kind = DL_RAW_SCALAR, .text = text};
         char item0[64], item1[64], *items[2] = {item0, item1};
@@ -611,11 +614,11 @@ static void randomize(dl_config *cfg, dl_rng *rng) {
             snprintf(text, sizeof text, "%s", key->choices[dl_rng_below(rng, (uint64_t)n)]);
             break;
         }
-        case DL_CFG_GRAD_CKPT: snprintf(text, sizeof text, "every:%d", 1 + (int)dl_rng_below(rng, 8)); break;
+        case DL_CFG_ENUM_COUNT: snprintf(text, sizeof text, "every:%d", 1 + (int)dl_rng_below(rng, 8)); break;
         case DL_CFG_STRING:
-        case DL_CFG_RESUME:
+        case DL_CFG_ENUM_TEXT:
             random_string(rng, text, 64);
-            if (key->type == DL_CFG_RESUME && !text[0])
+            if (key->type == DL_CFG_ENUM_TEXT && !text[0])
                 snprintf(text, sizeof text, "never");
             break;
         case DL_CFG_LIST:
@@ -633,8 +636,8 @@ static void randomize(dl_config *cfg, dl_rng *rng) {
         }
         raw.len = strlen(text);
         dl_cfg_source source = {DL_SRC_DEFAULT, 0, 0};
-        if (dl_cfg_assign(cfg, i, &raw, "random", source) != DL_OK)
-            DL_TEST_FAIL("setting %s.%s to '%s': %s", key->section, key->name, text, dl_error_message());
+        if (dl_cfg_assign(&dl_config_schema, cfg, i, &raw, "random", source) != DL_OK)
+            DL_TEST_FAIL("setting %s.%s to '%s': %s", section->name, key->name, text, dl_error_message());
     }
 }
 
@@ -649,7 +652,7 @@ static void random_configs_round_trip(void **state) {
         /* Keep the checks across keys satisfied (they run when the text is read back). */
         cfg.model.kind = trial % 2 ? DL_MODEL_FM : DL_MODEL_FFM;
         cfg.data.format = DL_FORMAT_AUTO;
-        cfg.dpo.loss = DL_DPO_LOSS_SIGMOID;
+        cfg.dpo.loss = DL_DPO_SIGMOID;
         cfg.dpo.reference = DL_DPO_REF_MODEL;
         cfg.model.precision = DL_PRECISION_FP32; /* bf16 is for gpt/dpo, and these are click models */
         free(cfg.model.init_from); /* fm and ffm read neither */
@@ -722,7 +725,7 @@ static void edit_distance_and_enum_names(void **state) {
     assert_int_equal(dl_cfg_edit_distance("kitten", "sitting"), 3);
     assert_string_equal(dl_config_enum_text("device", DL_CFG_DEVICE_CUDA), "cuda");
     assert_string_equal(dl_config_enum_text("optim.schedule", DL_SCHEDULE_INVERSE_SQRT), "inverse_sqrt");
-    assert_string_equal(dl_config_enum_text("dpo.loss", DL_DPO_LOSS_HINGE), "hinge");
+    assert_string_equal(dl_config_enum_text("dpo.loss", DL_DPO_HINGE), "hinge");
     assert_null(dl_config_enum_text("optim.lr", 0));
     assert_null(dl_config_enum_text("device", 7));
     assert_null(dl_config_enum_text("nope", 0));
@@ -752,7 +755,7 @@ static void print_keys_lists_every_key(void **state) {
         int lines = 0;
         for (size_t i = 0; i < len; i++)
             lines += text[i] == '\n';
-        assert_int_equal(lines, dl_cfg_num_keys + (markdown ? 2 : 0));
+        assert_int_equal(lines, dl_cfg_num_keys(&dl_config_schema) + (markdown ? 2 : 0));
         assert_non_null(strstr(text, markdown ? "| `optim.lr` | float > 0 | `0.0006` |" : "optim.lr "));
         assert_non_null(strstr(text, markdown ? "gpt\\|fm\\|ffm\\|dpo" : "gpt|fm|ffm|dpo"));
         free(text);
@@ -790,6 +793,146 @@ static void docs_key_table_is_current(void **state) {
     free(table);
 }
 
+/* core/config.h works on any schema: a made-up application with a selector, an ENUM_COUNT and an ENUM_TEXT key and
+ * a check across keys, none of dealer's names. */
+typedef enum toy_mode { TOY_PLAIN = 0, TOY_FANCY = 1 } toy_mode;
+typedef struct toy_net {
+    int depth;
+    char *label;
+    int repeat, repeat_every;
+    int source;
+    char *source_path;
+} toy_net;
+typedef struct toy_config {
+    toy_mode mode;
+    toy_net net;
+    struct dl_cfg_origin *origin;
+} toy_config;
+
+static const char *const toy_modes[] = {"plain", "fancy", NULL};
+static const char *const toy_repeats[] = {"never", "every:N", NULL};
+static const char *const toy_sources[] = {"builtin", "FILE", NULL};
+static const dl_cfg_key toy_top[] = {
+    DL_CFG_ENUM_KEY(toy_config, "mode", mode, toy_modes, "plain", "which toy"),
+    DL_CFG_END,
+};
+static const dl_cfg_key toy_net_keys[] = {
+    DL_CFG_KEY(toy_net, "depth", DL_CFG_INT, depth, "3", DL_CFG_IN(1, 9), "how deep"),
+    DL_CFG_KEY(toy_net, "label", DL_CFG_STRING, label, "", DL_CFG_ANY, "fancy: a name"),
+    {"repeat", DL_CFG_ENUM_COUNT, offsetof(toy_net, repeat), offsetof(toy_net, repeat_every), toy_repeats, "never",
+     DL_CFG_IN(2, 5), "repeat", NULL, 0},
+    {"source", DL_CFG_ENUM_TEXT, offsetof(toy_net, source), offsetof(toy_net, source_path), toy_sources, "builtin",
+     DL_CFG_ANY, "source", "builtin or a file", 0},
+    DL_CFG_END,
+};
+static const dl_cfg_section toy_sections[] = {{"", 0, toy_top}, {"net", offsetof(toy_config, net), toy_net_keys}};
+static const dl_cfg_reader toy_readers[] = {{"net.label", 1u << TOY_FANCY}, {NULL, 0}};
+
+static dl_status toy_check(const dl_cfg_schema *schema, const void *config) {
+    const toy_config *cfg = config;
+    if (cfg->net.repeat == 1 && cfg->net.repeat_every > cfg->net.depth)
+        return dl_cfg_conflict(schema, cfg, "net.repeat net.depth", "net.repeat every:%d is deeper than net.depth %d",
+                               cfg->net.repeat_every, cfg->net.depth);
+    return DL_OK;
+}
+
+static const dl_cfg_schema toy_schema = {
+    .sections = toy_sections,
+    .n_sections = 2,
+    .size = sizeof(toy_config),
+    .origin_offset = offsetof(toy_config, origin),
+    .selector = "mode",
+    .readers = toy_readers,
+    .check = toy_check,
+};
+
+static void mechanics_work_on_any_schema(void **state) {
+    (void)state;
+    toy_config cfg;
+    const char *yaml = "mode: fancy\nnet:\n  depth: 4\n  label: \"x\"\n  repeat: every:3\n  source: /data/f\n";
+    assert_int_equal(dl_cfg_load_string(&toy_schema, &cfg, yaml, strlen(yaml), "toy.yaml"), DL_OK);
+    assert_int_equal(cfg.mode, TOY_FANCY);
+    assert_int_equal(cfg.net.depth, 4);
+    assert_string_equal(cfg.net.label, "x");
+    assert_int_equal(cfg.net.repeat, 1);
+    assert_int_equal(cfg.net.repeat_every, 3);
+    assert_int_equal(cfg.net.source, 1);
+    assert_string_equal(cfg.net.source_path, "/data/f");
+    char *text = NULL;
+    assert_int_equal(dl_cfg_to_yaml(&toy_schema, &cfg, 0, &text), DL_OK);
+    assert_string_equal(text, "# dealer config, resolved\nmode: fancy\nnet:\n  depth: 4\n  label: \"x\"\n"
+                              "  repeat: every:3\n  source: \"/data/f\"\n");
+    toy_config back;
+    assert_int_equal(dl_cfg_load_string(&toy_schema, &back, text, strlen(text), "back"), DL_OK);
+    assert_true(dl_cfg_equal(&toy_schema, &cfg, &back));
+    dl_cfg_free(&toy_schema, &back);
+    free(text);
+    dl_cfg_free(&toy_schema, &cfg);
+
+    /* The selector: net.label is read only in fancy mode. */
+    assert_true(dl_cfg_key_read_by(&toy_schema, "net.label", TOY_FANCY));
+    assert_false(dl_cfg_key_read_by(&toy_schema, "net.label", TOY_PLAIN));
+    assert_true(dl_cfg_key_read_by(&toy_schema, "net.depth", TOY_PLAIN));
+    assert_int_equal(dl_cfg_readers_unknown(&toy_schema, NULL, 0), 0);
+    assert_int_equal(dl_cfg_load(&toy_schema, &cfg, NULL, 1, (char *[]){"net.label=y"}), DL_ERR_CONFIG);
+    assert_non_null(strstr(dl_error_message(), "net.label is not read by mode plain (only by fancy)"));
+    assert_null(cfg.origin);
+    /* Errors name the schema's keys: a suggestion, a range, the ENUM_COUNT's count, the check across keys. */
+    assert_int_equal(dl_cfg_load(&toy_schema, &cfg, NULL, 1, (char *[]){"net.dpth=2"}), DL_ERR_CONFIG);
+    assert_non_null(strstr(dl_error_message(), "unknown key 'dpth' in section net (did you mean 'depth'?)"));
+    assert_int_equal(dl_cfg_load(&toy_schema, &cfg, NULL, 1, (char *[]){"net.repeat=every:9"}), DL_ERR_CONFIG);
+    assert_non_null(strstr(dl_error_message(), "N must be between 2 and 5"));
+    assert_int_equal(dl_cfg_load(&toy_schema, &cfg, NULL, 1, (char *[]){"net.source="}), DL_ERR_CONFIG);
+    assert_non_null(strstr(dl_error_message(), "expected builtin or a file, got an empty value"));
+    assert_int_equal(dl_cfg_load(&toy_schema, &cfg, NULL, 2, (char *[]){"net.repeat=every:5", "net.depth=2"}),
+                     DL_ERR_CONFIG);
+    assert_string_equal(dl_error_message(), "override 'net.depth=2': net.repeat every:5 is deeper than net.depth 2");
+    assert_int_equal(dl_cfg_load_string(&toy_schema, &cfg, "colour: red\n", 12, "toy.yaml"), DL_ERR_CONFIG);
+    assert_non_null(strstr(dl_error_message(), "toy.yaml:1: unknown section 'colour'"));
+    dl_error_clear();
+}
+
+/* ckpt reads the gpt shape of a stored config with rows of its own (it sits below models/, which owns the model
+ * section): each of them must be the model section's key with its type, choices and default, or an old checkpoint
+ * missing a key would read as another shape than the run that wrote it. */
+static void stored_shape_rows_match_the_model_section(void **state) {
+    (void)state;
+    const dl_cfg_schema *stored = &dl_weights_stored_shape_schema;
+    int n = dl_cfg_num_keys(stored);
+    assert_true(n >= 7);
+    for (int i = 0; i < n; i++) {
+        const dl_cfg_section *section = NULL;
+        const dl_cfg_key *key = dl_cfg_key_at(stored, i, &section);
+        char dotted[96];
+        snprintf(dotted, sizeof dotted, "%s.%s", section->name, key->name);
+        const dl_cfg_key *model = dl_cfg_key_at(&dl_config_schema, dl_cfg_find_dotted(&dl_config_schema, dotted), NULL);
+        if (!model)
+            DL_TEST_FAIL("ckpt reads %s, which the config does not have", dotted);
+        assert_int_equal(key->type, model->type);
+        assert_string_equal(key->def, model->def);
+        for (int c = 0; key->choices && key->choices[c]; c++)
+            assert_string_equal(key->choices[c], model->choices[c]);
+    }
+    /* A whole resolved config reads: every key but the seven is skipped. */
+    dl_config cfg;
+    assert_int_equal(dl_config_load(&cfg, NULL, 2, (char *[]){"model.n_layer=3", "model.positions=rope"}), DL_OK);
+    char *yaml = NULL;
+    assert_int_equal(dl_config_to_yaml(&cfg, 1, &yaml), DL_OK);
+    struct {
+        int vocab_size, n_layer, n_head, n_embd, max_seq_len, positions;
+        double rope_theta;
+        struct dl_cfg_origin *origin;
+    } shape;
+    assert_int_equal(stored->size, sizeof shape);
+    assert_int_equal(dl_cfg_load_string(stored, &shape, yaml, strlen(yaml), "stored"), DL_OK);
+    assert_int_equal(shape.n_layer, 3);
+    assert_int_equal(shape.positions, DL_POSITIONS_ROPE);
+    assert_int_equal(shape.n_embd, cfg.model.n_embd);
+    dl_cfg_free(stored, &shape);
+    free(yaml);
+    dl_config_free(&cfg);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(good_file_sets_values_and_sources),
@@ -812,6 +955,8 @@ int main(void) {
         cmocka_unit_test(edit_distance_and_enum_names),
         cmocka_unit_test(print_keys_lists_every_key),
         cmocka_unit_test(docs_key_table_is_current),
+        cmocka_unit_test(stored_shape_rows_match_the_model_section),
+        cmocka_unit_test(mechanics_work_on_any_schema),
     };
     return cmocka_run_group_tests(tests, make_tmp_dir, remove_tmp_dir);
 }

@@ -27,7 +27,7 @@
 #include <unistd.h>
 
 #include "data/loader.h"
-#include "models/dpo.h"
+#include "models/dpo/dpo.h"
 
 #define NP 4
 static const float PC[NP] = {-10.0f, -20.0f, -5.0f, -1.0f};
@@ -289,9 +289,9 @@ static void bf16_policy_and_reference_tie(void **state) {
     (void)state;
     dl_config cfg;
     assert_int_equal(dl_config_defaults(&cfg), DL_OK);
-    assert_false(dl_dpo_gpt_config(&cfg).bf16);
+    assert_false(dl_model_gpt_config(&cfg.model).bf16);
     cfg.model.precision = DL_PRECISION_BF16;
-    assert_true(dl_dpo_gpt_config(&cfg).bf16);
+    assert_true(dl_model_gpt_config(&cfg.model).bf16);
     dl_config_free(&cfg);
     equal_models_tie_in(1);
 }

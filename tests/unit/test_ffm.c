@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/config.h"
+#include "train/run_config.h"
 #include "data/example.h"
 #include "ops/ops.h"
 #include "models/click/click_model.h"
@@ -372,8 +372,8 @@ static void ffm_init_is_libffm_uniform(void **state) {
     dl_test_click_config(&cfg, DL_MODEL_FFM, 3, 5, 97, false, 2e-5, DL_EMBEDDINGS_REPLICATED);
     cfg.optim.adagrad_init = 0.5;
     dl_model *a, *b;
-    assert_int_equal(dl_model_create(&a, &cfg, &be, 8, 1), DL_OK);
-    assert_int_equal(dl_model_create(&b, &cfg, &be, 8, 1), DL_OK);
+    assert_int_equal(dl_config_create_model(&a, &cfg, &be, 8, 1), DL_OK);
+    assert_int_equal(dl_config_create_model(&b, &cfg, &be, 8, 1), DL_OK);
     assert_string_equal(a->kind, "ffm");
     assert_true(a->self_updating);
     assert_null(a->shard_layout);
@@ -425,7 +425,7 @@ static void ffm_train_batch_is_kernel_on_hashed_rows(void **state) {
     dl_test_click_config(&cfg, DL_MODEL_FFM, 4, 4, 50, false, 2e-5, DL_EMBEDDINGS_REPLICATED);
     cfg.model.linear_terms = true;
     dl_model *m;
-    assert_int_equal(dl_model_create(&m, &cfg, &be, 6, 1), DL_OK);
+    assert_int_equal(dl_config_create_model(&m, &cfg, &be, 6, 1), DL_OK);
     assert_int_equal(m->init_params(m, 3), DL_OK);
     size_t numel = dl_tensor_table_numel(m->params);
     const dl_tensor *bias = dl_tensor_table_find(m->params, "ffm.bias");
@@ -499,7 +499,7 @@ static void ffm_reports_bad_data_and_settings(void **state) {
     dl_config cfg;
     dl_test_click_config(&cfg, DL_MODEL_FFM, 4, 3, 100, false, 2e-5, DL_EMBEDDINGS_REPLICATED);
     dl_model *m;
-    assert_int_equal(dl_model_create(&m, &cfg, &be, 2, 1), DL_OK);
+    assert_int_equal(dl_config_create_model(&m, &cfg, &be, 2, 1), DL_OK);
     assert_int_equal(m->init_params(m, 1), DL_OK);
     dl_batch batch;
     assert_int_equal(dl_batch_alloc(&batch, DL_DATA_CLICKS, 2, 1), DL_OK);
@@ -530,15 +530,15 @@ static void ffm_reports_bad_data_and_settings(void **state) {
     dl_model_destroy(m);
 
     cfg.optim.name = DL_OPTIM_ADAMW;
-    assert_int_equal(dl_model_create(&m, &cfg, &be, 2, 1), DL_ERR_CONFIG);
+    assert_int_equal(dl_config_create_model(&m, &cfg, &be, 2, 1), DL_ERR_CONFIG);
     assert_non_null(strstr(dl_error_message(), "optim.name"));
     cfg.optim.name = DL_OPTIM_ADAGRAD;
     cfg.optim.adagrad_init = 0.0;
-    assert_int_equal(dl_model_create(&m, &cfg, &be, 2, 1), DL_ERR_CONFIG);
+    assert_int_equal(dl_config_create_model(&m, &cfg, &be, 2, 1), DL_ERR_CONFIG);
     assert_non_null(strstr(dl_error_message(), "adagrad_init"));
     cfg.optim.adagrad_init = 1.0;
     cfg.model.hash_buckets = (int64_t)1 << 32;
-    assert_int_equal(dl_model_create(&m, &cfg, &be, 2, 1), DL_ERR_CONFIG);
+    assert_int_equal(dl_config_create_model(&m, &cfg, &be, 2, 1), DL_ERR_CONFIG);
     dl_config_free(&cfg);
 
     static const char text[] = "model:\n  kind: ffm\n  k: 0\n";
@@ -565,9 +565,9 @@ static void background_init_trains_like_upfront_init(void **state) {
     dl_config cfg;
     dl_test_click_config(&cfg, DL_MODEL_FFM, 4, 4, buckets, true, 2e-5, DL_EMBEDDINGS_REPLICATED);
     dl_model *lazy, *upfront, *filled;
-    assert_int_equal(dl_model_create(&lazy, &cfg, &be, 64, 1), DL_OK);
-    assert_int_equal(dl_model_create(&upfront, &cfg, &be, 64, 1), DL_OK);
-    assert_int_equal(dl_model_create(&filled, &cfg, &be, 64, 1), DL_OK);
+    assert_int_equal(dl_config_create_model(&lazy, &cfg, &be, 64, 1), DL_OK);
+    assert_int_equal(dl_config_create_model(&upfront, &cfg, &be, 64, 1), DL_OK);
+    assert_int_equal(dl_config_create_model(&filled, &cfg, &be, 64, 1), DL_OK);
     size_t numel = dl_tensor_table_numel(lazy->params);
     dl_batch batch;
     assert_int_equal(dl_batch_alloc(&batch, DL_DATA_CLICKS, 64, 1), DL_OK);

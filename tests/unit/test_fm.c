@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/config.h"
+#include "train/run_config.h"
 #include "ops/ops.h"
 #include "models/click/click_model.h"
 #include "models/model.h"
@@ -244,7 +244,7 @@ static void fm_model_layout_and_learning(void **state) {
     cfg.optim.weight_decay = 0;
     cfg.optim.adagrad_init = 1.0;
     dl_model *m;
-    assert_int_equal(dl_model_create(&m, &cfg, &be, 32, 1), DL_OK);
+    assert_int_equal(dl_config_create_model(&m, &cfg, &be, 32, 1), DL_OK);
     assert_string_equal(m->kind, "fm");
     const dl_tensor *table = dl_tensor_table_find(m->params, "fm.table");
     const dl_tensor *bias = dl_tensor_table_find(m->params, "fm.bias");

@@ -14,8 +14,7 @@
 #include <unistd.h>
 
 #include "ckpt/checkpoint.h"
-#include "core/config.h"
-#include "core/config_internal.h"
+#include "train/run_config.h"
 #include "core/dirlock.h"
 #include "core/fs.h"
 #include "data/record.h"
@@ -102,14 +101,17 @@ static void read_keys_and_defaults_pass(void **state) {
 static void every_kind_row_names_a_key(void **state) {
     (void)state;
     int kind_specific = 0;
-    for (int i = 0; i < dl_cfg_num_keys; i++) {
-        unsigned kinds = dl_cfg_key_kinds(i);
-        assert_true(kinds != 0 && (kinds & ~(unsigned)DL_CFG_ALL_KINDS) == 0);
-        kind_specific += kinds != DL_CFG_ALL_KINDS;
+    const dl_cfg_schema *schema = &dl_config_schema;
+    unsigned all = dl_cfg_all_readers(schema);
+    assert_int_equal(all, (1u << DL_MODEL_GPT) | (1u << DL_MODEL_FM) | (1u << DL_MODEL_FFM) | (1u << DL_MODEL_DPO));
+    for (int i = 0; i < dl_cfg_num_keys(schema); i++) {
+        unsigned kinds = dl_cfg_key_readers(schema, i);
+        assert_true(kinds != 0 && (kinds & ~all) == 0);
+        kind_specific += kinds != all;
     }
     assert_true(kind_specific > 0);
     char first[96];
-    int dead = dl_cfg_kind_rows_unknown(first, sizeof first);
+    int dead = dl_cfg_readers_unknown(schema, first, sizeof first);
     if (dead != 0)
         DL_TEST_FAIL("%d read-by rows name no key of the schema (first: %s)", dead, first);
 }

@@ -842,56 +842,59 @@ static void click_destroy(dl_model *model) {
 
 /* ---- construction ---------------------------------------------------------------------------------------------- */
 
-static dl_status check_settings(const dl_click_kind *kind, const dl_config *cfg) {
-    if (cfg->optim.name != DL_OPTIM_ADAGRAD) {
+static dl_status check_settings(const dl_click_kind *kind, const dl_model_setup *setup) {
+    const dl_model_config *cfg = setup->model;
+    if (!setup->optimizer || strcmp(setup->optimizer, "adagrad") != 0) {
         dl_status s = DL_FAIL(DL_ERR_CONFIG, "model.kind %s trains with per-instance AdaGrad, not optim.name %s",
-                              kind->name, dl_config_enum_text("optim.name", (int)cfg->optim.name));
+                              kind->name, setup->optimizer ? setup->optimizer : "?");
         dl_error_hint("set optim.name: adagrad (libffm's defaults: optim.lr 0.2, optim.weight_decay 2e-5)");
         return s;
     }
-    if (!(cfg->optim.adagrad_init > 0)) {
+    if (!(setup->adagrad_init > 0)) {
         dl_status s = DL_FAIL(DL_ERR_CONFIG, "model.kind %s needs optim.adagrad_init > 0, got %g", kind->name,
-                              cfg->optim.adagrad_init);
+                              setup->adagrad_init);
         dl_error_hint("libffm starts the accumulators at 1");
         return s;
     }
-    if (cfg->model.precision != DL_PRECISION_FP32) {
+    if (cfg->precision != DL_PRECISION_FP32) {
         dl_status s = DL_FAIL(DL_ERR_CONFIG, "model.kind %s trains in fp32; model.precision bf16 is for gpt and dpo",
                               kind->name);
         dl_error_hint("remove model.precision (or set it to fp32)");
         return s;
     }
-    if (cfg->model.k < 1)
-        return DL_FAIL(DL_ERR_CONFIG, "model.k = %d: the latent dimension must be at least 1", cfg->model.k);
-    if (cfg->model.hash_buckets < 1 || cfg->model.hash_buckets > INT32_MAX) {
+    if (cfg->k < 1)
+        return DL_FAIL(DL_ERR_CONFIG, "model.k = %d: the latent dimension must be at least 1", cfg->k);
+    if (cfg->hash_buckets < 1 || cfg->hash_buckets > INT32_MAX) {
         dl_status s = DL_FAIL(DL_ERR_CONFIG, "model.hash_buckets = %lld must be in [1, 2^31)",
-                              (long long)cfg->model.hash_buckets);
+                              (long long)cfg->hash_buckets);
         dl_error_hint("table rows are 32-bit indices");
         return s;
     }
-    if (kind->field_aware && cfg->model.num_fields < 1)
-        return DL_FAIL(DL_ERR_CONFIG, "model.num_fields = %d must be at least 1", cfg->model.num_fields);
+    if (kind->field_aware && cfg->num_fields < 1)
+        return DL_FAIL(DL_ERR_CONFIG, "model.num_fields = %d must be at least 1", cfg->num_fields);
     return DL_OK;
 }
 
-static dl_status click_create(dl_model *model, const dl_click_kind *kind, const dl_config *cfg, const dl_backend *be,
-                              int rows, int single_process, int staged) {
-    DL_REQUIRE(model && kind && cfg && be && rows >= 1, DL_ERR_INVALID, "dl_click_model_create: bad arguments");
-    DL_CHECK(check_settings(kind, cfg));
+static dl_status click_create(dl_model *model, const dl_click_kind *kind, const dl_model_setup *setup,
+                              const dl_backend *be, int rows, int single_process, int staged) {
+    DL_REQUIRE(model && kind && setup && setup->model && setup->comm && be && rows >= 1, DL_ERR_INVALID,
+               "dl_click_model_create: bad arguments");
+    DL_CHECK(check_settings(kind, setup));
+    const dl_model_config *cfg = setup->model;
     click *m = calloc(1, sizeof *m);
     DL_REQUIRE(m != NULL, DL_ERR_NOMEM, "cannot allocate a %s model", kind->name);
     m->kind = kind;
     m->be = be;
     m->staged = staged;
     dl_click_device_init(&m->dev, be);
-    m->k = cfg->model.k;
+    m->k = cfg->k;
     m->kpad = (m->k + 3) / 4 * 4;
-    m->blocks = kind->field_aware ? cfg->model.num_fields : 1;
-    m->linear = cfg->model.linear_terms;
-    m->normalize = cfg->model.normalize;
-    m->buckets = cfg->model.hash_buckets;
-    m->lambda = (float)cfg->optim.weight_decay;
-    m->adagrad_init = (float)cfg->optim.adagrad_init;
+    m->blocks = kind->field_aware ? cfg->num_fields : 1;
+    m->linear = cfg->linear_terms;
+    m->normalize = cfg->normalize;
+    m->buckets = cfg->hash_buckets;
+    m->lambda = (float)setup->weight_decay;
+    m->adagrad_init = (float)setup->adagrad_init;
     int64_t block_floats = (int64_t)m->blocks * 2 * m->kpad;
     int64_t need = block_floats + (m->linear ? 2 : 0);
     int64_t rf = (need + 3) / 4 * 4;
@@ -909,8 +912,8 @@ static dl_status click_create(dl_model *model, const dl_click_kind *kind, const 
     } else {
         dl_comm_world_shape(&m->rank, &m->world_size);
     }
-    m->sharded = !single_process && cfg->comm.embeddings != DL_EMBEDDINGS_REPLICATED && m->world_size > 1;
-    m->shared = m->sharded && cfg->comm.embeddings == DL_EMBEDDINGS_SHARED;
+    m->sharded = !single_process && setup->comm->embeddings != DL_EMBEDDINGS_REPLICATED && m->world_size > 1;
+    m->shared = m->sharded && setup->comm->embeddings == DL_EMBEDDINGS_SHARED;
     if (s == DL_OK && m->sharded && m->staged) {
         s = DL_FAIL(DL_ERR_UNSUPPORTED, "model.kind %s with comm.embeddings: %s over %d ranks keeps the table in host "
                     "memory, but on the %s backend the table lives in device memory", kind->name,
@@ -989,12 +992,12 @@ static dl_status click_create(dl_model *model, const dl_click_kind *kind, const 
     return DL_OK;
 }
 
-dl_status dl_click_model_create(dl_model *model, const dl_click_kind *kind, const dl_config *cfg,
+dl_status dl_click_model_create(dl_model *model, const dl_click_kind *kind, const dl_model_setup *setup,
                                 const dl_backend *be, int rows, int single_process) {
-    return click_create(model, kind, cfg, be, rows, single_process, be != NULL && be->kind != DL_DEVICE_CPU);
+    return click_create(model, kind, setup, be, rows, single_process, be != NULL && be->kind != DL_DEVICE_CPU);
 }
 
-dl_status dl_click_model_create_staged(dl_model *model, const dl_click_kind *kind, const dl_config *cfg,
+dl_status dl_click_model_create_staged(dl_model *model, const dl_click_kind *kind, const dl_model_setup *setup,
                                        const dl_backend *be, int rows, int single_process) {
-    return click_create(model, kind, cfg, be, rows, single_process, 1);
+    return click_create(model, kind, setup, be, rows, single_process, 1);
 }

@@ -39,7 +39,6 @@
 
 #include <stdint.h>
 
-#include "core/config.h"
 #include "data/batch.h"
 #include "ops/ops.h"
 #include "models/model.h"
@@ -57,16 +56,16 @@ typedef struct dl_click_kind {
                      float weight_decay);
 } dl_click_kind;
 
-/* Builds an FM or FFM model from the config (model.*, optim.*, comm.embeddings) into *model, for batches of up to
+/* Builds an FM or FFM model from the setup (model.*, optim.*, comm.embeddings) into *model, for batches of up to
  * `rows` rows. Checks the settings that only click models have (optim.name adagrad, optim.adagrad_init > 0,
  * hash_buckets < 2^31, no row-sharded table on a GPU) with one clear message each. When `single_process` is set the
  * model ignores MPI and keeps a whole replicated table (dealer predict). */
-dl_status dl_click_model_create(dl_model *model, const dl_click_kind *kind, const dl_config *config,
+dl_status dl_click_model_create(dl_model *model, const dl_click_kind *kind, const dl_model_setup *setup,
                                 const dl_backend *be, int rows, int single_process);
 /* Like dl_click_model_create, but the model treats its table as device memory on any backend (staged, as on the
  * CUDA backend): batches and rows move through the backend's copies and ops. On the CPU backend this gives the same
  * bits as the direct path, which is how tests check the GPU's model code where no GPU is. */
-dl_status dl_click_model_create_staged(dl_model *model, const dl_click_kind *kind, const dl_config *config,
+dl_status dl_click_model_create_staged(dl_model *model, const dl_click_kind *kind, const dl_model_setup *setup,
                                        const dl_backend *be, int rows, int single_process);
 
 /* The table row feature id `id` trains (see the top of this file). */

@@ -9,6 +9,6 @@ const dl_click_kind dl_ffm_kind = {
     .sgd = dl_op_ffm_fused_sgd,
 };
 
-dl_status dl_ffm_create(dl_model *model, const dl_config *config, const dl_backend *be, int rows) {
-    return dl_click_model_create(model, &dl_ffm_kind, config, be, rows, 0);
+dl_status dl_ffm_create(dl_model *model, const dl_model_setup *setup, const dl_backend *be, int rows) {
+    return dl_click_model_create(model, &dl_ffm_kind, setup, be, rows, 0);
 }

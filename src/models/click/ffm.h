@@ -20,7 +20,7 @@ extern const dl_click_kind dl_ffm_kind;
 
 /* Builds an FFM into *model from config (model.k, model.num_fields, model.hash_buckets, model.linear_terms,
  * model.normalize, optim.*, comm.embeddings) for batches of up to `rows` rows. */
-dl_status dl_ffm_create(dl_model *model, const dl_config *config, const dl_backend *be, int rows);
+dl_status dl_ffm_create(dl_model *model, const dl_model_setup *setup, const dl_backend *be, int rows);
 
 #ifdef __cplusplus
 }

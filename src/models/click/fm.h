@@ -18,7 +18,7 @@ extern const dl_click_kind dl_fm_kind;
 
 /* Builds an FM into *model from config (model.k, model.hash_buckets, model.linear_terms, model.normalize, optim.*,
  * comm.embeddings) for batches of up to `rows` rows. */
-dl_status dl_fm_create(dl_model *model, const dl_config *config, const dl_backend *be, int rows);
+dl_status dl_fm_create(dl_model *model, const dl_model_setup *setup, const dl_backend *be, int rows);
 
 #ifdef __cplusplus
 }

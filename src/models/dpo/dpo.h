@@ -30,7 +30,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/config.h"
 #include "data/batch.h"
 #include "data/dataset.h"
 #include "data/loader.h"
@@ -43,7 +42,7 @@ extern "C" {
 #endif
 
 typedef struct dl_dpo_settings {
-    int loss_kind;         /* DL_DPO_SIGMOID, DL_DPO_IPO or DL_DPO_HINGE (ops.h) */
+    enum dl_dpo_loss_kind loss_kind; /* DL_DPO_SIGMOID, DL_DPO_IPO or DL_DPO_HINGE (ops.h), as dpo.loss holds it */
     float beta;            /* > 0 */
     float label_smoothing; /* [0, 0.5); sigmoid only */
 } dl_dpo_settings;
@@ -162,18 +161,15 @@ dl_status dl_dpo_resolve_checkpoint(const char *spec, char *path, size_t cap);
 dl_status dl_dpo_load_checkpoint(const char *path, const dl_backend *backend, dl_gpt *gpt, uint32_t *params_crc,
                                  int64_t *step);
 
-/* The GPT shape config->model describes, with gradient checkpointing per model.checkpoint. */
-dl_gpt_config dl_dpo_gpt_config(const dl_config *config);
-
 /* The model.kind dpo factory (model.h): policy from model.init_from, reference per dpo.reference, for micro-batches
  * of `rows` rows of `seq_len` tokens. */
-dl_status dl_dpo_model_create(dl_model *model, const dl_config *config, const dl_backend *backend, int rows,
+dl_status dl_dpo_model_create(dl_model *model, const dl_model_setup *setup, const dl_backend *backend, int rows,
                               int seq_len);
 
 /* `dealer dpo precompute-ref`: the reference log-probs of every pair of data.train (and data.valid) under the
  * checkpoint model.init_from names, written to `out_path` (the run's dpo.reference_file). *train_stats and
  * *valid_stats (may be NULL) get the loaders' counts; progress as in dl_dpo_sequence_table. */
-dl_status dl_dpo_precompute_reference(const dl_config *config, const dl_backend *backend, const char *out_path,
+dl_status dl_dpo_precompute_reference(const dl_model_setup *setup, const dl_backend *backend, const char *out_path,
                                       dl_loader_stats *train_stats, dl_loader_stats *valid_stats,
                                       dl_dpo_progress_fn progress, void *progress_ctx);
 
