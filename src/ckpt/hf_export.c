@@ -1,6 +1,8 @@
-/* hf_export.c — a dealer gpt checkpoint written out as a Hugging Face GPT-2 model directory (`dealer ckpt export
- * --format hf`). It reads the checkpoint's shape through weights.h and maps names through hf_gpt2.h, so it sits
- * above both. */
+/* hf_export.c — a dealer checkpoint written out for the Hugging Face tools, in the safetensors layout of
+ * ckpt/safetensors.c: its /model tensors as one safetensors file under their dealer names (`dealer ckpt export
+ * --format safetensors`, dl_ckpt_export_safetensors in checkpoint.h), or a gpt checkpoint as a GPT-2 model directory
+ * (`--format hf`). The second reads the checkpoint's shape through weights.h and maps names through hf_gpt2.h, so it
+ * sits above both. Both stream the tensors one at a time, each CRC checked before it is written. */
 #include "ckpt/hf_export.h"
 
 #include <jansson.h>
@@ -9,11 +11,88 @@
 #include <string.h>
 
 #include "ckpt/checkpoint.h"
+#include "ckpt/ckpt_internal.h"
 #include "ckpt/hf_gpt2.h"
+#include "ckpt/safetensors.h"
 #include "ckpt/weights.h"
 #include "core/fs.h"
 
-/* ---- export ---------------------------------------------------------------------------------------------------- */
+/* ---- dealer names: one safetensors file ------------------------------------------------------------------------ */
+
+/* A dataset read whole with its CRC checked (a mismatch is a failure naming it). */
+static dl_status read_tensor_verified(dl_ckpt_file *f, const dl_ckpt_dataset *d, void **out) {
+    size_t bytes = d->numel * dl_ckpt_dtype_size(d->dtype);
+    *out = malloc(bytes ? bytes : 1);
+    DL_REQUIRE(*out != NULL, DL_ERR_NOMEM, "cannot allocate %zu bytes for %s", bytes, d->name);
+    dl_status s = dl_ckpt_read_checked(f, d->name, d->dtype, d->ndim, d->shape, *out);
+    if (s != DL_OK) {
+        free(*out);
+        *out = NULL;
+    }
+    return s;
+}
+
+dl_status dl_ckpt_export_safetensors(const char *path, const char *out, size_t *tensors, uint64_t *data_bytes) {
+    DL_REQUIRE(path && out, DL_ERR_INVALID, "dl_ckpt_export_safetensors: NULL argument");
+    dl_ckpt_meta meta;
+    memset(&meta, 0, sizeof meta);
+    DL_CHECK(dl_ckpt_read_meta(path, &meta));
+    dl_ckpt_file *f = NULL;
+    dl_status s = dl_ckpt_open(&f, path);
+    size_t count = 0, n = s == DL_OK ? dl_ckpt_count(f) : 0;
+    dl_st_entry *entries = calloc(n ? n : 1, sizeof *entries);
+    if (s == DL_OK && !entries)
+        s = DL_FAIL(DL_ERR_NOMEM, "cannot allocate the safetensors header");
+    for (size_t i = 0; s == DL_OK && i < n; i++) {
+        const dl_ckpt_dataset *d = dl_ckpt_at(f, i);
+        if (strncmp(d->name, "/model/", 7) != 0)
+            continue;
+        if (d->dtype != DL_CKPT_F32) {
+            s = DL_FAIL(DL_ERR_FORMAT, "%s: tensor %s is %s, not float32", path, d->name,
+                        dl_ckpt_dtype_name(d->dtype));
+            break;
+        }
+        entries[count].name = d->name + 7;
+        entries[count].ndim = d->ndim;
+        for (int k = 0; k < d->ndim; k++)
+            entries[count].shape[k] = d->shape[k];
+        count++;
+    }
+    if (s == DL_OK && count == 0)
+        s = DL_FAIL(DL_ERR_FORMAT, "%s holds no /model tensors", path);
+    char step[32];
+    snprintf(step, sizeof step, "%lld", (long long)meta.step);
+    const char *keys[] = {"format", "dealer_model_kind", "dealer_step", "dealer_config"};
+    const char *values[] = {"pt", meta.model_kind, step, meta.config_yaml ? meta.config_yaml : ""};
+    dl_st_writer w;
+    memset(&w, 0, sizeof w);
+    if (s == DL_OK)
+        s = dl_st_write_begin(&w, out, entries, count, keys, values, 4);
+    for (size_t i = 0; s == DL_OK && i < n; i++) {
+        const dl_ckpt_dataset *d = dl_ckpt_at(f, i);
+        if (strncmp(d->name, "/model/", 7) != 0)
+            continue;
+        void *data = NULL;
+        s = read_tensor_verified(f, d, &data);
+        if (s == DL_OK)
+            s = dl_st_write_tensor(&w, data, d->numel);
+        free(data);
+    }
+    if (s == DL_OK)
+        s = dl_st_write_commit(&w);
+    else
+        dl_st_write_abort(&w);
+    if (s == DL_OK && tensors)
+        *tensors = count;
+    if (s == DL_OK && data_bytes)
+        *data_bytes = w.data_bytes;
+    free(entries);
+    dl_ckpt_close(f);
+    free(meta.config_yaml);
+    return s;
+}
+
+/* ---- Hugging Face GPT-2 names: a model directory --------------------------------------------------------------- */
 
 /* The id of <|endoftext|> in a tokenizer.json's added tokens or vocabulary, -1 when it has none. */
 static long endoftext_id(json_t *tok) {

@@ -4,7 +4,7 @@
  * The test counts the heap: every byte malloc'd and not yet freed in the process (dealer, HDF5, MPI alike), and the
  * highest that count reaches while a checkpoint is saved and while it is loaded back. Part of that is fixed
  * whatever the table: MPI-IO's aggregation buffers (Open MPI's take 32 MiB on an aggregating rank), HDF5's caches,
- * the slabs split tables move through (checkpoint.c). What must not be there is anything that grows with the table:
+ * the slabs split tables move through (ckpt_slabs.c). What must not be there is anything that grows with the table:
  * a save that gathered it on rank 0 (as dealer did before) or a selection of one piece per row (what writing each
  * rank's rows in place costs HDF5 and MPI-IO) grows a rank's heap by about the table or more. So the test saves and
  * loads two tables, 8.5 and 51 MiB, and requires the peak growth for the larger to exceed the smaller's by less than
