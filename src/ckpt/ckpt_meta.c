@@ -64,29 +64,11 @@ dl_status dl_ckpt_meta_write(hid_t file, const dl_ckpt_meta_wire *m, const char 
 }
 
 dl_status dl_ckpt_attr_read(hid_t file, const char *name, hid_t mem_type, void *out, const char *path) {
-    hid_t attr = H5Aopen(file, name, H5P_DEFAULT);
-    DL_REQUIRE(attr >= 0, DL_ERR_FORMAT, "%s: attribute /%s is missing (not a dealer checkpoint?)", path, name);
-    herr_t ok = H5Aread(attr, mem_type, out);
-    H5Aclose(attr);
-    DL_REQUIRE(ok >= 0, DL_ERR_FORMAT, "%s: attribute /%s cannot be read as the expected type", path, name);
-    return DL_OK;
+    return dl_h5_attr_read(file, name, mem_type, out, path, "a dealer checkpoint");
 }
 
 static dl_status attr_read_str(hid_t file, const char *name, char **out, const char *path) {
-    hid_t attr = H5Aopen(file, name, H5P_DEFAULT);
-    DL_REQUIRE(attr >= 0, DL_ERR_FORMAT, "%s: attribute /%s is missing (not a dealer checkpoint?)", path, name);
-    hid_t type = H5Aget_type(attr);
-    size_t size = H5Tget_size(type);
-    char *text = H5Tget_class(type) == H5T_STRING && !H5Tis_variable_str(type) ? calloc(size + 1, 1) : NULL;
-    herr_t ok = text ? H5Aread(attr, type, text) : -1;
-    H5Tclose(type);
-    H5Aclose(attr);
-    if (ok < 0) {
-        free(text);
-        return DL_FAIL(DL_ERR_FORMAT, "%s: attribute /%s is not a fixed-length string", path, name);
-    }
-    *out = text;
-    return DL_OK;
+    return dl_h5_attr_read_str(file, name, out, path, "a dealer checkpoint");
 }
 
 dl_status dl_ckpt_read_meta_from(hid_t file, const char *path, dl_ckpt_meta *meta) {

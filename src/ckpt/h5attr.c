@@ -1,6 +1,7 @@
 /* h5attr.c — scalar HDF5 attributes (h5attr.h). */
 #include "ckpt/h5attr.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static dl_status attr_write(hid_t obj, const char *name, hid_t file_type, hid_t mem_type, const void *value,
@@ -35,5 +36,51 @@ dl_status dl_h5_attr_write_str(hid_t obj, const char *name, const char *text, co
     H5Tset_strpad(type, H5T_STR_NULLTERM);
     dl_status s = attr_write(obj, name, type, type, text, path);
     H5Tclose(type);
+    return s;
+}
+
+static dl_status attr_missing(const char *name, const char *path, const char *expected) {
+    if (expected)
+        return DL_FAIL(DL_ERR_FORMAT, "%s: attribute %s is missing (not %s?)", path, name, expected);
+    return DL_FAIL(DL_ERR_FORMAT, "%s: attribute %s is missing", path, name);
+}
+
+dl_status dl_h5_attr_read(hid_t obj, const char *name, hid_t mem_type, void *out, const char *path,
+                          const char *expected) {
+    DL_REQUIRE(name != NULL && path != NULL && out != NULL, DL_ERR_INVALID, "dl_h5_attr_read: NULL argument");
+    hid_t attr = H5Aopen(obj, name, H5P_DEFAULT);
+    if (attr < 0)
+        return attr_missing(name, path, expected);
+    herr_t ok = H5Aread(attr, mem_type, out);
+    H5Aclose(attr);
+    DL_REQUIRE(ok >= 0, DL_ERR_FORMAT, "%s: attribute %s cannot be read as the expected type", path, name);
+    return DL_OK;
+}
+
+dl_status dl_h5_attr_read_str(hid_t obj, const char *name, char **out, const char *path, const char *expected) {
+    DL_REQUIRE(name != NULL && path != NULL && out != NULL, DL_ERR_INVALID, "dl_h5_attr_read_str: NULL argument");
+    *out = NULL;
+    hid_t attr = H5Aopen(obj, name, H5P_DEFAULT);
+    if (attr < 0)
+        return attr_missing(name, path, expected);
+    hid_t type = H5Aget_type(attr);
+    dl_status s = DL_OK;
+    if (type < 0 || H5Tget_class(type) != H5T_STRING || H5Tis_variable_str(type) > 0) {
+        s = DL_FAIL(DL_ERR_FORMAT, "%s: attribute %s is not a fixed-length string", path, name);
+    } else {
+        size_t size = H5Tget_size(type);
+        char *text = calloc(size + 1, 1);
+        if (!text)
+            s = DL_FAIL(DL_ERR_NOMEM, "cannot allocate %zu bytes for attribute %s", size + 1, name);
+        else if (H5Aread(attr, type, text) < 0)
+            s = DL_FAIL(DL_ERR_FORMAT, "%s: attribute %s cannot be read", path, name);
+        if (s == DL_OK)
+            *out = text;
+        else
+            free(text);
+    }
+    if (type >= 0)
+        H5Tclose(type);
+    H5Aclose(attr);
     return s;
 }

@@ -453,7 +453,16 @@ static void check_model_gradients(dl_dpo_settings st, uint64_t stream) {
             }
             p[i] = saved;
             double want = (4.0 * central[0] - central[1]) / 3.0, got = analytic[i];
-            diff += (got - want) * (got - want);
+            /* What is left of the differences is the fp32 rounding of the loss divided by h, and it grows with the
+             * loss: the squared IPO loss reaches ~20 on some random models, where an ulp is 2e-6 and the two
+             * differences above disagree by up to 5e-4 on gradients of 1e-2 (seen: DEALER_TEST_SEED=
+             * 1796665920983960, analytic -0.01556 between D(h) -0.01503 and D(2h) -0.01550, Richardson -0.01488).
+             * Their disagreement measures that noise where it happens, so a miss within 3 of it is not counted;
+             * a wrong gradient (a lost term, a factor) misses by far more than two differences of a smooth
+             * function disagree. */
+            double miss = fabs(got - want) - 3.0 * fabs(central[0] - central[1]);
+            if (miss > 0)
+                diff += miss * miss;
             ref += want * want;
             if (k == 0)
                 got0 = got, want0 = want;

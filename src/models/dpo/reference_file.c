@@ -51,37 +51,16 @@ static const char REF_FORMAT[] = "dealer dpo reference log-probs";
 enum { REF_VERSION = 1 };
 
 static dl_status h5_attr_read_i64(hid_t obj, const char *name, int64_t *v, const char *path) {
-    hid_t attr = H5Aopen(obj, name, H5P_DEFAULT);
-    DL_REQUIRE(attr >= 0, DL_ERR_FORMAT, "%s: attribute %s is missing", path, name);
-    herr_t ok = H5Aread(attr, H5T_NATIVE_INT64, v);
-    H5Aclose(attr);
-    DL_REQUIRE(ok >= 0, DL_ERR_FORMAT, "%s: attribute %s is not an integer", path, name);
-    return DL_OK;
+    return dl_h5_attr_read(obj, name, H5T_NATIVE_INT64, v, path, NULL);
 }
 
 /* Reads a string attribute into buf (cut to cap - 1 bytes). */
 static dl_status h5_attr_read_str(hid_t obj, const char *name, char *buf, size_t cap, const char *path) {
-    hid_t attr = H5Aopen(obj, name, H5P_DEFAULT);
-    DL_REQUIRE(attr >= 0, DL_ERR_FORMAT, "%s: attribute %s is missing", path, name);
-    hid_t type = H5Aget_type(attr);
-    dl_status s = DL_OK;
-    if (type < 0 || H5Tget_class(type) != H5T_STRING || H5Tis_variable_str(type) > 0) {
-        s = DL_FAIL(DL_ERR_FORMAT, "%s: attribute %s is not a fixed-length string", path, name);
-    } else {
-        size_t size = H5Tget_size(type);
-        char *text = calloc(size + 1, 1);
-        if (!text)
-            s = DL_FAIL(DL_ERR_NOMEM, "cannot allocate %zu bytes", size + 1);
-        else if (H5Aread(attr, type, text) < 0)
-            s = DL_FAIL(DL_ERR_FORMAT, "%s: attribute %s cannot be read", path, name);
-        else
-            snprintf(buf, cap, "%s", text);
-        free(text);
-    }
-    if (type >= 0)
-        H5Tclose(type);
-    H5Aclose(attr);
-    return s;
+    char *text = NULL;
+    DL_CHECK(dl_h5_attr_read_str(obj, name, &text, path, NULL));
+    snprintf(buf, cap, "%s", text);
+    free(text);
+    return DL_OK;
 }
 
 static dl_status write_floats(hid_t group, const char *name, const float *data, uint64_t n, const char *path) {
