@@ -259,23 +259,32 @@ static dl_status skip_node(reader *r) {
     return DL_OK;
 }
 
+/* The next key of the mapping being read, as read_key gives it, and its display form for messages; *done = 1 (and
+ * nothing else) at the end of the mapping. Sections and the root read their keys the same way. */
+static dl_status next_key(reader *r, char *name, size_t cap, size_t *len, int *line, char *display, size_t display_cap,
+                          int *done) {
+    yaml_event_t ev;
+    DL_CHECK(next(r, &ev));
+    *done = ev.type == YAML_MAPPING_END_EVENT;
+    if (*done) {
+        yaml_event_delete(&ev);
+        return DL_OK;
+    }
+    dl_status s = read_key(r, &ev, name, cap, len, line);
+    if (s == DL_OK)
+        shown(ev.data.scalar.value, ev.data.scalar.length, display, display_cap);
+    yaml_event_delete(&ev);
+    return s;
+}
+
 static dl_status read_section(reader *r, seen *sn, const char *section) {
     for (;;) {
-        yaml_event_t ev;
-        DL_CHECK(next(r, &ev));
-        if (ev.type == YAML_MAPPING_END_EVENT) {
-            yaml_event_delete(&ev);
-            return DL_OK;
-        }
-        char name[128];
+        char name[128], display[96];
         size_t len = 0;
-        int line = 0;
-        dl_status s = read_key(r, &ev, name, sizeof name, &len, &line);
-        char display[96];
-        if (s == DL_OK)
-            shown(ev.data.scalar.value, ev.data.scalar.length, display, sizeof display);
-        yaml_event_delete(&ev);
-        DL_CHECK(s);
+        int line = 0, done = 0;
+        DL_CHECK(next_key(r, name, sizeof name, &len, &line, display, sizeof display, &done));
+        if (done)
+            return DL_OK;
         int index = odd_name(name, len) ? -1 : dl_cfg_find(r->schema, section, name);
         if (index < 0 && r->schema->skip_unknown) {
             DL_CHECK(skip_node(r));
@@ -285,7 +294,7 @@ static dl_status read_section(reader *r, seen *sn, const char *section) {
             char where[512], suggestion[160];
             where_at(r, line, where, sizeof where);
             dl_cfg_suggest_key(r->schema, section, name, suggestion, sizeof suggestion);
-            s = DL_FAIL(DL_ERR_CONFIG, "%s: unknown key '%s' in section %s%s", where, display, section, suggestion);
+            dl_status s = DL_FAIL(DL_ERR_CONFIG, "%s: unknown key '%s' in section %s%s", where, display, section, suggestion);
             if (!suggestion[0])
                 dl_error_hint("'dealer config keys' lists every key");
             return s;
@@ -319,21 +328,12 @@ static void hint_sections(const dl_cfg_schema *schema) {
 
 static dl_status read_root(reader *r, seen *sn) {
     for (;;) {
-        yaml_event_t ev;
-        DL_CHECK(next(r, &ev));
-        if (ev.type == YAML_MAPPING_END_EVENT) {
-            yaml_event_delete(&ev);
-            return DL_OK;
-        }
-        char name[128];
+        char name[128], display[96];
         size_t len = 0;
-        int line = 0;
-        dl_status s = read_key(r, &ev, name, sizeof name, &len, &line);
-        char display[96];
-        if (s == DL_OK)
-            shown(ev.data.scalar.value, ev.data.scalar.length, display, sizeof display);
-        yaml_event_delete(&ev);
-        DL_CHECK(s);
+        int line = 0, done = 0;
+        DL_CHECK(next_key(r, name, sizeof name, &len, &line, display, sizeof display, &done));
+        if (done)
+            return DL_OK;
         char where[512];
         where_at(r, line, where, sizeof where);
         int section = odd_name(name, len) ? -1 : dl_cfg_find_section(r->schema, name);
@@ -342,6 +342,7 @@ static dl_status read_root(reader *r, seen *sn) {
                 return DL_FAIL(DL_ERR_CONFIG, "%s: duplicate section '%s' (first on line %d)", where, name,
                                sn->section_line[section]);
             sn->section_line[section] = line;
+            yaml_event_t ev;
             DL_CHECK(next(r, &ev));
             if (ev.type == YAML_MAPPING_START_EVENT) {
                 yaml_event_delete(&ev);
@@ -375,7 +376,7 @@ static dl_status read_root(reader *r, seen *sn) {
         }
         char suggestion[160];
         dl_cfg_suggest_section(r->schema, name, suggestion, sizeof suggestion);
-        s = DL_FAIL(DL_ERR_CONFIG, "%s: unknown section '%s'%s", where, display, suggestion);
+        dl_status s = DL_FAIL(DL_ERR_CONFIG, "%s: unknown section '%s'%s", where, display, suggestion);
         if (!suggestion[0])
             hint_sections(r->schema);
         return s;
