@@ -214,3 +214,21 @@ int dl_test_tmp_count(const char *path) {
     closedir(d);
     return n;
 }
+
+double *dl_test_to_double(const float *x, size_t n) {
+    double *d = dl_test_alloc_d(n);
+    for (size_t i = 0; i < n; i++)
+        d[i] = x[i];
+    return d;
+}
+
+void dl_test_prefill_like(dl_rng *rng, float *g, const double *ref, size_t n) {
+    double ss = 0.0;
+    for (size_t i = 0; i < n; i++)
+        ss += ref[i] * ref[i];
+    double rms = sqrt(ss / (double)n);
+    if (!(rms > 0.0))
+        rms = 1.0;
+    for (size_t i = 0; i < n; i++)
+        g[i] = (float)(rms * (2.0 * dl_rng_uniform(rng) - 1.0));
+}

@@ -39,6 +39,11 @@ void dl_test_assert_rel(const float *actual, const double *reference, size_t n, 
 /* Checked allocations for tests (never NULL: the test fails instead). alloc_d zeroes; n = 0 is allowed. */
 float *dl_test_alloc_f(size_t n);
 double *dl_test_alloc_d(size_t n);
+/* A double copy of n floats (dl_test_alloc_d: fails the test when memory is short). */
+double *dl_test_to_double(const float *x, size_t n);
+/* Fills g with uniform values of the RMS of ref: a backward op accumulating into g then keeps the gradient's
+ * digits in float, and a test checks accumulation, not overwrite. */
+void dl_test_prefill_like(dl_rng *rng, float *g, const double *ref, size_t n);
 
 /* Fails the test unless `call` returns DL_OK (printing the error message) or DL_ERR_INVALID respectively. */
 #define DL_EXPECT_OK(call)                                                                                   \

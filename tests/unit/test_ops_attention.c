@@ -33,13 +33,6 @@ static size_t qkv_len(const layout *L) { return (size_t)L->N * 3 * L->H * L->D; 
 static size_t out_len(const layout *L) { return (size_t)L->N * L->H * L->D; }
 static size_t lse_len(const layout *L) { return (size_t)L->N * L->H; }
 
-static double *to_double(const float *x, size_t n) {
-    double *d = dl_test_alloc_d(n);
-    for (size_t i = 0; i < n; i++)
-        d[i] = x[i];
-    return d;
-}
-
 /* ---- the double-precision reference ---------------------------------------------------------------------------- */
 
 /* Softmax probabilities p[0..n-a] of query n over keys a..n of its document, head h; returns the log-sum-exp. */
@@ -169,7 +162,7 @@ static void check_layout(const int *lengths, int num_seqs, int H, int D, float a
     dl_test_fill_uniform(&rng, qkv, nqkv, -amplitude, amplitude);
     dl_test_fill_uniform(&rng, dout, nout, -1.0f, 1.0f);
 
-    double *qkv_d = to_double(qkv, nqkv), *dout_d = to_double(dout, nout);
+    double *qkv_d = dl_test_to_double(qkv, nqkv), *dout_d = dl_test_to_double(dout, nout);
     double *out_ref = dl_test_alloc_d(nout), *lse_ref = dl_test_alloc_d(nlse), *dqkv_ref = dl_test_alloc_d(nqkv);
     ref_forward(out_ref, lse_ref, qkv_d, &L);
     ref_backward(dqkv_ref, dout_d, qkv_d, &L);
@@ -294,7 +287,7 @@ static void backward_matches_finite_differences(void **state) {
     float *qkv = dl_test_alloc_f(nqkv), *g = dl_test_alloc_f(nout);
     dl_test_fill_uniform(&rng, qkv, nqkv, -1.5f, 1.5f);
     dl_test_fill_uniform(&rng, g, nout, -1.0f, 1.0f);
-    double *x = to_double(qkv, nqkv), *gd = to_double(g, nout);
+    double *x = dl_test_to_double(qkv, nqkv), *gd = dl_test_to_double(g, nout);
     double *o = dl_test_alloc_d(nout), *l = dl_test_alloc_d(nlse), *fd = dl_test_alloc_d(nqkv), *analytic = dl_test_alloc_d(nqkv);
     const double h = 1e-4;
     for (size_t i = 0; i < nqkv; i++) {

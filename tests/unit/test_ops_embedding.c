@@ -13,29 +13,10 @@
 
 static dl_backend be;
 
-/* Fills g with values on the scale of ref: accumulating into g then keeps the gradient's digits in float. */
-static void prefill_like(dl_rng *rng, float *g, const double *ref, size_t n) {
-    double ss = 0.0;
-    for (size_t i = 0; i < n; i++)
-        ss += ref[i] * ref[i];
-    double rms = sqrt(ss / (double)n);
-    if (!(rms > 0.0))
-        rms = 1.0;
-    for (size_t i = 0; i < n; i++)
-        g[i] = (float)(rms * (2.0 * dl_rng_uniform(rng) - 1.0));
-}
-
 static float *random_f(dl_rng *rng, size_t n) {
     float *p = dl_test_alloc_f(n);
     dl_test_fill_uniform(rng, p, n, -1.0f, 1.0f);
     return p;
-}
-
-static double *to_double(const float *x, size_t n) {
-    double *d = dl_test_alloc_d(n);
-    for (size_t i = 0; i < n; i++)
-        d[i] = x[i];
-    return d;
 }
 
 static int32_t *random_ids(dl_rng *rng, int N, int limit) {
@@ -107,8 +88,14 @@ static void forward_case(dl_rng *rng, int N, int C, int V, int max_pos, int lear
     dl_test_poison(out, (size_t)N * C);
     DL_EXPECT_OK(dl_op_embedding_forward(&be, out, tokens, learned ? positions : NULL, wte, learned ? wpe : NULL, N, C,
                                       V, max_pos));
-    emb_ctx e = {to_double(wte, (size_t)V * C), to_double(wpe, (size_t)max_pos * C), NULL, dl_test_alloc_d((size_t)N * C),
-                 tokens, learned ? positions : NULL, N, C};
+    emb_ctx e = {dl_test_to_double(wte, (size_t)V * C),
+                 dl_test_to_double(wpe, (size_t)max_pos * C),
+                 NULL,
+                 dl_test_alloc_d((size_t)N * C),
+                 tokens,
+                 learned ? positions : NULL,
+                 N,
+                 C};
     ref_forward(&e);
     DL_ASSERT_REL(out, e.out, (size_t)N * C, 1e-7);
     free(wte), free(wpe), free(tokens), free(positions), free(out), free(e.wte), free(e.wpe), free(e.out);
@@ -132,15 +119,21 @@ static void backward_case(dl_rng *rng, int N, int C, int V, int max_pos, int lea
     if (N >= 3)
         tokens[2] = tokens[0]; /* a repeated id: its gradient is the sum of both rows */
     float *dwte = dl_test_alloc_f(nte), *dwpe = dl_test_alloc_f(npe), *dwte0 = dl_test_alloc_f(nte), *dwpe0 = dl_test_alloc_f(npe);
-    emb_ctx e = {to_double(wte, nte), to_double(wpe, npe), to_double(dout, no), dl_test_alloc_d(no),
-                 tokens, learned ? positions : NULL, N, C};
+    emb_ctx e = {dl_test_to_double(wte, nte),
+                 dl_test_to_double(wpe, npe),
+                 dl_test_to_double(dout, no),
+                 dl_test_alloc_d(no),
+                 tokens,
+                 learned ? positions : NULL,
+                 N,
+                 C};
     double *gte = dl_test_alloc_d(nte), *gpe = dl_test_alloc_d(npe);
     fd_grad(emb_loss, &e, e.wte, nte, gte);
     if (learned)
         fd_grad(emb_loss, &e, e.wpe, npe, gpe);
-    prefill_like(rng, dwte, gte, nte);
+    dl_test_prefill_like(rng, dwte, gte, nte);
     if (learned)
-        prefill_like(rng, dwpe, gpe, npe);
+        dl_test_prefill_like(rng, dwpe, gpe, npe);
     else
         dl_test_fill_uniform(rng, dwpe, npe, -1.0f, 1.0f); /* must stay untouched */
     memcpy(dwte0, dwte, nte * sizeof(float));

@@ -13,18 +13,6 @@
 
 static dl_backend be;
 
-/* Fills g with values on the scale of ref: accumulating into g then keeps the gradient's digits in float. */
-static void prefill_like(dl_rng *rng, float *g, const double *ref, size_t n) {
-    double ss = 0.0;
-    for (size_t i = 0; i < n; i++)
-        ss += ref[i] * ref[i];
-    double rms = sqrt(ss / (double)n);
-    if (!(rms > 0.0))
-        rms = 1.0;
-    for (size_t i = 0; i < n; i++)
-        g[i] = (float)(rms * (2.0 * dl_rng_uniform(rng) - 1.0));
-}
-
 /* ops.h's formula, in double. */
 static double ref_gelu(double x) {
     const double k = sqrt(2.0 / M_PI);
@@ -77,7 +65,7 @@ static void backward_case(dl_rng *rng, size_t n, float lo, float hi) {
         double h = 1e-5 * fmax(1.0, fabs((double)x[i]));
         grad[i] = dout[i] * (ref_gelu((double)x[i] + h) - ref_gelu((double)x[i] - h)) / (2.0 * h);
     }
-    prefill_like(rng, dinp, grad, n);
+    dl_test_prefill_like(rng, dinp, grad, n);
     memcpy(dinp0, dinp, n * sizeof(float));
     float *added = dl_test_alloc_f(n);
     double *want = dl_test_alloc_d(n);

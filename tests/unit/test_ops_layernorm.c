@@ -14,29 +14,10 @@
 static dl_backend be;
 static const float EPS = 1e-5f;
 
-/* Fills g with values on the scale of ref: accumulating into g then keeps the gradient's digits in float. */
-static void prefill_like(dl_rng *rng, float *g, const double *ref, size_t n) {
-    double ss = 0.0;
-    for (size_t i = 0; i < n; i++)
-        ss += ref[i] * ref[i];
-    double rms = sqrt(ss / (double)n);
-    if (!(rms > 0.0))
-        rms = 1.0;
-    for (size_t i = 0; i < n; i++)
-        g[i] = (float)(rms * (2.0 * dl_rng_uniform(rng) - 1.0));
-}
-
 static float *random_f(dl_rng *rng, size_t n, float lo, float hi) {
     float *p = dl_test_alloc_f(n);
     dl_test_fill_uniform(rng, p, n, lo, hi);
     return p;
-}
-
-static double *to_double(const float *x, size_t n) {
-    double *d = dl_test_alloc_d(n);
-    for (size_t i = 0; i < n; i++)
-        d[i] = x[i];
-    return d;
 }
 
 typedef struct ln_ctx {
@@ -109,8 +90,15 @@ static void forward_case(dl_rng *rng, int N, int C, float offset, float spread) 
     dl_test_poison(mean, N);
     dl_test_poison(rstd, N);
     DL_EXPECT_OK(dl_op_layernorm_forward(&be, out, mean, rstd, inp, w, b, N, C, EPS));
-    ln_ctx l = {to_double(inp, na), to_double(w, C), to_double(b, C), NULL, dl_test_alloc_d(na), dl_test_alloc_d(N), dl_test_alloc_d(N),
-                N, C};
+    ln_ctx l = {dl_test_to_double(inp, na),
+                dl_test_to_double(w, C),
+                dl_test_to_double(b, C),
+                NULL,
+                dl_test_alloc_d(na),
+                dl_test_alloc_d(N),
+                dl_test_alloc_d(N),
+                N,
+                C};
     ref_forward(&l);
     if (dl_test_first_nonfinite(out, na) >= 0)
         DL_TEST_FAIL("out[%ld] was not written", dl_test_first_nonfinite(out, na));
@@ -150,15 +138,22 @@ static void backward_case(dl_rng *rng, int N, int C) {
     float *dinp = dl_test_alloc_f(na), *dw = dl_test_alloc_f(C), *db = dl_test_alloc_f(C);
     float *dinp0 = dl_test_alloc_f(na), *dw0 = dl_test_alloc_f(C), *db0 = dl_test_alloc_f(C);
 
-    ln_ctx l = {to_double(inp, na), to_double(w, C), to_double(b, C), to_double(dout, na), dl_test_alloc_d(na), dl_test_alloc_d(N),
-                dl_test_alloc_d(N), N, C};
+    ln_ctx l = {dl_test_to_double(inp, na),
+                dl_test_to_double(w, C),
+                dl_test_to_double(b, C),
+                dl_test_to_double(dout, na),
+                dl_test_alloc_d(na),
+                dl_test_alloc_d(N),
+                dl_test_alloc_d(N),
+                N,
+                C};
     double *gi = dl_test_alloc_d(na), *gw = dl_test_alloc_d(C), *gb = dl_test_alloc_d(C);
     fd_grad(ln_loss, &l, l.inp, na, gi);
     fd_grad(ln_loss, &l, l.weight, C, gw);
     fd_grad(ln_loss, &l, l.bias, C, gb);
-    prefill_like(rng, dinp, gi, na);
-    prefill_like(rng, dw, gw, C);
-    prefill_like(rng, db, gb, C);
+    dl_test_prefill_like(rng, dinp, gi, na);
+    dl_test_prefill_like(rng, dw, gw, C);
+    dl_test_prefill_like(rng, db, gb, C);
     memcpy(dinp0, dinp, na * sizeof(float));
     memcpy(dw0, dw, C * sizeof(float));
     memcpy(db0, db, C * sizeof(float));

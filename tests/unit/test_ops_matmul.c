@@ -13,29 +13,10 @@
 
 static dl_backend be;
 
-/* Fills g with values on the scale of ref: accumulating into g then keeps the gradient's digits in float. */
-static void prefill_like(dl_rng *rng, float *g, const double *ref, size_t n) {
-    double ss = 0.0;
-    for (size_t i = 0; i < n; i++)
-        ss += ref[i] * ref[i];
-    double rms = sqrt(ss / (double)n);
-    if (!(rms > 0.0))
-        rms = 1.0;
-    for (size_t i = 0; i < n; i++)
-        g[i] = (float)(rms * (2.0 * dl_rng_uniform(rng) - 1.0));
-}
-
 static float *random_f(dl_rng *rng, size_t n) {
     float *p = dl_test_alloc_f(n);
     dl_test_fill_uniform(rng, p, n, -1.0f, 1.0f);
     return p;
-}
-
-static double *to_double(const float *x, size_t n) {
-    double *d = dl_test_alloc_d(n);
-    for (size_t i = 0; i < n; i++)
-        d[i] = x[i];
-    return d;
 }
 
 /* out = inp·weightᵀ + bias in double. */
@@ -121,7 +102,8 @@ static void forward_case(dl_rng *rng, int N, int C, int OC, int with_bias) {
     float *out = dl_test_alloc_f((size_t)N * OC);
     dl_test_poison(out, (size_t)N * OC);
     DL_EXPECT_OK(dl_op_matmul_forward(&be, out, inp, w, with_bias ? b : NULL, N, C, OC));
-    double *di = to_double(inp, (size_t)N * C), *dw = to_double(w, (size_t)OC * C), *db = to_double(b, OC);
+    double *di = dl_test_to_double(inp, (size_t)N * C), *dw = dl_test_to_double(w, (size_t)OC * C),
+           *db = dl_test_to_double(b, OC);
     double *ref = dl_test_alloc_d((size_t)N * OC);
     ref_forward(ref, di, dw, with_bias ? db : NULL, N, C, OC);
     check_forward(out, ref, di, dw, with_bias ? db : NULL, N, C, OC, 3e-6);
@@ -145,15 +127,21 @@ static void backward_case(dl_rng *rng, int N, int C, int OC, int with_dinp, int 
     float *dinp = dl_test_alloc_f(ni), *dw = dl_test_alloc_f(nw), *dbias = dl_test_alloc_f(OC);
     float *dinp0 = dl_test_alloc_f(ni), *dw0 = dl_test_alloc_f(nw), *dbias0 = dl_test_alloc_f(OC);
 
-    matmul_ctx m = {to_double(inp, ni), to_double(w, nw), to_double(b, OC), to_double(dout, no), dl_test_alloc_d(no),
-                    N, C, OC};
+    matmul_ctx m = {dl_test_to_double(inp, ni),
+                    dl_test_to_double(w, nw),
+                    dl_test_to_double(b, OC),
+                    dl_test_to_double(dout, no),
+                    dl_test_alloc_d(no),
+                    N,
+                    C,
+                    OC};
     double *gi = dl_test_alloc_d(ni), *gw = dl_test_alloc_d(nw), *gb = dl_test_alloc_d(OC);
     fd_grad(matmul_loss, &m, m.inp, ni, gi);
     fd_grad(matmul_loss, &m, m.weight, nw, gw);
     fd_grad(matmul_loss, &m, m.bias, OC, gb);
-    prefill_like(rng, dinp, gi, ni);
-    prefill_like(rng, dw, gw, nw);
-    prefill_like(rng, dbias, gb, OC);
+    dl_test_prefill_like(rng, dinp, gi, ni);
+    dl_test_prefill_like(rng, dw, gw, nw);
+    dl_test_prefill_like(rng, dbias, gb, OC);
     memcpy(dinp0, dinp, ni * sizeof(float));
     memcpy(dw0, dw, nw * sizeof(float));
     memcpy(dbias0, dbias, OC * sizeof(float));
@@ -194,7 +182,8 @@ static void backward_matches_finite_differences_and_accumulates(void **state) {
 static void split_case(dl_rng *rng, int N, int C, int OC) {
     size_t ni = (size_t)N * C, nw = (size_t)OC * C, no = (size_t)N * OC;
     float *inp = random_f(rng, ni), *w = random_f(rng, nw), *b = random_f(rng, OC), *dout = random_f(rng, no);
-    double *di = to_double(inp, ni), *dw = to_double(w, nw), *db = to_double(b, OC), *ddout = to_double(dout, no);
+    double *di = dl_test_to_double(inp, ni), *dw = dl_test_to_double(w, nw), *db = dl_test_to_double(b, OC),
+           *ddout = dl_test_to_double(dout, no);
     double *ref = dl_test_alloc_d(no), *gi = dl_test_alloc_d(ni), *gw = dl_test_alloc_d(nw);
     ref_forward(ref, di, dw, db, N, C, OC);
     for (int n = 0; n < N; n++) /* gi = dout·weight, gw = doutᵀ·inp */
@@ -212,8 +201,8 @@ static void split_case(dl_rng *rng, int N, int C, int OC) {
         dl_test_poison(out, no);
         DL_EXPECT_OK(dl_op_matmul_forward(&be, out, inp, w, b, N, C, OC));
         check_forward(out, ref, di, dw, db, N, C, OC, 3e-6);
-        prefill_like(rng, dinp0, gi, ni);
-        prefill_like(rng, dw0, gw, nw);
+        dl_test_prefill_like(rng, dinp0, gi, ni);
+        dl_test_prefill_like(rng, dw0, gw, nw);
         memcpy(dinp, dinp0, ni * sizeof(float));
         memcpy(dweight, dw0, nw * sizeof(float));
         DL_EXPECT_OK(dl_op_matmul_backward(&be, dinp, dweight, NULL, dout, inp, w, N, C, OC));
@@ -247,7 +236,8 @@ static void bf16_case(dl_rng *rng, int N, int C, int OC, int with_bias) {
     DL_EXPECT_OK(dl_op_bf16_to_f32(&be, w, w16, nw));
     dl_test_poison(out, no);
     DL_EXPECT_OK(dl_op_matmul_forward_bf16(&be, out, inp16, w16, with_bias ? b : NULL, N, C, OC));
-    double *di = to_double(inp, ni), *dw = to_double(w, nw), *db = to_double(b, OC), *ref = dl_test_alloc_d(no);
+    double *di = dl_test_to_double(inp, ni), *dw = dl_test_to_double(w, nw), *db = dl_test_to_double(b, OC),
+           *ref = dl_test_alloc_d(no);
     ref_forward(ref, di, dw, with_bias ? db : NULL, N, C, OC);
     check_forward(out, ref, di, dw, with_bias ? db : NULL, N, C, OC, 3e-6);
     free(inp), free(w), free(b), free(out), free(inp16), free(w16), free(di), free(dw), free(db), free(ref);
@@ -314,9 +304,9 @@ static void bf16_backward_case(dl_rng *rng, int N, int C, int OC, int with_dinp,
         }
     float *dinp = dl_test_alloc_f(ni), *dw = dl_test_alloc_f(nw), *dbias = dl_test_alloc_f(OC);
     float *dinp0 = dl_test_alloc_f(ni), *dw0 = dl_test_alloc_f(nw), *dbias0 = dl_test_alloc_f(OC);
-    prefill_like(rng, dinp0, gi, ni);
-    prefill_like(rng, dw0, gw, nw);
-    prefill_like(rng, dbias0, gb, OC);
+    dl_test_prefill_like(rng, dinp0, gi, ni);
+    dl_test_prefill_like(rng, dw0, gw, nw);
+    dl_test_prefill_like(rng, dbias0, gb, OC);
     memcpy(dinp, dinp0, ni * sizeof(float));
     memcpy(dw, dw0, nw * sizeof(float));
     memcpy(dbias, dbias0, OC * sizeof(float));

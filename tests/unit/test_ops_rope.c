@@ -14,18 +14,6 @@
 static dl_backend be;
 static const float THETA = 10000.0f;
 
-/* Fills g with values on the scale of ref: accumulating into g then keeps the gradient's digits in float. */
-static void prefill_like(dl_rng *rng, float *g, const double *ref, size_t n) {
-    double ss = 0.0;
-    for (size_t i = 0; i < n; i++)
-        ss += ref[i] * ref[i];
-    double rms = sqrt(ss / (double)n);
-    if (!(rms > 0.0))
-        rms = 1.0;
-    for (size_t i = 0; i < n; i++)
-        g[i] = (float)(rms * (2.0 * dl_rng_uniform(rng) - 1.0));
-}
-
 typedef struct rope_shape {
     int N, H, D, stride;
 } rope_shape;
@@ -174,7 +162,7 @@ static void backward_case(dl_rng *rng, rope_shape s, int packed) {
         grad[k] = (lp - lm) / (2.0 * h);
     }
     float *scaled = dl_test_alloc_f(nv);
-    prefill_like(rng, scaled, grad, nv);
+    dl_test_prefill_like(rng, scaled, grad, nv);
     dl_test_fill_uniform(rng, dinp, nb, -1.0f, 1.0f); /* the gaps between tokens */
     for (size_t k = 0; k < nv; k++)
         dinp[view_offset(s, k)] = scaled[k];

@@ -69,13 +69,6 @@ static float *make_latent(dl_rng *rng, size_t vectors, int k, int kpad) {
     return v;
 }
 
-static double *to_double(const float *x, size_t n) {
-    double *d = dl_test_alloc_d(n);
-    for (size_t i = 0; i < n; i++)
-        d[i] = x[i];
-    return d;
-}
-
 /* Requires the padding lanes of every vector to be exactly zero. */
 static void assert_padding_zero(const float *x, size_t vectors, int k, int kpad, const char *what) {
     for (size_t r = 0; r < vectors; r++)
@@ -109,7 +102,7 @@ static void embedding_bag_forward_matches_reference(void **state) {
     batch bt = make_batch(&rng, B, 9, num_rows, 1);
     float *table = dl_test_alloc_f((size_t)num_rows * dim), *out = dl_test_alloc_f((size_t)B * dim);
     dl_test_fill_uniform(&rng, table, (size_t)num_rows * dim, -1.0f, 1.0f);
-    double *dt = to_double(table, (size_t)num_rows * dim), *ref = dl_test_alloc_d((size_t)B * dim);
+    double *dt = dl_test_to_double(table, (size_t)num_rows * dim), *ref = dl_test_alloc_d((size_t)B * dim);
     for (int weighted = 0; weighted < 2; weighted++) {
         const float *w = weighted ? bt.values : NULL;
         dl_test_poison(out, (size_t)B * dim);
@@ -140,7 +133,7 @@ static void embedding_bag_backward_matches_finite_differences(void **state) {
     memcpy(dtable, init, nt * sizeof(float));
     assert_int_equal(dl_op_embedding_bag_backward(&be, dtable, dout, bt.rows, bt.values, bt.row_ptr, B, dim, num_rows),
                      DL_OK);
-    double *dt = to_double(table, nt), *out = dl_test_alloc_d(no), *fd = dl_test_alloc_d(nt);
+    double *dt = dl_test_to_double(table, nt), *out = dl_test_alloc_d(no), *fd = dl_test_alloc_d(nt);
     float *got = dl_test_alloc_f(nt);
     for (size_t p = 0; p < nt; p++) {
         double saved = dt[p], j[2];
@@ -211,7 +204,7 @@ static void fm_forward_matches_pair_sum(void **state) {
         float *latent = make_latent(&rng, num_rows, k, kpad), *linear = dl_test_alloc_f(num_rows);
         dl_test_fill_uniform(&rng, linear, num_rows, -1.0f, 1.0f);
         float bias = 0.3f;
-        double *dl = to_double(latent, (size_t)num_rows * kpad), *dlin = to_double(linear, num_rows);
+        double *dl = dl_test_to_double(latent, (size_t)num_rows * kpad), *dlin = dl_test_to_double(linear, num_rows);
         float *logits = dl_test_alloc_f(B), *sum_vx = dl_test_alloc_f((size_t)B * kpad);
         double *ref = dl_test_alloc_d(B), *ref_sv = dl_test_alloc_d((size_t)B * kpad);
         for (int full = 0; full < 2; full++) {
@@ -301,9 +294,14 @@ static void fm_backward_matches_finite_differences(void **state) {
                      DL_OK);
     assert_padding_zero(dlatent, num_rows, k, kpad, "dlatent");
 
-    double *c = to_double(dlogits, B);
-    fm_ctx ctx = {.c = c, .linear = to_double(linear, num_rows), .latent = to_double(latent, nl), .bias = bias,
-                  .bt = &bt, .k = k, .kpad = kpad};
+    double *c = dl_test_to_double(dlogits, B);
+    fm_ctx ctx = {.c = c,
+                  .linear = dl_test_to_double(linear, num_rows),
+                  .latent = dl_test_to_double(latent, nl),
+                  .bias = bias,
+                  .bt = &bt,
+                  .k = k,
+                  .kpad = kpad};
     float *got = dl_test_alloc_f(nl);
     double *fd = dl_test_alloc_d(nl);
     for (size_t i = 0; i < nl; i++) {
@@ -370,7 +368,7 @@ static void ffm_forward_matches_pair_sum(void **state) {
         const size_t nl = (size_t)num_rows * F * kpad;
         batch bt = make_batch(&rng, B, 14, num_rows, F);
         float *latent = make_latent(&rng, (size_t)num_rows * F, k, kpad), *logits = dl_test_alloc_f(B);
-        double *dl = to_double(latent, nl), *ref = dl_test_alloc_d(B);
+        double *dl = dl_test_to_double(latent, nl), *ref = dl_test_alloc_d(B);
         for (int scaled = 0; scaled < 2; scaled++) {
             const float *sc = scaled ? bt.scale : NULL;
             dl_test_poison(logits, B);
@@ -425,8 +423,8 @@ static void ffm_backward_matches_finite_differences(void **state) {
                                         bt.scale, B, F, k, kpad, num_rows),
                      DL_OK);
     assert_padding_zero(dlatent, nv, k, kpad, "dlatent");
-    double *c = to_double(dlogits, B);
-    ffm_ctx ctx = {.c = c, .latent = to_double(latent, nl), .bt = &bt, .F = F, .k = k, .kpad = kpad};
+    double *c = dl_test_to_double(dlogits, B);
+    ffm_ctx ctx = {.c = c, .latent = dl_test_to_double(latent, nl), .bt = &bt, .F = F, .k = k, .kpad = kpad};
     float *got = dl_test_alloc_f(nl);
     double *fd = dl_test_alloc_d(nl);
     for (size_t i = 0; i < nl; i++) {
@@ -674,7 +672,7 @@ static void adagrad_rows_update_matches_reference(void **state) {
     dl_test_fill_uniform(&rng, table, nt, -1.0f, 1.0f);
     for (size_t i = 0; i < nt; i++)
         accum[i] = 1.0f;
-    double *rt = to_double(table, nt), *ra = to_double(accum, nt), *t0 = to_double(table, nt);
+    double *rt = dl_test_to_double(table, nt), *ra = dl_test_to_double(accum, nt), *t0 = dl_test_to_double(table, nt);
     /* 20 distinct rows in shuffled order: a random permutation's first 20. */
     int32_t perm[50], rows[20];
     for (int i = 0; i < num_rows; i++)

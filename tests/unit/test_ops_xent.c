@@ -14,18 +14,6 @@
 
 static dl_backend be;
 
-/* Fills g with values on the scale of ref: accumulating into g then keeps the gradient's digits in float. */
-static void prefill_like(dl_rng *rng, float *g, const double *ref, size_t n) {
-    double ss = 0.0;
-    for (size_t i = 0; i < n; i++)
-        ss += ref[i] * ref[i];
-    double rms = sqrt(ss / (double)n);
-    if (!(rms > 0.0))
-        rms = 1.0;
-    for (size_t i = 0; i < n; i++)
-        g[i] = (float)(rms * (2.0 * dl_rng_uniform(rng) - 1.0));
-}
-
 static int32_t *random_targets(dl_rng *rng, int N, int V) {
     int32_t *t = malloc((size_t)N * sizeof(int32_t));
     assert_non_null(t);
@@ -129,7 +117,7 @@ static void backward_case(dl_rng *rng, int N, int V) {
     }
     float *dlogits = dl_test_alloc_f(nl), *dlogits0 = dl_test_alloc_f(nl), *diff = dl_test_alloc_f(nl);
     double *want = dl_test_alloc_d(nl);
-    prefill_like(rng, dlogits, grad, nl);
+    dl_test_prefill_like(rng, dlogits, grad, nl);
     memcpy(dlogits0, dlogits, nl * sizeof(float));
     for (int call = 1; call <= 2; call++) {
         DL_EXPECT_OK(dl_op_xent_backward(&be, dlogits, logits, lse, targets, dlosses, N, V));
@@ -290,7 +278,7 @@ static void sequence_sum_case(dl_rng *rng, const int32_t *cu, int num_seqs) {
             grad[n] = (dout[s] * (rest + v + h) - dout[s] * (rest + v - h)) / (2.0 * h);
         }
     float *dv = dl_test_alloc_f(total), *dv0 = dl_test_alloc_f(total), *diff = dl_test_alloc_f(total);
-    prefill_like(rng, dv, grad, total);
+    dl_test_prefill_like(rng, dv, grad, total);
     memcpy(dv0, dv, total * sizeof(float));
     for (int call = 1; call <= 2; call++) {
         DL_EXPECT_OK(dl_op_sequence_sum_backward(&be, dv, dout, cu, num_seqs));
