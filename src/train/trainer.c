@@ -1,15 +1,12 @@
 /* trainer.c — the training loop (see trainer.h). */
 #include "train/trainer.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -27,7 +24,7 @@
 #include "models/model.h"
 #include "train/optimizer.h"
 #include "train/schedule.h"
-#include "train/tensorboard.h"
+#include "train/run_records.h"
 
 
 /* Scalars every rank contributes to a step, summed in one all-reduce. */
@@ -52,14 +49,11 @@ typedef struct trainer {
     int64_t bad_steps;
     double tokens_seen, samples_seen;
     double peak_gflops;
-    int metrics_fd;          /* metrics.jsonl (rank 0, log.jsonl), opened for appending; -1 when not written */
     int rows_data;           /* click models (fm, ffm): the log speaks rows, with no MFU, packing or gradient norm */
     double startup_seconds[4]; /* set-up (data, model), parameter initialisation, loader, records (click start-up line) */
-    dl_tb_writer *tb;        /* TensorBoard events (rank 0, log.tensorboard) */
-    /* The first failed write of a run record (metrics.jsonl, events, the step log) on rank 0: it rides on the next
-     * step's all-reduce, then every rank checkpoints and the run stops with this message. */
-    int records_failed;
-    char records_error[1200];
+    /* metrics.jsonl, TensorBoard events and the step log (rank 0): a failed write rides on the next step's
+     * all-reduce, then every rank checkpoints and the run stops with its message (run_records.h). */
+    dl_run_records rec;
     char *config_yaml;
     dl_tokenizer *tokenizer; /* gpt/dpo: data.tokenizer */
     /* train.early_stop: a host copy of the parameters after the best epoch so far (param_data's floats) */
@@ -511,7 +505,7 @@ static dl_status train_step(trainer *t, double *step_seconds, double sums_out[S_
     /* A stop request (SIGUSR1/SIGTERM) rides on the step's all-reduce, so every rank sees it at the same step. */
     double sums[S_COUNT] = {stats.loss_sum, stats.targets,   stats.tokens,
                             stats.slots,    stats.attended, local != DL_OK,
-                            dl_signals_stop_requested() ? 1.0 : 0.0, t->records_failed ? 1.0 : 0.0};
+                            dl_signals_stop_requested() ? 1.0 : 0.0, t->rec.failed ? 1.0 : 0.0};
     memcpy(sums + S_METRICS, stats.metrics, sizeof stats.metrics);
     dl_status s = dl_comm_allreduce_sum_f64(t->world, sums, S_COUNT, "step statistics");
     /* Every rank now knows whether the step failed somewhere. Buckets that left during backward must complete on
@@ -567,97 +561,6 @@ static dl_status train_step(trainer *t, double *step_seconds, double sums_out[S_
     return DL_OK;
 }
 
-/* Notes the first failed write of a run record (rank 0); later ones are not written at all. */
-static void records_failure(trainer *t) {
-    if (t->records_failed)
-        return;
-    t->records_failed = 1;
-    snprintf(t->records_error, sizeof t->records_error, "%s", dl_error_message());
-}
-
-/* One TensorBoard event at this step. A failed write stops the run (at the next step, after a checkpoint): curves
- * that silently end are a loss the user finds out about too late. */
-static void tb_write(trainer *t, int n, const char *const *tags, const double *values) {
-    if (t->records_failed)
-        return;
-    if (dl_tb_scalars(t->tb, t->step, n, tags, values) != DL_OK)
-        records_failure(t);
-}
-
-/* Appends one line to metrics.jsonl with one write(2). A line the disk cannot take is cut off again, so the file
- * keeps ending with whole lines (a resumed run appends after them). */
-static void metrics_line(trainer *t, const char *line, size_t len) {
-    if (t->metrics_fd < 0 || t->records_failed)
-        return;
-    char path[4200];
-    snprintf(path, sizeof path, "%s/metrics.jsonl", t->cfg->run.dir);
-    struct stat st;
-    off_t before = fstat(t->metrics_fd, &st) == 0 ? st.st_size : -1;
-    int err = dl_write_whole_or_cut(t->metrics_fd, line, len, before);
-    if (!err)
-        return;
-    DL_FAIL(DL_ERR_IO, "cannot write %s at step %lld: %s", path, (long long)t->step, strerror(err));
-    if (err == ENOSPC || err == EDQUOT)
-        dl_error_hint("the disk is full: free space, then rerun to resume from the last checkpoint");
-    records_failure(t);
-}
-
-/* Flushes the step log on stdout; a stdout that cannot take it (a full disk under `> train.log`) stops the run. */
-static void flush_stdout(trainer *t) {
-    if (fflush(stdout) == 0 || t->records_failed)
-        return;
-    int err = errno;
-    DL_FAIL(DL_ERR_IO, "cannot write the step log to stdout at step %lld: %s", (long long)t->step, strerror(err));
-    if (err == ENOSPC || err == EDQUOT)
-        dl_error_hint("the disk holding the log is full: free space, then rerun to resume from the last checkpoint");
-    records_failure(t);
-}
-
-/* Whether stdout is a terminal a person watches. Under mpirun or srun a rank's stdout is a pseudo-terminal of the
- * launcher even when the job's output goes to a file, so launched ranks show no bar unless DEALER_PROGRESS=1;
- * DEALER_PROGRESS=0 turns it off everywhere. */
-static int progress_terminal(void) {
-    static int answer = -1;
-    if (answer < 0) {
-        const char *forced = getenv("DEALER_PROGRESS");
-        if (forced && *forced)
-            answer = strcmp(forced, "0") != 0;
-        else
-            answer = isatty(STDOUT_FILENO) && !getenv("OMPI_COMM_WORLD_SIZE") && !getenv("PMI_RANK") &&
-                     !getenv("PMIX_RANK") && !getenv("SLURM_PROCID");
-    }
-    return answer;
-}
-
-/* JSON has no NaN or Infinity: a non-finite figure is written as null, and the record's "reason" says which figure
- * it was and what it held (a -1 or a huge number would read as a real value to anything plotting the file). */
-typedef struct json_figures {
-    char reason[256];
-    size_t used;
-    char slots[12][32];
-    int next;
-} json_figures;
-
-static const char *json_figure(json_figures *f, const char *name, double v) {
-    if (!isfinite(v)) {
-        if (f->used < sizeof f->reason)
-            f->used += (size_t)snprintf(f->reason + f->used, sizeof f->reason - f->used, "%s%s is %s",
-                                        f->used ? ", " : "", name, isnan(v) ? "nan" : v > 0 ? "inf" : "-inf");
-        return "null";
-    }
-    char *slot = f->slots[f->next++ % 12];
-    snprintf(slot, sizeof f->slots[0], "%.6g", v);
-    return slot;
-}
-
-/* ", \"reason\": \"...\"" when a figure was not finite, "" otherwise. */
-static void json_reason(const json_figures *f, char *buf, size_t cap) {
-    if (f->used)
-        snprintf(buf, cap, ", \"reason\": \"%s\"", f->reason);
-    else if (cap)
-        buf[0] = '\0';
-}
-
 static void log_step(trainer *t, double dt, const double sums[S_COUNT], double norm, double lr, int skipped,
                      double elapsed, int64_t first_step) {
     double loss = sums[S_TARGETS] > 0 ? sums[S_LOSS] / sums[S_TARGETS] : NAN;
@@ -674,14 +577,14 @@ static void log_step(trainer *t, double dt, const double sums[S_COUNT], double n
     /* The model's own metrics, as "name value" pairs for the line and "name": value for JSON. */
     char extra_line[512] = "", extra_json[1024] = "";
     size_t el = 0, ej = 0;
-    json_figures figures = {.used = 0};
+    dl_json_figures figures = {.used = 0};
     for (int i = 0; i < DL_MAX_MODEL_METRICS && t->model->metric_names[i]; i++) {
         double v = sums[S_TARGETS] > 0 ? sums[S_METRICS + i] / sums[S_TARGETS] : NAN;
         if (el < sizeof extra_line - 64)
             el += (size_t)snprintf(extra_line + el, sizeof extra_line - el, " | %s %.4f", t->model->metric_names[i], v);
         if (ej < sizeof extra_json - 96)
             ej += (size_t)snprintf(extra_json + ej, sizeof extra_json - ej, ", \"%s\": %s", t->model->metric_names[i],
-                                   json_figure(&figures, t->model->metric_names[i], v));
+                                   dl_json_figure(&figures, t->model->metric_names[i], v));
     }
     /* Gradient communication of this step: its time and the share hidden behind the backward pass. */
     dl_grad_sync_stats cs = {0};
@@ -696,7 +599,7 @@ static void log_step(trainer *t, double dt, const double sums[S_COUNT], double n
                                    cs.comm_seconds * 1e3, hidden);
     }
     /* On a terminal a progress bar runs between the logged lines, on the line the next log line overwrites. */
-    int tty = progress_terminal();
+    int tty = dl_run_records_terminal();
     if (log_now && t->rows_data)
         printf("%sstep %6lld/%lld | loss %.4f | lr %.2e | %7.1f ms | %8.0f rows/s%s | ETA %s%s\n", tty ? "\r\033[K" : "",
                (long long)t->step, (long long)t->total_steps, loss, lr, dt * 1e3, tokens_per_s, extra_line, eta,
@@ -717,8 +620,8 @@ static void log_step(trainer *t, double dt, const double sums[S_COUNT], double n
                (long long)t->total_steps, loss, tokens_per_s, t->rows_data ? "rows" : "tok", eta);
     }
     if (log_now || tty)
-        flush_stdout(t);
-    if (t->tb) {
+        dl_run_records_flush_stdout(&t->rec, t->step);
+    if (t->rec.tb) {
         const char *tags[5 + DL_MAX_MODEL_METRICS] = {"loss", "lr", "grad_norm", "tokens_per_s", "mfu"};
         double values[5 + DL_MAX_MODEL_METRICS] = {loss, lr, norm, tokens_per_s, mfu};
         int n = 5;
@@ -731,13 +634,13 @@ static void log_step(trainer *t, double dt, const double sums[S_COUNT], double n
             tags[n] = t->model->metric_names[i];
             values[n] = sums[S_TARGETS] > 0 ? sums[S_METRICS + i] / sums[S_TARGETS] : NAN;
         }
-        tb_write(t, n, tags, values);
+        dl_run_records_scalars(&t->rec, t->step, n, tags, values);
     }
-    if (t->metrics_fd >= 0) {
-        const char *loss_text = json_figure(&figures, "loss", loss);
-        const char *norm_text = json_figure(&figures, "grad_norm", norm);
+    if (t->rec.metrics_fd >= 0) {
+        const char *loss_text = dl_json_figure(&figures, "loss", loss);
+        const char *norm_text = dl_json_figure(&figures, "grad_norm", norm);
         char reason[320], line[2048];
-        json_reason(&figures, reason, sizeof reason);
+        dl_json_reason(&figures, reason, sizeof reason);
         int n = t->rows_data
                     ? snprintf(line, sizeof line,
                                "{\"step\": %lld, \"loss\": %s, \"lr\": %.6g, \"rows_per_s\": %.6g, \"ms\": %.6g, "
@@ -749,7 +652,7 @@ static void log_step(trainer *t, double dt, const double sums[S_COUNT], double n
                                "\"mfu\": %.6g, \"packing_efficiency\": %.6g, \"ms\": %.6g, \"tokens_seen\": %.0f%s%s%s}\n",
                                (long long)t->step, loss_text, lr, norm_text, tokens_per_s, mfu, packing, dt * 1e3,
                                t->tokens_seen, extra_json, skipped ? ", \"skipped\": true" : "", reason);
-        metrics_line(t, line, n > 0 && (size_t)n < sizeof line ? (size_t)n : 0);
+        dl_run_records_line(&t->rec, t->step, line, n > 0 && (size_t)n < sizeof line ? (size_t)n : 0);
     }
 }
 
@@ -767,7 +670,7 @@ static dl_status records_stop_status(trainer *t, dl_status checkpoint) {
     return DL_FAIL(DL_ERR_IO, "the run stopped at step %lld (%s%s): %s", (long long)t->step,
                    checkpoint == DL_OK ? "after a checkpoint of this step"
                                        : "its checkpoint failed too; the last good one is ",
-                   checkpoint == DL_OK ? "" : found ? latest : "none", t->records_error);
+                   checkpoint == DL_OK ? "" : found ? latest : "none", t->rec.error);
 }
 
 static dl_status run_eval(trainer *t, dl_eval_result *out) {
@@ -779,9 +682,9 @@ static dl_status run_eval(trainer *t, dl_eval_result *out) {
     char line[1024], json[2048];
     size_t l = (size_t)snprintf(line, sizeof line, "step %6lld/%lld | val_loss %.4f (%.0f targets)",
                                 (long long)t->step, (long long)t->total_steps, r.loss, r.targets);
-    json_figures figures = {.used = 0};
+    dl_json_figures figures = {.used = 0};
     size_t j = (size_t)snprintf(json, sizeof json, "{\"step\": %lld, \"val_loss\": %s, \"val_targets\": %.0f",
-                                (long long)t->step, json_figure(&figures, "val_loss", r.loss), r.targets);
+                                (long long)t->step, dl_json_figure(&figures, "val_loss", r.loss), r.targets);
     for (int i = 0; i < r.count; i++) {
         if (l < sizeof line - 96)
             l += (size_t)snprintf(line + l, sizeof line - l, " | %s%s %.4f", strncmp(r.names[i], "val", 3) ? "val/" : "",
@@ -789,11 +692,11 @@ static dl_status run_eval(trainer *t, dl_eval_result *out) {
         if (j < sizeof json - 128)
             j += (size_t)snprintf(json + j, sizeof json - j, ", \"%s%s\": %s",
                                   strncmp(r.names[i], "val", 3) ? "eval/" : "", r.names[i],
-                                  json_figure(&figures, r.names[i], r.values[i]));
+                                  dl_json_figure(&figures, r.names[i], r.values[i]));
     }
-    printf("%s%s\n", progress_terminal() ? "\r\033[K" : "", line); /* over a progress bar */
-    flush_stdout(t);
-    if (t->tb) {
+    printf("%s%s\n", dl_run_records_terminal() ? "\r\033[K" : "", line); /* over a progress bar */
+    dl_run_records_flush_stdout(&t->rec, t->step);
+    if (t->rec.tb) {
         /* The same names as in metrics.jsonl. */
         char names[DL_MAX_MODEL_METRICS][96];
         const char *tags[1 + DL_MAX_MODEL_METRICS] = {"val_loss"};
@@ -803,16 +706,16 @@ static dl_status run_eval(trainer *t, dl_eval_result *out) {
             tags[1 + i] = names[i];
             values[1 + i] = r.values[i];
         }
-        tb_write(t, 1 + (r.count < DL_MAX_MODEL_METRICS ? r.count : DL_MAX_MODEL_METRICS), tags, values);
+        dl_run_records_scalars(&t->rec, t->step, 1 + (r.count < DL_MAX_MODEL_METRICS ? r.count : DL_MAX_MODEL_METRICS), tags, values);
     }
-    if (t->metrics_fd >= 0) {
+    if (t->rec.metrics_fd >= 0) {
         char reason[320];
-        json_reason(&figures, reason, sizeof reason);
+        dl_json_reason(&figures, reason, sizeof reason);
         size_t rl = strlen(reason);
         if (j + rl + 2 < sizeof json) {
             memcpy(json + j, reason, rl);
             memcpy(json + j + rl, "}\n", 3);
-            metrics_line(t, json, j + rl + 2);
+            dl_run_records_line(&t->rec, t->step, json, j + rl + 2);
         }
     }
     return DL_OK;
@@ -858,24 +761,11 @@ static dl_status open_run_records(trainer *t) {
         DL_CHECK_CTX(dl_tokenizer_save(t->tokenizer, path), "keeping the run's tokenizer");
     else
         DL_CHECK(dl_remove_if_exists(path)); /* byte-level: a stale copy from another run must not be picked up */
-    if (t->cfg->log.jsonl) {
-        snprintf(path, sizeof path, "%s/metrics.jsonl", t->cfg->run.dir);
-        t->metrics_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
-        DL_REQUIRE(t->metrics_fd >= 0, DL_ERR_IO, "cannot open %s: %s", path, strerror(errno));
-    }
-    if (t->cfg->log.tensorboard) {
-        DL_CHECK(dl_tb_open(&t->tb, t->cfg->run.dir));
-        /* A resumed run: TensorBoard drops what older files logged from this step on (the steps redone). */
-        if (t->step > 0)
-            DL_CHECK(dl_tb_session_start(t->tb, t->step + 1));
-    }
-    return DL_OK;
+    return dl_run_records_open(&t->rec, t->cfg->run.dir, t->cfg->log.jsonl, t->cfg->log.tensorboard, t->step);
 }
 
 static void teardown(trainer *t) {
-    if (t->metrics_fd >= 0)
-        close(t->metrics_fd);
-    dl_tb_close(t->tb);
+    dl_run_records_close(&t->rec);
     dl_loader_close(t->loader);
     dl_grad_sync_destroy(t->sync);
     dl_model_destroy(t->model);
@@ -957,7 +847,7 @@ static dl_status early_stop_check(trainer *t, const dl_eval_result *r, int *stop
             DL_INFO("early stop: validation loss rose from %.5f (epoch %lld) to %.5f (epoch %lld); keeping epoch "
                     "%lld's parameters (step %lld)", t->best_loss, (long long)t->best_epoch, r->loss,
                     (long long)epoch, (long long)t->best_epoch, (long long)t->best_step);
-        if (rank0(t) && t->metrics_fd >= 0) {
+        if (rank0(t) && t->rec.metrics_fd >= 0) {
             /* A click model's evaluation loss is its validation logloss (click_model.h). */
             char logloss[64] = "", line[512];
             if (t->rows_data)
@@ -966,7 +856,7 @@ static dl_status early_stop_check(trainer *t, const dl_eval_result *r, int *stop
                              "{\"step\": %lld, \"early_stop\": true, \"best_epoch\": %lld, \"best_step\": %lld, "
                              "\"best_val_loss\": %.6g%s}\n",
                              (long long)t->step, (long long)t->best_epoch, (long long)t->best_step, t->best_loss, logloss);
-            metrics_line(t, line, n > 0 && (size_t)n < sizeof line ? (size_t)n : 0);
+            dl_run_records_line(&t->rec, t->step, line, n > 0 && (size_t)n < sizeof line ? (size_t)n : 0);
         }
         return DL_OK;
     }
@@ -1000,7 +890,7 @@ dl_status dl_train(const dl_config *cfg, dl_world *world) {
     memset(&t, 0, sizeof t);
     t.cfg = cfg;
     t.world = world;
-    t.metrics_fd = -1;
+    dl_run_records_init(&t.rec);
     uint8_t *cursor = NULL;
     size_t cursor_len = 0;
     int resumed = 0;
@@ -1099,7 +989,7 @@ dl_status dl_train(const dl_config *cfg, dl_world *world) {
     }
     /* A record that failed at the last step: the final checkpoint is written, the run still fails. */
     if (s == DL_OK)
-        s = agree(&t, t.records_failed ? records_stop_status(&t, DL_OK) : DL_OK, "writing the run records");
+        s = agree(&t, t.rec.failed ? records_stop_status(&t, DL_OK) : DL_OK, "writing the run records");
     /* Click runs also say the most memory any rank held (tables are the memory question there). */
     int64_t peak_kib = 0;
     if (s == DL_OK && t.rows_data) {
