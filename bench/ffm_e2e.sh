@@ -17,7 +17,7 @@
 # the node's shared memory, trained in place), one thread per rank.
 #
 # Each run prints one line: who, round, wall s, user s, sys s, rows/s (wall), rows per CPU-second (user + sys), peak
-# resident memory (per rank for dealer), load average at the start. The load matters: on a shared machine wall time
+# resident memory (per rank for dealer, with how much of it is file pages), load average at the start. The load matters: on a shared machine wall time
 # measures the other jobs too (CPU time much less), so report min and median of the interleaved rounds.
 set -euo pipefail
 dealer=build/dealer before= libffm= text= records= k=4 threads=1 ranks=1 rounds=3 fields=18 buckets=1000000 cpus= work=
@@ -67,9 +67,14 @@ timed() {
   local peak
   peak=$(grep -oE 'peak resident memory [0-9]+ MiB' "$work/$who.$round.log" | grep -oE '[0-9]+' || true)
   [[ -n $peak ]] || peak=$((rss / 1024))
+  # dealer's mapped record files count in its resident size (page cache pages): say how much of the peak they are
+  local file_pages
+  file_pages=$(grep -oE '[0-9]+ MiB of it file pages' "$work/$who.$round.log" | grep -oE '^[0-9]+' || true)
+  file_pages=${file_pages:-0}
   awk -v w="$who" -v r="$round" -v e="$wall" -v u="$user" -v s="$sys" -v n="$rows" -v l="$load" -v m="$peak" \
-    'BEGIN { printf "%-8s round %d | wall %7.2f s | user %7.2f s | sys %6.2f s | %9.0f rows/s | %9.0f rows/CPU-s | peak %5d MiB/rank | load %s\n",
-             w, r, e, u, s, n / e, n / (u + s), m, l }'
+    -v f="$file_pages" \
+    'BEGIN { printf "%-8s round %d | wall %7.2f s | user %7.2f s | sys %6.2f s | %9.0f rows/s | %9.0f rows/CPU-s | peak %5d MiB/rank (%d file) | load %s\n",
+             w, r, e, u, s, n / e, n / (u + s), m, f, l }'
 }
 
 libffm_cmd=(env OMP_NUM_THREADS="$threads" "${pin[@]}" "$libffm/ffm-train" -t 1 -s "$threads" -k "$k" "$text"

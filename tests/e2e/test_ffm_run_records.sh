@@ -33,7 +33,7 @@ grep -q 'INFO\] start-up [0-9.]* s: data and model [0-9.]* s, parameters [0-9.]*
 grep -q 'sgemm\|BLAS' "$work/run.err" && fail "a click run measured or named BLAS: $(cat "$work/run.err")"
 grep -q 'INFO\] checkpoint .*step_00000014.h5 ([0-9.]* MB in [0-9.]* s, [0-9]* MB/s' "$work/run.err" ||
   fail "the checkpoint line gives no write speed: $(grep checkpoint "$work/run.err")"
-grep -q 'INFO\] finished 14 steps in .* (400 rows seen; peak resident memory [0-9]* MiB per rank at most)$' \
+grep -q 'INFO\] finished 14 steps in .* (400 rows seen; peak resident memory [0-9]* MiB per rank at most, [0-9]* MiB of it file pages: mapped records and code)$' \
   "$work/run.err" || fail "no rows or memory in the final line: $(tail -1 "$work/run.err")"
 # metrics.jsonl: per step exactly the documented keys (docs/ffm.md), per evaluation val_loss/val_logloss/val_auc
 steps_json=$(grep -c '"rows_per_s"' "$work/run/metrics.jsonl")
