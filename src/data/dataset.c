@@ -238,6 +238,16 @@ static dl_status source_pair(void *ctx, uint64_t record, dl_pref_pair *pair) {
     return DL_OK;
 }
 
+static void source_prefetch(void *ctx, uint64_t record, int stage) {
+    const dl_dataset *ds = ctx;
+    size_t f = 0;
+    uint64_t local = 0;
+    if (dl_dataset_locate(ds, record, &f, &local) == DL_OK)
+        dl_record_file_prefetch(ds->files[f], local, stage);
+    else
+        dl_error_clear(); /* a hint for a record out of range: the read that follows reports it */
+}
+
 void dl_dataset_source(dl_dataset *ds, dl_doc_source *source) {
     memset(source, 0, sizeof *source);
     source->ctx = ds;
@@ -246,4 +256,5 @@ void dl_dataset_source(dl_dataset *ds, dl_doc_source *source) {
     source->read_tokens = source_tokens;
     source->read_click = source_click;
     source->read_pair = source_pair;
+    source->prefetch = source_prefetch;
 }

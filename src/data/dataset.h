@@ -36,6 +36,8 @@ typedef struct dl_doc_source {
     dl_status (*read_tokens)(void *ctx, uint64_t record, dl_i32_array *tokens);
     dl_status (*read_click)(void *ctx, uint64_t record, dl_click_row *row);
     dl_status (*read_pair)(void *ctx, uint64_t record, dl_pref_pair *pair);
+    /* Optional: record will be read soon (stage 0: where it is; stage 1: its bytes); changes nothing. */
+    void (*prefetch)(void *ctx, uint64_t record, int stage);
 } dl_doc_source;
 
 typedef struct dl_dataset dl_dataset;

@@ -467,6 +467,20 @@ dl_status dl_record_file_view(dl_record_file *f, uint64_t index, const uint8_t *
     return DL_OK;
 }
 
+void dl_record_file_prefetch(const dl_record_file *f, uint64_t index, int stage) {
+    if (!f || index >= f->count)
+        return;
+    if (stage == 0) {
+        if (f->index)
+            __builtin_prefetch(f->index + DL_INDEX_HEADER + index * 8, 0, 3);
+        return;
+    }
+    uint64_t offset = dl_record_file_offset(f, index);
+    uint64_t end = index + 1 < f->count ? dl_record_file_offset(f, index + 1) : f->size;
+    for (uint64_t at = offset & ~(uint64_t)63; at < end && at < f->size; at += 64)
+        __builtin_prefetch(f->data + at, 0, 3);
+}
+
 dl_status dl_record_file_read(dl_record_file *f, uint64_t index, uint8_t **buffer, size_t *capacity,
                               size_t *length) {
     DL_REQUIRE(f && buffer && capacity && length, DL_ERR_INVALID, "dl_record_file_read: NULL argument");

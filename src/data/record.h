@@ -70,6 +70,10 @@ dl_status dl_record_file_read(dl_record_file *file, uint64_t index, uint8_t **bu
                               size_t *length);
 /* Like dl_record_file_read without the copy: *payload points into the mapping (valid until close). */
 dl_status dl_record_file_view(dl_record_file *file, uint64_t index, const uint8_t **payload, size_t *length);
+/* A hint that record `index` will be viewed soon; changes nothing and checks nothing. Stage 0 asks for its index
+ * entry, stage 1 for its bytes (reading the entry, which stage 0 brought in earlier): in a shuffled order every
+ * record is a cache miss twice over, which the loader hides by asking a few records ahead. */
+void dl_record_file_prefetch(const dl_record_file *file, uint64_t index, int stage);
 
 /* Scans PATH from the start, checking every record, and writes PATH.idx atomically; *count (may be NULL) gets
  * the number of records. */

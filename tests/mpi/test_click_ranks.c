@@ -89,7 +89,7 @@ static void replicated_staged_equals_direct(const dl_click_kind *kind, dl_model_
     assert_int_equal(dl_comm_allreduce_max_i64(&world, h, 2, "hash"), DL_OK);
     assert_true(h[0] == -h[1]);
     /* and evaluate the same */
-    dl_doc_source src = {NULL, VALID, "memory", NULL, mem_click, NULL};
+    dl_doc_source src = {.num_records = VALID, .name = "memory", .read_click = mem_click};
     dl_loader_config lc;
     dl_test_click_loader_config(&lc, 4, world.rank, world.size);
     uint64_t batches = 0;

@@ -330,7 +330,7 @@ static void ffm_sharded_equals_replicated_equals_serial(void **state) {
         dl_config_free(&one);
     }
     /* evaluation: the same logloss and AUC in both modes, equal to all validation rows scored on rank 0 */
-    dl_doc_source src = {NULL, VALID, "memory", NULL, mem_click, NULL};
+    dl_doc_source src = {.num_records = VALID, .name = "memory", .read_click = mem_click};
     dl_loader_config lc;
     dl_test_click_loader_config(&lc, 4, world.rank, world.size);
     uint64_t batches = 0;
@@ -456,7 +456,7 @@ static void ffm_sharded_checkpoint_round_trip(void **state) {
     assert_int_equal(rows, (int64_t)table->shape[0]); /* so every row of the file was compared by its holder */
 
     /* Predictions of the one-process model equal the sharded model's collective evaluation. */
-    dl_doc_source src = {NULL, VALID, "memory", NULL, mem_click, NULL};
+    dl_doc_source src = {.num_records = VALID, .name = "memory", .read_click = mem_click};
     dl_loader_config lc;
     dl_test_click_loader_config(&lc, 4, world.rank, world.size);
     uint64_t batches = 0;

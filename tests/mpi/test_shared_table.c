@@ -148,7 +148,7 @@ static void concurrent_steps_keep_the_bias_and_evaluation_agreed(void **state) {
     /* the bias is old + the ranks' summed changes, the same floats on every rank */
     same_on_every_rank(m.param_data[at], "bias");
     same_on_every_rank(m.param_data[at + 1], "bias accumulator");
-    dl_doc_source src = {NULL, VALID, "memory", NULL, mem_click, NULL};
+    dl_doc_source src = {.num_records = VALID, .name = "memory", .read_click = mem_click};
     dl_loader_config lc;
     dl_test_click_loader_config(&lc, 4, world.rank, world.size);
     uint64_t batches = 0;
