@@ -792,8 +792,8 @@ static void print_startup_rows(trainer *t, const char *nodes) {
         static const char *const table_kept[] = {
             [DL_EMBEDDINGS_REPLICATED] = "a whole copy on every rank, their changes added up each step",
             [DL_EMBEDDINGS_SHARDED] = "rows sharded over the ranks, exchanged each step (exact)",
-            [DL_EMBEDDINGS_SHARED] = "one copy in the node's shared memory, trained in place by every rank "
-                                     "(lock-free, as libffm's threads: not bit-reproducible)",
+            [DL_EMBEDDINGS_SHARED] = ("one copy in the node's shared memory, trained in place by every rank "
+                                      "(lock-free, as libffm's threads: not bit-reproducible)"),
         };
         DL_INFO("table: %s (comm.embeddings %s)", table_kept[c->comm.embeddings],
                 dl_config_enum_text("comm.embeddings", (int)c->comm.embeddings));
