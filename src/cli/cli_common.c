@@ -33,6 +33,34 @@ int dl_cli_wants_help(int argc, char **argv) {
     return 0;
 }
 
+int dl_cli_dispatch(const char *group, void (*usage)(FILE *out), const dl_cli_subcommand *subs, int argc,
+                    char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *sub = argv[1];
+    if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0 || strcmp(sub, "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    char known[256] = "";
+    size_t used = 0;
+    for (const dl_cli_subcommand *s = subs; s->name; s++) {
+        if (strcmp(sub, s->name) == 0) {
+            if (s->usage && dl_cli_wants_help(argc - 1, argv + 1)) {
+                s->usage(stdout);
+                return 0;
+            }
+            return s->run(argc - 1, argv + 1);
+        }
+        if (used < sizeof known)
+            used += (size_t)snprintf(known + used, sizeof known - used, "%s%s", used ? ", " : "", s->name);
+    }
+    fprintf(stderr, "dealer %s: unknown command '%s' (known: %s; see dealer %s --help)\n", group, sub, known, group);
+    return 2;
+}
+
 int dl_cli_usage_error(const char *command, const char *fmt, ...) {
     char message[1024];
     va_list ap;

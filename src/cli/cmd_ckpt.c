@@ -806,27 +806,9 @@ static int cmd_import(int argc, char **argv) {
 }
 
 int dl_cmd_ckpt(int argc, char **argv) {
-    if (argc < 2) {
-        usage(stderr);
-        return 2;
-    }
-    const char *sub = argv[1];
-    if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0 || strcmp(sub, "help") == 0 ||
-        dl_cli_wants_help(argc, argv)) {
-        usage(stdout);
-        return 0;
-    }
-    if (strcmp(sub, "ls") == 0)
-        return cmd_ls(argc - 1, argv + 1);
-    if (strcmp(sub, "show") == 0)
-        return cmd_show(argc - 1, argv + 1);
-    if (strcmp(sub, "diff") == 0)
-        return cmd_diff(argc - 1, argv + 1);
-    if (strcmp(sub, "export") == 0)
-        return cmd_export(argc - 1, argv + 1);
-    if (strcmp(sub, "import") == 0)
-        return cmd_import(argc - 1, argv + 1);
-    fprintf(stderr, "dealer ckpt: unknown command '%s' (ls, show, diff, export, import; see dealer ckpt --help)\n",
-            sub);
-    return 2;
+    /* One usage page for the group: --help after any subcommand prints it. */
+    static const dl_cli_subcommand subs[] = {{"ls", cmd_ls, usage}, {"show", cmd_show, usage},
+                                             {"diff", cmd_diff, usage}, {"export", cmd_export, usage},
+                                             {"import", cmd_import, usage}, {NULL, NULL, NULL}};
+    return dl_cli_dispatch("ckpt", usage, subs, argc, argv);
 }

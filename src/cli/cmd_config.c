@@ -29,10 +29,6 @@ static const dl_cli_option show_options[] = {{"no-sources", OPT_NO_SOURCES, NULL
 static const dl_cli_option keys_options[] = {{"markdown", OPT_MARKDOWN, NULL}, {NULL, 0, NULL}};
 
 static int cmd_show(int argc, char **argv) {
-    if (dl_cli_wants_help(argc, argv)) {
-        usage(stdout);
-        return 0;
-    }
     const char *path = NULL;
     int with_sources = 1;
     char **overrides = calloc((size_t)argc, sizeof *overrides);
@@ -76,10 +72,6 @@ static int cmd_show(int argc, char **argv) {
 }
 
 static int cmd_keys(int argc, char **argv) {
-    if (dl_cli_wants_help(argc, argv)) {
-        usage(stdout);
-        return 0;
-    }
     int markdown = 0;
     dl_cli_args a;
     dl_cli_args_init(&a, "config keys", keys_options, argc, argv);
@@ -96,19 +88,6 @@ static int cmd_keys(int argc, char **argv) {
 }
 
 int dl_cmd_config(int argc, char **argv) {
-    if (argc < 2) {
-        usage(stderr);
-        return 2;
-    }
-    const char *sub = argv[1];
-    if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0 || strcmp(sub, "help") == 0) {
-        usage(stdout);
-        return 0;
-    }
-    if (strcmp(sub, "show") == 0)
-        return cmd_show(argc - 1, argv + 1);
-    if (strcmp(sub, "keys") == 0)
-        return cmd_keys(argc - 1, argv + 1);
-    fprintf(stderr, "dealer config: unknown subcommand '%s' (show or keys; see dealer config --help)\n", sub);
-    return 2;
+    static const dl_cli_subcommand subs[] = {{"show", cmd_show, usage}, {"keys", cmd_keys, usage}, {NULL, NULL, NULL}};
+    return dl_cli_dispatch("config", usage, subs, argc, argv);
 }

@@ -436,31 +436,8 @@ static int cmd_make_pairs(int argc, char **argv) {
 }
 
 int dl_cmd_data(int argc, char **argv) {
-    if (argc < 2) {
-        usage_data(stderr);
-        return 2;
-    }
-    const char *sub = argv[1];
-    if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0 || strcmp(sub, "help") == 0) {
-        usage_data(stdout);
-        return 0;
-    }
-    struct {
-        const char *name;
-        int (*run)(int, char **);
-        void (*usage)(FILE *);
-    } subs[] = {{"convert", cmd_convert, usage_convert}, {"index", cmd_index, usage_index},
-                {"stat", cmd_stat, usage_stat}, {"synth-clicks", cmd_synth, usage_synth},
-                {"make-pairs", cmd_make_pairs, usage_make_pairs}};
-    for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++) {
-        if (strcmp(sub, subs[i].name) != 0)
-            continue;
-        if (dl_cli_wants_help(argc - 1, argv + 1)) {
-            subs[i].usage(stdout);
-            return 0;
-        }
-        return subs[i].run(argc - 1, argv + 1);
-    }
-    fprintf(stderr, "dealer data: unknown command '%s' (known: convert, index, stat, synth-clicks, make-pairs)\n", sub);
-    return 2;
+    static const dl_cli_subcommand subs[] = {{"convert", cmd_convert, usage_convert}, {"index", cmd_index, usage_index},
+                                             {"stat", cmd_stat, usage_stat}, {"synth-clicks", cmd_synth, usage_synth},
+                                             {"make-pairs", cmd_make_pairs, usage_make_pairs}, {NULL, NULL, NULL}};
+    return dl_cli_dispatch("data", usage_data, subs, argc, argv);
 }

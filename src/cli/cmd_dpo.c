@@ -162,22 +162,6 @@ static int cmd_precompute(int argc, char **argv) {
 }
 
 int dl_cmd_dpo(int argc, char **argv) {
-    if (argc < 2) {
-        usage_dpo(stderr);
-        return 2;
-    }
-    const char *sub = argv[1];
-    if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0 || strcmp(sub, "help") == 0) {
-        usage_dpo(stdout);
-        return 0;
-    }
-    if (strcmp(sub, "precompute-ref") == 0) {
-        if (dl_cli_wants_help(argc - 1, argv + 1)) {
-            usage_precompute(stdout);
-            return 0;
-        }
-        return cmd_precompute(argc - 1, argv + 1);
-    }
-    fprintf(stderr, "dealer dpo: unknown command '%s' (known: precompute-ref)\n", sub);
-    return 2;
+    static const dl_cli_subcommand subs[] = {{"precompute-ref", cmd_precompute, usage_precompute}, {NULL, NULL, NULL}};
+    return dl_cli_dispatch("dpo", usage_dpo, subs, argc, argv);
 }

@@ -121,10 +121,6 @@ static const dl_cli_option train_options[] = {{"output", 'o', "a file name"},
 static const dl_cli_option encode_options[] = {{"file", OPT_FILE, "a path"}, {"tokens", OPT_TOKENS, NULL}, {NULL, 0, NULL}};
 
 static int cmd_train(int argc, char **argv) {
-    if (dl_cli_wants_help(argc, argv)) {
-        usage_train(stdout);
-        return 0;
-    }
     const char **inputs = calloc((size_t)argc + 1, sizeof *inputs);
     const char **special = calloc((size_t)argc + 1, sizeof *special);
     if (!inputs || !special) {
@@ -190,10 +186,6 @@ static int cmd_train(int argc, char **argv) {
 }
 
 static int cmd_encode(int argc, char **argv) {
-    if (dl_cli_wants_help(argc, argv)) {
-        usage_encode(stdout);
-        return 0;
-    }
     const char *tok_path = NULL, *text = NULL, *file = NULL;
     int show_tokens = 0;
     dl_cli_args a;
@@ -255,10 +247,6 @@ static int cmd_encode(int argc, char **argv) {
 }
 
 static int cmd_decode(int argc, char **argv) {
-    if (dl_cli_wants_help(argc, argv)) {
-        usage_decode(stdout);
-        return 0;
-    }
     if (dl_cli_positionals_only("tokenizer decode", &argc, argv))
         return 2;
     if (argc < 2)
@@ -304,10 +292,6 @@ static int cmd_decode(int argc, char **argv) {
 }
 
 static int cmd_stat(int argc, char **argv) {
-    if (dl_cli_wants_help(argc, argv)) {
-        usage_stat(stdout);
-        return 0;
-    }
     if (dl_cli_positionals_only("tokenizer stat", &argc, argv))
         return 2;
     if (argc < 2)
@@ -343,23 +327,8 @@ static int cmd_stat(int argc, char **argv) {
 }
 
 int dl_cmd_tokenizer(int argc, char **argv) {
-    if (argc < 2) {
-        usage(stderr);
-        return 2;
-    }
-    const char *sub = argv[1];
-    if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0 || strcmp(sub, "help") == 0) {
-        usage(stdout);
-        return 0;
-    }
-    if (strcmp(sub, "train") == 0)
-        return cmd_train(argc - 1, argv + 1);
-    if (strcmp(sub, "encode") == 0)
-        return cmd_encode(argc - 1, argv + 1);
-    if (strcmp(sub, "decode") == 0)
-        return cmd_decode(argc - 1, argv + 1);
-    if (strcmp(sub, "stat") == 0)
-        return cmd_stat(argc - 1, argv + 1);
-    fprintf(stderr, "dealer tokenizer: unknown command '%s' (train, encode, decode, stat; see --help)\n", sub);
-    return 2;
+    static const dl_cli_subcommand subs[] = {{"train", cmd_train, usage_train}, {"encode", cmd_encode, usage_encode},
+                                             {"decode", cmd_decode, usage_decode}, {"stat", cmd_stat, usage_stat},
+                                             {NULL, NULL, NULL}};
+    return dl_cli_dispatch("tokenizer", usage, subs, argc, argv);
 }

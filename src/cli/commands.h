@@ -24,6 +24,17 @@ int dl_cmd_tokenizer(int argc, char **argv);
 int dl_cli_report(const char *command, int status);
 /* True when argv[1..] holds -h or --help before any `--`. */
 int dl_cli_wants_help(int argc, char **argv);
+/* One subcommand of a command group (`dealer data convert`): run gets argv[0] = its name; usage, when set, is what
+ * `--help` anywhere among its arguments prints instead of running it. */
+typedef struct dl_cli_subcommand {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    void (*usage)(FILE *out);
+} dl_cli_subcommand;
+/* `dealer GROUP SUB ...` (argv[0] = GROUP): runs the row of subs (ended by a NULL name) named argv[1]. No word or
+ * an unknown one prints one line and returns 2; -h, --help or help prints the group's usage. */
+int dl_cli_dispatch(const char *group, void (*usage)(FILE *out), const dl_cli_subcommand *subs, int argc,
+                    char **argv);
 /* Prints "dealer COMMAND: MESSAGE (see dealer COMMAND --help)" as one line and returns 2, the exit code of bad usage. */
 int dl_cli_usage_error(const char *command, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
