@@ -673,6 +673,14 @@ static dl_status init_staged(click *m, uint64_t seed) {
     return s;
 }
 
+/* The bias (with linear terms) starts at 0 with its accumulator at adagrad_init, on host tables. */
+static void init_host_bias(click *m) {
+    if (m->linear) {
+        m->store[m->store_bias] = 0.0f;
+        m->store[m->store_bias + 1] = m->adagrad_init;
+    }
+}
+
 static dl_status click_init_params(dl_model *model, uint64_t seed) {
     click *m = model->impl;
     DL_CHECK(finish_filler(m));
@@ -694,10 +702,7 @@ static dl_status click_init_params(dl_model *model, uint64_t seed) {
         for (int64_t g = 0; g < buckets; g++)
             init_row(m, seed, g, m->store + (size_t)g * rf);
     }
-    if (m->linear) {
-        m->store[m->store_bias] = 0.0f;
-        m->store[m->store_bias + 1] = m->adagrad_init;
-    }
+    init_host_bias(m);
     dl_node_table_sync(&m->node); /* a shared table: the rows made here, for the others after a collective */
     return DL_OK;
 }
@@ -771,17 +776,14 @@ static dl_status click_params_ready(dl_model *model) {
 static dl_status click_init_params_background(dl_model *model, uint64_t seed) {
     click *m = model->impl;
     DL_CHECK(finish_filler(m)); /* a second initialisation starts from a settled table */
-    if (m->staged || m->sharded || m->world_size > 1 || m->be->kind != DL_DEVICE_CPU)
+    if (m->staged || m->world_size > 1 || m->be->kind != DL_DEVICE_CPU) /* sharded tables are several ranks */
         return click_init_params(model, seed);
     m->row_state = calloc((size_t)m->buckets, sizeof *m->row_state);
     if (!m->row_state) /* no room for the row map: fill up front, the same table */
         return click_init_params(model, seed);
     m->init_seed = seed;
     atomic_store(&m->rows_all_made, 0);
-    if (m->linear) {
-        m->store[m->store_bias] = 0.0f;
-        m->store[m->store_bias + 1] = m->adagrad_init;
-    }
+    init_host_bias(m);
     if (pthread_create(&m->filler, NULL, filler_main, m) != 0) {
         free((void *)m->row_state);
         m->row_state = NULL;
