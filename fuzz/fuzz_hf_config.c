@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "fuzz_file_common.h"
+
 #include "ckpt/hf_gpt2.h"
 
 static char path[256];
@@ -18,12 +20,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    FILE *fp = fopen(path, "wb");
-    if (!fp)
-        abort();
-    if (size && fwrite(data, 1, size, fp) != size)
-        abort();
-    fclose(fp);
+    fuzz_write_file(path, data, size);
     dl_gpt2_shape shape;
     if (dl_hf_gpt2_read_config(path, &shape) == DL_OK &&
         (shape.n_embd < 1 || shape.n_head < 1 || shape.n_embd % shape.n_head != 0))

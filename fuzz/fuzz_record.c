@@ -11,17 +11,9 @@
 
 #include "data/example.h"
 #include "data/record.h"
+#include "fuzz_file_common.h"
 
 static char data_path[256], data_idx[270], fixed_path[256], fixed_idx[270];
-
-static void write_raw(const char *path, const uint8_t *data, size_t size) {
-    FILE *fp = fopen(path, "wb");
-    if (!fp)
-        abort();
-    if (size && fwrite(data, 1, size, fp) != size)
-        abort();
-    fclose(fp);
-}
 
 static void read_everything(dl_record_file *f) {
     uint8_t *buf = NULL;
@@ -72,7 +64,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         return 0;
     dl_record_file *f;
     if (data[0] & 1) {
-        write_raw(fixed_idx, data + 1, size - 1); /* newer than the data: taken at face value if it checks out */
+        fuzz_write_file(fixed_idx, data + 1, size - 1); /* newer than the data: taken at face value if it checks out */
         if (dl_record_file_open(&f, fixed_path) == DL_OK) {
             if (dl_record_file_count(f) > 3 && !dl_record_file_indexed(f))
                 abort(); /* a scan of the fixed file finds exactly 3 */
@@ -80,7 +72,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             dl_record_file_close(f);
         }
     } else {
-        write_raw(data_path, data + 1, size - 1);
+        fuzz_write_file(data_path, data + 1, size - 1);
         unlink(data_idx);
         if (dl_record_file_open(&f, data_path) == DL_OK) {
             read_everything(f);

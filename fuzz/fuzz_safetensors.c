@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "fuzz_file_common.h"
+
 #include "ckpt/hf_gpt2.h"
 #include "ckpt/safetensors.h"
 
@@ -19,12 +21,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    FILE *fp = fopen(path, "wb");
-    if (!fp)
-        abort();
-    if (size && fwrite(data, 1, size, fp) != size)
-        abort();
-    fclose(fp);
+    fuzz_write_file(path, data, size);
     dl_st_file *f = NULL;
     if (dl_st_open(&f, path) != DL_OK) {
         if (f)

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "fuzz_file_common.h"
+
 #include "train/tensorboard.h"
 
 static char path[256];
@@ -18,12 +20,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    FILE *fp = fopen(path, "wb");
-    if (!fp)
-        abort();
-    if (size && fwrite(data, 1, size, fp) != size)
-        abort();
-    fclose(fp);
+    fuzz_write_file(path, data, size);
     dl_tb_event *events = NULL;
     size_t count = 0;
     if (dl_tb_read(path, &events, &count) == DL_OK && count > 0 && !events)
