@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cli/commands.h"
+#include "comm/world.h"
 #include "core/fs.h"
 #include "train/run_config.h"
 #include "core/log.h"
@@ -50,22 +51,11 @@ static void on_progress(void *ctx, const char *what, uint64_t done, uint64_t tot
     dl_progress_update(&p->bar, done, done);
 }
 
-/* The size of the MPI job this process was started in (1 outside mpirun / srun). */
-static long launched_ranks(void) {
-    const char *vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"};
-    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
-        const char *v = getenv(vars[i]);
-        if (v && atol(v) > 1)
-            return atol(v);
-    }
-    return 1;
-}
-
 static const dl_cli_option precompute_options[] = {{"out", 'o', "a file name"}, {NULL, 0, NULL}};
 
 static int cmd_precompute(int argc, char **argv) {
     const char *config_path = NULL, *out = NULL;
-    long ranks = launched_ranks();
+    long ranks = dl_world_launched_size();
     if (ranks > 1) { /* every rank would write the same file */
         fprintf(stderr, "dealer dpo precompute-ref: started as one of %ld MPI ranks; run it as a single process "
                         "(without mpirun)\n", ranks);

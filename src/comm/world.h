@@ -45,6 +45,8 @@ typedef struct dl_world {
 /* Whether a launcher (mpirun, srun, hydra) started this process as a rank of a job; 0 for a plain process, which
  * MPI makes a world of one. */
 int dl_world_launched(void);
+/* The size of the job a launcher started this process in, from the environment it set (1 outside one). */
+long dl_world_launched_size(void);
 /* Starts MPI (thread level FUNNELED: only the main thread calls MPI) unless it is already running, splits the node
  * communicator, and sets the log's rank prefix. Outside a launcher it first asks Open MPI for a light singleton
  * start (no daemon, no network transports; world.c says why), leaving any OMPI_MCA_* the user set as it is. */
