@@ -99,7 +99,6 @@ dl_status dl_node_table_create(dl_node_table *t, const dl_sharded_table *shard, 
     DL_REQUIRE(t != NULL && shard != NULL && shard->row_floats >= 1 && shard->world_size >= 1, DL_ERR_INVALID,
                "dl_node_table_create: bad arguments");
     memset(t, 0, sizeof *t);
-    t->row_floats = shard->row_floats;
     int world_size = 0;
     MPI_Comm_size(MPI_COMM_WORLD, &world_size);
     DL_REQUIRE(world_size == shard->world_size, DL_ERR_INVALID,

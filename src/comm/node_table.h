@@ -41,7 +41,6 @@ typedef struct dl_node_table {
     float *mine;          /* this rank's rows, then its extra floats */
     int64_t total_rows;   /* rows from base, every rank's extra rows included */
     int32_t *place;       /* [num_rows]: the row of base that holds global row g */
-    int row_floats;
 } dl_node_table;
 
 /* Collective over MPI_COMM_WORLD: the window for `shard`'s table (num_rows rows of row_floats floats over
