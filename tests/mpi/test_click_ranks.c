@@ -118,24 +118,30 @@ static void fm_replicated_staged_equals_direct(void **state) {
     replicated_staged_equals_direct(&dl_fm_kind, DL_MODEL_FM);
 }
 
-/* A row-sharded table over several ranks keeps its rows where MPI reads them: staged, it is refused by name. */
+/* Row-sharded and shared tables over several ranks keep their rows in host memory where MPI or the node's window
+ * holds them: staged, they are refused by name. */
 static void sharded_staged_is_refused(void **state) {
     (void)state;
     dl_backend be;
     assert_int_equal(dl_backend_open(&be, "cpu", 0), DL_OK);
-    dl_config cfg;
-    dl_test_click_config(&cfg, DL_MODEL_FFM, 4, FIELDS, BUCKETS, true, 1e-3, DL_EMBEDDINGS_SHARDED);
-    dl_model m;
-    memset(&m, 0, sizeof m);
-    assert_int_equal(dl_click_model_create_staged(&m, &dl_ffm_kind, (dl_model_setup[]){dl_config_model_setup(&cfg)}, &be, B, 0), DL_ERR_UNSUPPORTED);
-    assert_non_null(strstr(dl_error_message(), "comm.embeddings: sharded"));
-    assert_non_null(strstr(dl_error_message(), "replicated"));
-    dl_error_clear();
-    assert_null(m.impl);
-    /* one process (dealer predict) is never sharded */
-    DL_EXPECT_OK(dl_click_model_create_staged(&m, &dl_ffm_kind, (dl_model_setup[]){dl_config_model_setup(&cfg)}, &be, B, 1));
-    m.destroy(&m);
-    dl_config_free(&cfg);
+    const dl_embeddings modes[] = {DL_EMBEDDINGS_SHARDED, DL_EMBEDDINGS_SHARED};
+    const char *const names[] = {"comm.embeddings: sharded", "comm.embeddings: shared"};
+    for (int i = 0; i < 2; i++) {
+        dl_config cfg;
+        dl_test_click_config(&cfg, DL_MODEL_FFM, 4, FIELDS, BUCKETS, true, 1e-3, modes[i]);
+        dl_model_setup setup = dl_config_model_setup(&cfg);
+        dl_model m;
+        memset(&m, 0, sizeof m);
+        assert_int_equal(dl_click_model_create_staged(&m, &dl_ffm_kind, &setup, &be, B, 0), DL_ERR_UNSUPPORTED);
+        assert_non_null(strstr(dl_error_message(), names[i]));
+        assert_non_null(strstr(dl_error_message(), "replicated"));
+        dl_error_clear();
+        assert_null(m.impl);
+        /* one process (dealer predict) is never sharded */
+        DL_EXPECT_OK(dl_click_model_create_staged(&m, &dl_ffm_kind, &setup, &be, B, 1));
+        m.destroy(&m);
+        dl_config_free(&cfg);
+    }
     dl_backend_close(&be);
 }
 
