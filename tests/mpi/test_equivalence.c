@@ -13,7 +13,14 @@
  * positions W(s·b + j) + r, j < b: over the ranks exactly the positions s·W·b … (s+1)·W·b − 1 that the one-rank run
  * with W·b rows takes at step s. (Packing would not do: its best-fit choices depend on which documents share a
  * window, i.e. on the rank's shard.) The loss is normalised by the global target count in both runs. The first test
- * checks this claim on the loader itself. */
+ * checks this claim on the loader itself.
+ *
+ * Why optim.eps is 1e-5 here: with AdamW's default 1e-8, a coordinate whose gradient nearly cancels (|g| around the
+ * rounding of its sum) gets an update of about ±lr whichever way the rounding fell, so reassociating the sum could
+ * move a few coordinates by a whole step: seen with OpenBLAS's Haswell kernel, DEALER_TEST_SEED=1796670966718853,
+ * 1.46e-5 on 2 ranks where other seeds give 1-2e-6. With eps 1e-5 the update is smooth in g near zero and the same
+ * seed gives 5e-8 (others 4e-8 to 1e-7), so 1e-5 again measures reassociation, with 100x to spare, while a lost
+ * rank or a wrong normalisation still moves the parameters by ~1e-2 (they move 0.1 in the run). */
 #include "testutil.h"
 
 #include <errno.h>
@@ -90,7 +97,7 @@ static void make_config(dl_config *cfg, const char *name, int rows, char **extra
     char *base[] = {run_dir,  train,          rows_kv,           "model.n_layer=2",    "model.n_head=2",
                     "model.n_embd=16",       "model.vocab_size=32", "model.max_seq_len=16", "data.seq_len=16",
                     "data.packing=false",    "train.steps=20",  "train.eval_every=0",  "train.threads=1",
-                    "train.resume=never",    "optim.lr=3e-3",   "optim.warmup_steps=2", "optim.grad_clip=1",
+                    "train.resume=never",    "optim.lr=3e-3",   "optim.warmup_steps=2", "optim.grad_clip=1", "optim.eps=1e-5",
                     "ckpt.every=0",          "log.every=20",    "log.tensorboard=false"};
     char *all[40];
     int n = 0;
