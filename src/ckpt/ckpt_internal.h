@@ -47,6 +47,7 @@ typedef struct dl_ckpt_planned {
     int chunked;
     const dl_shard_layout *split; /* set for a split tensor: base is this rank's rows of it, moved in slabs */
     size_t tensor;                /* its index in the layout */
+    int shared_rows;              /* parameters whose every row this rank reads in place (split->shared_row) */
 } dl_ckpt_planned;
 
 typedef struct dl_ckpt_plan {

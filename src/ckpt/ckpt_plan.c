@@ -127,6 +127,7 @@ static dl_status plan_tensor(dl_ckpt_plan *p, const dl_world *w, const dl_ckpt_t
     DL_CHECK(dl_ckpt_plan_add(p, name, v->ndim, v->shape, DL_CKPT_F32, base, 1, &d));
     if (l && l->split[i]) {
         dl_ckpt_planned_set_split(d, l, i);
+        d->shared_rows = buffer && buffer == t->params_data && l->shared_row != NULL;
         DL_CHECK(dl_ckpt_check_split_rows(d));
     } else {
         planned_set_run(d, begin < d->numel ? begin : d->numel, end < d->numel ? end : d->numel);

@@ -10,7 +10,8 @@
  * one contiguous block; to load, each rank reads its slab and sends every row to the rank asking for it, which
  * receives them straight into its buffer. Per round and rank that is one slab (options->slab_bytes, 4 MiB unless
  * set, rounded up to whole chunks when it holds one, so that a compressed chunk is written whole by one rank) plus
- * the rows in transit, whatever the table size.
+ * the rows in transit, whatever the table size. Rows every rank maps (a node's shared table, shard_layout.h's
+ * shared_row) need no routing: each slab owner copies its rows straight into its slab.
  *
  * The slab owners also check the layout: every row of their slab must arrive (be asked for) exactly once. A failed
  * check, like a failed read, does not stop the rounds (the other ranks are waiting in them): it is reported when
@@ -218,6 +219,23 @@ static dl_status round_begin(dl_world *w, dl_ckpt_slab_route *r, const dl_ckpt_p
     return exchange_ids(w, r, g, n);
 }
 
+/* Fills this rank's slab [lo, hi) of a split tensor whose every row it can read in place (d->shared_rows): no
+ * exchange. A row the layout cannot place fails as a row no rank holds. */
+static dl_status fill_shared_slab(dl_ckpt_slab_route *r, const dl_ckpt_planned *d, const slab_plan *g, uint64_t lo,
+                                  uint64_t hi) {
+    const dl_shard_layout *l = d->split;
+    for (uint64_t row = lo; row < hi; row++) {
+        const float *src = l->shared_row(l->ctx, d->tensor, (int64_t)row);
+        if (!src) {
+            dl_status s = DL_FAIL(DL_ERR_INVALID, "%s: row %llu is held by no rank", d->name, (unsigned long long)row);
+            dl_error_hint("the model's shard layout must place every row in the shared memory (comm/shard_layout.h)");
+            return s;
+        }
+        memcpy(r->slab + (size_t)(row - lo) * g->row_len, src, (size_t)g->row_len * sizeof(float));
+    }
+    return DL_OK;
+}
+
 /* Collective: writes split dataset d (created, open in dset) in rounds; *raw gets this rank's share of its CRC
  * register. Coverage and write failures go to *local (the first one; later rounds then check nothing) and the
  * rounds go on; a failed exchange is returned. */
@@ -232,16 +250,22 @@ dl_status dl_ckpt_write_split(dl_world *w, hid_t dset, hid_t dxpl, int collectiv
     for (uint64_t a = 0; a < g.rows; a += g.window) {
         uint64_t lo, hi, n;
         int64_t first;
-        DL_CHECK(round_begin(w, r, d, &g, a, &next, local, &first, &lo, &hi, &n));
-        DL_CHECK(layout_bytes(r->to, w->size, row_bytes, r->bytes[0], r->bytes[1]));
-        DL_CHECK(layout_bytes(r->from, w->size, row_bytes, r->bytes[2], r->bytes[3]));
-        DL_CHECK(dl_comm_alltoallv(w, d->base + (size_t)first * row_bytes, r->bytes[0], r->bytes[1], r->transit,
-                                   r->bytes[2], r->bytes[3], "checkpoint rows: data"));
-        if (*local == DL_OK)
-            *local = check_slab_ids(r, d, n, lo, hi);
-        for (uint64_t j = 0; *local == DL_OK && j < n; j++)
-            memcpy(r->slab + (size_t)((uint64_t)r->ids_in[j] - lo) * g.row_len, r->transit + (size_t)j * g.row_len,
-                   row_bytes);
+        if (d->shared_rows) {
+            slab_of(&g, w->rank, a, a + g.window < g.rows ? a + g.window : g.rows, &lo, &hi);
+            if (*local == DL_OK)
+                *local = fill_shared_slab(r, d, &g, lo, hi);
+        } else {
+            DL_CHECK(round_begin(w, r, d, &g, a, &next, local, &first, &lo, &hi, &n));
+            DL_CHECK(layout_bytes(r->to, w->size, row_bytes, r->bytes[0], r->bytes[1]));
+            DL_CHECK(layout_bytes(r->from, w->size, row_bytes, r->bytes[2], r->bytes[3]));
+            DL_CHECK(dl_comm_alltoallv(w, d->base + (size_t)first * row_bytes, r->bytes[0], r->bytes[1], r->transit,
+                                       r->bytes[2], r->bytes[3], "checkpoint rows: data"));
+            if (*local == DL_OK)
+                *local = check_slab_ids(r, d, n, lo, hi);
+            for (uint64_t j = 0; *local == DL_OK && j < n; j++)
+                memcpy(r->slab + (size_t)((uint64_t)r->ids_in[j] - lo) * g.row_len,
+                       r->transit + (size_t)j * g.row_len, row_bytes);
+        }
         /* One contiguous block of rows per rank (possibly none), written collectively. */
         hsize_t start[DL_TENSOR_MAX_DIMS] = {lo}, count[DL_TENSOR_MAX_DIMS];
         for (int k = 0; k < d->ndim; k++)

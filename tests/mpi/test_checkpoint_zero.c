@@ -217,12 +217,32 @@ typedef struct split {
     unsigned char flags[5];
     dl_shard_layout layout;
     float *buf[3]; /* params, adam_m, adam_v; NaN where this rank is not responsible */
+    const float *whole; /* with split_share: every parameter row, as a node's shared table holds them */
+    size_t row_len;
+    int64_t missing;    /* the row split_shared_row does not place (-1: none) */
 } split;
 
 static int64_t split_local_row(const void *ctx, size_t tensor, int64_t row) {
     const split *s = ctx;
     assert_int_equal(tensor, 0);
     return s->slot[row];
+}
+
+static const float *split_shared_row(const void *ctx, size_t tensor, int64_t row) {
+    const split *s = ctx;
+    assert_int_equal(tensor, 0);
+    return row == s->missing ? NULL : s->whole + (size_t)row * s->row_len;
+}
+
+/* Makes every parameter row readable in place (shard_layout.h's shared_row) from a copy of the reference, and
+ * poisons this rank's own parameter rows: the write must take them from the shared copy. */
+static void split_share(split *s, const model *m) {
+    const dl_tensor *emb = dl_tensor_table_at(&m->table, 0);
+    s->whole = m->ref[0] + emb->offset;
+    s->row_len = emb->shape[1];
+    s->missing = -1;
+    s->layout.shared_row = split_shared_row;
+    dl_test_poison(s->buf[0], (size_t)s->held * s->row_len);
 }
 
 /* Who holds row g: blocks of three rows dealt round-robin (runs of rows), or dl_hash_owner (another world size's
@@ -303,7 +323,7 @@ static void split_check(const split *s, const model *m, const char *name) {
  * read_slab bytes under another split (hash-owned rows: a resume on another world size) and under the same one puts
  * exactly the reference into each rank's buffers. A slab of 0 is the default (one round for this table); a few
  * rows' worth makes many rounds, slabs that share HDF5 chunks, and empty slabs at the end. */
-static void split_write_and_check(int compress, size_t write_slab, size_t read_slab, const char *name) {
+static void split_write_and_check(int compress, size_t write_slab, size_t read_slab, int shared, const char *name) {
     model m;
     model_init(&m);
     size_t W = (size_t)world.size, r = (size_t)world.rank;
@@ -311,6 +331,8 @@ static void split_write_and_check(int compress, size_t write_slab, size_t read_s
     split s;
     split_init(&s, &m, SPLIT_BLOCKS);
     split_give(&s, &m, world.rank == 0, begin, end);
+    if (shared)
+        split_share(&s, &m);
     float *states[2] = {s.buf[1], s.buf[2]};
     dl_ckpt_tensors t = {&m.table, s.buf[0], 2, names, states, begin, end};
     dl_ckpt_meta meta;
@@ -349,26 +371,34 @@ enum { EMB_ROW_BYTES = 7 * sizeof(float) };
 
 static void split_table_plain(void **state) {
     (void)state;
-    split_write_and_check(0, 0, 0, "split");
+    split_write_and_check(0, 0, 0, 0, "split");
 }
 
 static void split_table_in_rounds(void **state) {
     (void)state;
-    split_write_and_check(0, 4 * EMB_ROW_BYTES, 7 * EMB_ROW_BYTES, "split_rounds");
+    split_write_and_check(0, 4 * EMB_ROW_BYTES, 7 * EMB_ROW_BYTES, 0, "split_rounds");
+}
+
+/* Rows every rank maps (a node's shared table): each rank fills its slabs of the parameters in place, the
+ * optimizer states still travel, and the file is the same. */
+static void split_table_shared_in_rounds(void **state) {
+    (void)state;
+    split_write_and_check(0, 4 * EMB_ROW_BYTES, 7 * EMB_ROW_BYTES, 1, "split_shared_rounds");
+    split_write_and_check(1, 17 * EMB_ROW_BYTES - 1, 0, 1, "split_shared_compressed");
 }
 
 static void split_table_compressed_in_rounds(void **state) {
     (void)state;
-    split_write_and_check(1, 17 * EMB_ROW_BYTES - 1, 3 * EMB_ROW_BYTES, "split_compressed_rounds");
+    split_write_and_check(1, 17 * EMB_ROW_BYTES - 1, 3 * EMB_ROW_BYTES, 0, "split_compressed_rounds");
 }
 
-/* A layout that gives a row to two ranks, to none, or places rows out of order stops the write on every rank, with
- * the fault named where it is seen, and leaves no file. */
+/* A layout that gives a row to two ranks, to none, or places rows out of order, or a shared layout that cannot
+ * place a row, stops the write on every rank, with the fault named where it is seen, and leaves no file. */
 static void split_layouts_that_miss_or_repeat_rows_fail(void **state) {
     (void)state;
     model m;
     model_init(&m);
-    for (int fault = 0; fault < 3; fault++) {
+    for (int fault = 0; fault < 4; fault++) {
         split s;
         split_init(&s, &m, SPLIT_BLOCKS);
         if (fault == 0 && world.rank == 1) /* rank 1 also claims row 0 (rank 0's): it becomes its first slot */
@@ -391,6 +421,10 @@ static void split_layouts_that_miss_or_repeat_rows_fail(void **state) {
             *b = tmp;
         }
         split_give(&s, &m, world.rank == 0, 0, m.numel);
+        if (fault == 3) { /* the shared memory has no row 0 */
+            split_share(&s, &m);
+            s.missing = 0;
+        }
         float *states[2] = {s.buf[1], s.buf[2]};
         dl_ckpt_tensors t = {&m.table, s.buf[0], 2, names, states, 0, m.numel};
         dl_ckpt_meta meta;
@@ -402,7 +436,7 @@ static void split_layouts_that_miss_or_repeat_rows_fail(void **state) {
         int culprit = fault == 2 ? world.size - 1 : 0;
         const char *want = world.rank != culprit ? "another rank failed"
                            : fault == 0          ? "/model/emb: row 0 is held by two ranks"
-                           : fault == 1          ? "/model/emb: row 0 is held by no rank"
+                           : fault == 1 || fault == 3 ? "/model/emb: row 0 is held by no rank"
                                                  : "lie back to back in row order";
         assert_int_equal(dl_ckpt_write(&world, path, &meta, &t, NULL, 0, &o),
                          world.rank == culprit ? DL_ERR_INVALID : DL_ERR_IO);
@@ -577,6 +611,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(split_table_plain),
         cmocka_unit_test(split_table_in_rounds),
         cmocka_unit_test(split_table_compressed_in_rounds),
+        cmocka_unit_test(split_table_shared_in_rounds),
         cmocka_unit_test(split_layouts_that_miss_or_repeat_rows_fail),
         cmocka_unit_test(split_damage_fails_every_rank),
         cmocka_unit_test(slices_with_a_gap_fail_on_every_rank),

@@ -798,7 +798,16 @@ static dl_status click_init_params_background(dl_model *model, uint64_t seed) {
  * keeps them (its local rows are back to back in increasing global row, as shard_layout.h requires). */
 static int64_t click_local_row(const void *ctx, size_t tensor, int64_t row) {
     (void)tensor; /* only the table (tensor 0) is split */
-    return dl_sharded_table_local(ctx, row);
+    return dl_sharded_table_local(&((const click *)ctx)->shard, row);
+}
+
+/* A shared table's rows, every one in the node's window: checkpoints copy them from there with no exchange. */
+static const float *click_shared_row(const void *ctx, size_t tensor, int64_t row) {
+    const click *m = ctx;
+    (void)tensor;
+    if (row < 0 || row >= m->shard.num_rows)
+        return NULL;
+    return m->node.base + (size_t)m->node.place[row] * (size_t)m->shard.row_floats;
 }
 
 /* Describes the sharded store: the table's rows this rank holds from 0, then the replicated bias at store_bias. */
@@ -812,7 +821,8 @@ static void describe_layout(click *m) {
                                   .local_offset = m->layout_offset,
                                   .split = m->layout_split,
                                   .local_row = click_local_row,
-                                  .ctx = &m->shard};
+                                  .shared_row = m->shared ? click_shared_row : NULL,
+                                  .ctx = m};
 }
 
 static void click_destroy(dl_model *model) {
