@@ -7,6 +7,8 @@
 #       [--k 4] [--threads 1] [--ranks 1] [--rounds 3] [--fields 18] [--buckets 1000000] [--cpus 0-1] [--work DIR]
 #       [--before OLD/dealer]   (a second dealer build, e.g. the commit before a change, run third in each round)
 #       [--embeddings sharded|shared]   (how --ranks W > 1 keep the table; default sharded)
+#       [--nosync]   (also run dealer with ckpt.fsync=false each round, as "nosync": its checkpoint unsynced, as
+#                     libffm writes its model; the default run keeps dealer's fsync)
 #
 # ROWS.txt is libffm text and ROWS.tfrecord the same rows as records (`dealer data synth-clicks SAMPLE --rows N`
 # writes either; bench/criteo_kaggle.sh makes Criteo-shaped ones). libffm converts the text to its .bin cache on
@@ -21,12 +23,13 @@
 # measures the other jobs too (CPU time much less), so report min and median of the interleaved rounds.
 set -euo pipefail
 dealer=build/dealer before= libffm= text= records= k=4 threads=1 ranks=1 rounds=3 fields=18 buckets=1000000 cpus= work=
-embeddings=sharded
+embeddings=sharded nosync=0
 while [[ $# -gt 0 ]]; do
   case $1 in
     --dealer) dealer=$2 ;; --before) before=$2 ;; --libffm) libffm=$2 ;; --text) text=$2 ;; --records) records=$2 ;; --k) k=$2 ;;
     --threads) threads=$2 ;; --ranks) ranks=$2 ;; --rounds) rounds=$2 ;; --fields) fields=$2 ;;
     --buckets) buckets=$2 ;; --cpus) cpus=$2 ;; --work) work=$2 ;; --embeddings) embeddings=$2 ;;
+    --nosync) nosync=1; shift; continue ;;
     *) echo "ffm_e2e.sh: unknown option $1 (see the top of the script)" >&2; exit 2 ;;
   esac
   shift 2
@@ -101,5 +104,6 @@ fi
 for round in $(seq 1 "$rounds"); do
   if [[ -n $libffm ]]; then (cd "$work" && timed libffm "$round" "${libffm_cmd[@]}"); fi
   timed dealer "$round" "${dealer_cmd[@]}"
+  if ((nosync)); then timed nosync "$round" "${dealer_cmd[@]}" ckpt.fsync=false; fi
   if [[ -n $before ]]; then timed before "$round" "${before_cmd[@]}"; fi
 done

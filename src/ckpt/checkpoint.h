@@ -78,6 +78,11 @@ typedef struct dl_ckpt_options {
     int keep;        /* ckpt.keep: newest checkpoints kept (0: all) */
     int keep_every;  /* ckpt.keep_every: also keep steps that are multiples of this (0: none) */
     int compress;    /* ckpt.compress: byte-shuffle + deflate every chunked dataset */
+    /* ckpt.fsync false: the file is renamed into place without being flushed to the disk first. A process that
+     * dies (kill -9) still leaves a complete file, since the page cache keeps it; a machine that dies may leave
+     * `latest` naming a file whose data never reached the disk (its CRCs then refuse it at load). As torch.save,
+     * libffm and most trainers write; the point is not to wait for a slow disk at the end of a short run. */
+    int skip_fsync;
     /* NULL: the buffers of dl_ckpt_tensors hold the whole table in its own layout (tensor i at its offset).
      * Otherwise they hold this rank's share, laid out as shard_layout.h says: unsplit tensors whole at
      * layout->local_offset[i], split ones only the rows this rank holds, back to back. Each rank sends the rows it

@@ -236,8 +236,8 @@ dl_status dl_atomic_commit(dl_atomic_file *f) {
     if (fclose(f->fp) != 0 && s == DL_OK)
         s = io_failure(errno, "closing %s", f->tmp_path);
     f->fp = NULL;
-    if (s == DL_OK && ((injected = dl_fault_hit(DL_FAULT_RENAME)) != 0 || rename(f->tmp_path, f->path) != 0))
-        s = io_failure(injected ? injected : errno, "renaming %s to %s", f->tmp_path, f->path);
+    if (s == DL_OK)
+        s = dl_rename_file(f->tmp_path, f->path);
     if (s != DL_OK) {
         unlink(f->tmp_path);
         atomic_release(f);
@@ -482,10 +482,16 @@ dl_status dl_rename_durable(const char *from, const char *to) {
         return s;
     }
     close(fd);
-    injected = dl_fault_hit(DL_FAULT_RENAME);
+    DL_CHECK(dl_rename_file(from, to));
+    return dl_fsync_parent_dir(to);
+}
+
+dl_status dl_rename_file(const char *from, const char *to) {
+    DL_REQUIRE(from && to, DL_ERR_INVALID, "dl_rename_file: NULL path");
+    int injected = dl_fault_hit(DL_FAULT_RENAME);
     if (injected || rename(from, to) != 0)
         return io_failure(injected ? injected : errno, "renaming %s to %s", from, to);
-    return dl_fsync_parent_dir(to);
+    return DL_OK;
 }
 
 dl_status dl_remove_if_exists(const char *path) {

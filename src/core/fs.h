@@ -111,6 +111,9 @@ dl_status dl_pread_exact(int fd, void *buf, size_t n, uint64_t offset, const cha
 dl_status dl_fsync_parent_dir(const char *path);
 /* fsyncs FROM, renames it to TO and fsyncs TO's directory: commits a file written by other means (e.g. HDF5). */
 dl_status dl_rename_durable(const char *from, const char *to);
+/* Renames FROM to TO (atomically, replacing TO) with no fsync: complete for every other process at once, durable
+ * only once the kernel writes it back. */
+dl_status dl_rename_file(const char *from, const char *to);
 /* Removes PATH; a missing file is not an error. */
 dl_status dl_remove_if_exists(const char *path);
 

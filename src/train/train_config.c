@@ -76,6 +76,8 @@ const dl_cfg_key dl_ckpt_config_keys[] = {
     KEY("keep_every", DL_CFG_INT, keep_every, "0", DL_CFG_GE(0),
         "also keep every checkpoint whose step is a multiple of this (0: none)"),
     KEY("compress", DL_CFG_BOOL, compress, "false", DL_CFG_ANY, "deflate-compress checkpoint datasets"),
+    KEY("fsync", DL_CFG_BOOL, fsync, "true", DL_CFG_ANY,
+        "fsync each checkpoint file before it replaces latest (false: it survives dealer dying, not the machine)"),
     DL_CFG_END,
 };
 #undef KEY

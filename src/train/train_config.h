@@ -72,6 +72,7 @@ typedef struct dl_ckpt_config {
     int keep;
     int keep_every;
     bool compress;
+    bool fsync;
 } dl_ckpt_config;
 
 typedef struct dl_log_config {

@@ -310,7 +310,8 @@ static dl_status save_checkpoint(trainer *t) {
         meta.epoch = (int64_t)info.epoch;
     char path[4300] = "";
     dl_ckpt_options options = {.keep = t->cfg->ckpt.keep, .keep_every = t->cfg->ckpt.keep_every,
-                               .compress = t->cfg->ckpt.compress, .layout = layout};
+                               .compress = t->cfg->ckpt.compress, .skip_fsync = !t->cfg->ckpt.fsync,
+                               .layout = layout};
     dl_status agreed = agree(t, s, "checkpoint copy");
     double began = dl_time_seconds();
     if (agreed == DL_OK)
@@ -323,8 +324,8 @@ static dl_status save_checkpoint(trainer *t) {
     DL_CHECK(agreed);
     uint64_t size = 0;
     if (rank0(t) && dl_file_size(path, &size) == DL_OK && took > 0)
-        DL_INFO("checkpoint %s (%.1f MB in %.2f s, %.0f MB/s including fsync)", path, (double)size / 1e6, took,
-                (double)size / 1e6 / took);
+        DL_INFO("checkpoint %s (%.1f MB in %.2f s, %.0f MB/s %s)", path, (double)size / 1e6, took,
+                (double)size / 1e6 / took, t->cfg->ckpt.fsync ? "including fsync" : "without fsync: ckpt.fsync false");
     else if (rank0(t))
         DL_INFO("checkpoint %s", path);
     return DL_OK;

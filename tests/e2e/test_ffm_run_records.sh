@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What an FM/FFM user sees of a run: the log and files speak rows (no tokens, MFU, packing or gradient norm),
 # early stopping keeps a checkpoint named for the best epoch's step and says so in metrics.jsonl, feature ids at or
-# above 2^31 are hashed (counted at conversion) instead of folded onto real ids, and the range checks and hints.
+# above 2^31 are hashed (counted at conversion) instead of folded onto real ids, and the range checks and hints;
+# ckpt.fsync false says so and writes the same checkpoint.
 set -euo pipefail
 dealer=${DEALER_BIN:?}
 src=${DEALER_SOURCE_DIR:?}
@@ -47,6 +48,14 @@ events=$(ls "$work/run"/events.out.tfevents.*)
 grep -qa 'rows_per_s' "$events" || fail "TensorBoard has no rows_per_s"
 grep -qaE 'tokens_per_s|mfu|grad_norm' "$events" && fail "TensorBoard events hold token or MFU scalars"
 echo "click run log and files: ok ($(grep '^step' "$work/run.out" | tail -1))"
+
+# ---- ckpt.fsync false: the log says so, and the checkpoint is the same file's worth --------------------------------
+"$dealer" train "$config" "${small[@]}" run.dir="$work/nosync" train.epochs=2 log.every=100 ckpt.fsync=false \
+  >"$work/nosync.out" 2>"$work/nosync.err" || { cat "$work/nosync.err"; fail "the ckpt.fsync=false run failed"; }
+grep -q 'INFO\] checkpoint .*step_00000014.h5 ([0-9.]* MB in [0-9.]* s, [0-9]* MB/s without fsync: ckpt.fsync false)$' \
+  "$work/nosync.err" || fail "the checkpoint line does not say it skipped the fsync: $(grep checkpoint "$work/nosync.err")"
+"$dealer" ckpt diff "$work/run/ckpt/step_00000014.h5" "$work/nosync/ckpt/step_00000014.h5" >"$work/nosync.diff" ||
+  { cat "$work/nosync.diff"; fail "the unsynced checkpoint differs from the synced run's"; }
 
 # ---- early stopping: the kept checkpoint is the best epoch's -------------------------------------------------------
 "$dealer" train "$config" "${small[@]}" run.dir="$work/es" run.seed=3 train.epochs=40 train.early_stop=true \

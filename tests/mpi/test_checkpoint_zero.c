@@ -580,6 +580,22 @@ static void a_failure_on_one_rank_fails_every_rank_and_keeps_the_old_file(void *
     size_t cursor_len = 0;
     check_whole(&m, path, "after failed writes", &cursor, &cursor_len);
     free(cursor);
+    /* ckpt.fsync false: no fsync at all (every one would fail here), and the file is complete and committed. */
+    setenv("DEALER_FAULT", "fsync:*:1+", 1);
+    dl_fault_reset();
+    dl_ckpt_options unsynced = {.skip_fsync = 1};
+    meta.step = 8;
+    dl_status s = dl_ckpt_write(&world, path, &meta, &t, NULL, 0, &unsynced);
+    unsetenv("DEALER_FAULT");
+    dl_fault_reset();
+    if (s != DL_OK)
+        DL_TEST_FAIL("rank %d, skip_fsync: '%s' (an fsync was called)", world.rank, dl_error_message());
+    check_whole(&m, path, "written without fsync", &cursor, &cursor_len);
+    free(cursor);
+    dl_ckpt_meta unsynced_meta;
+    ASSERT_OK(dl_ckpt_read_meta(path, &unsynced_meta));
+    free(unsynced_meta.config_yaml);
+    assert_int_equal(unsynced_meta.step, 8);
     meta.step = 9;
     ASSERT_OK(dl_ckpt_write(&world, path, &meta, &t, NULL, 0, NULL));
     check_whole(&m, path, "written after failed writes", &cursor, &cursor_len);

@@ -217,6 +217,7 @@ static const char *const expected_defaults[][2] = {
     {"ckpt.keep", "3"},
     {"ckpt.keep_every", "0"},
     {"ckpt.compress", "false"},
+    {"ckpt.fsync", "true"},
     {"log.every", "10"},
     {"log.jsonl", "true"},
     {"log.tensorboard", "true"},
