@@ -312,8 +312,7 @@ dl_status dl_op_adagrad_rows_update(const dl_backend *be, float *table, float *a
  *
  * The sgd ops train on the batch rows one instance at a time, as libffm does: score the row with the current
  * weights (that logit is written out, for the loss), κ = ∂logloss/∂logit, then update every vector the row used
- * with AdaGrad: g = κ·∂logit/∂v + λ·v, G += g², v −= lr·g·rsqrt(G) (1/√G within 5e-6, the same bits on
- * every CPU and GPU: cpu_sparse_fused.h). FFM updates pair by pair in libffm's order (λ once
+ * with AdaGrad: g = κ·∂logit/∂v + λ·v, G += g², v −= lr·g/√G. FFM updates pair by pair in libffm's order (λ once
  * per pair, each side's gradient from the other side's current vector); FM updates each entry's vector once per
  * entry with the forward's sums; linear weights get κ·x·√scale + λ·w; the bias gets κ (no λ). With more than one thread
  * the rows are split into contiguous parts trained concurrently without locks (Hogwild, libffm's scheme): the

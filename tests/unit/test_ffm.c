@@ -17,7 +17,6 @@
 
 #include "train/run_config.h"
 #include "data/example.h"
-#include "ops/cpu/cpu_sparse_fused.h"
 #include "ops/ops.h"
 #include "models/click/click_model.h"
 #include "models/model.h"
@@ -192,41 +191,6 @@ static void assert_padding_untouched(const fused *f) {
 
 /* ---- kernel tests ------------------------------------------------------------------------------------------- */
 
-/* The click kernels' 1/√G (dl_click_rsqrt): within 5e-6 of the exact value for every float in [1, 4), the four-lane
- * form giving the same bits. Scaling G by 4 scales the first guess and every Newton step by exactly 1/2, so the
- * relative error repeats with period 4 and these 2^24 values stand for every positive normal G. */
-static void click_rsqrt_is_within_5e6_everywhere(void **state) {
-    (void)state;
-    uint32_t lo, hi;
-    float one = 1.0f, four = 4.0f;
-    memcpy(&lo, &one, sizeof lo);
-    memcpy(&hi, &four, sizeof hi);
-    double worst = 0.0;
-    float worst_at = 1.0f;
-    for (uint32_t bits = lo; bits < hi; bits += 4) {
-        float g[4];
-        for (int l = 0; l < 4; l++) {
-            uint32_t b = bits + (uint32_t)l;
-            memcpy(&g[l], &b, sizeof b);
-        }
-        dl_v4 y4 = dl_v4_click_rsqrt(dl_v4_load(g));
-        for (int l = 0; l < 4; l++) {
-            float y = dl_click_rsqrt(g[l]);
-            if (memcmp(&y, &y4[l], sizeof y) != 0)
-                fail_msg("G = %.9g: scalar %.9g, four lanes %.9g", (double)g[l], (double)y, (double)y4[l]);
-            double exact = 1.0 / sqrt((double)g[l]), err = fabs((double)y - exact) / exact;
-            if (err > worst)
-                worst = err, worst_at = g[l];
-        }
-    }
-    print_message("max relative error %.3g at G = %.9g\n", worst, (double)worst_at);
-    assert_true(worst < 5e-6);
-    /* The period: the same relative error a binade pair away, at both ends of the normal range. */
-    const float tiny = worst_at * 0x1p-124f, huge = worst_at * 0x1p124f;
-    assert_true(dl_click_rsqrt(tiny) == dl_click_rsqrt(worst_at) * 0x1p62f);
-    assert_true(dl_click_rsqrt(huge) == dl_click_rsqrt(worst_at) * 0x1p-62f);
-}
-
 static void fused_forward_matches_reference(void **state) {
     (void)state;
     dl_backend be = dl_test_open_cpu();
@@ -269,9 +233,6 @@ static void fused_sgd_is_libffm_per_instance_adagrad(void **state) {
         dl_test_poison(logits, 11);
         assert_int_equal(dl_op_ffm_fused_sgd(&be, logits, &f.t, &b.r, 0.2f, 0.01f), DL_OK);
         ref_sgd(&f, &b.r, 0.2, 0.01, want);
-        /* 1e-5: float rounding through at most 8 instances of sequential updates (a few 1e-7), plus the kernel's
-         * 1/√G, which is within 4.74e-6 of the reference's exact one (so each step, itself smaller than the
-         * weights it moves, differs by less than that share of it). */
         DL_ASSERT_REL(logits, want, 11, 1e-5);
         DL_ASSERT_REL(f.t.data, f.ref, f.numel, 1e-5);
         if (bias)
@@ -572,12 +533,9 @@ static void ffm_reports_bad_data_and_settings(void **state) {
     assert_int_equal(dl_config_create_model(&m, &cfg, &be, 2, 1), DL_ERR_CONFIG);
     assert_non_null(strstr(dl_error_message(), "optim.name"));
     cfg.optim.name = DL_OPTIM_ADAGRAD;
-    const double not_normal[] = {0.0, 1e-39 /* subnormal as a float */, 1e39 /* infinite as a float */};
-    for (int i = 0; i < 3; i++) {
-        cfg.optim.adagrad_init = not_normal[i];
-        assert_int_equal(dl_config_create_model(&m, &cfg, &be, 2, 1), DL_ERR_CONFIG);
-        assert_non_null(strstr(dl_error_message(), "optim.adagrad_init between"));
-    }
+    cfg.optim.adagrad_init = 0.0;
+    assert_int_equal(dl_config_create_model(&m, &cfg, &be, 2, 1), DL_ERR_CONFIG);
+    assert_non_null(strstr(dl_error_message(), "adagrad_init"));
     cfg.optim.adagrad_init = 1.0;
     cfg.model.hash_buckets = (int64_t)1 << 32;
     assert_int_equal(dl_config_create_model(&m, &cfg, &be, 2, 1), DL_ERR_CONFIG);
@@ -662,7 +620,6 @@ static void background_init_trains_like_upfront_init(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(click_rsqrt_is_within_5e6_everywhere),
         cmocka_unit_test(fused_forward_matches_reference),
         cmocka_unit_test(fused_sgd_is_libffm_per_instance_adagrad),
         cmocka_unit_test(fused_sgd_threads_split_the_batch),

@@ -14,7 +14,6 @@
  * Row-sharded tables exchange rows with MPI from host memory and stay on the CPU backend. */
 #include "models/click/click_model.h"
 
-#include <float.h>
 #include <math.h>
 #include <pthread.h>
 #include <sched.h>
@@ -863,11 +862,9 @@ static dl_status check_settings(const dl_click_kind *kind, const dl_model_setup 
         dl_error_hint("set optim.name: adagrad (libffm's defaults: optim.lr 0.2, optim.weight_decay 2e-5)");
         return s;
     }
-    /* The kernels' 1/√G starts from G's bits, which needs a normal float (ops/cpu/cpu_sparse_fused.h); G only
-     * grows from here. */
-    if (!(setup->adagrad_init >= FLT_MIN && setup->adagrad_init <= FLT_MAX)) {
-        dl_status s = DL_FAIL(DL_ERR_CONFIG, "model.kind %s needs optim.adagrad_init between %g and %g (a normal float), "
-                              "got %g", kind->name, (double)FLT_MIN, (double)FLT_MAX, setup->adagrad_init);
+    if (!(setup->adagrad_init > 0)) {
+        dl_status s = DL_FAIL(DL_ERR_CONFIG, "model.kind %s needs optim.adagrad_init > 0, got %g", kind->name,
+                              setup->adagrad_init);
         dl_error_hint("libffm starts the accumulators at 1");
         return s;
     }

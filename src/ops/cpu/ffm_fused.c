@@ -10,8 +10,8 @@
  * Speed. Hashed tables are far larger than the caches and every entry's row sits somewhere random, so the time goes
  * into waiting for memory: before training instance b the kernel asks for the rows of instance b + PREFETCH_AHEAD
  * (the span of blocks its fields select, with write intent), so their lines arrive while b computes. The pair
- * update packs both blocks of a pair into one register (kpad 4: AVX2, 8 lanes = w1|w2 and G1|G2; kpad 8: AVX-512)
- * so one inverse square root (dl_click_rsqrt) serves both sides. Other kpad run four-lane chunks (any x86-64, or plain C).
+ * update packs both blocks of a pair into one register (kpad 4: AVX, 8 lanes = w1|w2 and G1|G2; kpad 8: AVX-512)
+ * so one square root and one division serve both sides. Other kpad run four-lane chunks (any x86-64, or plain C).
  *
  * Threads. A batch's rows are split into contiguous parts, one per thread, each trained in order without locks
  * (Hogwild, as libffm does with OpenMP): two threads may update the same block at once, and a lost update there is
@@ -82,7 +82,7 @@ static float ffm_score(const dl_click_table *tb, const dl_click_rows *b, int row
 }
 
 /* One AdaGrad step on both blocks of a pair, four lanes at a time:
- *   g1 = λ·w1 + κv·w2,  g2 = λ·w2 + κv·w1,  G += g²,  w −= η·g·rsqrt(G).
+ *   g1 = λ·w1 + κv·w2,  g2 = λ·w2 + κv·w1,  G += g²,  w −= η·g/√G.
  * b1 is stored before b2, so when both are the same block b2's result stays (libffm's order). */
 static ALWAYS_INLINE void pair_update_v4(float *b1, float *b2, float kv, float lambda, float eta, int kpad) {
     const dl_v4 vkv = dl_v4_set1(kv), vl = dl_v4_set1(lambda), ve = dl_v4_set1(eta);
@@ -93,8 +93,8 @@ static ALWAYS_INLINE void pair_update_v4(float *b1, float *b2, float kv, float l
         dl_v4 g2 = vl * w2 + vkv * w1;
         G1 = G1 + g1 * g1;
         G2 = G2 + g2 * g2;
-        w1 = w1 - (ve * g1) * dl_v4_click_rsqrt(G1);
-        w2 = w2 - (ve * g2) * dl_v4_click_rsqrt(G2);
+        w1 = w1 - (ve * g1) / dl_v4_sqrt(G1);
+        w2 = w2 - (ve * g2) / dl_v4_sqrt(G2);
         dl_v4_store(b1 + d, w1);
         dl_v4_store(b1 + kpad + d, G1);
         dl_v4_store(b2 + d, w2);
@@ -102,7 +102,7 @@ static ALWAYS_INLINE void pair_update_v4(float *b1, float *b2, float kv, float l
     }
 }
 
-#if defined(__AVX2__)
+#if defined(__AVX__)
 /* kpad 4: a block is [w | G] in 8 floats, so the pair (w1|w2, G1|G2) fills two 8-lane registers. Same arithmetic
  * per lane as pair_update_v4. */
 static ALWAYS_INLINE void pair_update_k4_avx(float *b1, float *b2, float kv, float lambda, float eta) {
@@ -112,7 +112,7 @@ static ALWAYS_INLINE void pair_update_k4_avx(float *b1, float *b2, float kv, flo
     __m256 G = _mm256_permute2f128_ps(A, C, 0x31);  /* G1 | G2 */
     __m256 g = _mm256_add_ps(_mm256_mul_ps(_mm256_set1_ps(lambda), W), _mm256_mul_ps(_mm256_set1_ps(kv), Wx));
     G = _mm256_add_ps(G, _mm256_mul_ps(g, g));
-    W = _mm256_sub_ps(W, _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(eta), g), dl_m256_click_rsqrt(G)));
+    W = _mm256_sub_ps(W, _mm256_div_ps(_mm256_mul_ps(_mm256_set1_ps(eta), g), _mm256_sqrt_ps(G)));
     _mm256_storeu_ps(b1, _mm256_permute2f128_ps(W, G, 0x20));
     _mm256_storeu_ps(b2, _mm256_permute2f128_ps(W, G, 0x31));
 }
@@ -127,7 +127,7 @@ static ALWAYS_INLINE void pair_update_k8_avx512(float *b1, float *b2, float kv, 
     __m512 G = _mm512_shuffle_f32x4(A, C, 0xEE);  /* G1 | G2 */
     __m512 g = _mm512_add_ps(_mm512_mul_ps(_mm512_set1_ps(lambda), W), _mm512_mul_ps(_mm512_set1_ps(kv), Wx));
     G = _mm512_add_ps(G, _mm512_mul_ps(g, g));
-    W = _mm512_sub_ps(W, _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(eta), g), dl_m512_click_rsqrt(G)));
+    W = _mm512_sub_ps(W, _mm512_div_ps(_mm512_mul_ps(_mm512_set1_ps(eta), g), _mm512_sqrt_ps(G)));
     _mm512_storeu_ps(b1, _mm512_shuffle_f32x4(W, G, 0x44));
     _mm512_storeu_ps(b2, _mm512_shuffle_f32x4(W, G, 0xEE));
 }
@@ -145,7 +145,7 @@ static ALWAYS_INLINE void ffm_update_pairs(float *T, size_t rf, const int32_t *r
             float *b1 = base_i + (size_t)fields[j] * bs;
             float *b2 = T + (size_t)rows[j] * rf + fi;
             const float kv = kappa * ((xi * x[j]) * scale);
-#if defined(__AVX2__)
+#if defined(__AVX__)
             if (kpad == 4) {
                 pair_update_k4_avx(b1, b2, kv, lambda, eta);
                 continue;
@@ -170,12 +170,12 @@ static void linear_update(float *T, size_t rf, int lin, float *bias, const int32
             float *w = T + (size_t)rows[e] * rf + (size_t)lin;
             float g = kappa * (x[e] * root_scale) + lambda * w[0];
             w[1] = w[1] + g * g;
-            w[0] = w[0] - (eta * g) * dl_click_rsqrt(w[1]);
+            w[0] = w[0] - (eta * g) / sqrtf(w[1]);
         }
     if (bias) {
         float g = kappa;
         bias[1] = bias[1] + g * g;
-        bias[0] = bias[0] - (eta * g) * dl_click_rsqrt(bias[1]);
+        bias[0] = bias[0] - (eta * g) / sqrtf(bias[1]);
     }
 }
 

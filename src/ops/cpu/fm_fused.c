@@ -4,7 +4,7 @@
  * instance scale r; linear terms see x·√r (with r = 1/Σx² that is the row scaled to unit norm, as the pairwise term
  * sees it), the bias is added as is. Training is per instance like libffm's FFM (and
  * xLearn's FM): score the row, keep the sums s_f = Σ_i v_if x_i, then give each entry's vector one AdaGrad step with
- *     g = κ·scale·x_i·(s − v_i·x_i) + λ·v_i,   G += g²,   v_i −= η·g·rsqrt(G)  (cpu_sparse_fused.h),
+ *     g = κ·scale·x_i·(s − v_i·x_i) + λ·v_i,   G += g²,   v_i −= η·g/√G,
  * the linear weight g = κ·x_i·√r + λ·w_i, and the bias g = κ. An FM row is one block [v | G] (kpad 4: 32 bytes) and,
  * with linear terms, (w, G_w) in the same 64-byte line, so an entry costs one cache line.
  *
@@ -70,7 +70,7 @@ static ALWAYS_INLINE void fm_update_entries(dl_click_table *tb, const dl_click_r
             dl_v4 v = dl_v4_load(blk + d), G = dl_v4_load(blk + kpad + d);
             dl_v4 g = c * (dl_v4_load(s + d) - v * vx) + vl * v;
             G = G + g * g;
-            v = v - (ve * g) * dl_v4_click_rsqrt(G);
+            v = v - (ve * g) / dl_v4_sqrt(G);
             dl_v4_store(blk + d, v);
             dl_v4_store(blk + kpad + d, G);
         }
@@ -78,13 +78,13 @@ static ALWAYS_INLINE void fm_update_entries(dl_click_table *tb, const dl_click_r
             float *w = blk + tb->linear_offset;
             float g = kappa * (x * root) + lambda * w[0];
             w[1] = w[1] + g * g;
-            w[0] = w[0] - (eta * g) * dl_click_rsqrt(w[1]);
+            w[0] = w[0] - (eta * g) / sqrtf(w[1]);
         }
     }
     if (tb->bias) {
         float g = kappa;
         tb->bias[1] = tb->bias[1] + g * g;
-        tb->bias[0] = tb->bias[0] - (eta * g) * dl_click_rsqrt(tb->bias[1]);
+        tb->bias[0] = tb->bias[0] - (eta * g) / sqrtf(tb->bias[1]);
     }
 }
 

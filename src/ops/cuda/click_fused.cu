@@ -65,20 +65,11 @@ __device__ __forceinline__ float click_kappa(float t, float label) {
     return -y * s;
 }
 
-/* 1/√G as the CPU kernels make it (dl_click_rsqrt, cpu_sparse_fused.h: a guess from G's bits and two Newton
- * steps), each operation rounded on its own (no contraction), so a GPU step rounds as the CPU's does. */
-__device__ __forceinline__ float click_rsqrt(float G) {
-    float y = __uint_as_float(0x5f375a86u - (__float_as_uint(G) >> 1));
-    const float half = mul(G, 0.5f);
-    y = mul(y, sub(1.5f, mul(half, mul(y, y))));
-    return mul(y, sub(1.5f, mul(half, mul(y, y))));
-}
-
 /* One AdaGrad step with gradient g on the float at pw and its accumulator at pG, which read G: G' = G + g²,
- * w' = w − η·g·rsqrt(G') (the CPU's roundings), applied as atomic adds so a concurrent row's step is kept too. */
+ * w' = w − η·g/√G' (the CPU's roundings), applied as atomic adds so a concurrent row's step is kept too. */
 __device__ __forceinline__ void adagrad_step(float *pw, float *pG, float G, float g, float eta) {
     const float g2 = mul(g, g);
-    const float step = mul(mul(eta, g), click_rsqrt(add(G, g2)));
+    const float step = __fdiv_rn(mul(eta, g), __fsqrt_rn(add(G, g2)));
     atomicAdd(pG, g2);
     atomicAdd(pw, -step);
 }
