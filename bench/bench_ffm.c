@@ -10,7 +10,8 @@
  * decoded into batches of B rows in memory first; the timed part is one epoch of model->train_batch (feature hashing,
  * instance scales, the fused per-instance AdaGrad kernel), what `dealer train` runs per step minus the record
  * decoding (which the loader's prefetch thread does alongside). Models: ffm4, ffm8 (FFM, k 4 and 8, libffm's
- * settings, no linear terms) and fm4 (FM, k 4, bias and linear terms); table of R rows (default 1,000,000).
+ * settings, no linear terms) and fm4 (FM, k 4, bias and linear terms); table of R rows (default 1,000,000), with
+ * as many fields as the sample has (so a Criteo-shaped file from bench_criteo_synth, 39 fields, works as is).
  *
  * Figures: rows per second of wall time, and rows per CPU-second of the whole process. The machine this runs on is
  * shared: wall time then measures the load as much as the code, while CPU time does not (two threads that each get
@@ -189,14 +190,22 @@ static void view_batch(const rows *d, int64_t lo, int64_t hi, int32_t *ptr, dl_b
     b->clicks.labels = d->labels + lo;
 }
 
-static void model_config(dl_config *cfg, const char *name, int64_t buckets, int sharded) {
+/* One more than the largest field id of the rows: the model's num_fields (18 for the default sample). */
+static int num_fields_of(const rows *d) {
+    int32_t most = 0;
+    for (int64_t i = 0; i < d->nnz; i++)
+        most = d->fields[i] > most ? d->fields[i] : most;
+    return (int)most + 1;
+}
+
+static void model_config(dl_config *cfg, const char *name, const rows *d, int64_t buckets, int sharded) {
     if (dl_config_defaults(cfg) != DL_OK)
         die("config defaults");
     int fm = strncmp(name, "fm", 2) == 0;
     cfg->device = DL_CFG_DEVICE_CPU;
     cfg->model.kind = fm ? DL_MODEL_FM : DL_MODEL_FFM;
     cfg->model.k = atoi(name + (fm ? 2 : 3));
-    cfg->model.num_fields = 18;
+    cfg->model.num_fields = num_fields_of(d);
     cfg->model.hash_buckets = buckets;
     cfg->model.linear_terms = fm;
     cfg->model.normalize = true;
@@ -220,7 +229,7 @@ static double load_average(void) {
 /* One epoch of train_batch over the rows; prints one line. */
 static void run_model(const char *name, const rows *d, int64_t buckets, int batch, dl_world *world) {
     dl_config cfg;
-    model_config(&cfg, name, buckets, 0);
+    model_config(&cfg, name, d, buckets, 0);
     dl_backend be;
     if (dl_backend_open(&be, "cpu", 0) != DL_OK)
         die("opening the CPU backend");
@@ -255,7 +264,7 @@ static void run_model(const char *name, const rows *d, int64_t buckets, int batc
 static void run_memory(const char *name, const rows *d, int64_t buckets, int batch, dl_world *world) {
     double before = (double)status_kb("VmRSS:") / 1024.0;
     dl_config cfg;
-    model_config(&cfg, name, buckets, 1);
+    model_config(&cfg, name, d, buckets, 1);
     dl_backend be;
     if (dl_backend_open(&be, "cpu", 0) != DL_OK)
         die("opening the CPU backend");
