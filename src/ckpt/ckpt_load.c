@@ -17,6 +17,7 @@ typedef struct split_load {
     char name[384];
     size_t tensor;
     float *out; /* where this rank's rows of it go */
+    int params; /* the parameters (not a state): a layout's shared_row may place their rows */
     uint32_t stored, raw;
 } split_load;
 
@@ -81,6 +82,7 @@ static dl_status load_tensor(dl_ckpt_file *f, const dl_ckpt_tensors *t, const dl
     snprintf(sl->name, sizeof sl->name, "%s", name);
     sl->tensor = i;
     sl->out = at;
+    sl->params = data == t->params_data;
     sl->stored = d->crc;
     return DL_OK;
 }
@@ -215,6 +217,7 @@ static dl_status load_splits(dl_world *w, dl_ckpt_file *f, const dl_ckpt_tensors
         s = dl_ckpt_plan_add(&one, splits[j].name, v->ndim, v->shape, DL_CKPT_F32, NULL, 1, &d);
         if (s == DL_OK) {
             dl_ckpt_planned_set_split(d, l, splits[j].tensor);
+            d->shared_rows = splits[j].params && l->shared_row != NULL;
             hid_t dset = H5Dopen2(f->file, splits[j].name, H5P_DEFAULT);
             s = dl_ckpt_read_split(w, dset, d, slab_bytes, splits[j].out, &route, &splits[j].raw, local, f->path);
             if (dset >= 0)

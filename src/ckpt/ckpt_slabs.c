@@ -219,19 +219,22 @@ static dl_status round_begin(dl_world *w, dl_ckpt_slab_route *r, const dl_ckpt_p
     return exchange_ids(w, r, g, n);
 }
 
-/* Fills this rank's slab [lo, hi) of a split tensor whose every row it can read in place (d->shared_rows): no
- * exchange. A row the layout cannot place fails as a row no rank holds. */
-static dl_status fill_shared_slab(dl_ckpt_slab_route *r, const dl_ckpt_planned *d, const slab_plan *g, uint64_t lo,
-                                  uint64_t hi) {
+/* Copies this rank's slab [lo, hi) of a split tensor whose every row it reaches in place (d->shared_rows) from
+ * those rows into r->slab (to_slab) or back: no exchange. A row the layout cannot place fails as a row no rank
+ * holds. */
+static dl_status copy_shared_slab(dl_ckpt_slab_route *r, const dl_ckpt_planned *d, const slab_plan *g, uint64_t lo,
+                                  uint64_t hi, int to_slab) {
     const dl_shard_layout *l = d->split;
+    const size_t row_bytes = (size_t)g->row_len * sizeof(float);
     for (uint64_t row = lo; row < hi; row++) {
-        const float *src = l->shared_row(l->ctx, d->tensor, (int64_t)row);
-        if (!src) {
+        float *shared = l->shared_row(l->ctx, d->tensor, (int64_t)row);
+        if (!shared) {
             dl_status s = DL_FAIL(DL_ERR_INVALID, "%s: row %llu is held by no rank", d->name, (unsigned long long)row);
             dl_error_hint("the model's shard layout must place every row in the shared memory (comm/shard_layout.h)");
             return s;
         }
-        memcpy(r->slab + (size_t)(row - lo) * g->row_len, src, (size_t)g->row_len * sizeof(float));
+        float *in_slab = r->slab + (size_t)(row - lo) * g->row_len;
+        memcpy(to_slab ? in_slab : shared, to_slab ? shared : in_slab, row_bytes);
     }
     return DL_OK;
 }
@@ -253,7 +256,7 @@ dl_status dl_ckpt_write_split(dl_world *w, hid_t dset, hid_t dxpl, int collectiv
         if (d->shared_rows) {
             slab_of(&g, w->rank, a, a + g.window < g.rows ? a + g.window : g.rows, &lo, &hi);
             if (*local == DL_OK)
-                *local = fill_shared_slab(r, d, &g, lo, hi);
+                *local = copy_shared_slab(r, d, &g, lo, hi, 1);
         } else {
             DL_CHECK(round_begin(w, r, d, &g, a, &next, local, &first, &lo, &hi, &n));
             DL_CHECK(layout_bytes(r->to, w->size, row_bytes, r->bytes[0], r->bytes[1]));
@@ -291,7 +294,7 @@ dl_status dl_ckpt_write_split(dl_world *w, hid_t dset, hid_t dxpl, int collectiv
 }
 
 /* Collective: reads split dataset `d` (open in dset, or -1 when this rank could not open it) in rounds, each rank
- * its slab, into the rows this rank holds at `out`; *raw gets this rank's share of its CRC register (the slabs
+ * its slab, into the rows this rank holds at `out` (rows a layout shares: straight into the shared memory); *raw gets this rank's share of its CRC register (the slabs
  * cover every row once). Read and coverage failures go to *local (the first one) and the rounds go on; a failed
  * exchange is returned. */
 dl_status dl_ckpt_read_split(dl_world *w, hid_t dset, const dl_ckpt_planned *d, size_t slab_bytes, float *out,
@@ -304,9 +307,12 @@ dl_status dl_ckpt_read_split(dl_world *w, hid_t dset, const dl_ckpt_planned *d, 
     *raw = 0;
     DL_CHECK(slab_route_reserve(r, &g));
     for (uint64_t a = 0; a < g.rows; a += g.window) {
-        uint64_t lo, hi, n;
-        int64_t first;
-        DL_CHECK(round_begin(w, r, d, &g, a, &next, local, &first, &lo, &hi, &n));
+        uint64_t lo, hi, n = 0;
+        int64_t first = 0;
+        if (d->shared_rows)
+            slab_of(&g, w->rank, a, a + g.window < g.rows ? a + g.window : g.rows, &lo, &hi);
+        else
+            DL_CHECK(round_begin(w, r, d, &g, a, &next, local, &first, &lo, &hi, &n));
         if (hi > lo) { /* this rank's slab, one contiguous block */
             herr_t ok = -1;
             if (dset >= 0) {
@@ -331,6 +337,11 @@ dl_status dl_ckpt_read_split(dl_world *w, hid_t dset, const dl_ckpt_planned *d, 
                 }
             }
             *raw ^= dl_ckpt_raw_piece(r->slab, (size_t)(hi - lo) * row_bytes, lo * row_bytes, d->numel * sizeof(float));
+        }
+        if (d->shared_rows) { /* the slab's rows go straight to their places in the shared memory */
+            if (*local == DL_OK)
+                *local = copy_shared_slab(r, d, &g, lo, hi, 0);
+            continue;
         }
         if (*local == DL_OK)
             *local = check_slab_ids(r, d, n, lo, hi);

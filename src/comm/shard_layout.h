@@ -38,11 +38,12 @@ typedef struct dl_shard_layout {
     /* The slot of global row `row` of split tensor `tensor` in this rank's buffer, or -1 when another rank holds
      * it. Called once per row by every rank when a checkpoint is written or read. */
     int64_t (*local_row)(const void *ctx, size_t tensor, int64_t row);
-    /* Optional (NULL: rows reach the checkpoint writer through MPI from the rank that holds them): the address of
-     * any global row of split tensor `tensor` in memory every rank of the job maps (comm.embeddings: shared), or
-     * NULL when it has none. With it each rank writes its slabs of the parameters straight from those rows, with
-     * no exchange. */
-    const float *(*shared_row)(const void *ctx, size_t tensor, int64_t row);
+    /* Optional (NULL: rows travel through MPI between the rank that holds them and the one that writes or reads
+     * their slab): the address of any global row of split tensor `tensor` in memory every rank of the job maps
+     * and may write (comm.embeddings: shared), or NULL when it has none. With it each rank saves its slabs of the
+     * parameters straight from those rows and loads them straight into them, with no exchange; after a load the
+     * rows another rank wrote are visible once the model's params_ready and a collective have run. */
+    float *(*shared_row)(const void *ctx, size_t tensor, int64_t row);
     const void *ctx;
 } dl_shard_layout;
 

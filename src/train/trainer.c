@@ -406,6 +406,13 @@ static dl_status maybe_resume(trainer *t, uint8_t **cursor, size_t *cursor_len, 
             s = dl_mem_to_device(&t->be, t->model->param_data, share, t->model->local_numel * sizeof(float));
         if (share)
             shard_host_free(t, share);
+        /* Rows of a shared table that another rank loaded in place: visible here after the model's sync and a
+         * collective (comm/shard_layout.h). */
+        if (layout->shared_row) {
+            if (s == DL_OK)
+                s = dl_model_params_ready(t->model);
+            s = agree(t, s, "shared rows after the resume");
+        }
     } else {
         DL_CHECK(s);
         DL_CHECK(host_state_alloc(t, &h, NULL));

@@ -217,7 +217,8 @@ typedef struct split {
     unsigned char flags[5];
     dl_shard_layout layout;
     float *buf[3]; /* params, adam_m, adam_v; NaN where this rank is not responsible */
-    const float *whole; /* with split_share: every parameter row, as a node's shared table holds them */
+    float *whole;       /* with split_share: every parameter row, in memory all ranks share (a node's table) */
+    MPI_Win win;
     size_t row_len;
     int64_t missing;    /* the row split_shared_row does not place (-1: none) */
 } split;
@@ -228,18 +229,40 @@ static int64_t split_local_row(const void *ctx, size_t tensor, int64_t row) {
     return s->slot[row];
 }
 
-static const float *split_shared_row(const void *ctx, size_t tensor, int64_t row) {
+static float *split_shared_row(const void *ctx, size_t tensor, int64_t row) {
     const split *s = ctx;
     assert_int_equal(tensor, 0);
     return row == s->missing ? NULL : s->whole + (size_t)row * s->row_len;
 }
 
-/* Makes every parameter row readable in place (shard_layout.h's shared_row) from a copy of the reference, and
- * poisons this rank's own parameter rows: the write must take them from the shared copy. */
-static void split_share(split *s, const model *m) {
+/* Ranks' plain stores to the shared window seen by all (MPI's separate model: sync, collective, sync). */
+static void shared_settle(split *s) {
+    MPI_Win_sync(s->win);
+    assert_int_equal(MPI_Barrier(world.comm), MPI_SUCCESS);
+    MPI_Win_sync(s->win);
+}
+
+/* Puts every parameter row in one shared-memory window of the ranks, as a node's shared table keeps them
+ * (shard_layout.h's shared_row places rows there): the reference rows when `fill`, poison otherwise. This rank's
+ * own parameter rows are poisoned: a save must take the rows from the window, a load must put them there.
+ * Collective. */
+static void split_share(split *s, const model *m, int fill) {
     const dl_tensor *emb = dl_tensor_table_at(&m->table, 0);
-    s->whole = m->ref[0] + emb->offset;
     s->row_len = emb->shape[1];
+    MPI_Aint bytes = world.rank == 0 ? (MPI_Aint)(emb->numel * sizeof(float)) : 0, size = 0;
+    float *mine = NULL;
+    int unit = 0;
+    assert_int_equal(MPI_Win_allocate_shared(bytes, sizeof(float), MPI_INFO_NULL, world.comm, &mine, &s->win),
+                     MPI_SUCCESS);
+    assert_int_equal(MPI_Win_shared_query(s->win, 0, &size, &unit, &s->whole), MPI_SUCCESS);
+    assert_int_equal(MPI_Win_lock_all(MPI_MODE_NOCHECK, s->win), MPI_SUCCESS);
+    if (world.rank == 0) {
+        if (fill)
+            memcpy(s->whole, m->ref[0] + emb->offset, emb->numel * sizeof(float));
+        else
+            dl_test_poison(s->whole, emb->numel);
+    }
+    shared_settle(s);
     s->missing = -1;
     s->layout.shared_row = split_shared_row;
     dl_test_poison(s->buf[0], (size_t)s->held * s->row_len);
@@ -276,6 +299,10 @@ static void split_init(split *s, const model *m, int kind) {
 }
 
 static void split_free(split *s) {
+    if (s->whole) { /* collective */
+        MPI_Win_unlock_all(s->win);
+        MPI_Win_free(&s->win);
+    }
     free(s->slot);
     for (int k = 0; k < 3; k++)
         free(s->buf[k]);
@@ -332,7 +359,7 @@ static void split_write_and_check(int compress, size_t write_slab, size_t read_s
     split_init(&s, &m, SPLIT_BLOCKS);
     split_give(&s, &m, world.rank == 0, begin, end);
     if (shared)
-        split_share(&s, &m);
+        split_share(&s, &m, 1);
     float *states[2] = {s.buf[1], s.buf[2]};
     dl_ckpt_tensors t = {&m.table, s.buf[0], 2, names, states, begin, end};
     dl_ckpt_meta meta;
@@ -351,10 +378,22 @@ static void split_write_and_check(int compress, size_t write_slab, size_t read_s
     for (int kind = SPLIT_HASH; kind >= SPLIT_BLOCKS; kind--) {
         split back;
         split_init(&back, &m, kind);
+        if (shared)
+            split_share(&back, &m, 0);
         float *back_states[2] = {back.buf[1], back.buf[2]};
         dl_ckpt_tensors bt = {&m.table, back.buf[0], 2, names, back_states, 0, m.numel};
         dl_ckpt_options how = {.layout = &back.layout, .slab_bytes = read_slab};
         ASSERT_OK(dl_ckpt_load_collective(&world, path, &bt, &how, &got, &got_len));
+        if (shared) { /* the parameter rows went into the window, every one (own rows stay poisoned there) */
+            shared_settle(&back);
+            const dl_tensor *emb = dl_tensor_table_at(&m.table, 0);
+            if (memcmp(back.whole, m.ref[0] + emb->offset, emb->numel * sizeof(float)) != 0)
+                DL_TEST_FAIL("%s, rank %d: the shared rows differ from the reference after a load", name, world.rank);
+            for (size_t g = 0; g < emb->shape[0]; g++) /* split_check compares own rows: they are the window's */
+                if (back.slot[g] >= 0)
+                    memcpy(back.buf[0] + (size_t)back.slot[g] * back.row_len, back.whole + g * back.row_len,
+                           back.row_len * sizeof(float));
+        }
         split_check(&back, &m, name);
         assert_int_equal(got_len, cursor_len);
         if (cursor_len)
@@ -379,8 +418,8 @@ static void split_table_in_rounds(void **state) {
     split_write_and_check(0, 4 * EMB_ROW_BYTES, 7 * EMB_ROW_BYTES, 0, "split_rounds");
 }
 
-/* Rows every rank maps (a node's shared table): each rank fills its slabs of the parameters in place, the
- * optimizer states still travel, and the file is the same. */
+/* Rows every rank maps (a node's shared table): each rank fills its slabs of the parameters from them and loads
+ * its slabs back into them, the optimizer states still travel, and the file is the same. */
 static void split_table_shared_in_rounds(void **state) {
     (void)state;
     split_write_and_check(0, 4 * EMB_ROW_BYTES, 7 * EMB_ROW_BYTES, 1, "split_shared_rounds");
@@ -422,7 +461,7 @@ static void split_layouts_that_miss_or_repeat_rows_fail(void **state) {
         }
         split_give(&s, &m, world.rank == 0, 0, m.numel);
         if (fault == 3) { /* the shared memory has no row 0 */
-            split_share(&s, &m);
+            split_share(&s, &m, 1);
             s.missing = 0;
         }
         float *states[2] = {s.buf[1], s.buf[2]};

@@ -800,8 +800,8 @@ static int64_t click_local_row(const void *ctx, size_t tensor, int64_t row) {
     return dl_sharded_table_local(&((const click *)ctx)->shard, row);
 }
 
-/* A shared table's rows, every one in the node's window: checkpoints copy them from there with no exchange. */
-static const float *click_shared_row(const void *ctx, size_t tensor, int64_t row) {
+/* A shared table's rows, every one in the node's window: checkpoints copy them from and to there, no exchange. */
+static float *click_shared_row(const void *ctx, size_t tensor, int64_t row) {
     const click *m = ctx;
     (void)tensor;
     if (row < 0 || row >= m->shard.num_rows)
