@@ -11,7 +11,7 @@
  * receives them straight into its buffer. Per round and rank that is one slab (options->slab_bytes, 4 MiB unless
  * set, rounded up to whole chunks when it holds one, so that a compressed chunk is written whole by one rank) plus
  * the rows in transit, whatever the table size. Rows every rank maps (a node's shared table, shard_layout.h's
- * shared_row) need no routing: each slab owner copies its rows straight into its slab.
+ * shared_row) need no routing: each slab owner copies its rows into its slab to write it, and out of it to load.
  *
  * The slab owners also check the layout: every row of their slab must arrive (be asked for) exactly once. A failed
  * check, like a failed read, does not stop the rounds (the other ranks are waiting in them): it is reported when
@@ -294,9 +294,9 @@ dl_status dl_ckpt_write_split(dl_world *w, hid_t dset, hid_t dxpl, int collectiv
 }
 
 /* Collective: reads split dataset `d` (open in dset, or -1 when this rank could not open it) in rounds, each rank
- * its slab, into the rows this rank holds at `out` (rows a layout shares: straight into the shared memory); *raw gets this rank's share of its CRC register (the slabs
- * cover every row once). Read and coverage failures go to *local (the first one) and the rounds go on; a failed
- * exchange is returned. */
+ * its slab, into the rows this rank holds at `out` (rows a layout shares: straight into the shared memory); *raw
+ * gets this rank's share of its CRC register (the slabs cover every row once). Read and coverage failures go to
+ * *local (the first one) and the rounds go on; a failed exchange is returned. */
 dl_status dl_ckpt_read_split(dl_world *w, hid_t dset, const dl_ckpt_planned *d, size_t slab_bytes, float *out,
                              dl_ckpt_slab_route *r, uint32_t *raw, dl_status *local, const char *path) {
     const slab_plan g = slab_plan_of(d, w->size, slab_bytes);
