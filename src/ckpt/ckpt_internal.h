@@ -59,7 +59,9 @@ typedef struct dl_ckpt_plan {
 void dl_ckpt_plan_free(dl_ckpt_plan *p);
 dl_status dl_ckpt_plan_add(dl_ckpt_plan *p, const char *name, int ndim, const size_t *shape, dl_ckpt_dtype dtype,
                            const void *base, int chunked, dl_ckpt_planned **out);
-void dl_ckpt_planned_set_split(dl_ckpt_planned *d, const dl_shard_layout *l, size_t tensor);
+/* Marks d as split tensor `tensor` of layout l; `params` says it is the parameters (not an optimizer state), whose
+ * rows a layout's shared_row may place. */
+void dl_ckpt_planned_set_split(dl_ckpt_planned *d, const dl_shard_layout *l, size_t tensor, int params);
 /* Shared: ckpt_write.c builds the plan of the whole file and folds the CRC share of each unsplit dataset. */
 dl_status dl_ckpt_build_plan(dl_ckpt_plan *p, const dl_world *w, const dl_ckpt_tensors *t, const dl_shard_layout *l,
                              uint64_t state_begin, uint64_t state_end, const uint8_t *cursors, const int *lengths,

@@ -73,7 +73,7 @@ static dl_status load_tensor(dl_ckpt_file *f, const dl_ckpt_tensors *t, const dl
     dl_ckpt_planned *p = NULL;
     dl_status s = dl_ckpt_plan_add(&one, name, v->ndim, v->shape, DL_CKPT_F32, NULL, 1, &p);
     if (s == DL_OK) {
-        dl_ckpt_planned_set_split(p, l, i);
+        dl_ckpt_planned_set_split(p, l, i, data == t->params_data);
         s = dl_ckpt_check_split_rows(p);
     }
     dl_ckpt_plan_free(&one);
@@ -216,8 +216,7 @@ static dl_status load_splits(dl_world *w, dl_ckpt_file *f, const dl_ckpt_tensors
         dl_ckpt_planned *d = NULL;
         s = dl_ckpt_plan_add(&one, splits[j].name, v->ndim, v->shape, DL_CKPT_F32, NULL, 1, &d);
         if (s == DL_OK) {
-            dl_ckpt_planned_set_split(d, l, splits[j].tensor);
-            d->shared_rows = splits[j].params && l->shared_row != NULL;
+            dl_ckpt_planned_set_split(d, l, splits[j].tensor, splits[j].params);
             hid_t dset = H5Dopen2(f->file, splits[j].name, H5P_DEFAULT);
             s = dl_ckpt_read_split(w, dset, d, slab_bytes, splits[j].out, &route, &splits[j].raw, local, f->path);
             if (dset >= 0)

@@ -97,9 +97,10 @@ void dl_ckpt_chunk_dims(const dl_ckpt_planned *d, hsize_t *chunk) {
 }
 
 /* A split tensor of the plan: its rows move in slabs (dl_ckpt_write_split), from this rank's rows at d->base. */
-void dl_ckpt_planned_set_split(dl_ckpt_planned *d, const dl_shard_layout *l, size_t tensor) {
+void dl_ckpt_planned_set_split(dl_ckpt_planned *d, const dl_shard_layout *l, size_t tensor, int params) {
     d->split = l;
     d->tensor = tensor;
+    d->shared_rows = params && l->shared_row != NULL;
     d->nruns = 0;
 }
 
@@ -126,8 +127,7 @@ static dl_status plan_tensor(dl_ckpt_plan *p, const dl_world *w, const dl_ckpt_t
     dl_ckpt_planned *d = NULL;
     DL_CHECK(dl_ckpt_plan_add(p, name, v->ndim, v->shape, DL_CKPT_F32, base, 1, &d));
     if (l && l->split[i]) {
-        dl_ckpt_planned_set_split(d, l, i);
-        d->shared_rows = buffer && buffer == t->params_data && l->shared_row != NULL;
+        dl_ckpt_planned_set_split(d, l, i, buffer && buffer == t->params_data);
         DL_CHECK(dl_ckpt_check_split_rows(d));
     } else {
         planned_set_run(d, begin < d->numel ? begin : d->numel, end < d->numel ? end : d->numel);

@@ -154,6 +154,11 @@ static dl_status held_rows(dl_ckpt_slab_route *r, const dl_ckpt_planned *d, cons
     return DL_OK;
 }
 
+/* The end of the window of rows that starts at a. */
+static uint64_t window_end(const slab_plan *g, uint64_t a) {
+    return a + g->window < g->rows ? a + g->window : g->rows;
+}
+
 /* The slab this rank owns in window [a, b): rows [*lo, *hi). */
 static void slab_of(const slab_plan *g, int rank, uint64_t a, uint64_t b, uint64_t *lo, uint64_t *hi) {
     uint64_t start = a + (uint64_t)rank * g->per;
@@ -206,7 +211,7 @@ static dl_status check_slab_ids(dl_ckpt_slab_route *r, const dl_ckpt_planned *d,
 static dl_status round_begin(dl_world *w, dl_ckpt_slab_route *r, const dl_ckpt_planned *d, const slab_plan *g,
                              uint64_t a, int64_t *next, dl_status *local, int64_t *first, uint64_t *lo, uint64_t *hi,
                              uint64_t *n) {
-    uint64_t b = a + g->window < g->rows ? a + g->window : g->rows;
+    uint64_t b = window_end(g, a);
     int64_t held = 0;
     *first = 0;
     if (*local == DL_OK)
@@ -254,7 +259,7 @@ dl_status dl_ckpt_write_split(dl_world *w, hid_t dset, hid_t dxpl, int collectiv
         uint64_t lo, hi, n;
         int64_t first;
         if (d->shared_rows) {
-            slab_of(&g, w->rank, a, a + g.window < g.rows ? a + g.window : g.rows, &lo, &hi);
+            slab_of(&g, w->rank, a, window_end(&g, a), &lo, &hi);
             if (*local == DL_OK)
                 *local = copy_shared_slab(r, d, &g, lo, hi, 1);
         } else {
@@ -310,7 +315,7 @@ dl_status dl_ckpt_read_split(dl_world *w, hid_t dset, const dl_ckpt_planned *d, 
         uint64_t lo, hi, n = 0;
         int64_t first = 0;
         if (d->shared_rows)
-            slab_of(&g, w->rank, a, a + g.window < g.rows ? a + g.window : g.rows, &lo, &hi);
+            slab_of(&g, w->rank, a, window_end(&g, a), &lo, &hi);
         else
             DL_CHECK(round_begin(w, r, d, &g, a, &next, local, &first, &lo, &hi, &n));
         if (hi > lo) { /* this rank's slab, one contiguous block */
