@@ -53,6 +53,32 @@ long dl_world_launched_size(void) {
     return 1;
 }
 
+/* Isolated singletons all take the same job name, so Open MPI gives them one session directory
+ * (<tmp>/ompi.<host>.<uid>/jf.0/1/0), and the first to finish deletes it under the others: another singleton's
+ * MPI-IO open then fails to create its shared-file-pointer file there, and with it an HDF5 checkpoint (seen with two
+ * one-rank runs side by side). Each process gets its own directory, which Open MPI creates and removes whole. */
+static void give_singleton_own_session_dir(void) {
+    if (getenv("OMPI_MCA_orte_jobfam_session_dir") || getenv("OMPI_MCA_orte_top_session_dir"))
+        return;
+    static const char *const tmp_vars[] = {"OMPI_MCA_orte_tmpdir_base", "TMPDIR", "TEMP", "TMP"};
+    const char *tmp = "/tmp";
+    for (size_t i = 0; i < sizeof tmp_vars / sizeof tmp_vars[0]; i++) {
+        const char *v = getenv(tmp_vars[i]);
+        if (v && *v) {
+            tmp = v;
+            break;
+        }
+    }
+    char host[256] = "localhost";
+    if (gethostname(host, sizeof host - 1) != 0)
+        snprintf(host, sizeof host, "localhost");
+    host[sizeof host - 1] = '\0';
+    char dir[PATH_MAX];
+    int n = snprintf(dir, sizeof dir, "%s/ompi.%s.%u.singleton-%ld", tmp, host, (unsigned)getuid(), (long)getpid());
+    if (n > 0 && (size_t)n < sizeof dir)
+        setenv("OMPI_MCA_orte_jobfam_session_dir", dir, 0);
+}
+
 /* A process started without a launcher is a world of one, and Open MPI's start-up then costs more than a short
  * click-model epoch's table initialisation: it forks a helper daemon (orted) and probes every network transport
  * (UCX alone ~0.2 s), for a world with nobody to talk to. Measured on a 2-core Xeon guest, MPI_Init + Finalize of
@@ -70,6 +96,7 @@ static void tune_singleton_start(void) {
     for (size_t i = 0; i < sizeof settings / sizeof settings[0]; i++)
         if (!getenv(settings[i][0]))
             setenv(settings[i][0], settings[i][1], 0);
+    give_singleton_own_session_dir();
 }
 
 dl_status dl_world_init(dl_world *world, int *argc, char ***argv, double timeout_s) {

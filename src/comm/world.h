@@ -49,7 +49,8 @@ int dl_world_launched(void);
 long dl_world_launched_size(void);
 /* Starts MPI (thread level FUNNELED: only the main thread calls MPI) unless it is already running, splits the node
  * communicator, and sets the log's rank prefix. Outside a launcher it first asks Open MPI for a light singleton
- * start (no daemon, no network transports; world.c says why), leaving any OMPI_MCA_* the user set as it is. */
+ * start (no daemon, no network transports, a session directory of its own; world.c says why), leaving any
+ * OMPI_MCA_* the user set as it is. */
 dl_status dl_world_init(dl_world *world, int *argc, char ***argv, double timeout_s);
 /* Frees the communicators and finalises MPI when dl_world_init started it. */
 void dl_world_finalize(dl_world *world);

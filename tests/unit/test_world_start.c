@@ -1,11 +1,14 @@
 /* test_world_start.c — how a process started without a launcher starts MPI (comm/world.h): it knows it was not
- * launched, asks Open MPI for the light singleton start (no daemon, no network transports), keeps a setting the
- * user made, and is a working world of one (a collective completes). Launched ranks are tests/mpi/, where the same
+ * launched, asks Open MPI for the light singleton start (no daemon, no network transports, a session directory
+ * of its own under $TMPDIR that is gone after the finalise), keeps a setting the user made, and is a working world of one (a collective completes). Launched ranks are tests/mpi/, where the same
  * settings would cut ranks off from each other: every MPI test there passing says they were not applied. */
 #include "testutil.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "comm/world.h"
 
@@ -32,8 +35,28 @@ static void a_plain_process_starts_light_and_keeps_user_settings(void **state) {
     unsetenv("OMPI_MCA_ess_singleton_isolated");
     unsetenv("OMPI_MCA_pml");
     setenv("OMPI_MCA_btl", "self,vader", 1); /* the user's choice: must survive */
+    unsetenv("OMPI_MCA_orte_jobfam_session_dir");
+    unsetenv("OMPI_MCA_orte_top_session_dir");
+    unsetenv("OMPI_MCA_orte_tmpdir_base");
+    char tmp[] = "/tmp/dealer_world_start.XXXXXX";
+    assert_non_null(mkdtemp(tmp));
+    setenv("TMPDIR", tmp, 1);
     dl_world world;
     DL_EXPECT_OK(dl_world_init(&world, NULL, NULL, 60.0));
+    /* Two singletons side by side must not share a session directory (world.c says what sharing one broke). */
+    char want[512];
+    snprintf(want, sizeof want, "%s/ompi.", tmp);
+    const char *session = getenv("OMPI_MCA_orte_jobfam_session_dir");
+    assert_non_null(session);
+    assert_memory_equal(session, want, strlen(want));
+    snprintf(want, sizeof want, ".singleton-%ld", (long)getpid());
+    assert_true(strlen(session) > strlen(want));
+    assert_string_equal(session + strlen(session) - strlen(want), want);
+    char session_dir[512];
+    snprintf(session_dir, sizeof session_dir, "%s", session);
+    struct stat st;
+    if (stat(session_dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        DL_TEST_FAIL("Open MPI did not put its session directory at %s", session_dir);
     assert_string_equal(getenv("OMPI_MCA_ess_singleton_isolated"), "1");
     assert_string_equal(getenv("OMPI_MCA_pml"), "ob1");
     assert_string_equal(getenv("OMPI_MCA_btl"), "self,vader");
@@ -44,6 +67,9 @@ static void a_plain_process_starts_light_and_keeps_user_settings(void **state) {
     /* a sum over one rank is its own value, bit for bit */
     assert_true(sum[0] == 1.5 && sum[1] == -2.0);
     dl_world_finalize(&world);
+    if (stat(session_dir, &st) == 0)
+        DL_TEST_FAIL("the session directory %s outlived MPI", session_dir);
+    assert_int_equal(rmdir(tmp), 0); /* nothing else was left in $TMPDIR either */
 }
 
 int main(void) {
