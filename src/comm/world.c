@@ -1,12 +1,16 @@
 /* world.c — MPI start-up, checked collectives and the collective watchdog (see world.h for the design). */
 #include "comm/world.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <ftw.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
@@ -53,6 +57,40 @@ long dl_world_launched_size(void) {
     return 1;
 }
 
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw) {
+    (void)st, (void)type, (void)ftw;
+    remove(path);
+    return 0; /* best effort: what cannot go stays, as Open MPI itself would leave it */
+}
+
+/* Open MPI removes a session directory at MPI_Finalize, so only a process killed outright (kill -9, a crash)
+ * leaves one. Ours are named for their process, so one whose process is gone is swept at the next start: removed
+ * only when the name is exactly ours (this host and user) and kill(pid, 0) says no such process. */
+static void sweep_dead_singleton_dirs(const char *tmp, const char *prefix) {
+    DIR *d = opendir(tmp);
+    if (!d)
+        return;
+    const size_t prefix_len = strlen(prefix);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, prefix, prefix_len) != 0)
+            continue;
+        char *end = NULL;
+        errno = 0;
+        long pid = strtol(e->d_name + prefix_len, &end, 10);
+        if (errno || end == e->d_name + prefix_len || *end != '\0' || pid <= 0 || pid > INT_MAX ||
+            pid == (long)getpid())
+            continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+            continue;
+        char path[PATH_MAX];
+        int n = snprintf(path, sizeof path, "%s/%s", tmp, e->d_name);
+        if (n > 0 && (size_t)n < sizeof path)
+            nftw(path, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+    }
+    closedir(d);
+}
+
 /* Isolated singletons all take the same job name, so Open MPI gives them one session directory
  * (<tmp>/ompi.<host>.<uid>/jf.0/1/0), and the first to finish deletes it under the others: another singleton's
  * MPI-IO open then fails to create its shared-file-pointer file there, and with it an HDF5 checkpoint (seen with two
@@ -73,8 +111,11 @@ static void give_singleton_own_session_dir(void) {
     if (gethostname(host, sizeof host - 1) != 0)
         snprintf(host, sizeof host, "localhost");
     host[sizeof host - 1] = '\0';
+    char prefix[320];
+    snprintf(prefix, sizeof prefix, "ompi.%s.%u.singleton-", host, (unsigned)getuid());
+    sweep_dead_singleton_dirs(tmp, prefix);
     char dir[PATH_MAX];
-    int n = snprintf(dir, sizeof dir, "%s/ompi.%s.%u.singleton-%ld", tmp, host, (unsigned)getuid(), (long)getpid());
+    int n = snprintf(dir, sizeof dir, "%s/%s%ld", tmp, prefix, (long)getpid());
     if (n > 0 && (size_t)n < sizeof dir)
         setenv("OMPI_MCA_orte_jobfam_session_dir", dir, 0);
 }
