@@ -27,6 +27,7 @@
 #include "comm/world.h"
 #include "train/run_config.h"
 #include "core/hash.h"
+#include "core/memstat.h"
 #include "core/timer.h"
 #include "ckpt/checkpoint.h"
 #include "models/model.h"
@@ -45,20 +46,6 @@ static void die(const char *what) {
             die(#expr);                                                                                          \
     } while (0)
 
-/* A field of /proc/self/status in kB. */
-static long status_kb(const char *field) {
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long kb = -1;
-    size_t n = strlen(field);
-    while (f && fgets(line, sizeof line, f))
-        if (strncmp(line, field, n) == 0 && sscanf(line + n, " %ld kB", &kb) == 1)
-            break;
-    if (f)
-        fclose(f);
-    return kb;
-}
-
 /* Starts a peak measurement: the kernel forgets the peak resident size; returns the resident size now (kB). */
 static long peak_start(void) {
     FILE *f = fopen("/proc/self/clear_refs", "w");
@@ -66,7 +53,7 @@ static long peak_start(void) {
         fputs("5", f);
         fclose(f);
     }
-    return status_kb("VmRSS:");
+    return dl_memstat_kib("VmRSS:");
 }
 
 /* The largest value over the ranks. */
@@ -81,7 +68,7 @@ typedef struct timing {
 } timing;
 
 static void keep_best(timing *t, double seconds, long rss_before) {
-    double s = most(seconds), growth = most((double)(status_kb("VmHWM:") - rss_before) / 1024.0);
+    double s = most(seconds), growth = most((double)(dl_memstat_kib("VmHWM:") - rss_before) / 1024.0);
     if (t->seconds == 0 || s < t->seconds) {
         t->seconds = s;
         t->peak_mib = growth;

@@ -31,6 +31,7 @@
 #include "comm/world.h"
 #include "train/run_config.h"
 #include "core/hash.h"
+#include "core/memstat.h"
 #include "core/philox.h"
 #include "core/timer.h"
 #include "data/convert.h"
@@ -45,20 +46,6 @@ static double cpu_seconds(void) {
     struct timespec ts;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* A field of /proc/self/status in kB ("VmHWM:" peak resident, "VmRSS:" resident now). */
-static long status_kb(const char *field) {
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long kb = -1;
-    size_t n = strlen(field);
-    while (f && fgets(line, sizeof line, f))
-        if (strncmp(line, field, n) == 0 && sscanf(line + n, " %ld kB", &kb) == 1)
-            break;
-    if (f)
-        fclose(f);
-    return kb;
 }
 
 typedef struct rows {
@@ -262,7 +249,7 @@ static void run_model(const char *name, const rows *d, int64_t buckets, int batc
 
 /* Sharded tables: this rank trains on rows r, r + W, ... and reports its table size and peak memory. */
 static void run_memory(const char *name, const rows *d, int64_t buckets, int batch, dl_world *world) {
-    double before = (double)status_kb("VmRSS:") / 1024.0;
+    double before = (double)dl_memstat_kib("VmRSS:") / 1024.0;
     dl_config cfg;
     model_config(&cfg, name, d, buckets, 1);
     dl_backend be;
@@ -286,7 +273,7 @@ static void run_memory(const char *name, const rows *d, int64_t buckets, int bat
             die("training");
     }
     size_t numel = model->local_numel ? model->local_numel : dl_tensor_table_numel(model->params);
-    double mib[3] = {(double)numel * 4.0 / 1048576.0, before, (double)status_kb("VmHWM:") / 1024.0};
+    double mib[3] = {(double)numel * 4.0 / 1048576.0, before, (double)dl_memstat_kib("VmHWM:") / 1024.0};
     double all[3 * 64] = {0};
     if (world->rank < 64)
         memcpy(all + 3 * world->rank, mib, sizeof mib);

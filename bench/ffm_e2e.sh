@@ -19,8 +19,9 @@
 # the node's shared memory, trained in place), one thread per rank.
 #
 # Each run prints one line: who, round, wall s, user s, sys s, rows/s (wall), rows per CPU-second (user + sys), peak
-# resident memory (per rank for dealer, with how much of it is file pages), load average at the start. The load matters: on a shared machine wall time
-# measures the other jobs too (CPU time much less), so report min and median of the interleaved rounds.
+# resident memory (per rank for dealer, with how much of it is file pages), load average at the start. The load
+# matters: on a shared machine wall time measures the other jobs too (CPU time much less), so report min and median
+# of the interleaved rounds.
 set -euo pipefail
 dealer=build/dealer before= libffm= text= records= k=4 threads=1 ranks=1 rounds=3 fields=18 buckets=1000000 cpus= work=
 embeddings=sharded nosync=0

@@ -12,6 +12,7 @@
 
 #include "core/fs.h"
 #include "core/log.h"
+#include "core/memstat.h"
 #include "core/signals.h"
 #include "core/timer.h"
 #include "data/dataset.h"
@@ -836,23 +837,6 @@ static void print_startup(trainer *t, const char *nodes) {
 }
 
 /* Epochs completed after the current step (click data, whose epochs have a fixed batch count); 0 for token data. */
-/* A "Field:  N kB" line of /proc/self/status in KiB; 0 where there is none (not Linux). */
-static int64_t status_kib(const char *field) {
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long long kib = 0;
-    size_t n = strlen(field);
-    while (f && fgets(line, sizeof line, f))
-        if (strncmp(line, field, n) == 0) {
-            if (sscanf(line + n, " %lld", &kib) != 1)
-                kib = 0;
-            break;
-        }
-    if (f)
-        fclose(f);
-    return (int64_t)kib;
-}
-
 static int64_t epochs_done(const trainer *t, int64_t step) {
     uint64_t per_epoch = dl_loader_batches_per_epoch(t->loader);
     return per_epoch ? step * t->cfg->train.grad_accum / (int64_t)per_epoch : 0;
@@ -1022,7 +1006,8 @@ dl_status dl_train(const dl_config *cfg, dl_world *world) {
     if (s == DL_OK && t.rows_data) {
         struct rusage usage;
         peak_kib[0] = getrusage(RUSAGE_SELF, &usage) == 0 ? (int64_t)usage.ru_maxrss : 0;
-        peak_kib[1] = status_kib("RssFile:");
+        peak_kib[1] = dl_memstat_kib("RssFile:");
+        peak_kib[1] = peak_kib[1] > 0 ? peak_kib[1] : 0; /* none outside Linux: said as 0 */
         s = dl_comm_allreduce_max_i64(t.world, peak_kib, 2, "peak memory");
     }
     if (s == DL_OK && rank0(&t)) {
